@@ -1,0 +1,1 @@
+//! docker-archive and OCI layout / OCI archive, in and out.

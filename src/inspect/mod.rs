@@ -1,0 +1,1 @@
+//! inspect (to be filled).

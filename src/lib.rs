@@ -1,0 +1,14 @@
+//! strata: container image layers without a daemon.
+//!
+//! Dependencies point downward: cli → (archive, registry, inspect, fs) → union → layer → store/oci → sys.
+
+pub mod archive;
+pub mod cli;
+pub mod fs;
+pub mod inspect;
+pub mod layer;
+pub mod oci;
+pub mod registry;
+pub mod store;
+pub mod sys;
+pub mod union;

@@ -1,0 +1,1 @@
+//! union (to be filled).
