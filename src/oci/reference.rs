@@ -49,18 +49,29 @@ impl Reference {
             }
         }
         let (registry, path) = match name.split_once('/') {
-            Some((first, path)) if first.contains(['.', ':']) || first == "localhost" || first.chars().any(|c| c.is_ascii_uppercase()) => {
+            Some((first, path))
+                if first.contains(['.', ':'])
+                    || first == "localhost"
+                    || first.chars().any(|c| c.is_ascii_uppercase()) =>
+            {
                 (first.to_string(), path.to_string())
             }
             _ => (DEFAULT_REGISTRY.to_string(), name.to_string()),
         };
-        if registry.is_empty() || !registry.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)) {
+        if registry.is_empty() || !registry.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+        {
             return Err(bad("registry host is not a valid host[:port]"));
         }
         if !path.split('/').all(valid_path_component) {
-            return Err(bad("repository name must be lowercase [a-z0-9] components separated by '/', joined by '.', '_', '__' or '-'"));
+            return Err(bad(
+                "repository name must be lowercase [a-z0-9] components separated by '/', joined by '.', '_', '__' or '-'",
+            ));
         }
-        let repository = if registry == DEFAULT_REGISTRY && !path.contains('/') { format!("library/{path}") } else { path };
+        let repository = if registry == DEFAULT_REGISTRY && !path.contains('/') {
+            format!("library/{path}")
+        } else {
+            path
+        };
         Ok(Reference { registry, repository, tag: tag.map(str::to_string), digest })
     }
 
@@ -136,9 +147,9 @@ fn valid_path_component(c: &str) -> bool {
         return false;
     }
     // Separators: '.', '_', '__' or any run of '-'; never mixed or longer.
-    c.split(|ch: char| ch.is_ascii_alphanumeric()).filter(|s| !s.is_empty()).all(|sep| {
-        sep == "." || sep == "_" || sep == "__" || sep.chars().all(|ch| ch == '-')
-    })
+    c.split(|ch: char| ch.is_ascii_alphanumeric())
+        .filter(|s| !s.is_empty())
+        .all(|sep| sep == "." || sep == "_" || sep == "__" || sep.chars().all(|ch| ch == '-'))
 }
 
 #[cfg(test)]
