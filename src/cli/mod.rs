@@ -34,8 +34,8 @@ pub struct Global {
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, global = true, value_name = "LEVEL", default_value = "warn")]
     pub log_level: String,
-    /// More logging (-v info, -vv debug, -vvv trace); overrides --log-level.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    /// More logging (-v info, -vv debug, -vvv trace), given before the command; overrides --log-level.
+    #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
 }
 
@@ -114,5 +114,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::History(a) | Command::Image(ImageCommand::History(a)) => images::history(g, a),
         Command::Image(ImageCommand::Prune(a)) => images::prune(g, a),
         Command::System(SystemCommand::Df(a)) => images::df(g, a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn clap_definitions_are_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

@@ -108,10 +108,7 @@ impl Store {
                 _ => Ok(()),
             }
         });
-        if let Err(e) = check {
-            let _ = std::fs::remove_file(&blob.path);
-            return Err(e);
-        }
+        check?;
         let dest = self.layer_dir(&unpacked.diff_id);
         if !self.has_layer(&unpacked.diff_id) {
             let meta = LayerMeta {
