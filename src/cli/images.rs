@@ -220,7 +220,7 @@ pub fn images(g: &Global, a: ImagesArgs) -> Result<ExitCode> {
         }
     }
     // Newest first, like Docker.
-    rows.sort_by(|x, y| y.0.cmp(&x.0));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.0));
     let rows: Vec<Row> = rows.into_iter().map(|(_, r)| r).collect();
     let mut out = std::io::stdout().lock();
     if a.quiet {
@@ -507,7 +507,7 @@ pub struct DfArgs {
 pub fn df(g: &Global, a: DfArgs) -> Result<ExitCode> {
     let store = open_store(g, LockMode::Shared)?;
     let u = store.usage()?;
-    let pct = |part: u64, whole: u64| if whole == 0 { 0 } else { part * 100 / whole };
+    let pct = |part: u64, whole: u64| (part * 100).checked_div(whole).unwrap_or(0);
     let mut summary = Vec::new();
     let mut add = |kind: &str, total: usize, active: usize, size: u64, reclaim: u64| {
         let mut r = Row::new();
