@@ -8,6 +8,7 @@ pub mod derive;
 pub mod gc;
 pub mod images;
 pub mod layers;
+pub mod mounts;
 mod lock;
 pub mod remove;
 pub mod staging;
