@@ -38,7 +38,7 @@ pub fn apply(config: &mut Value, change: &str) -> Result<()> {
                 .or_insert_with(|| json!([]))
                 .as_array_mut()
                 .context("config Env is not a list")?;
-            for (k, v) in key_values(rest).map_err(|w| bad(w))? {
+            for (k, v) in key_values(rest).map_err(&bad)? {
                 env.retain(|e| {
                     e.as_str().and_then(|s| s.split_once('=')).map(|(ek, _)| ek) != Some(k.as_str())
                 });
@@ -47,7 +47,7 @@ pub fn apply(config: &mut Value, change: &str) -> Result<()> {
         }
         "LABEL" => {
             let labels = object(cfg, "Labels")?;
-            for (k, v) in key_values(rest).map_err(|w| bad(w))? {
+            for (k, v) in key_values(rest).map_err(&bad)? {
                 labels.insert(k, v.into());
             }
         }

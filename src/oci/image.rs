@@ -87,7 +87,7 @@ pub struct Manifest {
 
 fn descriptor(d: &oci_spec::image::Descriptor) -> Result<Descriptor> {
     let digest =
-        Digest::parse(&d.digest().to_string()).map_err(|e| anyhow::anyhow!("unsupported descriptor: {e}"))?;
+        Digest::parse(d.digest().as_ref()).map_err(|e| anyhow::anyhow!("unsupported descriptor: {e}"))?;
     let platform = d.platform().as_ref().map(|p| Platform {
         architecture: p.architecture().to_string(),
         os: p.os().to_string(),

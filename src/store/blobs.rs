@@ -48,14 +48,13 @@ impl Store {
     /// Streams `reader` into the store, verifying digest and size when expected.
     pub fn put_blob(&self, reader: impl Read, expected: Option<&Expected>) -> Result<Digest> {
         let staged = self.stage_blob()?;
-        let mut w = HashingWriter::new(BufWriter::with_capacity(1 << 20, staged.file));
+        let mut w = HashingWriter::new(BufWriter::with_capacity(1 << 20, staged));
         let mut limited = reader.take(expected.and_then(|e| e.size).map_or(u64::MAX, |s| s + 1));
-        io::copy(&mut limited, &mut w)
-            .with_context(|| format!("cannot write blob {}", staged.path.display()))?;
+        io::copy(&mut limited, &mut w).context("cannot copy a blob into the store")?;
         let (buf, digest, size) = w.finish();
-        let file = buf.into_inner().map_err(|e| e.into_error())?;
+        let staged = buf.into_inner().map_err(|e| e.into_error())?;
         verify(&digest, size, expected)?;
-        self.commit_blob(StagedBlob { path: staged.path, file }, &digest)?;
+        self.commit_blob(staged, &digest)?;
         Ok(digest)
     }
 
@@ -71,7 +70,6 @@ impl Store {
     pub fn commit_blob(&self, staged: StagedBlob, digest: &Digest) -> Result<()> {
         let dest = self.blob_path(digest);
         if dest.exists() {
-            let _ = std::fs::remove_file(&staged.path);
             return Ok(());
         }
         staged.file.sync_all().with_context(|| format!("cannot sync {}", staged.path.display()))?;
@@ -101,9 +99,17 @@ impl Store {
     }
 }
 
+/// A blob being written in `tmp/`; removed on drop unless renamed into place first.
 pub struct StagedBlob {
     pub path: PathBuf,
     pub file: File,
+}
+
+impl Drop for StagedBlob {
+    fn drop(&mut self) {
+        // After a successful rename the path is gone and this is a harmless ENOENT.
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 impl Write for StagedBlob {

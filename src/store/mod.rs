@@ -4,11 +4,14 @@
 
 pub mod blobs;
 pub mod containers;
+pub mod derive;
 pub mod gc;
 pub mod images;
 pub mod layers;
 mod lock;
+pub mod remove;
 pub mod staging;
+pub mod usage;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,98 @@
+//! Whiteout rules, in one place: OCI `.wh.` names and overlayfs markers.
+//!
+//! Pure functions on names and metadata, free of tar types, so the union view,
+//! inspect, unpack and pack all agree on what hides what.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+use anyhow::{Result, bail};
+
+/// Prefix of an OCI whiteout file: `.wh.NAME` hides `NAME` in lower layers.
+pub const WHITEOUT_PREFIX: &str = ".wh.";
+/// The opaque marker: `DIR/.wh..wh..opq` hides every lower child of `DIR`.
+pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
+
+/// overlayfs xattrs marking an opaque directory (the value is `y`).
+pub const OVERLAY_OPAQUE_XATTRS: [&str; 2] = ["trusted.overlay.opaque", "user.overlay.opaque"];
+
+/// What a directory entry's name means for the union.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameKind<'a> {
+    /// An ordinary name.
+    Normal,
+    /// `.wh.NAME`: hides `NAME` (the payload) below.
+    Whiteout(&'a OsStr),
+    /// `.wh..wh..opq`: the parent directory is opaque.
+    Opaque,
+}
+
+/// Classifies one path component. A bare `.wh.` hides nothing and is an error.
+pub fn classify(name: &OsStr) -> Result<NameKind<'_>> {
+    let bytes = name.as_bytes();
+    if bytes == OPAQUE_MARKER.as_bytes() {
+        return Ok(NameKind::Opaque);
+    }
+    match bytes.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+        None => Ok(NameKind::Normal),
+        Some([]) => bail!("invalid whiteout name {:?}: nothing after .wh.", name),
+        Some(hidden) => Ok(NameKind::Whiteout(OsStr::from_bytes(hidden))),
+    }
+}
+
+/// True for any name in the `.wh.` namespace (never shown in a merged view).
+pub fn is_reserved(name: &OsStr) -> bool {
+    name.as_bytes().starts_with(WHITEOUT_PREFIX.as_bytes())
+}
+
+/// The whiteout file name that hides `name`.
+pub fn whiteout_name(name: &OsStr) -> std::ffi::OsString {
+    let mut s = std::ffi::OsString::from(WHITEOUT_PREFIX);
+    s.push(name);
+    s
+}
+
+/// overlayfs whiteout: a character device with device number 0/0.
+pub fn is_overlay_whiteout(meta: &std::fs::Metadata) -> bool {
+    meta.file_type().is_char_device() && meta.rdev() == 0
+}
+
+/// True if this xattr marks an overlayfs opaque directory.
+pub fn is_opaque_xattr(name: &OsStr, value: &[u8]) -> bool {
+    OVERLAY_OPAQUE_XATTRS.iter().any(|x| name.as_bytes() == x.as_bytes()) && value == b"y"
+}
+
+/// xattrs that are bookkeeping, not content: strata's own and overlayfs's.
+/// They are never written into a layer tar.
+pub fn is_private_xattr(name: &OsStr) -> bool {
+    const PRIVATE: [&str; 4] = ["trusted.strata.", "user.strata.", "trusted.overlay.", "user.overlay."];
+    PRIVATE.iter().any(|p| name.as_bytes().starts_with(p.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_names() {
+        assert_eq!(classify(OsStr::new("etc")).unwrap(), NameKind::Normal);
+        assert_eq!(classify(OsStr::new(".wh.foo")).unwrap(), NameKind::Whiteout(OsStr::new("foo")));
+        assert_eq!(classify(OsStr::new(".wh..wh..opq")).unwrap(), NameKind::Opaque);
+        assert_eq!(classify(OsStr::new(".wh..bashrc")).unwrap(), NameKind::Whiteout(OsStr::new(".bashrc")));
+        assert!(classify(OsStr::new(".wh.")).is_err());
+        assert!(is_reserved(OsStr::new(".wh.x")));
+        assert!(!is_reserved(OsStr::new(".whx")));
+        assert_eq!(whiteout_name(OsStr::new("a")), ".wh.a");
+    }
+
+    #[test]
+    fn overlay_markers() {
+        assert!(is_opaque_xattr(OsStr::new("trusted.overlay.opaque"), b"y"));
+        assert!(is_opaque_xattr(OsStr::new("user.overlay.opaque"), b"y"));
+        assert!(!is_opaque_xattr(OsStr::new("user.overlay.opaque"), b"n"));
+        assert!(is_private_xattr(OsStr::new("user.strata.origin")));
+        assert!(is_private_xattr(OsStr::new("trusted.overlay.opaque")));
+        assert!(!is_private_xattr(OsStr::new("security.capability")));
+    }
+}
