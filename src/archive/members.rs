@@ -139,7 +139,8 @@ impl Members for TarIndex {
 
     fn open(&self, name: &str) -> Result<Box<dyn Read + '_>> {
         let (offset, size) = self.resolve(name).with_context(|| format!("{name} is missing"))?;
-        Ok(Box::new(Section { file: &self.file, pos: offset, end: offset + size }))
+        let section = Section { file: &self.file, pos: offset, end: offset + size };
+        Ok(Box::new(io::BufReader::with_capacity(1 << 20, section)))
     }
 }
 

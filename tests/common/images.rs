@@ -248,3 +248,41 @@ pub fn write_tar(path: &Path, files: &[(String, Vec<u8>)]) {
 pub fn tar_dir(dir: &Path, out: &Path) {
     run("tar", &["-C", dir.to_str().unwrap(), "-cf", out.to_str().unwrap(), "."]);
 }
+
+/// A hand-made OCI layout in `dir` with uncompressed layers, tagged `ref_name`. `tweak` may edit
+/// the manifest JSON before it is written (wrong sizes, extra layers).
+pub fn oci_layout(
+    dir: &Path,
+    layers: &[Vec<u8>],
+    config: Option<Vec<u8>>,
+    ref_name: &str,
+    tweak: impl FnOnce(&mut serde_json::Value),
+) {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| {
+        let hex = sha256_hex(bytes);
+        std::fs::write(blobs.join(&hex), bytes).unwrap();
+        serde_json::json!({"digest": format!("sha256:{hex}"), "size": bytes.len()})
+    };
+    let config = config.unwrap_or_else(|| config_for(layers));
+    let mut cdesc = put(&config);
+    cdesc["mediaType"] = "application/vnd.oci.image.config.v1+json".into();
+    let ldescs: Vec<serde_json::Value> = layers
+        .iter()
+        .map(|l| {
+            let mut d = put(l);
+            d["mediaType"] = "application/vnd.oci.image.layer.v1.tar".into();
+            d
+        })
+        .collect();
+    let mut manifest = serde_json::json!({"schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": cdesc, "layers": ldescs});
+    tweak(&mut manifest);
+    let mut mdesc = put(&serde_json::to_vec(&manifest).unwrap());
+    mdesc["mediaType"] = "application/vnd.oci.image.manifest.v1+json".into();
+    mdesc["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": ref_name});
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [mdesc]});
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+}
