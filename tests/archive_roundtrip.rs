@@ -317,3 +317,28 @@ fn per_platform_index_loads_the_host_entry() {
     assert_eq!(loaded[0].id, config);
     assert_eq!(loaded[0].tags, vec![Reference::parse("example.com/multi:1").unwrap()]);
 }
+
+/// index.json itself listing one image per platform: only the host's is loaded.
+#[test]
+fn top_level_platform_entries_keep_the_host_one() {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("plat");
+    images::run("cp", &["-a", f.layout.to_str().unwrap(), dir.to_str().unwrap()]);
+    let (manifest, config) = original_digests(f);
+    let size = std::fs::metadata(f.layout.join("blobs/sha256").join(manifest.hex())).unwrap().len();
+    let host = strata::oci::image::Platform::host();
+    let missing = Digest::of_bytes(b"s390x image, never read");
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": missing.to_string(), "size": 10,
+         "platform": {"architecture": "s390x", "os": "linux"},
+         "annotations": {"io.containerd.image.name": "example.com/plat:1"}},
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest.to_string(), "size": size,
+         "platform": {"architecture": host.architecture, "os": "linux"},
+         "annotations": {"io.containerd.image.name": "example.com/plat:1"}}]});
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    let store = open(tmp.path());
+    let loaded = archive::load(&store, LoadSource::parse(&format!("oci:{}", dir.display()))).unwrap();
+    assert_eq!(loaded.len(), 1);
+    assert_eq!(loaded[0].id, config);
+}
