@@ -67,12 +67,31 @@ impl Fixture {
 pub fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let work = tempfile::Builder::new().prefix("strata-fixture").tempdir().unwrap().keep();
+        // Statics are never dropped: keep it under cargo's target tmp dir and clear old runs' copies.
+        let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        remove_stale(base, "archive-fixture-");
+        let work = tempfile::Builder::new().prefix("archive-fixture-").tempdir_in(base).unwrap().keep();
         sh(&work, FIXTURE_SCRIPT);
         let layout = work.join("oci");
         let rootfs = umoci_unpack(&format!("{}:{}", layout.display(), Fixture::TAG), &work, "expected");
         Fixture { layout, rootfs, work }
     })
+}
+
+/// Removes fixture directories older than an hour (left by earlier test runs).
+fn remove_stale(base: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(base) else { return };
+    for e in entries.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age.as_secs() > 3600);
+        if old && e.file_name().to_string_lossy().starts_with(prefix) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// Three layers: a rich first one (setuid, sticky, devices, fifo, hard and symbolic links, xattrs on
