@@ -26,8 +26,12 @@ fn time_unpack_and_pack() {
             continue;
         }
         let start = Instant::now();
-        let p = pack_dir(t.path(), std::io::sink(), &PackOptions { compression: Compression::Gzip, clamp_mtime: None })
-            .unwrap();
+        let p = pack_dir(
+            t.path(),
+            std::io::sink(),
+            &PackOptions { compression: Compression::Gzip, clamp_mtime: None },
+        )
+        .unwrap();
         let pack_s = start.elapsed().as_secs_f64();
         eprintln!(
             "round {round}: unpack {unpack_s:.3}s ({} entries, {} MB tar); pack gzip {pack_s:.3}s ({} MB blob)",

@@ -38,7 +38,11 @@ impl Store {
     pub fn record_image_mount(&self, m: &ImageMount) -> Result<()> {
         self.ensure_writable()?;
         std::fs::create_dir_all(self.root.join("mounts"))?;
-        staging::write_atomic(&self.tmp_dir(), &self.mount_record(&m.mountpoint), &serde_json::to_vec_pretty(m)?)
+        staging::write_atomic(
+            &self.tmp_dir(),
+            &self.mount_record(&m.mountpoint),
+            &serde_json::to_vec_pretty(m)?,
+        )
     }
 
     pub fn forget_image_mount(&self, mountpoint: &Path) -> Result<()> {
