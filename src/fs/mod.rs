@@ -1,6 +1,7 @@
 //! The FUSE filesystem on top of `union/`.
 
 pub mod attr;
+pub mod containers;
 mod copyup;
 pub mod filesystem;
 pub mod handles;
