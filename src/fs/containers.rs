@@ -171,7 +171,8 @@ pub fn unmount_path(store: &Store, path: &Path) -> Result<()> {
 /// on the upper makes them durable.
 pub fn sync_mount(store: &Store, c: &ContainerRecord) -> Result<()> {
     if let MountState::Mounted { mountpoint, .. } = mount_state(c) {
-        let f = std::fs::File::open(&mountpoint).with_context(|| format!("cannot open {}", mountpoint.display()))?;
+        let f = std::fs::File::open(&mountpoint)
+            .with_context(|| format!("cannot open {}", mountpoint.display()))?;
         nix::unistd::syncfs(&f).with_context(|| format!("syncfs {}", mountpoint.display()))?;
     }
     let upper = store.container_upper(&c.id);
