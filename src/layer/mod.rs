@@ -7,6 +7,7 @@
 pub mod compression;
 mod extract;
 pub mod pack;
+mod pipe;
 pub mod tarpath;
 pub mod tarwriter;
 pub mod unpack;
