@@ -54,11 +54,14 @@ impl StrataFs {
         let tmp = self.copy_to_work(e, origin)?;
         let work = self.work_fd()?;
         let updir = self.stack.dir_fd(0, parent).map_err(errno)?;
+        // Copy-up changes nothing in the merged parent: keep its times.
+        let pst = nix::sys::stat::fstat(updir.as_fd())?;
         if let Err(err) = renameat2(work, tmp.as_os_str(), updir.as_fd(), name, RenameFlags::RENAME_NOREPLACE)
         {
             let _ = self.remove_work(&tmp, e.is_dir());
             return Err(err);
         }
+        let _ = set_times(updir.as_fd(), OsStr::new("."), &pst);
         if e.stat.st_mode & libc::S_IFMT == libc::S_IFREG && e.stat.st_nlink > 1 {
             self.link_aliases(e, origin)?;
         }
@@ -183,7 +186,9 @@ impl StrataFs {
             self.copy_up(&ape)?;
             let (src_dir, src_name) = self.parent_fd(e, 0)?;
             let dst_dir = self.stack.dir_fd(0, ap).map_err(errno)?;
+            let pst = nix::sys::stat::fstat(dst_dir.as_fd())?;
             linkat(src_dir.as_fd(), src_name, dst_dir.as_fd(), an, AtFlags::empty())?;
+            let _ = set_times(dst_dir.as_fd(), OsStr::new("."), &pst);
             self.changed(alias);
         }
         let _ = origin;

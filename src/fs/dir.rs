@@ -1,7 +1,5 @@
 //! opendir / readdir / readdirplus over merged listings.
 
-use std::path::Path;
-
 use fuser::FileAttr;
 use nix::errno::Errno;
 
@@ -49,10 +47,5 @@ impl StrataFs {
     /// File type of a listed name.
     pub(crate) fn dirent_kind(le: &ListEntry) -> fuser::FileType {
         kind(le.kind)
-    }
-
-    /// Path helper for logs.
-    pub(crate) fn display(p: &Path) -> String {
-        if p.as_os_str().is_empty() { "/".into() } else { p.display().to_string() }
     }
 }

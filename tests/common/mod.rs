@@ -1,0 +1,4 @@
+//! Shared test harness.
+#![allow(dead_code)]
+
+pub mod mount;
