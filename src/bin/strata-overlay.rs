@@ -108,8 +108,8 @@ fn split_escaped(s: &str, sep: char) -> Vec<String> {
     let mut chars = s.chars();
     while let Some(c) = chars.next() {
         if c == '\\' {
-            if let Some(n) = chars.next() {
-                out.last_mut().map(|l| l.push(n));
+            if let (Some(n), Some(l)) = (chars.next(), out.last_mut()) {
+                l.push(n);
             }
         } else if c == sep {
             out.push(String::new());

@@ -21,7 +21,7 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, Whence, fchownat, linkat, lseek, symlinkat};
 use xattr::FileExt;
 
-use super::filesystem::{R, StrataFs, errno, lock};
+use super::filesystem::{LinkMap, R, StrataFs, errno, lock};
 use super::ino::{InoMap, is_private_xattr};
 use crate::union::Entry;
 use crate::union::layer::proc_path;
@@ -196,7 +196,7 @@ impl StrataFs {
     }
 
     /// st_ino → paths of every multiply-linked regular file of a lower layer.
-    fn hardlinks(&self, layer: usize) -> R<Arc<HashMap<u64, Vec<PathBuf>>>> {
+    fn hardlinks(&self, layer: usize) -> R<Arc<LinkMap>> {
         if let Some(m) = lock(&self.links).get(&layer) {
             return Ok(m.clone());
         }
