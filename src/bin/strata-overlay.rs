@@ -102,13 +102,17 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
     Ok(a)
 }
 
-/// Splits on `sep`, honouring `\` escapes.
+/// Splits on `sep`; `\` + `sep` stands for `sep` itself (other escapes are kept for the next
+/// split).
 fn split_escaped(s: &str, sep: char) -> Vec<String> {
     let mut out = vec![String::new()];
     let mut chars = s.chars();
     while let Some(c) = chars.next() {
         if c == '\\' {
             if let (Some(n), Some(l)) = (chars.next(), out.last_mut()) {
+                if n != sep {
+                    l.push('\\');
+                }
                 l.push(n);
             }
         } else if c == sep {

@@ -9,8 +9,9 @@ use super::handles::DirHandle;
 use crate::union::{Entry, ListEntry};
 
 impl StrataFs {
-    /// opendir: snapshot the merged listing.
-    pub(crate) fn do_opendir(&self, ino: u64) -> R<u64> {
+    /// opendir: snapshot the merged listing. Returns the handle and whether the directory's
+    /// contents come from lower layers only (immutable: the kernel may keep its cache).
+    pub(crate) fn do_opendir(&self, ino: u64) -> R<(u64, bool)> {
         let _ns = self.ns.read().unwrap_or_else(|e| e.into_inner());
         let entry = self.entry(ino)?;
         if !entry.is_dir() {
@@ -22,7 +23,8 @@ impl StrataFs {
             Some(p) => self.lookup_path(p).map(|pe| self.attr(&pe)).unwrap_or(dot),
             None => dot,
         };
-        Ok(self.handles.add_dir(DirHandle { entry, listing, dot, dotdot }))
+        let lower_only = !entry.layers.contains(&0) || !self.stack.has_upper();
+        Ok((self.handles.add_dir(DirHandle { entry, listing, dot, dotdot }), lower_only))
     }
 
     /// The inode number readdir reports for a listed name.
