@@ -85,6 +85,16 @@ impl Mount {
         Mount { mountpoint, mounted: true }
     }
 
+    /// Guards a mount made some other way.
+    pub fn adopt(mountpoint: &Path) -> Mount {
+        Mount { mountpoint: std::fs::canonicalize(mountpoint).expect("mountpoint"), mounted: true }
+    }
+
+    /// Stops guarding (the test unmounted by itself).
+    pub fn forget(&mut self) {
+        self.mounted = false;
+    }
+
     /// `mountpoint/rel`.
     pub fn path(&self, rel: impl AsRef<Path>) -> PathBuf {
         self.mountpoint.join(rel)
