@@ -1,7 +1,7 @@
 //! strata-overlay: fuse-overlayfs' command line over strata's union filesystem.
 //!
-//! strata-overlay [-f] [-d] -o lowerdir=A:B:C[,upperdir=U,workdir=W][,ro][,allow_other] MOUNTPOINT
-//! strata-overlay SOURCE MOUNTPOINT -o OPTIONS        (as run by `mount -t fuse.strata-overlay`)
+//! `strata-overlay [-f] [-d] -o lowerdir=A:B:C[,upperdir=U,workdir=W][,ro][,allow_other] MOUNTPOINT`
+//! `strata-overlay SOURCE MOUNTPOINT -o OPTIONS` (as run by `mount -t fuse.strata-overlay`)
 //!
 //! lowerdir lists the TOP layer first. Without upperdir the mount is read-only. Harmless
 //! options strata does not implement are accepted with a log line; others are refused.
