@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmarks strata side by side with the peer tools, in one run, interleaved, and prints medians and
-# ratios. Usage: scripts/bench.sh import|mount|commit|registry [RUNS]
+# ratios. Usage: scripts/bench.sh import|mount|mount-rss|commit|registry [RUNS]
 # The Debian bookworm minbase rootfs is built once with debootstrap and cached in $BENCH_CACHE.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,9 +12,16 @@ cache="${BENCH_CACHE:-/var/cache/strata-bench}"
 work="${BENCH_WORK:-/var/tmp/strata-bench}"
 mkdir -p "$cache" "$work"
 # BENCH_TMPFS=1: run on a tmpfs, which shows the CPU cost of the code instead of the disk's.
+# Everything a benchmark starts or mounts registers its undoing here; it runs, newest first, on exit.
+cleanups=()
+on_exit() { local i; for ((i = ${#cleanups[@]} - 1; i >= 0; i--)); do eval "${cleanups[i]}" || true; done; }
+trap on_exit EXIT
+trap 'exit 130' INT TERM
 if [ "${BENCH_TMPFS:-0}" = 1 ]; then
-  mountpoint -q "$work" || mount -t tmpfs -o size=6g strata-bench "$work"
-  trap 'umount "$work" 2>/dev/null || true' EXIT
+  if ! mountpoint -q "$work"; then
+    mount -t tmpfs -o size=6g strata-bench "$work"
+    cleanups+=("umount '$work' 2>/dev/null")
+  fi
 fi
 
 echo "+ cargo build --release" >&2
@@ -74,10 +81,12 @@ median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {if (NR%2)
 report() {
   local base="$1"; shift
   printf '\n| case | median (s) | ratio to %s |\n|---|---|---|\n' "$base"
-  local b; b=$(echo "${times[$base]}" | median)
+  local b; b=$(echo "${times[$base]:-}" | median)
   for name in "$@"; do
-    local m; m=$(echo "${times[$name]}" | median)
-    printf '| %s | %.3f | %.2f× |\n' "$name" "$m" "$(echo "$m / $b" | bc -l)"
+    local m; m=$(echo "${times[$name]:-}" | median)
+    if [ -z "$m" ]; then printf '| %s | – | – |\n' "$name"
+    elif [ -z "$b" ]; then printf '| %s | %.3f | – |\n' "$name" "$m"
+    else printf '| %s | %.3f | %.2f× |\n' "$name" "$m" "$(echo "$m / $b" | bc -l)"; fi
   done
 }
 
@@ -101,7 +110,426 @@ bench_import() {
   report "tar -xzf + sha256sum + sync" "strata load" "tar -xzf + sha256sum + sync" "tar -xzf + sha256sum"
 }
 
+# A table with one row per workload and one column per tool, then strata's ratio to each other tool.
+# report_matrix "TOOL TOOL..." CASE... reads times["CASE|TOOL"].
+report_matrix() {
+  local -a tools cases; read -ra tools <<<"$1"; shift; cases=("$@")
+  local t c others=()
+  for t in "${tools[@]}"; do [ "$t" = strata ] || others+=("$t"); done
+  printf '\n| workload |'; for t in "${tools[@]}"; do printf ' %s (s) |' "$t"; done
+  for t in "${others[@]}"; do printf ' strata / %s |' "$t"; done
+  printf '\n|---|'; for t in "${tools[@]}" "${others[@]}"; do printf -- '---:|'; done; printf '\n'
+  for c in "${cases[@]}"; do
+    declare -A med=()
+    printf '| %s |' "$c"
+    for t in "${tools[@]}"; do
+      med[$t]=$(echo "${times["$c|$t"]:-}" | median)
+      if [ -n "${med[$t]}" ]; then printf ' %.3f |' "${med[$t]}"; else printf ' – |'; fi
+    done
+    for t in "${others[@]}"; do
+      if [ -n "${med[strata]:-}" ] && [ -n "${med[$t]}" ]; then
+        printf ' %.2f× |' "$(echo "${med[strata]} / ${med[$t]}" | bc -l)"
+      else printf ' – |'; fi
+    done
+    printf '\n'
+    unset med
+  done
+}
+
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$@"; }
+# The store id of the image a `strata load` printed.
+loaded_id() { sed -n 's/^Loaded image ID: sha256:\([0-9a-f]*\).*/\1/p' | tail -1; }
+# Layer directories of an image in a store, top first, colon-separated (overlay's lowerdir order).
+layer_dirs() {
+  local store="$1" image="$2"
+  "$strata" --root "$store" inspect "$image" \
+    | json '":".join(sys.argv[2] + "/layers/" + l.split(":")[1] + "/fs" for l in reversed(d[0]["RootFS"]["Layers"]))' "$store"
+}
+vm() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }   # vm PID VmHWM → kB
+
+every_nth() { awk -v k="$1" '{a[NR] = $0} END {s = int(NR / k); for (i = 1; i <= k; i++) print a[i * s]}'; }
+
+# ---- mount: fixtures --------------------------------------------------------------------------
+# What the bench layers delete or replace wholesale; the copy-up list avoids these paths.
+bench_hidden_re='^usr/share/(man/(de|fr|ja|pl)|locale/(de|fr|ja)|doc/(bash|dpkg|tar|util-linux|coreutils)|zoneinfo)(/|$)|^usr/bin/rgrep$'
+
+# tar_dir DIR OUT: a layer tar of DIR's children (not of DIR itself, so / keeps the base's metadata).
+tar_dir() { (cd "$1" && tar --numeric-owner --owner=0 --group=0 -cf "$2" $(ls -A)); }
+
+# An OCI layout (cached) with tag "bench": the minbase layer plus three small layers made by
+# `umoci raw add-layer` from tars written here:
+#   big: bench/big.bin, 512 MiB
+#   app: overwrites in /etc and of 60 /usr/share/doc/*/copyright files; a new /app tree (300 + 10
+#        files); OCI whiteouts of whole directories (man/{de,fr,ja,pl}, locale/{de,fr,ja},
+#        doc/{tar,util-linux,coreutils}) and of a file (/usr/bin/rgrep); an opaque
+#        /usr/share/zoneinfo holding two files
+#   fix: overwrites, whiteouts of 20 files the app layer added and of doc/{bash,dpkg}, an opaque
+#        /app/data (deleted and recreated directory)
+bench_layout() {
+  local layout="$cache/bench-oci"
+  if [ ! -f "$layout/index.json" ]; then
+    local base rootfs st a f d i; base=$(debian_oci); rootfs=$(debian_rootfs)
+    echo "+ building the bench layers with umoci raw add-layer (once)" >&2
+    st="$cache/layers.tmp"; rm -rf "$layout.tmp" "$st"; cp -a "$base" "$layout.tmp"
+    mkdir -p "$st/big/bench" "$st/app" "$st/fix"
+    yes 'strata bench: a 512 MiB file in a lower layer .............................' | head -c 512M >"$st/big/bench/big.bin"
+    a="$st/app"
+    mkdir -p "$a/etc" "$a/usr/share/man" "$a/usr/share/locale" "$a/usr/share/doc" "$a/usr/bin" \
+      "$a/usr/share/zoneinfo/Etc" "$a/app/lib" "$a/app/data"
+    { cat "$rootfs/etc/os-release"; echo 'VARIANT="strata bench"'; } >"$a/etc/os-release"
+    echo bench-app >"$a/etc/hostname"
+    for d in $(ls "$rootfs/usr/share/doc" | grep -Ev '^(bash|dpkg|tar|util-linux|coreutils)$' | head -60); do
+      [ -f "$rootfs/usr/share/doc/$d/copyright" ] || continue
+      mkdir -p "$a/usr/share/doc/$d"
+      { cat "$rootfs/usr/share/doc/$d/copyright"; echo "changed by the app layer"; } >"$a/usr/share/doc/$d/copyright"
+    done
+    for d in de fr ja pl; do : >"$a/usr/share/man/.wh.$d"; done
+    for d in de fr ja; do : >"$a/usr/share/locale/.wh.$d"; done
+    for d in tar util-linux coreutils; do : >"$a/usr/share/doc/.wh.$d"; done
+    : >"$a/usr/bin/.wh.rgrep"
+    : >"$a/usr/share/zoneinfo/.wh..wh..opq"
+    cp "$rootfs/usr/share/zoneinfo/Etc/UTC" "$a/usr/share/zoneinfo/UTC"
+    cp "$rootfs/usr/share/zoneinfo/Etc/UTC" "$a/usr/share/zoneinfo/Etc/UTC"
+    for i in $(seq 300); do echo "module $i" >"$a/app/lib/m$i.py"; done
+    for i in $(seq 10); do echo "data $i" >"$a/app/data/d$i"; done
+    echo '{"layer": "app"}' >"$a/app/config.json"
+    f="$st/fix"
+    mkdir -p "$f/etc" "$f/app/lib" "$f/app/data" "$f/usr/share/doc"
+    echo bench-fix >"$f/etc/hostname"
+    echo 'added by the fix layer' >"$f/etc/bench-fix"
+    echo '{"layer": "fix"}' >"$f/app/config.json"
+    for i in $(seq 20); do : >"$f/app/lib/.wh.m$i.py"; done
+    : >"$f/app/data/.wh..wh..opq"; echo "new data" >"$f/app/data/only"
+    for d in bash dpkg; do : >"$f/usr/share/doc/.wh.$d"; done
+    for d in big app fix; do tar_dir "$st/$d" "$st/$d.tar"; done
+    umoci raw add-layer --image "$layout.tmp:bookworm" --tag bench "$st/big.tar"
+    umoci raw add-layer --image "$layout.tmp:bench" "$st/app.tar"
+    umoci raw add-layer --image "$layout.tmp:bench" "$st/fix.tar"
+    rm -rf "$st"; mv "$layout.tmp" "$layout"
+  fi
+  echo "$layout"
+}
+
+# 100 regular files spread evenly over /usr of the minbase tree (sorted, every (n/100)th), none that
+# the bench layers hide: the files the copy-up case appends to.
+copyup_list() {
+  (cd "$(debian_rootfs)" && find usr -type f) | LC_ALL=C sort | grep -Ev "$bench_hidden_re" | every_nth 100
+}
+
+# convert_whiteouts SRC DST: a copy of layer SRC with OCI whiteouts turned into overlayfs ones (char
+# device 0/0, trusted.overlay.opaque=y), which fuse-overlayfs and kernel overlayfs understand.
+convert_whiteouts() {
+  cp -a "$1" "$2"
+  local w dir name
+  while IFS= read -r -d '' w; do
+    dir="${w%/*}"; name="${w##*/}"
+    if [ "$name" = .wh..wh..opq ]; then setfattr -n trusted.overlay.opaque -v y "$dir"
+    else mknod "$dir/${name#.wh.}" c 0 0; fi
+    rm -f "$w"
+  done < <(find "$2" -name '.wh.*' -print0)
+}
+
+# ---- mount: the tools -------------------------------------------------------------------------
+# m_prepare TOOL (a fresh writable layer), m_mount TOOL, m_umount TOOL, m_discard TOOL.
+# strata: a new container of the bench image in its store. The peers: the same layer directories of
+# that store (whiteouts converted where a layer has any), fresh upper and work directories.
+m_prepare() {
+  case "$1" in
+    strata) cur_c=$("$strata" --root "$mstore" create bench:latest) ;;
+    *) rm -rf "$work/upper" "$work/ovl-work"; mkdir -p "$work/upper" "$work/ovl-work" ;;
+  esac
+}
+m_mount() {
+  local o="lowerdir=$peer_lower,upperdir=$work/upper,workdir=$work/ovl-work"
+  case "$1" in
+    strata) "$strata" --root "$mstore" mount "$cur_c" "$mp" ;;
+    strata-overlay) "$strata_overlay" -o "$o" "$mp" ;;
+    fuse-overlayfs) fuse-overlayfs -o "$o" "$mp" ;;
+    kernel) mount -t overlay overlay -o "$o" "$mp" ;;
+  esac
+}
+m_umount() {
+  case "$1" in
+    strata) "$strata" --root "$mstore" umount "$mp" ;;
+    strata-overlay|fuse-overlayfs) fusermount3 -u "$mp" ;;
+    kernel) umount "$mp" ;;
+  esac
+}
+m_discard() {
+  case "$1" in
+    strata) "$strata" --root "$mstore" rm "$cur_c" >/dev/null ;;
+    *) rm -rf "$work/upper" "$work/ovl-work" ;;
+  esac
+}
+m_up() { m_prepare "$1" && m_mount "$1"; }
+m_down() { m_umount "$1" && m_discard "$1"; }
+m_mount_umount() { m_mount "$1" && m_umount "$1"; }
+# Whatever is still mounted on $mp (a failed run) comes off.
+m_cleanup() {
+  local i
+  for i in 1 2 3; do
+    mountpoint -q "$mp" 2>/dev/null || break
+    "$strata" --root "$mstore" umount "$mp" 2>/dev/null || fusermount3 -u "$mp" 2>/dev/null || umount "$mp" 2>/dev/null || umount -l "$mp"
+  done
+}
+drop_caches() { [ "${BENCH_DROP_CACHES:-0}" = 1 ] && { sync; echo 3 >/proc/sys/vm/drop_caches; } || true; }
+
+# The workloads (MP = the mount).
+w_stat() { find "$mp" -printf '%s\n'; }
+w_read() { tar -C "$mp" --exclude=./bench/big.bin -cf - . | cat >/dev/null; }
+w_bigread() { dd if="$mp/bench/big.bin" of=/dev/null bs=1M; }
+w_bigwrite() { dd if=/dev/zero of="$mp/bench/new.bin" bs=1M count=512 conv=fdatasync; }
+w_create() { mkdir "$mp/many" && (cd "$mp/many" && for i in {1..10000}; do echo "$i" >"f$i"; done); }
+w_append() { local f; while IFS= read -r f; do echo appended >>"$mp/$f"; done <"$work/copyup.list"; }
+w_rm() { rm -rf "$mp/usr/share"; }
+
+mount_cases=("mount+umount" "stat all, fresh mount" "stat all, warm" "read all (tar | cat)" "512 MiB lower file read"
+  "512 MiB write + fdatasync" "create 10,000 files" "append to 100 lower files" "rm -rf /usr/share")
+
+bench_mount() {
+  local layout id lower l hex tools t i r
+  read -ra tools <<<"${BENCH_MOUNT_TOOLS:-strata strata-overlay fuse-overlayfs kernel}"
+  strata_overlay="$PWD/target/release/strata-overlay"
+  layout=$(bench_layout)
+  mstore="$work/mount-store"; mp="$work/mp"
+  cleanups+=("m_cleanup; rm -rf '$mstore' '$work/peer' '$work/upper' '$work/ovl-work'")
+  rm -rf "$mstore" "$work/peer"; mkdir -p "$mp" "$work/peer"
+  echo "+ strata load --oci $layout:bench" >&2
+  id=$("$strata" --root "$mstore" load --oci "$layout:bench" | loaded_id)
+  "$strata" --root "$mstore" tag "$id" bench:latest
+  lower=$(layer_dirs "$mstore" bench:latest)
+  # The peers get the same directories, except that a layer with OCI whiteouts is given to them as a
+  # copy with overlayfs whiteouts.
+  peer_lower=""
+  IFS=: read -ra l <<<"$lower"
+  for d in "${l[@]}"; do
+    if [ -n "$(find "$d" -name '.wh.*' -print -quit)" ]; then
+      hex=$(basename "$(dirname "$d")"); convert_whiteouts "$d" "$work/peer/$hex"; d="$work/peer/$hex"
+    fi
+    peer_lower+="${peer_lower:+:}$d"
+  done
+  echo "strata layers (top first): $lower" >&2
+  echo "peer lowerdir: $peer_lower" >&2
+  copyup_list >"$work/copyup.list"
+  [ "$(wc -l <"$work/copyup.list")" = 100 ] || { echo "copy-up list is not 100 files" >&2; exit 1; }
+
+  for r in $(seq "$runs"); do
+    echo "run $r/$runs" >&2
+    # Rotate the order of the tools from run to run.
+    local order=("${tools[@]:$(((r - 1) % ${#tools[@]}))}" "${tools[@]:0:$(((r - 1) % ${#tools[@]}))}")
+    for t in "${order[@]}"; do
+      m_prepare "$t"; time_case "mount+umount|$t" : m_mount_umount "$t"; m_discard "$t"
+      m_up "$t"; drop_caches
+      time_case "stat all, fresh mount|$t" : w_stat
+      time_case "stat all, warm|$t" : w_stat
+      m_down "$t"
+      m_up "$t"; time_case "read all (tar | cat)|$t" : w_read; m_down "$t"
+      m_up "$t"; time_case "512 MiB lower file read|$t" : w_bigread; m_down "$t"
+      m_up "$t"; time_case "512 MiB write + fdatasync|$t" : w_bigwrite; m_down "$t"
+      m_up "$t"; time_case "create 10,000 files|$t" : w_create; m_down "$t"
+      m_up "$t"; time_case "append to 100 lower files|$t" : w_append; m_down "$t"
+      m_up "$t"; time_case "rm -rf /usr/share|$t" : w_rm; m_down "$t"
+    done
+  done
+  echo
+  echo "mount benchmark: $runs runs, work dir $work ($(stat -f -c %T "$work")), $(nproc) cores, kernel $(uname -r)"
+  report_matrix "${tools[*]}" "${mount_cases[@]}"
+  bench_rss
+}
+
+# The daemons' memory for a directory of 100,000 entries (issue 3): an image whose one layer holds
+# /wide with 100,000 empty files, mounted as a container; VmRSS/VmHWM of the daemon after mounting,
+# after listing the directory (readdir only: ls -f), and after stat of every entry (find -printf %s,
+# which makes the kernel look up every name, so the daemon holds an inode for each), twice.
+# fuse-overlayfs over the same layer directory for comparison.
+bench_rss() {
+  local st="$work/rss-store" src="$work/rss-src" layer pid c t0 t1 t
+  cleanups+=("m_cleanup; rm -rf '$st' '$src' '$work/rss.tar' '$work/upper' '$work/ovl-work'")
+  rm -rf "$st" "$src"; mkdir -p "$src/wide" "$mp"
+  (cd "$src/wide" && seq -f 'entry-%06g' 100000 | xargs touch)
+  tar_dir "$src" "$work/rss.tar"
+  "$strata" --root "$st" import "$work/rss.tar" wide:latest >/dev/null
+  layer=$(layer_dirs "$st" wide:latest)
+  printf '\n| daemon, directory of 100,000 entries | after mount | ls -f (s) | after ls -f | find -printf %%s (s) | after find | find again (s) | after find again |\n|---|---:|---:|---:|---:|---:|---:|---:|\n'
+  for t in strata fuse-overlayfs; do
+    rm -rf "$work/upper" "$work/ovl-work"; mkdir -p "$work/upper" "$work/ovl-work"
+    if [ "$t" = strata ]; then
+      c=$("$strata" --root "$st" create wide:latest)
+      "$strata" --root "$st" mount "$c" "$mp"
+      pid=$(json 'd["mount"]["pid"]' <"$st/containers/$c/meta.json")
+    else
+      fuse-overlayfs -o "lowerdir=$layer,upperdir=$work/upper,workdir=$work/ovl-work" "$mp"
+      pid=$(pgrep -n -f "^fuse-overlayfs .*$mp\$")
+    fi
+    mem() { echo "RSS $(($(vm "$pid" VmRSS) / 1024)) MiB, peak $(($(vm "$pid" VmHWM) / 1024)) MiB"; }
+    local m0 m1 m2 m3 s1 s2 s3
+    m0=$(mem)
+    t0=$(now); ls -f "$mp/wide" >/dev/null; t1=$(now); s1=$(echo "$t1 - $t0" | bc -l); m1=$(mem)
+    t0=$(now); find "$mp/wide" -printf '%s\n' >/dev/null; t1=$(now); s2=$(echo "$t1 - $t0" | bc -l); m2=$(mem)
+    t0=$(now); find "$mp/wide" -printf '%s\n' >/dev/null; t1=$(now); s3=$(echo "$t1 - $t0" | bc -l); m3=$(mem)
+    printf '| %s | %s | %.3f | %s | %.3f | %s | %.3f | %s |\n' "$t" "$m0" "$s1" "$m1" "$s2" "$m2" "$s3" "$m3"
+    if [ "$t" = strata ]; then "$strata" --root "$st" umount "$mp"; "$strata" --root "$st" rm "$c" >/dev/null
+    else fusermount3 -u "$mp"; fi
+  done
+}
+
+# ---- commit -----------------------------------------------------------------------------------
+# The change: 100 files spread evenly over /etc and /usr of the minbase tree (sorted, every (n/100)th),
+# each rewritten as its old content plus one line. On Debian that modifies 100 files; on busybox
+# the same paths are created with the same content (the same 100-file change set).
+change_list() { (cd "$(debian_rootfs)" && find etc usr -type f) | LC_ALL=C sort | every_nth 100; }
+make_change() {
+  local rootfs p; rootfs=$(debian_rootfs); rm -rf "$work/change"; mkdir -p "$work/change"
+  change_list >"$work/change.list"
+  while IFS= read -r p; do
+    mkdir -p "$work/change/$(dirname "$p")"
+    { cat "$rootfs/$p"; echo "changed by the commit benchmark"; } >"$work/change/$p"
+  done <"$work/change.list"
+}
+apply_change() {   # apply_change ROOT
+  local p
+  while IFS= read -r p; do mkdir -p "$1/$(dirname "$p")"; cat "$work/change/$p" >"$1/$p"; done <"$work/change.list"
+}
+busybox_tar() {   # a busybox-static rootfs: /bin/busybox and a symlink per applet
+  local d="$work/busybox-rootfs" a
+  rm -rf "$d"; mkdir -p "$d/bin" "$d/etc" "$d/tmp"
+  cp "$(command -v busybox)" "$d/bin/busybox"
+  for a in $("$d/bin/busybox" --list); do [ "$a" = busybox ] || ln -s busybox "$d/bin/$a"; done
+  echo 'root:x:0:0:root:/root:/bin/sh' >"$d/etc/passwd"
+  tar_dir "$d" "$work/busybox.tar"; rm -rf "$d"
+}
+
+# A strata container of IMAGE with the change applied through the mount, then unmounted.
+commit_setup_strata() {
+  cur_c=$("$strata" --root "$cstore" create "$1")
+  "$strata" --root "$cstore" mount "$cur_c" "$mp"
+  apply_change "$mp"
+  "$strata" --root "$cstore" umount "$mp"
+}
+commit_strata() { "$strata" --root "$cstore" commit "$cur_c" "bench-commit:latest"; }
+commit_done_strata() {
+  "$strata" --root "$cstore" rm "$cur_c" >/dev/null
+  "$strata" --root "$cstore" rmi bench-commit:latest >/dev/null
+}
+# umoci: a copy of the layout unpacked to a bundle, the change applied to bundle/rootfs.
+commit_setup_umoci() {
+  rm -rf "$work/umoci-layout" "$work/bundle"
+  cp -a "$layout" "$work/umoci-layout"
+  umoci unpack --image "$work/umoci-layout:bookworm" "$work/bundle" >/dev/null
+  apply_change "$work/bundle/rootfs"
+}
+commit_umoci() { umoci repack --image "$work/umoci-layout:bookworm" "$work/bundle"; }
+commit_umoci_sync() { commit_umoci && sync -f "$work"; }
+
+bench_commit() {
+  local id r
+  layout=$(debian_oci)
+  cstore="$work/commit-store"; mp="$work/mp"; mstore="$cstore"
+  cleanups+=("m_cleanup; rm -rf '$cstore' '$work/umoci-layout' '$work/bundle' '$work/change' '$work/busybox.tar'")
+  rm -rf "$cstore"; mkdir -p "$mp"
+  id=$("$strata" --root "$cstore" load --oci "$layout:bookworm" | loaded_id)
+  "$strata" --root "$cstore" tag "$id" debian:bookworm
+  busybox_tar; "$strata" --root "$cstore" import "$work/busybox.tar" busybox:latest >/dev/null
+  make_change
+  echo "change: $(wc -l <"$work/change.list") files, $(du -sh "$work/change" | cut -f1)" >&2
+  for r in $(seq "$runs"); do
+    echo "run $r/$runs" >&2
+    commit_setup_strata debian:bookworm
+    time_case "strata commit (Debian)" : commit_strata; commit_done_strata
+    commit_setup_umoci; time_case "umoci repack" : commit_umoci
+    commit_setup_strata busybox:latest
+    time_case "strata commit (busybox)" : commit_strata; commit_done_strata
+    commit_setup_umoci; time_case "umoci repack + sync" : commit_umoci_sync
+  done
+  rm -rf "$work/umoci-layout" "$work/bundle"
+  echo
+  echo "commit benchmark: $runs runs, work dir $work ($(stat -f -c %T "$work")), $(nproc) cores"
+  report "umoci repack + sync" "strata commit (Debian)" "umoci repack + sync" "umoci repack"
+  report "strata commit (busybox)" "strata commit (Debian)" "strata commit (busybox)"
+}
+
+# ---- registry ---------------------------------------------------------------------------------
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# reg_start NAME: the CNCF registry on 127.0.0.1 (a config of our own; storage $work/reg-NAME,
+# emptied), on a new port each time (so skopeo's blob cache has no hints for it). Sets reg_port.
+declare -A reg_pids
+reg_start() {
+  local name="$1" dir="$work/reg-$1" i
+  reg_stop "$name"
+  rm -rf "$dir"; mkdir -p "$dir/storage"
+  reg_port=$(free_port)
+  cat >"$dir/config.yml" <<YML
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $dir/storage
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$reg_port
+YML
+  docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
+  reg_pids[$name]=$!
+  for i in $(seq 100); do
+    curl -sf "http://127.0.0.1:$reg_port/v2/" >/dev/null && return 0
+    sleep 0.1
+  done
+  echo "registry did not start:" >&2; cat "$dir/log" >&2; exit 1
+}
+reg_stop() {
+  local pid="${reg_pids[$1]:-}"
+  [ -n "$pid" ] || return 0
+  kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+  reg_pids[$1]=""
+}
+
+pull_clean() { rm -rf "$work/pull-store" "$work/sk-oci" "$work/bundle"; }
+push_fresh() { reg_start push; }
+
+bench_registry() {
+  local id r src have_strata=1
+  layout=$(debian_oci)
+  cleanups+=("reg_stop src; reg_stop push; rm -rf '$work/reg-src' '$work/reg-push' '$work/pull-store' '$work/sk-oci' '$work/bundle' '$work/push-store'")
+  if ! "$strata" pull --help >/dev/null 2>&1; then
+    have_strata=0
+    echo "NOTE: this strata has no pull/push yet (the registry client is not in this build): timing the peers only" >&2
+  fi
+  reg_start src; src="127.0.0.1:$reg_port"
+  echo "+ skopeo copy oci:$layout:bookworm docker://$src/debian:bookworm" >&2
+  skopeo copy -q --dest-tls-verify=false "oci:$layout:bookworm" "docker://$src/debian:bookworm" >&2
+  rm -rf "$work/push-store"
+  id=$("$strata" --root "$work/push-store" load --oci "$layout:bookworm" | loaded_id)
+  "$strata" --root "$work/push-store" tag "$id" debian:bookworm
+  for r in $(seq "$runs"); do
+    echo "run $r/$runs" >&2
+    [ "$have_strata" = 0 ] || time_case "strata pull" pull_clean "$strata" --root "$work/pull-store" pull --insecure "$src/debian:bookworm"
+    time_case "skopeo copy + umoci unpack" pull_clean sh -c "skopeo copy -q --src-tls-verify=false docker://$src/debian:bookworm oci:$work/sk-oci:bookworm && umoci unpack --image $work/sk-oci:bookworm $work/bundle"
+    time_case "skopeo copy + umoci unpack + sync" pull_clean sh -c "skopeo copy -q --src-tls-verify=false docker://$src/debian:bookworm oci:$work/sk-oci:bookworm && umoci unpack --image $work/sk-oci:bookworm $work/bundle && sync -f $work"
+    if [ "$have_strata" = 1 ]; then
+      push_fresh
+      "$strata" --root "$work/push-store" tag debian:bookworm "127.0.0.1:$reg_port/debian:bookworm"
+      time_case "strata push" : "$strata" --root "$work/push-store" push --insecure "127.0.0.1:$reg_port/debian:bookworm"
+      "$strata" --root "$work/push-store" rmi "127.0.0.1:$reg_port/debian:bookworm" >/dev/null
+    fi
+    push_fresh
+    time_case "skopeo copy (push)" : skopeo copy -q --dest-tls-verify=false "oci:$layout:bookworm" "docker://127.0.0.1:$reg_port/debian:bookworm"
+  done
+  pull_clean
+  echo
+  echo "registry benchmark: $runs runs, work dir $work ($(stat -f -c %T "$work")), $(nproc) cores, registry on loopback"
+  report "skopeo copy + umoci unpack + sync" "strata pull" "skopeo copy + umoci unpack + sync" "skopeo copy + umoci unpack"
+  report "skopeo copy (push)" "strata push" "skopeo copy (push)"
+}
+
 case "$what" in
   import) bench_import ;;
-  *) echo "unknown benchmark $what (have: import)" >&2; exit 2 ;;
+  mount) bench_mount ;;
+  mount-rss) mp="$work/mp"; mstore="$work/rss-store"; bench_rss ;;
+  commit) bench_commit ;;
+  registry) bench_registry ;;
+  *) echo "unknown benchmark $what (have: import, mount, mount-rss, commit, registry)" >&2; exit 2 ;;
 esac
