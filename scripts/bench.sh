@@ -24,9 +24,16 @@ if [ "${BENCH_TMPFS:-0}" = 1 ]; then
   fi
 fi
 
-echo "+ cargo build --release" >&2
-cargo build --release --quiet
-strata="$PWD/target/release/strata"
+# STRATA_BIN=DIR: benchmark the strata and strata-overlay binaries in DIR instead of building these.
+if [ -n "${STRATA_BIN:-}" ]; then
+  bin="$STRATA_BIN"
+else
+  echo "+ cargo build --release" >&2
+  cargo build --release --quiet
+  bin="$PWD/target/release"
+fi
+strata="$bin/strata"
+strata_overlay="$bin/strata-overlay"
 
 # ---- fixtures ---------------------------------------------------------------------------------
 debian_rootfs() {
@@ -77,7 +84,7 @@ time_case() {
   t1=$(now)
   times[$name]+="$(echo "$t1 - $t0" | bc -l) "
 }
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+median() { tr ' ' '\n' | awk 'NF' | sort -g | awk '{a[NR]=$1} END {if (NR == 0) exit; if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 report() {
   local base="$1"; shift
   printf '\n| case | median (s) | ratio to %s |\n|---|---|---|\n' "$base"
@@ -289,7 +296,6 @@ mount_cases=("mount+umount" "stat all, fresh mount" "stat all, warm" "read all (
 bench_mount() {
   local layout id lower l hex tools t i r
   read -ra tools <<<"${BENCH_MOUNT_TOOLS:-strata strata-overlay fuse-overlayfs kernel}"
-  strata_overlay="$PWD/target/release/strata-overlay"
   layout=$(bench_layout)
   mstore="$work/mount-store"; mp="$work/mp"
   cleanups+=("m_cleanup; rm -rf '$mstore' '$work/peer' '$work/upper' '$work/ovl-work'")
@@ -360,8 +366,9 @@ bench_rss() {
     else
       fuse-overlayfs -o "lowerdir=$layer,upperdir=$work/upper,workdir=$work/ovl-work" "$mp"
       pid=$(pgrep -n -f "^fuse-overlayfs .*$mp\$")
+      echo "fuse-overlayfs daemon: $(tr '\0' ' ' <"/proc/$pid/cmdline")" >&2
     fi
-    mem() { echo "RSS $(($(vm "$pid" VmRSS) / 1024)) MiB, peak $(($(vm "$pid" VmHWM) / 1024)) MiB"; }
+    mem() { printf 'RSS %.1f MiB, peak %.1f MiB' "$(echo "$(vm "$pid" VmRSS) / 1024" | bc -l)" "$(echo "$(vm "$pid" VmHWM) / 1024" | bc -l)"; }
     local m0 m1 m2 m3 s1 s2 s3
     m0=$(mem)
     t0=$(now); ls -f "$mp/wide" >/dev/null; t1=$(now); s1=$(echo "$t1 - $t0" | bc -l); m1=$(mem)
