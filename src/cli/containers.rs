@@ -280,16 +280,20 @@ pub fn umount(g: &Global, a: UmountArgs) -> Result<ExitCode> {
 
 #[derive(Args)]
 pub struct DiffArgs {
-    /// A container (its writable layer against its image).
-    pub container: String,
+    /// A container (its writable layer against its image), or two images (the second against the first).
+    #[arg(required = true, num_args = 1..=2, value_name = "CONTAINER | IMAGE IMAGE")]
+    pub targets: Vec<String>,
     /// `json`: one object per change.
     #[arg(long)]
     pub format: Option<String>,
 }
 
 pub fn diff(g: &Global, a: DiffArgs) -> Result<ExitCode> {
+    if let [x, y] = &a.targets[..] {
+        return super::inspect::diff_images(g, x, y, a.format.as_deref());
+    }
     let store = open_store(g, LockMode::Shared)?;
-    let c = store.resolve_container(&a.container)?;
+    let c = store.resolve_container(&a.targets[0])?;
     let image = store.image(&c.image)?;
     let lower = crate::union::Stack::new(&containers::image_lowers(&store, &image), None)
         .with_context(|| format!("opening the layers of {}", c.image_name))?;

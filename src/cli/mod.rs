@@ -2,6 +2,7 @@
 
 mod containers;
 mod images;
+mod inspect;
 pub mod output;
 mod transfer;
 
@@ -69,8 +70,16 @@ pub enum Command {
     Mount(containers::MountArgs),
     /// Unmount a container or mountpoint and wait until everything is written.
     Umount(containers::UmountArgs),
-    /// Show the changes of a container's writable layer (A added, C changed, D deleted).
+    /// Show the changes of a container's writable layer, or between two images (A added, C changed, D deleted).
     Diff(containers::DiffArgs),
+    /// List a directory of an image's or container's merged tree, without mounting.
+    Ls(inspect::LsArgs),
+    /// Print files of an image's or container's merged tree (symlinks followed inside it only).
+    Cat(inspect::CatArgs),
+    /// Write an image's or container's merged tree as one tar (no whiteouts).
+    Export(inspect::ExportArgs),
+    /// Show what each layer adds, changes and removes, and the space later layers waste.
+    Analyze(inspect::AnalyzeArgs),
     /// Create a new image from a container's changes.
     Commit(containers::CommitArgs),
     /// Manage images.
@@ -144,6 +153,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Umount(a) => containers::umount(g, a),
         Command::Diff(a) => containers::diff(g, a),
         Command::Commit(a) => containers::commit(g, a),
+        Command::Ls(a) => inspect::ls(g, a),
+        Command::Cat(a) => inspect::cat(g, a),
+        Command::Export(a) => inspect::export(g, a),
+        Command::Analyze(a) => inspect::analyze(g, a),
         Command::Load(a) | Command::Image(ImageCommand::Load(a)) => transfer::load(g, a),
         Command::Save(a) | Command::Image(ImageCommand::Save(a)) => transfer::save(g, a),
         Command::System(SystemCommand::Df(a)) => images::df(g, a),

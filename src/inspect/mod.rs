@@ -1,5 +1,13 @@
 //! Merged views without mounting: ls, cat, export, diff, analyze — built on `union/`, so a listing
 //! here and a `stat` through a mount can never disagree.
 
+pub mod analyze;
 pub mod change;
 pub mod container_diff;
+pub mod export;
+pub mod image_diff;
+pub mod ls;
+pub mod node;
+pub mod resolve;
+pub mod view;
+pub mod walk;
