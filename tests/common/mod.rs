@@ -2,5 +2,6 @@
 #![allow(dead_code)]
 
 pub mod images;
+pub mod mount;
 pub mod strata;
 pub mod tree;
