@@ -59,17 +59,18 @@ pub fn list(view: &View, path: &Path, long: bool, recursive: bool) -> Result<Vec
         item.name = path.as_os_str().to_os_string();
         return Ok(vec![Group { dir: None, items: vec![item] }]);
     }
+    // Depth first like `ls -R`: a directory's listing, then each subdirectory's, in name order.
     let mut groups = Vec::new();
-    walk::walk(stack, e, &mut |dir| {
-        if !dir.is_dir() {
-            return Ok(false);
-        }
-        let kids = walk::children(stack, dir)?;
+    let mut todo = vec![e];
+    while let Some(dir) = todo.pop() {
+        let kids = walk::children(stack, &dir)
+            .map_err(|err| anyhow::anyhow!("cannot list /{} in {}: {err}", dir.path.display(), view.name))?;
         let items = kids.iter().map(|k| item(view, k)).collect::<Result<Vec<_>>>()?;
         groups.push(Group { dir: Some(Path::new("/").join(&dir.path)), items });
-        // Without -R only the operand itself is listed.
-        Ok(recursive)
-    })?;
+        if recursive {
+            todo.extend(kids.into_iter().filter(Entry::is_dir).rev());
+        }
+    }
     Ok(groups)
 }
 
