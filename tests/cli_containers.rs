@@ -207,7 +207,7 @@ fn commit_round_trip_gives_the_same_merged_tree() {
         assert!(diff.lines().any(|l| l == want), "missing {want:?} in diff:\n{diff}");
     }
     let mut sorted: Vec<&str> = diff.lines().collect();
-    sorted.sort_by(|a, b| a[2..].as_bytes().cmp(b[2..].as_bytes()));
+    sorted.sort_by(|a, b| a.as_bytes()[2..].cmp(&b.as_bytes()[2..]));
     assert_eq!(sorted, diff.lines().collect::<Vec<_>>(), "sorted by path");
 
     let fresh = Mounted::new(&s, "committed:1", "fresh");
