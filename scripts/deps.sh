@@ -6,7 +6,7 @@ set -euo pipefail
 case "${1:-test}" in
   try)   pkgs=(fuse3 busybox-static) ;;
   test)  pkgs=(fuse3 busybox-static skopeo umoci docker-registry runc attr apache2-utils fuse-overlayfs tar gzip zstd python3) ;;
-  bench) pkgs=(fuse3 busybox-static skopeo umoci docker-registry fuse-overlayfs debootstrap attr hyperfine time) ;;
+  bench) pkgs=(bc fuse3 busybox-static skopeo umoci docker-registry fuse-overlayfs debootstrap attr hyperfine time) ;;
   *) echo "usage: $0 try|test|bench" >&2; exit 2 ;;
 esac
 

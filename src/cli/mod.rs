@@ -2,6 +2,7 @@
 
 mod images;
 pub mod output;
+mod transfer;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,6 +54,10 @@ pub enum Command {
     Inspect(images::InspectArgs),
     /// Show the history of an image.
     History(images::HistoryArgs),
+    /// Load images from a docker-archive, OCI archive or OCI layout.
+    Load(transfer::LoadArgs),
+    /// Save images to a docker-archive, OCI archive or OCI layout directory.
+    Save(transfer::SaveArgs),
     /// Manage images.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -77,6 +82,10 @@ pub enum ImageCommand {
     Tag(images::TagArgs),
     /// Create an image from a rootfs tarball.
     Import(images::ImportArgs),
+    /// Load images from an archive.
+    Load(transfer::LoadArgs),
+    /// Save images to an archive.
+    Save(transfer::SaveArgs),
 }
 
 #[derive(Subcommand)]
@@ -113,6 +122,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Inspect(a) | Command::Image(ImageCommand::Inspect(a)) => images::inspect(g, a),
         Command::History(a) | Command::Image(ImageCommand::History(a)) => images::history(g, a),
         Command::Image(ImageCommand::Prune(a)) => images::prune(g, a),
+        Command::Load(a) | Command::Image(ImageCommand::Load(a)) => transfer::load(g, a),
+        Command::Save(a) | Command::Image(ImageCommand::Save(a)) => transfer::save(g, a),
         Command::System(SystemCommand::Df(a)) => images::df(g, a),
     }
 }

@@ -6,9 +6,14 @@
 
 pub mod compression;
 mod extract;
+pub mod ingest;
+pub mod pack;
 pub mod tarpath;
+pub mod tarwriter;
 pub mod unpack;
 pub mod whiteout;
 
 pub use compression::Compression;
+pub use pack::{PackOptions, Packed, pack_dir};
+pub use tarwriter::{EntryKind, EntryMeta, TarEntryWriter};
 pub use unpack::{Unpacked, unpack};

@@ -161,14 +161,24 @@ fn attrs_of<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Attrs> {
         }
     }
     let h = entry.header();
-    attrs.mode = h.mode().context("bad mode field")? & 0o7777;
-    attrs.uid = h.uid().context("bad uid field")?;
-    attrs.gid = h.gid().context("bad gid field")?;
+    let old = h.as_old();
+    attrs.mode = numeric(h.mode().map(u64::from), &old.mode, "mode")? as u32 & 0o7777;
+    attrs.uid = numeric(h.uid(), &old.uid, "uid")?;
+    attrs.gid = numeric(h.gid(), &old.gid, "gid")?;
     (attrs.mtime_sec, attrs.mtime_nsec) = match pax_mtime {
         Some(t) => t,
-        None => (i64::try_from(h.mtime().context("bad mtime field")?).context("mtime out of range")?, 0),
+        None => (i64::try_from(numeric(h.mtime(), &old.mtime, "mtime")?).context("mtime out of range")?, 0),
     };
     Ok(attrs)
+}
+
+/// A header number; an empty field (all NULs or spaces) reads as 0, as Go's reader does.
+fn numeric(parsed: io::Result<u64>, field: &[u8], what: &str) -> Result<u64> {
+    match parsed {
+        Ok(v) => Ok(v),
+        Err(_) if field.iter().all(|&b| b == 0 || b == b' ') => Ok(0),
+        Err(e) => Err(e).with_context(|| format!("bad {what} field")),
+    }
 }
 
 /// PAX times: `[-]SECONDS[.FRACTION]`.
