@@ -51,6 +51,17 @@ impl Progress {
         }
     }
 
+    /// A layer with nothing to do (`ID: Already exists`): one line, no bar.
+    pub fn done(&self, id: &str, status: &str) {
+        match (&self.mode, &self.multi) {
+            (Mode::Quiet, _) => {}
+            (_, Some(m)) => {
+                let _ = m.println(format!("{id}: {status}"));
+            }
+            _ => println!("{id}: {status}"),
+        }
+    }
+
     /// One layer (or blob), shown as `ID: status`.
     pub fn item(&self, id: &str, status: &str) -> Item {
         let bar = self.multi.as_ref().map(|m| {

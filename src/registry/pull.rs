@@ -83,13 +83,17 @@ pub fn pull(
         );
     }
 
+    if let (Some(want), None) = (&opts.platform, &resolved.index) {
+        check_platform(&config_json, want)?;
+    }
+
     let store = open(LockMode::Exclusive)?;
     let mut layers: Vec<Option<LayerRef>> = vec![None; diff_ids.len()];
     let mut todo = Vec::new();
     let mut items = Vec::new();
     for (i, (desc, diff_id)) in manifest.layers.iter().zip(&diff_ids).enumerate() {
         if store.has_layer(diff_id) && store.has_blob(&desc.digest) {
-            progress.item(desc.digest.short(), "Already exists").finish("Already exists");
+            progress.done(desc.digest.short(), "Already exists");
             layers[i] = Some(layer_ref(desc, diff_id));
         } else if todo.iter().any(|(_, d, _): &(usize, &Descriptor, &Digest)| d.digest == desc.digest) {
             // The same blob twice in one image: fetched once, recorded twice (below).
@@ -148,6 +152,22 @@ pub fn pull(
         downloaded: todo.len(),
         up_to_date,
     })
+}
+
+/// A single-platform image pulled with `--platform` must be for that platform, as Docker checks.
+fn check_platform(config: &serde_json::Value, want: &Platform) -> Result<()> {
+    let field = |k: &str| config.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    let actual = Platform {
+        os: field("os").unwrap_or_default(),
+        architecture: field("architecture").unwrap_or_default(),
+        variant: field("variant"),
+    };
+    if !want.matches(&actual) {
+        bail!(
+            "the image was found but does not match the specified platform: wanted {want}, actual: {actual}"
+        );
+    }
+    Ok(())
 }
 
 fn layer_ref(desc: &Descriptor, diff_id: &Digest) -> LayerRef {

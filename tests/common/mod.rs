@@ -1,4 +1,6 @@
 //! Shared test harness. Each test binary uses only part of it.
 #![allow(dead_code)]
 
+pub mod registry;
 pub mod strata;
+pub mod token_issuer;
