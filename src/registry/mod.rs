@@ -15,6 +15,8 @@ pub mod config;
 pub mod credentials;
 pub mod endpoint;
 pub mod errors;
+#[cfg(test)]
+mod fake_server;
 pub mod login;
 pub mod payload;
 pub mod progress;
