@@ -227,3 +227,79 @@ fn killed_pull_leaves_nothing_and_the_next_pull_completes() {
     let layers = layer_dirs(&s, &name);
     assert_eq!(std::fs::read(layers[0].join("noise")).unwrap().len(), 48 << 20);
 }
+
+/// Adds an OCI index over `entries` (tag, platform) to the layout as tag `name`.
+fn add_index(l: &Layout, name: &str, entries: &[(&str, &str, &str)]) {
+    let index_path = l.path.join("index.json");
+    let mut top: serde_json::Value = serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let mut manifests = Vec::new();
+    for (tag, arch, variant) in entries {
+        let mut d = top["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == *tag)
+            .unwrap()
+            .clone();
+        d.as_object_mut().unwrap().remove("annotations");
+        let mut platform = serde_json::json!({"architecture": arch, "os": "linux"});
+        if !variant.is_empty() {
+            platform["variant"] = (*variant).into();
+        }
+        d["platform"] = platform;
+        manifests.push(d);
+    }
+    let index = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests
+    });
+    let bytes = serde_json::to_vec(&index).unwrap();
+    let digest = digest_of(&bytes);
+    std::fs::write(l.path.join("blobs/sha256").join(&digest[7..]), &bytes).unwrap();
+    top["manifests"].as_array_mut().unwrap().push(serde_json::json!({
+        "mediaType": "application/vnd.oci.image.index.v1+json", "digest": digest, "size": bytes.len(),
+        "annotations": {"org.opencontainers.image.ref.name": name}
+    }));
+    std::fs::write(index_path, serde_json::to_vec(&top).unwrap()).unwrap();
+}
+
+#[test]
+fn index_pull_picks_the_platform_and_records_the_index_digest() {
+    let reg = Registry::start(Auth::None);
+    let s = Strata::new();
+    let l = Layout::init(&s.path("layout"));
+    for (tag, arch) in [("amd", "amd64"), ("arm", "arm64")] {
+        l.new_image(tag);
+        let st = std::process::Command::new("umoci")
+            .args(["config", "--image", &format!("{}:{tag}", l.path.display()), "--architecture", arch])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        l.add_layer(tag, |root| std::fs::write(root.join("arch"), arch).unwrap());
+    }
+    add_index(&l, "multi", &[("amd", "amd64", ""), ("arm", "arm64", "v8")]);
+    let name = format!("{}/multi:1", reg.host());
+    let st = std::process::Command::new("skopeo")
+        .args(["copy", "--quiet", "--all", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:multi", l.path.display()))
+        .arg(format!("docker://{name}"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let index_digest = digest_of(&skopeo_raw(&name, None));
+
+    let arm = ok(&s, &["pull", "--platform", "linux/arm64", &name]);
+    assert!(arm.contains(&format!("Digest: {index_digest}")), "{arm}");
+    let inspect: serde_json::Value = serde_json::from_str(&ok(&s, &["inspect", &name])).unwrap();
+    assert_eq!(inspect[0]["Architecture"], "arm64");
+    assert_eq!(inspect[0]["RepoDigests"][0], format!("{}/multi@{index_digest}", reg.host()));
+
+    // By digest, default platform (this test machine's): no tag is set, the other image arrives.
+    let by_digest = format!("{}/multi@{index_digest}", reg.host());
+    let out = ok(&s, &["pull", &by_digest]);
+    assert!(out.contains(&format!("Status: Downloaded newer image for {by_digest}")), "{out}");
+    let host_arch = if cfg!(target_arch = "x86_64") { "amd64" } else { "arm64" };
+    let listing = ok(&s, &["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert_eq!(listing.lines().count(), if host_arch == "arm64" { 1 } else { 2 }, "{listing}");
+    let err = fails(&s, &["pull", "--platform", "linux/riscv64", &name]);
+    assert!(err.contains("no matching manifest for linux/riscv64") && err.contains("linux/arm64/v8"), "{err}");
+}
