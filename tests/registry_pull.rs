@@ -301,5 +301,8 @@ fn index_pull_picks_the_platform_and_records_the_index_digest() {
     let listing = ok(&s, &["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     assert_eq!(listing.lines().count(), if host_arch == "arm64" { 1 } else { 2 }, "{listing}");
     let err = fails(&s, &["pull", "--platform", "linux/riscv64", &name]);
-    assert!(err.contains("no matching manifest for linux/riscv64") && err.contains("linux/arm64/v8"), "{err}");
+    assert!(
+        err.contains("no matching manifest for linux/riscv64") && err.contains("linux/arm64/v8"),
+        "{err}"
+    );
 }

@@ -28,13 +28,30 @@ pub fn insecure_registries() -> Result<Vec<String>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
+    parse_insecure(&bytes).with_context(|| format!("{}", path.display()))
+}
+
+/// Parses `registries.json`; names are normalised like references' registries.
+pub fn parse_insecure(bytes: &[u8]) -> Result<Vec<String>> {
     #[derive(serde::Deserialize)]
     struct File {
         #[serde(default, rename = "insecure-registries")]
         insecure: Vec<String>,
     }
-    let f: File = serde_json::from_slice(&bytes).with_context(|| {
-        format!("{}: expected {{\"insecure-registries\": [\"host:port\"]}}", path.display())
-    })?;
+    let f: File =
+        serde_json::from_slice(bytes).context("expected {\"insecure-registries\": [\"host:port\", …]}")?;
     Ok(f.insecure.iter().map(|h| super::endpoint::normalize_registry(h)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insecure_list_parses_and_normalises() {
+        let l = parse_insecure(br#"{"insecure-registries": ["http://Reg.Lan:5000/", "10.0.0.2"]}"#).unwrap();
+        assert_eq!(l, vec!["reg.lan:5000".to_string(), "10.0.0.2".to_string()]);
+        assert!(parse_insecure(b"{}").unwrap().is_empty());
+        assert!(parse_insecure(b"[1]").is_err());
+    }
 }

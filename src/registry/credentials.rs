@@ -144,3 +144,38 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
         })
         .with_context(|| format!("cannot write {}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_config_forms_are_understood() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        let doc = serde_json::json!({"auths": {
+            "https://index.docker.io/v1/": {"auth": base64::encode(b"hub:pw:with:colons")},
+            "http://127.0.0.1:5000": {"username": "u", "password": "p"},
+            "ghcr.io": {"identitytoken": "x"},
+        }});
+        std::fs::write(&path, doc.to_string()).unwrap();
+        let hub = lookup_in(&path, "docker.io").unwrap().unwrap();
+        assert_eq!((hub.username.as_str(), hub.password.as_str()), ("hub", "pw:with:colons"));
+        let local = lookup_in(&path, "127.0.0.1:5000").unwrap().unwrap();
+        assert_eq!(local.basic_header(), format!("Basic {}", base64::encode(b"u:p")));
+        assert!(lookup_in(&path, "ghcr.io").unwrap().is_none());
+        assert!(lookup_in(&dir.path().join("missing.json"), "docker.io").unwrap().is_none());
+        std::fs::write(&path, r#"{"auths": {"x.io": {"auth": "!!"}}}"#).unwrap();
+        assert!(lookup_in(&path, "x.io").unwrap_err().to_string().contains("not base64"));
+    }
+
+    #[test]
+    fn private_writes_are_0600_in_a_0700_dir() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/auth.json");
+        write_private(&path, br#"{"auths":{},"other":1}"#).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
+    }
+}

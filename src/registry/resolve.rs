@@ -70,6 +70,14 @@ pub fn fetch(
             bail!("manifest digest mismatch: the registry says {h}, the content hashes to {digest}");
         }
     }
+    if header_type
+        .as_deref()
+        .is_some_and(|t| t.starts_with("application/vnd.docker.distribution.manifest.v1"))
+    {
+        bail!(
+            "{tag_or_digest} is a Docker schema 1 manifest, which strata does not read (push it again with a newer client)"
+        );
+    }
     let media_type = declared_media_type(&bytes)
         .or(header_type.filter(|t| media::is_manifest(t) || media::is_index(t)))
         .unwrap_or_else(|| media::OCI_MANIFEST.to_string());
