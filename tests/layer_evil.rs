@@ -114,7 +114,8 @@ fn deferred_directory_mode_does_not_follow_a_later_symlink() {
 
 #[test]
 fn hard_links_to_the_outside_are_rejected() {
-    let cases: Vec<(&str, Box<dyn Fn(&str) -> Vec<u8>>)> = vec![
+    type Make = Box<dyn Fn(&str) -> Vec<u8>>;
+    let cases: Vec<(&str, Make)> = vec![
         ("dotdot", Box::new(|_: &str| RawTar::new().hardlink("h", "../outside/file").end())),
         ("absolute", Box::new(|o: &str| RawTar::new().hardlink("h", &format!("{o}/file")).end())),
         (

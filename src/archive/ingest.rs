@@ -94,13 +94,25 @@ pub fn layer(store: &Store, members: &dyn Members, spec: LayerSpec<'_>) -> Resul
         media_type.get_or_insert_with(|| c.media_type().to_string());
     }
     if let (Some(diff_id), Some(b)) = (&spec.diff_id, &blob) {
-        if store.has_layer(diff_id) && store.has_blob(b) && store.blob_size(b).ok() == Some(size) {
-            return Ok(LayerRef {
+        if store.has_layer(diff_id) {
+            let layer = LayerRef {
                 diff_id: diff_id.clone(),
                 blob: b.clone(),
                 blob_size: size,
-                media_type: media_type.unwrap_or_default(),
-            });
+                media_type: media_type.clone().unwrap_or_default(),
+            };
+            if store.has_blob(b) && store.blob_size(b).ok() == Some(size) {
+                return Ok(layer);
+            }
+            if b == diff_id {
+                // An uncompressed blob of a layer we have: its digest check is the diff_id check,
+                // so storing the bytes is enough; nothing to unpack.
+                let expect = Expected { digest: b.clone(), size: Some(size) };
+                store
+                    .put_blob(members.open(name)?, Some(&expect))
+                    .with_context(|| format!("layer {name}"))?;
+                return Ok(layer);
+            }
         }
     }
     let expect = LayerExpectation {

@@ -23,7 +23,8 @@ pub fn load(store: &Store, source: LoadSource) -> Result<Vec<Loaded>> {
             return Err(e);
         }
     };
-    // Everything is stored: records, then tags (so no tag ever points at a missing image).
+    // Everything is stored: records, then tags (so no tag ever points at a missing image). A write
+    // failing here (disk full) can leave earlier images of the same archive loaded, never a dangling tag.
     let mut loaded = Vec::with_capacity(pending.len());
     for p in pending {
         store.add_image(&p.record, &p.tags)?;

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -71,7 +71,9 @@ pub struct TarIndex {
 }
 
 impl TarIndex {
-    pub fn new(file: File, name: &str) -> Result<TarIndex> {
+    pub fn new(mut file: File, name: &str) -> Result<TarIndex> {
+        // Whoever sniffed the compression (or spooled into the file) left the cursor elsewhere.
+        file.seek(SeekFrom::Start(0)).with_context(|| format!("{name}: cannot seek"))?;
         let len = file.metadata().with_context(|| format!("{name}: cannot stat"))?.len();
         let mut nodes = HashMap::new();
         let mut archive = tar::Archive::new(&file);
@@ -137,7 +139,8 @@ impl Members for TarIndex {
 
     fn open(&self, name: &str) -> Result<Box<dyn Read + '_>> {
         let (offset, size) = self.resolve(name).with_context(|| format!("{name} is missing"))?;
-        Ok(Box::new(Section { file: &self.file, pos: offset, end: offset + size }))
+        let section = Section { file: &self.file, pos: offset, end: offset + size };
+        Ok(Box::new(io::BufReader::with_capacity(1 << 20, section)))
     }
 }
 

@@ -81,7 +81,7 @@ fn same_name(old: &Descriptor, new: &Descriptor) -> bool {
     match old.annotations.get(ANN_IMAGE_NAME) {
         Some(n) => Some(n) == new.annotations.get(ANN_IMAGE_NAME),
         None => {
-            old.annotations.get(ANN_REF_NAME).is_some()
+            old.annotations.contains_key(ANN_REF_NAME)
                 && old.annotations.get(ANN_REF_NAME) == new.annotations.get(ANN_REF_NAME)
         }
     }

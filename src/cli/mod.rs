@@ -1,5 +1,6 @@
 //! The command line: clap definitions, one file per group of commands.
 
+mod containers;
 mod images;
 pub mod output;
 mod registry;
@@ -69,6 +70,20 @@ pub enum Command {
     Logout(registry::LogoutArgs),
     /// Search a registry's catalog for repositories.
     Search(registry::SearchArgs),
+    /// Create a container: a writable layer over an image; prints its id.
+    Create(containers::CreateArgs),
+    /// List containers (mounted ones; -a for all).
+    Ps(containers::PsArgs),
+    /// Remove containers and their writable layers.
+    Rm(containers::RmArgs),
+    /// Mount a container read-write, or an image read-only, with strata's FUSE union filesystem.
+    Mount(containers::MountArgs),
+    /// Unmount a container or mountpoint and wait until everything is written.
+    Umount(containers::UmountArgs),
+    /// Show the changes of a container's writable layer (A added, C changed, D deleted).
+    Diff(containers::DiffArgs),
+    /// Create a new image from a container's changes.
+    Commit(containers::CommitArgs),
     /// Manage images.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -133,6 +148,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Inspect(a) | Command::Image(ImageCommand::Inspect(a)) => images::inspect(g, a),
         Command::History(a) | Command::Image(ImageCommand::History(a)) => images::history(g, a),
         Command::Image(ImageCommand::Prune(a)) => images::prune(g, a),
+        Command::Create(a) => containers::create(g, a),
+        Command::Ps(a) => containers::ps(g, a),
+        Command::Rm(a) => containers::rm(g, a),
+        Command::Mount(a) => containers::mount(g, a),
+        Command::Umount(a) => containers::umount(g, a),
+        Command::Diff(a) => containers::diff(g, a),
+        Command::Commit(a) => containers::commit(g, a),
         Command::Load(a) | Command::Image(ImageCommand::Load(a)) => transfer::load(g, a),
         Command::Save(a) | Command::Image(ImageCommand::Save(a)) => transfer::save(g, a),
         Command::System(SystemCommand::Df(a)) => images::df(g, a),

@@ -71,7 +71,7 @@ impl Compression {
         Ok(match self {
             Compression::None => Decoder::None(input),
             // Multi-member gzip (pigz, concatenated streams) is valid gzip.
-            Compression::Gzip => Decoder::Gzip(flate2::read::MultiGzDecoder::new(input)),
+            Compression::Gzip => Decoder::Gzip(Box::new(flate2::read::MultiGzDecoder::new(input))),
             Compression::Zstd => Decoder::Zstd(zstd::stream::read::Decoder::new(input)?),
         })
     }
@@ -115,7 +115,7 @@ impl std::str::FromStr for Compression {
 /// raw stream to its end after the compressed data ends.
 pub enum Decoder<R: Read> {
     None(R),
-    Gzip(flate2::read::MultiGzDecoder<R>),
+    Gzip(Box<flate2::read::MultiGzDecoder<R>>),
     Zstd(zstd::stream::read::Decoder<'static, BufReader<R>>),
 }
 
@@ -175,6 +175,9 @@ impl<W: Write> Write for Encoder<W> {
     }
 }
 
+/// A stream with its peeked prefix put back in front.
+pub type Peeked<R> = io::Chain<io::Cursor<Vec<u8>>, R>;
+
 /// Reads up to [`PEEK_LEN`] bytes (fewer only at end of stream).
 pub fn read_prefix(input: &mut impl Read) -> io::Result<Vec<u8>> {
     let mut prefix = Vec::with_capacity(PEEK_LEN);
@@ -184,9 +187,7 @@ pub fn read_prefix(input: &mut impl Read) -> io::Result<Vec<u8>> {
 
 /// Opens any layer stream: detects the compression and returns a reader of the
 /// uncompressed tar. For callers that don't need digests (inspect, tests).
-pub fn open_decompressed<R: Read>(
-    input: R,
-) -> Result<(Compression, Decoder<io::Chain<io::Cursor<Vec<u8>>, BufReader<R>>>)> {
+pub fn open_decompressed<R: Read>(input: R) -> Result<(Compression, Decoder<Peeked<BufReader<R>>>)> {
     let mut input = BufReader::with_capacity(1 << 20, input);
     let prefix = read_prefix(&mut input)?;
     let compression = Compression::detect(&prefix)?;

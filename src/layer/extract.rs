@@ -153,7 +153,7 @@ impl Tree {
             self.remove(path)?;
             symlinkat(target, self.fd(parent), name).context("creating symlink")?;
         }
-        self.finish_at(parent, name, attrs, false)
+        self.finish_at(path, attrs, false)
     }
 
     /// Hard link `path` to the earlier entry `target`, both inside the root.
@@ -213,7 +213,7 @@ impl Tree {
             }
             Err(e) => return Err(e).context("mknod"),
         }
-        self.finish_at(parent, name, attrs, true)?;
+        self.finish_at(path, attrs, true)?;
         Ok(true)
     }
 
@@ -241,7 +241,8 @@ impl Tree {
     }
 
     /// Owner, mode, xattrs and mtime of a symlink or node named in `parent`.
-    fn finish_at(&self, parent: &[u8], name: &[u8], attrs: &Attrs, chmod: bool) -> Result<()> {
+    fn finish_at(&self, path: &[u8], attrs: &Attrs, chmod: bool) -> Result<()> {
+        let (parent, name) = split_parent(path);
         let dir = self.fd(parent);
         self.chown(Target::At(dir, name), attrs)?;
         if chmod {
@@ -253,8 +254,17 @@ impl Tree {
             let mut p = OsString::from(format!("/proc/self/fd/{}/", dir.as_raw_fd()));
             p.push(OsStr::from_bytes(name));
             for (k, v) in &attrs.xattrs {
-                if let Err(e) = xattr::set(&p, k, v) {
-                    xattr_error(e, k, self.is_root)?;
+                match xattr::set(&p, k, v) {
+                    // user.* is only allowed on files and directories: such a tar can't be honoured.
+                    Err(e) if e.raw_os_error() == Some(libc::EPERM) && k.as_bytes().starts_with(b"user.") => {
+                        tracing::warn!(
+                            "{}: skipping xattr {} (not allowed on this file type)",
+                            show(path),
+                            k.to_string_lossy()
+                        );
+                    }
+                    Err(e) => xattr_error(e, k, self.is_root)?,
+                    Ok(()) => {}
                 }
             }
         }

@@ -9,6 +9,7 @@ pub mod gc;
 pub mod images;
 pub mod layers;
 mod lock;
+pub mod mounts;
 pub mod remove;
 pub mod staging;
 pub mod usage;

@@ -31,12 +31,14 @@ impl Store {
         let tags = self.tags_of(&image.id)?;
         let by_tag =
             Reference::parse_with_default_tag(input).ok().map(|r| r.to_string()).filter(|t| tags.contains(t));
-        let users: Vec<String> = self
+        let mut users: Vec<String> = self
             .containers()?
             .into_iter()
             .filter(|c| c.image == image.id)
-            .map(|c| c.short_id().to_string())
+            .map(|c| format!("container {}", c.short_id()))
             .collect();
+        let mounts = self.image_mounts()?.into_iter().filter(|m| m.image == image.id);
+        users.extend(mounts.map(|m| format!("the mount at {}", m.mountpoint.display())));
         let mut out = Vec::new();
         let familiar = |t: &str| Reference::parse(t).map(|r| r.familiar()).unwrap_or_else(|_| t.to_string());
         if let Some(tag) = &by_tag {
@@ -47,7 +49,7 @@ impl Store {
         }
         if !users.is_empty() {
             bail!(
-                "conflict: unable to remove image {} ({input}): container {} uses it (remove the container first: strata rm)",
+                "conflict: unable to remove image {} ({input}): in use by {} (remove the container or unmount first)",
                 image.id.short(),
                 users.join(", ")
             );

@@ -1,6 +1,8 @@
 //! Shared test harness. Each test binary uses only part of it.
 #![allow(dead_code)]
 
+pub mod images;
 pub mod registry;
 pub mod strata;
 pub mod token_issuer;
+pub mod tree;
