@@ -24,7 +24,8 @@ pub struct PullArgs {
     /// Print only the image reference at the end.
     #[arg(short, long)]
     pub quiet: bool,
-    /// Allow plain HTTP and unverified TLS for this registry (loopback registries always are).
+    /// Allow plain HTTP and unverified TLS (always allowed for loopback registries and those listed
+    /// in $XDG_CONFIG_HOME/strata/registries.json as {"insecure-registries": ["host:port"]}).
     #[arg(long)]
     pub insecure: bool,
     /// Image to pull: [REGISTRY/]REPOSITORY[:TAG|@DIGEST].
@@ -37,7 +38,8 @@ pub struct PushArgs {
     /// Print only the manifest digest at the end.
     #[arg(short, long)]
     pub quiet: bool,
-    /// Allow plain HTTP and unverified TLS for this registry (loopback registries always are).
+    /// Allow plain HTTP and unverified TLS (always allowed for loopback registries and those listed
+    /// in $XDG_CONFIG_HOME/strata/registries.json as {"insecure-registries": ["host:port"]}).
     #[arg(long)]
     pub insecure: bool,
     /// Image to push: [REGISTRY/]REPOSITORY[:TAG], as tagged in the store.
@@ -50,6 +52,7 @@ pub struct LoginArgs {
     /// Registry (default: docker.io).
     #[arg(value_name = "SERVER")]
     pub server: Option<String>,
+    /// Username (asked on the terminal when absent).
     #[arg(short, long)]
     pub username: Option<String>,
     /// Password (visible to other users of this machine; prefer --password-stdin).
@@ -58,7 +61,8 @@ pub struct LoginArgs {
     /// Read the password from standard input.
     #[arg(long)]
     pub password_stdin: bool,
-    /// Allow plain HTTP and unverified TLS for this registry (loopback registries always are).
+    /// Allow plain HTTP and unverified TLS (always allowed for loopback registries and those listed
+    /// in $XDG_CONFIG_HOME/strata/registries.json as {"insecure-registries": ["host:port"]}).
     #[arg(long)]
     pub insecure: bool,
 }
@@ -83,7 +87,8 @@ pub struct SearchArgs {
     /// `json`, or a template with {{.Name}} and {{.Tags}}.
     #[arg(long)]
     pub format: Option<String>,
-    /// Allow plain HTTP and unverified TLS for this registry (loopback registries always are).
+    /// Allow plain HTTP and unverified TLS (always allowed for loopback registries and those listed
+    /// in $XDG_CONFIG_HOME/strata/registries.json as {"insecure-registries": ["host:port"]}).
     #[arg(long)]
     pub insecure: bool,
 }
