@@ -46,6 +46,14 @@ fn pushed_image_reads_back_through_skopeo_and_umoci() {
     let stored_digest = inspect[0]["Manifest"]["Digest"].as_str().unwrap().to_string();
     assert_eq!(digest_of(&raw), stored_digest);
     assert_eq!(*last, format!("v1: digest: {stored_digest} size: {}", raw.len()));
+    let out = std::process::Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", &format!("docker://{name}")])
+        .output()
+        .unwrap();
+    let skopeo: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(skopeo["Digest"], stored_digest.as_str());
+    assert_eq!(skopeo["RepoTags"], serde_json::json!(["v1"]));
+    assert_eq!(skopeo["Layers"].as_array().unwrap().len(), 1);
     assert!(
         inspect[0]["RepoDigests"]
             .as_array()

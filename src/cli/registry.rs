@@ -98,7 +98,11 @@ fn parse_ref(input: &str) -> Result<Reference> {
 }
 
 pub fn pull(g: &Global, a: PullArgs) -> Result<ExitCode> {
-    let reference = parse_ref(&a.reference)?.with_default_tag();
+    let given = parse_ref(&a.reference)?;
+    if given.tag.is_none() && given.digest.is_none() && !a.quiet {
+        println!("Using default tag: latest");
+    }
+    let reference = given.with_default_tag();
     let platform = a.platform.as_deref().map(Platform::parse).transpose()?;
     let opts = PullOptions { platform, client: ClientOptions { insecure: a.insecure, ..Default::default() } };
     let progress = Progress::new(a.quiet);

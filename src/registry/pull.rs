@@ -91,9 +91,13 @@ pub fn pull(
     let mut layers: Vec<Option<LayerRef>> = vec![None; diff_ids.len()];
     let mut todo = Vec::new();
     let mut items = Vec::new();
+    // An image the store already has from this manifest gets no layer lines at all, as with Docker.
+    let known = store.image(&manifest.config.digest).is_ok_and(|r| r.manifest == resolved.manifest.digest);
     for (i, (desc, diff_id)) in manifest.layers.iter().zip(&diff_ids).enumerate() {
         if store.has_layer(diff_id) && store.has_blob(&desc.digest) {
-            progress.done(desc.digest.short(), "Already exists");
+            if !known {
+                progress.done(desc.digest.short(), "Already exists");
+            }
             layers[i] = Some(layer_ref(desc, diff_id));
         } else if todo.iter().any(|(_, d, _): &(usize, &Descriptor, &Digest)| d.digest == desc.digest) {
             // The same blob twice in one image: fetched once, recorded twice (below).
