@@ -153,7 +153,10 @@ impl Client {
                 }
                 Ok(resp) if is_transient_status(resp.status().as_u16()) => {
                     let why = format!("{} {url}: status {}", req.method, resp.status().as_u16());
-                    if !self.backoff.wait(attempt, &why) {
+                    let after = Client::header(&resp, "retry-after")
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(Duration::from_secs);
+                    if !self.backoff.wait_at_least(attempt, after, &why) {
                         return Ok(resp);
                     }
                     attempt += 1;
@@ -213,5 +216,24 @@ impl Client {
     /// A response header as a string.
     pub fn header<'r>(resp: &'r Response<ureq::Body>, name: &str) -> Option<&'r str> {
         resp.headers().get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_or_insecure_registries_may_use_plain_http() {
+        // No request is made: a registry not allowed plain HTTP is https without probing.
+        let remote = Client::new("10.9.8.7:5000", &ClientOptions::default()).unwrap();
+        assert_eq!(remote.base(), "https://10.9.8.7:5000");
+        let hub = Client::new("docker.io", &ClientOptions::default()).unwrap();
+        assert_eq!(hub.url("/v2/"), "https://registry-1.docker.io/v2/");
+        assert!(!remote.plain_http_allowed && !hub.plain_http_allowed);
+        let insecure =
+            Client::new("10.9.8.7:5000", &ClientOptions { insecure: true, ..Default::default() }).unwrap();
+        assert!(insecure.plain_http_allowed);
+        assert!(Client::new("[::1]:5000", &ClientOptions::default()).unwrap().plain_http_allowed);
     }
 }

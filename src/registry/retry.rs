@@ -27,10 +27,16 @@ impl Backoff {
 
     /// Sleeps before the next try; false when no tries are left.
     pub fn wait(&self, attempt: u32, why: &dyn std::fmt::Display) -> bool {
+        self.wait_at_least(attempt, None, why)
+    }
+
+    /// Like [`Backoff::wait`], but honours a server's `Retry-After` (capped at 30 s).
+    pub fn wait_at_least(&self, attempt: u32, server: Option<Duration>, why: &dyn std::fmt::Display) -> bool {
         if attempt + 1 >= self.attempts {
             return false;
         }
-        let d = self.delay(attempt);
+        let d =
+            server.map_or(self.delay(attempt), |s| s.min(Duration::from_secs(30)).max(self.delay(attempt)));
         tracing::info!("{why}; retrying in {} ms", d.as_millis());
         std::thread::sleep(d);
         true
