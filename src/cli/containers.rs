@@ -201,7 +201,11 @@ pub fn commit(g: &Global, a: CommitArgs) -> Result<ExitCode> {
         .with_context(|| format!("committing container {}", c.name))?;
     let history = HistoryEntry {
         created,
-        created_by: format!("strata commit {}", c.name),
+        // Not the container's name: the same changes to the same image must give the same id.
+        created_by: std::iter::once("strata commit".to_string())
+            .chain(a.changes.iter().map(|c| format!("-c {c:?}")))
+            .collect::<Vec<_>>()
+            .join(" "),
         author: a.author,
         comment: a.message,
         empty_layer: false,
