@@ -313,3 +313,33 @@ fn runc_runs_a_container_on_the_mount() {
     let diff = s.ok(&["diff", "run"]);
     assert!(diff.contains("A /created") && diff.contains("D /etc/motd"), "{diff}");
 }
+
+#[test]
+fn commit_of_a_mounted_container_includes_unsynced_mmap_writes() {
+    let s = Strata::new();
+    busybox_image(&s, "bb:1");
+    s.ok(&["create", "bb:1", "--name", "mm"]);
+    let m = Mounted::new(&s, "mm", "mnt");
+    let file = m.at.join("etc/motd");
+    // Keep a shared writable mapping dirty (no msync) while committing.
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import mmap,sys,time\nf=open(sys.argv[1],'r+b')\nm=mmap.mmap(f.fileno(),0)\nm[0:5]=b'HELLO'\n\
+             print('dirty',flush=True)\ntime.sleep(30)",
+        )
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().unwrap()), &mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "dirty");
+    s.ok(&["commit", "mm", "mm:1"]);
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(m);
+    let fresh = Mounted::new(&s, "mm:1", "fresh");
+    assert_eq!(std::fs::read_to_string(fresh.at.join("etc/motd")).unwrap(), "HELLO from strata\n");
+}

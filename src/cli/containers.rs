@@ -191,10 +191,7 @@ pub fn commit(g: &Global, a: CommitArgs) -> Result<ExitCode> {
     let store = open_store(g, LockMode::Exclusive)?;
     let c = store.resolve_container(&a.container)?;
     let base = store.image(&c.image).with_context(|| format!("the image of container {}", c.name))?;
-    // A mounted container's daemon writes through to the upper dir; sync makes it durable first.
-    if containers::mount_state(&c).is_mounted() {
-        containers::sync_mount(&store, &c)?;
-    }
+    containers::sync_mount(&store, &c)?;
     let upper = store.container_upper(&c.id);
     let layer = store
         .ingest_upper(&upper, &PackOptions { compression, clamp_mtime: clamp })

@@ -190,7 +190,9 @@ impl Stack {
         let mut found: Option<Entry> = None;
         // The found directory's attributes were made up by unpack: take the next real ones below.
         let mut implicit = false;
-        for &l in layers {
+        for (i, &l) in layers.iter().enumerate() {
+            // Whiteouts and opacity only matter when there are layers below this one.
+            let below = i + 1 < layers.len();
             let dir = match self.dir_fd(l, &parent.path) {
                 Ok(fd) => fd,
                 Err(e) if is_gone(&e) => continue,
@@ -204,7 +206,7 @@ impl Stack {
                     None => {
                         let d = is_dir(&st);
                         found = Some(Entry { path: path.clone(), layer: l, stat: st, layers: vec![l] });
-                        if !d || self.opaque(l, &path)? {
+                        if !d || !below || self.opaque(l, &path)? {
                             break;
                         }
                         implicit = self.implicit(l, &path)?;
@@ -217,13 +219,13 @@ impl Stack {
                             (e.layer, e.stat, implicit) = (l, st, false);
                         }
                         e.layers.push(l);
-                        if self.opaque(l, &path)? {
+                        if !below || self.opaque(l, &path)? {
                             break;
                         }
                     }
                 }
             }
-            if stat_at(dir.as_fd(), &wh)?.is_some() {
+            if below && stat_at(dir.as_fd(), &wh)?.is_some() {
                 break;
             }
         }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod images;
+pub mod mount;
 pub mod registry;
 pub mod strata;
 pub mod token_issuer;
