@@ -72,6 +72,7 @@ pub fn push(
             blobs.push((l.blob.clone(), l.blob_size));
         }
     }
+    let dest = Destination { client: &client, repo, scope: &scope, from: from.as_deref() };
     let items: Vec<Item> = blobs.iter().map(|(d, _)| progress.item(d.short(), "Preparing")).collect();
     let next = AtomicUsize::new(0);
     let errors: Mutex<Vec<(usize, anyhow::Error)>> = Mutex::new(Vec::new());
@@ -84,8 +85,7 @@ pub fn push(
                         return;
                     }
                     let (digest, size) = &blobs[n];
-                    let r =
-                        push_blob(&store, &client, repo, &scope, digest, *size, from.as_deref(), &items[n]);
+                    let r = push_blob(&store, &dest, digest, *size, &items[n]);
                     match r {
                         Ok(BlobOutcome::AlreadyExists) => items[n].finish("Layer already exists"),
                         Ok(BlobOutcome::Mounted { from }) => items[n].finish(&format!("Mounted from {from}")),
@@ -143,17 +143,23 @@ fn mount_source(record: &ImageRecord, target: &Reference) -> Option<String> {
     })
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Where blobs go: a repository of a registry, the token scope for it, and a sibling repository
+/// blobs may be mounted from.
+struct Destination<'a> {
+    client: &'a Client,
+    repo: &'a str,
+    scope: &'a str,
+    from: Option<&'a str>,
+}
+
 fn push_blob(
     store: &Store,
-    client: &Client,
-    repo: &str,
-    scope: &str,
+    dest: &Destination,
     digest: &Digest,
     size: u64,
-    from: Option<&str>,
     item: &Item,
 ) -> Result<BlobOutcome> {
+    let Destination { client, repo, scope, from } = *dest;
     if upload::exists(client, repo, scope, digest)? {
         return Ok(BlobOutcome::AlreadyExists);
     }
