@@ -3,5 +3,7 @@
 
 pub mod images;
 pub mod mount;
+pub mod registry;
 pub mod strata;
+pub mod token_issuer;
 pub mod tree;
