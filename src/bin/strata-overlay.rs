@@ -1,7 +1,7 @@
 //! strata-overlay: fuse-overlayfs' command line over strata's union filesystem.
 //!
-//! strata-overlay [-f] [-d] -o lowerdir=A:B:C[,upperdir=U,workdir=W][,ro][,allow_other] MOUNTPOINT
-//! strata-overlay SOURCE MOUNTPOINT -o OPTIONS        (as run by `mount -t fuse.strata-overlay`)
+//! `strata-overlay [-f] [-d] -o lowerdir=A:B:C[,upperdir=U,workdir=W][,ro][,allow_other] MOUNTPOINT`
+//! `strata-overlay SOURCE MOUNTPOINT -o OPTIONS` (as run by `mount -t fuse.strata-overlay`)
 //!
 //! lowerdir lists the TOP layer first. Without upperdir the mount is read-only. Harmless
 //! options strata does not implement are accepted with a log line; others are refused.
@@ -102,14 +102,18 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
     Ok(a)
 }
 
-/// Splits on `sep`, honouring `\` escapes.
+/// Splits on `sep`; `\` + `sep` stands for `sep` itself (other escapes are kept for the next
+/// split).
 fn split_escaped(s: &str, sep: char) -> Vec<String> {
     let mut out = vec![String::new()];
     let mut chars = s.chars();
     while let Some(c) = chars.next() {
         if c == '\\' {
-            if let Some(n) = chars.next() {
-                out.last_mut().map(|l| l.push(n));
+            if let (Some(n), Some(l)) = (chars.next(), out.last_mut()) {
+                if n != sep {
+                    l.push('\\');
+                }
+                l.push(n);
             }
         } else if c == sep {
             out.push(String::new());

@@ -191,17 +191,18 @@ pub fn commit(g: &Global, a: CommitArgs) -> Result<ExitCode> {
     let store = open_store(g, LockMode::Exclusive)?;
     let c = store.resolve_container(&a.container)?;
     let base = store.image(&c.image).with_context(|| format!("the image of container {}", c.name))?;
-    // A mounted container's daemon writes through to the upper dir; sync makes it durable first.
-    if containers::mount_state(&c).is_mounted() {
-        containers::sync_mount(&store, &c)?;
-    }
+    containers::sync_mount(&store, &c)?;
     let upper = store.container_upper(&c.id);
     let layer = store
         .ingest_upper(&upper, &PackOptions { compression, clamp_mtime: clamp })
         .with_context(|| format!("committing container {}", c.name))?;
     let history = HistoryEntry {
         created,
-        created_by: format!("strata commit {}", c.name),
+        // Not the container's name: the same changes to the same image must give the same id.
+        created_by: std::iter::once("strata commit".to_string())
+            .chain(a.changes.iter().map(|c| format!("-c {c:?}")))
+            .collect::<Vec<_>>()
+            .join(" "),
         author: a.author,
         comment: a.message,
         empty_layer: false,

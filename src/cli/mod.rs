@@ -4,6 +4,7 @@ mod containers;
 mod images;
 mod inspect;
 pub mod output;
+mod registry;
 mod transfer;
 
 use std::path::PathBuf;
@@ -60,6 +61,16 @@ pub enum Command {
     Load(transfer::LoadArgs),
     /// Save images to a docker-archive, OCI archive or OCI layout directory.
     Save(transfer::SaveArgs),
+    /// Download an image from a registry.
+    Pull(registry::PullArgs),
+    /// Upload an image to a registry.
+    Push(registry::PushArgs),
+    /// Log in to a registry (credentials are checked, then saved 0600 in $XDG_CONFIG_HOME/strata/auth.json).
+    Login(registry::LoginArgs),
+    /// Forget the saved credentials for a registry.
+    Logout(registry::LogoutArgs),
+    /// Search a registry's catalog for repositories.
+    Search(registry::SearchArgs),
     /// Create a container: a writable layer over an image; prints its id.
     Create(containers::CreateArgs),
     /// List containers (mounted ones; -a for all).
@@ -160,6 +171,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Load(a) | Command::Image(ImageCommand::Load(a)) => transfer::load(g, a),
         Command::Save(a) | Command::Image(ImageCommand::Save(a)) => transfer::save(g, a),
         Command::System(SystemCommand::Df(a)) => images::df(g, a),
+        Command::Pull(a) => registry::pull(g, a),
+        Command::Push(a) => registry::push(g, a),
+        Command::Login(a) => registry::login(g, a),
+        Command::Logout(a) => registry::logout(g, a),
+        Command::Search(a) => registry::search(g, a),
     }
 }
 

@@ -166,8 +166,15 @@ pub fn unmount_path(store: &Store, path: &Path) -> Result<()> {
     store.forget_image_mount(&path)
 }
 
-/// Makes everything written through a container's mount durable in its upper dir.
+/// Makes everything written through a container's mount durable in its upper dir: syncfs on the
+/// mount flushes pages the kernel still holds (shared writable mmaps) to the daemon, then syncfs
+/// on the upper makes them durable.
 pub fn sync_mount(store: &Store, c: &ContainerRecord) -> Result<()> {
+    if let MountState::Mounted { mountpoint, .. } = mount_state(c) {
+        let f = std::fs::File::open(&mountpoint)
+            .with_context(|| format!("cannot open {}", mountpoint.display()))?;
+        nix::unistd::syncfs(&f).with_context(|| format!("syncfs {}", mountpoint.display()))?;
+    }
     let upper = store.container_upper(&c.id);
     let f = std::fs::File::open(&upper).with_context(|| format!("cannot open {}", upper.display()))?;
     nix::unistd::syncfs(&f).with_context(|| format!("syncfs {}", upper.display()))

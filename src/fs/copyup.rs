@@ -21,7 +21,7 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, Whence, fchownat, linkat, lseek, symlinkat};
 use xattr::FileExt;
 
-use super::filesystem::{R, StrataFs, errno, lock};
+use super::filesystem::{LinkMap, R, StrataFs, errno, lock};
 use super::ino::{InoMap, is_private_xattr};
 use crate::union::Entry;
 use crate::union::layer::proc_path;
@@ -54,11 +54,14 @@ impl StrataFs {
         let tmp = self.copy_to_work(e, origin)?;
         let work = self.work_fd()?;
         let updir = self.stack.dir_fd(0, parent).map_err(errno)?;
+        // Copy-up changes nothing in the merged parent: keep its times.
+        let pst = nix::sys::stat::fstat(updir.as_fd())?;
         if let Err(err) = renameat2(work, tmp.as_os_str(), updir.as_fd(), name, RenameFlags::RENAME_NOREPLACE)
         {
             let _ = self.remove_work(&tmp, e.is_dir());
             return Err(err);
         }
+        let _ = set_times(updir.as_fd(), OsStr::new("."), &pst);
         if e.stat.st_mode & libc::S_IFMT == libc::S_IFREG && e.stat.st_nlink > 1 {
             self.link_aliases(e, origin)?;
         }
@@ -183,7 +186,9 @@ impl StrataFs {
             self.copy_up(&ape)?;
             let (src_dir, src_name) = self.parent_fd(e, 0)?;
             let dst_dir = self.stack.dir_fd(0, ap).map_err(errno)?;
+            let pst = nix::sys::stat::fstat(dst_dir.as_fd())?;
             linkat(src_dir.as_fd(), src_name, dst_dir.as_fd(), an, AtFlags::empty())?;
+            let _ = set_times(dst_dir.as_fd(), OsStr::new("."), &pst);
             self.changed(alias);
         }
         let _ = origin;
@@ -191,7 +196,7 @@ impl StrataFs {
     }
 
     /// st_ino → paths of every multiply-linked regular file of a lower layer.
-    fn hardlinks(&self, layer: usize) -> R<Arc<HashMap<u64, Vec<PathBuf>>>> {
+    fn hardlinks(&self, layer: usize) -> R<Arc<LinkMap>> {
         if let Some(m) = lock(&self.links).get(&layer) {
             return Ok(m.clone());
         }

@@ -1,7 +1,5 @@
 //! opendir / readdir / readdirplus over merged listings.
 
-use std::path::Path;
-
 use fuser::FileAttr;
 use nix::errno::Errno;
 
@@ -11,8 +9,9 @@ use super::handles::DirHandle;
 use crate::union::{Entry, ListEntry};
 
 impl StrataFs {
-    /// opendir: snapshot the merged listing.
-    pub(crate) fn do_opendir(&self, ino: u64) -> R<u64> {
+    /// opendir: snapshot the merged listing. Returns the handle and whether the directory's
+    /// contents come from lower layers only (immutable: the kernel may keep its cache).
+    pub(crate) fn do_opendir(&self, ino: u64) -> R<(u64, bool)> {
         let _ns = self.ns.read().unwrap_or_else(|e| e.into_inner());
         let entry = self.entry(ino)?;
         if !entry.is_dir() {
@@ -24,7 +23,8 @@ impl StrataFs {
             Some(p) => self.lookup_path(p).map(|pe| self.attr(&pe)).unwrap_or(dot),
             None => dot,
         };
-        Ok(self.handles.add_dir(DirHandle { entry, listing, dot, dotdot }))
+        let lower_only = !entry.layers.contains(&0) || !self.stack.has_upper();
+        Ok((self.handles.add_dir(DirHandle { entry, listing, dot, dotdot }), lower_only))
     }
 
     /// The inode number readdir reports for a listed name.
@@ -49,10 +49,5 @@ impl StrataFs {
     /// File type of a listed name.
     pub(crate) fn dirent_kind(le: &ListEntry) -> fuser::FileType {
         kind(le.kind)
-    }
-
-    /// Path helper for logs.
-    pub(crate) fn display(p: &Path) -> String {
-        if p.as_os_str().is_empty() { "/".into() } else { p.display().to_string() }
     }
 }

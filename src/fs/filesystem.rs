@@ -21,6 +21,9 @@ use super::nodes::Nodes;
 use crate::union::layer::{proc_path, stat_at};
 use crate::union::{Entry, Stack};
 
+/// st_ino → the paths of a lower layer's hard-linked files.
+pub(crate) type LinkMap = HashMap<u64, Vec<PathBuf>>;
+
 /// Result of an operation: a value or an errno for the kernel.
 pub(crate) type R<T> = Result<T, Errno>;
 
@@ -53,7 +56,7 @@ pub struct StrataFs {
     pub(crate) counter: AtomicU64,
     entries: Mutex<LruCache<PathBuf, Entry>>,
     /// Per lower layer: st_ino → paths of its hard-linked files (built on first need).
-    pub(crate) links: Mutex<HashMap<usize, Arc<HashMap<u64, Vec<PathBuf>>>>>,
+    pub(crate) links: Mutex<HashMap<usize, Arc<LinkMap>>>,
 }
 
 impl std::fmt::Debug for StrataFs {

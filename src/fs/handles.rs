@@ -35,13 +35,16 @@ pub struct DirHandle {
     pub dotdot: FileAttr,
 }
 
+/// A passthrough backing id, whether its file is in the upper, and whether it is writable.
+type Backing = (Weak<BackingId>, bool, bool);
+
 /// Every open handle.
 #[derive(Debug, Default)]
 pub struct Handles {
     next: AtomicU64,
     files: Mutex<HashMap<u64, Arc<FileHandle>>>,
     dirs: Mutex<HashMap<u64, Arc<DirHandle>>>,
-    backing: Mutex<HashMap<u64, (Weak<BackingId>, bool, bool)>>,
+    backing: Mutex<HashMap<u64, Backing>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

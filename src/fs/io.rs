@@ -189,7 +189,7 @@ impl StrataFs {
     /// statfs(2) of the top layer's filesystem.
     pub(crate) fn do_statfs(&self) -> R<nix::sys::statvfs::Statvfs> {
         let fd = self.stack.dir_fd(0, std::path::Path::new("")).map_err(errno)?;
-        Ok(nix::sys::statvfs::fstatvfs(fd.as_fd())?)
+        nix::sys::statvfs::fstatvfs(fd.as_fd())
     }
 
     /// fsync(2) / fdatasync(2).
@@ -223,7 +223,7 @@ impl StrataFs {
         // A private fd so concurrent seeks on one handle don't race.
         let f: Arc<File> = h.file.clone();
         let dup = f.try_clone().map_err(errno)?;
-        Ok(nix::unistd::lseek(dup.as_fd(), offset, w)?)
+        nix::unistd::lseek(dup.as_fd(), offset, w)
     }
 
     /// Attributes after a change.

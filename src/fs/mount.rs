@@ -219,6 +219,16 @@ fn serve_daemon(opts: &MountOptions, mountpoint: &Path, wr: &std::cell::RefCell<
     };
     nix::unistd::dup2_stdout(out.as_fd())?;
     nix::unistd::dup2_stderr(out.as_fd())?;
+    if opts.log_file.is_some() {
+        // Log to the file (stderr now) unless the caller already set up logging.
+        let filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .try_init();
+    }
     let upper = if opts.read_only { None } else { opts.upper.clone() };
     let res = mount_with(opts, mountpoint, || {
         // Tell the parent, and close the pipe so its read ends.

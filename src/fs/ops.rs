@@ -329,7 +329,15 @@ impl Filesystem for StrataFs {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match run("opendir", || self.do_opendir(ino.0)) {
-            Ok(fh) => reply.opened(Fh(fh), FopenFlags::empty()),
+            Ok((fh, lower_only)) => {
+                // The kernel caches listings (checked against the directory's mtime); an
+                // immutable lower directory may keep that cache across opens.
+                let mut fl = FopenFlags::FOPEN_CACHE_DIR;
+                if lower_only {
+                    fl |= FopenFlags::FOPEN_KEEP_CACHE;
+                }
+                reply.opened(Fh(fh), fl)
+            }
             Err(e) => reply.error(e),
         }
     }

@@ -61,10 +61,20 @@ impl StrataFs {
         self.stack.lookup_child_in(dir, name, lower).map_err(errno)
     }
 
-    /// Writes `.wh.NAME` in the upper directory `dir`.
+    /// Writes `.wh.NAME` in the upper directory `dir`. A name too long for the `.wh.` prefix
+    /// (over 251 bytes) gets an overlayfs-style whiteout (char device 0/0) instead.
     pub(crate) fn write_whiteout(&self, dir: &Path, name: &OsStr) -> R<()> {
         let fd = self.stack.dir_fd(0, dir).map_err(errno)?;
         let wh = whiteout_for(name);
+        if wh.len() > 255 {
+            return nix::sys::stat::mknodat(
+                fd.as_fd(),
+                name,
+                nix::sys::stat::SFlag::S_IFCHR,
+                Mode::empty(),
+                0,
+            );
+        }
         let f = nix::fcntl::openat(
             fd.as_fd(),
             wh.as_os_str(),

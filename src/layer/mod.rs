@@ -8,6 +8,7 @@ pub mod compression;
 mod extract;
 pub mod ingest;
 pub mod pack;
+mod pipe;
 pub mod tarpath;
 pub mod tarwriter;
 pub mod unpack;

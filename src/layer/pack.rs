@@ -65,8 +65,10 @@ struct Child {
     tar_name: OsString,
     source: PathBuf,
     what: ChildKind,
+    is_dir: bool,
 }
 
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
 enum ChildKind {
     Normal,
     /// overlayfs whiteout (char 0/0) written as `.wh.NAME`.
@@ -85,10 +87,10 @@ fn walk<W: Write>(w: &mut TarEntryWriter<W>, dir: &Path, rel: &mut Vec<u8>) -> R
         let meta = if ft.is_char_device() { Some(std::fs::symlink_metadata(&source)?) } else { None };
         if meta.as_ref().is_some_and(whiteout::is_overlay_whiteout) {
             let tar_name = whiteout::whiteout_name(&name);
-            children.push(Child { tar_name, source, what: ChildKind::OverlayWhiteout });
+            children.push(Child { tar_name, source, what: ChildKind::OverlayWhiteout, is_dir: false });
         } else {
             whiteout::classify(&name).with_context(|| format!("{}", source.display()))?;
-            children.push(Child { tar_name: name, source, what: ChildKind::Normal });
+            children.push(Child { tar_name: name, source, what: ChildKind::Normal, is_dir: ft.is_dir() });
         }
     }
     if is_overlay_opaque(dir)? {
@@ -97,10 +99,12 @@ fn walk<W: Write>(w: &mut TarEntryWriter<W>, dir: &Path, rel: &mut Vec<u8>) -> R
             tar_name: whiteout::OPAQUE_MARKER.into(),
             source,
             what: ChildKind::OpaqueMarker,
+            is_dir: false,
         });
     }
-    children.sort_by(|a, b| a.tar_name.as_bytes().cmp(b.tar_name.as_bytes()));
-    // `x` as a char 0/0 next to a real `.wh.x` (or a real opaque marker): write it once.
+    // On a name clash (char 0/0 `x` next to a real `.wh.x`, or a real opaque marker
+    // in an xattr-opaque dir) the real file wins, whatever the readdir order.
+    children.sort_by(|a, b| (a.tar_name.as_bytes(), &a.what).cmp(&(b.tar_name.as_bytes(), &b.what)));
     children.dedup_by(|b, a| a.tar_name == b.tar_name);
 
     for child in children {
@@ -112,7 +116,7 @@ fn walk<W: Write>(w: &mut TarEntryWriter<W>, dir: &Path, rel: &mut Vec<u8>) -> R
         match child.what {
             ChildKind::Normal => {
                 w.append_path(rel, &child.source)?;
-                if child.source.symlink_metadata()?.is_dir() {
+                if child.is_dir {
                     walk(w, &child.source, rel)?;
                 }
             }

@@ -2,19 +2,20 @@
 //!
 //! The pipeline, bottom to top:
 //!   input → raw hasher (+ tee to the blob copy) → decompressor → tar hasher
-//!   → 1 MiB buffer → tail padder → tar parser → [`Tree`] (the safe extractor).
+//!   → pipe to a second thread → tail padder → tar parser → [`Tree`] (the safe extractor).
 //! After the tar's end the stream is drained, so both digests cover every byte.
 
 use std::cell::Cell;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::Path;
 use std::rc::Rc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use tar::EntryType;
 
 use super::compression::{Compression, read_prefix};
 use super::extract::{Attrs, Node, Tree};
+use super::pipe::{Pump, pipe};
 use super::tarpath;
 use crate::oci::Digest;
 use crate::oci::digest::{Hasher, HashingReader};
@@ -35,21 +36,61 @@ pub struct Unpacked {
     pub data_bytes: u64,
 }
 
-const BUF_SIZE: usize = 1 << 20;
+/// Chunks handed from the decompressing thread to the extracting one.
+const CHUNK: usize = 1 << 20;
+const CHUNKS_IN_FLIGHT: usize = 4;
 
 /// Unpacks a layer (plain, gzip or zstd tar: detected) into `dest`, an existing
 /// directory, normally empty. Nothing outside `dest` is ever touched. If
 /// `blob_copy` is given, every input byte is written to it as it is read.
+///
+/// Reading, hashing and decompressing run on the calling thread; parsing and
+/// extracting on a second one, fed through a bounded pipe.
 pub fn unpack(input: impl Read, dest: &Path, blob_copy: Option<&mut dyn Write>) -> Result<Unpacked> {
     let mut raw = RawSide { inner: input, hasher: Hasher::default(), copy: blob_copy };
     let prefix = read_prefix(&mut raw).context("reading the layer")?;
     let compression = Compression::detect(&prefix)?;
-    let decoder = compression.decoder(io::Cursor::new(prefix).chain(raw))?;
-    let tar_side = BufReader::with_capacity(BUF_SIZE, HashingReader::new(decoder));
-    let pad_at = Rc::new(Cell::new(0));
-    let padder = TailPad { inner: tar_side, pos: 0, pad_at: pad_at.clone(), zeros: 0 };
+    let mut tar_side = HashingReader::new(compression.decoder(io::Cursor::new(prefix).chain(raw))?);
+    let tree = Tree::open(dest)?;
 
-    let mut tree = Tree::open(dest)?;
+    let (mut tx, rx) = pipe(CHUNKS_IN_FLIGHT, CHUNK);
+    let (pumped, extracted) = std::thread::scope(|s| {
+        let worker = s.spawn(move || extract_stream(rx, tree, compression));
+        let mut pumped = loop {
+            match tx.pump(&mut tar_side) {
+                Ok(Pump::Sent) => {}
+                Ok(Pump::Eof) => break Ok(false),
+                Ok(Pump::ReaderGone) => break Ok(true),
+                Err(e) => break Err(e),
+            }
+        };
+        drop(tx);
+        let extracted = worker.join().unwrap_or_else(|_| Err(anyhow!("the extracting thread panicked")));
+        // The tar ended before the stream: drain the rest (zero blocks, padding) so
+        // both digests cover every byte. Not worth it if extraction failed.
+        if extracted.is_ok() && matches!(pumped, Ok(true)) {
+            pumped = io::copy(&mut tar_side, &mut io::sink()).map(|_| false);
+        }
+        (pumped, extracted)
+    });
+    // A decoding error explains whatever the extractor made of the cut-off stream.
+    pumped.context(corrupt(compression))?;
+    let (entries, data_bytes) = extracted?;
+
+    let (decoder, diff_id, tar_size) = tar_side.finish();
+    let mut raw = decoder.into_inner().into_inner().1;
+    io::copy(&mut raw, &mut io::sink()).context("reading the layer")?;
+    if let Some(copy) = raw.copy.as_mut() {
+        copy.flush().context("writing the blob copy")?;
+    }
+    let (blob, blob_size) = raw.hasher.finish();
+    Ok(Unpacked { compression, blob, blob_size, diff_id, tar_size, entries, data_bytes })
+}
+
+/// Parses the tar and restores every member; returns (entries, file bytes).
+fn extract_stream(input: impl Read, mut tree: Tree, compression: Compression) -> Result<(u64, u64)> {
+    let pad_at = Rc::new(Cell::new(0));
+    let padder = TailPad { inner: input, pos: 0, pad_at: pad_at.clone(), zeros: 0 };
     let mut archive = tar::Archive::new(padder);
     let (mut entries, mut data_bytes) = (0u64, 0u64);
     for entry in archive.entries().context("reading the tar stream")? {
@@ -65,18 +106,7 @@ pub fn unpack(input: impl Read, dest: &Path, blob_copy: Option<&mut dyn Write>) 
             .with_context(|| format!("tar entry {}", display_raw(&name)))?;
     }
     tree.finish()?;
-
-    // Drain what follows the tar's end (zero blocks, padding): both digests cover it.
-    let mut tar_side = archive.into_inner().inner;
-    io::copy(&mut tar_side, &mut io::sink()).context(corrupt(compression))?;
-    let (decoder, diff_id, tar_size) = tar_side.into_inner().finish();
-    let mut raw = decoder.into_inner().into_inner().1;
-    io::copy(&mut raw, &mut io::sink()).context("reading the layer")?;
-    if let Some(copy) = raw.copy.as_mut() {
-        copy.flush().context("writing the blob copy")?;
-    }
-    let (blob, blob_size) = raw.hasher.finish();
-    Ok(Unpacked { compression, blob, blob_size, diff_id, tar_size, entries, data_bytes })
+    Ok((entries, data_bytes))
 }
 
 fn corrupt(c: Compression) -> String {

@@ -166,13 +166,17 @@ impl Store {
         if let Ok(reference) = Reference::parse_with_default_tag(input) {
             if let Some(d) = &reference.digest {
                 let name = reference.name();
+                // `name@digest` names the manifest we store, or the index a multi-platform pull
+                // resolved (recorded verbatim in repo_digests).
+                let exact = format!("{name}@{d}");
                 let found = self.images()?.into_iter().find(|i| {
-                    &i.manifest == d
-                        && (i.repo_digests.iter().any(|r| r.starts_with(&format!("{name}@")))
-                            || self
-                                .tags_of(&i.id)
-                                .map(|t| t.iter().any(|t| t.starts_with(&format!("{name}:"))))
-                                .unwrap_or(false))
+                    i.repo_digests.contains(&exact)
+                        || (&i.manifest == d
+                            && (i.repo_digests.iter().any(|r| r.starts_with(&format!("{name}@")))
+                                || self
+                                    .tags_of(&i.id)
+                                    .map(|t| t.iter().any(|t| t.starts_with(&format!("{name}:"))))
+                                    .unwrap_or(false)))
                 });
                 if let Some(img) = found {
                     return Ok(img);

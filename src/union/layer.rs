@@ -103,6 +103,14 @@ pub fn is_opaque_dir(dir: BorrowedFd<'_>) -> io::Result<bool> {
     Ok(false)
 }
 
+/// A directory unpack created with no tar entry for it: its attributes come from below.
+pub fn is_implicit_dir(dir: BorrowedFd<'_>) -> io::Result<bool> {
+    let p = proc_path(dir, OsStr::new(""));
+    Ok(crate::layer::whiteout::IMPLICIT_DIR_XATTRS
+        .iter()
+        .any(|name| matches!(xattr::get_deref(&p, name), Ok(Some(_)))))
+}
+
 /// File type bits of a stat.
 pub fn file_type(st: &FileStat) -> u32 {
     st.st_mode & libc::S_IFMT

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use lru::LruCache;
 use nix::sys::stat::FileStat;
 
-use super::layer::{Layer, is_dir, is_opaque_dir, stat_at};
+use super::layer::{Layer, is_dir, is_implicit_dir, is_opaque_dir, stat_at};
 use super::listing::{self, Listing};
 use super::whiteout::{is_overlay_whiteout, is_reserved, whiteout_for};
 
@@ -128,19 +128,22 @@ impl Stack {
     /// The root of the merged view.
     pub fn root(&self) -> io::Result<Entry> {
         let mut layers = Vec::new();
-        let mut stat = None;
+        let mut attrs: Option<(usize, FileStat, bool)> = None;
         for i in 0..self.layers.len() {
             let fd = self.dir_fd(i, Path::new(""))?;
-            if stat.is_none() {
-                stat = Some(nix::sys::stat::fstat(fd.as_fd())?);
+            if attrs.as_ref().is_none_or(|a| a.2) {
+                let implicit = is_implicit_dir(fd.as_fd())?;
+                if attrs.is_none() || !implicit {
+                    attrs = Some((i, nix::sys::stat::fstat(fd.as_fd())?, implicit));
+                }
             }
             layers.push(i);
             if is_opaque_dir(fd.as_fd())? {
                 break;
             }
         }
-        let stat = stat.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
-        Ok(Entry { path: PathBuf::new(), layer: 0, stat, layers })
+        let (layer, stat, _) = attrs.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+        Ok(Entry { path: PathBuf::new(), layer, stat, layers })
     }
 
     /// Looks up a relative path ("" or "/" = root) through the stack.
@@ -185,7 +188,11 @@ impl Stack {
         let path = parent.path.join(name);
         let wh = whiteout_for(name);
         let mut found: Option<Entry> = None;
-        for &l in layers {
+        // The found directory's attributes were made up by unpack: take the next real ones below.
+        let mut implicit = false;
+        for (i, &l) in layers.iter().enumerate() {
+            // Whiteouts and opacity only matter when there are layers below this one.
+            let below = i + 1 < layers.len();
             let dir = match self.dir_fd(l, &parent.path) {
                 Ok(fd) => fd,
                 Err(e) if is_gone(&e) => continue,
@@ -199,26 +206,38 @@ impl Stack {
                     None => {
                         let d = is_dir(&st);
                         found = Some(Entry { path: path.clone(), layer: l, stat: st, layers: vec![l] });
-                        if !d || self.opaque(l, &path)? {
+                        if !d || !below || self.opaque(l, &path)? {
                             break;
                         }
+                        implicit = self.implicit(l, &path)?;
                     }
                     Some(e) => {
                         if !is_dir(&st) {
                             break;
                         }
+                        if implicit && !self.implicit(l, &path)? {
+                            (e.layer, e.stat, implicit) = (l, st, false);
+                        }
                         e.layers.push(l);
-                        if self.opaque(l, &path)? {
+                        if !below || self.opaque(l, &path)? {
                             break;
                         }
                     }
                 }
             }
-            if stat_at(dir.as_fd(), &wh)?.is_some() {
+            if below && stat_at(dir.as_fd(), &wh)?.is_some() {
                 break;
             }
         }
         Ok(found)
+    }
+
+    fn implicit(&self, layer: usize, path: &Path) -> io::Result<bool> {
+        match self.dir_fd(layer, path) {
+            Ok(fd) => is_implicit_dir(fd.as_fd()),
+            Err(e) if is_gone(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     fn opaque(&self, layer: usize, path: &Path) -> io::Result<bool> {
