@@ -17,7 +17,8 @@ fn bytes(n: usize) -> Vec<u8> {
 ///   2: .wh.d  a(50)
 /// with an `empty_layer` history entry between layers 0 and 1.
 fn image(s: &Strata) -> String {
-    let (b100, b200, b5, b10, b20, b30, b40) = (bytes(100), bytes(200), bytes(5), bytes(10), bytes(20), bytes(30), bytes(40));
+    let (b100, b200, b5, b10, b20, b30, b40) =
+        (bytes(100), bytes(200), bytes(5), bytes(10), bytes(20), bytes(30), bytes(40));
     let l0 = tar_of(&[
         Member::File("a", &b100),
         Member::File("b", &b200),
@@ -68,7 +69,8 @@ fn analyze_counts_match_hand_computed_values() {
 
     let v: serde_json::Value = serde_json::from_str(&s.ok(&["analyze", "--json", &id])).unwrap();
     let layer = |i: usize| &v["layers"][i];
-    let count = |i: usize, k: &str| (layer(i)[k]["files"].as_u64().unwrap(), layer(i)[k]["bytes"].as_u64().unwrap());
+    let count =
+        |i: usize, k: &str| (layer(i)[k]["files"].as_u64().unwrap(), layer(i)[k]["bytes"].as_u64().unwrap());
     assert_eq!(layer(0)["created_by"], "ADD base");
     assert_eq!(layer(1)["created_by"], "RUN change", "empty_layer entries are skipped");
     assert_eq!(layer(2)["created_by"], "RUN delete");
@@ -98,9 +100,16 @@ fn analyze_counts_match_hand_computed_values() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|w| (w["path"].as_str().unwrap().to_string(), w["count"].as_u64().unwrap(), w["bytes"].as_u64().unwrap()))
+        .map(|w| {
+            (
+                w["path"].as_str().unwrap().to_string(),
+                w["count"].as_u64().unwrap(),
+                w["bytes"].as_u64().unwrap(),
+            )
+        })
         .collect();
-    let want = [("/a", 2, 250), ("/b", 1, 200), ("/o/q", 1, 40), ("/o/p", 1, 30), ("/d/y", 1, 20), ("/d/x", 1, 10)];
+    let want =
+        [("/a", 2, 250), ("/b", 1, 200), ("/o/q", 1, 40), ("/o/p", 1, 30), ("/d/y", 1, 20), ("/d/x", 1, 10)];
     let want: Vec<(String, u64, u64)> = want.iter().map(|(p, c, b)| (p.to_string(), *c, *b)).collect();
     assert_eq!(paths, want);
 
@@ -109,7 +118,8 @@ fn analyze_counts_match_hand_computed_values() {
     assert!(text.contains("Wasted: 550B (550 bytes, 89.43%)"), "{text}");
     assert!(text.contains("3 (270B)"), "{text}");
     assert!(text.contains("RUN change"), "{text}");
-    let top: serde_json::Value = serde_json::from_str(&s.ok(&["analyze", "--format", "json", "--top", "1", &id])).unwrap();
+    let top: serde_json::Value =
+        serde_json::from_str(&s.ok(&["analyze", "--format", "json", "--top", "1", &id])).unwrap();
     assert_eq!(top["wasted_paths"].as_array().unwrap().len(), 1);
 }
 
@@ -118,7 +128,17 @@ fn ci_limits_fail_and_name_the_crossed_threshold() {
     let s = Strata::new();
     let id = image(&s);
     // Well inside every limit.
-    let out = s.run(&["analyze", &id, "--ci", "--lowest-efficiency", "0.1", "--highest-wasted-bytes", "1kB", "--highest-wasted-percent", "90"]);
+    let out = s.run(&[
+        "analyze",
+        &id,
+        "--ci",
+        "--lowest-efficiency",
+        "0.1",
+        "--highest-wasted-bytes",
+        "1kB",
+        "--highest-wasted-percent",
+        "90",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     for (args, needle) in [
         (vec!["--lowest-efficiency", "0.5"], "--lowest-efficiency 0.5"),

@@ -54,7 +54,10 @@ fn image_diff_reports_known_changes() {
         ["C /a", "D /b", "A /n", "C /o", "D /o/p", "D /o/q", "A /o/r"],
         "a directory with changes below is C, like container diff"
     );
-    assert_eq!(lines(&s.ok(&["diff", &b, &a])), ["C /a", "A /b", "D /n", "C /o", "A /o/p", "A /o/q", "D /o/r"]);
+    assert_eq!(
+        lines(&s.ok(&["diff", &b, &a])),
+        ["C /a", "A /b", "D /n", "C /o", "A /o/p", "A /o/q", "D /o/r"]
+    );
     assert_eq!(
         lines(&s.ok(&["diff", &a, &c])),
         ["C /a", "D /b", "D /d", "A /n", "C /o", "D /o/p", "D /o/q", "A /o/r"],
@@ -81,7 +84,10 @@ fn content_is_compared_only_when_it_can_differ() {
     let types = load(
         &s,
         "types",
-        &[base(), tar_of(&[Member::Dir("keep/"), Member::File("keep/z", b"z"), Member::File("d", b"now a file")])],
+        &[
+            base(),
+            tar_of(&[Member::Dir("keep/"), Member::File("keep/z", b"z"), Member::File("d", b"now a file")]),
+        ],
     );
     assert_eq!(lines(&s.ok(&["diff", &a, &types])), ["C /d", "D /d/x", "D /d/y", "C /keep", "A /keep/z"]);
 }

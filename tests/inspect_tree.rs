@@ -7,8 +7,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::images::{fixture, run, umoci_unpack};
 use common::image_mount::{is_mountpoint, mount_image};
+use common::images::{fixture, run, umoci_unpack};
 use common::strata::Strata;
 use common::tree;
 
