@@ -102,3 +102,21 @@ fn container_diff_still_takes_one_argument() {
     std::fs::write(upper.join(".wh.b"), "").unwrap();
     assert_eq!(lines(&s.ok(&["diff", &id])), ["A /added", "D /b"]);
 }
+
+#[test]
+fn a_committed_image_differs_from_its_base_as_the_container_did() {
+    let s = Strata::new();
+    let a = load(&s, "a", &[base()]);
+    let id = s.ok(&["create", &a]).trim().to_string();
+    let upper = s.root().join("containers").join(&id).join("upper");
+    std::fs::write(upper.join("a"), "rewritten").unwrap();
+    std::fs::write(upper.join("added"), "x").unwrap();
+    std::fs::write(upper.join(".wh.b"), "").unwrap();
+    std::fs::create_dir(upper.join("o")).unwrap();
+    std::fs::write(upper.join("o/s"), "s").unwrap();
+    let container = s.ok(&["diff", &id]);
+    assert_eq!(lines(&container), ["C /a", "A /added", "D /b", "C /o", "A /o/s"]);
+    let committed = s.ok(&["commit", &id, "example.com/committed:1"]).trim().to_string();
+    assert_eq!(s.ok(&["diff", &a, &committed]), container);
+    assert_eq!(s.ok(&["diff", &a, "example.com/committed:1"]), container);
+}
