@@ -163,6 +163,14 @@ fn export_untarred_equals_umoci_unpack() {
     diffs.extend(got.keys().filter(|k| !want.contains_key(*k)).map(|k| format!("unexpected {k:?}")));
     assert!(diffs.is_empty(), "export differs from umoci unpack:\n{}", diffs.join("\n"));
 
+    // Through the mount everything matches, directory xattrs included (same union rules).
+    if let Some(m) = mount_image(&s, &id, "mnt") {
+        let mut seen = tree::walk(&m.dir);
+        seen.remove("");
+        let mut got = tree::walk(&dir);
+        got.remove("");
+        assert!(seen == got, "export differs from the mount:\nmount {seen:#?}\nexport {got:#?}");
+    }
     // Hard links stay links, whiteouts never appear, and the tar is the same every time.
     let listing = run("tar", &["-tvf", tar.to_str().unwrap()]);
     assert!(listing.contains("etc/hello-hard link to etc/hello"), "{listing}");
