@@ -280,6 +280,7 @@ pub fn umount(g: &Global, a: UmountArgs) -> Result<ExitCode> {
 }
 
 #[derive(Args)]
+#[command(after_help = super::inspect::DIFF_HELP)]
 pub struct DiffArgs {
     /// A container (its writable layer against its image), or two images (the second against the first).
     #[arg(required = true, num_args = 1..=2, value_name = "CONTAINER | IMAGE IMAGE")]

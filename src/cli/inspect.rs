@@ -20,19 +20,22 @@ use crate::oci::time::format_rfc3339;
 use crate::store::LockMode;
 
 const LS_HELP: &str = "\
-Layers are numbered bottom first, as in the config's rootfs.diff_ids (0 = base); a container's \
-writable layer is `upper`. Names are printed as their raw bytes. Times are UTC.
+Layers are numbered bottom first, as in the config's rootfs.diff_ids (0 = base); a
+container's writable layer is `upper`. Names are printed as raw bytes; times are UTC.
+A directory merged from several layers shows 1 link, as through the mount (overlayfs).
 
---format json prints one object per entry (one per line):
-  path, name         absolute path in the image, and the listed name (text; non-UTF-8 bytes replaced,
-                     the exact bytes then also in path_hex / name_hex)
+--format json prints one object per entry, one per line:
+  path, name         absolute path in the image, and the listed name (non-UTF-8 bytes
+                     replaced; the exact bytes then also in path_hex / name_hex)
   type               file, dir, symlink, char, block, fifo or socket
-  mode               permission bits incl. setuid/setgid/sticky (number); mode_string as ls -l shows it
+  mode               permission bits with setuid/setgid/sticky (a number)
+  mode_string        as ls -l shows it
   nlink, uid, gid, size
   major, minor       device numbers (char and block devices only)
-  mtime, mtime_nsec  modification time, unix seconds and nanoseconds
+  mtime, mtime_nsec  modification time: unix seconds, nanoseconds
   target             symlink target (symlinks only; target_hex when not UTF-8)
-  layer, diff_id     the layer the entry comes from (index, or \"upper\" with diff_id null)";
+  layer, diff_id     the layer the entry comes from: its index and diff_id,
+                     or \"upper\" and null";
 
 #[derive(Args)]
 #[command(after_help = LS_HELP)]
@@ -148,11 +151,13 @@ fn parse_json_format(f: Option<&str>) -> Result<bool> {
 
 #[derive(Args)]
 #[command(after_help = "\
-Symlinks are followed inside the image only: an absolute target starts at the image root and `..` \
-never leaves it, so a link to /etc/passwd reads the image's file, never the host's.
+Symlinks are followed inside the image only: an absolute target starts at the image
+root and `..` never leaves it, so a link to /etc/passwd reads the image's file, never
+the host's. A path that is missing, a directory or not a regular file is an error; the
+other paths are still printed, and the exit status is 1.
 
---format json prints one object per path: path (as given), resolved (the file read), size, sha256, \
-and content (text) when the content is UTF-8, else content_hex.")]
+--format json prints one object per path: path (as given), resolved (the file read),
+size, sha256, and content (text) when it is UTF-8, else content_hex.")]
 pub struct CatArgs {
     /// An image, or a container (its writable layer over its image).
     #[arg(value_name = "IMAGE|CONTAINER")]
@@ -214,8 +219,9 @@ fn cat_one(view: &View, path: &Path, json: bool, out: &mut dyn Write) -> Result<
 
 #[derive(Args)]
 #[command(after_help = "\
-The tar is deterministic (entries sorted, numeric owners, no atimes, PAX only where needed, xattrs as \
-SCHILY.xattr.*) and holds no whiteouts; names of one inode in one layer become hard-link entries.")]
+The tar is deterministic (entries sorted, numeric owners, no atimes, PAX only where
+needed, xattrs as SCHILY.xattr.*) and holds no whiteouts; names of one inode in one
+layer become hard-link entries. The root directory itself is not an entry.")]
 pub struct ExportArgs {
     /// An image, or a container (its writable layer over its image).
     #[arg(value_name = "IMAGE|CONTAINER")]
@@ -266,28 +272,43 @@ pub fn diff_images(g: &Global, a: &str, b: &str, format: Option<&str>) -> Result
 }
 
 const ANALYZE_HELP: &str = "\
-Per layer (bottom first, created_by from the config history with empty_layer entries skipped):
+Per layer (bottom first; created_by from the config history, empty_layer entries skipped):
   size      bytes of regular-file data the layer stores (hard links once)
-  added     files (non-directories) at paths the layers below do not have, and their bytes
-  modified  files replacing a file of the layers below, and their (new) bytes
-  removed   files of the layers below that this layer deletes — by whiteout, opaque directory, or by
-            putting a file where a directory was (or the reverse) — and the bytes they held
+  added     files (non-directories) at paths the layers below do not have; their bytes
+  modified  files replacing a file of the layers below; their (new) bytes
+  removed   files of the layers below this layer deletes (by whiteout, opaque directory,
+            or a file put where a directory was, or the reverse); the bytes they held
 For the image:
-  total size       sum of the layer sizes
-  wasted bytes     bytes of lower-layer files that later layers overwrite or delete
-  wasted percent   wasted bytes / total size × 100
-  efficiency       dive's score: for every path, its versions across layers (a deletion is a 0-byte
-                   version); efficiency = Σ smallest version / Σ all versions (1 when no data)
-  wasted paths     paths by wasted bytes (every hidden version counts), largest first
-Bytes are regular-file sizes; symlinks, devices and fifos count as 0. Hard-linked files count per name.
+  total size      sum of the layer sizes
+  wasted bytes    bytes of lower-layer files that later layers overwrite or delete
+  wasted percent  wasted bytes / total size x 100
+  efficiency      dive's score: every path has versions across layers (a deletion is a
+                  0-byte version); efficiency = sum of each path's smallest version /
+                  sum of all versions (1 when there is no data)
+  wasted paths    paths by wasted bytes (every hidden version counts), largest first
+Bytes are regular-file sizes (symlinks, devices, fifos: 0); hard links count per name.
 
---ci checks the limits and exits 1 naming each one crossed. Without any limit given, dive's defaults
-apply: --lowest-efficiency 0.9 --highest-wasted-percent 10. Sizes take decimal (kB, MB, GB) or binary
-(KiB, MiB, GiB) suffixes.
+--ci checks the limits and exits 1, naming each limit crossed on stderr. With no limit
+given, dive's defaults apply: --lowest-efficiency 0.9 --highest-wasted-percent 10.
+Sizes take decimal (kB, MB, GB) or binary (KiB, MiB, GiB) suffixes.
 
---json (or --format json) prints one object: image, id, layers [{index, diff_id, created_by, size,
-added {files, bytes}, modified {…}, removed {…}}], total_size, wasted_bytes, wasted_percent, efficiency,
-wasted_paths [{path, count, bytes}], and with --ci: ci {pass, crossed [sentences]}.";
+--json (or --format json) prints one object:
+  image, id, total_size, wasted_bytes, wasted_percent, efficiency,
+  layers: [{index, diff_id, created_by, size, added: {files, bytes}, modified: {..},
+            removed: {..}}],
+  wasted_paths: [{path, count, bytes}],
+  ci: {pass, crossed: [sentences]}   (with --ci only)";
+
+/// `strata diff --help`: what the image form compares.
+pub const DIFF_HELP: &str = "\
+With two images, prints what turns the first image's merged tree into the second's.
+An entry is changed (C) when its type, mode, owner, device number, xattrs or symlink
+target differ, or for non-directories its size, mtime or content; content is hashed only
+when all else matches and the two come from different layers. A deleted directory is one
+D line; an added one is A for it and everything below; a directory with changes below is
+C, as in container diff. Sorted by path, bytewise; names printed as raw bytes.
+
+--format json prints one object per change: {\"Kind\": \"A\"|\"C\"|\"D\", \"Path\": \"/x\"}.";
 
 #[derive(Args)]
 #[command(after_help = ANALYZE_HELP)]
