@@ -176,7 +176,7 @@ mod tests {
     fn mode_strings_like_ls() {
         assert_eq!(mode_string(libc::S_IFDIR | 0o755), "drwxr-xr-x");
         assert_eq!(mode_string(libc::S_IFREG | 0o4755), "-rwsr-xr-x");
-        assert_eq!(mode_string(libc::S_IFREG | 0o2611), "-rw--s--x");
+        assert_eq!(mode_string(libc::S_IFREG | 0o2611), "-rw---s--x");
         assert_eq!(mode_string(libc::S_IFDIR | 0o1777), "drwxrwxrwt");
         assert_eq!(mode_string(libc::S_IFREG | 0o1644), "-rw-r--r-T");
         assert_eq!(mode_string(libc::S_IFLNK | 0o777), "lrwxrwxrwx");
