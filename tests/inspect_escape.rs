@@ -76,6 +76,22 @@ fn links_and_dotdot_never_leave_the_image() {
     // ls follows an operand link to a directory inside the image too.
     assert_eq!(s.ok(&["ls", &img, "dirlink"]), "passwd\n");
     assert_eq!(s.ok(&["ls", &img, "/../.."]), s.ok(&["ls", &img]));
+    // export stores the links as links; it never follows them.
+    let out = s.command(&["export", &img]).output().unwrap();
+    let mut ar = tar::Archive::new(&out.stdout[..]);
+    let links: Vec<(String, String)> = ar
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.header().entry_type() == tar::EntryType::Symlink)
+        .map(|e| {
+            let name = String::from_utf8_lossy(&e.path_bytes()).into_owned();
+            (name, String::from_utf8_lossy(&e.link_name_bytes().unwrap()).into_owned())
+        })
+        .collect();
+    assert!(links.contains(&("abs".into(), "/etc/passwd".into())), "{links:?}");
+    assert!(links.contains(&("shadow".into(), "../../../etc/shadow".into())), "{links:?}");
+    assert_eq!(links.len(), 12, "every link of the image, as a link: {links:?}");
     let long = s.ok(&["ls", "-l", &img, "/secret"]);
     assert!(long.trim_end().ends_with(&format!("/secret -> {}", secret.display())), "{long}");
 }

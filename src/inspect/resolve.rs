@@ -45,6 +45,10 @@ pub fn resolve(stack: &Stack, path: &Path, follow_last: bool) -> Result<Option<E
                 bail!("too many levels of symbolic links resolving {}", path.display());
             }
             let target = read_link(stack, &next)?;
+            if target.is_empty() {
+                // An empty target names nothing (ENOENT), as in the kernel.
+                return Ok(None);
+            }
             let mut rest = components(&target);
             rest.extend(todo.drain(..));
             todo = rest;
