@@ -221,3 +221,25 @@ fn ls_shows_layers_and_long_format() {
     assert!(link.trim_end().ends_with("/bin/hello-link -> ../etc/hello"), "{link}");
     assert!(s.fails(&["ls", &id, "/nope"]).contains("no such file"));
 }
+
+#[test]
+fn analyze_sees_the_fixture_whiteouts_and_opaque_directory() {
+    let (s, id) = loaded();
+    let v: serde_json::Value = serde_json::from_str(&s.ok(&["analyze", "--json", &id])).unwrap();
+    let c = |i: usize, k: &str| {
+        let x = &v["layers"][i][k];
+        (x["files"].as_u64().unwrap(), x["bytes"].as_u64().unwrap())
+    };
+    // Layer 1: del.txt (4 bytes) and gone/sub/f (empty) deleted, bin/random rewritten by chmod,
+    // etc/changed and new.txt added.
+    assert_eq!(c(1, "removed"), (2, 4));
+    assert_eq!(c(1, "modified"), (1, 200_000));
+    assert_eq!(c(1, "added"), (2, 12));
+    // Layer 2: the opaque opq/ hides opq/keep/a and opq/old (both empty) and adds opq/fresh.
+    assert_eq!(c(2, "removed"), (2, 0));
+    assert_eq!(c(2, "added"), (1, 6));
+    assert_eq!(v["wasted_bytes"], 200_004);
+    let paths: Vec<&str> =
+        v["wasted_paths"].as_array().unwrap().iter().map(|w| w["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, ["/bin/random", "/del.txt", "/gone/sub/f", "/opq/keep/a", "/opq/old"]);
+}
