@@ -1,1 +1,160 @@
-//! cli (to be filled).
+//! The command line: clap definitions, one file per group of commands.
+
+mod containers;
+mod images;
+pub mod output;
+mod transfer;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+use crate::store::{LockMode, Store};
+
+#[derive(Parser)]
+#[command(
+    name = "strata",
+    version,
+    about = "Container image layers without a daemon: a content-addressed store, a FUSE union mount, commit, inspect and transport",
+    long_about = None,
+    after_help = "Store: --root DIR or STRATA_ROOT (default /var/lib/strata as root, else $XDG_DATA_HOME/strata)."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args)]
+pub struct Global {
+    /// Store directory.
+    #[arg(long, global = true, env = "STRATA_ROOT", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(long, global = true, value_name = "LEVEL", default_value = "warn")]
+    pub log_level: String,
+    /// More logging (-v info, -vv debug, -vvv trace), given before the command; overrides --log-level.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create an image from a rootfs tarball (plain, gzip or zstd), like `docker import`.
+    Import(images::ImportArgs),
+    /// List images.
+    Images(images::ImagesArgs),
+    /// Create a tag TARGET that refers to SOURCE.
+    Tag(images::TagArgs),
+    /// Remove images (untag, then delete what no tag or container holds).
+    Rmi(images::RmiArgs),
+    /// Show low-level information on images as JSON.
+    Inspect(images::InspectArgs),
+    /// Show the history of an image.
+    History(images::HistoryArgs),
+    /// Load images from a docker-archive, OCI archive or OCI layout.
+    Load(transfer::LoadArgs),
+    /// Save images to a docker-archive, OCI archive or OCI layout directory.
+    Save(transfer::SaveArgs),
+    /// Create a container: a writable layer over an image; prints its id.
+    Create(containers::CreateArgs),
+    /// List containers (mounted ones; -a for all).
+    Ps(containers::PsArgs),
+    /// Remove containers and their writable layers.
+    Rm(containers::RmArgs),
+    /// Mount a container read-write, or an image read-only, with strata's FUSE union filesystem.
+    Mount(containers::MountArgs),
+    /// Unmount a container or mountpoint and wait until everything is written.
+    Umount(containers::UmountArgs),
+    /// Show the changes of a container's writable layer (A added, C changed, D deleted).
+    Diff(containers::DiffArgs),
+    /// Create a new image from a container's changes.
+    Commit(containers::CommitArgs),
+    /// Manage images.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Store-wide information.
+    #[command(subcommand)]
+    System(SystemCommand),
+}
+
+#[derive(Subcommand)]
+pub enum ImageCommand {
+    /// List images (same as `strata images`).
+    Ls(images::ImagesArgs),
+    /// Remove images (same as `strata rmi`).
+    Rm(images::RmiArgs),
+    /// Remove dangling images (with -a: every image no container uses), then unused layers and blobs.
+    Prune(images::PruneArgs),
+    /// Show the history of an image.
+    History(images::HistoryArgs),
+    /// Show low-level information on images as JSON.
+    Inspect(images::InspectArgs),
+    /// Create a tag TARGET that refers to SOURCE.
+    Tag(images::TagArgs),
+    /// Create an image from a rootfs tarball.
+    Import(images::ImportArgs),
+    /// Load images from an archive.
+    Load(transfer::LoadArgs),
+    /// Save images to an archive.
+    Save(transfer::SaveArgs),
+}
+
+#[derive(Subcommand)]
+pub enum SystemCommand {
+    /// Show disk usage: images, layers, containers; shared base layers counted once.
+    Df(images::DfArgs),
+}
+
+pub fn init_logging(g: &Global) {
+    let level = match g.verbose {
+        0 => g.log_level.as_str(),
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("strata={level}"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("strata=warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+/// Opens the store chosen by `--root` / `STRATA_ROOT` / the default.
+pub(crate) fn open_store(g: &Global, mode: LockMode) -> Result<Store> {
+    let root = g.root.clone().unwrap_or_else(Store::default_root);
+    Store::open(&root, mode)
+}
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Import(a) | Command::Image(ImageCommand::Import(a)) => images::import(g, a),
+        Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => images::images(g, a),
+        Command::Tag(a) | Command::Image(ImageCommand::Tag(a)) => images::tag(g, a),
+        Command::Rmi(a) | Command::Image(ImageCommand::Rm(a)) => images::rmi(g, a),
+        Command::Inspect(a) | Command::Image(ImageCommand::Inspect(a)) => images::inspect(g, a),
+        Command::History(a) | Command::Image(ImageCommand::History(a)) => images::history(g, a),
+        Command::Image(ImageCommand::Prune(a)) => images::prune(g, a),
+        Command::Create(a) => containers::create(g, a),
+        Command::Ps(a) => containers::ps(g, a),
+        Command::Rm(a) => containers::rm(g, a),
+        Command::Mount(a) => containers::mount(g, a),
+        Command::Umount(a) => containers::umount(g, a),
+        Command::Diff(a) => containers::diff(g, a),
+        Command::Commit(a) => containers::commit(g, a),
+        Command::Load(a) | Command::Image(ImageCommand::Load(a)) => transfer::load(g, a),
+        Command::Save(a) | Command::Image(ImageCommand::Save(a)) => transfer::save(g, a),
+        Command::System(SystemCommand::Df(a)) => images::df(g, a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn clap_definitions_are_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

@@ -75,6 +75,8 @@ impl Tree {
         );
         let st = nix::sys::stat::fstat(&root)?;
         let euid = nix::unistd::geteuid();
+        // The root is implicit until the tar has an entry for it.
+        mark_implicit(&root, euid.is_root())?;
         Ok(Tree {
             root,
             cache: HashMap::new(),
@@ -120,6 +122,7 @@ impl Tree {
     /// Creates (or merges into) a directory; its mode and mtime are set in [`Tree::finish`].
     pub fn dir(&mut self, path: &[u8], attrs: &Attrs) -> Result<()> {
         if path.is_empty() {
+            clear_implicit(&self.root, self.is_root);
             self.chown(Target::Fd(self.root.as_fd()), attrs)?;
             set_xattrs_fd(&self.root, attrs, self.is_root)?;
             self.dirs.insert(Vec::new(), attrs.clone());
@@ -140,6 +143,7 @@ impl Tree {
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let dir =
             File::from(openat(self.fd(parent), name, flags, Mode::empty()).context("opening directory")?);
+        clear_implicit(&dir, self.is_root);
         self.chown(Target::Fd(dir.as_fd()), attrs)?;
         set_xattrs_fd(&dir, attrs, self.is_root)?;
         self.dirs.insert(path.to_vec(), attrs.clone());
@@ -325,6 +329,13 @@ impl Tree {
                 self.resolve_dir(parent, true)?;
                 match mkdirat(self.fd(parent), name, Mode::from_bits_truncate(0o755)) {
                     Ok(()) => {
+                        let flags =
+                            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+                        let made = File::from(
+                            openat(self.fd(parent), name, flags, Mode::empty())
+                                .with_context(|| format!("opening directory {}", show(dir)))?,
+                        );
+                        mark_implicit(&made, self.is_root)?;
                         fchmodat(
                             self.fd(parent),
                             name,
@@ -393,6 +404,20 @@ fn mode(m: u32) -> Mode {
 
 fn depth(p: &[u8]) -> usize {
     if p.is_empty() { 0 } else { 1 + p.iter().filter(|&&b| b == b'/').count() }
+}
+
+/// Marks a directory this unpack made without a tar entry for it (see `IMPLICIT_DIR_XATTRS`).
+fn mark_implicit(dir: &File, is_root: bool) -> Result<()> {
+    use xattr::FileExt;
+    let name = super::whiteout::implicit_dir_xattr(is_root);
+    dir.set_xattr(name, b"1")
+        .with_context(|| format!("setting xattr {name} (the filesystem must support xattrs)"))
+}
+
+/// The tar has an entry for this directory after all: its attributes are the layer's own.
+fn clear_implicit(dir: &File, is_root: bool) {
+    use xattr::FileExt;
+    let _ = dir.remove_xattr(super::whiteout::implicit_dir_xattr(is_root));
 }
 
 fn set_xattrs_fd(file: &File, attrs: &Attrs, is_root: bool) -> Result<()> {

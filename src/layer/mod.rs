@@ -6,6 +6,7 @@
 
 pub mod compression;
 mod extract;
+pub mod ingest;
 pub mod pack;
 mod pipe;
 pub mod tarpath;

@@ -58,6 +58,16 @@ pub fn is_overlay_whiteout(meta: &std::fs::Metadata) -> bool {
     meta.file_type().is_char_device() && meta.rdev() == 0
 }
 
+/// Marks a directory that unpack created only because the tar had entries below it and no entry
+/// for it: its attributes are not the layer's, so the union takes them from the layer below
+/// (as an overlay snapshotter, which unpacks onto the parent layers, would see them).
+pub const IMPLICIT_DIR_XATTRS: [&str; 2] = ["trusted.strata.implicit", "user.strata.implicit"];
+
+/// The implicit-dir marker we can write: `trusted.*` needs root.
+pub fn implicit_dir_xattr(is_root: bool) -> &'static str {
+    IMPLICIT_DIR_XATTRS[usize::from(!is_root)]
+}
+
 /// True if this xattr marks an overlayfs opaque directory.
 pub fn is_opaque_xattr(name: &OsStr, value: &[u8]) -> bool {
     OVERLAY_OPAQUE_XATTRS.iter().any(|x| name.as_bytes() == x.as_bytes()) && value == b"y"

@@ -1,1 +1,76 @@
-//! store (to be filled).
+//! The on-disk store (see DESIGN.md): blobs by digest, unpacked layers by diff_id, image records, tags,
+//! containers. Everything is staged in `tmp/`, fsynced, then renamed in, so a crash leaves the old or
+//! the new state plus garbage in `tmp/` that the next writer removes.
+
+pub mod blobs;
+pub mod containers;
+pub mod derive;
+pub mod gc;
+pub mod images;
+pub mod layers;
+mod lock;
+pub mod mounts;
+pub mod remove;
+pub mod staging;
+pub mod usage;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+pub use images::{ImageRecord, LayerRef};
+pub use lock::LockMode;
+use lock::StoreLock;
+
+pub struct Store {
+    root: PathBuf,
+    lock: StoreLock,
+}
+
+impl Store {
+    /// The default root: `/var/lib/strata` as root, else `$XDG_DATA_HOME/strata`.
+    pub fn default_root() -> PathBuf {
+        if nix::unistd::geteuid().is_root() {
+            return PathBuf::from("/var/lib/strata");
+        }
+        match std::env::var_os("XDG_DATA_HOME") {
+            Some(d) if !d.is_empty() => PathBuf::from(d).join("strata"),
+            _ => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into()))
+                .join(".local/share/strata"),
+        }
+    }
+
+    /// Opens (creating if needed) the store at `root`. A writer also clears `tmp/` of what a crashed
+    /// run left: no other writer can be staging while we hold the exclusive lock.
+    pub fn open(root: &Path, mode: LockMode) -> Result<Store> {
+        for dir in ["blobs/sha256", "layers", "images", "containers", "tmp"] {
+            let p = root.join(dir);
+            std::fs::create_dir_all(&p)
+                .with_context(|| format!("cannot create store directory {}", p.display()))?;
+        }
+        let lock = StoreLock::acquire(&root.join("lock"), mode)?;
+        let store = Store { root: root.to_path_buf(), lock };
+        if mode == LockMode::Exclusive {
+            staging::clear(&store.tmp_dir())?;
+        }
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn is_writable(&self) -> bool {
+        self.lock.mode == LockMode::Exclusive
+    }
+
+    pub(crate) fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// Errors unless this handle holds the writer lock: a guard against read-only callers writing.
+    pub(crate) fn ensure_writable(&self) -> Result<()> {
+        anyhow::ensure!(self.is_writable(), "internal error: store opened read-only for a write");
+        Ok(())
+    }
+}

@@ -1,1 +1,16 @@
-//! union (to be filled).
+//! The merged view of a layer stack, shared by the FUSE filesystem and the offline tools.
+//!
+//! Knows nothing of FUSE. A [`Stack`] is a list of layer directories, top first (optionally a
+//! writable upper as layer 0). [`Stack::lookup`] resolves a relative path through it and
+//! [`Stack::list`] merges a directory; both apply the whiteout rules of [`whiteout`] (OCI `.wh.`
+//! files and overlayfs 0/0 devices / opaque xattrs). Every access stays inside its layer root.
+
+pub mod layer;
+pub mod listing;
+pub mod resolve;
+pub mod stack;
+pub mod whiteout;
+
+pub use layer::Layer;
+pub use listing::{ListEntry, Listing};
+pub use stack::{Entry, Stack};

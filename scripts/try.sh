@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# README's first command: installs what it needs, builds strata, makes a small sample image from the
+# host's busybox-static, and runs strata's main job on it, printing each command as it runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/deps.sh try
+
+echo "+ cargo build --release"
+cargo build --release --quiet
+bin="$PWD/target/release"
+export PATH="$bin:$PATH"
+export STRATA_ROOT="${STRATA_ROOT:-/tmp/strata-try/store}"
+work=/tmp/strata-try
+mkdir -p "$work"
+
+run() { printf '\n+'; printf ' %q' "$@"; printf '\n'; "$@"; }
+
+# A sample rootfs: busybox with its applet links, an /etc, a home.
+rootfs="$work/rootfs"
+rm -rf "$rootfs" && mkdir -p "$rootfs"/{bin,etc,root,tmp,home/user}
+cp /bin/busybox "$rootfs/bin/busybox"
+for applet in $("$rootfs/bin/busybox" --list); do
+  [ "$applet" = busybox ] || ln -sf busybox "$rootfs/bin/$applet"
+done
+printf 'root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n' > "$rootfs/etc/passwd"
+printf 'root:x:0:\nuser:x:1000:\n' > "$rootfs/etc/group"
+echo "strata sample" > "$rootfs/etc/motd"
+chmod 1777 "$rootfs/tmp"
+tar -C "$rootfs" --numeric-owner -czf "$work/sample.tar.gz" .
+
+# Start from a clean sample: a container and image from an earlier run would be in the way.
+mnt="$work/mnt"
+mkdir -p "$mnt"
+mountpoint -q "$mnt" && strata umount "$mnt"
+strata rm -f try >/dev/null 2>&1 || true
+strata rmi -f sample:latest sample:changed >/dev/null 2>&1 || true
+
+run strata import "$work/sample.tar.gz" sample:latest -m "busybox sample rootfs" -c 'CMD ["/bin/sh"]'
+run strata images
+run strata history sample
+
+# The main job: a writable container layer over the image, mounted with strata's FUSE union fs.
+run strata create sample --name try
+run strata mount try "$mnt"
+trap 'mountpoint -q "$mnt" && strata umount "$mnt"' EXIT
+printf '\n+ changing files through the mount at %s\n' "$mnt"
+echo "changed by strata try" > "$mnt/etc/motd"
+echo "a new file" > "$mnt/home/user/notes.txt"
+rm "$mnt/bin/vi"
+chmod 700 "$mnt/root"
+run ls -l "$mnt/etc"
+run strata ps
+run strata diff try
+run strata commit -m "try.sh changes" -a "strata try" try sample:changed
+run strata history sample:changed
+run strata umount try
+run strata images
+run strata system df

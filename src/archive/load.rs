@@ -1,0 +1,55 @@
+//! `load`: open the source, recognise its layout by content, store every image, then name them.
+
+use anyhow::{Context, Result, bail};
+
+use super::ingest::{Pending, Snapshot};
+use super::members::Members;
+use super::{LoadSource, Loaded, docker_in, legacy_in, oci_in, source};
+use crate::store::Store;
+
+/// Loads every image in `source` into `store` (opened for writing). On error the store is left
+/// exactly as before: no new layer, blob, image or tag.
+pub fn load(store: &Store, source: LoadSource) -> Result<Vec<Loaded>> {
+    store.ensure_writable()?;
+    let input = source::open(store, &source)?;
+    let snapshot = Snapshot::take(store)?;
+    let members = input.members.as_ref();
+    let stored = read_images(store, members, input.tag.as_deref(), input.oci_only)
+        .with_context(|| members.describe().to_string());
+    let pending = match stored {
+        Ok(p) => p,
+        Err(e) => {
+            snapshot.restore(store);
+            return Err(e);
+        }
+    };
+    // Everything is stored: records, then tags (so no tag ever points at a missing image). A write
+    // failing here (disk full) can leave earlier images of the same archive loaded, never a dangling tag.
+    let mut loaded = Vec::with_capacity(pending.len());
+    for p in pending {
+        store.add_image(&p.record, &p.tags)?;
+        loaded.push(Loaded { id: p.record.id, tags: p.tags });
+    }
+    Ok(loaded)
+}
+
+fn read_images(
+    store: &Store,
+    members: &dyn Members,
+    tag: Option<&str>,
+    oci_only: bool,
+) -> Result<Vec<Pending>> {
+    let is_oci = members.contains("oci-layout") && members.contains("index.json");
+    if oci_only || is_oci {
+        // Docker ≥ 25 saves are OCI layouts too; their index keeps the manifests byte-exact.
+        oci_in::load(store, members, tag)
+    } else if members.contains("manifest.json") {
+        docker_in::load(store, members)
+    } else if members.contains("repositories") {
+        legacy_in::load(store, members)
+    } else if members.contains("oci-layout") {
+        bail!("OCI layout without index.json")
+    } else {
+        bail!("not an image archive: it has no manifest.json, index.json or repositories")
+    }
+}

@@ -1,0 +1,305 @@
+//! Container commands: create, ps, rm, mount, umount, diff, commit.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use super::images::{creation_time, parse_tag};
+use super::output::{self, Format, Row, human_size, time_ago};
+use super::{Global, open_store};
+use crate::fs::containers::{self, MountRequest};
+use crate::inspect::{change, container_diff};
+use crate::layer::{Compression, PackOptions};
+use crate::oci::Reference;
+use crate::oci::image::HistoryEntry;
+use crate::store::containers::ContainerRecord;
+use crate::store::derive::Derivation;
+use crate::store::usage::dir_size;
+use crate::store::{LockMode, Store};
+
+#[derive(Args)]
+pub struct CreateArgs {
+    pub image: String,
+    /// Assign a name to the container.
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+pub fn create(g: &Global, a: CreateArgs) -> Result<ExitCode> {
+    let store = open_store(g, LockMode::Exclusive)?;
+    let image = store.resolve_image(&a.image)?;
+    let rec = store.create_container(&image.id, &a.image, a.name.as_deref())?;
+    println!("{}", rec.id);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct PsArgs {
+    /// Show all containers (default shows just mounted ones).
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only display container IDs.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Don't truncate output.
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Go-template-like format or `json`. Fields: ID, Image, CreatedSince, Status, Mountpoint, Size, Names.
+    #[arg(long)]
+    pub format: Option<String>,
+}
+
+const PS_FIELDS: &[&str] = &["ID", "Image", "CreatedSince", "Status", "Mountpoint", "Size", "Names"];
+
+pub fn ps(g: &Global, a: PsArgs) -> Result<ExitCode> {
+    let store = open_store(g, LockMode::Shared)?;
+    let format = a.format.as_deref().map(|f| Format::parse(f, PS_FIELDS)).transpose()?;
+    let now = output::now_unix();
+    let mut rows = Vec::new();
+    for c in store.containers()?.into_iter().rev() {
+        let state = containers::mount_state(&c);
+        if !a.all && !state.is_mounted() {
+            continue;
+        }
+        let mut r = Row::new();
+        r.insert("ID", if a.no_trunc { c.id.clone() } else { c.short_id().to_string() });
+        r.insert("Image", c.image_name.clone());
+        r.insert("CreatedSince", time_ago(c.created, now));
+        r.insert("Status", state.to_string());
+        r.insert(
+            "Mountpoint",
+            c.mount.as_ref().map_or(String::new(), |m| m.mountpoint.display().to_string()),
+        );
+        r.insert("Size", human_size(dir_size(&store.container_upper(&c.id))));
+        r.insert("Names", c.name.clone());
+        rows.push(r);
+    }
+    let mut out = std::io::stdout().lock();
+    if a.quiet {
+        for r in &rows {
+            writeln!(out, "{}", r["ID"])?;
+        }
+    } else if let Some(f) = format {
+        f.render(&mut out, &rows, &|f| match f {
+            "ID" => "CONTAINER ID".into(),
+            "CreatedSince" => "CREATED".into(),
+            other => other.to_uppercase(),
+        })?;
+    } else {
+        let cols = [
+            ("ID", "CONTAINER ID"),
+            ("Image", "IMAGE"),
+            ("CreatedSince", "CREATED"),
+            ("Status", "STATUS"),
+            ("Mountpoint", "MOUNTPOINT"),
+            ("Size", "SIZE"),
+            ("Names", "NAMES"),
+        ];
+        output::print_table(&mut out, &cols, &rows)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct RmArgs {
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+    /// Unmount a mounted container first.
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+pub fn rm(g: &Global, a: RmArgs) -> Result<ExitCode> {
+    let store = open_store(g, LockMode::Exclusive)?;
+    let mut code = ExitCode::SUCCESS;
+    for name in &a.containers {
+        match remove_one(&store, name, a.force) {
+            Ok(()) => println!("{name}"),
+            Err(e) => {
+                eprintln!("strata: error: {e:#}");
+                code = ExitCode::FAILURE;
+            }
+        }
+    }
+    Ok(code)
+}
+
+fn remove_one(store: &Store, name: &str, force: bool) -> Result<()> {
+    let c = store.resolve_container(name)?;
+    let state = containers::mount_state(&c);
+    if state.is_mounted() {
+        if !force {
+            bail!(
+                "container {} is mounted at {}: unmount it first, or use rm -f",
+                c.name,
+                state_mountpoint(&c)
+            );
+        }
+        containers::unmount_container(store, &c)?;
+    }
+    store.remove_container(&c.id)
+}
+
+fn state_mountpoint(c: &ContainerRecord) -> String {
+    c.mount.as_ref().map_or_else(|| "?".into(), |m| m.mountpoint.display().to_string())
+}
+
+#[derive(Args)]
+#[command(
+    after_help = "Reproducible layers: the same changes always give the same layer digests (entries are \
+    sorted, owners numeric, no atimes). For an identical image id too, fix the creation time with \
+    SOURCE_DATE_EPOCH=SECONDS (it also clamps newer file mtimes to that time), or --created."
+)]
+pub struct CommitArgs {
+    pub container: String,
+    /// Name for the new image.
+    #[arg(value_name = "REPOSITORY[:TAG]")]
+    pub reference: Option<String>,
+    /// Commit message.
+    #[arg(short, long)]
+    pub message: Option<String>,
+    /// Author (e.g. "Jane Doe <jane@example.com>").
+    #[arg(short, long)]
+    pub author: Option<String>,
+    /// Apply a Dockerfile instruction to the config (CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, EXPOSE, VOLUME).
+    #[arg(short, long = "change", value_name = "CHANGE")]
+    pub changes: Vec<String>,
+    /// Layer compression.
+    #[arg(long, default_value = "gzip", value_parser = ["gzip", "zstd", "none"])]
+    pub compression: String,
+    /// Creation time, unix seconds (default: SOURCE_DATE_EPOCH, else now).
+    #[arg(long, value_name = "SECONDS")]
+    pub created: Option<i64>,
+}
+
+pub fn commit(g: &Global, a: CommitArgs) -> Result<ExitCode> {
+    let tags: Vec<Reference> = a.reference.as_deref().map(parse_tag).transpose()?.into_iter().collect();
+    let created = match a.created {
+        Some(c) => c,
+        None => creation_time()?,
+    };
+    let clamp =
+        a.created.or_else(|| std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.trim().parse().ok()));
+    let compression = match a.compression.as_str() {
+        "zstd" => Compression::Zstd,
+        "none" => Compression::None,
+        _ => Compression::Gzip,
+    };
+    let store = open_store(g, LockMode::Exclusive)?;
+    let c = store.resolve_container(&a.container)?;
+    let base = store.image(&c.image).with_context(|| format!("the image of container {}", c.name))?;
+    containers::sync_mount(&store, &c)?;
+    let upper = store.container_upper(&c.id);
+    let layer = store
+        .ingest_upper(&upper, &PackOptions { compression, clamp_mtime: clamp })
+        .with_context(|| format!("committing container {}", c.name))?;
+    let history = HistoryEntry {
+        created,
+        // Not the container's name: the same changes to the same image must give the same id.
+        created_by: std::iter::once("strata commit".to_string())
+            .chain(a.changes.iter().map(|c| format!("-c {c:?}")))
+            .collect::<Vec<_>>()
+            .join(" "),
+        author: a.author,
+        comment: a.message,
+        empty_layer: false,
+    };
+    let id = store.derive_image(Derivation {
+        base: Some(&base),
+        layer,
+        history,
+        changes: &a.changes,
+        tags: &tags,
+    })?;
+    println!("{id}");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+#[command(
+    after_help = "A container is mounted read-write (its writable layer over the image's layers); an image \
+    is mounted read-only. The command returns once the mount answers; the daemon logs to the container's \
+    mount.log. Unmount with strata umount."
+)]
+pub struct MountArgs {
+    /// A container (read-write) or an image (read-only).
+    #[arg(value_name = "CONTAINER|IMAGE")]
+    pub target: String,
+    pub mountpoint: PathBuf,
+    /// Mount options: allow_other.
+    #[arg(short = 'o', value_name = "OPTIONS")]
+    pub options: Option<String>,
+    /// Serve in the foreground instead of as a daemon.
+    #[arg(short, long)]
+    pub foreground: bool,
+}
+
+pub fn mount(g: &Global, a: MountArgs) -> Result<ExitCode> {
+    let mut allow_other = false;
+    for o in a.options.iter().flat_map(|o| o.split(',')).filter(|o| !o.is_empty()) {
+        match o {
+            "allow_other" => allow_other = true,
+            "rw" | "ro" => {}
+            other => bail!("unsupported mount option {other:?} (strata mount knows allow_other)"),
+        }
+    }
+    let req = MountRequest { mountpoint: a.mountpoint, allow_other, foreground: a.foreground };
+    let store = open_store(g, LockMode::Exclusive)?;
+    match store.resolve_container(&a.target) {
+        Ok(c) => containers::mount_container(store, &c.id, &req)?,
+        Err(_) => {
+            let image = store
+                .resolve_image(&a.target)
+                .with_context(|| format!("{:?} is neither a container nor an image", a.target))?;
+            containers::mount_image(store, &image, &req)?
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct UmountArgs {
+    /// A mountpoint, or a mounted container.
+    #[arg(value_name = "MOUNTPOINT|CONTAINER")]
+    pub target: String,
+}
+
+pub fn umount(g: &Global, a: UmountArgs) -> Result<ExitCode> {
+    let store = open_store(g, LockMode::Exclusive)?;
+    let path = crate::fs::mount::absolute(std::path::Path::new(&a.target))?;
+    let by_path =
+        store.containers()?.into_iter().find(|c| c.mount.as_ref().is_some_and(|m| m.mountpoint == path));
+    match by_path.map(Ok).unwrap_or_else(|| store.resolve_container(&a.target)) {
+        Ok(c) => containers::unmount_container(&store, &c)?,
+        Err(_) => containers::unmount_path(&store, &path)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct DiffArgs {
+    /// A container (its writable layer against its image).
+    pub container: String,
+    /// `json`: one object per change.
+    #[arg(long)]
+    pub format: Option<String>,
+}
+
+pub fn diff(g: &Global, a: DiffArgs) -> Result<ExitCode> {
+    let store = open_store(g, LockMode::Shared)?;
+    let c = store.resolve_container(&a.container)?;
+    let image = store.image(&c.image)?;
+    let lower = crate::union::Stack::new(&containers::image_lowers(&store, &image), None)
+        .with_context(|| format!("opening the layers of {}", c.image_name))?;
+    let changes = container_diff::upper_changes(&store.container_upper(&c.id), &lower)?;
+    let mut out = std::io::stdout().lock();
+    match a.format.as_deref() {
+        None => change::print(&mut out, &changes)?,
+        Some("json") => change::print_json(&mut out, &changes)?,
+        Some(f) => bail!("invalid --format {f:?}: only json is supported"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

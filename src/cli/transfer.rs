@@ -1,0 +1,84 @@
+//! Images in and out of archives: load, save.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use clap::Args;
+
+use super::{Global, open_store};
+use crate::archive::{self, LoadSource, SaveFormat, SaveTarget};
+use crate::store::LockMode;
+
+#[derive(Args)]
+#[command(
+    after_help = "Formats are detected by content: docker-archive (docker save, incl. legacy layouts), \
+    OCI archive (a tarred OCI layout), either of them gzip- or zstd-compressed."
+)]
+pub struct LoadArgs {
+    /// Read from an archive file (or `oci:DIR[:TAG]`) instead of stdin.
+    #[arg(short, long, value_name = "FILE")]
+    pub input: Option<String>,
+    /// Load from an OCI image layout directory (`DIR` or `DIR:TAG`).
+    #[arg(long, value_name = "DIR[:TAG]", conflicts_with = "input")]
+    pub oci: Option<String>,
+    /// Suppress the "Loaded image" lines.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+pub fn load(g: &Global, a: LoadArgs) -> Result<ExitCode> {
+    let source = match (&a.oci, &a.input) {
+        (Some(dir), _) => LoadSource::oci_dir(dir),
+        (None, Some(input)) => LoadSource::parse(input),
+        (None, None) => {
+            if std::io::stdin().is_terminal() {
+                bail!("requested load from stdin, but stdin is a terminal: use -i FILE or pipe an archive");
+            }
+            LoadSource::Stdin
+        }
+    };
+    let store = open_store(g, LockMode::Exclusive)?;
+    let loaded = archive::load(&store, source)?;
+    if !a.quiet {
+        for l in loaded {
+            if l.tags.is_empty() {
+                println!("Loaded image ID: {}", l.id);
+            }
+            for t in l.tags {
+                println!("Loaded image: {}", t.familiar());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct SaveArgs {
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<String>,
+    /// Write to a file (a directory for oci-dir) instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// docker-archive (like docker save), oci-archive, or oci-dir.
+    #[arg(long, default_value = "docker-archive")]
+    pub format: SaveFormat,
+}
+
+pub fn save(g: &Global, a: SaveArgs) -> Result<ExitCode> {
+    let target = match (&a.output, a.format) {
+        (Some(dir), SaveFormat::OciDir) => SaveTarget::Dir(dir.clone()),
+        (None, SaveFormat::OciDir) => bail!("--format oci-dir needs -o DIR"),
+        (Some(file), _) => SaveTarget::File(file.clone()),
+        (None, _) => {
+            if std::io::stdout().is_terminal() {
+                bail!("cowardly refusing to save to a terminal: use -o FILE or redirect stdout");
+            }
+            SaveTarget::Writer(Box::new(std::io::stdout().lock()))
+        }
+    };
+    let store = open_store(g, LockMode::Shared)?;
+    archive::save(&store, &a.images, a.format, target)?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,181 @@
+//! Containers and images on the mount: the store says what to stack, this mounts it, records the
+//! daemon in the container's record, and tells live, dead and unmounted apart.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use nix::unistd::Pid;
+
+use super::mount::{
+    MountOptions, is_alive, is_mounted, mount_daemon, mount_foreground, unmount, unmount_and_wait,
+};
+use crate::store::containers::{ContainerRecord, MountRecord};
+use crate::store::mounts::ImageMount;
+use crate::store::{ImageRecord, Store};
+
+/// How long `umount` waits for the daemon to write everything and exit.
+const UNMOUNT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a container's mount record is worth right now.
+#[derive(Debug, PartialEq, Eq)]
+pub enum MountState {
+    Unmounted,
+    Mounted {
+        mountpoint: PathBuf,
+        pid: i32,
+    },
+    /// The record says mounted but the daemon is gone (killed): the kernel answers ENOTCONN.
+    Dead {
+        mountpoint: PathBuf,
+    },
+}
+
+impl MountState {
+    pub fn is_mounted(&self) -> bool {
+        !matches!(self, MountState::Unmounted)
+    }
+}
+
+impl fmt::Display for MountState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MountState::Unmounted => "Created",
+            MountState::Mounted { .. } => "Mounted",
+            MountState::Dead { .. } => "Dead (daemon gone; strata umount clears it)",
+        })
+    }
+}
+
+pub fn mount_state(c: &ContainerRecord) -> MountState {
+    let Some(m) = &c.mount else { return MountState::Unmounted };
+    let mounted = is_mounted(&m.mountpoint).unwrap_or(false);
+    match (mounted, is_alive(Pid::from_raw(m.pid))) {
+        (true, true) => MountState::Mounted { mountpoint: m.mountpoint.clone(), pid: m.pid },
+        (true, false) => MountState::Dead { mountpoint: m.mountpoint.clone() },
+        (false, _) => MountState::Unmounted,
+    }
+}
+
+/// The image's layer trees, top first (what the union stacks).
+pub fn image_lowers(store: &Store, image: &ImageRecord) -> Vec<PathBuf> {
+    image.layers.iter().rev().map(|l| store.layer_fs(&l.diff_id)).collect()
+}
+
+pub struct MountRequest {
+    pub mountpoint: PathBuf,
+    pub allow_other: bool,
+    pub foreground: bool,
+}
+
+/// Mounts a container read-write. The store is given back (dropped) before the daemon forks, so
+/// the daemon never inherits the store lock; the record is written once the mount answers.
+pub fn mount_container(store: Store, id: &str, req: &MountRequest) -> Result<()> {
+    let c = store.resolve_container(id)?;
+    if let state @ (MountState::Mounted { .. } | MountState::Dead { .. }) = mount_state(&c) {
+        bail!("container {} is already mounted ({state}): strata umount {} first", c.name, c.name);
+    }
+    let image = store.image(&c.image).with_context(|| format!("the image of container {}", c.name))?;
+    let opts = MountOptions {
+        lowers: image_lowers(&store, &image),
+        upper: Some(store.container_upper(&c.id)),
+        work: Some(store.container_work(&c.id)),
+        allow_other: req.allow_other,
+        fsname: format!("strata:{}", c.short_id()),
+        log_file: Some(store.container_dir(&c.id).join("mount.log")),
+        ..MountOptions::default()
+    };
+    let root = store.root().to_path_buf();
+    drop(store);
+    let mountpoint = super::mount::absolute(&req.mountpoint)?;
+    let record = |pid: i32| -> Result<()> {
+        let store = Store::open(&root, crate::store::LockMode::Exclusive)?;
+        let mut c = store.resolve_container(&c.id)?;
+        c.mount = (pid != 0).then(|| MountRecord { mountpoint: mountpoint.clone(), pid });
+        store.save_container(&c)
+    };
+    if req.foreground {
+        record(std::process::id() as i32)?;
+        let served = mount_foreground(&opts, &mountpoint);
+        record(0)?;
+        return served;
+    }
+    let pid = mount_daemon(&opts, &mountpoint)?;
+    record(pid.as_raw())
+}
+
+/// Mounts an image read-only (no container); the mount is recorded so `rmi` and `umount` know it.
+pub fn mount_image(store: Store, image: &ImageRecord, req: &MountRequest) -> Result<()> {
+    let opts = MountOptions {
+        lowers: image_lowers(&store, image),
+        read_only: true,
+        allow_other: req.allow_other,
+        fsname: format!("strata:{}", image.id.short()),
+        ..MountOptions::default()
+    };
+    let root = store.root().to_path_buf();
+    drop(store);
+    let mountpoint = super::mount::absolute(&req.mountpoint)?;
+    let record = |pid: Option<i32>| -> Result<()> {
+        let store = Store::open(&root, crate::store::LockMode::Exclusive)?;
+        match pid {
+            Some(pid) => store.record_image_mount(&ImageMount {
+                mountpoint: mountpoint.clone(),
+                pid,
+                image: image.id.clone(),
+            }),
+            None => store.forget_image_mount(&mountpoint),
+        }
+    };
+    if req.foreground {
+        record(Some(std::process::id() as i32))?;
+        let served = mount_foreground(&opts, &mountpoint);
+        record(None)?;
+        return served;
+    }
+    let pid = mount_daemon(&opts, &mountpoint)?;
+    record(Some(pid.as_raw()))
+}
+
+/// Unmounts a container and waits until its daemon has written everything and exited; a dead
+/// daemon's mount is cleared too. The record is cleared either way.
+pub fn unmount_container(store: &Store, c: &ContainerRecord) -> Result<()> {
+    match mount_state(c) {
+        MountState::Mounted { mountpoint, pid } => {
+            unmount_and_wait(&mountpoint, Some(Pid::from_raw(pid)), UNMOUNT_TIMEOUT)?
+        }
+        MountState::Dead { mountpoint } => unmount(&mountpoint)?,
+        MountState::Unmounted if c.mount.is_none() => bail!("container {} is not mounted", c.name),
+        MountState::Unmounted => {}
+    }
+    let mut c = c.clone();
+    c.mount = None;
+    store.save_container(&c)
+}
+
+/// Unmounts a read-only image mount at `path` (or any FUSE mount strata has no record of) and
+/// forgets its record.
+pub fn unmount_path(store: &Store, path: &Path) -> Result<()> {
+    let path = super::mount::absolute(path)?;
+    let pid = store.image_mounts()?.into_iter().find(|m| m.mountpoint == path).map(|m| Pid::from_raw(m.pid));
+    match pid {
+        Some(pid) if is_alive(pid) => unmount_and_wait(&path, Some(pid), UNMOUNT_TIMEOUT)?,
+        _ => unmount(&path)?,
+    }
+    store.forget_image_mount(&path)
+}
+
+/// Makes everything written through a container's mount durable in its upper dir: syncfs on the
+/// mount flushes pages the kernel still holds (shared writable mmaps) to the daemon, then syncfs
+/// on the upper makes them durable.
+pub fn sync_mount(store: &Store, c: &ContainerRecord) -> Result<()> {
+    if let MountState::Mounted { mountpoint, .. } = mount_state(c) {
+        let f = std::fs::File::open(&mountpoint)
+            .with_context(|| format!("cannot open {}", mountpoint.display()))?;
+        nix::unistd::syncfs(&f).with_context(|| format!("syncfs {}", mountpoint.display()))?;
+    }
+    let upper = store.container_upper(&c.id);
+    let f = std::fs::File::open(&upper).with_context(|| format!("cannot open {}", upper.display()))?;
+    nix::unistd::syncfs(&f).with_context(|| format!("syncfs {}", upper.display()))
+}

@@ -1,0 +1,313 @@
+//! Copy-up: bring a lower entry into the upper layer before its first change.
+//!
+//! The copy is built in the work dir (data by `copy_file_range`, holes kept; owner, mode,
+//! times, xattrs; the origin st_ino in a private xattr), then renamed into place: atomic.
+//! Parents are copied first. A lower file with several hard links is copied once and every
+//! visible name of it is linked to the copy, so the names stay one file.
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, RenameFlags, readlinkat, renameat2};
+use nix::sys::stat::{FileStat, Mode, SFlag, UtimensatFlags, fchmod, mkdirat, mknodat, utimensat};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{Gid, Uid, Whence, fchownat, linkat, lseek, symlinkat};
+use xattr::FileExt;
+
+use super::filesystem::{LinkMap, R, StrataFs, errno, lock};
+use super::ino::{InoMap, is_private_xattr};
+use crate::union::Entry;
+use crate::union::layer::proc_path;
+
+impl StrataFs {
+    fn work_fd(&self) -> R<BorrowedFd<'_>> {
+        self.work.as_ref().map(|w| w.as_fd()).ok_or(Errno::EROFS)
+    }
+
+    /// A fresh name in the work dir.
+    pub(crate) fn temp_name(&self) -> OsString {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        OsString::from(format!("strata-{}-{n}", std::process::id()))
+    }
+
+    /// Makes sure `e` exists in the upper layer and returns its upper entry.
+    pub(crate) fn copy_up(&self, e: &Entry) -> R<Entry> {
+        if self.read_only {
+            return Err(Errno::EROFS);
+        }
+        if self.in_upper(e) {
+            return Ok(e.clone());
+        }
+        let (Some(parent), Some(name)) = (e.path.parent(), e.path.file_name()) else {
+            return Err(Errno::EIO); // the root is always in the upper
+        };
+        let pe = self.lookup_path(parent)?;
+        self.copy_up(&pe)?;
+        let origin = self.st_ino(e);
+        let tmp = self.copy_to_work(e, origin)?;
+        let work = self.work_fd()?;
+        let updir = self.stack.dir_fd(0, parent).map_err(errno)?;
+        // Copy-up changes nothing in the merged parent: keep its times.
+        let pst = nix::sys::stat::fstat(updir.as_fd())?;
+        if let Err(err) = renameat2(work, tmp.as_os_str(), updir.as_fd(), name, RenameFlags::RENAME_NOREPLACE)
+        {
+            let _ = self.remove_work(&tmp, e.is_dir());
+            return Err(err);
+        }
+        let _ = set_times(updir.as_fd(), OsStr::new("."), &pst);
+        if e.stat.st_mode & libc::S_IFMT == libc::S_IFREG && e.stat.st_nlink > 1 {
+            self.link_aliases(e, origin)?;
+        }
+        self.changed(&e.path);
+        tracing::debug!(path = %e.path.display(), "copied up");
+        self.lookup_path(&e.path)
+    }
+
+    fn remove_work(&self, tmp: &OsStr, dir: bool) -> R<()> {
+        let flag =
+            if dir { nix::unistd::UnlinkatFlags::RemoveDir } else { nix::unistd::UnlinkatFlags::NoRemoveDir };
+        nix::unistd::unlinkat(self.work_fd()?, tmp, flag)
+    }
+
+    /// Builds a copy of `e` (without children) in the work dir; returns its name there.
+    fn copy_to_work(&self, e: &Entry, origin: u64) -> R<OsString> {
+        let work = self.work_fd()?;
+        let tmp = self.temp_name();
+        let (srcdir, name) = self.parent_fd(e, e.layer)?;
+        let st = &e.stat;
+        let perm = Mode::from_bits_truncate(st.st_mode & 0o7777);
+        let res = (|| -> R<()> {
+            match st.st_mode & libc::S_IFMT {
+                libc::S_IFREG => {
+                    let src = self.stack.layers()[e.layer]
+                        .open_at(&e.path, OFlag::O_RDONLY | OFlag::O_NOFOLLOW, Mode::empty())
+                        .map_err(errno)?;
+                    let dst = nix::fcntl::openat(
+                        work,
+                        tmp.as_os_str(),
+                        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC,
+                        Mode::from_bits_truncate(0o600),
+                    )?;
+                    copy_data(src.as_fd(), dst.as_fd(), st.st_size.max(0) as u64)?;
+                    let dst = File::from(dst);
+                    self.set_meta_fd(&dst, st, perm)?;
+                    copy_xattrs(&proc_path(srcdir.as_fd(), name), &proc_path(work, &tmp));
+                    let _ = dst.set_xattr(self.inos.origin_xattr, &InoMap::encode(origin));
+                    set_times(work, &tmp, st)?;
+                }
+                libc::S_IFDIR => {
+                    mkdirat(work, tmp.as_os_str(), Mode::from_bits_truncate(0o700))?;
+                    let fd = nix::fcntl::openat(
+                        work,
+                        tmp.as_os_str(),
+                        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                        Mode::empty(),
+                    )?;
+                    let dir = File::from(fd);
+                    self.set_meta_fd(&dir, st, perm)?;
+                    copy_xattrs(&proc_path(srcdir.as_fd(), name), &proc_path(work, &tmp));
+                    let _ = dir.set_xattr(self.inos.origin_xattr, &InoMap::encode(origin));
+                    set_times(work, &tmp, st)?;
+                }
+                libc::S_IFLNK => {
+                    let target = readlinkat(srcdir.as_fd(), name)?;
+                    symlinkat(target.as_os_str(), work, tmp.as_os_str())?;
+                    self.finish_special(work, &tmp, st, srcdir.as_fd(), name, origin)?;
+                }
+                kind => {
+                    let sflag = SFlag::from_bits_truncate(kind);
+                    mknodat(work, tmp.as_os_str(), sflag, perm, st.st_rdev)?;
+                    nix::sys::stat::fchmodat(
+                        work,
+                        tmp.as_os_str(),
+                        perm,
+                        nix::sys::stat::FchmodatFlags::FollowSymlink,
+                    )?;
+                    self.finish_special(work, &tmp, st, srcdir.as_fd(), name, origin)?;
+                }
+            }
+            Ok(())
+        })();
+        if let Err(err) = res {
+            let _ = self.remove_work(&tmp, st.st_mode & libc::S_IFMT == libc::S_IFDIR);
+            return Err(err);
+        }
+        Ok(tmp)
+    }
+
+    fn set_meta_fd(&self, f: &File, st: &FileStat, perm: Mode) -> R<()> {
+        nix::unistd::fchown(f, Some(Uid::from_raw(st.st_uid)), Some(Gid::from_raw(st.st_gid)))?;
+        fchmod(f, perm)?;
+        Ok(())
+    }
+
+    fn finish_special(
+        &self,
+        work: BorrowedFd<'_>,
+        tmp: &OsStr,
+        st: &FileStat,
+        srcdir: BorrowedFd<'_>,
+        name: &OsStr,
+        origin: u64,
+    ) -> R<()> {
+        fchownat(
+            work,
+            tmp,
+            Some(Uid::from_raw(st.st_uid)),
+            Some(Gid::from_raw(st.st_gid)),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )?;
+        copy_xattrs(&proc_path(srcdir, name), &proc_path(work, tmp));
+        let _ = xattr::set(proc_path(work, tmp), self.inos.origin_xattr, &InoMap::encode(origin));
+        set_times(work, tmp, st)
+    }
+
+    /// Links every other visible name of the hard-linked lower file `e` to its upper copy.
+    fn link_aliases(&self, e: &Entry, origin: u64) -> R<()> {
+        let map = self.hardlinks(e.layer)?;
+        let Some(paths) = map.get(&e.stat.st_ino) else { return Ok(()) };
+        for alias in paths {
+            if alias == &e.path {
+                continue;
+            }
+            let Ok(ae) = self.lookup_path(alias) else { continue };
+            if ae.layer != e.layer || ae.stat.st_ino != e.stat.st_ino || self.in_upper(&ae) {
+                continue;
+            }
+            let (Some(ap), Some(an)) = (alias.parent(), alias.file_name()) else { continue };
+            let ape = self.lookup_path(ap)?;
+            self.copy_up(&ape)?;
+            let (src_dir, src_name) = self.parent_fd(e, 0)?;
+            let dst_dir = self.stack.dir_fd(0, ap).map_err(errno)?;
+            let pst = nix::sys::stat::fstat(dst_dir.as_fd())?;
+            linkat(src_dir.as_fd(), src_name, dst_dir.as_fd(), an, AtFlags::empty())?;
+            let _ = set_times(dst_dir.as_fd(), OsStr::new("."), &pst);
+            self.changed(alias);
+        }
+        let _ = origin;
+        Ok(())
+    }
+
+    /// st_ino → paths of every multiply-linked regular file of a lower layer.
+    fn hardlinks(&self, layer: usize) -> R<Arc<LinkMap>> {
+        if let Some(m) = lock(&self.links).get(&layer) {
+            return Ok(m.clone());
+        }
+        let mut map: HashMap<u64, Vec<PathBuf>> = HashMap::new();
+        let root = self.stack.layers()[layer].path().to_path_buf();
+        let mut stack = vec![PathBuf::new()];
+        while let Some(rel) = stack.pop() {
+            let Ok(rd) = std::fs::read_dir(root.join(&rel)) else { continue };
+            for ent in rd.flatten() {
+                let Ok(md) = ent.metadata() else { continue };
+                let p = rel.join(ent.file_name());
+                if md.is_dir() {
+                    stack.push(p);
+                } else if md.is_file() && md.nlink() > 1 {
+                    map.entry(md.ino()).or_default().push(p);
+                }
+            }
+        }
+        let m = Arc::new(map);
+        lock(&self.links).insert(layer, m.clone());
+        Ok(m)
+    }
+
+    /// Copies up `e` and, for a directory, everything visible below it; the upper directory
+    /// then holds the whole merged subtree.
+    pub(crate) fn copy_up_tree(&self, e: &Entry) -> R<Entry> {
+        let up = self.copy_up(e)?;
+        if e.is_dir() {
+            let listing = self.stack.list(&up).map_err(errno)?;
+            for child in listing.entries.iter() {
+                if let Some(ce) = self.child(&up, &child.name)? {
+                    self.copy_up_tree(&ce)?;
+                }
+            }
+        }
+        self.lookup_path(&e.path)
+    }
+}
+
+/// Copies file data, keeping holes.
+fn copy_data(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, size: u64) -> R<()> {
+    let mut pos: i64 = 0;
+    let end = size as i64;
+    while pos < end {
+        let data = match lseek(src, pos, Whence::SeekData) {
+            Ok(d) => d,
+            Err(Errno::ENXIO) => break,
+            Err(_) => pos,
+        };
+        let hole = lseek(src, data, Whence::SeekHole).unwrap_or(end).min(end);
+        let mut off_in = data;
+        let mut off_out = data;
+        while off_in < hole {
+            let want = (hole - off_in) as usize;
+            match crate::sys::fsio::copy_file_range(src, &mut off_in, dst, &mut off_out, want) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(Errno::EXDEV | Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => {
+                    copy_plain(src, dst, &mut off_in, hole)?;
+                    off_out = off_in;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let _ = off_out;
+        pos = hole.max(data + 1);
+    }
+    nix::unistd::ftruncate(dst, end)?;
+    Ok(())
+}
+
+fn copy_plain(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, off: &mut i64, end: i64) -> R<()> {
+    let mut buf = vec![0u8; 1 << 20];
+    while *off < end {
+        let want = ((end - *off) as usize).min(buf.len());
+        let n = nix::sys::uio::pread(src, &mut buf[..want], *off)?;
+        if n == 0 {
+            break;
+        }
+        let mut done = 0;
+        while done < n {
+            done += nix::sys::uio::pwrite(dst, &buf[done..n], *off + done as i64)?;
+        }
+        *off += n as i64;
+    }
+    Ok(())
+}
+
+/// Copies the xattrs of one file to another (paths under /proc/self/fd, never followed at the
+/// end). Names strata keeps private are skipped; failures are logged, not fatal.
+fn copy_xattrs(src: &Path, dst: &Path) {
+    let Ok(names) = xattr::list(src) else { return };
+    for n in names {
+        if is_private_xattr(&n) {
+            continue;
+        }
+        if let Ok(Some(v)) = xattr::get(src, &n) {
+            if let Err(e) = xattr::set(dst, &n, &v) {
+                tracing::warn!(name = ?n, "copy-up: xattr not copied: {e}");
+            }
+        }
+    }
+}
+
+fn set_times(dir: BorrowedFd<'_>, name: &OsStr, st: &FileStat) -> R<()> {
+    let a = TimeSpec::new(st.st_atime, st.st_atime_nsec);
+    let m = TimeSpec::new(st.st_mtime, st.st_mtime_nsec);
+    utimensat(dir, name, &a, &m, UtimensatFlags::NoFollowSymlink)
+}
+
+#[allow(dead_code)]
+fn raw(fd: &OwnedFd) -> i32 {
+    fd.as_raw_fd()
+}

@@ -1,0 +1,118 @@
+//! New names: create, mkdir, mknod, symlink, link.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::{Mode, SFlag, mkdirat, mknodat};
+use nix::unistd::{linkat, symlinkat};
+
+use super::filesystem::{R, StrataFs, errno, lock};
+use super::upper::Caller;
+use crate::union::Entry;
+
+impl StrataFs {
+    fn new_name(&self, parent: u64, name: &OsStr) -> R<(Entry, std::sync::Arc<std::os::fd::OwnedFd>)> {
+        Self::check_name(name)?;
+        if self.read_only {
+            return Err(Errno::EROFS);
+        }
+        let pe = self.entry(parent)?;
+        if self.child(&pe, name)?.is_some() {
+            return Err(Errno::EEXIST);
+        }
+        let (pe, fd) = self.writable_dir(&pe)?;
+        self.clear_overlay_whiteout(&fd, name)?;
+        Ok((pe, fd))
+    }
+
+    /// create(2) with O_CREAT|O_EXCL semantics; returns the entry and the open upper file.
+    pub(crate) fn do_create(
+        &self,
+        who: Caller,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+    ) -> R<(Entry, File)> {
+        let _ns = self.ns.write().unwrap_or_else(|e| e.into_inner());
+        let (pe, fd) = self.new_name(parent, name)?;
+        let perm = Mode::from_bits_truncate(mode & !umask & 0o7777);
+        let oflags = OFlag::from_bits_truncate(flags & (libc::O_ACCMODE | libc::O_APPEND))
+            | OFlag::O_CREAT
+            | OFlag::O_EXCL
+            | OFlag::O_CLOEXEC
+            | OFlag::O_NOFOLLOW;
+        let file = File::from(nix::fcntl::openat(fd.as_fd(), name, oflags, perm)?);
+        if let Err(e) = self.set_owner(&fd, &pe, name, who) {
+            let _ = nix::unistd::unlinkat(fd.as_fd(), name, nix::unistd::UnlinkatFlags::NoRemoveDir);
+            return Err(e);
+        }
+        let e = self.after_create(&pe, name, false)?;
+        Ok((e, file))
+    }
+
+    /// mkdir(2).
+    pub(crate) fn do_mkdir(&self, who: Caller, parent: u64, name: &OsStr, mode: u32, umask: u32) -> R<Entry> {
+        let _ns = self.ns.write().unwrap_or_else(|e| e.into_inner());
+        let (pe, fd) = self.new_name(parent, name)?;
+        mkdirat(fd.as_fd(), name, Mode::from_bits_truncate(mode & !umask & 0o7777))?;
+        self.set_owner(&fd, &pe, name, who)?;
+        self.after_create(&pe, name, true)
+    }
+
+    /// mknod(2): FIFOs, sockets, devices, regular files.
+    pub(crate) fn do_mknod(
+        &self,
+        who: Caller,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+    ) -> R<Entry> {
+        let _ns = self.ns.write().unwrap_or_else(|e| e.into_inner());
+        let (pe, fd) = self.new_name(parent, name)?;
+        let kind = SFlag::from_bits_truncate(mode & libc::S_IFMT);
+        mknodat(
+            fd.as_fd(),
+            name,
+            kind,
+            Mode::from_bits_truncate(mode & !umask & 0o7777),
+            rdev as libc::dev_t,
+        )?;
+        self.set_owner(&fd, &pe, name, who)?;
+        self.after_create(&pe, name, false)
+    }
+
+    /// symlink(2).
+    pub(crate) fn do_symlink(&self, who: Caller, parent: u64, name: &OsStr, target: &Path) -> R<Entry> {
+        let _ns = self.ns.write().unwrap_or_else(|e| e.into_inner());
+        let (pe, fd) = self.new_name(parent, name)?;
+        symlinkat(target, fd.as_fd(), name)?;
+        self.set_owner(&fd, &pe, name, who)?;
+        self.after_create(&pe, name, false)
+    }
+
+    /// link(2): the file is copied up (with its other names) and linked in the upper.
+    pub(crate) fn do_link(&self, ino: u64, parent: u64, name: &OsStr) -> R<Entry> {
+        let _ns = self.ns.write().unwrap_or_else(|e| e.into_inner());
+        let src = self.entry(ino)?;
+        if src.is_dir() {
+            return Err(Errno::EPERM);
+        }
+        let (pe, fd) = self.new_name(parent, name)?;
+        let src = self.copy_up(&src)?;
+        let (sfd, sname) = self.parent_fd(&src, 0)?;
+        linkat(sfd.as_fd(), sname, fd.as_fd(), name, AtFlags::empty())?;
+        let e = self.after_create(&pe, name, false)?;
+        // Every name of the file now reports the new link count.
+        self.changed(&src.path);
+        let _ = lock(&self.nodes).path(ino);
+        self.lookup_path(&e.path).map_err(|_| errno(std::io::Error::from_raw_os_error(libc::EIO)))
+    }
+}

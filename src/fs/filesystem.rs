@@ -1,0 +1,237 @@
+//! The filesystem state shared by every request thread, and entry resolution.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::io;
+use std::num::NonZeroUsize;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+use fuser::FileAttr;
+use lru::LruCache;
+use nix::errno::Errno;
+
+use super::attr::to_attr;
+use super::handles::Handles;
+use super::ino::{InoMap, ROOT_INO};
+use super::nodes::Nodes;
+use crate::union::layer::{proc_path, stat_at};
+use crate::union::{Entry, Stack};
+
+/// st_ino → the paths of a lower layer's hard-linked files.
+pub(crate) type LinkMap = HashMap<u64, Vec<PathBuf>>;
+
+/// Result of an operation: a value or an errno for the kernel.
+pub(crate) type R<T> = Result<T, Errno>;
+
+/// io::Error → errno (EIO when it carries none).
+pub(crate) fn errno(e: io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+const ENTRY_CACHE: usize = 8192;
+/// Kernel cache time for entries and attributes of immutable lower-layer files.
+pub(crate) const TTL_LOWER: Duration = Duration::from_secs(3600);
+/// Kernel cache time for upper-layer attributes.
+pub(crate) const TTL_UPPER: Duration = Duration::from_secs(1);
+
+/// The strata union filesystem.
+pub struct StrataFs {
+    pub(crate) stack: Stack,
+    pub(crate) work: Option<OwnedFd>,
+    pub(crate) inos: InoMap,
+    pub(crate) nodes: Mutex<Nodes>,
+    pub(crate) handles: Handles,
+    /// Namespace lock: mutations exclusive, lookups shared.
+    pub(crate) ns: RwLock<()>,
+    pub(crate) read_only: bool,
+    pub(crate) passthrough: bool,
+    pub(crate) counter: AtomicU64,
+    entries: Mutex<LruCache<PathBuf, Entry>>,
+    /// Per lower layer: st_ino → paths of its hard-linked files (built on first need).
+    pub(crate) links: Mutex<HashMap<usize, Arc<LinkMap>>>,
+}
+
+impl std::fmt::Debug for StrataFs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StrataFs").field("stack", &self.stack).finish()
+    }
+}
+
+impl StrataFs {
+    /// Opens the layers: `lowers` top first; `upper` and `work` for a writable mount.
+    pub fn new(
+        lowers: &[PathBuf],
+        upper: Option<&Path>,
+        work: Option<&Path>,
+        passthrough: bool,
+    ) -> io::Result<StrataFs> {
+        let stack = Stack::new(lowers, upper)?;
+        let work = match (upper, work) {
+            (Some(_), Some(w)) => Some(nix::fcntl::open(
+                w,
+                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )?),
+            (Some(_), None) => {
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, "an upper dir needs a work dir"));
+            }
+            _ => None,
+        };
+        if let (Some(w), Some(u)) = (&work, stack.upper()) {
+            let wst = nix::sys::stat::fstat(w)?;
+            if wst.st_dev != u.dev() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "work dir and upper dir must be on the same filesystem",
+                ));
+            }
+        }
+        let privileged = nix::unistd::geteuid().is_root();
+        let inos = InoMap::new(stack.layers().iter().map(|l| l.dev()), privileged);
+        Ok(StrataFs {
+            read_only: upper.is_none(),
+            stack,
+            work,
+            inos,
+            nodes: Mutex::new(Nodes::new()),
+            handles: Handles::default(),
+            ns: RwLock::new(()),
+            passthrough,
+            counter: AtomicU64::new(0),
+            entries: Mutex::new(LruCache::new(NonZeroUsize::new(ENTRY_CACHE).unwrap_or(NonZeroUsize::MIN))),
+            links: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The union stack.
+    pub fn stack(&self) -> &Stack {
+        &self.stack
+    }
+
+    /// Whether `e` is in the writable upper layer.
+    pub(crate) fn in_upper(&self, e: &Entry) -> bool {
+        self.stack.has_upper() && e.layer == 0
+    }
+
+    /// Forgets cached entries (after a change to existing entries).
+    pub(crate) fn changed(&self, path: &Path) {
+        lock(&self.entries).clear();
+        self.stack.invalidate_tree(path);
+    }
+
+    /// Forgets the cached listing of `dir` (a name was added to it).
+    pub(crate) fn added(&self, dir: &Path) {
+        self.stack.invalidate_listing(dir);
+    }
+
+    /// Resolves a merged path.
+    pub(crate) fn lookup_path(&self, path: &Path) -> R<Entry> {
+        let cached = lock(&self.entries).get(path).cloned();
+        if let Some(e) = cached {
+            return self.refresh(e);
+        }
+        let e = match (path.parent(), path.file_name()) {
+            (Some(parent), Some(name)) => {
+                let pe = self.lookup_path(parent)?;
+                if !pe.is_dir() {
+                    return Err(Errno::ENOTDIR);
+                }
+                self.stack.lookup_child(&pe, name).map_err(errno)?.ok_or(Errno::ENOENT)?
+            }
+            _ => self.stack.root().map_err(errno)?,
+        };
+        lock(&self.entries).put(path.to_path_buf(), e.clone());
+        Ok(e)
+    }
+
+    /// Looks up `name` in the directory `parent`.
+    pub(crate) fn child(&self, parent: &Entry, name: &OsStr) -> R<Option<Entry>> {
+        self.stack.lookup_child(parent, name).map_err(errno)
+    }
+
+    /// Re-reads the stat of an upper entry (its size and times change).
+    fn refresh(&self, mut e: Entry) -> R<Entry> {
+        if !self.in_upper(&e) {
+            return Ok(e);
+        }
+        let st = match (e.path.parent(), e.path.file_name()) {
+            (Some(parent), Some(name)) => {
+                let fd = self.stack.dir_fd(0, parent).map_err(errno)?;
+                stat_at(fd.as_fd(), name).map_err(errno)?
+            }
+            _ => {
+                let fd = self.stack.dir_fd(0, Path::new("")).map_err(errno)?;
+                Some(nix::sys::stat::fstat(fd.as_fd())?)
+            }
+        };
+        match st {
+            Some(st) if (st.st_mode & libc::S_IFMT) == (e.stat.st_mode & libc::S_IFMT) => {
+                e.stat = st;
+                Ok(e)
+            }
+            _ => {
+                lock(&self.entries).pop(&e.path);
+                self.lookup_path(&e.path)
+            }
+        }
+    }
+
+    /// The entry of node `ino`.
+    pub(crate) fn entry(&self, ino: u64) -> R<Entry> {
+        let path = lock(&self.nodes).path(ino).ok_or(Errno::ENOENT)?;
+        self.lookup_path(&path)
+    }
+
+    /// The st_ino of an entry (see `ino.rs`).
+    pub(crate) fn st_ino(&self, e: &Entry) -> u64 {
+        if e.path.as_os_str().is_empty() {
+            return ROOT_INO;
+        }
+        if self.in_upper(e) {
+            if let Some(ino) = self.origin(e) {
+                return ino;
+            }
+        }
+        self.inos.map(e.stat.st_dev, e.stat.st_ino)
+    }
+
+    fn origin(&self, e: &Entry) -> Option<u64> {
+        let (fd, name) = self.parent_fd(e, 0).ok()?;
+        let v = xattr::get(proc_path(fd.as_fd(), name), self.inos.origin_xattr).ok()??;
+        InoMap::decode(&v)
+    }
+
+    /// FUSE attributes of an entry.
+    pub(crate) fn attr(&self, e: &Entry) -> FileAttr {
+        to_attr(&e.stat, self.st_ino(e), e.is_dir() && e.is_merged())
+    }
+
+    /// How long the kernel may cache `e`.
+    pub(crate) fn ttl(&self, e: &Entry) -> Duration {
+        if self.in_upper(e) { TTL_UPPER } else { TTL_LOWER }
+    }
+
+    /// The directory fd (in `layer`) holding `e`, and `e`'s name in it. For the root, the
+    /// root itself and ".".
+    pub(crate) fn parent_fd<'a>(&self, e: &'a Entry, layer: usize) -> R<(Arc<OwnedFd>, &'a OsStr)> {
+        match (e.path.parent(), e.path.file_name()) {
+            (Some(p), Some(n)) => Ok((self.stack.dir_fd(layer, p).map_err(errno)?, n)),
+            _ => Ok((self.stack.dir_fd(layer, Path::new("")).map_err(errno)?, OsStr::new("."))),
+        }
+    }
+
+    /// Records a kernel reference to `e` and returns (attr, generation).
+    pub(crate) fn remember(&self, e: &Entry) -> (FileAttr, u64) {
+        let attr = self.attr(e);
+        let generation = lock(&self.nodes).remember(attr.ino.0, &e.path, 1);
+        (attr, generation)
+    }
+}

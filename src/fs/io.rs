@@ -1,0 +1,233 @@
+//! Opening files, data I/O, setattr, readlink, statfs.
+
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use fuser::{FileAttr, TimeOrNow};
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::{FchmodatFlags, Mode, UtimensatFlags, fchmodat, utimensat};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{Gid, Uid, fchownat};
+
+use super::filesystem::{R, StrataFs, errno};
+use crate::union::Entry;
+
+/// What `open` found: the file, and where it lives.
+pub(crate) struct Opened {
+    pub file: File,
+    pub entry: Entry,
+    pub upper: bool,
+    pub write: bool,
+}
+
+/// The attribute changes of a setattr request.
+#[derive(Debug, Default)]
+pub(crate) struct SetAttr {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<TimeOrNow>,
+    pub mtime: Option<TimeOrNow>,
+    pub fh: Option<u64>,
+}
+
+fn timespec(t: Option<TimeOrNow>) -> TimeSpec {
+    match t {
+        None => TimeSpec::UTIME_OMIT,
+        Some(TimeOrNow::Now) => TimeSpec::UTIME_NOW,
+        Some(TimeOrNow::SpecificTime(t)) => match t.duration_since(SystemTime::UNIX_EPOCH) {
+            Ok(d) => TimeSpec::new(d.as_secs() as i64, d.subsec_nanos() as i64),
+            Err(e) => {
+                let d = e.duration();
+                TimeSpec::new(-(d.as_secs() as i64), 0)
+            }
+        },
+    }
+}
+
+impl StrataFs {
+    /// Opens node `ino`; a write open copies it up first.
+    pub(crate) fn do_open(&self, ino: u64, flags: i32) -> R<Opened> {
+        let acc = flags & libc::O_ACCMODE;
+        let write = acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
+        let e = if write {
+            let _ns = self.ns.write().unwrap_or_else(|e| e.into_inner());
+            if self.read_only {
+                return Err(Errno::EROFS);
+            }
+            let e = self.entry(ino)?;
+            self.copy_up(&e)?
+        } else {
+            let _ns = self.ns.read().unwrap_or_else(|e| e.into_inner());
+            self.entry(ino)?
+        };
+        if e.is_dir() {
+            return Err(Errno::EISDIR);
+        }
+        let keep = libc::O_ACCMODE
+            | libc::O_APPEND
+            | libc::O_TRUNC
+            | libc::O_SYNC
+            | libc::O_DSYNC
+            | libc::O_NONBLOCK;
+        let oflags = OFlag::from_bits_truncate(flags & keep) | OFlag::O_NOFOLLOW;
+        let fd = self.stack.layers()[e.layer].open_at(&e.path, oflags, Mode::empty()).map_err(errno)?;
+        Ok(Opened { file: File::from(fd), upper: self.in_upper(&e), entry: e, write })
+    }
+
+    /// A second fd on the opened file for the kernel's passthrough backing: read-write for
+    /// upper files opened for writing, read-only otherwise.
+    pub(crate) fn backing_file(&self, o: &Opened) -> R<File> {
+        let acc = if o.upper && o.write { OFlag::O_RDWR } else { OFlag::O_RDONLY };
+        let fd = self.stack.layers()[o.entry.layer]
+            .open_at(&o.entry.path, acc | OFlag::O_NOFOLLOW, Mode::empty())
+            .map_err(errno)?;
+        Ok(File::from(fd))
+    }
+
+    /// read(2) at an offset.
+    pub(crate) fn do_read(&self, fh: u64, offset: u64, size: u32) -> R<Vec<u8>> {
+        let h = self.handles.file(fh).ok_or(Errno::EBADF)?;
+        let mut buf = vec![0u8; size as usize];
+        let mut done = 0;
+        while done < buf.len() {
+            match h.file.read_at(&mut buf[done..], offset + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(errno(e)),
+            }
+        }
+        buf.truncate(done);
+        Ok(buf)
+    }
+
+    /// write(2) at an offset.
+    pub(crate) fn do_write(&self, fh: u64, offset: u64, data: &[u8]) -> R<u32> {
+        let h = self.handles.file(fh).ok_or(Errno::EBADF)?;
+        if !h.upper {
+            return Err(Errno::EBADF);
+        }
+        h.file.write_all_at(data, offset).map_err(errno)?;
+        Ok(data.len() as u32)
+    }
+
+    /// chmod, chown, truncate, utimens: on the upper copy.
+    pub(crate) fn do_setattr(&self, ino: u64, a: &SetAttr) -> R<Entry> {
+        let _ns = self.ns.write().unwrap_or_else(|e| e.into_inner());
+        if self.read_only {
+            return Err(Errno::EROFS);
+        }
+        let e = self.entry(ino)?;
+        let up = self.copy_up(&e)?;
+        let (dfd, name) = self.parent_fd(&up, 0)?;
+        let is_link = up.stat.st_mode & libc::S_IFMT == libc::S_IFLNK;
+        if a.uid.is_some() || a.gid.is_some() {
+            fchownat(
+                dfd.as_fd(),
+                name,
+                a.uid.map(Uid::from_raw),
+                a.gid.map(Gid::from_raw),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )?;
+        }
+        if let Some(m) = a.mode {
+            if is_link {
+                return Err(Errno::EOPNOTSUPP);
+            }
+            // `name` is not a symlink, so following it is following nothing.
+            fchmodat(dfd.as_fd(), name, Mode::from_bits_truncate(m & 0o7777), FchmodatFlags::FollowSymlink)?;
+        }
+        if let Some(size) = a.size {
+            let h = a.fh.and_then(|fh| self.handles.file(fh)).filter(|h| h.upper);
+            let res = match h {
+                Some(h) => h.file.set_len(size),
+                None => {
+                    let fd = self.stack.layers()[0]
+                        .open_at(&up.path, OFlag::O_WRONLY | OFlag::O_NOFOLLOW, Mode::empty())
+                        .map_err(errno)?;
+                    File::from(fd).set_len(size)
+                }
+            };
+            // An O_RDONLY handle can't truncate; a fresh fd can.
+            if let Err(err) = res {
+                if err.raw_os_error() == Some(libc::EINVAL) || err.raw_os_error() == Some(libc::EBADF) {
+                    let fd = self.stack.layers()[0]
+                        .open_at(&up.path, OFlag::O_WRONLY | OFlag::O_NOFOLLOW, Mode::empty())
+                        .map_err(errno)?;
+                    File::from(fd).set_len(size).map_err(errno)?;
+                } else {
+                    return Err(errno(err));
+                }
+            }
+        }
+        if a.atime.is_some() || a.mtime.is_some() {
+            utimensat(
+                dfd.as_fd(),
+                name,
+                &timespec(a.atime),
+                &timespec(a.mtime),
+                UtimensatFlags::NoFollowSymlink,
+            )?;
+        }
+        self.lookup_path(&up.path)
+    }
+
+    /// readlink(2).
+    pub(crate) fn do_readlink(&self, ino: u64) -> R<Vec<u8>> {
+        let e = self.entry(ino)?;
+        let (fd, name) = self.parent_fd(&e, e.layer)?;
+        let t = nix::fcntl::readlinkat(fd.as_fd(), name)?;
+        Ok(std::os::unix::ffi::OsStringExt::into_vec(t))
+    }
+
+    /// statfs(2) of the top layer's filesystem.
+    pub(crate) fn do_statfs(&self) -> R<nix::sys::statvfs::Statvfs> {
+        let fd = self.stack.dir_fd(0, std::path::Path::new("")).map_err(errno)?;
+        nix::sys::statvfs::fstatvfs(fd.as_fd())
+    }
+
+    /// fsync(2) / fdatasync(2).
+    pub(crate) fn do_fsync(&self, fh: u64, datasync: bool) -> R<()> {
+        let h = self.handles.file(fh).ok_or(Errno::EBADF)?;
+        if datasync { h.file.sync_data() } else { h.file.sync_all() }.map_err(errno)
+    }
+
+    /// fallocate(2).
+    pub(crate) fn do_fallocate(&self, fh: u64, offset: u64, length: u64, mode: i32) -> R<()> {
+        let h = self.handles.file(fh).ok_or(Errno::EBADF)?;
+        if !h.upper {
+            return Err(Errno::EBADF);
+        }
+        let flags = nix::fcntl::FallocateFlags::from_bits_truncate(mode);
+        nix::fcntl::fallocate(h.file.as_fd(), flags, offset as i64, length as i64)?;
+        Ok(())
+    }
+
+    /// lseek(2), for SEEK_DATA and SEEK_HOLE.
+    pub(crate) fn do_lseek(&self, fh: u64, offset: i64, whence: i32) -> R<i64> {
+        let h = self.handles.file(fh).ok_or(Errno::EBADF)?;
+        let w = match whence {
+            libc::SEEK_SET => nix::unistd::Whence::SeekSet,
+            libc::SEEK_CUR => nix::unistd::Whence::SeekCur,
+            libc::SEEK_END => nix::unistd::Whence::SeekEnd,
+            libc::SEEK_DATA => nix::unistd::Whence::SeekData,
+            libc::SEEK_HOLE => nix::unistd::Whence::SeekHole,
+            _ => return Err(Errno::EINVAL),
+        };
+        // A private fd so concurrent seeks on one handle don't race.
+        let f: Arc<File> = h.file.clone();
+        let dup = f.try_clone().map_err(errno)?;
+        nix::unistd::lseek(dup.as_fd(), offset, w)
+    }
+
+    /// Attributes after a change.
+    pub(crate) fn attr_of(&self, e: &Entry) -> FileAttr {
+        self.attr(e)
+    }
+}

@@ -1,0 +1,356 @@
+//! Mounting and unmounting: foreground, daemonised, and explicit unmount.
+//!
+//! fuser's `AutoUnmount` hangs on unmount (fuser issue 407) and its unmount is not lazy, so
+//! strata unmounts explicitly: `umount2`, lazily when busy, `fusermount3 -u` when unprivileged.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use fuser::{Config, MountOption, SessionACL};
+use nix::errno::Errno;
+use nix::mount::{MntFlags, umount2};
+use nix::sys::signal::kill;
+use nix::unistd::{ForkResult, Pid};
+
+use super::StrataFs;
+use crate::sys::daemon;
+
+/// What to mount and how.
+#[derive(Clone, Debug)]
+pub struct MountOptions {
+    /// Lower layer directories, top first.
+    pub lowers: Vec<PathBuf>,
+    /// The writable layer (none: read-only mount of the lowers).
+    pub upper: Option<PathBuf>,
+    /// Scratch dir for copy-up, on the upper's filesystem (required with `upper`).
+    pub work: Option<PathBuf>,
+    /// Mount read-only (an `upper` then serves as the top read-only layer).
+    pub read_only: bool,
+    /// Let other users use the mount (permission checks stay the kernel's).
+    pub allow_other: bool,
+    /// Source name shown in /proc/mounts.
+    pub fsname: String,
+    /// Extra kernel mount flags: dev, nodev, suid, nosuid, exec, noexec, atime, noatime,
+    /// sync, async, dirsync.
+    pub flags: Vec<String>,
+    /// Daemon log (daemon mode: stdout and stderr go there).
+    pub log_file: Option<PathBuf>,
+    /// Request threads.
+    pub threads: usize,
+    /// Use FUSE passthrough for file data when the kernel allows it.
+    pub passthrough: bool,
+}
+
+impl Default for MountOptions {
+    fn default() -> Self {
+        MountOptions {
+            lowers: Vec::new(),
+            upper: None,
+            work: None,
+            read_only: false,
+            allow_other: false,
+            fsname: "strata".into(),
+            flags: Vec::new(),
+            log_file: None,
+            threads: std::thread::available_parallelism().map(|n| n.get().clamp(2, 8)).unwrap_or(4),
+            passthrough: true,
+        }
+    }
+}
+
+/// Kernel flags strata knows how to pass on.
+pub fn kernel_flag(name: &str) -> Option<MountOption> {
+    Some(match name {
+        "dev" => MountOption::Dev,
+        "nodev" => MountOption::NoDev,
+        "suid" => MountOption::Suid,
+        "nosuid" => MountOption::NoSuid,
+        "exec" => MountOption::Exec,
+        "noexec" => MountOption::NoExec,
+        "atime" => MountOption::Atime,
+        "noatime" => MountOption::NoAtime,
+        "sync" => MountOption::Sync,
+        "async" => MountOption::Async,
+        "dirsync" => MountOption::DirSync,
+        "rw" => MountOption::RW,
+        "ro" => MountOption::RO,
+        _ => return None,
+    })
+}
+
+fn build(opts: &MountOptions) -> Result<(StrataFs, Config)> {
+    let mut lowers = opts.lowers.clone();
+    let (upper, work) = if opts.read_only {
+        if let Some(u) = &opts.upper {
+            lowers.insert(0, u.clone());
+        }
+        (None, None)
+    } else {
+        (opts.upper.as_deref(), opts.work.as_deref())
+    };
+    if lowers.is_empty() && upper.is_none() {
+        bail!("no layers to mount");
+    }
+    let fs = StrataFs::new(&lowers, upper, work, opts.passthrough).context("opening the layers")?;
+    let mut mo = vec![
+        MountOption::FSName(opts.fsname.clone()),
+        MountOption::Subtype("strata".into()),
+        MountOption::DefaultPermissions,
+    ];
+    let root = nix::unistd::geteuid().is_root();
+    let has = |f: &str| opts.flags.iter().any(|x| x == f);
+    if root && !has("nodev") {
+        mo.push(MountOption::Dev);
+    }
+    if root && !has("nosuid") {
+        mo.push(MountOption::Suid);
+    }
+    for f in &opts.flags {
+        match kernel_flag(f) {
+            Some(MountOption::RO | MountOption::RW) => {}
+            Some(o) if !mo.contains(&o) => mo.push(o),
+            Some(_) => {}
+            None => bail!("unknown mount flag {f:?}"),
+        }
+    }
+    if upper.is_none() {
+        mo.push(MountOption::RO);
+    }
+    let mut config = Config::default();
+    config.mount_options = mo;
+    config.acl = if opts.allow_other { SessionACL::All } else { SessionACL::Owner };
+    config.n_threads = Some(opts.threads.max(1));
+    config.clone_fd = true;
+    Ok((fs, config))
+}
+
+/// Mounts and serves until unmounted. `ready` runs once the kernel handshake is done.
+pub fn mount_with(opts: &MountOptions, mountpoint: &Path, ready: impl FnOnce()) -> Result<()> {
+    daemon::raise_nofile_limit();
+    let (fs, config) = build(opts)?;
+    let session = fuser::Session::new(fs, mountpoint, &config)
+        .with_context(|| format!("mounting on {}", mountpoint.display()))?;
+    tracing::info!(mountpoint = %mountpoint.display(), "mounted");
+    ready();
+    session.run().context("FUSE session")?;
+    tracing::info!(mountpoint = %mountpoint.display(), "unmounted; exiting");
+    Ok(())
+}
+
+/// Mounts and serves in this process until unmounted.
+pub fn mount_foreground(opts: &MountOptions, mountpoint: &Path) -> Result<()> {
+    mount_with(opts, mountpoint, || {})
+}
+
+/// Forks a daemon that mounts and serves; returns its pid once the mount answers.
+/// Call it while the process is single-threaded.
+pub fn mount_daemon(opts: &MountOptions, mountpoint: &Path) -> Result<Pid> {
+    let mountpoint = absolute(mountpoint)?;
+    // The daemon leaves the working directory: every path must be absolute.
+    let mut opts = opts.clone();
+    for l in opts.lowers.iter_mut() {
+        *l = absolute(l)?;
+    }
+    for p in [&mut opts.upper, &mut opts.work, &mut opts.log_file].into_iter().flatten() {
+        *p = absolute(p)?;
+    }
+    let opts = &opts;
+    let (rd, wr) = nix::unistd::pipe()?;
+    match daemon::fork()? {
+        ForkResult::Parent { child } => {
+            drop(wr);
+            let _ = nix::sys::wait::waitpid(child, None);
+            let mut msg = String::new();
+            File::from(rd).read_to_string(&mut msg).context("reading from the mount daemon")?;
+            let msg = msg.trim();
+            if let Some(pid) = msg.strip_prefix("ok ") {
+                let pid: i32 = pid.parse().map_err(|_| anyhow!("bad message from the daemon: {msg}"))?;
+                if !is_mounted(&mountpoint)? {
+                    bail!("the daemon reported success but {} is not mounted", mountpoint.display());
+                }
+                Ok(Pid::from_raw(pid))
+            } else if let Some(err) = msg.strip_prefix("err ") {
+                Err(anyhow!("{err}"))
+            } else {
+                Err(anyhow!("the mount daemon exited without mounting"))
+            }
+        }
+        ForkResult::Child => {
+            drop(rd);
+            let _ = nix::unistd::setsid();
+            match daemon::fork() {
+                Ok(ForkResult::Parent { .. }) => daemon::exit_now(0),
+                Ok(ForkResult::Child) => {}
+                Err(_) => daemon::exit_now(1),
+            }
+            let wr = std::cell::RefCell::new(Some(File::from(wr)));
+            let code = match serve_daemon(opts, &mountpoint, &wr) {
+                Ok(()) => 0,
+                Err(e) => {
+                    if let Some(mut w) = wr.borrow_mut().take() {
+                        let _ = writeln!(w, "err {e:#}");
+                    }
+                    tracing::error!("{e:#}");
+                    1
+                }
+            };
+            daemon::exit_now(code)
+        }
+    }
+}
+
+fn serve_daemon(opts: &MountOptions, mountpoint: &Path, wr: &std::cell::RefCell<Option<File>>) -> Result<()> {
+    let _ = std::env::set_current_dir("/");
+    let null = File::options().read(true).write(true).open("/dev/null")?;
+    nix::unistd::dup2_stdin(null.as_fd())?;
+    let out = match &opts.log_file {
+        Some(p) => File::options()
+            .create(true)
+            .append(true)
+            .open(p)
+            .with_context(|| format!("opening log {}", p.display()))?,
+        None => null.try_clone()?,
+    };
+    nix::unistd::dup2_stdout(out.as_fd())?;
+    nix::unistd::dup2_stderr(out.as_fd())?;
+    if opts.log_file.is_some() {
+        // Log to the file (stderr now) unless the caller already set up logging.
+        let filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .try_init();
+    }
+    let upper = if opts.read_only { None } else { opts.upper.clone() };
+    let res = mount_with(opts, mountpoint, || {
+        // Tell the parent, and close the pipe so its read ends.
+        if let Some(mut w) = wr.borrow_mut().take() {
+            let _ = writeln!(w, "ok {}", std::process::id());
+        }
+    });
+    if let Some(u) = upper {
+        if let Ok(f) = File::open(u) {
+            let _ = nix::unistd::syncfs(f.as_fd());
+        }
+    }
+    res
+}
+
+/// Makes a path absolute without touching it (a dead FUSE mount answers ENOTCONN to stat).
+pub fn absolute(p: &Path) -> Result<PathBuf> {
+    let p = if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir()?.join(p) };
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    Ok(out)
+}
+
+fn unescape_mountinfo(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'\\' && i + 3 < s.len() && s[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            let v = (s[i + 1] - b'0') * 64 + (s[i + 2] - b'0') * 8 + (s[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(s[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// The fstype of what is mounted at `mountpoint` (the last mount there), if anything.
+pub fn mount_type(mountpoint: &Path) -> Result<Option<String>> {
+    let mp = absolute(mountpoint)?;
+    let mp = std::fs::canonicalize(&mp).unwrap_or(mp);
+    let info = std::fs::read("/proc/self/mountinfo")?;
+    let mut found = None;
+    for line in info.split(|b| *b == b'\n') {
+        let fields: Vec<&[u8]> = line.split(|b| *b == b' ').collect();
+        if fields.len() < 5 {
+            continue;
+        }
+        if unescape_mountinfo(fields[4]) == mp.as_os_str().as_bytes() {
+            let sep = fields.iter().position(|f| *f == b"-");
+            let fstype = sep.and_then(|i| fields.get(i + 1)).map(|f| String::from_utf8_lossy(f).into_owned());
+            found = Some(fstype.unwrap_or_default());
+        }
+    }
+    Ok(found)
+}
+
+/// Whether something is mounted at `mountpoint`.
+pub fn is_mounted(mountpoint: &Path) -> Result<bool> {
+    Ok(mount_type(mountpoint)?.is_some())
+}
+
+/// Unmounts `mountpoint` (lazily if busy; via fusermount3 when unprivileged). A dead daemon's
+/// mount (ENOTCONN) is cleared the same way.
+pub fn unmount(mountpoint: &Path) -> Result<()> {
+    let mp = absolute(mountpoint)?;
+    if !is_mounted(&mp)? {
+        bail!("{} is not mounted", mp.display());
+    }
+    match umount2(&mp, MntFlags::empty()) {
+        Ok(()) => Ok(()),
+        Err(Errno::EBUSY) => {
+            tracing::info!("{} busy: unmounting lazily", mp.display());
+            umount2(&mp, MntFlags::MNT_DETACH).with_context(|| format!("unmounting {}", mp.display()))
+        }
+        Err(Errno::EPERM) => fusermount_u(&mp),
+        Err(e) => Err(anyhow!("unmounting {}: {e}", mp.display())),
+    }
+}
+
+fn fusermount_u(mp: &Path) -> Result<()> {
+    for args in [&["-u", "-q"][..], &["-u", "-q", "-z"][..]] {
+        let st = std::process::Command::new("fusermount3").args(args).arg(OsStr::new("--")).arg(mp).status();
+        if matches!(st, Ok(s) if s.success()) {
+            return Ok(());
+        }
+    }
+    bail!("fusermount3 -u {} failed", mp.display())
+}
+
+/// Unmounts and waits (up to `timeout`) for the daemon `pid` to exit.
+pub fn unmount_and_wait(mountpoint: &Path, pid: Option<Pid>, timeout: Duration) -> Result<()> {
+    unmount(mountpoint)?;
+    if let Some(pid) = pid {
+        let start = Instant::now();
+        while is_alive(pid) {
+            if start.elapsed() > timeout {
+                bail!("mount daemon {pid} still running after {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    Ok(())
+}
+
+/// Whether process `pid` exists and is not a zombie.
+pub fn is_alive(pid: Pid) -> bool {
+    if kill(pid, None).is_err() {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s.rsplit(')').next().map(|r| r.trim_start().starts_with('Z')).unwrap_or(false),
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,151 @@
+//! The inode table: FUSE node id (= st_ino) ↔ the merged paths that name it.
+//!
+//! A node has several paths when it is a hard-linked file. Lookup counts are honoured: the
+//! node is dropped when `forget` brings its count to zero.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::ino::ROOT_INO;
+
+#[derive(Debug, Default)]
+struct Node {
+    paths: Vec<PathBuf>,
+    lookups: u64,
+    generation: u64,
+}
+
+/// Node table.
+#[derive(Debug)]
+pub struct Nodes {
+    map: HashMap<u64, Node>,
+}
+
+impl Default for Nodes {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Nodes {
+    /// A table holding only the root.
+    pub fn new() -> Nodes {
+        let mut map = HashMap::new();
+        map.insert(ROOT_INO, Node { paths: vec![PathBuf::new()], lookups: 1, generation: 0 });
+        Nodes { map }
+    }
+
+    /// A path of node `ino`.
+    pub fn path(&self, ino: u64) -> Option<PathBuf> {
+        self.map.get(&ino).and_then(|n| n.paths.first().cloned())
+    }
+
+    /// The generation of `ino` (0 if unknown).
+    pub fn generation(&self, ino: u64) -> u64 {
+        self.map.get(&ino).map(|n| n.generation).unwrap_or(0)
+    }
+
+    /// Records that the kernel holds `n` more references to `ino`, reached by `path`.
+    /// Returns the node's generation.
+    pub fn remember(&mut self, ino: u64, path: &Path, n: u64) -> u64 {
+        if n == 0 && !self.map.contains_key(&ino) {
+            return 0;
+        }
+        let node = self.map.entry(ino).or_default();
+        if node.paths.is_empty() && node.lookups > 0 {
+            // Every name of the old node is gone: the inode number was reused.
+            node.generation += 1;
+        }
+        if !node.paths.iter().any(|p| p == path) {
+            node.paths.push(path.to_path_buf());
+        }
+        node.lookups += n;
+        node.generation
+    }
+
+    /// The kernel dropped `n` references.
+    pub fn forget(&mut self, ino: u64, n: u64) {
+        if ino == ROOT_INO {
+            return;
+        }
+        if let Some(node) = self.map.get_mut(&ino) {
+            node.lookups = node.lookups.saturating_sub(n);
+            if node.lookups == 0 {
+                self.map.remove(&ino);
+            }
+        }
+    }
+
+    /// `path` no longer names `ino` (unlink / rmdir).
+    pub fn remove_path(&mut self, ino: u64, path: &Path) {
+        if let Some(node) = self.map.get_mut(&ino) {
+            node.paths.retain(|p| p != path);
+        }
+    }
+
+    /// Removes `path` and everything below it from every node.
+    pub fn remove_tree(&mut self, path: &Path) {
+        for node in self.map.values_mut() {
+            node.paths.retain(|p| !p.starts_with(path));
+        }
+    }
+
+    /// `from` (and everything below it) was renamed to `to`.
+    pub fn rename(&mut self, from: &Path, to: &Path) {
+        for node in self.map.values_mut() {
+            for p in node.paths.iter_mut() {
+                if let Ok(rest) = p.strip_prefix(from) {
+                    *p = if rest.as_os_str().is_empty() { to.to_path_buf() } else { to.join(rest) };
+                }
+            }
+        }
+    }
+
+    /// `a` and `b` were exchanged.
+    pub fn exchange(&mut self, a: &Path, b: &Path) {
+        for node in self.map.values_mut() {
+            for p in node.paths.iter_mut() {
+                if let Ok(rest) = p.strip_prefix(a) {
+                    *p = join(b, rest);
+                } else if let Ok(rest) = p.strip_prefix(b) {
+                    *p = join(a, rest);
+                }
+            }
+        }
+    }
+
+    /// Number of nodes (for tests and logs).
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether only the root is left.
+    pub fn is_empty(&self) -> bool {
+        self.map.len() <= 1
+    }
+}
+
+fn join(base: &Path, rest: &Path) -> PathBuf {
+    if rest.as_os_str().is_empty() { base.to_path_buf() } else { base.join(rest) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifecycle() {
+        let mut n = Nodes::new();
+        n.remember(5, Path::new("a/b"), 1);
+        n.remember(5, Path::new("c"), 1);
+        assert_eq!(n.path(5), Some(PathBuf::from("a/b")));
+        n.rename(Path::new("a"), Path::new("x"));
+        assert_eq!(n.path(5), Some(PathBuf::from("x/b")));
+        n.remove_path(5, Path::new("x/b"));
+        assert_eq!(n.path(5), Some(PathBuf::from("c")));
+        n.forget(5, 2);
+        assert_eq!(n.path(5), None);
+        n.forget(ROOT_INO, 10);
+        assert_eq!(n.path(ROOT_INO), Some(PathBuf::new()));
+    }
+}

@@ -1,0 +1,544 @@
+//! The FUSE entry points: each decodes its request, calls one `do_*` method and replies.
+//! Nothing here panics out: a panic inside an operation becomes EIO and a log line.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use fuser::{
+    AccessFlags, FileHandle as Fh, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
+    LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
+    ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    WriteFlags,
+};
+use nix::errno::Errno;
+
+use super::filesystem::{R, StrataFs, lock};
+use super::handles::FileHandle;
+use super::io::{Opened, SetAttr};
+use super::upper::Caller;
+
+/// Runs an operation, turning errors and panics into an errno (and a log line).
+fn run<T>(op: &str, f: impl FnOnce() -> R<T>) -> Result<T, fuser::Errno> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => {
+            match e {
+                Errno::ENOENT
+                | Errno::EEXIST
+                | Errno::ENODATA
+                | Errno::ENOTEMPTY
+                | Errno::ENOTDIR
+                | Errno::EISDIR => {
+                    tracing::debug!("{op}: {e}")
+                }
+                _ => tracing::warn!("{op}: {e}"),
+            }
+            Err(fuser::Errno::from_i32(e as i32))
+        }
+        Err(_) => {
+            tracing::error!("{op}: internal error (panic caught), answering EIO");
+            Err(fuser::Errno::EIO)
+        }
+    }
+}
+
+fn caller(req: &Request) -> Caller {
+    Caller { uid: req.uid(), gid: req.gid() }
+}
+
+fn xattr_reply(reply: ReplyXattr, size: u32, r: Result<Vec<u8>, fuser::Errno>) {
+    match r {
+        Ok(v) if size == 0 => reply.size(v.len() as u32),
+        Ok(v) if v.len() > size as usize => reply.error(fuser::Errno::from_i32(libc::ERANGE)),
+        Ok(v) => reply.data(&v),
+        Err(e) => reply.error(e),
+    }
+}
+
+impl StrataFs {
+    fn reply_entry(&self, reply: ReplyEntry, r: Result<crate::union::Entry, fuser::Errno>) {
+        match r {
+            Ok(e) => {
+                let (attr, generation) = self.remember(&e);
+                let ttl = self.ttl(&e);
+                reply.entry(&ttl, &attr, Generation(generation));
+            }
+            Err(err) => reply.error(err),
+        }
+    }
+
+    /// Registers an open file, with a passthrough backing id when the kernel allows it.
+    /// Returns (fh, open flags, backing).
+    fn register_open(
+        &self,
+        o: Opened,
+        open_backing: impl FnOnce(&File) -> io::Result<fuser::BackingId>,
+    ) -> (u64, FopenFlags, Option<Arc<fuser::BackingId>>) {
+        let ino = self.st_ino(&o.entry);
+        let mut flags = FopenFlags::empty();
+        let mut backing = None;
+        if self.passthrough {
+            let writable = o.upper && o.write;
+            match self.handles.backing(ino) {
+                Some((b, up, w)) if up == o.upper && (w || !writable) => backing = Some(b),
+                Some(_) => flags |= FopenFlags::FOPEN_DIRECT_IO,
+                None => match self.backing_file(&o).map_err(io::Error::from).and_then(|f| open_backing(&f)) {
+                    Ok(b) => {
+                        let b = Arc::new(b);
+                        self.handles.set_backing(ino, &b, o.upper, writable);
+                        backing = Some(b);
+                    }
+                    Err(e) => tracing::debug!("passthrough not used: {e}"),
+                },
+            }
+        }
+        if backing.is_none() && !o.upper {
+            flags |= FopenFlags::FOPEN_KEEP_CACHE;
+        }
+        let fh = self.handles.add_file(FileHandle {
+            file: Arc::new(o.file),
+            ino,
+            upper: o.upper,
+            backing: backing.clone(),
+        });
+        (fh, flags, backing)
+    }
+}
+
+impl Filesystem for StrataFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        for f in [
+            InitFlags::FUSE_DO_READDIRPLUS,
+            InitFlags::FUSE_READDIRPLUS_AUTO,
+            InitFlags::FUSE_PARALLEL_DIROPS,
+            InitFlags::FUSE_CACHE_SYMLINKS,
+            InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP,
+            InitFlags::FUSE_ASYNC_DIO,
+        ] {
+            let _ = config.add_capabilities(f);
+        }
+        let _ = config.set_max_write(1 << 20);
+        let _ = config.set_max_background(64);
+        if self.passthrough {
+            let ok = config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+                && config.set_max_stack_depth(1).is_ok();
+            self.passthrough = ok;
+        }
+        tracing::info!(passthrough = self.passthrough, "FUSE session initialised");
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        tracing::info!("FUSE session ends");
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let r = run("lookup", || {
+            let _ns = self.ns.read().unwrap_or_else(|e| e.into_inner());
+            let pe = self.entry(parent.0)?;
+            if !pe.is_dir() {
+                return Err(Errno::ENOTDIR);
+            }
+            self.child(&pe, name)?.ok_or(Errno::ENOENT)
+        });
+        self.reply_entry(reply, r);
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        lock(&self.nodes).forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<Fh>, reply: ReplyAttr) {
+        match run("getattr", || {
+            let _ns = self.ns.read().unwrap_or_else(|e| e.into_inner());
+            self.entry(ino.0)
+        }) {
+            Ok(e) => reply.attr(&self.ttl(&e), &self.attr(&e)),
+            Err(err) => reply.error(err),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<Fh>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let a = SetAttr { mode, uid, gid, size, atime, mtime, fh: fh.map(|f| f.0) };
+        match run("setattr", || self.do_setattr(ino.0, &a)) {
+            Ok(e) => reply.attr(&self.ttl(&e), &self.attr_of(&e)),
+            Err(err) => reply.error(err),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match run("readlink", || self.do_readlink(ino.0)) {
+            Ok(v) => reply.data(&v),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let r = run("mknod", || self.do_mknod(caller(req), parent.0, name, mode, umask, rdev));
+        self.reply_entry(reply, r);
+    }
+
+    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+        let r = run("mkdir", || self.do_mkdir(caller(req), parent.0, name, mode, umask));
+        self.reply_entry(reply, r);
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match run("unlink", || self.do_unlink(parent.0, name)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match run("rmdir", || self.do_rmdir(parent.0, name)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+        let r = run("symlink", || self.do_symlink(caller(req), parent.0, link_name, target));
+        self.reply_entry(reply, r);
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        match run("rename", || self.do_rename(parent.0, name, newparent.0, newname, flags.bits())) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+        let r = run("link", || self.do_link(ino.0, newparent.0, newname));
+        self.reply_entry(reply, r);
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        match run("open", || self.do_open(ino.0, flags.0)) {
+            Ok(o) => {
+                let (fh, fl, backing) = self.register_open(o, |f| reply.open_backing(f));
+                match backing {
+                    Some(b) => reply.opened_passthrough(Fh(fh), fl, &b),
+                    None => reply.opened(Fh(fh), fl),
+                }
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: Fh,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match run("read", || self.do_read(fh.0, offset, size)) {
+            Ok(v) => reply.data(&v),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: Fh,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        match run("write", || self.do_write(fh.0, offset, data)) {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: Fh, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        reply.ok();
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: Fh,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.handles.remove_file(fh.0);
+        reply.ok();
+    }
+
+    fn fsync(&self, _req: &Request, _ino: INodeNo, fh: Fh, datasync: bool, reply: ReplyEmpty) {
+        match run("fsync", || self.do_fsync(fh.0, datasync)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match run("opendir", || self.do_opendir(ino.0)) {
+            Ok((fh, lower_only)) => {
+                // The kernel caches listings (checked against the directory's mtime); an
+                // immutable lower directory may keep that cache across opens.
+                let mut fl = FopenFlags::FOPEN_CACHE_DIR;
+                if lower_only {
+                    fl |= FopenFlags::FOPEN_KEEP_CACHE;
+                }
+                reply.opened(Fh(fh), fl)
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readdir(&self, _req: &Request, _ino: INodeNo, fh: Fh, offset: u64, mut reply: ReplyDirectory) {
+        let Some(h) = self.handles.dir(fh.0) else {
+            reply.error(fuser::Errno::from_i32(libc::EBADF));
+            return;
+        };
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            let mut i = offset as usize;
+            while i < h.listing.entries.len() + 2 {
+                let full = match i {
+                    0 => reply.add(h.dot.ino, 1, fuser::FileType::Directory, "."),
+                    1 => reply.add(h.dotdot.ino, 2, fuser::FileType::Directory, ".."),
+                    _ => {
+                        let le = &h.listing.entries[i - 2];
+                        let ino = INodeNo(self.dirent_ino(&h.entry, le));
+                        reply.add(ino, i as u64 + 1, Self::dirent_kind(le), &le.name)
+                    }
+                };
+                if full {
+                    break;
+                }
+                i += 1;
+            }
+            reply
+        }));
+        match r {
+            Ok(reply) => reply.ok(),
+            Err(_) => tracing::error!("readdir: internal error (panic caught)"),
+        }
+    }
+
+    fn readdirplus(&self, _req: &Request, _ino: INodeNo, fh: Fh, offset: u64, mut reply: ReplyDirectoryPlus) {
+        let Some(h) = self.handles.dir(fh.0) else {
+            reply.error(fuser::Errno::from_i32(libc::EBADF));
+            return;
+        };
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            let _ns = self.ns.read().unwrap_or_else(|e| e.into_inner());
+            let mut i = offset as usize;
+            let long = Duration::ZERO;
+            while i < h.listing.entries.len() + 2 {
+                let full = match i {
+                    0 => reply.add(h.dot.ino, 1, ".", &long, &h.dot, Generation(0)),
+                    1 => reply.add(h.dotdot.ino, 2, "..", &long, &h.dotdot, Generation(0)),
+                    _ => {
+                        let le = &h.listing.entries[i - 2];
+                        match self.plus_entry(&h.entry, le) {
+                            Some((e, attr)) => {
+                                let generation = lock(&self.nodes).generation(attr.ino.0);
+                                let full = reply.add(
+                                    attr.ino,
+                                    i as u64 + 1,
+                                    &le.name,
+                                    &self.ttl(&e),
+                                    &attr,
+                                    Generation(generation),
+                                );
+                                if !full {
+                                    lock(&self.nodes).remember(attr.ino.0, &e.path, 1);
+                                }
+                                full
+                            }
+                            None => false,
+                        }
+                    }
+                };
+                if full {
+                    break;
+                }
+                i += 1;
+            }
+            reply
+        }));
+        match r {
+            Ok(reply) => reply.ok(),
+            Err(_) => tracing::error!("readdirplus: internal error (panic caught)"),
+        }
+    }
+
+    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: Fh, _flags: OpenFlags, reply: ReplyEmpty) {
+        self.handles.remove_dir(fh.0);
+        reply.ok();
+    }
+
+    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: Fh, _datasync: bool, reply: ReplyEmpty) {
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        match run("statfs", || self.do_statfs()) {
+            Ok(s) => reply.statfs(
+                s.blocks(),
+                s.blocks_free(),
+                s.blocks_available(),
+                s.files(),
+                s.files_free(),
+                s.block_size() as u32,
+                255,
+                s.fragment_size() as u32,
+            ),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        match run("setxattr", || self.do_setxattr(ino.0, name, value, flags)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        xattr_reply(reply, size, run("getxattr", || self.do_getxattr(ino.0, name)));
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        xattr_reply(reply, size, run("listxattr", || self.do_listxattr(ino.0)));
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match run("removexattr", || self.do_removexattr(ino.0, name)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        match run("access", || {
+            let e = self.entry(ino.0)?;
+            if mask.bits() & libc::W_OK != 0 && self.read_only {
+                return Err(Errno::EROFS);
+            }
+            let _ = e;
+            Ok(())
+        }) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        match run("create", || {
+            let (e, file) = self.do_create(caller(req), parent.0, name, mode, umask, flags)?;
+            let write = flags & libc::O_ACCMODE != libc::O_RDONLY;
+            Ok(Opened { file, entry: e, upper: true, write })
+        }) {
+            Ok(o) => {
+                let e = o.entry.clone();
+                let (fh, fl, backing) = self.register_open(o, |f| reply.open_backing(f));
+                let (attr, generation) = self.remember(&e);
+                let ttl = self.ttl(&e);
+                match backing {
+                    Some(b) => reply.created_passthrough(&ttl, &attr, Generation(generation), Fh(fh), fl, &b),
+                    None => reply.created(&ttl, &attr, Generation(generation), Fh(fh), fl),
+                }
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: Fh,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        match run("fallocate", || self.do_fallocate(fh.0, offset, length, mode)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn lseek(&self, _req: &Request, _ino: INodeNo, fh: Fh, offset: i64, whence: i32, reply: ReplyLseek) {
+        match run("lseek", || self.do_lseek(fh.0, offset, whence)) {
+            Ok(o) => reply.offset(o),
+            Err(e) => reply.error(e),
+        }
+    }
+}

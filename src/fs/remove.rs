@@ -1,0 +1,92 @@
+//! unlink and rmdir: remove from the upper, whiteout what the lower layers still show.
+
+use std::ffi::OsStr;
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+
+use nix::dir::Dir;
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+use nix::unistd::{UnlinkatFlags, unlinkat};
+
+use super::filesystem::{R, StrataFs, errno, lock};
+
+impl StrataFs {
+    /// unlink(2).
+    pub(crate) fn do_unlink(&self, parent: u64, name: &OsStr) -> R<()> {
+        self.remove(parent, name, false)
+    }
+
+    /// rmdir(2): ENOTEMPTY is judged on the merged view.
+    pub(crate) fn do_rmdir(&self, parent: u64, name: &OsStr) -> R<()> {
+        self.remove(parent, name, true)
+    }
+
+    fn remove(&self, parent: u64, name: &OsStr, dir: bool) -> R<()> {
+        let _ns = self.ns.write().unwrap_or_else(|e| e.into_inner());
+        if self.read_only {
+            return Err(Errno::EROFS);
+        }
+        let pe = self.entry(parent)?;
+        let e = self.child(&pe, name)?.ok_or(Errno::ENOENT)?;
+        match (dir, e.is_dir()) {
+            (true, false) => return Err(Errno::ENOTDIR),
+            (false, true) => return Err(Errno::EISDIR),
+            _ => {}
+        }
+        if dir && !self.stack.list(&e).map_err(errno)?.entries.is_empty() {
+            return Err(Errno::ENOTEMPTY);
+        }
+        let ino = self.st_ino(&e);
+        let (pe, fd) = self.writable_dir(&pe)?;
+        if self.in_upper(&e) {
+            if dir {
+                clear_dir(&fd, name)?;
+                unlinkat(fd.as_fd(), name, UnlinkatFlags::RemoveDir)?;
+            } else {
+                unlinkat(fd.as_fd(), name, UnlinkatFlags::NoRemoveDir)?;
+            }
+        }
+        self.changed(&e.path);
+        if self.lower_entry(&pe, name)?.is_some() {
+            self.write_whiteout(&pe.path, name)?;
+        }
+        let mut nodes = lock(&self.nodes);
+        if dir {
+            nodes.remove_tree(&e.path);
+        } else {
+            nodes.remove_path(ino, &e.path);
+        }
+        Ok(())
+    }
+}
+
+/// Empties an upper directory whose merged view is empty: it holds only whiteouts, the opaque
+/// marker, or overlay whiteouts.
+fn clear_dir(parent: &std::os::fd::OwnedFd, name: &OsStr) -> R<()> {
+    let fd = nix::fcntl::openat(
+        parent.as_fd(),
+        name,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    let dfd = fd.try_clone().map_err(errno)?;
+    let mut d = Dir::from_fd(fd)?;
+    let mut names = Vec::new();
+    for ent in d.iter() {
+        let ent = ent?;
+        let n = ent.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            names.push(OsStr::from_bytes(n).to_os_string());
+        }
+    }
+    for n in names {
+        match unlinkat(dfd.as_fd(), n.as_os_str(), UnlinkatFlags::NoRemoveDir) {
+            Ok(()) | Err(Errno::ENOENT) => {}
+            Err(Errno::EISDIR) => return Err(Errno::ENOTEMPTY),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,151 @@
+//! Writing the upper layer: whiteouts, opaque directories, new names.
+//!
+//! Whiteouts are OCI `.wh.` files, so a rootless user can write them and a commit is a plain
+//! tar of the upper. overlayfs-style whiteouts found in a user-supplied upper are replaced.
+
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::sync::Arc;
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::Mode;
+use nix::unistd::{Gid, Uid, UnlinkatFlags, fchownat, unlinkat};
+
+use super::filesystem::{R, StrataFs, errno};
+use crate::union::Entry;
+use crate::union::layer::stat_at;
+use crate::union::whiteout::{OPAQUE_MARKER, is_overlay_whiteout, is_reserved, whiteout_for};
+
+/// Who asked: the caller's uid and gid.
+#[derive(Clone, Copy, Debug)]
+pub struct Caller {
+    /// uid
+    pub uid: u32,
+    /// gid
+    pub gid: u32,
+}
+
+impl StrataFs {
+    /// Refuses names that can't exist in a merged view.
+    pub(crate) fn check_name(name: &OsStr) -> R<()> {
+        if is_reserved(name) {
+            return Err(Errno::EINVAL);
+        }
+        if name.len() > 255 {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        if name.is_empty() || name == "." || name == ".." || name.as_encoded_bytes().contains(&b'/') {
+            return Err(Errno::EINVAL);
+        }
+        Ok(())
+    }
+
+    /// Copies up the directory `dir` and returns its upper entry and fd.
+    pub(crate) fn writable_dir(&self, dir: &Entry) -> R<(Entry, Arc<OwnedFd>)> {
+        if !dir.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        let up = self.copy_up(dir)?;
+        let fd = self.stack.dir_fd(0, &up.path).map_err(errno)?;
+        Ok((up, fd))
+    }
+
+    /// What the lower layers show at `name` in the upper directory `dir`.
+    pub(crate) fn lower_entry(&self, dir: &Entry, name: &OsStr) -> R<Option<Entry>> {
+        let lower: &[usize] = match dir.layers.split_first() {
+            Some((0, rest)) if self.stack.has_upper() => rest,
+            _ => &dir.layers,
+        };
+        self.stack.lookup_child_in(dir, name, lower).map_err(errno)
+    }
+
+    /// Writes `.wh.NAME` in the upper directory `dir`. A name too long for the `.wh.` prefix
+    /// (over 251 bytes) gets an overlayfs-style whiteout (char device 0/0) instead.
+    pub(crate) fn write_whiteout(&self, dir: &Path, name: &OsStr) -> R<()> {
+        let fd = self.stack.dir_fd(0, dir).map_err(errno)?;
+        let wh = whiteout_for(name);
+        if wh.len() > 255 {
+            return nix::sys::stat::mknodat(
+                fd.as_fd(),
+                name,
+                nix::sys::stat::SFlag::S_IFCHR,
+                Mode::empty(),
+                0,
+            );
+        }
+        let f = nix::fcntl::openat(
+            fd.as_fd(),
+            wh.as_os_str(),
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+            Mode::empty(),
+        )?;
+        drop(f);
+        Ok(())
+    }
+
+    /// Removes `.wh.NAME` from the upper directory `dir`, if there.
+    pub(crate) fn remove_whiteout(&self, dir: &Path, name: &OsStr) -> R<bool> {
+        let fd = self.stack.dir_fd(0, dir).map_err(errno)?;
+        match unlinkat(fd.as_fd(), whiteout_for(name).as_os_str(), UnlinkatFlags::NoRemoveDir) {
+            Ok(()) => Ok(true),
+            Err(Errno::ENOENT) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes an overlayfs whiteout (char device 0/0) occupying `name` in the upper dir.
+    pub(crate) fn clear_overlay_whiteout(&self, dirfd: &OwnedFd, name: &OsStr) -> R<()> {
+        if let Some(st) = stat_at(dirfd.as_fd(), name).map_err(errno)? {
+            if is_overlay_whiteout(&st) {
+                unlinkat(dirfd.as_fd(), name, UnlinkatFlags::NoRemoveDir)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks the upper directory `dir` opaque.
+    pub(crate) fn make_opaque(&self, dir: &Path) -> R<()> {
+        let fd = self.stack.dir_fd(0, dir).map_err(errno)?;
+        let f = nix::fcntl::openat(
+            fd.as_fd(),
+            OPAQUE_MARKER,
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+            Mode::empty(),
+        )?;
+        drop(f);
+        Ok(())
+    }
+
+    /// Gives a new upper entry its owner: the caller, with the group of a setgid parent.
+    pub(crate) fn set_owner(&self, dirfd: &OwnedFd, parent: &Entry, name: &OsStr, who: Caller) -> R<()> {
+        let gid = if parent.stat.st_mode & libc::S_ISGID != 0 { parent.stat.st_gid } else { who.gid };
+        fchownat(
+            dirfd.as_fd(),
+            name,
+            Some(Uid::from_raw(who.uid)),
+            Some(Gid::from_raw(gid)),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+    }
+
+    /// After `name` was created in the upper directory `parent`: a new directory over a hidden
+    /// lower directory becomes opaque, then the whiteout goes. Returns the new entry.
+    pub(crate) fn after_create(&self, parent: &Entry, name: &OsStr, is_dir: bool) -> R<Entry> {
+        let path = parent.path.join(name);
+        if is_dir {
+            if let Some(lower) = self.lower_entry(parent, name)? {
+                if lower.is_dir() {
+                    self.make_opaque(&path)?;
+                }
+            }
+        }
+        if self.remove_whiteout(&parent.path, name)? {
+            self.changed(&path);
+        } else {
+            self.added(&parent.path);
+        }
+        self.lookup_path(&path)
+    }
+}

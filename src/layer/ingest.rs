@@ -1,0 +1,128 @@
+//! Layers into the store: a blob stream (load, pull, import) or a container's upper dir (commit).
+//! Everything is staged in `tmp/` and renamed in last, so on any error the store is as it was.
+
+use std::fs::File;
+use std::io::{BufWriter, Read};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+
+use super::pack::{PackOptions, pack_dir};
+use super::unpack::{Unpacked, unpack};
+use crate::store::blobs::{StagedBlob, verify};
+use crate::store::layers::{LayerExpectation, LayerMeta, now_unix};
+use crate::store::{LayerRef, Store, staging};
+
+/// A staged layer directory (`tmp/layer-…/{fs,meta}`), removed on drop unless renamed in.
+struct StagedLayer(std::path::PathBuf);
+
+impl StagedLayer {
+    fn new(store: &Store) -> Result<StagedLayer> {
+        let dir = staging::tmp_path(&store.tmp_dir(), "layer");
+        std::fs::create_dir_all(dir.join("fs"))
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        Ok(StagedLayer(dir))
+    }
+
+    fn fs(&self) -> std::path::PathBuf {
+        self.0.join("fs")
+    }
+}
+
+impl Drop for StagedLayer {
+    fn drop(&mut self) {
+        if self.0.exists() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl Store {
+    /// Streams one layer blob (plain tar, gzip or zstd) into the store: in one pass the raw bytes go to
+    /// `blobs/`, the tar is unpacked into a staged tree, and both digests are computed; then both are
+    /// checked against `expect` and renamed in.
+    pub fn ingest_layer(
+        &self,
+        input: impl Read,
+        expect: &LayerExpectation,
+        origin: &str,
+    ) -> Result<LayerRef> {
+        self.ensure_writable()?;
+        let stage = StagedLayer::new(self)?;
+        let mut blob = BufWriter::with_capacity(1 << 20, self.stage_blob()?);
+        let limit = expect.blob.as_ref().and_then(|e| e.size).map_or(u64::MAX, |s| s + 1);
+        let unpacked = unpack(input.take(limit), &stage.fs(), Some(&mut blob))?;
+        let blob = blob.into_inner().map_err(|e| e.into_error())?;
+        verify(&unpacked.blob, unpacked.blob_size, expect.blob.as_ref())?;
+        if let Some(want) = &expect.diff_id {
+            if *want != unpacked.diff_id {
+                bail!(
+                    "layer diff_id mismatch: the config says {want}, the uncompressed tar hashes to {}",
+                    unpacked.diff_id
+                );
+            }
+        }
+        let media_type =
+            expect.media_type.clone().unwrap_or_else(|| unpacked.compression.media_type().to_string());
+        self.install_layer(stage, blob, &unpacked, media_type, origin)
+    }
+
+    /// Packs an upper directory (OCI or overlay whiteouts) into a new layer: a deterministic tar,
+    /// compressed as asked, stored as a blob and unpacked as a layer tree. Cost follows the size of
+    /// the upper dir, not of the image.
+    pub fn ingest_upper(&self, upper: &Path, opts: &PackOptions) -> Result<LayerRef> {
+        self.ensure_writable()?;
+        let mut staged = self.stage_blob()?;
+        let packed = pack_dir(upper, BufWriter::with_capacity(1 << 20, &mut staged), opts)
+            .with_context(|| format!("packing {}", upper.display()))?;
+        let stage = StagedLayer::new(self)?;
+        let reread =
+            File::open(&staged.path).with_context(|| format!("cannot reopen {}", staged.path.display()))?;
+        let unpacked = unpack(reread, &stage.fs(), None)?;
+        if unpacked.diff_id != packed.diff_id || unpacked.blob != packed.blob {
+            bail!(
+                "internal error: the packed layer does not read back the same (diff_id {} vs {})",
+                packed.diff_id,
+                unpacked.diff_id
+            );
+        }
+        self.install_layer(stage, staged, &unpacked, packed.compression.media_type().to_string(), "commit")
+    }
+
+    /// Renames a staged, verified layer and its blob into place (keeping an existing identical layer).
+    fn install_layer(
+        &self,
+        stage: StagedLayer,
+        blob: StagedBlob,
+        unpacked: &Unpacked,
+        media_type: String,
+        origin: &str,
+    ) -> Result<LayerRef> {
+        if !self.has_layer(&unpacked.diff_id) {
+            let meta = LayerMeta {
+                diff_id: unpacked.diff_id.clone(),
+                tar_size: unpacked.tar_size,
+                data_bytes: unpacked.data_bytes,
+                entries: unpacked.entries,
+                stored: now_unix(),
+                origin: origin.to_string(),
+            };
+            std::fs::write(stage.0.join("meta"), serde_json::to_vec_pretty(&meta)?)?;
+            staging::syncfs(&stage.0)?;
+            let dest = self.layer_dir(&unpacked.diff_id);
+            if dest.exists() {
+                // A directory without meta is an incomplete leftover of an older version: replace it.
+                std::fs::remove_dir_all(&dest)
+                    .with_context(|| format!("cannot remove {}", dest.display()))?;
+            }
+            staging::rename_in(&stage.0, &dest)?;
+        }
+        self.commit_blob(blob, &unpacked.blob)?;
+        Ok(LayerRef {
+            diff_id: unpacked.diff_id.clone(),
+            blob: unpacked.blob.clone(),
+            blob_size: unpacked.blob_size,
+            media_type,
+        })
+    }
+}

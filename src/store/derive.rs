@@ -1,0 +1,63 @@
+//! New images made here (import, commit): an optional base image plus one new layer.
+
+use anyhow::Result;
+
+use super::{ImageRecord, LayerRef, Store};
+use crate::oci::image::{Descriptor, HistoryEntry, build_manifest, config_bytes, extend_config};
+use crate::oci::{Digest, Reference, changes, media};
+
+/// What the new image's config gets besides the layer.
+pub struct Derivation<'a> {
+    pub base: Option<&'a ImageRecord>,
+    pub layer: LayerRef,
+    pub history: HistoryEntry,
+    /// Docker `--change` instructions, applied in order.
+    pub changes: &'a [String],
+    pub tags: &'a [Reference],
+}
+
+impl Store {
+    /// Writes config and OCI manifest blobs and the image record; returns the new image id.
+    pub fn derive_image(&self, d: Derivation<'_>) -> Result<Digest> {
+        let base_config = d.base.map(|b| self.image_config(b)).transpose()?;
+        let mut config = extend_config(base_config.as_ref(), &d.layer.diff_id, &d.history);
+        for c in d.changes {
+            changes::apply(&mut config, c)?;
+        }
+        let config_bytes = config_bytes(&config);
+        let id = self.put_blob_bytes(&config_bytes)?;
+        let mut layers = d.base.map(|b| b.layers.clone()).unwrap_or_default();
+        layers.push(d.layer);
+        let descriptor = |media_type: &str, digest: &Digest, size| Descriptor {
+            media_type: media_type.to_string(),
+            digest: digest.clone(),
+            size,
+            annotations: Default::default(),
+            platform: None,
+        };
+        let config_desc = descriptor(media::OCI_CONFIG, &id, config_bytes.len() as u64);
+        let layer_descs: Vec<_> =
+            layers.iter().map(|l| descriptor(&oci_layer_type(&l.media_type), &l.blob, l.blob_size)).collect();
+        let manifest = self.put_blob_bytes(&build_manifest(&config_desc, &layer_descs))?;
+        let record = ImageRecord {
+            id: id.clone(),
+            manifest,
+            manifest_media_type: media::OCI_MANIFEST.to_string(),
+            layers,
+            repo_digests: Vec::new(),
+            added: super::layers::now_unix(),
+            parent: d.base.map(|b| b.id.clone()),
+        };
+        self.add_image(&record, d.tags)?;
+        Ok(id)
+    }
+}
+
+/// The OCI media type for a layer recorded with a Docker (or OCI) one.
+pub fn oci_layer_type(media_type: &str) -> String {
+    match media_type {
+        media::DOCKER_LAYER_GZIP => media::OCI_LAYER_GZIP.to_string(),
+        media::DOCKER_LAYER => media::OCI_LAYER.to_string(),
+        other => other.to_string(),
+    }
+}

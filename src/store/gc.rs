@@ -1,0 +1,49 @@
+//! Garbage collection: layers and blobs that no image (or container) uses are removed.
+
+use std::collections::HashSet;
+
+use anyhow::Result;
+
+use super::Store;
+use crate::oci::Digest;
+
+/// What a collection removed.
+#[derive(Debug, Default)]
+pub struct Collected {
+    pub layers: Vec<Digest>,
+    pub blobs: Vec<Digest>,
+    pub bytes: u64,
+}
+
+impl Store {
+    /// Removes every layer and blob not referenced by an image record.
+    pub fn collect_garbage(&self) -> Result<Collected> {
+        self.ensure_writable()?;
+        let mut live_layers = HashSet::new();
+        let mut live_blobs = HashSet::new();
+        for img in self.images()? {
+            live_blobs.insert(img.id.clone());
+            live_blobs.insert(img.manifest.clone());
+            for l in &img.layers {
+                live_layers.insert(l.diff_id.clone());
+                live_blobs.insert(l.blob.clone());
+            }
+        }
+        let mut out = Collected::default();
+        for l in self.list_layers()? {
+            if !live_layers.contains(&l) {
+                out.bytes += self.layer_meta(&l).map(|m| m.data_bytes).unwrap_or(0);
+                self.remove_layer(&l)?;
+                out.layers.push(l);
+            }
+        }
+        for b in self.list_blobs()? {
+            if !live_blobs.contains(&b) {
+                out.bytes += self.blob_size(&b).unwrap_or(0);
+                self.remove_blob(&b)?;
+                out.blobs.push(b);
+            }
+        }
+        Ok(out)
+    }
+}

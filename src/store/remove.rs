@@ -1,0 +1,76 @@
+//! `rmi` semantics, as Docker has them: untag, then delete an image no tag and no container holds.
+
+use anyhow::{Result, bail};
+
+use super::Store;
+use crate::oci::Reference;
+
+/// One line of `rmi` output.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Removal {
+    Untagged(String),
+    Deleted(String),
+}
+
+impl std::fmt::Display for Removal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Removal::Untagged(s) => write!(f, "Untagged: {s}"),
+            Removal::Deleted(s) => write!(f, "Deleted: {s}"),
+        }
+    }
+}
+
+impl Store {
+    /// Removes what `input` names. By tag: untag, and delete the image if that was its last tag.
+    /// By id: delete (with `force`, even when several tags point at it). An image a container uses
+    /// is never deleted; with `force` its tag is removed and the image kept, as Docker does.
+    pub fn remove_image(&self, input: &str, force: bool) -> Result<Vec<Removal>> {
+        self.ensure_writable()?;
+        let image = self.resolve_image(input)?;
+        let tags = self.tags_of(&image.id)?;
+        let by_tag =
+            Reference::parse_with_default_tag(input).ok().map(|r| r.to_string()).filter(|t| tags.contains(t));
+        let mut users: Vec<String> = self
+            .containers()?
+            .into_iter()
+            .filter(|c| c.image == image.id)
+            .map(|c| format!("container {}", c.short_id()))
+            .collect();
+        let mounts = self.image_mounts()?.into_iter().filter(|m| m.image == image.id);
+        users.extend(mounts.map(|m| format!("the mount at {}", m.mountpoint.display())));
+        let mut out = Vec::new();
+        let familiar = |t: &str| Reference::parse(t).map(|r| r.familiar()).unwrap_or_else(|_| t.to_string());
+        if let Some(tag) = &by_tag {
+            if tags.len() > 1 || (!users.is_empty() && force) {
+                self.untag(tag)?;
+                return Ok(vec![Removal::Untagged(familiar(tag))]);
+            }
+        }
+        if !users.is_empty() {
+            bail!(
+                "conflict: unable to remove image {} ({input}): in use by {} (remove the container or unmount first)",
+                image.id.short(),
+                users.join(", ")
+            );
+        }
+        if by_tag.is_none() && tags.len() > 1 && !force {
+            bail!(
+                "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories",
+                image.id.short()
+            );
+        }
+        for t in &tags {
+            self.untag(t)?;
+            out.push(Removal::Untagged(familiar(t)));
+        }
+        for d in &image.repo_digests {
+            out.push(Removal::Untagged(d.clone()));
+        }
+        self.remove_image_record(&image.id)?;
+        out.push(Removal::Deleted(image.id.to_string()));
+        let collected = self.collect_garbage()?;
+        out.extend(collected.layers.iter().map(|l| Removal::Deleted(l.to_string())));
+        Ok(out)
+    }
+}

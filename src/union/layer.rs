@@ -1,0 +1,122 @@
+//! One layer root, and confined access to the files below it.
+//!
+//! Every path is resolved with `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS)` from the
+//! layer's root fd, and the last component is reached with `*at` calls and `AT_SYMLINK_NOFOLLOW`,
+//! so no access ever follows a symlink, inside or out of the layer.
+
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::AtFlags;
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+use nix::sys::stat::{FileStat, Mode, fstat, fstatat};
+
+use super::whiteout::{OPAQUE_MARKER, OVERLAY_OPAQUE_XATTRS, is_opaque_value};
+
+/// A layer directory, opened once.
+#[derive(Debug)]
+pub struct Layer {
+    path: PathBuf,
+    root: OwnedFd,
+    dev: u64,
+}
+
+impl Layer {
+    /// Opens the directory `path` as a layer root.
+    pub fn open(path: &Path) -> io::Result<Layer> {
+        let root =
+            nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+                .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("{}: {e}", path.display())))?;
+        let st = fstat(&root)?;
+        Ok(Layer { path: path.to_path_buf(), root, dev: st.st_dev })
+    }
+
+    /// The directory this layer was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// st_dev of the layer root.
+    pub fn dev(&self) -> u64 {
+        self.dev
+    }
+
+    /// The root directory fd.
+    pub fn root(&self) -> BorrowedFd<'_> {
+        self.root.as_fd()
+    }
+
+    /// Opens `rel` (relative to the layer root, "" = root) with `flags`, confined to the layer.
+    pub fn open_at(&self, rel: &Path, flags: OFlag, mode: Mode) -> io::Result<OwnedFd> {
+        let rel: &Path = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
+        let how = OpenHow::new()
+            .flags(flags | OFlag::O_CLOEXEC)
+            .mode(mode)
+            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_SYMLINKS);
+        Ok(openat2(&self.root, rel, how)?)
+    }
+
+    /// Opens the directory `rel` for reading and *at calls.
+    pub fn open_dir(&self, rel: &Path) -> io::Result<OwnedFd> {
+        self.open_at(rel, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty())
+    }
+}
+
+/// lstat of `name` in the directory `dir`; `None` when it does not exist.
+pub fn stat_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Option<FileStat>> {
+    match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(st)),
+        Err(Errno::ENOENT | Errno::ENOTDIR | Errno::ENAMETOOLONG) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A path naming `name` inside the directory open as `dir`, for the `l*xattr` calls that have
+/// no `*at` form: `/proc/self/fd/N/NAME`. The fd is followed (it is the directory itself),
+/// the last component never is.
+pub fn proc_path(dir: BorrowedFd<'_>, name: &OsStr) -> PathBuf {
+    let mut p = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    if !name.is_empty() && name.as_bytes() != b"." {
+        p.push(name);
+    }
+    p
+}
+
+/// Whether the open directory `dir` is opaque in its layer (OCI marker or overlay xattr).
+pub fn is_opaque_dir(dir: BorrowedFd<'_>) -> io::Result<bool> {
+    if stat_at(dir, OsStr::new(OPAQUE_MARKER))?.is_some() {
+        return Ok(true);
+    }
+    let p = proc_path(dir, OsStr::new(""));
+    for name in OVERLAY_OPAQUE_XATTRS {
+        match xattr::get_deref(&p, name) {
+            Ok(Some(v)) if is_opaque_value(&v) => return Ok(true),
+            Ok(_) => {}
+            // No xattr support, or no permission to read trusted.*: not opaque.
+            Err(_) => {}
+        }
+    }
+    Ok(false)
+}
+
+/// A directory unpack created with no tar entry for it: its attributes come from below.
+pub fn is_implicit_dir(dir: BorrowedFd<'_>) -> io::Result<bool> {
+    let p = proc_path(dir, OsStr::new(""));
+    Ok(crate::layer::whiteout::IMPLICIT_DIR_XATTRS
+        .iter()
+        .any(|name| matches!(xattr::get_deref(&p, name), Ok(Some(_)))))
+}
+
+/// File type bits of a stat.
+pub fn file_type(st: &FileStat) -> u32 {
+    st.st_mode & libc::S_IFMT
+}
+
+/// True for a directory.
+pub fn is_dir(st: &FileStat) -> bool {
+    file_type(st) == libc::S_IFDIR
+}

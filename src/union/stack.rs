@@ -1,0 +1,308 @@
+//! A stack of layers and path lookup through it.
+//!
+//! Layer 0 is the top. With a writable upper, the upper is layer 0. Lookup goes top-down:
+//! the first layer holding the name wins; `.wh.NAME` (or an overlay 0/0 char device) in a layer
+//! hides NAME in the layers below it; a non-directory hides everything below it; an opaque
+//! directory hides the children of the same directory in lower layers.
+
+use std::ffi::OsStr;
+use std::io;
+use std::num::NonZeroUsize;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use lru::LruCache;
+use nix::sys::stat::FileStat;
+
+use super::layer::{Layer, is_dir, is_implicit_dir, is_opaque_dir, stat_at};
+use super::listing::{self, Listing};
+use super::whiteout::{is_overlay_whiteout, is_reserved, whiteout_for};
+
+const DIR_FD_CACHE: usize = 512;
+/// Total directory entries kept in cached listings (bounds memory for huge directories).
+const LISTING_BUDGET: usize = 200_000;
+
+/// One entry of the merged view.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// Path relative to the layer roots; empty for the root.
+    pub path: PathBuf,
+    /// Index of the layer the entry comes from (its top-most occurrence).
+    pub layer: usize,
+    /// lstat of the entry in that layer.
+    pub stat: FileStat,
+    /// For a directory, every layer whose directory is merged into this one, top first.
+    /// For anything else, just `[layer]`.
+    pub layers: Vec<usize>,
+}
+
+impl Entry {
+    /// Whether this is a directory.
+    pub fn is_dir(&self) -> bool {
+        is_dir(&self.stat)
+    }
+
+    /// A directory merged from more than one layer.
+    pub fn is_merged(&self) -> bool {
+        self.layers.len() > 1
+    }
+
+    /// Last path component ("" for the root).
+    pub fn name(&self) -> &OsStr {
+        self.path.file_name().unwrap_or_default()
+    }
+}
+
+struct Listings {
+    lru: LruCache<PathBuf, Arc<Listing>>,
+    entries: usize,
+}
+
+/// The layer stack with its caches.
+pub struct Stack {
+    layers: Vec<Layer>,
+    writable: bool,
+    dir_fds: Mutex<LruCache<(usize, PathBuf), Arc<OwnedFd>>>,
+    listings: Mutex<Listings>,
+}
+
+impl std::fmt::Debug for Stack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stack").field("layers", &self.layers).field("writable", &self.writable).finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Stack {
+    /// Opens a stack: `lowers` top first, and optionally a writable `upper` above them.
+    pub fn new(lowers: &[PathBuf], upper: Option<&Path>) -> io::Result<Stack> {
+        let mut layers = Vec::with_capacity(lowers.len() + 1);
+        if let Some(u) = upper {
+            layers.push(Layer::open(u)?);
+        }
+        for l in lowers {
+            layers.push(Layer::open(l)?);
+        }
+        if layers.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no layers"));
+        }
+        Ok(Stack {
+            layers,
+            writable: upper.is_some(),
+            dir_fds: Mutex::new(LruCache::new(NonZeroUsize::new(DIR_FD_CACHE).unwrap_or(NonZeroUsize::MIN))),
+            listings: Mutex::new(Listings { lru: LruCache::unbounded(), entries: 0 }),
+        })
+    }
+
+    /// All layers, top first.
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
+    }
+
+    /// The writable upper layer (layer 0), if any.
+    pub fn upper(&self) -> Option<&Layer> {
+        if self.writable { self.layers.first() } else { None }
+    }
+
+    /// Whether layer 0 is a writable upper.
+    pub fn has_upper(&self) -> bool {
+        self.writable
+    }
+
+    /// A directory fd for `rel` in `layer`, cached.
+    pub fn dir_fd(&self, layer: usize, rel: &Path) -> io::Result<Arc<OwnedFd>> {
+        let key = (layer, rel.to_path_buf());
+        if let Some(fd) = lock(&self.dir_fds).get(&key) {
+            return Ok(fd.clone());
+        }
+        let l = self.layers.get(layer).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+        let fd = Arc::new(l.open_dir(rel)?);
+        lock(&self.dir_fds).put(key, fd.clone());
+        Ok(fd)
+    }
+
+    /// The root of the merged view.
+    pub fn root(&self) -> io::Result<Entry> {
+        let mut layers = Vec::new();
+        let mut attrs: Option<(usize, FileStat, bool)> = None;
+        for i in 0..self.layers.len() {
+            let fd = self.dir_fd(i, Path::new(""))?;
+            if attrs.as_ref().is_none_or(|a| a.2) {
+                let implicit = is_implicit_dir(fd.as_fd())?;
+                if attrs.is_none() || !implicit {
+                    attrs = Some((i, nix::sys::stat::fstat(fd.as_fd())?, implicit));
+                }
+            }
+            layers.push(i);
+            if is_opaque_dir(fd.as_fd())? {
+                break;
+            }
+        }
+        let (layer, stat, _) = attrs.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+        Ok(Entry { path: PathBuf::new(), layer, stat, layers })
+    }
+
+    /// Looks up a relative path ("" or "/" = root) through the stack.
+    pub fn lookup(&self, path: &Path) -> io::Result<Option<Entry>> {
+        let mut cur = self.root()?;
+        for c in path.components() {
+            match c {
+                Component::Normal(name) => {
+                    if !cur.is_dir() {
+                        return Ok(None);
+                    }
+                    match self.lookup_child(&cur, name)? {
+                        Some(e) => cur = e,
+                        None => return Ok(None),
+                    }
+                }
+                Component::RootDir | Component::CurDir => {}
+                Component::ParentDir | Component::Prefix(_) => {
+                    return Err(io::Error::from_raw_os_error(libc::EINVAL));
+                }
+            }
+        }
+        Ok(Some(cur))
+    }
+
+    /// Looks up `name` in the directory `parent`.
+    pub fn lookup_child(&self, parent: &Entry, name: &OsStr) -> io::Result<Option<Entry>> {
+        self.lookup_child_in(parent, name, &parent.layers)
+    }
+
+    /// Looks up `name` in `parent`, using only the given layers of the parent (top first):
+    /// e.g. `&parent.layers[1..]` asks "what would be there without the upper?".
+    pub fn lookup_child_in(
+        &self,
+        parent: &Entry,
+        name: &OsStr,
+        layers: &[usize],
+    ) -> io::Result<Option<Entry>> {
+        if is_reserved(name) || name.is_empty() || name == "." || name == ".." {
+            return Ok(None);
+        }
+        let path = parent.path.join(name);
+        let wh = whiteout_for(name);
+        let mut found: Option<Entry> = None;
+        // The found directory's attributes were made up by unpack: take the next real ones below.
+        let mut implicit = false;
+        for (i, &l) in layers.iter().enumerate() {
+            // Whiteouts and opacity only matter when there are layers below this one.
+            let below = i + 1 < layers.len();
+            let dir = match self.dir_fd(l, &parent.path) {
+                Ok(fd) => fd,
+                Err(e) if is_gone(&e) => continue,
+                Err(e) => return Err(e),
+            };
+            if let Some(st) = stat_at(dir.as_fd(), name)? {
+                if is_overlay_whiteout(&st) {
+                    break;
+                }
+                match &mut found {
+                    None => {
+                        let d = is_dir(&st);
+                        found = Some(Entry { path: path.clone(), layer: l, stat: st, layers: vec![l] });
+                        if !d || !below || self.opaque(l, &path)? {
+                            break;
+                        }
+                        implicit = self.implicit(l, &path)?;
+                    }
+                    Some(e) => {
+                        if !is_dir(&st) {
+                            break;
+                        }
+                        if implicit && !self.implicit(l, &path)? {
+                            (e.layer, e.stat, implicit) = (l, st, false);
+                        }
+                        e.layers.push(l);
+                        if !below || self.opaque(l, &path)? {
+                            break;
+                        }
+                    }
+                }
+            }
+            if below && stat_at(dir.as_fd(), &wh)?.is_some() {
+                break;
+            }
+        }
+        Ok(found)
+    }
+
+    fn implicit(&self, layer: usize, path: &Path) -> io::Result<bool> {
+        match self.dir_fd(layer, path) {
+            Ok(fd) => is_implicit_dir(fd.as_fd()),
+            Err(e) if is_gone(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn opaque(&self, layer: usize, path: &Path) -> io::Result<bool> {
+        match self.dir_fd(layer, path) {
+            Ok(fd) => is_opaque_dir(fd.as_fd()),
+            Err(e) if is_gone(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The merged listing of a directory (whiteouts removed), cached.
+    pub fn list(&self, dir: &Entry) -> io::Result<Arc<Listing>> {
+        if let Some(l) = lock(&self.listings).lru.get(&dir.path) {
+            if l.layers == dir.layers {
+                return Ok(l.clone());
+            }
+        }
+        let listing = Arc::new(listing::merge(self, dir)?);
+        let n = listing.entries.len();
+        if n <= LISTING_BUDGET / 4 {
+            let mut c = lock(&self.listings);
+            if let Some(old) = c.lru.put(dir.path.clone(), listing.clone()) {
+                c.entries -= old.entries.len();
+            }
+            c.entries += n;
+            while c.entries > LISTING_BUDGET {
+                match c.lru.pop_lru() {
+                    Some((_, old)) => c.entries -= old.entries.len(),
+                    None => break,
+                }
+            }
+        }
+        Ok(listing)
+    }
+
+    /// Forgets the cached listing of `dir` (its children changed).
+    pub fn invalidate_listing(&self, dir: &Path) {
+        let mut c = lock(&self.listings);
+        if let Some(old) = c.lru.pop(dir) {
+            c.entries -= old.entries.len();
+        }
+    }
+
+    /// Forgets everything cached about `path` and below it (it was removed or renamed), and the
+    /// listing of its parent.
+    pub fn invalidate_tree(&self, path: &Path) {
+        lock(&self.dir_fds).retain(|(_, p), _| !p.starts_with(path));
+        let mut c = lock(&self.listings);
+        let mut dropped = 0;
+        c.lru.retain(|p, l| {
+            let keep = !p.starts_with(path);
+            if !keep {
+                dropped += l.entries.len();
+            }
+            keep
+        });
+        c.entries -= dropped;
+        drop(c);
+        if let Some(parent) = path.parent() {
+            self.invalidate_listing(parent);
+        }
+    }
+}
+
+/// Errors that mean "not in this layer".
+pub(crate) fn is_gone(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP))
+}

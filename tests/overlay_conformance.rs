@@ -1,0 +1,186 @@
+//! strata against the kernel's overlayfs: the same layers (overlay-format whiteouts) and the
+//! same changes must give the same merged tree, entry by entry.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::collections::hash_map::DefaultHasher;
+use std::fs;
+use std::hash::{Hash, Hasher};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+use common::mount::*;
+
+#[derive(Debug, PartialEq, Eq)]
+struct Node {
+    kind: &'static str,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    size: u64,
+    content: u64,
+    link: String,
+    xattrs: Vec<(String, Vec<u8>)>,
+    nlink: u64,
+}
+
+fn walk(root: &Path, rel: &Path, out: &mut BTreeMap<String, Node>) {
+    let p = root.join(rel);
+    let md = fs::symlink_metadata(&p).unwrap();
+    let ft = md.file_type();
+    let kind = if ft.is_dir() {
+        "dir"
+    } else if ft.is_file() {
+        "file"
+    } else if ft.is_symlink() {
+        "symlink"
+    } else if ft.is_fifo() {
+        "fifo"
+    } else if ft.is_char_device() {
+        "chr"
+    } else {
+        "other"
+    };
+    let mut content = 0;
+    if ft.is_file() {
+        let mut h = DefaultHasher::new();
+        fs::read(&p).unwrap().hash(&mut h);
+        content = h.finish();
+    }
+    let link = if ft.is_symlink() {
+        fs::read_link(&p).unwrap().to_string_lossy().into_owned()
+    } else {
+        String::new()
+    };
+    let mut xattrs: Vec<(String, Vec<u8>)> = xattr::list(&p)
+        .map(|l| {
+            l.filter(|n| n.to_string_lossy().starts_with("user."))
+                .map(|n| (n.to_string_lossy().into_owned(), xattr::get(&p, &n).unwrap().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    xattrs.sort();
+    out.insert(
+        rel.to_string_lossy().into_owned(),
+        Node {
+            kind,
+            mode: md.mode() & 0o7777,
+            uid: md.uid(),
+            gid: md.gid(),
+            size: if ft.is_dir() { 0 } else { md.len() },
+            content,
+            link,
+            xattrs,
+            nlink: if ft.is_dir() { 0 } else { md.nlink() },
+        },
+    );
+    if ft.is_dir() {
+        for e in fs::read_dir(&p).unwrap() {
+            walk(root, &rel.join(e.unwrap().file_name()), out);
+        }
+    }
+}
+
+fn tree(root: &Path) -> BTreeMap<String, Node> {
+    let mut m = BTreeMap::new();
+    walk(root, Path::new(""), &mut m);
+    m.remove("");
+    m
+}
+
+fn assert_same(a: &BTreeMap<String, Node>, b: &BTreeMap<String, Node>, what: &str) {
+    let ka: Vec<&String> = a.keys().collect();
+    let kb: Vec<&String> = b.keys().collect();
+    assert_eq!(ka, kb, "{what}: names differ");
+    for (k, v) in a {
+        assert_eq!(Some(v), b.get(k), "{what}: {k} differs");
+    }
+}
+
+/// Three layers in overlayfs format.
+fn layers(s: &Scratch) {
+    s.write("l3/etc/passwd", "root");
+    s.write("l3/etc/group", "g");
+    s.write("l3/usr/share/doc/a", "doc a");
+    s.write("l3/usr/share/doc/b", "doc b");
+    s.write("l3/usr/bin/tool", "#!/bin/sh");
+    s.write("l3/var/lib/x/y", "y");
+    s.write("l3/var/lib/x/z", "z");
+    s.write("l3/opt/app/conf", "c");
+    // (No lower hard links here: overlayfs without index=on breaks them on copy-up, strata
+    // keeps them; see overlay_copyup.rs.)
+    std::os::unix::fs::symlink("../usr/bin/tool", s.p("l3/etc/toollink")).unwrap();
+    sh(&format!("mkfifo {}", s.p("l3/var/fifo").display()));
+    sh(&format!("setfattr -n user.tag -v base {}", s.p("l3/usr/bin/tool").display()));
+    std::os::unix::fs::chown(s.p("l3/opt/app/conf"), Some(33), Some(44)).unwrap();
+    s.write("l2/etc/hosts", "h");
+    sh(&format!("mknod {} c 0 0", s.p("l2/etc/group").display()));
+    fs::create_dir_all(s.p("l2/var/lib/x")).unwrap();
+    s.write("l2/var/lib/x/new", "new");
+    sh(&format!("setfattr -n trusted.overlay.opaque -v y {}", s.p("l2/var/lib/x").display()));
+    s.write("l1/usr/share/doc/b", "doc b v2");
+    fs::create_dir_all(s.p("l1/opt")).unwrap();
+    sh(&format!("mknod {} c 0 0", s.p("l1/opt/app").display()));
+}
+
+const CHANGES: &str = "set -e
+echo more >> etc/passwd
+echo new > newfile
+rm usr/share/doc/a
+rm -rf var/lib
+mkdir var/lib && echo again > var/lib/file
+mv usr/share moved_share
+mv usr/bin/tool usr/bin/tool2
+chmod 600 etc/hosts
+chown 12:34 usr/bin
+ln etc/hosts etc/hosts.hard
+ln -s /nowhere dangling
+mkdir -p a/b/c && echo deep > a/b/c/d
+setfattr -n user.tag -v changed usr/bin/tool2
+mkfifo pipe
+touch -d @1234567890 etc/passwd
+";
+
+#[test]
+fn same_tree_as_kernel_overlayfs() {
+    if !fuse_ready() {
+        return;
+    }
+    let s = Scratch::new(3);
+    layers(&s);
+    for d in ["kupper", "kwork", "kmnt"] {
+        fs::create_dir(s.p(d)).unwrap();
+    }
+    let lowers = format!("{}:{}:{}", s.p("l1").display(), s.p("l2").display(), s.p("l3").display());
+    let kmnt = s.p("kmnt");
+    let opts =
+        format!("lowerdir={lowers},upperdir={},workdir={}", s.p("kupper").display(), s.p("kwork").display());
+    if nix::mount::mount(
+        Some("overlay"),
+        &kmnt,
+        Some("overlay"),
+        nix::mount::MsFlags::empty(),
+        Some(opts.as_str()),
+    )
+    .is_err()
+    {
+        eprintln!("skipping: kernel overlayfs not available here");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+    let _k = Unmount(kmnt.clone());
+    let m = s.mount_rw(3);
+    assert_same(&tree(&kmnt), &tree(&m.mountpoint), "fresh stack");
+    sh(&format!("cd {} && {CHANGES}", kmnt.display()));
+    sh(&format!("cd {} && {CHANGES}", m.mountpoint.display()));
+    assert_same(&tree(&kmnt), &tree(&m.mountpoint), "after the changes");
+    drop(m);
+    let m = s.mount_rw(3);
+    assert_same(&tree(&kmnt), &tree(&m.mountpoint), "after a remount");
+}

@@ -1,0 +1,93 @@
+//! Copy-up: content, mode, owner, times, xattrs preserved; parents first; st_ino stable across
+//! copy-up and remount; hard links stay one file (fuse-overlayfs issues 108 and 192).
+
+mod common;
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+use common::mount::*;
+
+#[test]
+fn copy_up_preserves_metadata() {
+    if !fuse_ready() {
+        return;
+    }
+    let s = Scratch::new(1);
+    s.write("l1/a/b/c/file", "content");
+    let f = s.p("l1/a/b/c/file");
+    fs::set_permissions(&f, fs::Permissions::from_mode(0o4751)).unwrap();
+    std::os::unix::fs::chown(&f, Some(1001), Some(1002)).unwrap();
+    std::os::unix::fs::chown(s.p("l1/a/b"), Some(7), Some(8)).unwrap();
+    sh(&format!("setfattr -n user.k -v v {}", f.display()));
+    sh(&format!("touch -d @1500000000 {} {}", f.display(), s.p("l1/a/b").display()));
+    let m = s.mount_rw(1);
+    let p = m.path("a/b/c/file");
+    let before = fs::metadata(&p).unwrap();
+    let mut w = OpenOptions::new().append(true).open(&p).unwrap();
+    w.write_all(b"!").unwrap();
+    drop(w);
+    let up = s.p("upper/a/b/c/file");
+    let md = fs::metadata(&up).unwrap();
+    assert_eq!(fs::read_to_string(&up).unwrap(), "content!");
+    assert_eq!((md.uid(), md.gid()), (1001, 1002));
+    assert_eq!(md.mode() & 0o7777, 0o4751 & md.mode() & 0o7777);
+    assert!(md.mode() & 0o777 == 0o751);
+    assert!(sh(&format!("getfattr -d {}", up.display())).contains("user.k"));
+    // parents copied first, with their metadata
+    let pb = fs::metadata(s.p("upper/a/b")).unwrap();
+    assert_eq!((pb.uid(), pb.gid(), pb.mtime()), (7, 8, 1_500_000_000));
+    // st_ino survives copy-up, and a remount
+    let after = fs::metadata(&p).unwrap();
+    assert_eq!(before.ino(), after.ino());
+    let dir_ino = fs::metadata(m.path("a/b")).unwrap().ino();
+    drop(m);
+    let m = s.mount_rw(1);
+    assert_eq!(fs::metadata(m.path("a/b/c/file")).unwrap().ino(), before.ino());
+    assert_eq!(fs::metadata(m.path("a/b")).unwrap().ino(), dir_ino);
+    // a file created in the mount keeps its st_ino across remounts too
+    fs::write(m.path("new"), "n").unwrap();
+    let ino = fs::metadata(m.path("new")).unwrap().ino();
+    drop(m);
+    let m = s.mount_rw(1);
+    assert_eq!(fs::metadata(m.path("new")).unwrap().ino(), ino);
+}
+
+#[test]
+fn hard_links_stay_one_file() {
+    if !fuse_ready() {
+        return;
+    }
+    let s = Scratch::new(2);
+    s.write("l2/x/one", "shared");
+    fs::create_dir_all(s.p("l2/y")).unwrap();
+    fs::hard_link(s.p("l2/x/one"), s.p("l2/y/two")).unwrap();
+    fs::hard_link(s.p("l2/x/one"), s.p("l2/three")).unwrap();
+    s.write("l1/unrelated", "u");
+    let m = s.mount_rw(2);
+    let names = [m.path("x/one"), m.path("y/two"), m.path("three")];
+    let inos: Vec<u64> = names.iter().map(|p| fs::metadata(p).unwrap().ino()).collect();
+    assert!(inos.iter().all(|i| *i == inos[0]), "hard links share st_ino before copy-up: {inos:?}");
+    assert!(names.iter().all(|p| fs::metadata(p).unwrap().nlink() == 3));
+    // write through one name (issue 108): every name sees it
+    let mut f = OpenOptions::new().append(true).open(&names[1]).unwrap();
+    f.write_all(b"+more").unwrap();
+    drop(f);
+    for p in &names {
+        assert_eq!(fs::read_to_string(p).unwrap(), "shared+more", "{}", p.display());
+        assert_eq!(fs::metadata(p).unwrap().ino(), inos[0]);
+        assert_eq!(fs::metadata(p).unwrap().nlink(), 3);
+    }
+    // chmod through another name (issue 192)
+    fs::set_permissions(&names[2], fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(fs::metadata(&names[0]).unwrap().mode() & 0o777, 0o600);
+    // in the upper they are one inode
+    let a = fs::metadata(s.p("upper/x/one")).unwrap();
+    let b = fs::metadata(s.p("upper/y/two")).unwrap();
+    assert_eq!(a.ino(), b.ino());
+    assert_eq!(fs::read_to_string(s.p("l2/x/one")).unwrap(), "shared", "lower untouched");
+    drop(m);
+    let m = s.mount_rw(2);
+    assert_eq!(fs::metadata(m.path("three")).unwrap().ino(), inos[0]);
+}

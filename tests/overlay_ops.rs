@@ -1,0 +1,229 @@
+//! Every filesystem operation through the kernel, with ordinary syscalls and tools.
+
+mod common;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+
+use common::mount::*;
+
+fn setup() -> Option<(Scratch, Mount)> {
+    if !fuse_ready() {
+        return None;
+    }
+    let s = Scratch::new(2);
+    s.write("l2/lower.txt", "lower data\n");
+    s.write("l2/dir/a", "a");
+    s.write("l2/dir/b", "b");
+    s.write("l1/top.txt", "top\n");
+    let m = s.mount_rw(2);
+    Some((s, m))
+}
+
+#[test]
+fn create_read_write_flags() {
+    let Some((s, m)) = setup() else { return };
+    fs::write(m.path("new.txt"), "hello").unwrap();
+    assert_eq!(fs::read_to_string(m.path("new.txt")).unwrap(), "hello");
+    assert_eq!(fs::read_to_string(s.p("upper/new.txt")).unwrap(), "hello");
+    // O_EXCL
+    let e = OpenOptions::new().write(true).create_new(true).open(m.path("new.txt")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EEXIST));
+    let e = OpenOptions::new().write(true).create_new(true).open(m.path("lower.txt")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EEXIST));
+    // O_APPEND on a lower file copies it up and appends
+    let mut f = OpenOptions::new().append(true).open(m.path("lower.txt")).unwrap();
+    f.write_all(b"more\n").unwrap();
+    drop(f);
+    assert_eq!(fs::read_to_string(m.path("lower.txt")).unwrap(), "lower data\nmore\n");
+    assert_eq!(fs::read_to_string(s.p("l2/lower.txt")).unwrap(), "lower data\n", "lower untouched");
+    // O_TRUNC
+    let mut f = OpenOptions::new().write(true).truncate(true).open(m.path("top.txt")).unwrap();
+    f.write_all(b"T").unwrap();
+    drop(f);
+    assert_eq!(fs::read_to_string(m.path("top.txt")).unwrap(), "T");
+    // read/write at offsets
+    let mut f = OpenOptions::new().read(true).write(true).open(m.path("new.txt")).unwrap();
+    f.seek(SeekFrom::Start(1)).unwrap();
+    f.write_all(b"EL").unwrap();
+    f.seek(SeekFrom::Start(0)).unwrap();
+    let mut out = String::new();
+    f.read_to_string(&mut out).unwrap();
+    assert_eq!(out, "hELlo");
+}
+
+#[test]
+fn special_files_and_links() {
+    let Some((s, m)) = setup() else { return };
+    fs::create_dir(m.path("newdir")).unwrap();
+    assert!(s.p("upper/newdir").is_dir());
+    sh(&format!("mkfifo {}", m.path("fifo").display()));
+    assert!(fs::symlink_metadata(m.path("fifo")).unwrap().file_type().is_fifo());
+    sh(&format!("mknod {} c 1 3", m.path("null").display()));
+    let md = fs::symlink_metadata(m.path("null")).unwrap();
+    assert!(md.file_type().is_char_device());
+    assert_eq!(md.rdev(), nix::sys::stat::makedev(1, 3));
+    std::os::unix::fs::symlink("lower.txt", m.path("sym")).unwrap();
+    assert_eq!(fs::read_link(m.path("sym")).unwrap().to_str(), Some("lower.txt"));
+    assert_eq!(fs::read_to_string(m.path("sym")).unwrap(), "lower data\n");
+    fs::hard_link(m.path("lower.txt"), m.path("hard")).unwrap();
+    let a = fs::metadata(m.path("lower.txt")).unwrap();
+    let b = fs::metadata(m.path("hard")).unwrap();
+    assert_eq!(a.ino(), b.ino());
+    assert_eq!(a.nlink(), 2);
+    fs::write(m.path("hard"), "via hard").unwrap();
+    assert_eq!(fs::read_to_string(m.path("lower.txt")).unwrap(), "via hard");
+}
+
+#[test]
+fn unlink_rmdir_whiteouts_and_opaque() {
+    let Some((s, m)) = setup() else { return };
+    fs::remove_file(m.path("lower.txt")).unwrap();
+    assert!(!m.path("lower.txt").exists());
+    assert!(s.p("upper/.wh.lower.txt").exists(), "deleting a lower entry writes a whiteout");
+    // rmdir judges emptiness on the merged view
+    let e = fs::remove_dir(m.path("dir")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOTEMPTY));
+    fs::remove_file(m.path("dir/a")).unwrap();
+    fs::remove_file(m.path("dir/b")).unwrap();
+    fs::remove_dir(m.path("dir")).unwrap();
+    assert!(s.p("upper/.wh.dir").exists());
+    assert!(!s.p("upper/dir").exists());
+    // recreate: opaque, whiteout gone
+    fs::create_dir(m.path("dir")).unwrap();
+    assert!(names(&m.path("dir")).is_empty());
+    assert!(s.p("upper/dir/.wh..wh..opq").exists());
+    assert!(!s.p("upper/.wh.dir").exists());
+    // creating over a whiteout removes it
+    fs::write(m.path("lower.txt"), "again").unwrap();
+    assert!(!s.p("upper/.wh.lower.txt").exists());
+    assert_eq!(fs::read_to_string(m.path("lower.txt")).unwrap(), "again");
+    // an upper-only file leaves no whiteout
+    fs::write(m.path("tmp"), "x").unwrap();
+    fs::remove_file(m.path("tmp")).unwrap();
+    assert!(!s.p("upper/.wh.tmp").exists());
+    // a new directory over nothing is not opaque
+    fs::create_dir(m.path("fresh")).unwrap();
+    assert!(!s.p("upper/fresh/.wh..wh..opq").exists());
+    // rm -rf of a lower tree
+    s.write("l2/big/x/y/z", "z");
+    drop(m);
+    let m = s.mount_rw(2);
+    sh(&format!("rm -rf {}", m.path("big").display()));
+    assert!(!m.path("big").exists());
+    assert!(s.p("upper/.wh.big").exists());
+}
+
+#[test]
+fn whiteout_names_refused() {
+    let Some((_s, m)) = setup() else { return };
+    for name in [".wh.foo", ".wh..wh..opq"] {
+        let e = fs::write(m.path(name), "x").unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "{name}");
+        let e = fs::create_dir(m.path(name)).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "{name}");
+    }
+    let e = fs::rename(m.path("top.txt"), m.path(".wh.top")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+}
+
+#[test]
+fn setattr_ops() {
+    let Some((s, m)) = setup() else { return };
+    let p = m.path("lower.txt");
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).unwrap();
+    assert_eq!(fs::metadata(&p).unwrap().mode() & 0o7777, 0o640);
+    assert_eq!(fs::metadata(s.p("l2/lower.txt")).unwrap().mode() & 0o7777, 0o644);
+    std::os::unix::fs::chown(&p, Some(1234), Some(5678)).unwrap();
+    let md = fs::metadata(&p).unwrap();
+    assert_eq!((md.uid(), md.gid()), (1234, 5678));
+    let f = OpenOptions::new().write(true).open(&p).unwrap();
+    f.set_len(3).unwrap();
+    drop(f);
+    assert_eq!(fs::read_to_string(&p).unwrap(), "low");
+    sh(&format!("truncate -s 10 {}", p.display()));
+    assert_eq!(fs::metadata(&p).unwrap().len(), 10);
+    sh(&format!("touch -m -d @1000000000 {}", p.display()));
+    assert_eq!(fs::metadata(&p).unwrap().mtime(), 1_000_000_000);
+    sh(&format!("touch -h -d @1000000 {}", m.path("top.txt").display()));
+    assert_eq!(fs::metadata(m.path("top.txt")).unwrap().mtime(), 1_000_000);
+}
+
+#[test]
+fn xattrs_and_private_names() {
+    let Some((s, m)) = setup() else { return };
+    let p = m.path("lower.txt");
+    sh(&format!("setfattr -n user.color -v blue {}", p.display()));
+    assert_eq!(sh(&format!("getfattr --only-values -n user.color {}", p.display())), "blue");
+    let list = sh(&format!("getfattr -d -m - {}", p.display()));
+    assert!(list.contains("user.color"), "{list}");
+    assert!(!list.contains("strata.origin"), "private xattrs never show: {list}");
+    // the copy-up recorded its origin privately
+    let raw = sh(&format!("getfattr -d -m - {}", s.p("upper/lower.txt").display()));
+    assert!(raw.contains("trusted.strata.origin"), "{raw}");
+    sh(&format!("setfattr -x user.color {}", p.display()));
+    assert!(!sh(&format!("getfattr -d -m - {}", p.display())).contains("user.color"));
+    let out = std::process::Command::new("setfattr")
+        .args(["-n", "trusted.strata.origin", "-v", "x"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "private xattrs can't be set through the mount");
+    // XATTR_CREATE semantics
+    xattr::set(&p, "user.once", b"1").unwrap();
+    assert!(xattr::get(&p, "user.once").unwrap().is_some());
+    // dir xattrs
+    sh(&format!("setfattr -n user.d -v 1 {}", m.path("dir").display()));
+    assert!(sh(&format!("getfattr -d {}", m.path("dir").display())).contains("user.d"));
+}
+
+#[test]
+fn statfs_fsync_fallocate_seek() {
+    let Some((_s, m)) = setup() else { return };
+    let st = nix::sys::statvfs::statvfs(&m.mountpoint).unwrap();
+    assert!(st.blocks() > 0);
+    let mut f =
+        OpenOptions::new().read(true).write(true).create(true).truncate(true).open(m.path("sparse")).unwrap();
+    f.write_all(b"x").unwrap();
+    f.sync_all().unwrap();
+    f.sync_data().unwrap();
+    nix::fcntl::fallocate(&f, nix::fcntl::FallocateFlags::empty(), 0, 1 << 20).unwrap();
+    assert_eq!(f.metadata().unwrap().len(), 1 << 20);
+    // a hole after 4 MiB of nothing, then data
+    f.set_len(0).unwrap();
+    f.seek(SeekFrom::Start(8 << 20)).unwrap();
+    f.write_all(b"data").unwrap();
+    f.sync_all().unwrap();
+    let data = nix::unistd::lseek(&f, 0, nix::unistd::Whence::SeekData).unwrap();
+    assert!(data >= 4 << 20, "SEEK_DATA skips the hole: {data}");
+    let hole = nix::unistd::lseek(&f, 0, nix::unistd::Whence::SeekHole).unwrap();
+    assert_eq!(hole, 0);
+    let dir = File::open(&m.mountpoint).unwrap();
+    dir.sync_all().unwrap();
+    nix::unistd::access(&m.path("top.txt"), nix::unistd::AccessFlags::R_OK).unwrap();
+}
+
+#[test]
+fn locks_and_shared_mmap() {
+    let Some((_s, m)) = setup() else { return };
+    let p = m.path("lower.txt");
+    // flock held by one process blocks a non-blocking flock of another
+    let mut child = std::process::Command::new("flock").arg(&p).args(["sleep", "2"]).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let busy = std::process::Command::new("flock").args(["-n"]).arg(&p).arg("true").status().unwrap();
+    assert!(!busy.success(), "flock must conflict");
+    child.wait().unwrap();
+    // fcntl locks
+    let f = OpenOptions::new().read(true).write(true).open(&p).unwrap();
+    let fl = libc::flock { l_type: libc::F_WRLCK as i16, l_whence: 0, l_start: 0, l_len: 0, l_pid: 0 };
+    nix::fcntl::fcntl(&f, nix::fcntl::FcntlArg::F_SETLK(&fl)).unwrap();
+    drop(f);
+    // shared writable mmap, via python3
+    let py = format!(
+        "import mmap,os\nf=open('{p}','r+b')\nm=mmap.mmap(f.fileno(),0)\nm[0:5]=b'MMAPD'\nm.flush()\nm.close()\nf.close()\n",
+        p = p.display()
+    );
+    sh(&format!("python3 -c \"{}\"", py.replace('"', "\\\"")));
+    assert!(fs::read_to_string(&p).unwrap().starts_with("MMAPD"));
+}
