@@ -379,3 +379,23 @@ pub fn manifest_layers(layout: &std::path::Path, tag: &str) -> Vec<String> {
         .map(|l| l["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string())
         .collect()
 }
+
+#[test]
+fn gnu_sparse_files_restore_their_content_and_pax_sparse_is_refused() {
+    let a = Arena::new();
+    let src = a.tmp.path().join("src");
+    sh(&format!(
+        "mkdir -p {s} && cd {s} && truncate -s 3M sp && printf head | dd of=sp conv=notrunc status=none && \
+         printf tail | dd of=sp bs=1 seek=3000000 conv=notrunc status=none && \
+         tar --format=gnu -S -cf ../gnu.tar sp && tar --format=pax -S -cf ../pax.tar sp",
+        s = src.display()
+    ));
+    let tar = std::fs::read(a.tmp.path().join("gnu.tar")).unwrap();
+    unpack(&tar[..], &a.dest(), None).unwrap();
+    assert_eq!(std::fs::read(a.dest().join("sp")).unwrap(), std::fs::read(src.join("sp")).unwrap());
+
+    let b = Arena::new();
+    let tar = std::fs::read(a.tmp.path().join("pax.tar")).unwrap();
+    let e = format!("{:#}", unpack(&tar[..], &b.dest(), None).unwrap_err());
+    assert!(e.contains("sparse"), "{e}");
+}
