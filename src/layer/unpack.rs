@@ -2,7 +2,7 @@
 //!
 //! The pipeline, bottom to top:
 //!   input → raw hasher (+ tee to the blob copy) → decompressor → tar hasher
-//!   → pipe to a second thread → tail padder → tar parser → [`Tree`] (the safe extractor).
+//!   → pipe to a second thread → tail padder → tar parser → `extract::Tree` (the safe extractor).
 //! After the tar's end the stream is drained, so both digests cover every byte.
 
 use std::cell::Cell;
