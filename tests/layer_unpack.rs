@@ -399,3 +399,20 @@ fn gnu_sparse_files_restore_their_content_and_pax_sparse_is_refused() {
     let e = format!("{:#}", unpack(&tar[..], &b.dest(), None).unwrap_err());
     assert!(e.contains("sparse"), "{e}");
 }
+
+#[test]
+fn old_v7_archives_unpack() {
+    let a = Arena::new();
+    let src = a.tmp.path().join("src");
+    sh(&format!(
+        "mkdir -p {s}/d && printf v7 > {s}/d/f && ln {s}/d/f {s}/d/h && ln -s f {s}/d/l && \
+         touch -h -d @1000000000 {s}/d/l && cd {s} && tar --format=v7 -cf ../v7.tar d",
+        s = src.display()
+    ));
+    let tar = std::fs::read(a.tmp.path().join("v7.tar")).unwrap();
+    assert_ne!(&tar[257..262], b"ustar", "really a v7 header");
+    unpack(&tar[..], &a.dest(), None).unwrap();
+    let mut want = snapshot(&src);
+    want.values_mut().for_each(|i| i.mtime.1 = 0);
+    assert_same(&want, &snapshot(&a.dest()));
+}
