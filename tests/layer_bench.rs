@@ -3,6 +3,14 @@
 
 use std::time::Instant;
 
+/// (user, system) CPU seconds of this process so far, from /proc/self/stat.
+fn cpu() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    let tick = |i: usize| fields[i].parse::<f64>().unwrap() / 100.0;
+    (tick(11), tick(12))
+}
+
 use strata::layer::{Compression, PackOptions, pack_dir, unpack};
 
 #[test]
@@ -18,9 +26,12 @@ fn time_unpack_and_pack() {
     for round in 0..rounds {
         let t = tempfile::tempdir_in(&base).unwrap();
         nix::unistd::sync();
+        let (u0, s0) = cpu();
         let start = Instant::now();
         let u = unpack(std::fs::File::open(&blob).unwrap(), t.path(), Some(&mut std::io::sink())).unwrap();
         let unpack_s = start.elapsed().as_secs_f64();
+        let (u1, s1) = cpu();
+        eprintln!("unpack cpu: user {:.2}s sys {:.2}s", u1 - u0, s1 - s0);
         if only_unpack {
             eprintln!("round {round}: unpack {unpack_s:.3}s");
             continue;
