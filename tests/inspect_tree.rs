@@ -7,8 +7,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::image_mount::{is_mountpoint, mount_image};
+use common::image_mount::mount_image;
 use common::images::{fixture, run, umoci_unpack};
+use common::mount::is_mounted;
 use common::strata::Strata;
 use common::tree;
 
@@ -121,7 +122,7 @@ fn ls_recursive_long_equals_umoci_unpack_and_the_mount() {
         assert_same("ls against the strata mount", &disk_tree(&m.dir), &listed);
         m.dir.clone()
     };
-    assert!(!is_mountpoint(&mountpoint), "the guard must unmount");
+    assert!(!is_mounted(&mountpoint), "the guard must unmount");
 }
 
 #[test]

@@ -1,9 +1,10 @@
 //! A read-only `strata mount` of an image that is always unmounted (Drop), for comparing a tree
-//! seen through the mount with other views. Without FUSE the mount is skipped, except under
-//! `CI=true`, where a failed mount fails the test.
+//! seen through the mount with other views. Uses `mount.rs`'s checks: without FUSE the comparison
+//! is skipped, except under `CI=true`, where a missing FUSE or a failed mount fails the test.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
+use super::mount::{fuse_ready, is_mounted};
 use super::strata::Strata;
 
 pub struct Mounted<'a> {
@@ -17,27 +18,28 @@ impl Drop for Mounted<'_> {
         if !out.status.success() {
             eprintln!("strata umount {}: {}", self.dir.display(), String::from_utf8_lossy(&out.stderr));
         }
+        if is_mounted(&self.dir) {
+            let _ = nix::mount::umount2(&self.dir, nix::mount::MntFlags::MNT_DETACH);
+        }
     }
 }
 
 /// Mounts `image` at a fresh directory `name` in the test's temp dir; `None` (with a note on
 /// stderr) when mounting is impossible here and `CI` is not `true`.
 pub fn mount_image<'a>(s: &'a Strata, image: &str, name: &str) -> Option<Mounted<'a>> {
+    if !fuse_ready() {
+        return None;
+    }
     let dir = s.path(name);
     std::fs::create_dir_all(&dir).expect("mountpoint");
+    let dir = std::fs::canonicalize(&dir).expect("mountpoint");
     let out = s.run(&["mount", image, dir.to_str().expect("utf-8 temp path")]);
     if out.status.success() {
         return Some(Mounted { strata: s, dir });
     }
     let why = String::from_utf8_lossy(&out.stderr);
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "strata mount failed under CI=true: {why}");
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    assert!(!ci, "strata mount failed under CI=true: {why}");
     eprintln!("skipping the mount comparison: strata mount failed: {why}");
     None
-}
-
-/// True when `dir` is a mountpoint now (for asserting the guard unmounted it).
-pub fn is_mountpoint(dir: &Path) -> bool {
-    let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
-    let d = dir.to_string_lossy();
-    mounts.lines().any(|l| l.split(' ').nth(4) == Some(&d))
 }
