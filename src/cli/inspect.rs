@@ -12,7 +12,8 @@ use serde_json::json;
 
 use super::output::human_size;
 use super::{Global, open_store};
-use crate::inspect::analyze::{self, Analysis, Limits};
+use crate::inspect::analyze::{self, Analysis};
+use crate::inspect::limits::{self, Limits};
 use crate::inspect::ls::{self, Group, Item};
 use crate::inspect::view::View;
 use crate::inspect::{change, export, image_diff, node, resolve};
@@ -352,7 +353,7 @@ pub fn analyze(g: &Global, a: AnalyzeArgs) -> Result<ExitCode> {
         limits.lowest_efficiency = Some(0.9);
         limits.highest_wasted_percent = Some(10.0);
     }
-    let crossed = if a.ci { analyze::crossed(&result, &limits) } else { Vec::new() };
+    let crossed = if a.ci { limits::crossed(&result, &limits) } else { Vec::new() };
     let mut out = BufWriter::new(std::io::stdout().lock());
     if json {
         let mut v = serde_json::to_value(&result)?;

@@ -6,6 +6,8 @@ pub mod change;
 pub mod container_diff;
 pub mod export;
 pub mod image_diff;
+mod layer_changes;
+pub mod limits;
 pub mod ls;
 pub mod node;
 pub mod resolve;
