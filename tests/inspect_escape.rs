@@ -134,6 +134,14 @@ fn non_utf8_names_pass_through_as_bytes() {
 
     let out = s.command(&["diff", &v1, &v2]).output().unwrap();
     assert_eq!(out.stdout, b"C /caf\xe9\n");
+
+    // A commit that rewrites the file wastes the old bytes, reported under the raw name.
+    let id = s.ok(&["create", &v1]).trim().to_string();
+    std::fs::write(s.root().join("containers").join(&id).join("upper").join(cafe), "new!").unwrap();
+    s.ok(&["commit", &id, "names:3"]);
+    let v: serde_json::Value = serde_json::from_str(&s.ok(&["analyze", "--json", "names:3"])).unwrap();
+    let w = &v["wasted_paths"][0];
+    assert_eq!((w["path_hex"].as_str(), w["bytes"].as_u64()), (Some("2f636166e9"), Some(8)), "{v}");
 }
 
 #[test]

@@ -297,7 +297,7 @@ Sizes take decimal (kB, MB, GB) or binary (KiB, MiB, GiB) suffixes.
   image, id, total_size, wasted_bytes, wasted_percent, efficiency,
   layers: [{index, diff_id, created_by, size, added: {files, bytes}, modified: {..},
             removed: {..}}],
-  wasted_paths: [{path, count, bytes}],
+  wasted_paths: [{path, path_hex (when not UTF-8), count, bytes}],
   ci: {pass, crossed: [sentences]}   (with --ci only)";
 
 /// `strata diff --help`: what the image form compares.

@@ -6,7 +6,7 @@
 //! as files; bytes are regular-file sizes (symlinks, devices, fifos: 0).
 
 use std::collections::HashSet;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -50,7 +50,10 @@ pub struct LayerStats {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WastedPath {
+    /// The path as text (non-UTF-8 bytes replaced; the exact bytes then in `path_hex`).
     pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_hex: Option<String>,
     /// How many hidden versions of this path there are.
     pub count: u64,
     pub bytes: u64,
@@ -116,17 +119,23 @@ pub fn analyze(store: &Store, image: &ImageRecord, name: &str, top: usize) -> Re
         min += v.1;
         cum += v.0;
     }
-    let mut wasted_paths: Vec<WastedPath> = acc
-        .wasted
-        .iter()
-        .map(|(p, &(count, bytes))| WastedPath {
-            path: String::from_utf8_lossy(Path::new("/").join(p).as_os_str().as_bytes()).into_owned(),
-            count,
-            bytes,
+    let mut hidden: Vec<(&PathBuf, u64, u64)> = acc.wasted.iter().map(|(p, &(c, b))| (p, c, b)).collect();
+    hidden.sort_by(|a, b| {
+        b.2.cmp(&a.2).then_with(|| a.0.as_os_str().as_bytes().cmp(b.0.as_os_str().as_bytes()))
+    });
+    let wasted_paths = hidden
+        .into_iter()
+        .take(top)
+        .map(|(p, count, bytes)| {
+            let raw = Path::new("/").join(p).into_os_string().into_vec();
+            WastedPath {
+                path: String::from_utf8_lossy(&raw).into_owned(),
+                path_hex: std::str::from_utf8(&raw).is_err().then(|| hex::encode(&raw)),
+                count,
+                bytes,
+            }
         })
         .collect();
-    wasted_paths.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.path.cmp(&b.path)));
-    wasted_paths.truncate(top);
     Ok(Analysis {
         image: name.to_string(),
         id: image.id.clone(),
