@@ -74,9 +74,9 @@ pub fn ls(g: &Global, a: LsArgs) -> Result<ExitCode> {
             }
         }
     } else {
-        let headers = a.recursive;
         for (n, grp) in groups.iter().enumerate() {
-            if headers {
+            // `ls -R` names each directory above its listing.
+            if a.recursive {
                 if let Some(d) = &grp.dir {
                     if n > 0 {
                         out.write_all(b"\n")?;
