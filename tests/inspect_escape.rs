@@ -72,7 +72,7 @@ fn links_and_dotdot_never_leave_the_image() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("no such file"));
     }
     let err = s.fails(&["cat", &img, "loop1"]);
-    assert!(err.contains("too many levels of symbolic links"), "{err}");
+    assert!(err.to_lowercase().contains("too many levels of symbolic links"), "{err}");
     // ls follows an operand link to a directory inside the image too.
     assert_eq!(s.ok(&["ls", &img, "dirlink"]), "passwd\n");
     assert_eq!(s.ok(&["ls", &img, "/../.."]), s.ok(&["ls", &img]));

@@ -16,7 +16,7 @@ use crate::inspect::analyze::{self, Analysis};
 use crate::inspect::limits::{self, Limits};
 use crate::inspect::ls::{self, Group, Item};
 use crate::inspect::view::View;
-use crate::inspect::{change, export, image_diff, node, resolve};
+use crate::inspect::{change, export, image_diff, node};
 use crate::oci::time::format_rfc3339;
 use crate::store::LockMode;
 
@@ -189,7 +189,10 @@ pub fn cat(g: &Global, a: CatArgs) -> Result<ExitCode> {
 }
 
 fn cat_one(view: &View, path: &Path, json: bool, out: &mut dyn Write) -> Result<()> {
-    let e = resolve::resolve(&view.stack, path, true)?
+    let e = view
+        .stack
+        .resolve(path, true)
+        .with_context(|| format!("resolving {}", path.display()))?
         .with_context(|| format!("no such file or directory in {}", view.name))?;
     if e.is_dir() {
         bail!("is a directory");
@@ -206,7 +209,7 @@ fn cat_one(view: &View, path: &Path, json: bool, out: &mut dyn Write) -> Result<
     f.read_to_end(&mut data)?;
     let mut v = json!({
         "path": path.to_string_lossy(),
-        "resolved": resolve::shown(&e).to_string_lossy(),
+        "resolved": node::shown(&e).to_string_lossy(),
         "size": data.len(),
         "sha256": crate::oci::Digest::of_bytes(&data).to_string(),
     });

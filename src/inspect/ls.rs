@@ -5,11 +5,10 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde_json::Value;
 
 use super::node::{self, is_symlink};
-use super::resolve::resolve;
 use super::view::{Origin, View};
 use super::walk;
 use crate::union::Entry;
@@ -48,9 +47,10 @@ pub struct Group {
 pub fn list(view: &View, path: &Path, long: bool, recursive: bool) -> Result<Vec<Group>> {
     let stack = &view.stack;
     let missing = || anyhow::anyhow!("{}: no such file or directory in {}", path.display(), view.name);
-    let mut e = resolve(stack, path, false)?.ok_or_else(missing)?;
+    let resolving = || format!("resolving {} in {}", path.display(), view.name);
+    let mut e = stack.resolve(path, false).with_context(resolving)?.ok_or_else(missing)?;
     if is_symlink(&e) && !long {
-        if let Some(t) = resolve(stack, path, true)?.filter(Entry::is_dir) {
+        if let Some(t) = stack.resolve(path, true).with_context(resolving)?.filter(Entry::is_dir) {
             e = t;
         }
     }

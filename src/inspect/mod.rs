@@ -10,6 +10,5 @@ mod layer_changes;
 pub mod limits;
 pub mod ls;
 pub mod node;
-pub mod resolve;
 pub mod view;
 pub mod walk;

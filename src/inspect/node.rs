@@ -7,9 +7,6 @@ use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStringExt;
 
-use nix::fcntl::OFlag;
-use nix::sys::stat::Mode;
-
 use crate::layer::whiteout::is_private_xattr;
 use crate::oci::Digest;
 use crate::oci::digest::HashingWriter;
@@ -58,8 +55,7 @@ fn parent_fd(stack: &Stack, e: &Entry) -> io::Result<(std::sync::Arc<std::os::fd
 
 /// The target of a symlink entry, as raw bytes.
 pub fn read_link(stack: &Stack, e: &Entry) -> io::Result<Vec<u8>> {
-    let (dir, name) = parent_fd(stack, e)?;
-    Ok(nix::fcntl::readlinkat(dir.as_fd(), name.as_os_str())?.into_vec())
+    Ok(stack.read_link(e)?.into_vec())
 }
 
 /// The entry's xattrs, sorted, without strata's and overlayfs's private ones. Symlinks have none
@@ -85,13 +81,17 @@ pub fn xattrs(stack: &Stack, e: &Entry) -> io::Result<Vec<(OsString, Vec<u8>)>> 
     Ok(out)
 }
 
-/// Opens a regular file entry for reading (in its layer, never following a symlink).
+/// Opens a regular file entry for reading.
 pub fn open(stack: &Stack, e: &Entry) -> io::Result<File> {
     if !is_reg(e) {
         return Err(io::Error::other(format!("/{} is not a regular file", e.path.display())));
     }
-    let fd = stack.layers()[e.layer].open_at(&e.path, OFlag::O_RDONLY | OFlag::O_NOFOLLOW, Mode::empty())?;
-    Ok(File::from(fd))
+    stack.open_file(e)
+}
+
+/// The path of an entry as shown to users: `/` + its path in the image.
+pub fn shown(e: &Entry) -> std::path::PathBuf {
+    std::path::Path::new("/").join(&e.path)
 }
 
 /// sha256 of a regular file's content.
