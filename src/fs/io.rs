@@ -22,6 +22,8 @@ pub(crate) struct Opened {
     pub entry: Entry,
     pub upper: bool,
     pub write: bool,
+    /// Opened O_RDWR (usable as a backing file for readers and writers alike).
+    pub rdwr: bool,
 }
 
 /// The attribute changes of a setattr request.
@@ -77,11 +79,17 @@ impl StrataFs {
             | libc::O_NONBLOCK;
         let oflags = OFlag::from_bits_truncate(flags & keep) | OFlag::O_NOFOLLOW;
         let fd = self.stack.layers()[e.layer].open_at(&e.path, oflags, Mode::empty()).map_err(errno)?;
-        Ok(Opened { file: File::from(fd), upper: self.in_upper(&e), entry: e, write })
+        Ok(Opened {
+            file: File::from(fd),
+            upper: self.in_upper(&e),
+            entry: e,
+            write,
+            rdwr: acc == libc::O_RDWR,
+        })
     }
 
-    /// A second fd on the opened file for the kernel's passthrough backing: read-write for
-    /// upper files opened for writing, read-only otherwise.
+    /// A second fd on the opened file for the kernel's passthrough backing, when the opened
+    /// one can't serve: read-write for upper files opened for writing (O_WRONLY can't read).
     pub(crate) fn backing_file(&self, o: &Opened) -> R<File> {
         let acc = if o.upper && o.write { OFlag::O_RDWR } else { OFlag::O_RDONLY };
         let fd = self.stack.layers()[o.entry.layer]
