@@ -6,6 +6,7 @@ mod common;
 use std::ffi::OsString;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -147,4 +148,34 @@ fn dead_daemon_mount_is_cleared() {
     assert!(!is_mounted(&m.mountpoint));
     m.unmount();
     assert_eq!(fs::read_to_string(s.p("upper/written")).unwrap(), "kept", "the writable layer is intact");
+}
+
+#[test]
+fn mount_fuse_helper_runs_it() {
+    if !fuse_ready() {
+        return;
+    }
+    if !Path::new("/sbin/mount.fuse3").exists() {
+        eprintln!("skipping: no mount.fuse3");
+        return;
+    }
+    let s = Scratch::new(1);
+    s.write("l1/f", "via mount.fuse3");
+    let bin = s.p("bin");
+    fs::create_dir(&bin).unwrap();
+    std::os::unix::fs::symlink(BIN, bin.join("strata-overlay")).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    // What `mount -t fuse.strata-overlay overlay MP -o OPTS` runs once strata-overlay is in
+    // mount's PATH.
+    let st = Command::new("/sbin/mount.fuse3")
+        .env("PATH", path)
+        .arg("overlay")
+        .arg(s.p("mnt"))
+        .args(["-t", "strata-overlay", "-o"])
+        .arg(format!("rw,dev,suid,{}", s.rw_opts(1)))
+        .status()
+        .unwrap();
+    let m = Mount::adopt(&s.p("mnt"));
+    assert!(st.success());
+    assert_eq!(fs::read_to_string(m.path("f")).unwrap(), "via mount.fuse3");
 }
