@@ -39,6 +39,15 @@ impl StrataFs {
 
     /// Makes sure `e` exists in the upper layer and returns its upper entry.
     pub(crate) fn copy_up(&self, e: &Entry) -> R<Entry> {
+        self.copy_up_data(e, true)
+    }
+
+    /// Copy-up for a file about to be truncated to 0 (O_TRUNC): everything but the data.
+    pub(crate) fn copy_up_empty(&self, e: &Entry) -> R<Entry> {
+        self.copy_up_data(e, false)
+    }
+
+    fn copy_up_data(&self, e: &Entry, data: bool) -> R<Entry> {
         if self.read_only {
             return Err(Errno::EROFS);
         }
@@ -51,7 +60,7 @@ impl StrataFs {
         let pe = self.lookup_path(parent)?;
         self.copy_up(&pe)?;
         let origin = self.st_ino(e);
-        let tmp = self.copy_to_work(e, origin)?;
+        let tmp = self.copy_to_work(e, origin, data)?;
         let work = self.work_fd()?;
         let updir = self.stack.dir_fd(0, parent).map_err(errno)?;
         // Copy-up changes nothing in the merged parent: keep its times.
@@ -77,7 +86,7 @@ impl StrataFs {
     }
 
     /// Builds a copy of `e` (without children) in the work dir; returns its name there.
-    fn copy_to_work(&self, e: &Entry, origin: u64) -> R<OsString> {
+    fn copy_to_work(&self, e: &Entry, origin: u64, data: bool) -> R<OsString> {
         let work = self.work_fd()?;
         let tmp = self.temp_name();
         let (srcdir, name) = self.parent_fd(e, e.layer)?;
@@ -95,7 +104,9 @@ impl StrataFs {
                         OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC,
                         Mode::from_bits_truncate(0o600),
                     )?;
-                    copy_data(src.as_fd(), dst.as_fd(), st.st_size.max(0) as u64)?;
+                    if data {
+                        copy_data(src.as_fd(), dst.as_fd(), st.st_size.max(0) as u64)?;
+                    }
                     let dst = File::from(dst);
                     self.set_meta_fd(&dst, st, perm)?;
                     copy_xattrs(&proc_path(srcdir.as_fd(), name), &proc_path(work, &tmp));

@@ -63,7 +63,7 @@ impl StrataFs {
                 return Err(Errno::EROFS);
             }
             let e = self.entry(ino)?;
-            self.copy_up(&e)?
+            if flags & libc::O_TRUNC != 0 { self.copy_up_empty(&e)? } else { self.copy_up(&e)? }
         } else {
             let _ns = self.ns.read().unwrap_or_else(|e| e.into_inner());
             self.entry(ino)?
@@ -132,7 +132,7 @@ impl StrataFs {
             return Err(Errno::EROFS);
         }
         let e = self.entry(ino)?;
-        let up = self.copy_up(&e)?;
+        let up = if a.size == Some(0) { self.copy_up_empty(&e)? } else { self.copy_up(&e)? };
         let (dfd, name) = self.parent_fd(&up, 0)?;
         let is_link = up.stat.st_mode & libc::S_IFMT == libc::S_IFLNK;
         if a.uid.is_some() || a.gid.is_some() {
