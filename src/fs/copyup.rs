@@ -154,7 +154,11 @@ impl StrataFs {
     }
 
     fn set_meta_fd(&self, f: &File, st: &FileStat, perm: Mode) -> R<()> {
-        nix::unistd::fchown(f, Some(Uid::from_raw(st.st_uid)), Some(Gid::from_raw(st.st_gid)))?;
+        tolerate_eperm(nix::unistd::fchown(
+            f,
+            Some(Uid::from_raw(st.st_uid)),
+            Some(Gid::from_raw(st.st_gid)),
+        ))?;
         fchmod(f, perm)?;
         Ok(())
     }
@@ -168,13 +172,13 @@ impl StrataFs {
         name: &OsStr,
         origin: u64,
     ) -> R<()> {
-        fchownat(
+        tolerate_eperm(fchownat(
             work,
             tmp,
             Some(Uid::from_raw(st.st_uid)),
             Some(Gid::from_raw(st.st_gid)),
             AtFlags::AT_SYMLINK_NOFOLLOW,
-        )?;
+        ))?;
         copy_xattrs(&proc_path(srcdir, name), &proc_path(work, tmp));
         let _ = xattr::set(proc_path(work, tmp), self.inos.origin_xattr, &InoMap::encode(origin));
         set_times(work, tmp, st)
@@ -244,6 +248,18 @@ impl StrataFs {
             }
         }
         self.lookup_path(&e.path)
+    }
+}
+
+/// Without privileges a file can't be given away: the copy then keeps the daemon's owner
+/// (rootless mounts), with a log line. As root EPERM is a real error.
+pub(crate) fn tolerate_eperm(r: R<()>) -> R<()> {
+    match r {
+        Err(Errno::EPERM) if !nix::unistd::geteuid().is_root() => {
+            tracing::debug!("chown not permitted (rootless): owner not preserved");
+            Ok(())
+        }
+        r => r,
     }
 }
 
