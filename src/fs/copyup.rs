@@ -74,7 +74,7 @@ impl StrataFs {
         if e.stat.st_mode & libc::S_IFMT == libc::S_IFREG && e.stat.st_nlink > 1 {
             self.link_aliases(e, origin)?;
         }
-        self.changed(&e.path);
+        self.changed_one(&e.path);
         tracing::debug!(path = %e.path.display(), "copied up");
         self.lookup_path(&e.path)
     }
@@ -204,7 +204,7 @@ impl StrataFs {
             let pst = nix::sys::stat::fstat(dst_dir.as_fd())?;
             linkat(src_dir.as_fd(), src_name, dst_dir.as_fd(), an, AtFlags::empty())?;
             let _ = set_times(dst_dir.as_fd(), OsStr::new("."), &pst);
-            self.changed(alias);
+            self.changed_one(alias);
         }
         let _ = origin;
         Ok(())

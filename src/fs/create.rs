@@ -111,7 +111,7 @@ impl StrataFs {
         linkat(sfd.as_fd(), sname, fd.as_fd(), name, AtFlags::empty())?;
         let e = self.after_create(&pe, name, false)?;
         // Every name of the file now reports the new link count.
-        self.changed(&src.path);
+        self.changed_one(&src.path);
         let _ = lock(&self.nodes).path(ino);
         self.lookup_path(&e.path).map_err(|_| errno(std::io::Error::from_raw_os_error(libc::EIO)))
     }

@@ -124,10 +124,21 @@ impl StrataFs {
         self.stack.has_upper() && e.layer == 0
     }
 
-    /// Forgets cached entries (after a change to existing entries).
+    /// Forgets what is cached about `path` and everything below it (removed or renamed
+    /// directory trees).
     pub(crate) fn changed(&self, path: &Path) {
-        lock(&self.entries).clear();
+        lock(&self.entries).retain(|p, _| !p.starts_with(path));
         self.stack.invalidate_tree(path);
+    }
+
+    /// Forgets what is cached about the single entry `path` (a file removed, copied up, or
+    /// a whiteout over it removed): its entry and its parent's listing. Entries below it don't
+    /// depend on it (a copied-up directory's children are looked up through its new entry).
+    pub(crate) fn changed_one(&self, path: &Path) {
+        lock(&self.entries).pop(path);
+        if let Some(parent) = path.parent() {
+            self.stack.invalidate_listing(parent);
+        }
     }
 
     /// Forgets the cached listing of `dir` (a name was added to it).

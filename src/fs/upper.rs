@@ -142,7 +142,7 @@ impl StrataFs {
             }
         }
         if self.remove_whiteout(&parent.path, name)? {
-            self.changed(&path);
+            self.changed_one(&path);
         } else {
             self.added(&parent.path);
         }
