@@ -76,6 +76,18 @@ fn foreground_mode_stays() {
     nix::mount::umount2(&mp, nix::mount::MntFlags::empty()).unwrap();
     let st = child.wait().unwrap();
     assert!(st.success(), "exits cleanly after unmount: {st:?}");
+    // SIGTERM unmounts and exits cleanly too (no dead mount left behind)
+    let mut child = Command::new(BIN).arg("-f").arg("-o").arg(s.rw_opts(1)).arg(&mp).spawn().unwrap();
+    let start = Instant::now();
+    while !is_mounted(&mp) && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(is_mounted(&mp));
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let st = child.wait().unwrap();
+    assert!(st.success(), "SIGTERM: {st:?}");
+    assert!(!is_mounted(&mp));
 }
 
 /// Unmounts a path on drop (for mounts not made through `Mount`).
