@@ -383,6 +383,8 @@ impl Filesystem for StrataFs {
         };
         let r = catch_unwind(AssertUnwindSafe(|| {
             let _ns = self.ns.read().unwrap_or_else(|e| e.into_inner());
+            // Look names up in the directory as it is now, not as it was at opendir.
+            let dir = self.lookup_path(&h.entry.path).unwrap_or_else(|_| h.entry.clone());
             let mut i = offset as usize;
             let long = Duration::ZERO;
             while i < h.listing.entries.len() + 2 {
@@ -391,7 +393,7 @@ impl Filesystem for StrataFs {
                     1 => reply.add(h.dotdot.ino, 2, "..", &long, &h.dotdot, Generation(0)),
                     _ => {
                         let le = &h.listing.entries[i - 2];
-                        match self.plus_entry(&h.entry, le) {
+                        match self.plus_entry(&dir, le) {
                             Some((e, attr)) => {
                                 let generation = lock(&self.nodes).generation(attr.ino.0);
                                 let full = reply.add(
