@@ -121,13 +121,13 @@ impl StrataFs {
     /// Gives a new upper entry its owner: the caller, with the group of a setgid parent.
     pub(crate) fn set_owner(&self, dirfd: &OwnedFd, parent: &Entry, name: &OsStr, who: Caller) -> R<()> {
         let gid = if parent.stat.st_mode & libc::S_ISGID != 0 { parent.stat.st_gid } else { who.gid };
-        fchownat(
+        super::copyup::tolerate_eperm(fchownat(
             dirfd.as_fd(),
             name,
             Some(Uid::from_raw(who.uid)),
             Some(Gid::from_raw(gid)),
             AtFlags::AT_SYMLINK_NOFOLLOW,
-        )
+        ))
     }
 
     /// After `name` was created in the upper directory `parent`: a new directory over a hidden
@@ -142,7 +142,7 @@ impl StrataFs {
             }
         }
         if self.remove_whiteout(&parent.path, name)? {
-            self.changed(&path);
+            self.changed_one(&path);
         } else {
             self.added(&parent.path);
         }
