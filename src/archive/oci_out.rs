@@ -51,13 +51,7 @@ pub fn write(
         if !sink.has(&path) {
             sink.bytes(&path, &bytes)?;
         }
-        let desc = Descriptor {
-            media_type: media::OCI_MANIFEST.into(),
-            digest,
-            size: bytes.len() as u64,
-            annotations: Default::default(),
-            platform: None,
-        };
+        let desc = Descriptor::new(media::OCI_MANIFEST, &digest, bytes.len() as u64);
         if s.tags.is_empty() {
             index.retain(|e| !(e.digest == desc.digest && e.annotations.is_empty()));
             index.push(desc);

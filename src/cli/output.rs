@@ -130,6 +130,9 @@ impl Format {
             }
             _ => (false, spec),
         };
+        if body.trim().is_empty() {
+            bail!("invalid --format {spec:?}: empty template (try \"table {{{{.ID}}}}\" or \"json\")");
+        }
         let body = body.replace("\\t", "\t").replace("\\n", "\n");
         let mut parts = Vec::new();
         let mut rest = body.as_str();

@@ -1,9 +1,11 @@
 //! New images made here (import, commit): an optional base image plus one new layer.
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 
 use super::{ImageRecord, LayerRef, Store};
-use crate::oci::image::{Descriptor, HistoryEntry, build_manifest, config_bytes, extend_config};
+use crate::oci::image::{
+    Descriptor, HistoryEntry, build_manifest, config_bytes, config_diff_ids, extend_config,
+};
 use crate::oci::{Digest, Reference, changes, media};
 
 /// What the new image's config gets besides the layer.
@@ -20,7 +22,16 @@ impl Store {
     /// Writes config and OCI manifest blobs and the image record; returns the new image id.
     pub fn derive_image(&self, d: Derivation<'_>) -> Result<Digest> {
         let base_config = d.base.map(|b| self.image_config(b)).transpose()?;
-        let mut config = extend_config(base_config.as_ref(), &d.layer.diff_id, &d.history);
+        if let (Some(b), Some(c)) = (d.base, &base_config) {
+            self.check_layers(b)?;
+            let what = || format!("image {}", b.id.short());
+            let ids = config_diff_ids(c).with_context(what)?;
+            if ids.len() != b.layers.len() || ids.iter().zip(&b.layers).any(|(i, l)| *i != l.diff_id) {
+                let (n, m) = (ids.len(), b.layers.len());
+                bail!("{} is inconsistent: its config's {n} diff_ids do not match its {m} layers", what());
+            }
+        }
+        let mut config = extend_config(base_config.as_ref(), &d.layer.diff_id, &d.history)?;
         for c in d.changes {
             changes::apply(&mut config, c)?;
         }
@@ -28,16 +39,11 @@ impl Store {
         let id = self.put_blob_bytes(&config_bytes)?;
         let mut layers = d.base.map(|b| b.layers.clone()).unwrap_or_default();
         layers.push(d.layer);
-        let descriptor = |media_type: &str, digest: &Digest, size| Descriptor {
-            media_type: media_type.to_string(),
-            digest: digest.clone(),
-            size,
-            annotations: Default::default(),
-            platform: None,
-        };
-        let config_desc = descriptor(media::OCI_CONFIG, &id, config_bytes.len() as u64);
-        let layer_descs: Vec<_> =
-            layers.iter().map(|l| descriptor(&oci_layer_type(&l.media_type), &l.blob, l.blob_size)).collect();
+        let config_desc = Descriptor::new(media::OCI_CONFIG, &id, config_bytes.len() as u64);
+        let layer_descs: Vec<_> = layers
+            .iter()
+            .map(|l| Descriptor::new(&oci_layer_type(&l.media_type), &l.blob, l.blob_size))
+            .collect();
         let manifest = self.put_blob_bytes(&build_manifest(&config_desc, &layer_descs))?;
         let record = ImageRecord {
             id: id.clone(),

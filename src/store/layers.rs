@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::blobs::Expected;
-use super::{Store, staging};
+use super::{Store, records, staging};
 use crate::oci::Digest;
 
 /// `layers/<diff_id>/meta`: facts about an unpacked layer.
@@ -48,9 +48,7 @@ impl Store {
 
     pub fn layer_meta(&self, diff_id: &Digest) -> Result<LayerMeta> {
         let p = self.layer_dir(diff_id).join("meta");
-        let bytes =
-            std::fs::read(&p).with_context(|| format!("layer {diff_id} is missing from the store"))?;
-        serde_json::from_slice(&bytes).with_context(|| format!("corrupt layer metadata {}", p.display()))
+        records::read(&p, || format!("layer {diff_id} is missing from the store"))
     }
 
     pub fn list_layers(&self) -> Result<Vec<Digest>> {

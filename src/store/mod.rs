@@ -10,6 +10,7 @@ pub mod images;
 pub mod layers;
 mod lock;
 pub mod mounts;
+mod records;
 pub mod remove;
 pub mod staging;
 pub mod usage;
