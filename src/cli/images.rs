@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
@@ -20,7 +21,7 @@ use crate::store::{ImageRecord, LockMode, Store};
 #[command(after_help = "Reproducible ids: with SOURCE_DATE_EPOCH set, it is used as the creation time.")]
 pub struct ImportArgs {
     /// Rootfs tarball (plain tar, gzip or zstd, detected by content), or - for stdin.
-    pub file: String,
+    pub file: PathBuf,
     /// Name for the new image.
     #[arg(value_name = "REPOSITORY[:TAG]")]
     pub reference: Option<String>,
@@ -54,12 +55,13 @@ pub(crate) fn parse_tag(s: &str) -> Result<Reference> {
 pub fn import(g: &Global, a: ImportArgs) -> Result<ExitCode> {
     let tags: Vec<Reference> = a.reference.as_deref().map(parse_tag).transpose()?.into_iter().collect();
     let created = creation_time()?;
-    let input: Box<dyn Read> = if a.file == "-" {
+    let stdin = a.file.as_os_str() == "-";
+    let source = if stdin { "stdin".to_string() } else { a.file.display().to_string() };
+    let input: Box<dyn Read> = if stdin {
         Box::new(std::io::stdin().lock())
     } else {
-        Box::new(std::fs::File::open(&a.file).with_context(|| format!("cannot open {}", a.file))?)
+        Box::new(std::fs::File::open(&a.file).with_context(|| format!("cannot open {source}"))?)
     };
-    let source = if a.file == "-" { "stdin".to_string() } else { a.file.clone() };
     let store = open_store(g, LockMode::Exclusive)?;
     let layer = store
         .ingest_layer(input, &LayerExpectation::default(), "import")

@@ -49,7 +49,7 @@ impl Store {
     pub fn put_blob(&self, reader: impl Read, expected: Option<&Expected>) -> Result<Digest> {
         let staged = self.stage_blob()?;
         let mut w = HashingWriter::new(BufWriter::with_capacity(1 << 20, staged));
-        let mut limited = reader.take(expected.and_then(|e| e.size).map_or(u64::MAX, |s| s + 1));
+        let mut limited = reader.take(read_limit(expected));
         io::copy(&mut limited, &mut w).context("cannot copy a blob into the store")?;
         let (buf, digest, size) = w.finish();
         let staged = buf.into_inner().map_err(|e| e.into_error())?;
@@ -121,6 +121,12 @@ impl Write for StagedBlob {
     }
 }
 
+/// How many bytes to read of a blob: one more than expected, so that a longer one is caught
+/// without reading on forever (the size comes from a manifest: `u64::MAX` must not overflow).
+pub fn read_limit(expected: Option<&Expected>) -> u64 {
+    expected.and_then(|e| e.size).map_or(u64::MAX, |s| s.saturating_add(1))
+}
+
 /// Checks a computed digest and size against what a manifest promised.
 pub fn verify(digest: &Digest, size: u64, expected: Option<&Expected>) -> Result<()> {
     let Some(e) = expected else { return Ok(()) };
@@ -133,4 +139,18 @@ pub fn verify(digest: &Digest, size: u64, expected: Option<&Expected>) -> Result
         bail!("blob digest mismatch: expected {}, content hashes to {digest}", e.digest);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_limit_does_not_overflow_on_huge_declared_sizes() {
+        let e = |size| Expected { digest: Digest::of_bytes(b""), size };
+        assert_eq!(read_limit(None), u64::MAX);
+        assert_eq!(read_limit(Some(&e(None))), u64::MAX);
+        assert_eq!(read_limit(Some(&e(Some(5)))), 6);
+        assert_eq!(read_limit(Some(&e(Some(u64::MAX)))), u64::MAX);
+    }
 }
