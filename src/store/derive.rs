@@ -21,16 +21,7 @@ pub struct Derivation<'a> {
 impl Store {
     /// Writes config and OCI manifest blobs and the image record; returns the new image id.
     pub fn derive_image(&self, d: Derivation<'_>) -> Result<Digest> {
-        let base_config = d.base.map(|b| self.image_config(b)).transpose()?;
-        if let (Some(b), Some(c)) = (d.base, &base_config) {
-            self.check_layers(b)?;
-            let what = || format!("image {}", b.id.short());
-            let ids = config_diff_ids(c).with_context(what)?;
-            if ids.len() != b.layers.len() || ids.iter().zip(&b.layers).any(|(i, l)| *i != l.diff_id) {
-                let (n, m) = (ids.len(), b.layers.len());
-                bail!("{} is inconsistent: its config's {n} diff_ids do not match its {m} layers", what());
-            }
-        }
+        let base_config = d.base.map(|b| self.base_config(b)).transpose()?;
         let mut config = extend_config(base_config.as_ref(), &d.layer.diff_id, &d.history)?;
         for c in d.changes {
             changes::apply(&mut config, c)?;
@@ -56,6 +47,20 @@ impl Store {
         };
         self.add_image(&record, d.tags)?;
         Ok(id)
+    }
+
+    /// The config of an image that a new one will extend, checked first: every layer present and
+    /// the config's diff_ids the image's layers. Commit calls this before packing anything.
+    pub fn base_config(&self, base: &ImageRecord) -> Result<serde_json::Value> {
+        self.check_layers(base)?;
+        let config = self.image_config(base)?;
+        let what = || format!("image {}", base.id.short());
+        let ids = config_diff_ids(&config).with_context(what)?;
+        if ids.len() != base.layers.len() || ids.iter().zip(&base.layers).any(|(i, l)| *i != l.diff_id) {
+            let (n, m) = (ids.len(), base.layers.len());
+            bail!("{} is inconsistent: its config's {n} diff_ids do not match its {m} layers", what());
+        }
+        Ok(config)
     }
 }
 
