@@ -88,14 +88,7 @@ impl Store {
 
     /// Every blob digest present.
     pub fn list_blobs(&self) -> Result<Vec<Digest>> {
-        let dir = self.root.join("blobs/sha256");
-        let mut out = Vec::new();
-        for e in std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))? {
-            if let Ok(d) = Digest::from_hex(&e?.file_name().to_string_lossy()) {
-                out.push(d);
-            }
-        }
-        Ok(out)
+        super::digest_names(&self.root.join("blobs/sha256"), "")
     }
 }
 

@@ -86,15 +86,8 @@ impl Store {
 
     /// Every image, oldest first.
     pub fn images(&self) -> Result<Vec<ImageRecord>> {
-        let dir = self.root.join("images");
-        let mut out = Vec::new();
-        for e in std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))? {
-            let name = e?.file_name();
-            let name = name.to_string_lossy();
-            if let Some(id) = name.strip_suffix(".json").and_then(|h| Digest::from_hex(h).ok()) {
-                out.push(self.image(&id)?);
-            }
-        }
+        let ids = super::digest_names(&self.root.join("images"), ".json")?;
+        let mut out = ids.iter().map(|id| self.image(id)).collect::<Result<Vec<_>>>()?;
         out.sort_by(|a, b| (a.added, &a.id).cmp(&(b.added, &b.id)));
         Ok(out)
     }

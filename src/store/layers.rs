@@ -52,14 +52,7 @@ impl Store {
     }
 
     pub fn list_layers(&self) -> Result<Vec<Digest>> {
-        let dir = self.root.join("layers");
-        let mut out = Vec::new();
-        for e in std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))? {
-            if let Ok(d) = Digest::from_hex(&e?.file_name().to_string_lossy()) {
-                out.push(d);
-            }
-        }
-        Ok(out)
+        super::digest_names(&self.root.join("layers"), "")
     }
 
     /// Removes a layer directory (garbage collection only): renamed into tmp first so a crash midway

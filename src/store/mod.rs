@@ -75,3 +75,16 @@ impl Store {
         Ok(())
     }
 }
+
+/// The digests a directory's entries are named by (`<64 hex><suffix>`); other names are skipped.
+fn digest_names(dir: &Path, suffix: &str) -> Result<Vec<crate::oci::Digest>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let name = e.with_context(|| format!("cannot read {}", dir.display()))?.file_name();
+        let hex = name.to_str().and_then(|n| n.strip_suffix(suffix));
+        if let Some(d) = hex.and_then(|h| crate::oci::Digest::from_hex(h).ok()) {
+            out.push(d);
+        }
+    }
+    Ok(out)
+}
