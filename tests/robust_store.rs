@@ -34,6 +34,20 @@ fn config_blob(s: &Strata, id: &str) -> PathBuf {
     s.root().join("blobs/sha256").join(id)
 }
 
+/// Gives image `id` the config `bytes`, consistently: the blob named by its digest, the image record
+/// and tags moved to the new id (as if such an image had been loaded). Returns the new id.
+fn replace_config(s: &Strata, id: &str, bytes: &[u8]) -> String {
+    let new = sha256_hex(bytes);
+    std::fs::write(config_blob(s, &new), bytes).unwrap();
+    let images = s.root().join("images");
+    let record = std::fs::read_to_string(images.join(format!("{id}.json"))).unwrap();
+    std::fs::write(images.join(format!("{new}.json")), record.replace(id, &new)).unwrap();
+    std::fs::remove_file(images.join(format!("{id}.json"))).unwrap();
+    let tags = std::fs::read_to_string(images.join("tags.json")).unwrap();
+    std::fs::write(images.join("tags.json"), tags.replace(id, &new)).unwrap();
+    new
+}
+
 fn layer_dirs(s: &Strata) -> Vec<PathBuf> {
     std::fs::read_dir(s.root().join("layers")).unwrap().map(|e| e.unwrap().path()).collect()
 }
@@ -133,11 +147,30 @@ fn records(s: &Strata) -> Vec<PathBuf> {
 }
 
 #[test]
-fn config_that_is_not_json_is_named() {
+fn config_changed_in_place_is_named_as_corrupt() {
     let s = Strata::new();
     let id = store_with_image(&s);
     let container = s.ok(&["create", "foo:1"]).trim().to_string();
-    std::fs::write(config_blob(&s, &id), "this is not json").unwrap();
+    std::fs::write(config_blob(&s, &id), "{}").unwrap();
+    let before = s.snapshot();
+    for args in [vec!["inspect", "foo:1"], vec!["history", "foo:1"]] {
+        fails_naming(&s, &args, &[&id, "corrupt in the store"]);
+    }
+    fails_naming(&s, &["save", "-o", s.path("out.tar").to_str().unwrap(), "foo:1"], &[&id, "corrupt"]);
+    assert_eq!(s.snapshot(), before);
+    fails_naming(&s, &["commit", &container, "bar:1"], &[&id, "corrupt in the store"]);
+    assert_eq!(records(&s), records_of(&before));
+}
+
+#[test]
+fn config_that_is_not_json_is_named() {
+    let s = Strata::new();
+    let old = store_with_image(&s);
+    let container = s.ok(&["create", "foo:1"]).trim().to_string();
+    let id = replace_config(&s, &old, b"this is not json");
+    std::fs::rename(s.root().join("containers").join(&container).join("meta.json"), s.path("meta")).unwrap();
+    let meta = std::fs::read_to_string(s.path("meta")).unwrap().replace(&old, &id);
+    std::fs::write(s.root().join("containers").join(&container).join("meta.json"), meta).unwrap();
     let before = s.snapshot();
     for args in [vec!["inspect", "foo:1"], vec!["history", "foo:1"]] {
         fails_naming(&s, &args, &[&id[..12], "corrupt config"]);
@@ -151,9 +184,8 @@ fn config_that_is_not_json_is_named() {
 fn config_that_is_not_an_object_or_lacks_rootfs_cannot_be_extended() {
     for (config, problem) in [("[1, 2]", "not a JSON object"), ("{\"os\": \"linux\"}", "rootfs.diff_ids")] {
         let s = Strata::new();
-        let id = store_with_image(&s);
-        let container = s.ok(&["create", "foo:1"]).trim().to_string();
-        std::fs::write(config_blob(&s, &id), config).unwrap();
+        let old = store_with_image(&s);
+        let id = replace_config(&s, &old, config.as_bytes());
         let before = s.snapshot();
         // Reading is lenient: fields that are not there are shown empty.
         s.ok(&["inspect", "foo:1"]);
@@ -161,6 +193,8 @@ fn config_that_is_not_an_object_or_lacks_rootfs_cannot_be_extended() {
         s.ok(&["images"]);
         assert_eq!(s.snapshot(), before);
         // Extending such a config (it once panicked) is an error naming the image.
+        let container = s.ok(&["create", "foo:1"]).trim().to_string();
+        let before = s.snapshot();
         fails_naming(&s, &["commit", &container, "bar:1"], &[&id[..12], problem]);
         assert_eq!(records(&s), records_of(&before));
     }
@@ -169,13 +203,13 @@ fn config_that_is_not_an_object_or_lacks_rootfs_cannot_be_extended() {
 #[test]
 fn config_whose_diff_ids_disagree_with_the_layers_cannot_be_extended() {
     let s = Strata::new();
-    let id = store_with_image(&s);
-    let container = s.ok(&["create", "foo:1"]).trim().to_string();
+    let old = store_with_image(&s);
     let config = format!(
         "{{\"os\":\"linux\",\"rootfs\":{{\"type\":\"layers\",\"diff_ids\":[\"sha256:{0}\",\"sha256:{0}\"]}}}}",
         "d".repeat(64)
     );
-    std::fs::write(config_blob(&s, &id), config).unwrap();
+    let id = replace_config(&s, &old, config.as_bytes());
+    let container = s.ok(&["create", "foo:1"]).trim().to_string();
     let before = s.snapshot();
     fails_naming(&s, &["commit", &container, "bar:1"], &[&id[..12], "2 diff_ids", "1 layers"]);
     assert_eq!(records(&s), records_of(&before));
@@ -197,7 +231,7 @@ fn history_entries_of_the_wrong_type_do_not_break_history_or_inspect() {
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         "history": [1, "x", null, {"created": 5, "created_by": [], "empty_layer": "yes", "comment": {}}],
     });
-    std::fs::write(config_blob(&s, &id), config.to_string()).unwrap();
+    replace_config(&s, &id, config.to_string().as_bytes());
     let history = s.ok(&["history", "foo:1"]);
     assert!(history.contains("<missing>"), "{history}");
     s.ok(&["history", "--no-trunc", "-q", "foo:1"]);

@@ -31,10 +31,16 @@ impl Store {
         File::open(&p).with_context(|| format!("blob {digest} is missing from the store ({})", p.display()))
     }
 
+    /// Reads a small blob (config, manifest) whole, checking that it still hashes to its name.
     pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
         let p = self.blob_path(digest);
-        std::fs::read(&p)
-            .with_context(|| format!("blob {digest} is missing from the store ({})", p.display()))
+        let bytes = std::fs::read(&p)
+            .with_context(|| format!("blob {digest} is missing from the store ({})", p.display()))?;
+        let got = Digest::of_bytes(&bytes);
+        if got != *digest {
+            bail!("blob {digest} is corrupt in the store: {} hashes to {got}", p.display());
+        }
+        Ok(bytes)
     }
 
     pub fn blob_size(&self, digest: &Digest) -> Result<u64> {
