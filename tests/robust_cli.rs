@@ -153,3 +153,21 @@ fn usage_errors_are_one_line() {
     fails_naming(&s, &["images", "-f", "dangling=maybe"], &["dangling=maybe"]);
     fails_naming(&s, &["images", "-f", "nokey"], &["\"nokey\""]);
 }
+
+#[test]
+fn a_reader_that_goes_away_is_not_a_panic() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let s = Strata::new();
+    store_with_image(&s);
+    // Far more than a pipe buffer holds, so strata is still writing when the reader leaves.
+    let many = vec!["foo:1"; 500];
+    let mut child =
+        s.command(&["inspect"]).args(&many).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut first = [0u8; 1];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked") && err.is_empty(), "{err}");
+    assert!(!out.status.success());
+}

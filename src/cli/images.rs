@@ -74,7 +74,7 @@ pub fn import(g: &Global, a: ImportArgs) -> Result<ExitCode> {
     };
     let id =
         store.derive_image(Derivation { base: None, layer, history, changes: &a.changes, tags: &tags })?;
-    println!("{id}");
+    writeln!(std::io::stdout(), "{id}")?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -308,7 +308,11 @@ pub fn rmi(g: &Global, a: RmiArgs) -> Result<ExitCode> {
     let mut code = ExitCode::SUCCESS;
     for input in &a.images {
         match store.remove_image(input, a.force) {
-            Ok(lines) => lines.iter().for_each(|l| println!("{l}")),
+            Ok(lines) => {
+                for l in lines {
+                    writeln!(std::io::stdout(), "{l}")?;
+                }
+            }
             Err(e) => {
                 eprintln!("strata: error: {e:#}");
                 code = ExitCode::FAILURE;
@@ -367,7 +371,7 @@ pub fn inspect(g: &Global, a: InspectArgs) -> Result<ExitCode> {
             o.as_object_mut().map(|m| m.remove("Variant"));
         }
     }
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&out)?)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -488,11 +492,13 @@ pub fn prune(g: &Global, a: PruneArgs) -> Result<ExitCode> {
     let reclaimed =
         (before.layers_size + before.blobs_size).saturating_sub(after.layers_size + after.blobs_size);
     if !lines.is_empty() {
-        println!("Deleted Images:");
-        lines.iter().for_each(|l| println!("{l}"));
-        println!();
+        writeln!(std::io::stdout(), "Deleted Images:")?;
+        for l in &lines {
+            writeln!(std::io::stdout(), "{l}")?;
+        }
+        writeln!(std::io::stdout())?;
     }
-    println!("Total reclaimed space: {}", human_size(reclaimed));
+    writeln!(std::io::stdout(), "Total reclaimed space: {}", human_size(reclaimed))?;
     Ok(ExitCode::SUCCESS)
 }
 
