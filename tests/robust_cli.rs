@@ -171,3 +171,20 @@ fn a_reader_that_goes_away_is_not_a_panic() {
     assert!(!err.contains("panicked") && err.is_empty(), "{err}");
     assert!(!out.status.success());
 }
+
+#[test]
+fn source_date_epoch_out_of_range_is_named() {
+    let s = Strata::new();
+    store_with_image(&s);
+    let before = s.snapshot();
+    let tar = s.path("rootfs.tar");
+    for v in ["-1", "9223372036854775807", "99999999999999", "soon"] {
+        let out = s
+            .command(&["import", tar.to_str().unwrap(), "bar:1"])
+            .env("SOURCE_DATE_EPOCH", v)
+            .output()
+            .unwrap();
+        one_line_error(&v, &out, &[&format!("SOURCE_DATE_EPOCH={v:?}")]);
+        assert_eq!(s.snapshot(), before);
+    }
+}

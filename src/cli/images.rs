@@ -35,9 +35,18 @@ pub struct ImportArgs {
 
 /// The creation time for new images: SOURCE_DATE_EPOCH when set (reproducible builds), else now.
 pub(crate) fn creation_time() -> Result<i64> {
+    // Image configs hold RFC 3339 times: years 1970 to 9999 here.
+    const LAST: i64 = 253_402_300_799;
     match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) => {
-            v.trim().parse().with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"))
+            let secs: i64 = v
+                .trim()
+                .parse()
+                .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"))?;
+            if !(0..=LAST).contains(&secs) {
+                bail!("SOURCE_DATE_EPOCH={v:?} is out of range (0 to {LAST}, years 1970 to 9999)");
+            }
+            Ok(secs)
         }
         Err(_) => Ok(output::now_unix()),
     }
