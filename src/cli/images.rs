@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
@@ -20,7 +21,7 @@ use crate::store::{ImageRecord, LockMode, Store};
 #[command(after_help = "Reproducible ids: with SOURCE_DATE_EPOCH set, it is used as the creation time.")]
 pub struct ImportArgs {
     /// Rootfs tarball (plain tar, gzip or zstd, detected by content), or - for stdin.
-    pub file: String,
+    pub file: PathBuf,
     /// Name for the new image.
     #[arg(value_name = "REPOSITORY[:TAG]")]
     pub reference: Option<String>,
@@ -34,9 +35,18 @@ pub struct ImportArgs {
 
 /// The creation time for new images: SOURCE_DATE_EPOCH when set (reproducible builds), else now.
 pub(crate) fn creation_time() -> Result<i64> {
+    // Image configs hold RFC 3339 times: years 1970 to 9999 here.
+    const LAST: i64 = 253_402_300_799;
     match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) => {
-            v.trim().parse().with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"))
+            let secs: i64 = v
+                .trim()
+                .parse()
+                .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"))?;
+            if !(0..=LAST).contains(&secs) {
+                bail!("SOURCE_DATE_EPOCH={v:?} is out of range (0 to {LAST}, years 1970 to 9999)");
+            }
+            Ok(secs)
         }
         Err(_) => Ok(output::now_unix()),
     }
@@ -54,12 +64,13 @@ pub(crate) fn parse_tag(s: &str) -> Result<Reference> {
 pub fn import(g: &Global, a: ImportArgs) -> Result<ExitCode> {
     let tags: Vec<Reference> = a.reference.as_deref().map(parse_tag).transpose()?.into_iter().collect();
     let created = creation_time()?;
-    let input: Box<dyn Read> = if a.file == "-" {
+    let stdin = a.file.as_os_str() == "-";
+    let source = if stdin { "stdin".to_string() } else { a.file.display().to_string() };
+    let input: Box<dyn Read> = if stdin {
         Box::new(std::io::stdin().lock())
     } else {
-        Box::new(std::fs::File::open(&a.file).with_context(|| format!("cannot open {}", a.file))?)
+        Box::new(std::fs::File::open(&a.file).with_context(|| format!("cannot open {source}"))?)
     };
-    let source = if a.file == "-" { "stdin".to_string() } else { a.file.clone() };
     let store = open_store(g, LockMode::Exclusive)?;
     let layer = store
         .ingest_layer(input, &LayerExpectation::default(), "import")
@@ -72,7 +83,7 @@ pub fn import(g: &Global, a: ImportArgs) -> Result<ExitCode> {
     };
     let id =
         store.derive_image(Derivation { base: None, layer, history, changes: &a.changes, tags: &tags })?;
-    println!("{id}");
+    writeln!(std::io::stdout(), "{id}")?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -306,7 +317,11 @@ pub fn rmi(g: &Global, a: RmiArgs) -> Result<ExitCode> {
     let mut code = ExitCode::SUCCESS;
     for input in &a.images {
         match store.remove_image(input, a.force) {
-            Ok(lines) => lines.iter().for_each(|l| println!("{l}")),
+            Ok(lines) => {
+                for l in lines {
+                    writeln!(std::io::stdout(), "{l}")?;
+                }
+            }
             Err(e) => {
                 eprintln!("strata: error: {e:#}");
                 code = ExitCode::FAILURE;
@@ -365,7 +380,7 @@ pub fn inspect(g: &Global, a: InspectArgs) -> Result<ExitCode> {
             o.as_object_mut().map(|m| m.remove("Variant"));
         }
     }
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&out)?)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -486,11 +501,13 @@ pub fn prune(g: &Global, a: PruneArgs) -> Result<ExitCode> {
     let reclaimed =
         (before.layers_size + before.blobs_size).saturating_sub(after.layers_size + after.blobs_size);
     if !lines.is_empty() {
-        println!("Deleted Images:");
-        lines.iter().for_each(|l| println!("{l}"));
-        println!();
+        writeln!(std::io::stdout(), "Deleted Images:")?;
+        for l in &lines {
+            writeln!(std::io::stdout(), "{l}")?;
+        }
+        writeln!(std::io::stdout())?;
     }
-    println!("Total reclaimed space: {}", human_size(reclaimed));
+    writeln!(std::io::stdout(), "Total reclaimed space: {}", human_size(reclaimed))?;
     Ok(ExitCode::SUCCESS)
 }
 

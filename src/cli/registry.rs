@@ -100,7 +100,7 @@ fn parse_ref(input: &str) -> Result<Reference> {
 pub fn pull(g: &Global, a: PullArgs) -> Result<ExitCode> {
     let given = parse_ref(&a.reference)?;
     if given.tag.is_none() && given.digest.is_none() && !a.quiet {
-        println!("Using default tag: latest");
+        writeln!(std::io::stdout(), "Using default tag: latest")?;
     }
     let reference = given.with_default_tag();
     let platform = a.platform.as_deref().map(Platform::parse).transpose()?;
@@ -110,11 +110,11 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<ExitCode> {
     let pulled = crate::registry::pull(&open, &reference, &opts, &progress)
         .with_context(|| format!("pull {}", reference.familiar()))?;
     if !a.quiet {
-        println!("Digest: {}", pulled.digest);
+        writeln!(std::io::stdout(), "Digest: {}", pulled.digest)?;
         let status = if pulled.up_to_date { "Image is up to date for" } else { "Downloaded newer image for" };
-        println!("Status: {status} {}", pulled.reference.familiar());
+        writeln!(std::io::stdout(), "Status: {status} {}", pulled.reference.familiar())?;
     }
-    println!("{}", pulled.reference);
+    writeln!(std::io::stdout(), "{}", pulled.reference)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -126,10 +126,10 @@ pub fn push(g: &Global, a: PushArgs) -> Result<ExitCode> {
     let pushed = crate::registry::push(&open, &reference, &opts, &progress)
         .with_context(|| format!("push {}", reference.familiar()))?;
     if a.quiet {
-        println!("{}", pushed.digest);
+        writeln!(std::io::stdout(), "{}", pushed.digest)?;
     } else {
         let tag = pushed.reference.tag.as_deref().unwrap_or("latest");
-        println!("{tag}: digest: {} size: {}", pushed.digest, pushed.size);
+        writeln!(std::io::stdout(), "{tag}: digest: {} size: {}", pushed.digest, pushed.size)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -162,7 +162,7 @@ pub fn login(_g: &Global, a: LoginArgs) -> Result<ExitCode> {
         "credentials for {registry} saved in {}",
         crate::registry::credentials::auth_file().display()
     );
-    println!("Login Succeeded");
+    writeln!(std::io::stdout(), "Login Succeeded")?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -195,9 +195,9 @@ pub fn logout(_g: &Global, a: LogoutArgs) -> Result<ExitCode> {
     let server = a.server.as_deref().unwrap_or(DEFAULT_REGISTRY);
     let (registry, removed) = do_logout(server).with_context(|| format!("logout {server}"))?;
     if removed {
-        println!("Removing login credentials for {registry}");
+        writeln!(std::io::stdout(), "Removing login credentials for {registry}")?;
     } else {
-        println!("Not logged in to {registry}");
+        writeln!(std::io::stdout(), "Not logged in to {registry}")?;
     }
     Ok(ExitCode::SUCCESS)
 }

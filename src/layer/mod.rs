@@ -17,6 +17,7 @@ mod extract;
 pub mod ingest;
 pub mod pack;
 mod pipe;
+pub mod range;
 pub mod tarpath;
 pub mod tarwriter;
 pub mod unpack;

@@ -66,14 +66,7 @@ impl Drop for FakeServer {
 
 /// A complete response with `Connection: close`.
 pub fn reply(status: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
-    let mut out = format!("HTTP/1.1 {status}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
-    for (k, v) in headers {
-        out.push_str(&format!("{k}: {v}\r\n"));
-    }
-    out.push_str("\r\n");
-    let mut bytes = out.into_bytes();
-    bytes.extend_from_slice(body);
-    bytes
+    truncated(status, headers, body, body.len())
 }
 
 /// A response that promises `total` bytes but sends only `body` before closing.

@@ -3,7 +3,8 @@
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::FileExt;
+
+use crate::layer::range::FileRange;
 
 #[derive(Clone, Copy)]
 pub enum Payload<'a> {
@@ -37,33 +38,21 @@ impl<'a> Payload<'a> {
             Payload::Empty => Box::new(io::empty()),
             Payload::Bytes(b) => Box::new(b),
             Payload::File { file, offset, len, on_read } => {
-                Box::new(RangeReader { file, pos: offset, end: offset + len, on_read })
+                Box::new(RangeReader { range: FileRange::new(file, offset, len), on_read })
             }
         }
     }
 }
 
+/// A file range that reports each chunk it reads (upload progress).
 struct RangeReader<'a> {
-    file: &'a File,
-    pos: u64,
-    end: u64,
+    range: FileRange<'a>,
     on_read: Option<&'a (dyn Fn(u64) + Sync)>,
 }
 
 impl Read for RangeReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let want = buf.len().min((self.end - self.pos).try_into().unwrap_or(usize::MAX));
-        if want == 0 {
-            return Ok(0);
-        }
-        let n = self.file.read_at(&mut buf[..want], self.pos)?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "blob file is shorter than its record says",
-            ));
-        }
-        self.pos += n as u64;
+        let n = self.range.read(buf)?;
         if let Some(f) = self.on_read {
             f(n as u64);
         }
