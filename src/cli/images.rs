@@ -33,23 +33,25 @@ pub struct ImportArgs {
     pub changes: Vec<String>,
 }
 
-/// The creation time for new images: SOURCE_DATE_EPOCH when set (reproducible builds), else now.
-pub(crate) fn creation_time() -> Result<i64> {
-    // Image configs hold RFC 3339 times: years 1970 to 9999 here.
+/// A fixed creation time for new images, if the user asked for one: `--created` first, else
+/// SOURCE_DATE_EPOCH (reproducible builds). Image configs hold RFC 3339 times: years 1970 to 9999.
+pub(crate) fn fixed_time(created: Option<i64>) -> Result<Option<i64>> {
     const LAST: i64 = 253_402_300_799;
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) => {
-            let secs: i64 = v
+    let (secs, what) = match (created, std::env::var("SOURCE_DATE_EPOCH")) {
+        (Some(c), _) => (c, format!("--created {c}")),
+        (None, Ok(v)) => {
+            let secs = v
                 .trim()
                 .parse()
                 .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"))?;
-            if !(0..=LAST).contains(&secs) {
-                bail!("SOURCE_DATE_EPOCH={v:?} is out of range (0 to {LAST}, years 1970 to 9999)");
-            }
-            Ok(secs)
+            (secs, format!("SOURCE_DATE_EPOCH={v:?}"))
         }
-        Err(_) => Ok(output::now_unix()),
+        (None, Err(_)) => return Ok(None),
+    };
+    if !(0..=LAST).contains(&secs) {
+        bail!("{what} is out of range (0 to {LAST}, years 1970 to 9999)");
     }
+    Ok(Some(secs))
 }
 
 /// Parses a user-given `REPO[:TAG]` for naming an image (no digests).
@@ -63,7 +65,7 @@ pub(crate) fn parse_tag(s: &str) -> Result<Reference> {
 
 pub fn import(g: &Global, a: ImportArgs) -> Result<ExitCode> {
     let tags: Vec<Reference> = a.reference.as_deref().map(parse_tag).transpose()?.into_iter().collect();
-    let created = creation_time()?;
+    let created = fixed_time(None)?.unwrap_or_else(output::now_unix);
     let stdin = a.file.as_os_str() == "-";
     let source = if stdin { "stdin".to_string() } else { a.file.display().to_string() };
     let input: Box<dyn Read> = if stdin {
