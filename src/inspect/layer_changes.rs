@@ -14,8 +14,8 @@ use nix::dir::Dir;
 use super::analyze::LayerStats;
 use super::node::data_size;
 use super::walk;
+use crate::layer::whiteout::{hidden_name, is_overlay_whiteout_stat, is_reserved};
 use crate::union::layer::{is_dir, is_opaque_dir, stat_at};
-use crate::union::whiteout::{hidden_name, is_overlay_whiteout, is_reserved};
 use crate::union::{Entry, Layer, Stack};
 
 /// Across layers: every path's data versions and what was hidden.
@@ -86,7 +86,7 @@ impl LayerWalk<'_> {
                 continue;
             }
             let Some(st) = stat_at(dfd.as_fd(), name)? else { continue };
-            if is_overlay_whiteout(&st) {
+            if is_overlay_whiteout_stat(&st) {
                 whiteouts.insert(name.to_os_string());
                 continue;
             }

@@ -10,7 +10,7 @@ use nix::dir::{Dir, Type};
 
 use super::layer::{file_type, stat_at};
 use super::stack::{Entry, Stack, is_gone};
-use super::whiteout::{hidden_name, is_overlay_whiteout, is_reserved};
+use crate::layer::whiteout::{hidden_name, is_overlay_whiteout_stat, is_reserved};
 
 /// One name in a merged directory.
 #[derive(Clone, Debug)]
@@ -92,7 +92,7 @@ pub(crate) fn merge(stack: &Stack, dir: &Entry) -> io::Result<Listing> {
             let kind = match kind_of(ent.file_type()) {
                 Some(k) => k,
                 None => match stat_at(dir_fd(stack, l, &dir.path, &mut dfd)?.as_fd(), name)? {
-                    Some(st) if is_overlay_whiteout(&st) => {
+                    Some(st) if is_overlay_whiteout_stat(&st) => {
                         layer_whiteouts.push(name.to_os_string());
                         continue;
                     }
