@@ -37,8 +37,7 @@ impl Drop for Mounted<'_> {
 
 /// FUSE tests need /dev/fuse and root; under CI=true their absence is a failure, never a skip.
 fn require_fuse() {
-    let ok = Path::new("/dev/fuse").exists() && nix::unistd::geteuid().is_root();
-    assert!(ok, "these tests need /dev/fuse and root (CI={:?})", std::env::var("CI").ok());
+    assert!(common::mount::fuse_ready(), "these tests need /dev/fuse and root");
 }
 
 fn sh(dir: &Path, script: &str) {
@@ -88,7 +87,7 @@ fn create_ps_mount_umount_rm_and_rmi_protection() {
     let err = s.fails(&["mount", "web", s.path("mnt2").to_str().unwrap()]);
     assert!(err.contains("already mounted"), "{err}");
     s.ok(&["umount", "web"]);
-    assert!(!common_is_mounted(&m.at));
+    assert!(!common::mount::is_mounted(&m.at));
     // The write is in the writable layer after unmount.
     let upper = s.root().join("containers").join(&id).join("upper/etc/new");
     assert_eq!(std::fs::read_to_string(upper).unwrap(), "written through the mount\n");
@@ -97,17 +96,9 @@ fn create_ps_mount_umount_rm_and_rmi_protection() {
     let m2 = Mounted::new(&s, "web", "mnt3");
     assert_eq!(std::fs::read_to_string(m2.at.join("etc/new")).unwrap(), "written through the mount\n");
     assert_eq!(s.ok(&["rm", "-f", "web"]).trim(), "web");
-    assert!(!common_is_mounted(&m2.at));
+    assert!(!common::mount::is_mounted(&m2.at));
     assert!(!s.root().join("containers").join(&id).exists());
     s.ok(&["rmi", "bb:1"]);
-}
-
-fn common_is_mounted(p: &Path) -> bool {
-    let p = std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .any(|l| l.split(' ').nth(4) == p.to_str())
 }
 
 #[test]
@@ -121,7 +112,7 @@ fn image_mounts_are_read_only_and_block_rmi() {
     let err = s.fails(&["rmi", "bb:1"]);
     assert!(err.contains("in use by the mount"), "{err}");
     s.ok(&["umount", m.at.to_str().unwrap()]);
-    assert!(!common_is_mounted(&m.at));
+    assert!(!common::mount::is_mounted(&m.at));
     s.ok(&["rmi", "bb:1"]);
 }
 
@@ -146,7 +137,7 @@ fn a_killed_daemon_leaves_the_writable_layer_and_umount_clears_it() {
         "data"
     );
     s.ok(&["umount", "victim"]);
-    assert!(!common_is_mounted(&m.at));
+    assert!(!common::mount::is_mounted(&m.at));
     assert!(s.ok(&["ps", "-a"]).contains("Created"));
     // And it mounts again with its data.
     let m2 = Mounted::new(&s, "victim", "again");
@@ -207,7 +198,7 @@ fn commit_round_trip_gives_the_same_merged_tree() {
         assert!(diff.lines().any(|l| l == want), "missing {want:?} in diff:\n{diff}");
     }
     let mut sorted: Vec<&str> = diff.lines().collect();
-    sorted.sort_by(|a, b| a[2..].as_bytes().cmp(b[2..].as_bytes()));
+    sorted.sort_by(|a, b| a.as_bytes()[2..].cmp(&b.as_bytes()[2..]));
     assert_eq!(sorted, diff.lines().collect::<Vec<_>>(), "sorted by path");
 
     let fresh = Mounted::new(&s, "committed:1", "fresh");

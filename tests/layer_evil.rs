@@ -159,3 +159,41 @@ fn replacing_the_root_is_rejected() {
     let (_, err) = attempt(|_| RawTar::new().symlink(".", "/").end());
     assert!(err.is_some());
 }
+
+/// Random damage to headers and data: errors are fine, panics and escapes are not.
+#[test]
+fn mutated_archives_never_panic_or_escape() {
+    let base = RawTar::new()
+        .dir("d/")
+        .file("d/f", b"content")
+        .symlink("d/l", "../../outside")
+        .hardlink("d/h", "d/f")
+        .pax(&[("path", b"d/long-name"), ("SCHILY.xattr.user.x", b"v")])
+        .file("ignored", b"pax-named")
+        .end();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for round in 0..200 {
+        let mut tar = base.clone();
+        for _ in 0..1 + next() % 4 {
+            let at = (next() % tar.len() as u64) as usize;
+            tar[at] = match next() % 4 {
+                0 => 0,
+                1 => b'/',
+                2 => b'.',
+                _ => next() as u8,
+            };
+        }
+        let cut = if next() % 5 == 0 { (next() % tar.len() as u64) as usize } else { tar.len() };
+        let a = Arena::new();
+        let before = a.outside_state();
+        let r = std::panic::catch_unwind(|| unpack(&tar[..cut], &a.dest(), None).map(|_| ()));
+        assert!(r.is_ok(), "round {round}: unpack panicked");
+        assert_eq!(before, a.outside_state(), "round {round}: something outside dest changed");
+    }
+}

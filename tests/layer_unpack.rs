@@ -379,3 +379,40 @@ pub fn manifest_layers(layout: &std::path::Path, tag: &str) -> Vec<String> {
         .map(|l| l["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string())
         .collect()
 }
+
+#[test]
+fn gnu_sparse_files_restore_their_content_and_pax_sparse_is_refused() {
+    let a = Arena::new();
+    let src = a.tmp.path().join("src");
+    sh(&format!(
+        "mkdir -p {s} && cd {s} && truncate -s 3M sp && printf head | dd of=sp conv=notrunc status=none && \
+         printf tail | dd of=sp bs=1 seek=3000000 conv=notrunc status=none && \
+         tar --format=gnu -S -cf ../gnu.tar sp && tar --format=pax -S -cf ../pax.tar sp",
+        s = src.display()
+    ));
+    let tar = std::fs::read(a.tmp.path().join("gnu.tar")).unwrap();
+    unpack(&tar[..], &a.dest(), None).unwrap();
+    assert_eq!(std::fs::read(a.dest().join("sp")).unwrap(), std::fs::read(src.join("sp")).unwrap());
+
+    let b = Arena::new();
+    let tar = std::fs::read(a.tmp.path().join("pax.tar")).unwrap();
+    let e = format!("{:#}", unpack(&tar[..], &b.dest(), None).unwrap_err());
+    assert!(e.contains("sparse"), "{e}");
+}
+
+#[test]
+fn old_v7_archives_unpack() {
+    let a = Arena::new();
+    let src = a.tmp.path().join("src");
+    sh(&format!(
+        "mkdir -p {s}/d && printf v7 > {s}/d/f && ln {s}/d/f {s}/d/h && ln -s f {s}/d/l && \
+         touch -h -d @1000000000 {s}/d/l && cd {s} && tar --format=v7 -cf ../v7.tar d",
+        s = src.display()
+    ));
+    let tar = std::fs::read(a.tmp.path().join("v7.tar")).unwrap();
+    assert_ne!(&tar[257..262], b"ustar", "really a v7 header");
+    unpack(&tar[..], &a.dest(), None).unwrap();
+    let mut want = snapshot(&src);
+    want.values_mut().for_each(|i| i.mtime.1 = 0);
+    assert_same(&want, &snapshot(&a.dest()));
+}

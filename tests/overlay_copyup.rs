@@ -91,3 +91,18 @@ fn hard_links_stay_one_file() {
     let m = s.mount_rw(2);
     assert_eq!(fs::metadata(m.path("three")).unwrap().ino(), inos[0]);
 }
+
+#[test]
+fn interrupted_copy_up_leftovers_are_cleaned() {
+    if !fuse_ready() {
+        return;
+    }
+    let s = Scratch::new(1);
+    s.write("l1/f", "f");
+    s.write("work/strata-1-1", "half a copy");
+    fs::create_dir_all(s.p("work/strata-1-2/sub")).unwrap();
+    let m = s.mount_rw(1);
+    assert!(names(&s.p("work")).iter().all(|n| !n.starts_with("strata-")), "{:?}", names(&s.p("work")));
+    fs::write(m.path("f"), "g").unwrap();
+    assert!(names(&s.p("work")).is_empty(), "copy-up leaves nothing behind");
+}

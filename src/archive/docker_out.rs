@@ -37,9 +37,7 @@ pub fn write(store: &Store, selected: &[Selected], sink: &mut dyn Sink) -> Resul
     let mut tars: HashMap<Digest, String> = HashMap::new();
     for s in selected {
         let rec = &s.record;
-        let config = store.read_blob(&rec.id)?;
-        let got = Digest::of_bytes(&config);
-        anyhow::ensure!(got == rec.id, "config {} is corrupt in the store (hashes to {got})", rec.id);
+        let config = store.read_blob(&rec.id).context("the image's config")?;
         let parsed: Value = serde_json::from_slice(&config).with_context(|| format!("config {}", rec.id))?;
         let diff_ids: Vec<Digest> = rec.layers.iter().map(|l| l.diff_id.clone()).collect();
         anyhow::ensure!(

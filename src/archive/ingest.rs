@@ -140,15 +140,9 @@ pub fn verified(members: &dyn Members, name: &str, want: &Digest, size: Option<u
 
 /// An OCI manifest for an image that came without one (docker-archive), stored; returns its digest.
 pub fn synthesise_manifest(store: &Store, config: &[u8], layers: &[LayerRef]) -> Result<Digest> {
-    let desc = |media_type: &str, digest: &Digest, size: u64| Descriptor {
-        media_type: media_type.to_string(),
-        digest: digest.clone(),
-        size,
-        annotations: Default::default(),
-        platform: None,
-    };
-    let config_desc = desc(media::OCI_CONFIG, &Digest::of_bytes(config), config.len() as u64);
-    let layer_descs: Vec<_> = layers.iter().map(|l| desc(&l.media_type, &l.blob, l.blob_size)).collect();
+    let config_desc = Descriptor::new(media::OCI_CONFIG, &Digest::of_bytes(config), config.len() as u64);
+    let layer_descs: Vec<_> =
+        layers.iter().map(|l| Descriptor::new(&l.media_type, &l.blob, l.blob_size)).collect();
     store.put_blob_bytes(&build_manifest(&config_desc, &layer_descs))
 }
 

@@ -4,10 +4,11 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+
+use crate::layer::range::FileRange;
 
 /// Small JSON members (manifests, configs, indexes) are read whole; nothing honest comes near this.
 const MAX_JSON: u64 = 64 << 20;
@@ -139,30 +140,9 @@ impl Members for TarIndex {
 
     fn open(&self, name: &str) -> Result<Box<dyn Read + '_>> {
         let (offset, size) = self.resolve(name).with_context(|| format!("{name} is missing"))?;
-        let section = Section { file: &self.file, pos: offset, end: offset + size };
+        // By position, so members can be read in any order.
+        let section = FileRange::new(&self.file, offset, size);
         Ok(Box::new(io::BufReader::with_capacity(1 << 20, section)))
-    }
-}
-
-/// One member's bytes, read by position so members can be read in any order.
-struct Section<'a> {
-    file: &'a File,
-    pos: u64,
-    end: u64,
-}
-
-impl Read for Section<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let want = buf.len().min((self.end - self.pos) as usize);
-        if want == 0 {
-            return Ok(0);
-        }
-        let n = self.file.read_at(&mut buf[..want], self.pos)?;
-        if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "archive ends inside a member"));
-        }
-        self.pos += n as u64;
-        Ok(n)
     }
 }
 

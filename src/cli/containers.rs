@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use super::images::{creation_time, parse_tag};
+use super::images::{fixed_time, parse_tag};
 use super::output::{self, Format, Row, human_size, time_ago};
 use super::{Global, open_store};
 use crate::fs::containers::{self, MountRequest};
@@ -32,7 +32,7 @@ pub fn create(g: &Global, a: CreateArgs) -> Result<ExitCode> {
     let store = open_store(g, LockMode::Exclusive)?;
     let image = store.resolve_image(&a.image)?;
     let rec = store.create_container(&image.id, &a.image, a.name.as_deref())?;
-    println!("{}", rec.id);
+    writeln!(std::io::stdout(), "{}", rec.id)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -117,7 +117,7 @@ pub fn rm(g: &Global, a: RmArgs) -> Result<ExitCode> {
     let mut code = ExitCode::SUCCESS;
     for name in &a.containers {
         match remove_one(&store, name, a.force) {
-            Ok(()) => println!("{name}"),
+            Ok(()) => writeln!(std::io::stdout(), "{name}")?,
             Err(e) => {
                 eprintln!("strata: error: {e:#}");
                 code = ExitCode::FAILURE;
@@ -177,12 +177,9 @@ pub struct CommitArgs {
 
 pub fn commit(g: &Global, a: CommitArgs) -> Result<ExitCode> {
     let tags: Vec<Reference> = a.reference.as_deref().map(parse_tag).transpose()?.into_iter().collect();
-    let created = match a.created {
-        Some(c) => c,
-        None => creation_time()?,
-    };
-    let clamp =
-        a.created.or_else(|| std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.trim().parse().ok()));
+    // A fixed time also clamps newer file mtimes, so the layer is reproducible too.
+    let fixed = fixed_time(a.created)?;
+    let created = fixed.unwrap_or_else(output::now_unix);
     let compression = match a.compression.as_str() {
         "zstd" => Compression::Zstd,
         "none" => Compression::None,
@@ -191,10 +188,15 @@ pub fn commit(g: &Global, a: CommitArgs) -> Result<ExitCode> {
     let store = open_store(g, LockMode::Exclusive)?;
     let c = store.resolve_container(&a.container)?;
     let base = store.image(&c.image).with_context(|| format!("the image of container {}", c.name))?;
+    // Check what can fail before packing the layer, so a failed commit leaves nothing behind.
+    let mut scratch = store.base_config(&base)?;
+    for change in &a.changes {
+        crate::oci::changes::apply(&mut scratch, change)?;
+    }
     containers::sync_mount(&store, &c)?;
     let upper = store.container_upper(&c.id);
     let layer = store
-        .ingest_upper(&upper, &PackOptions { compression, clamp_mtime: clamp })
+        .ingest_upper(&upper, &PackOptions { compression, clamp_mtime: fixed })
         .with_context(|| format!("committing container {}", c.name))?;
     let history = HistoryEntry {
         created,
@@ -214,7 +216,7 @@ pub fn commit(g: &Global, a: CommitArgs) -> Result<ExitCode> {
         changes: &a.changes,
         tags: &tags,
     })?;
-    println!("{id}");
+    writeln!(std::io::stdout(), "{id}")?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -280,17 +282,22 @@ pub fn umount(g: &Global, a: UmountArgs) -> Result<ExitCode> {
 }
 
 #[derive(Args)]
+#[command(after_help = super::inspect::DIFF_HELP)]
 pub struct DiffArgs {
-    /// A container (its writable layer against its image).
-    pub container: String,
+    /// A container (its writable layer against its image), or two images (the second against the first).
+    #[arg(required = true, num_args = 1..=2, value_name = "CONTAINER | IMAGE IMAGE")]
+    pub targets: Vec<String>,
     /// `json`: one object per change.
     #[arg(long)]
     pub format: Option<String>,
 }
 
 pub fn diff(g: &Global, a: DiffArgs) -> Result<ExitCode> {
+    if let [x, y] = &a.targets[..] {
+        return super::inspect::diff_images(g, x, y, a.format.as_deref());
+    }
     let store = open_store(g, LockMode::Shared)?;
-    let c = store.resolve_container(&a.container)?;
+    let c = store.resolve_container(&a.targets[0])?;
     let image = store.image(&c.image)?;
     let lower = crate::union::Stack::new(&containers::image_lowers(&store, &image), None)
         .with_context(|| format!("opening the layers of {}", c.image_name))?;

@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
@@ -20,7 +21,7 @@ use crate::store::{ImageRecord, LockMode, Store};
 #[command(after_help = "Reproducible ids: with SOURCE_DATE_EPOCH set, it is used as the creation time.")]
 pub struct ImportArgs {
     /// Rootfs tarball (plain tar, gzip or zstd, detected by content), or - for stdin.
-    pub file: String,
+    pub file: PathBuf,
     /// Name for the new image.
     #[arg(value_name = "REPOSITORY[:TAG]")]
     pub reference: Option<String>,
@@ -32,14 +33,25 @@ pub struct ImportArgs {
     pub changes: Vec<String>,
 }
 
-/// The creation time for new images: SOURCE_DATE_EPOCH when set (reproducible builds), else now.
-pub(crate) fn creation_time() -> Result<i64> {
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) => {
-            v.trim().parse().with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"))
+/// A fixed creation time for new images, if the user asked for one: `--created` first, else
+/// SOURCE_DATE_EPOCH (reproducible builds). Image configs hold RFC 3339 times: years 1970 to 9999.
+pub(crate) fn fixed_time(created: Option<i64>) -> Result<Option<i64>> {
+    const LAST: i64 = 253_402_300_799;
+    let (secs, what) = match (created, std::env::var("SOURCE_DATE_EPOCH")) {
+        (Some(c), _) => (c, format!("--created {c}")),
+        (None, Ok(v)) => {
+            let secs = v
+                .trim()
+                .parse()
+                .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"))?;
+            (secs, format!("SOURCE_DATE_EPOCH={v:?}"))
         }
-        Err(_) => Ok(output::now_unix()),
+        (None, Err(_)) => return Ok(None),
+    };
+    if !(0..=LAST).contains(&secs) {
+        bail!("{what} is out of range (0 to {LAST}, years 1970 to 9999)");
     }
+    Ok(Some(secs))
 }
 
 /// Parses a user-given `REPO[:TAG]` for naming an image (no digests).
@@ -53,13 +65,14 @@ pub(crate) fn parse_tag(s: &str) -> Result<Reference> {
 
 pub fn import(g: &Global, a: ImportArgs) -> Result<ExitCode> {
     let tags: Vec<Reference> = a.reference.as_deref().map(parse_tag).transpose()?.into_iter().collect();
-    let created = creation_time()?;
-    let input: Box<dyn Read> = if a.file == "-" {
+    let created = fixed_time(None)?.unwrap_or_else(output::now_unix);
+    let stdin = a.file.as_os_str() == "-";
+    let source = if stdin { "stdin".to_string() } else { a.file.display().to_string() };
+    let input: Box<dyn Read> = if stdin {
         Box::new(std::io::stdin().lock())
     } else {
-        Box::new(std::fs::File::open(&a.file).with_context(|| format!("cannot open {}", a.file))?)
+        Box::new(std::fs::File::open(&a.file).with_context(|| format!("cannot open {source}"))?)
     };
-    let source = if a.file == "-" { "stdin".to_string() } else { a.file.clone() };
     let store = open_store(g, LockMode::Exclusive)?;
     let layer = store
         .ingest_layer(input, &LayerExpectation::default(), "import")
@@ -72,7 +85,7 @@ pub fn import(g: &Global, a: ImportArgs) -> Result<ExitCode> {
     };
     let id =
         store.derive_image(Derivation { base: None, layer, history, changes: &a.changes, tags: &tags })?;
-    println!("{id}");
+    writeln!(std::io::stdout(), "{id}")?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -306,7 +319,11 @@ pub fn rmi(g: &Global, a: RmiArgs) -> Result<ExitCode> {
     let mut code = ExitCode::SUCCESS;
     for input in &a.images {
         match store.remove_image(input, a.force) {
-            Ok(lines) => lines.iter().for_each(|l| println!("{l}")),
+            Ok(lines) => {
+                for l in lines {
+                    writeln!(std::io::stdout(), "{l}")?;
+                }
+            }
             Err(e) => {
                 eprintln!("strata: error: {e:#}");
                 code = ExitCode::FAILURE;
@@ -365,7 +382,7 @@ pub fn inspect(g: &Global, a: InspectArgs) -> Result<ExitCode> {
             o.as_object_mut().map(|m| m.remove("Variant"));
         }
     }
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&out)?)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -486,11 +503,13 @@ pub fn prune(g: &Global, a: PruneArgs) -> Result<ExitCode> {
     let reclaimed =
         (before.layers_size + before.blobs_size).saturating_sub(after.layers_size + after.blobs_size);
     if !lines.is_empty() {
-        println!("Deleted Images:");
-        lines.iter().for_each(|l| println!("{l}"));
-        println!();
+        writeln!(std::io::stdout(), "Deleted Images:")?;
+        for l in &lines {
+            writeln!(std::io::stdout(), "{l}")?;
+        }
+        writeln!(std::io::stdout())?;
     }
-    println!("Total reclaimed space: {}", human_size(reclaimed));
+    writeln!(std::io::stdout(), "Total reclaimed space: {}", human_size(reclaimed))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -2,7 +2,9 @@
 
 mod containers;
 mod images;
+mod inspect;
 pub mod output;
+mod registry;
 mod transfer;
 
 use std::path::PathBuf;
@@ -59,6 +61,16 @@ pub enum Command {
     Load(transfer::LoadArgs),
     /// Save images to a docker-archive, OCI archive or OCI layout directory.
     Save(transfer::SaveArgs),
+    /// Download an image from a registry.
+    Pull(registry::PullArgs),
+    /// Upload an image to a registry.
+    Push(registry::PushArgs),
+    /// Log in to a registry (credentials are checked, then saved 0600 in $XDG_CONFIG_HOME/strata/auth.json).
+    Login(registry::LoginArgs),
+    /// Forget the saved credentials for a registry.
+    Logout(registry::LogoutArgs),
+    /// Search a registry's catalog for repositories.
+    Search(registry::SearchArgs),
     /// Create a container: a writable layer over an image; prints its id.
     Create(containers::CreateArgs),
     /// List containers (mounted ones; -a for all).
@@ -69,8 +81,16 @@ pub enum Command {
     Mount(containers::MountArgs),
     /// Unmount a container or mountpoint and wait until everything is written.
     Umount(containers::UmountArgs),
-    /// Show the changes of a container's writable layer (A added, C changed, D deleted).
+    /// Show the changes of a container's writable layer, or between two images (A added, C changed, D deleted).
     Diff(containers::DiffArgs),
+    /// List a directory of an image's or container's merged tree, without mounting.
+    Ls(inspect::LsArgs),
+    /// Print files of an image's or container's merged tree (symlinks followed inside it only).
+    Cat(inspect::CatArgs),
+    /// Write an image's or container's merged tree as one tar (no whiteouts).
+    Export(inspect::ExportArgs),
+    /// Show what each layer adds, changes and removes, and the space later layers waste.
+    Analyze(inspect::AnalyzeArgs),
     /// Create a new image from a container's changes.
     Commit(containers::CommitArgs),
     /// Manage images.
@@ -144,9 +164,18 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Umount(a) => containers::umount(g, a),
         Command::Diff(a) => containers::diff(g, a),
         Command::Commit(a) => containers::commit(g, a),
+        Command::Ls(a) => inspect::ls(g, a),
+        Command::Cat(a) => inspect::cat(g, a),
+        Command::Export(a) => inspect::export(g, a),
+        Command::Analyze(a) => inspect::analyze(g, a),
         Command::Load(a) | Command::Image(ImageCommand::Load(a)) => transfer::load(g, a),
         Command::Save(a) | Command::Image(ImageCommand::Save(a)) => transfer::save(g, a),
         Command::System(SystemCommand::Df(a)) => images::df(g, a),
+        Command::Pull(a) => registry::pull(g, a),
+        Command::Push(a) => registry::push(g, a),
+        Command::Login(a) => registry::login(g, a),
+        Command::Logout(a) => registry::logout(g, a),
+        Command::Search(a) => registry::search(g, a),
     }
 }
 

@@ -77,31 +77,11 @@ pub type Row = BTreeMap<&'static str, String>;
 
 /// Writes rows as an aligned table (3-space gutters like Docker) with the given columns.
 pub fn print_table(out: &mut dyn Write, columns: &[(&'static str, &str)], rows: &[Row]) -> io::Result<()> {
-    let cells: Vec<Vec<&str>> = rows
-        .iter()
-        .map(|r| columns.iter().map(|(k, _)| r.get(k).map_or("", String::as_str)).collect())
-        .collect();
-    let mut widths: Vec<usize> = columns.iter().map(|(_, h)| h.chars().count()).collect();
-    for row in &cells {
-        for (w, c) in widths.iter_mut().zip(row) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let line = |out: &mut dyn Write, cells: &[&str]| -> io::Result<()> {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            s.push_str(c);
-            if i + 1 < cells.len() {
-                s.extend(std::iter::repeat_n(' ', widths[i] - c.chars().count() + 3));
-            }
-        }
-        writeln!(out, "{}", s.trim_end())
-    };
-    line(out, &columns.iter().map(|(_, h)| *h).collect::<Vec<_>>())?;
-    for row in &cells {
-        line(out, row)?;
-    }
-    Ok(())
+    let mut lines: Vec<Vec<&str>> = vec![columns.iter().map(|(_, h)| *h).collect()];
+    lines.extend(
+        rows.iter().map(|r| columns.iter().map(|(k, _)| r.get(k).map_or("", String::as_str)).collect()),
+    );
+    write_aligned(out, &lines)
 }
 
 /// A parsed `--format` value.
@@ -130,6 +110,9 @@ impl Format {
             }
             _ => (false, spec),
         };
+        if body.trim().is_empty() {
+            bail!("invalid --format {spec:?}: empty template (try \"table {{{{.ID}}}}\" or \"json\")");
+        }
         let body = body.replace("\\t", "\t").replace("\\n", "\n");
         let mut parts = Vec::new();
         let mut rest = body.as_str();
@@ -194,8 +177,14 @@ impl Format {
 /// Aligns tab-separated cells into columns with 3-space gutters.
 fn write_tabbed(out: &mut dyn Write, lines: &[String]) -> io::Result<()> {
     let split: Vec<Vec<&str>> = lines.iter().map(|l| l.split('\t').collect()).collect();
-    let mut widths = Vec::new();
-    for cells in &split {
+    write_aligned(out, &split)
+}
+
+/// Writes lines of cells, each column as wide as its widest cell plus a 3-space gutter; lines may
+/// have different numbers of cells, and trailing blanks are trimmed.
+fn write_aligned(out: &mut dyn Write, lines: &[Vec<&str>]) -> io::Result<()> {
+    let mut widths: Vec<usize> = Vec::new();
+    for cells in lines {
         for (i, c) in cells.iter().enumerate() {
             if widths.len() <= i {
                 widths.push(0);
@@ -203,7 +192,7 @@ fn write_tabbed(out: &mut dyn Write, lines: &[String]) -> io::Result<()> {
             widths[i] = widths[i].max(c.chars().count());
         }
     }
-    for cells in &split {
+    for cells in lines {
         let mut s = String::new();
         for (i, c) in cells.iter().enumerate() {
             s.push_str(c);

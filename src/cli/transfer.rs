@@ -1,6 +1,6 @@
 //! Images in and out of archives: load, save.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -44,10 +44,10 @@ pub fn load(g: &Global, a: LoadArgs) -> Result<ExitCode> {
     if !a.quiet {
         for l in loaded {
             if l.tags.is_empty() {
-                println!("Loaded image ID: {}", l.id);
+                writeln!(std::io::stdout(), "Loaded image ID: {}", l.id)?;
             }
             for t in l.tags {
-                println!("Loaded image: {}", t.familiar());
+                writeln!(std::io::stdout(), "Loaded image: {}", t.familiar())?;
             }
         }
     }

@@ -39,6 +39,15 @@ impl StrataFs {
 
     /// Makes sure `e` exists in the upper layer and returns its upper entry.
     pub(crate) fn copy_up(&self, e: &Entry) -> R<Entry> {
+        self.copy_up_data(e, true)
+    }
+
+    /// Copy-up for a file about to be truncated to 0 (O_TRUNC): everything but the data.
+    pub(crate) fn copy_up_empty(&self, e: &Entry) -> R<Entry> {
+        self.copy_up_data(e, false)
+    }
+
+    fn copy_up_data(&self, e: &Entry, data: bool) -> R<Entry> {
         if self.read_only {
             return Err(Errno::EROFS);
         }
@@ -51,7 +60,7 @@ impl StrataFs {
         let pe = self.lookup_path(parent)?;
         self.copy_up(&pe)?;
         let origin = self.st_ino(e);
-        let tmp = self.copy_to_work(e, origin)?;
+        let tmp = self.copy_to_work(e, origin, data)?;
         let work = self.work_fd()?;
         let updir = self.stack.dir_fd(0, parent).map_err(errno)?;
         // Copy-up changes nothing in the merged parent: keep its times.
@@ -65,7 +74,7 @@ impl StrataFs {
         if e.stat.st_mode & libc::S_IFMT == libc::S_IFREG && e.stat.st_nlink > 1 {
             self.link_aliases(e, origin)?;
         }
-        self.changed(&e.path);
+        self.changed_one(&e.path);
         tracing::debug!(path = %e.path.display(), "copied up");
         self.lookup_path(&e.path)
     }
@@ -77,7 +86,7 @@ impl StrataFs {
     }
 
     /// Builds a copy of `e` (without children) in the work dir; returns its name there.
-    fn copy_to_work(&self, e: &Entry, origin: u64) -> R<OsString> {
+    fn copy_to_work(&self, e: &Entry, origin: u64, data: bool) -> R<OsString> {
         let work = self.work_fd()?;
         let tmp = self.temp_name();
         let (srcdir, name) = self.parent_fd(e, e.layer)?;
@@ -95,7 +104,9 @@ impl StrataFs {
                         OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC,
                         Mode::from_bits_truncate(0o600),
                     )?;
-                    copy_data(src.as_fd(), dst.as_fd(), st.st_size.max(0) as u64)?;
+                    if data {
+                        copy_data(src.as_fd(), dst.as_fd(), st.st_size.max(0) as u64)?;
+                    }
                     let dst = File::from(dst);
                     self.set_meta_fd(&dst, st, perm)?;
                     copy_xattrs(&proc_path(srcdir.as_fd(), name), &proc_path(work, &tmp));
@@ -143,7 +154,11 @@ impl StrataFs {
     }
 
     fn set_meta_fd(&self, f: &File, st: &FileStat, perm: Mode) -> R<()> {
-        nix::unistd::fchown(f, Some(Uid::from_raw(st.st_uid)), Some(Gid::from_raw(st.st_gid)))?;
+        tolerate_eperm(nix::unistd::fchown(
+            f,
+            Some(Uid::from_raw(st.st_uid)),
+            Some(Gid::from_raw(st.st_gid)),
+        ))?;
         fchmod(f, perm)?;
         Ok(())
     }
@@ -157,13 +172,13 @@ impl StrataFs {
         name: &OsStr,
         origin: u64,
     ) -> R<()> {
-        fchownat(
+        tolerate_eperm(fchownat(
             work,
             tmp,
             Some(Uid::from_raw(st.st_uid)),
             Some(Gid::from_raw(st.st_gid)),
             AtFlags::AT_SYMLINK_NOFOLLOW,
-        )?;
+        ))?;
         copy_xattrs(&proc_path(srcdir, name), &proc_path(work, tmp));
         let _ = xattr::set(proc_path(work, tmp), self.inos.origin_xattr, &InoMap::encode(origin));
         set_times(work, tmp, st)
@@ -189,7 +204,7 @@ impl StrataFs {
             let pst = nix::sys::stat::fstat(dst_dir.as_fd())?;
             linkat(src_dir.as_fd(), src_name, dst_dir.as_fd(), an, AtFlags::empty())?;
             let _ = set_times(dst_dir.as_fd(), OsStr::new("."), &pst);
-            self.changed(alias);
+            self.changed_one(alias);
         }
         let _ = origin;
         Ok(())
@@ -233,6 +248,18 @@ impl StrataFs {
             }
         }
         self.lookup_path(&e.path)
+    }
+}
+
+/// Without privileges a file can't be given away: the copy then keeps the daemon's owner
+/// (rootless mounts), with a log line. As root EPERM is a real error.
+pub(crate) fn tolerate_eperm(r: R<()>) -> R<()> {
+    match r {
+        Err(Errno::EPERM) if !nix::unistd::geteuid().is_root() => {
+            tracing::debug!("chown not permitted (rootless): owner not preserved");
+            Ok(())
+        }
+        r => r,
     }
 }
 

@@ -10,7 +10,7 @@ use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{Mode, SFlag, mkdirat, mknodat};
 use nix::unistd::{linkat, symlinkat};
 
-use super::filesystem::{R, StrataFs, errno, lock};
+use super::filesystem::{R, StrataFs};
 use super::upper::Caller;
 use crate::union::Entry;
 
@@ -109,10 +109,8 @@ impl StrataFs {
         let src = self.copy_up(&src)?;
         let (sfd, sname) = self.parent_fd(&src, 0)?;
         linkat(sfd.as_fd(), sname, fd.as_fd(), name, AtFlags::empty())?;
-        let e = self.after_create(&pe, name, false)?;
-        // Every name of the file now reports the new link count.
-        self.changed(&src.path);
-        let _ = lock(&self.nodes).path(ino);
-        self.lookup_path(&e.path).map_err(|_| errno(std::io::Error::from_raw_os_error(libc::EIO)))
+        // The other names' cached stats hold the old link count.
+        self.changed_one(&src.path);
+        self.after_create(&pe, name, false)
     }
 }

@@ -74,6 +74,9 @@ impl StrataFs {
         passthrough: bool,
     ) -> io::Result<StrataFs> {
         let stack = Stack::new(lowers, upper)?;
+        if let (Some(_), Some(w)) = (upper, work) {
+            clean_work(w);
+        }
         let work = match (upper, work) {
             (Some(_), Some(w)) => Some(nix::fcntl::open(
                 w,
@@ -121,10 +124,21 @@ impl StrataFs {
         self.stack.has_upper() && e.layer == 0
     }
 
-    /// Forgets cached entries (after a change to existing entries).
+    /// Forgets what is cached about `path` and everything below it (removed or renamed
+    /// directory trees).
     pub(crate) fn changed(&self, path: &Path) {
-        lock(&self.entries).clear();
+        lock(&self.entries).retain(|p, _| !p.starts_with(path));
         self.stack.invalidate_tree(path);
+    }
+
+    /// Forgets what is cached about the single entry `path` (a file removed, copied up, or
+    /// a whiteout over it removed): its entry and its parent's listing. Entries below it don't
+    /// depend on it (a copied-up directory's children are looked up through its new entry).
+    pub(crate) fn changed_one(&self, path: &Path) {
+        lock(&self.entries).pop(path);
+        if let Some(parent) = path.parent() {
+            self.stack.invalidate_listing(parent);
+        }
     }
 
     /// Forgets the cached listing of `dir` (a name was added to it).
@@ -233,5 +247,24 @@ impl StrataFs {
         let attr = self.attr(e);
         let generation = lock(&self.nodes).remember(attr.ino.0, &e.path, 1);
         (attr, generation)
+    }
+}
+
+/// Removes what an interrupted copy-up left in the work dir (`strata-*` entries).
+fn clean_work(work: &Path) {
+    let Ok(rd) = std::fs::read_dir(work) else { return };
+    for e in rd.flatten() {
+        if !e.file_name().as_encoded_bytes().starts_with(b"strata-") {
+            continue;
+        }
+        let p = e.path();
+        let res = match e.file_type() {
+            Ok(t) if t.is_dir() => std::fs::remove_dir_all(&p),
+            _ => std::fs::remove_file(&p),
+        };
+        match res {
+            Ok(()) => tracing::info!("removed leftover {}", p.display()),
+            Err(err) => tracing::warn!("can't remove leftover {}: {err}", p.display()),
+        }
     }
 }

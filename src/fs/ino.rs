@@ -6,8 +6,6 @@
 //! device index is put in the top 8 bits ("xino"). Hard links of one lower file therefore share
 //! one st_ino, and a file keeps its st_ino across copy-up and remounts.
 
-use std::ffi::OsStr;
-
 /// FUSE node id of the root, and the st_ino it reports.
 pub const ROOT_INO: u64 = 1;
 const XINO_SHIFT: u32 = 56;
@@ -59,18 +57,12 @@ impl InoMap {
     }
 }
 
-/// xattr names strata keeps to itself (its own, and overlayfs metadata), never shown through
-/// the mount and never settable through it.
-pub fn is_private_xattr(name: &OsStr) -> bool {
-    let b = name.as_encoded_bytes();
-    ["trusted.strata.", "user.strata.", "trusted.overlay.", "user.overlay."]
-        .iter()
-        .any(|p| b.starts_with(p.as_bytes()))
-}
+pub use crate::layer::whiteout::is_private_xattr;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::OsStr;
 
     #[test]
     fn xino() {

@@ -22,6 +22,8 @@ pub(crate) struct Opened {
     pub entry: Entry,
     pub upper: bool,
     pub write: bool,
+    /// Opened O_RDWR (usable as a backing file for readers and writers alike).
+    pub rdwr: bool,
 }
 
 /// The attribute changes of a setattr request.
@@ -61,7 +63,7 @@ impl StrataFs {
                 return Err(Errno::EROFS);
             }
             let e = self.entry(ino)?;
-            self.copy_up(&e)?
+            if flags & libc::O_TRUNC != 0 { self.copy_up_empty(&e)? } else { self.copy_up(&e)? }
         } else {
             let _ns = self.ns.read().unwrap_or_else(|e| e.into_inner());
             self.entry(ino)?
@@ -77,11 +79,17 @@ impl StrataFs {
             | libc::O_NONBLOCK;
         let oflags = OFlag::from_bits_truncate(flags & keep) | OFlag::O_NOFOLLOW;
         let fd = self.stack.layers()[e.layer].open_at(&e.path, oflags, Mode::empty()).map_err(errno)?;
-        Ok(Opened { file: File::from(fd), upper: self.in_upper(&e), entry: e, write })
+        Ok(Opened {
+            file: File::from(fd),
+            upper: self.in_upper(&e),
+            entry: e,
+            write,
+            rdwr: acc == libc::O_RDWR,
+        })
     }
 
-    /// A second fd on the opened file for the kernel's passthrough backing: read-write for
-    /// upper files opened for writing, read-only otherwise.
+    /// A second fd on the opened file for the kernel's passthrough backing, when the opened
+    /// one can't serve: read-write for upper files opened for writing (O_WRONLY can't read).
     pub(crate) fn backing_file(&self, o: &Opened) -> R<File> {
         let acc = if o.upper && o.write { OFlag::O_RDWR } else { OFlag::O_RDONLY };
         let fd = self.stack.layers()[o.entry.layer]
@@ -124,7 +132,7 @@ impl StrataFs {
             return Err(Errno::EROFS);
         }
         let e = self.entry(ino)?;
-        let up = self.copy_up(&e)?;
+        let up = if a.size == Some(0) { self.copy_up_empty(&e)? } else { self.copy_up(&e)? };
         let (dfd, name) = self.parent_fd(&up, 0)?;
         let is_link = up.stat.st_mode & libc::S_IFMT == libc::S_IFLNK;
         if a.uid.is_some() || a.gid.is_some() {

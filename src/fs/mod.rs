@@ -35,4 +35,6 @@ pub mod upper;
 mod xattrs;
 
 pub use filesystem::StrataFs;
-pub use mount::{MountOptions, is_mounted, mount_daemon, mount_foreground, mount_with, unmount, unmount_and_wait};
+pub use mount::{
+    MountOptions, is_mounted, mount_daemon, mount_foreground, mount_with, unmount, unmount_and_wait,
+};

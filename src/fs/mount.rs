@@ -137,10 +137,41 @@ pub fn mount_with(opts: &MountOptions, mountpoint: &Path, ready: impl FnOnce()) 
     let session = fuser::Session::new(fs, mountpoint, &config)
         .with_context(|| format!("mounting on {}", mountpoint.display()))?;
     tracing::info!(mountpoint = %mountpoint.display(), "mounted");
+    unmount_on_signals(absolute(mountpoint)?);
     ready();
     session.run().context("FUSE session")?;
     tracing::info!(mountpoint = %mountpoint.display(), "unmounted; exiting");
     Ok(())
+}
+
+/// SIGTERM, SIGINT and SIGHUP unmount (lazily) instead of killing the daemon, so the session
+/// ends cleanly. Blocks them in this thread before the request threads start (they inherit
+/// the mask); one thread waits for them.
+fn unmount_on_signals(mountpoint: PathBuf) {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        set.add(s);
+    }
+    if let Err(e) = set.thread_block() {
+        tracing::warn!("can't block signals: {e}");
+        return;
+    }
+    let spawned = std::thread::Builder::new().name("strata-signals".into()).spawn(move || {
+        if let Ok(sig) = set.wait() {
+            tracing::info!("{sig}: unmounting {}", mountpoint.display());
+            if let Err(e) = umount2(&mountpoint, MntFlags::MNT_DETACH) {
+                if e == Errno::EPERM {
+                    let _ = fusermount_u(&mountpoint);
+                } else {
+                    tracing::warn!("unmount on {sig} failed: {e}");
+                }
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!("no signal thread: {e}");
+    }
 }
 
 /// Mounts and serves in this process until unmounted.

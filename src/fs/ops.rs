@@ -87,7 +87,11 @@ impl StrataFs {
             match self.handles.backing(ino) {
                 Some((b, up, w)) if up == o.upper && (w || !writable) => backing = Some(b),
                 Some(_) => flags |= FopenFlags::FOPEN_DIRECT_IO,
-                None => match self.backing_file(&o).map_err(io::Error::from).and_then(|f| open_backing(&f)) {
+                None => match if !o.write || o.rdwr {
+                    open_backing(&o.file)
+                } else {
+                    self.backing_file(&o).map_err(io::Error::from).and_then(|f| open_backing(&f))
+                } {
                     Ok(b) => {
                         let b = Arc::new(b);
                         self.handles.set_backing(ino, &b, o.upper, writable);
@@ -112,9 +116,9 @@ impl StrataFs {
 
 impl Filesystem for StrataFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        // Always readdirplus (not "auto"): a listing then answers the stats that follow it.
         for f in [
             InitFlags::FUSE_DO_READDIRPLUS,
-            InitFlags::FUSE_READDIRPLUS_AUTO,
             InitFlags::FUSE_PARALLEL_DIROPS,
             InitFlags::FUSE_CACHE_SYMLINKS,
             InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP,
@@ -379,6 +383,8 @@ impl Filesystem for StrataFs {
         };
         let r = catch_unwind(AssertUnwindSafe(|| {
             let _ns = self.ns.read().unwrap_or_else(|e| e.into_inner());
+            // Look names up in the directory as it is now, not as it was at opendir.
+            let dir = self.lookup_path(&h.entry.path).unwrap_or_else(|_| h.entry.clone());
             let mut i = offset as usize;
             let long = Duration::ZERO;
             while i < h.listing.entries.len() + 2 {
@@ -387,7 +393,7 @@ impl Filesystem for StrataFs {
                     1 => reply.add(h.dotdot.ino, 2, "..", &long, &h.dotdot, Generation(0)),
                     _ => {
                         let le = &h.listing.entries[i - 2];
-                        match self.plus_entry(&h.entry, le) {
+                        match self.plus_entry(&dir, le) {
                             Some((e, attr)) => {
                                 let generation = lock(&self.nodes).generation(attr.ino.0);
                                 let full = reply.add(
@@ -503,7 +509,7 @@ impl Filesystem for StrataFs {
         match run("create", || {
             let (e, file) = self.do_create(caller(req), parent.0, name, mode, umask, flags)?;
             let write = flags & libc::O_ACCMODE != libc::O_RDONLY;
-            Ok(Opened { file, entry: e, upper: true, write })
+            Ok(Opened { file, entry: e, upper: true, write, rdwr: flags & libc::O_ACCMODE == libc::O_RDWR })
         }) {
             Ok(o) => {
                 let e = o.entry.clone();

@@ -48,7 +48,11 @@ impl StrataFs {
                 unlinkat(fd.as_fd(), name, UnlinkatFlags::NoRemoveDir)?;
             }
         }
-        self.changed(&e.path);
+        if dir {
+            self.changed(&e.path);
+        } else {
+            self.changed_one(&e.path);
+        }
         if self.lower_entry(&pe, name)?.is_some() {
             self.write_whiteout(&pe.path, name)?;
         }

@@ -15,8 +15,8 @@ use nix::sys::stat::Mode;
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
 use super::filesystem::{R, StrataFs, errno, lock};
+use crate::layer::whiteout::{is_overlay_whiteout_stat, is_reserved};
 use crate::union::layer::stat_at;
-use crate::union::whiteout::{is_overlay_whiteout, is_reserved};
 
 impl StrataFs {
     /// rename(2) / renameat2(2).
@@ -167,7 +167,7 @@ fn scrub(parent: &OwnedFd, name: &OsStr, deep: bool) -> R<()> {
             Some(Type::Directory) if deep => dirs.push(n.to_os_string()),
             Some(Type::CharacterDevice) | None => {
                 if let Some(st) = stat_at(dfd.as_fd(), n).map_err(errno)? {
-                    if is_overlay_whiteout(&st) {
+                    if is_overlay_whiteout_stat(&st) {
                         remove.push(n.to_os_string());
                     } else if deep && st.st_mode & libc::S_IFMT == libc::S_IFDIR {
                         dirs.push(n.to_os_string());

@@ -14,9 +14,9 @@ use nix::sys::stat::Mode;
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchownat, unlinkat};
 
 use super::filesystem::{R, StrataFs, errno};
+use crate::layer::whiteout::{OPAQUE_MARKER, is_overlay_whiteout_stat, is_reserved, whiteout_name};
 use crate::union::Entry;
 use crate::union::layer::stat_at;
-use crate::union::whiteout::{OPAQUE_MARKER, is_overlay_whiteout, is_reserved, whiteout_for};
 
 /// Who asked: the caller's uid and gid.
 #[derive(Clone, Copy, Debug)]
@@ -65,7 +65,7 @@ impl StrataFs {
     /// (over 251 bytes) gets an overlayfs-style whiteout (char device 0/0) instead.
     pub(crate) fn write_whiteout(&self, dir: &Path, name: &OsStr) -> R<()> {
         let fd = self.stack.dir_fd(0, dir).map_err(errno)?;
-        let wh = whiteout_for(name);
+        let wh = whiteout_name(name);
         if wh.len() > 255 {
             return nix::sys::stat::mknodat(
                 fd.as_fd(),
@@ -88,7 +88,7 @@ impl StrataFs {
     /// Removes `.wh.NAME` from the upper directory `dir`, if there.
     pub(crate) fn remove_whiteout(&self, dir: &Path, name: &OsStr) -> R<bool> {
         let fd = self.stack.dir_fd(0, dir).map_err(errno)?;
-        match unlinkat(fd.as_fd(), whiteout_for(name).as_os_str(), UnlinkatFlags::NoRemoveDir) {
+        match unlinkat(fd.as_fd(), whiteout_name(name).as_os_str(), UnlinkatFlags::NoRemoveDir) {
             Ok(()) => Ok(true),
             Err(Errno::ENOENT) => Ok(false),
             Err(e) => Err(e),
@@ -98,7 +98,7 @@ impl StrataFs {
     /// Removes an overlayfs whiteout (char device 0/0) occupying `name` in the upper dir.
     pub(crate) fn clear_overlay_whiteout(&self, dirfd: &OwnedFd, name: &OsStr) -> R<()> {
         if let Some(st) = stat_at(dirfd.as_fd(), name).map_err(errno)? {
-            if is_overlay_whiteout(&st) {
+            if is_overlay_whiteout_stat(&st) {
                 unlinkat(dirfd.as_fd(), name, UnlinkatFlags::NoRemoveDir)?;
             }
         }
@@ -121,13 +121,13 @@ impl StrataFs {
     /// Gives a new upper entry its owner: the caller, with the group of a setgid parent.
     pub(crate) fn set_owner(&self, dirfd: &OwnedFd, parent: &Entry, name: &OsStr, who: Caller) -> R<()> {
         let gid = if parent.stat.st_mode & libc::S_ISGID != 0 { parent.stat.st_gid } else { who.gid };
-        fchownat(
+        super::copyup::tolerate_eperm(fchownat(
             dirfd.as_fd(),
             name,
             Some(Uid::from_raw(who.uid)),
             Some(Gid::from_raw(gid)),
             AtFlags::AT_SYMLINK_NOFOLLOW,
-        )
+        ))
     }
 
     /// After `name` was created in the upper directory `parent`: a new directory over a hidden
@@ -142,7 +142,7 @@ impl StrataFs {
             }
         }
         if self.remove_whiteout(&parent.path, name)? {
-            self.changed(&path);
+            self.changed_one(&path);
         } else {
             self.added(&parent.path);
         }

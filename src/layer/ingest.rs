@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 
 use super::pack::{PackOptions, pack_dir};
 use super::unpack::{Unpacked, unpack};
-use crate::store::blobs::{StagedBlob, verify};
+use crate::store::blobs::{StagedBlob, read_limit, verify};
 use crate::store::layers::{LayerExpectation, LayerMeta, now_unix};
 use crate::store::{LayerRef, Store, staging};
 
@@ -50,8 +50,7 @@ impl Store {
         self.ensure_writable()?;
         let stage = StagedLayer::new(self)?;
         let mut blob = BufWriter::with_capacity(1 << 20, self.stage_blob()?);
-        let limit = expect.blob.as_ref().and_then(|e| e.size).map_or(u64::MAX, |s| s + 1);
-        let unpacked = unpack(input.take(limit), &stage.fs(), Some(&mut blob))?;
+        let unpacked = unpack(input.take(read_limit(expect.blob.as_ref())), &stage.fs(), Some(&mut blob))?;
         let blob = blob.into_inner().map_err(|e| e.into_error())?;
         verify(&unpacked.blob, unpacked.blob_size, expect.blob.as_ref())?;
         if let Some(want) = &expect.diff_id {

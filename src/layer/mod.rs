@@ -3,12 +3,21 @@
 //!
 //! The tar crate is used to parse and never to extract: its own unpack turns
 //! device nodes into empty files, skips directory xattrs and ignores PAX mtimes.
+//!
+//! - [`unpack()`]: blob (plain/gzip/zstd, detected) → directory, blob digest and
+//!   diff_id in the same pass, every path resolved inside the destination.
+//! - [`pack_dir`]: directory (layer dir or overlay-style upper) → deterministic
+//!   layer blob, digests computed while writing.
+//! - [`TarEntryWriter`]: the entry format `pack_dir` writes, for callers that
+//!   walk trees of their own (export of a merged view).
+//! - [`whiteout`]: what `.wh.` names and overlayfs markers mean; no tar types.
 
 pub mod compression;
 mod extract;
 pub mod ingest;
 pub mod pack;
 mod pipe;
+pub mod range;
 pub mod tarpath;
 pub mod tarwriter;
 pub mod unpack;

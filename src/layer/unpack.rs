@@ -2,7 +2,7 @@
 //!
 //! The pipeline, bottom to top:
 //!   input → raw hasher (+ tee to the blob copy) → decompressor → tar hasher
-//!   → pipe to a second thread → tail padder → tar parser → [`Tree`] (the safe extractor).
+//!   → pipe to a second thread → tail padder → tar parser → `extract::Tree` (the safe extractor).
 //! After the tar's end the stream is drained, so both digests cover every byte.
 
 use std::cell::Cell;
@@ -182,7 +182,10 @@ fn attrs_of<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Attrs> {
         for ext in exts {
             let ext = ext.context("malformed PAX record")?;
             let key = ext.key_bytes();
-            if key == b"mtime" {
+            if key.starts_with(b"GNU.sparse.") {
+                // The tar crate reads only the old GNU sparse format; never restore a garbled file.
+                bail!("PAX-format sparse files are not supported (repack without --sparse)");
+            } else if key == b"mtime" {
                 pax_mtime = Some(parse_pax_time(ext.value_bytes())?);
             } else if let Some(x) = key.strip_prefix(b"SCHILY.xattr.") {
                 use std::os::unix::ffi::OsStrExt;

@@ -53,9 +53,34 @@ pub fn whiteout_name(name: &OsStr) -> std::ffi::OsString {
     s
 }
 
+/// For `.wh.NAME` returns NAME; `None` for other names and for `.wh..wh.*` metadata names
+/// (the opaque marker, aufs bookkeeping), which hide nothing by name.
+pub fn hidden_name(name: &OsStr) -> Option<&OsStr> {
+    let rest = name.as_bytes().strip_prefix(WHITEOUT_PREFIX.as_bytes())?;
+    if rest.is_empty() || rest.starts_with(WHITEOUT_PREFIX.as_bytes()) {
+        return None;
+    }
+    Some(OsStr::from_bytes(rest))
+}
+
+/// True for the OCI opaque marker.
+pub fn is_opaque_marker(name: &OsStr) -> bool {
+    name.as_bytes() == OPAQUE_MARKER.as_bytes()
+}
+
 /// overlayfs whiteout: a character device with device number 0/0.
 pub fn is_overlay_whiteout(meta: &std::fs::Metadata) -> bool {
     meta.file_type().is_char_device() && meta.rdev() == 0
+}
+
+/// The same rule on a raw `stat` (the union works on `*at` syscalls, not `Metadata`).
+pub fn is_overlay_whiteout_stat(st: &nix::sys::stat::FileStat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == 0
+}
+
+/// True when an overlayfs opaque xattr's value means "opaque".
+pub fn is_opaque_value(v: &[u8]) -> bool {
+    v == b"y"
 }
 
 /// Marks a directory that unpack created only because the tar had entries below it and no entry
@@ -70,7 +95,7 @@ pub fn implicit_dir_xattr(is_root: bool) -> &'static str {
 
 /// True if this xattr marks an overlayfs opaque directory.
 pub fn is_opaque_xattr(name: &OsStr, value: &[u8]) -> bool {
-    OVERLAY_OPAQUE_XATTRS.iter().any(|x| name.as_bytes() == x.as_bytes()) && value == b"y"
+    OVERLAY_OPAQUE_XATTRS.iter().any(|x| name.as_bytes() == x.as_bytes()) && is_opaque_value(value)
 }
 
 /// xattrs that are bookkeeping, not content: strata's own and overlayfs's.
@@ -83,6 +108,19 @@ pub fn is_private_xattr(name: &OsStr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hidden_names_and_markers() {
+        assert_eq!(hidden_name(OsStr::new(".wh.foo")), Some(OsStr::new("foo")));
+        assert_eq!(hidden_name(OsStr::new(".wh..wh..opq")), None);
+        assert_eq!(hidden_name(OsStr::new(".wh.")), None);
+        assert_eq!(hidden_name(OsStr::new("foo")), None);
+        assert!(is_reserved(OsStr::new(".wh..wh..opq")));
+        assert!(is_opaque_marker(OsStr::new(OPAQUE_MARKER)));
+        assert_eq!(whiteout_name(OsStr::new("a")), std::ffi::OsString::from(".wh.a"));
+        let raw = OsStr::from_bytes(b".wh.\xff\xfe");
+        assert_eq!(hidden_name(raw), Some(OsStr::from_bytes(b"\xff\xfe")));
+    }
 
     #[test]
     fn classifies_names() {

@@ -22,6 +22,19 @@ pub struct Descriptor {
     pub platform: Option<Platform>,
 }
 
+impl Descriptor {
+    /// A plain descriptor: no annotations, no platform.
+    pub fn new(media_type: &str, digest: &Digest, size: u64) -> Descriptor {
+        Descriptor {
+            media_type: media_type.to_string(),
+            digest: digest.clone(),
+            size,
+            annotations: BTreeMap::new(),
+            platform: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Platform {
     pub architecture: String,
@@ -184,12 +197,17 @@ impl HistoryEntry {
 }
 
 /// A new config: `base` (or an empty linux config for the host) plus one layer and one history entry.
-/// Unknown fields of `base` survive, so Docker-specific settings are not lost on commit.
+/// Unknown fields of `base` survive, so Docker-specific settings are not lost on commit. A base that
+/// is not a JSON object, or has no `rootfs.diff_ids` list, is an error (appending to it would give an
+/// image whose config disagrees with its layers).
 pub fn extend_config(
     base: Option<&serde_json::Value>,
     diff_id: &Digest,
     history: &HistoryEntry,
-) -> serde_json::Value {
+) -> Result<serde_json::Value> {
+    if let Some(b) = base {
+        config_diff_ids(b)?;
+    }
     let mut cfg = base.cloned().unwrap_or_else(|| {
         let host = Platform::host();
         let mut m = serde_json::Map::new();
@@ -202,7 +220,7 @@ pub fn extend_config(
         m.insert("rootfs".into(), serde_json::json!({"type": "layers", "diff_ids": []}));
         m.into()
     });
-    let obj = cfg.as_object_mut().expect("config is a JSON object");
+    let obj = cfg.as_object_mut().context("image config is not a JSON object")?;
     obj.insert("created".into(), super::time::format_rfc3339(history.created).into());
     match &history.author {
         Some(a) => obj.insert("author".into(), a.clone().into()),
@@ -216,18 +234,20 @@ pub fn extend_config(
         ids.push(diff_id.to_string().into());
     }
     let hist = obj.entry("history").or_insert_with(|| serde_json::json!([]));
-    if let Some(list) = hist.as_array_mut() {
-        list.push(history.to_json());
+    match hist.as_array_mut() {
+        Some(list) => list.push(history.to_json()),
+        None => bail!("image config has a history that is not a list"),
     }
-    cfg
+    Ok(cfg)
 }
 
 /// The diff_ids a config lists, bottom first.
 pub fn config_diff_ids(config: &serde_json::Value) -> Result<Vec<Digest>> {
+    anyhow::ensure!(config.is_object(), "image config is not a JSON object");
     let ids = config
         .pointer("/rootfs/diff_ids")
         .and_then(|v| v.as_array())
-        .context("image config has no rootfs.diff_ids")?;
+        .context("image config has no rootfs.diff_ids list")?;
     ids.iter()
         .map(|v| v.as_str().context("rootfs.diff_ids holds a non-string").and_then(|s| Ok(Digest::parse(s)?)))
         .collect()
@@ -251,31 +271,23 @@ mod tests {
             comment: Some("hi".into()),
             ..Default::default()
         };
-        let c = extend_config(None, &d, &h);
+        let c = extend_config(None, &d, &h).unwrap();
         assert_eq!(config_diff_ids(&c).unwrap(), vec![d.clone()]);
-        let c2 = extend_config(Some(&c), &d, &h);
+        let c2 = extend_config(Some(&c), &d, &h).unwrap();
         assert_eq!(config_diff_ids(&c2).unwrap().len(), 2);
         assert_eq!(c2["history"].as_array().unwrap().len(), 2);
         assert_eq!(c2["history"][1]["comment"], "hi");
         assert_eq!(config_bytes(&c2), config_bytes(&c2.clone()));
+        assert!(extend_config(Some(&serde_json::json!([1])), &d, &h).is_err());
+        assert!(extend_config(Some(&serde_json::json!({"os": "linux"})), &d, &h).is_err());
+        let bad_history = serde_json::json!({"rootfs": {"diff_ids": []}, "history": 3});
+        assert!(extend_config(Some(&bad_history), &d, &h).is_err());
     }
 
     #[test]
     fn manifest_round_trips_through_oci_spec() {
-        let cfg = Descriptor {
-            media_type: media::OCI_CONFIG.into(),
-            digest: Digest::of_bytes(b"c"),
-            size: 1,
-            annotations: Default::default(),
-            platform: None,
-        };
-        let l = Descriptor {
-            media_type: media::OCI_LAYER_GZIP.into(),
-            digest: Digest::of_bytes(b"l"),
-            size: 2,
-            annotations: Default::default(),
-            platform: None,
-        };
+        let cfg = Descriptor::new(media::OCI_CONFIG, &Digest::of_bytes(b"c"), 1);
+        let l = Descriptor::new(media::OCI_LAYER_GZIP, &Digest::of_bytes(b"l"), 2);
         let bytes = build_manifest(&cfg, std::slice::from_ref(&l));
         let m = parse_manifest(&bytes).unwrap();
         assert_eq!(m.config, cfg);

@@ -31,10 +31,16 @@ impl Store {
         File::open(&p).with_context(|| format!("blob {digest} is missing from the store ({})", p.display()))
     }
 
+    /// Reads a small blob (config, manifest) whole, checking that it still hashes to its name.
     pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
         let p = self.blob_path(digest);
-        std::fs::read(&p)
-            .with_context(|| format!("blob {digest} is missing from the store ({})", p.display()))
+        let bytes = std::fs::read(&p)
+            .with_context(|| format!("blob {digest} is missing from the store ({})", p.display()))?;
+        let got = Digest::of_bytes(&bytes);
+        if got != *digest {
+            bail!("blob {digest} is corrupt in the store: {} hashes to {got}", p.display());
+        }
+        Ok(bytes)
     }
 
     pub fn blob_size(&self, digest: &Digest) -> Result<u64> {
@@ -49,7 +55,7 @@ impl Store {
     pub fn put_blob(&self, reader: impl Read, expected: Option<&Expected>) -> Result<Digest> {
         let staged = self.stage_blob()?;
         let mut w = HashingWriter::new(BufWriter::with_capacity(1 << 20, staged));
-        let mut limited = reader.take(expected.and_then(|e| e.size).map_or(u64::MAX, |s| s + 1));
+        let mut limited = reader.take(read_limit(expected));
         io::copy(&mut limited, &mut w).context("cannot copy a blob into the store")?;
         let (buf, digest, size) = w.finish();
         let staged = buf.into_inner().map_err(|e| e.into_error())?;
@@ -88,14 +94,7 @@ impl Store {
 
     /// Every blob digest present.
     pub fn list_blobs(&self) -> Result<Vec<Digest>> {
-        let dir = self.root.join("blobs/sha256");
-        let mut out = Vec::new();
-        for e in std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))? {
-            if let Ok(d) = Digest::from_hex(&e?.file_name().to_string_lossy()) {
-                out.push(d);
-            }
-        }
-        Ok(out)
+        super::digest_names(&self.root.join("blobs/sha256"), "")
     }
 }
 
@@ -121,6 +120,12 @@ impl Write for StagedBlob {
     }
 }
 
+/// How many bytes to read of a blob: one more than expected, so that a longer one is caught
+/// without reading on forever (the size comes from a manifest: `u64::MAX` must not overflow).
+pub fn read_limit(expected: Option<&Expected>) -> u64 {
+    expected.and_then(|e| e.size).map_or(u64::MAX, |s| s.saturating_add(1))
+}
+
 /// Checks a computed digest and size against what a manifest promised.
 pub fn verify(digest: &Digest, size: u64, expected: Option<&Expected>) -> Result<()> {
     let Some(e) = expected else { return Ok(()) };
@@ -133,4 +138,18 @@ pub fn verify(digest: &Digest, size: u64, expected: Option<&Expected>) -> Result
         bail!("blob digest mismatch: expected {}, content hashes to {digest}", e.digest);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_limit_does_not_overflow_on_huge_declared_sizes() {
+        let e = |size| Expected { digest: Digest::of_bytes(b""), size };
+        assert_eq!(read_limit(None), u64::MAX);
+        assert_eq!(read_limit(Some(&e(None))), u64::MAX);
+        assert_eq!(read_limit(Some(&e(Some(5)))), 6);
+        assert_eq!(read_limit(Some(&e(Some(u64::MAX)))), u64::MAX);
+    }
 }

@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::layers::now_unix;
-use super::{Store, staging};
+use super::{Store, records, staging};
 use crate::oci::Digest;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -54,11 +54,13 @@ impl Store {
         for e in std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))? {
             let e = e?;
             let meta = e.path().join("meta.json");
-            if meta.is_file() {
-                let bytes = std::fs::read(&meta)?;
-                out.push(
-                    serde_json::from_slice(&bytes).with_context(|| format!("corrupt {}", meta.display()))?,
-                );
+            if let Some(rec) = records::read_optional::<ContainerRecord>(&meta)? {
+                // The id names the directory and is cut to a 12-digit short id: it must be the
+                // 64 hex digits the directory is called.
+                if e.file_name() != rec.id.as_str() || Digest::from_hex(&rec.id).is_err() {
+                    bail!("corrupt store file {}: it records container id {:?}", meta.display(), rec.id);
+                }
+                out.push(rec);
             }
         }
         out.sort_by(|a: &ContainerRecord, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
@@ -88,6 +90,7 @@ impl Store {
         name: Option<&str>,
     ) -> Result<ContainerRecord> {
         self.ensure_writable()?;
+        self.check_layers(&self.image(image)?)?;
         let existing = self.containers()?;
         let id = random_id()?;
         let name = match name {
@@ -124,11 +127,7 @@ impl Store {
     }
 
     pub fn save_container(&self, rec: &ContainerRecord) -> Result<()> {
-        staging::write_atomic(
-            &self.tmp_dir(),
-            &self.container_dir(&rec.id).join("meta.json"),
-            &serde_json::to_vec_pretty(rec)?,
-        )
+        records::write(&self.tmp_dir(), &self.container_dir(&rec.id).join("meta.json"), rec)
     }
 
     /// Deletes a container and its writable layer (renamed into tmp first: never half-deleted).

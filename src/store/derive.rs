@@ -1,9 +1,11 @@
 //! New images made here (import, commit): an optional base image plus one new layer.
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 
 use super::{ImageRecord, LayerRef, Store};
-use crate::oci::image::{Descriptor, HistoryEntry, build_manifest, config_bytes, extend_config};
+use crate::oci::image::{
+    Descriptor, HistoryEntry, build_manifest, config_bytes, config_diff_ids, extend_config,
+};
 use crate::oci::{Digest, Reference, changes, media};
 
 /// What the new image's config gets besides the layer.
@@ -19,8 +21,8 @@ pub struct Derivation<'a> {
 impl Store {
     /// Writes config and OCI manifest blobs and the image record; returns the new image id.
     pub fn derive_image(&self, d: Derivation<'_>) -> Result<Digest> {
-        let base_config = d.base.map(|b| self.image_config(b)).transpose()?;
-        let mut config = extend_config(base_config.as_ref(), &d.layer.diff_id, &d.history);
+        let base_config = d.base.map(|b| self.base_config(b)).transpose()?;
+        let mut config = extend_config(base_config.as_ref(), &d.layer.diff_id, &d.history)?;
         for c in d.changes {
             changes::apply(&mut config, c)?;
         }
@@ -28,16 +30,11 @@ impl Store {
         let id = self.put_blob_bytes(&config_bytes)?;
         let mut layers = d.base.map(|b| b.layers.clone()).unwrap_or_default();
         layers.push(d.layer);
-        let descriptor = |media_type: &str, digest: &Digest, size| Descriptor {
-            media_type: media_type.to_string(),
-            digest: digest.clone(),
-            size,
-            annotations: Default::default(),
-            platform: None,
-        };
-        let config_desc = descriptor(media::OCI_CONFIG, &id, config_bytes.len() as u64);
-        let layer_descs: Vec<_> =
-            layers.iter().map(|l| descriptor(&oci_layer_type(&l.media_type), &l.blob, l.blob_size)).collect();
+        let config_desc = Descriptor::new(media::OCI_CONFIG, &id, config_bytes.len() as u64);
+        let layer_descs: Vec<_> = layers
+            .iter()
+            .map(|l| Descriptor::new(&oci_layer_type(&l.media_type), &l.blob, l.blob_size))
+            .collect();
         let manifest = self.put_blob_bytes(&build_manifest(&config_desc, &layer_descs))?;
         let record = ImageRecord {
             id: id.clone(),
@@ -50,6 +47,20 @@ impl Store {
         };
         self.add_image(&record, d.tags)?;
         Ok(id)
+    }
+
+    /// The config of an image that a new one will extend, checked first: every layer present and
+    /// the config's diff_ids the image's layers. Commit calls this before packing anything.
+    pub fn base_config(&self, base: &ImageRecord) -> Result<serde_json::Value> {
+        self.check_layers(base)?;
+        let config = self.image_config(base)?;
+        let what = || format!("image {}", base.id.short());
+        let ids = config_diff_ids(&config).with_context(what)?;
+        if ids.len() != base.layers.len() || ids.iter().zip(&base.layers).any(|(i, l)| *i != l.diff_id) {
+            let (n, m) = (ids.len(), base.layers.len());
+            bail!("{} is inconsistent: its config's {n} diff_ids do not match its {m} layers", what());
+        }
+        Ok(config)
     }
 }
 

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use super::{Store, staging};
+use super::{Store, records};
 use crate::oci::{Digest, Reference};
 
 /// One layer of an image: the unpacked tree (by diff_id) and the blob it came from.
@@ -51,22 +51,33 @@ impl Store {
     }
 
     pub fn tags(&self) -> Result<Tags> {
-        match std::fs::read(self.tags_path()) {
-            Ok(b) => serde_json::from_slice(&b).context("corrupt tag file images/tags.json"),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Tags::new()),
-            Err(e) => Err(e).context("cannot read images/tags.json"),
-        }
+        Ok(records::read_optional(&self.tags_path())?.unwrap_or_default())
     }
 
     fn write_tags(&self, tags: &Tags) -> Result<()> {
         self.ensure_writable()?;
-        staging::write_atomic(&self.tmp_dir(), &self.tags_path(), &serde_json::to_vec_pretty(tags)?)
+        records::write(&self.tmp_dir(), &self.tags_path(), tags)
     }
 
     pub fn image(&self, id: &Digest) -> Result<ImageRecord> {
         let p = self.image_path(id);
-        let bytes = std::fs::read(&p).with_context(|| format!("no such image: {id}"))?;
-        serde_json::from_slice(&bytes).with_context(|| format!("corrupt image record {}", p.display()))
+        let rec: ImageRecord = records::read(&p, || format!("no such image: {id}"))?;
+        if rec.id != *id {
+            bail!("corrupt store file {}: it records image {}", p.display(), rec.id);
+        }
+        Ok(rec)
+    }
+
+    /// Errors unless every layer of `image` is unpacked in the store (a store someone damaged).
+    pub fn check_layers(&self, image: &ImageRecord) -> Result<()> {
+        match image.layers.iter().find(|l| !self.has_layer(&l.diff_id)) {
+            Some(l) => bail!(
+                "image {} is damaged: its layer {} is missing from the store",
+                image.id.short(),
+                l.diff_id
+            ),
+            None => Ok(()),
+        }
     }
 
     pub fn has_image(&self, id: &Digest) -> bool {
@@ -75,15 +86,8 @@ impl Store {
 
     /// Every image, oldest first.
     pub fn images(&self) -> Result<Vec<ImageRecord>> {
-        let dir = self.root.join("images");
-        let mut out = Vec::new();
-        for e in std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))? {
-            let name = e?.file_name();
-            let name = name.to_string_lossy();
-            if let Some(id) = name.strip_suffix(".json").and_then(|h| Digest::from_hex(h).ok()) {
-                out.push(self.image(&id)?);
-            }
-        }
+        let ids = super::digest_names(&self.root.join("images"), ".json")?;
+        let mut out = ids.iter().map(|id| self.image(id)).collect::<Result<Vec<_>>>()?;
         out.sort_by(|a, b| (a.added, &a.id).cmp(&(b.added, &b.id)));
         Ok(out)
     }
@@ -119,7 +123,7 @@ impl Store {
                 }
             }
         }
-        staging::write_atomic(&self.tmp_dir(), &self.image_path(&rec.id), &serde_json::to_vec_pretty(&rec)?)?;
+        records::write(&self.tmp_dir(), &self.image_path(&rec.id), &rec)?;
         if !tags.is_empty() {
             let mut all = self.tags()?;
             for t in tags {
@@ -166,19 +170,23 @@ impl Store {
         if let Ok(reference) = Reference::parse_with_default_tag(input) {
             if let Some(d) = &reference.digest {
                 let name = reference.name();
+                // `name@digest` names the manifest we store, or the index a multi-platform pull
+                // resolved (recorded verbatim in repo_digests).
+                let exact = format!("{name}@{d}");
                 let found = self.images()?.into_iter().find(|i| {
-                    &i.manifest == d
-                        && (i.repo_digests.iter().any(|r| r.starts_with(&format!("{name}@")))
-                            || self
-                                .tags_of(&i.id)
-                                .map(|t| t.iter().any(|t| t.starts_with(&format!("{name}:"))))
-                                .unwrap_or(false))
+                    i.repo_digests.contains(&exact)
+                        || (&i.manifest == d
+                            && (i.repo_digests.iter().any(|r| r.starts_with(&format!("{name}@")))
+                                || self
+                                    .tags_of(&i.id)
+                                    .map(|t| t.iter().any(|t| t.starts_with(&format!("{name}:"))))
+                                    .unwrap_or(false)))
                 });
                 if let Some(img) = found {
                     return Ok(img);
                 }
             } else if let Some(id) = self.tags()?.get(&reference.to_string()) {
-                return self.image(id);
+                return self.image(id).with_context(|| format!("tag {reference} is dangling"));
             }
         }
         if looks_like_id {
@@ -197,6 +205,9 @@ impl Store {
                 0 => {}
                 _ => bail!("image id prefix {input:?} is ambiguous: it matches {} images", matches.len()),
             }
+        }
+        if input.starts_with("sha256:") && !looks_like_id {
+            bail!("invalid image id {input:?}: expected sha256: and 4 to 64 lowercase hex digits");
         }
         Reference::parse(input).map_err(anyhow::Error::from)?;
         bail!("no such image: {input}")

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::blobs::Expected;
-use super::{Store, staging};
+use super::{Store, records, staging};
 use crate::oci::Digest;
 
 /// `layers/<diff_id>/meta`: facts about an unpacked layer.
@@ -48,20 +48,11 @@ impl Store {
 
     pub fn layer_meta(&self, diff_id: &Digest) -> Result<LayerMeta> {
         let p = self.layer_dir(diff_id).join("meta");
-        let bytes =
-            std::fs::read(&p).with_context(|| format!("layer {diff_id} is missing from the store"))?;
-        serde_json::from_slice(&bytes).with_context(|| format!("corrupt layer metadata {}", p.display()))
+        records::read(&p, || format!("layer {diff_id} is missing from the store"))
     }
 
     pub fn list_layers(&self) -> Result<Vec<Digest>> {
-        let dir = self.root.join("layers");
-        let mut out = Vec::new();
-        for e in std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))? {
-            if let Ok(d) = Digest::from_hex(&e?.file_name().to_string_lossy()) {
-                out.push(d);
-            }
-        }
-        Ok(out)
+        super::digest_names(&self.root.join("layers"), "")
     }
 
     /// Removes a layer directory (garbage collection only): renamed into tmp first so a crash midway

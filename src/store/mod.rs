@@ -10,6 +10,7 @@ pub mod images;
 pub mod layers;
 mod lock;
 pub mod mounts;
+mod records;
 pub mod remove;
 pub mod staging;
 pub mod usage;
@@ -73,4 +74,17 @@ impl Store {
         anyhow::ensure!(self.is_writable(), "internal error: store opened read-only for a write");
         Ok(())
     }
+}
+
+/// The digests a directory's entries are named by (`<64 hex><suffix>`); other names are skipped.
+fn digest_names(dir: &Path, suffix: &str) -> Result<Vec<crate::oci::Digest>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let name = e.with_context(|| format!("cannot read {}", dir.display()))?.file_name();
+        let hex = name.to_str().and_then(|n| n.strip_suffix(suffix));
+        if let Some(d) = hex.and_then(|h| crate::oci::Digest::from_hex(h).ok()) {
+            out.push(d);
+        }
+    }
+    Ok(out)
 }

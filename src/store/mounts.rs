@@ -3,10 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use super::{Store, staging};
+use super::{Store, records};
 use crate::oci::Digest;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -29,8 +29,7 @@ impl Store {
         let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(out) };
         for e in entries {
             let p = e?.path();
-            let bytes = std::fs::read(&p)?;
-            out.push(serde_json::from_slice(&bytes).with_context(|| format!("corrupt {}", p.display()))?);
+            out.push(records::read(&p, || format!("{} vanished", p.display()))?);
         }
         Ok(out)
     }
@@ -38,11 +37,7 @@ impl Store {
     pub fn record_image_mount(&self, m: &ImageMount) -> Result<()> {
         self.ensure_writable()?;
         std::fs::create_dir_all(self.root.join("mounts"))?;
-        staging::write_atomic(
-            &self.tmp_dir(),
-            &self.mount_record(&m.mountpoint),
-            &serde_json::to_vec_pretty(m)?,
-        )
+        records::write(&self.tmp_dir(), &self.mount_record(&m.mountpoint), m)
     }
 
     pub fn forget_image_mount(&self, mountpoint: &Path) -> Result<()> {

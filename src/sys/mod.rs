@@ -1,4 +1,3 @@
-//! The only `unsafe` in strata: thin syscall wrappers that nix lacks.
-
+//! sys (to be filled).
 pub mod daemon;
 pub mod fsio;

@@ -15,7 +15,7 @@ use nix::fcntl::AtFlags;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
 use nix::sys::stat::{FileStat, Mode, fstat, fstatat};
 
-use super::whiteout::{OPAQUE_MARKER, OVERLAY_OPAQUE_XATTRS, is_opaque_value};
+use crate::layer::whiteout::{IMPLICIT_DIR_XATTRS, OPAQUE_MARKER, OVERLAY_OPAQUE_XATTRS, is_opaque_value};
 
 /// A layer directory, opened once.
 #[derive(Debug)]
@@ -106,9 +106,7 @@ pub fn is_opaque_dir(dir: BorrowedFd<'_>) -> io::Result<bool> {
 /// A directory unpack created with no tar entry for it: its attributes come from below.
 pub fn is_implicit_dir(dir: BorrowedFd<'_>) -> io::Result<bool> {
     let p = proc_path(dir, OsStr::new(""));
-    Ok(crate::layer::whiteout::IMPLICIT_DIR_XATTRS
-        .iter()
-        .any(|name| matches!(xattr::get_deref(&p, name), Ok(Some(_)))))
+    Ok(IMPLICIT_DIR_XATTRS.iter().any(|name| matches!(xattr::get_deref(&p, name), Ok(Some(_)))))
 }
 
 /// File type bits of a stat.

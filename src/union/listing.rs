@@ -10,7 +10,7 @@ use nix::dir::{Dir, Type};
 
 use super::layer::{file_type, stat_at};
 use super::stack::{Entry, Stack, is_gone};
-use super::whiteout::{hidden_name, is_overlay_whiteout, is_reserved};
+use crate::layer::whiteout::{hidden_name, is_overlay_whiteout_stat, is_reserved};
 
 /// One name in a merged directory.
 #[derive(Clone, Debug)]
@@ -47,6 +47,18 @@ fn kind_of(t: Option<Type>) -> Option<u32> {
     })
 }
 
+fn dir_fd<'a>(
+    stack: &Stack,
+    layer: usize,
+    path: &std::path::Path,
+    slot: &'a mut Option<std::sync::Arc<std::os::fd::OwnedFd>>,
+) -> io::Result<&'a std::sync::Arc<std::os::fd::OwnedFd>> {
+    if slot.is_none() {
+        *slot = Some(stack.dir_fd(layer, path)?);
+    }
+    slot.as_ref().ok_or_else(|| io::Error::from_raw_os_error(libc::EIO))
+}
+
 /// Builds the merged listing of `dir`.
 pub(crate) fn merge(stack: &Stack, dir: &Entry) -> io::Result<Listing> {
     let mut entries: Vec<ListEntry> = Vec::new();
@@ -59,8 +71,8 @@ pub(crate) fn merge(stack: &Stack, dir: &Entry) -> io::Result<Listing> {
             Err(e) if is_gone(&e) => continue,
             Err(e) => return Err(e),
         };
-        let dfd = fd.try_clone()?;
         let mut d = Dir::from_fd(fd)?;
+        let mut dfd = None;
         let mut layer_whiteouts: Vec<OsString> = Vec::new();
         for ent in d.iter() {
             let ent = ent?;
@@ -79,8 +91,8 @@ pub(crate) fn merge(stack: &Stack, dir: &Entry) -> io::Result<Listing> {
             }
             let kind = match kind_of(ent.file_type()) {
                 Some(k) => k,
-                None => match stat_at(dfd.as_fd(), name)? {
-                    Some(st) if is_overlay_whiteout(&st) => {
+                None => match stat_at(dir_fd(stack, l, &dir.path, &mut dfd)?.as_fd(), name)? {
+                    Some(st) if is_overlay_whiteout_stat(&st) => {
                         layer_whiteouts.push(name.to_os_string());
                         continue;
                     }

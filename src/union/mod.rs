@@ -2,14 +2,13 @@
 //!
 //! Knows nothing of FUSE. A [`Stack`] is a list of layer directories, top first (optionally a
 //! writable upper as layer 0). [`Stack::lookup`] resolves a relative path through it and
-//! [`Stack::list`] merges a directory; both apply the whiteout rules of [`whiteout`] (OCI `.wh.`
+//! [`Stack::list`] merges a directory; both apply the whiteout rules of [`crate::layer::whiteout`] (OCI `.wh.`
 //! files and overlayfs 0/0 devices / opaque xattrs). Every access stays inside its layer root.
 
 pub mod layer;
 pub mod listing;
 pub mod resolve;
 pub mod stack;
-pub mod whiteout;
 
 pub use layer::Layer;
 pub use listing::{ListEntry, Listing};

@@ -2,7 +2,8 @@
 //! (`strata cat`, `ls`, `export`) need beyond lookup. A symlink never leads out of the merged
 //! root: absolute targets start at the merged root, and `..` stops there.
 
-use std::ffi::OsString;
+use std::collections::VecDeque;
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
@@ -17,7 +18,7 @@ use super::stack::{Entry, Stack};
 const MAX_SYMLINKS: usize = 40;
 
 impl Stack {
-    /// The target of a symlink entry.
+    /// The target of a symlink entry (raw bytes; need not be UTF-8).
     pub fn read_link(&self, e: &Entry) -> io::Result<OsString> {
         let (Some(parent), Some(name)) = (e.path.parent(), e.path.file_name()) else {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
@@ -26,62 +27,64 @@ impl Stack {
         Ok(nix::fcntl::readlinkat(fd.as_fd(), name)?)
     }
 
-    /// Opens a regular file entry for reading.
+    /// Opens a regular file entry for reading (in its layer, never following a symlink).
     pub fn open_file(&self, e: &Entry) -> io::Result<File> {
         let fd =
             self.layers()[e.layer].open_at(&e.path, OFlag::O_RDONLY | OFlag::O_NOFOLLOW, Mode::empty())?;
         Ok(File::from(fd))
     }
 
-    /// Looks up `path`, following symlinks (also in the last component) inside the merged
-    /// view. ELOOP after 40 links.
-    pub fn resolve(&self, path: &Path) -> io::Result<Option<Entry>> {
-        let mut todo: Vec<OsString> = components(path);
-        todo.reverse();
-        let mut cur = self.root()?;
+    /// Looks up `path` (absolute or relative to the merged root) the way a chroot would: symlinks
+    /// in the middle are always followed, the last component only with `follow_last`; an absolute
+    /// target starts again at the merged root and `..` at the root stays there. `Ok(None)` when
+    /// it does not exist; ENOTDIR through a non-directory, ELOOP after 40 links.
+    pub fn resolve(&self, path: &Path, follow_last: bool) -> io::Result<Option<Entry>> {
+        let mut todo: VecDeque<OsString> = components(path.as_os_str().as_bytes());
+        // The directories from the root to the current one, for `..`.
+        let mut chain: Vec<Entry> = vec![self.root()?];
         let mut links = 0;
-        while let Some(c) = todo.pop() {
-            if c == ".." {
-                let parent = cur.path.parent().map(Path::to_path_buf).unwrap_or_default();
-                cur = match self.lookup(&parent)? {
-                    Some(e) => e,
-                    None => return Ok(None),
-                };
+        while let Some(name) = todo.pop_front() {
+            if name == ".." {
+                if chain.len() > 1 {
+                    chain.pop();
+                }
                 continue;
             }
+            let cur = chain.last().expect("the chain always holds the root");
             if !cur.is_dir() {
                 return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
             }
-            let Some(next) = self.lookup_child(&cur, &c)? else { return Ok(None) };
-            if next.stat.st_mode & libc::S_IFMT == libc::S_IFLNK {
+            let Some(next) = self.lookup_child(cur, &name)? else { return Ok(None) };
+            let last = todo.is_empty();
+            if next.stat.st_mode & libc::S_IFMT == libc::S_IFLNK && (!last || follow_last) {
                 links += 1;
                 if links > MAX_SYMLINKS {
                     return Err(io::Error::from_raw_os_error(libc::ELOOP));
                 }
                 let target = self.read_link(&next)?;
-                let t = Path::new(&target);
-                let mut more = components(t);
-                more.reverse();
-                todo.extend(more);
-                if t.is_absolute() {
-                    cur = self.root()?;
+                if target.is_empty() {
+                    // An empty target names nothing (ENOENT), as in the kernel.
+                    return Ok(None);
+                }
+                let mut rest = components(target.as_bytes());
+                rest.extend(todo.drain(..));
+                todo = rest;
+                if target.as_bytes().starts_with(b"/") {
+                    chain.truncate(1);
                 }
                 continue;
             }
-            cur = next;
+            chain.push(next);
         }
-        Ok(Some(cur))
+        Ok(chain.pop())
     }
 }
 
-fn components(p: &Path) -> Vec<OsString> {
-    p.components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n.to_os_string()),
-            Component::ParentDir => Some(OsString::from("..")),
-            _ => None,
-        })
-        .filter(|n| !n.as_bytes().is_empty())
+/// Splits on `/`, dropping empty and `.` components (they change nothing).
+fn components(p: &[u8]) -> VecDeque<OsString> {
+    p.split(|&b| b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+        .map(|c| OsStr::from_bytes(c).to_os_string())
         .collect()
 }
 

@@ -17,7 +17,7 @@ use nix::sys::stat::FileStat;
 
 use super::layer::{Layer, is_dir, is_implicit_dir, is_opaque_dir, stat_at};
 use super::listing::{self, Listing};
-use super::whiteout::{is_overlay_whiteout, is_reserved, whiteout_for};
+use crate::layer::whiteout::{is_overlay_whiteout_stat, is_reserved, whiteout_name};
 
 const DIR_FD_CACHE: usize = 512;
 /// Total directory entries kept in cached listings (bounds memory for huge directories).
@@ -186,7 +186,7 @@ impl Stack {
             return Ok(None);
         }
         let path = parent.path.join(name);
-        let wh = whiteout_for(name);
+        let wh = whiteout_name(name);
         let mut found: Option<Entry> = None;
         // The found directory's attributes were made up by unpack: take the next real ones below.
         let mut implicit = false;
@@ -199,7 +199,7 @@ impl Stack {
                 Err(e) => return Err(e),
             };
             if let Some(st) = stat_at(dir.as_fd(), name)? {
-                if is_overlay_whiteout(&st) {
+                if is_overlay_whiteout_stat(&st) {
                     break;
                 }
                 match &mut found {

@@ -1,7 +1,10 @@
 //! Shared test harness. Each test binary uses only part of it.
 #![allow(dead_code)]
 
+pub mod image_mount;
 pub mod images;
 pub mod mount;
+pub mod registry;
 pub mod strata;
+pub mod token_issuer;
 pub mod tree;

@@ -1,0 +1,156 @@
+//! Authenticating to one registry: learns the scheme from the first `401` challenge, then sends
+//! Basic credentials, or Bearer tokens fetched from the challenge's realm and cached per scope for
+//! the life of the process (until they expire).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use super::challenge::{self, Challenge};
+use super::credentials::Credentials;
+use super::endpoint::{percent_encode, with_query};
+use super::errors::StatusError;
+
+pub struct Auth {
+    registry: String,
+    creds: Option<Credentials>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    scheme: Option<Scheme>,
+    tokens: HashMap<String, Token>,
+}
+
+#[derive(Clone)]
+enum Scheme {
+    Basic,
+    Bearer { realm: String, service: Option<String> },
+}
+
+struct Token {
+    value: String,
+    expires: Instant,
+}
+
+impl Auth {
+    pub fn new(registry: &str, creds: Option<Credentials>) -> Auth {
+        Auth { registry: registry.to_string(), creds, state: Mutex::new(State::default()) }
+    }
+
+    pub fn has_credentials(&self) -> bool {
+        self.creds.is_some()
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The `Authorization` value for a request needing `scope` (space-separated scopes; empty for
+    /// none), once the registry has said how it authenticates. May fetch a token.
+    pub fn header(&self, agent: &ureq::Agent, scope: &str) -> Result<Option<String>> {
+        let mut st = self.state();
+        match st.scheme.clone() {
+            None => Ok(None),
+            Some(Scheme::Basic) => Ok(self.creds.as_ref().map(Credentials::basic_header)),
+            Some(Scheme::Bearer { realm, service }) => {
+                if let Some(t) = st.tokens.get(scope).filter(|t| t.expires > Instant::now()) {
+                    return Ok(Some(format!("Bearer {}", t.value)));
+                }
+                let token = self.fetch_token(agent, &realm, service.as_deref(), scope)?;
+                let header = format!("Bearer {}", token.value);
+                st.tokens.insert(scope.to_string(), token);
+                Ok(Some(header))
+            }
+        }
+    }
+
+    /// Learns from a `401`'s `WWW-Authenticate`. Returns true when the request should be sent again
+    /// (the scheme was new, or a token for a wider scope was fetched); false when retrying cannot help.
+    pub fn challenged(&self, agent: &ureq::Agent, header: Option<&str>, scope: &str) -> Result<bool> {
+        let Some(ch) = header.and_then(challenge::parse) else { return Ok(false) };
+        let mut st = self.state();
+        match ch {
+            Challenge::Basic => {
+                let known = matches!(st.scheme, Some(Scheme::Basic));
+                st.scheme = Some(Scheme::Basic);
+                Ok(!known && self.creds.is_some())
+            }
+            Challenge::Bearer { realm, service, scope: wanted } => {
+                // Ask for what we need and what the registry says it needs.
+                let mut scopes: Vec<&str> = scope.split_whitespace().collect();
+                for s in wanted.as_deref().unwrap_or("").split_whitespace() {
+                    if !scopes.contains(&s) {
+                        scopes.push(s);
+                    }
+                }
+                let had = st.tokens.remove(scope).is_some();
+                let token = self.fetch_token(agent, &realm, service.as_deref(), &scopes.join(" "))?;
+                st.tokens.insert(scope.to_string(), token);
+                st.scheme = Some(Scheme::Bearer { realm, service });
+                // A second 401 for a token just fetched for the same scope means access is denied.
+                Ok(!had || wanted.is_some_and(|w| !scope.split_whitespace().any(|s| s == w)))
+            }
+        }
+    }
+
+    fn fetch_token(
+        &self,
+        agent: &ureq::Agent,
+        realm: &str,
+        service: Option<&str>,
+        scope: &str,
+    ) -> Result<Token> {
+        let mut url = realm.to_string();
+        if let Some(s) = service {
+            url = with_query(&url, "service", s);
+        }
+        for s in scope.split_whitespace() {
+            url = with_query(&url, "scope", s);
+        }
+        if let Some(c) = &self.creds {
+            url = format!(
+                "{url}{}account={}",
+                if url.contains('?') { '&' } else { '?' },
+                percent_encode(&c.username)
+            );
+        }
+        let mut req = ureq::http::Request::get(&url);
+        if let Some(c) = &self.creds {
+            req = req.header("Authorization", c.basic_header());
+        }
+        let req = req.body(()).context("invalid token realm URL")?;
+        let what = || format!("token from {realm} for {}", self.registry);
+        let mut resp = agent.run(req).with_context(|| format!("cannot get a {}", what()))?;
+        let status = resp.status().as_u16();
+        let body = resp.body_mut().with_config().limit(1 << 20).read_to_vec().unwrap_or_default();
+        if status != 200 {
+            let err = StatusError::new(status, &body);
+            let err = match (status, &self.creds) {
+                (401 | 403, Some(_)) => err.with_hint("incorrect username or password?"),
+                (401 | 403, None) => err.with_hint(format!("run `strata login {}`", self.registry)),
+                _ => err,
+            };
+            return Err(err).with_context(what);
+        }
+        #[derive(serde::Deserialize)]
+        struct Resp {
+            token: Option<String>,
+            access_token: Option<String>,
+            expires_in: Option<u64>,
+        }
+        let r: Resp = serde_json::from_slice(&body).with_context(|| format!("invalid JSON in {}", what()))?;
+        let value = r
+            .token
+            .or(r.access_token)
+            .filter(|t| !t.is_empty())
+            .with_context(|| format!("{}: no token in the answer", what()))?;
+        // Docker's default lifetime is 60 s; renew 10 s early.
+        let life = Duration::from_secs(r.expires_in.unwrap_or(60).max(20) - 10);
+        tracing::debug!("got a token for {scope:?} valid {} s", life.as_secs());
+        Ok(Token { value, expires: Instant::now() + life })
+    }
+}
