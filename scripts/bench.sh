@@ -11,6 +11,13 @@ runs="${2:-5}"
 cache="${BENCH_CACHE:-/var/cache/strata-bench}"
 work="${BENCH_WORK:-/var/tmp/strata-bench}"
 mkdir -p "$cache" "$work"
+# One benchmark at a time per work dir: two runs would delete each other's files (and time each
+# other). flock -o holds the lock in flock's own process, so mount daemons don't inherit it.
+if [ -z "${BENCH_LOCKED:-}" ]; then
+  rc=0; BENCH_LOCKED=1 flock -n -o -E 75 "$work.lock" "$PWD/scripts/bench.sh" "$@" || rc=$?
+  [ "$rc" != 75 ] || echo "another scripts/bench.sh is using $work (lock $work.lock): wait, or set BENCH_WORK" >&2
+  exit "$rc"
+fi
 # BENCH_TMPFS=1: run on a tmpfs, which shows the CPU cost of the code instead of the disk's.
 # Everything a benchmark starts or mounts registers its undoing here; it runs, newest first, on exit.
 cleanups=()
