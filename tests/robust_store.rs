@@ -84,6 +84,12 @@ fn dangling_tag_is_named() {
         fails_naming(&s, &[cmd, "foo:1"], &["docker.io/library/foo:1", &missing]);
     }
     assert_eq!(s.snapshot(), before);
+    // rmi is the way out: it removes the dangling tag and nothing else.
+    assert_eq!(s.ok(&["rmi", "foo:1"]).trim(), "Untagged: foo:1");
+    let tags: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.root().join("images/tags.json")).unwrap()).unwrap();
+    assert_eq!(tags, serde_json::json!({}));
+    assert_eq!(s.ok(&["images", "-q"]).lines().count(), 1, "the real image is untouched");
 }
 
 #[test]

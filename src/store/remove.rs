@@ -27,6 +27,14 @@ impl Store {
     /// is never deleted; with `force` its tag is removed and the image kept, as Docker does.
     pub fn remove_image(&self, input: &str, force: bool) -> Result<Vec<Removal>> {
         self.ensure_writable()?;
+        // A tag whose image record is gone (a damaged store) can still be removed by name.
+        if let Ok(r) = Reference::parse_with_default_tag(input) {
+            let full = r.to_string();
+            if self.tags()?.get(&full).is_some_and(|id| !self.has_image(id)) {
+                self.untag(&full)?;
+                return Ok(vec![Removal::Untagged(r.familiar())]);
+            }
+        }
         let image = self.resolve_image(input)?;
         let tags = self.tags_of(&image.id)?;
         let by_tag =
