@@ -16,7 +16,8 @@ echo "+ cargo clippy --all-targets -- -D warnings"
 cargo clippy --quiet --all-targets -- -D warnings
 if cargo nextest --version >/dev/null 2>&1; then
   echo "+ cargo nextest run"
-  cargo nextest run --no-fail-fast --failure-output final "$@"
+  # One retry: a FUSE test that fails once and then passes is reported as FLAKY, not hidden.
+  cargo nextest run --no-fail-fast --retries 1 --failure-output final "$@"
 else
   echo "+ cargo test"
   cargo test --no-fail-fast "$@"
