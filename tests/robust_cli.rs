@@ -7,18 +7,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::process::Output;
 
-use common::strata::{Strata, tar_dir};
-
-/// A store with one imported image `foo:1`; returns its id (64 hex).
-fn store_with_image(s: &Strata) -> String {
-    let rootfs = s.path("rootfs");
-    std::fs::create_dir_all(rootfs.join("etc")).unwrap();
-    std::fs::write(rootfs.join("etc/motd"), "hello\n").unwrap();
-    let tar = s.path("rootfs.tar");
-    tar_dir(&rootfs, &tar, "plain");
-    let id = s.ok(&["import", tar.to_str().unwrap(), "foo:1"]);
-    id.trim().strip_prefix("sha256:").unwrap().to_string()
-}
+use common::strata::{Strata, store_with_image};
 
 /// Asserts a failure with exactly one `strata: error:` line containing every needle.
 fn one_line_error(args: &dyn std::fmt::Debug, out: &Output, needles: &[&str]) -> String {

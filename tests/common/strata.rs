@@ -112,3 +112,14 @@ pub fn tar_dir(dir: &Path, out: &Path, compress: &str) {
     let st = c.arg("-cf").arg(out).arg(".").status().expect("run tar");
     assert!(st.success(), "tar failed");
 }
+
+/// A store with one imported image `foo:1`; returns its id (64 hex).
+pub fn store_with_image(s: &Strata) -> String {
+    let rootfs = s.path("rootfs");
+    std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+    std::fs::write(rootfs.join("etc/motd"), "hello\n").unwrap();
+    let tar = s.path("rootfs.tar");
+    tar_dir(&rootfs, &tar, "plain");
+    let id = s.ok(&["import", tar.to_str().unwrap(), "foo:1"]);
+    id.trim().strip_prefix("sha256:").unwrap().to_string()
+}
