@@ -2,15 +2,12 @@
 
 use std::ffi::OsStr;
 use std::os::fd::AsFd;
-use std::os::unix::ffi::OsStrExt;
 
-use nix::dir::Dir;
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
-use nix::sys::stat::Mode;
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
 use super::filesystem::{R, StrataFs, errno, lock};
+use super::upper::read_upper_dir;
 
 impl StrataFs {
     /// unlink(2).
@@ -69,23 +66,8 @@ impl StrataFs {
 /// Empties an upper directory whose merged view is empty: it holds only whiteouts, the opaque
 /// marker, or overlay whiteouts.
 fn clear_dir(parent: &std::os::fd::OwnedFd, name: &OsStr) -> R<()> {
-    let fd = nix::fcntl::openat(
-        parent.as_fd(),
-        name,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
-    let dfd = fd.try_clone().map_err(errno)?;
-    let mut d = Dir::from_fd(fd)?;
-    let mut names = Vec::new();
-    for ent in d.iter() {
-        let ent = ent?;
-        let n = ent.file_name().to_bytes();
-        if n != b"." && n != b".." {
-            names.push(OsStr::from_bytes(n).to_os_string());
-        }
-    }
-    for n in names {
+    let (dfd, entries) = read_upper_dir(parent, name)?;
+    for (n, _) in entries {
         match unlinkat(dfd.as_fd(), n.as_os_str(), UnlinkatFlags::NoRemoveDir) {
             Ok(()) | Err(Errno::ENOENT) => {}
             Err(Errno::EISDIR) => return Err(Errno::ENOTEMPTY),

@@ -5,16 +5,15 @@
 
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use nix::dir::{Dir, Type};
+use nix::dir::Type;
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, RenameFlags, renameat2};
-use nix::sys::stat::Mode;
+use nix::fcntl::{RenameFlags, renameat2};
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
 use super::filesystem::{R, StrataFs, errno, lock};
+use super::upper::read_upper_dir;
 use crate::layer::whiteout::{is_overlay_whiteout_stat, is_reserved};
 use crate::union::layer::stat_at;
 
@@ -143,27 +142,16 @@ impl StrataFs {
 /// Removes whiteouts and opaque markers in the upper directory `parent/name`; recursively
 /// when `deep`.
 fn scrub(parent: &OwnedFd, name: &OsStr, deep: bool) -> R<()> {
-    let fd = nix::fcntl::openat(
-        parent.as_fd(),
-        name,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
-    let dfd = fd.try_clone().map_err(errno)?;
-    let mut d = Dir::from_fd(fd)?;
+    let (dfd, entries) = read_upper_dir(parent, name)?;
     let mut remove = Vec::new();
     let mut dirs = Vec::new();
-    for ent in d.iter() {
-        let ent = ent?;
-        let n = OsStr::from_bytes(ent.file_name().to_bytes());
-        if n == "." || n == ".." {
-            continue;
-        }
+    for (n, kind) in entries {
+        let n = n.as_os_str();
         if is_reserved(n) {
             remove.push(n.to_os_string());
             continue;
         }
-        match ent.file_type() {
+        match kind {
             Some(Type::Directory) if deep => dirs.push(n.to_os_string()),
             Some(Type::CharacterDevice) | None => {
                 if let Some(st) = stat_at(dfd.as_fd(), n).map_err(errno)? {

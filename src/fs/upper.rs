@@ -3,11 +3,13 @@
 //! Whiteouts are OCI `.wh.` files, so a rootless user can write them and a commit is a plain
 //! tar of the upper. overlayfs-style whiteouts found in a user-supplied upper are replaced.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
 
+use nix::dir::{Dir, Type};
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::Mode;
@@ -17,6 +19,31 @@ use super::filesystem::{R, StrataFs, errno};
 use crate::layer::whiteout::{OPAQUE_MARKER, is_overlay_whiteout_stat, is_reserved, whiteout_name};
 use crate::union::Entry;
 use crate::union::layer::stat_at;
+
+/// A child of an upper directory: its name and its type as readdir reports it.
+pub(crate) type UpperChild = (OsString, Option<Type>);
+
+/// Opens the upper directory `parent/name` and lists it (without `.` and `..`): the directory fd
+/// (for `*at` calls on the children) and each child's name and type as readdir reports it.
+pub(crate) fn read_upper_dir(parent: &OwnedFd, name: &OsStr) -> R<(OwnedFd, Vec<UpperChild>)> {
+    let fd = nix::fcntl::openat(
+        parent.as_fd(),
+        name,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    let dfd = fd.try_clone().map_err(errno)?;
+    let mut d = Dir::from_fd(fd)?;
+    let mut out = Vec::new();
+    for ent in d.iter() {
+        let ent = ent?;
+        let n = ent.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            out.push((OsStr::from_bytes(n).to_os_string(), ent.file_type()));
+        }
+    }
+    Ok((dfd, out))
+}
 
 /// Who asked: the caller's uid and gid.
 #[derive(Clone, Copy, Debug)]
