@@ -252,28 +252,12 @@ pub fn strata_cmd(s: &super::strata::Strata, args: &[&str]) -> Command {
 
 /// Runs and asserts success; returns stdout.
 pub fn ok(s: &super::strata::Strata, args: &[&str]) -> String {
-    let out = strata_cmd(s, args).output().expect("run strata");
-    assert!(
-        out.status.success(),
-        "strata {args:?} failed: {}\nstdout: {}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 stdout")
+    super::strata::expect_ok(strata_cmd(s, args).output().expect("run strata"), args)
 }
 
 /// Runs and asserts a one-line error without a panic; returns stderr.
 pub fn fails(s: &super::strata::Strata, args: &[&str]) -> String {
-    let out = strata_cmd(s, args).output().expect("run strata");
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(
-        !out.status.success(),
-        "strata {args:?} should fail; stdout: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert!(err.contains("error"), "error message expected, got {err:?}");
-    assert!(!err.contains("panicked"), "strata panicked: {err}");
-    err
+    super::strata::expect_failure(strata_cmd(s, args).output().expect("run strata"), args)
 }
 
 /// What a tree holds, path by path: kind, permissions, owner, size, content hash, link target

@@ -35,28 +35,12 @@ impl Strata {
 
     /// Runs and asserts success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "strata {args:?} failed: {}\nstdout: {}",
-            String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8(out.stdout).expect("utf-8 stdout")
+        expect_ok(self.run(args), args)
     }
 
     /// Runs and asserts failure with a one-line error; returns stderr.
     pub fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        let err = String::from_utf8_lossy(&out.stderr).to_string();
-        assert!(
-            !out.status.success(),
-            "strata {args:?} should fail; stdout: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        assert!(err.contains("error"), "error message expected, got {err:?}");
-        assert!(!err.contains("panicked"), "strata panicked: {err}");
-        err
+        expect_failure(self.run(args), args)
     }
 
     /// Every path in the store with its type, size and mode (lock and tmp/ excluded): compare
@@ -122,4 +106,28 @@ pub fn store_with_image(s: &Strata) -> String {
     tar_dir(&rootfs, &tar, "plain");
     let id = s.ok(&["import", tar.to_str().unwrap(), "foo:1"]);
     id.trim().strip_prefix("sha256:").unwrap().to_string()
+}
+
+/// Asserts a strata run succeeded; returns its stdout.
+pub fn expect_ok(out: Output, args: &[&str]) -> String {
+    assert!(
+        out.status.success(),
+        "strata {args:?} failed: {}\nstdout: {}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 stdout")
+}
+
+/// Asserts a strata run failed with an error message and no panic; returns its stderr.
+pub fn expect_failure(out: Output, args: &[&str]) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !out.status.success(),
+        "strata {args:?} should fail; stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(err.contains("error"), "error message expected, got {err:?}");
+    assert!(!err.contains("panicked"), "strata panicked: {err}");
+    err
 }
