@@ -128,13 +128,22 @@ impl Stack {
     /// The root of the merged view.
     pub fn root(&self) -> io::Result<Entry> {
         let mut layers = Vec::new();
-        let mut attrs: Option<(usize, FileStat, bool)> = None;
+        let mut attrs: Option<(usize, FileStat)> = None;
+        // Whether the attributes taken so far are made up (unpack's implicit root); asked only
+        // once a second layer is merged in, so a single-layer root costs no xattr reads.
+        let mut implicit: Option<bool> = None;
         for i in 0..self.layers.len() {
             let fd = self.dir_fd(i, Path::new(""))?;
-            if attrs.as_ref().is_none_or(|a| a.2) {
-                let implicit = is_implicit_dir(fd.as_fd())?;
-                if attrs.is_none() || !implicit {
-                    attrs = Some((i, nix::sys::stat::fstat(fd.as_fd())?, implicit));
+            match &attrs {
+                None => attrs = Some((i, nix::sys::stat::fstat(fd.as_fd())?)),
+                Some((top, _)) => {
+                    if implicit.is_none() {
+                        implicit = Some(self.implicit(*top, Path::new(""))?);
+                    }
+                    if implicit == Some(true) && !is_implicit_dir(fd.as_fd())? {
+                        attrs = Some((i, nix::sys::stat::fstat(fd.as_fd())?));
+                        implicit = Some(false);
+                    }
                 }
             }
             layers.push(i);
@@ -142,7 +151,7 @@ impl Stack {
                 break;
             }
         }
-        let (layer, stat, _) = attrs.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+        let (layer, stat) = attrs.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
         Ok(Entry { path: PathBuf::new(), layer, stat, layers })
     }
 
@@ -188,8 +197,10 @@ impl Stack {
         let path = parent.path.join(name);
         let wh = whiteout_name(name);
         let mut found: Option<Entry> = None;
-        // The found directory's attributes were made up by unpack: take the next real ones below.
-        let mut implicit = false;
+        // Whether the found directory's attributes were made up by unpack (then the next real ones
+        // below count); asked only when a lower layer has the directory too, so the common case
+        // of a directory in one layer costs no xattr reads on this hot path.
+        let mut implicit: Option<bool> = None;
         for (i, &l) in layers.iter().enumerate() {
             // Whiteouts and opacity only matter when there are layers below this one.
             let below = i + 1 < layers.len();
@@ -209,14 +220,16 @@ impl Stack {
                         if !d || !below || self.opaque(l, &path)? {
                             break;
                         }
-                        implicit = self.implicit(l, &path)?;
                     }
                     Some(e) => {
                         if !is_dir(&st) {
                             break;
                         }
-                        if implicit && !self.implicit(l, &path)? {
-                            (e.layer, e.stat, implicit) = (l, st, false);
+                        if implicit.is_none() {
+                            implicit = Some(self.implicit(e.layer, &path)?);
+                        }
+                        if implicit == Some(true) && !self.implicit(l, &path)? {
+                            (e.layer, e.stat, implicit) = (l, st, Some(false));
                         }
                         e.layers.push(l);
                         if !below || self.opaque(l, &path)? {
