@@ -48,3 +48,25 @@ pub fn to_attr(st: &FileStat, ino: u64, merged_dir: bool) -> FileAttr {
         flags: 0,
     }
 }
+
+/// Attributes sent with "." and ".." in readdirplus: the kernel skips those two names, so only
+/// the inode number and type are filled in.
+pub fn dot_attr(ino: u64) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(ino),
+        size: 0,
+        blocks: 0,
+        atime: UNIX_EPOCH,
+        mtime: UNIX_EPOCH,
+        ctime: UNIX_EPOCH,
+        crtime: UNIX_EPOCH,
+        kind: FileType::Directory,
+        perm: 0o755,
+        nlink: 1,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 4096,
+        flags: 0,
+    }
+}

@@ -1,30 +1,72 @@
-//! opendir / readdir / readdirplus over merged listings.
+//! readdir / readdirplus over merged listings.
+//!
+//! opendir is answered with ENOSYS: the kernel then opens directories without asking and keeps
+//! their listings in its own cache (`FOPEN_CACHE_DIR | FOPEN_KEEP_CACHE`), which it drops when
+//! the directory changes through the mount. A listing walk costs no opendir/releasedir round
+//! trips, and a second walk of an unchanged tree reaches the daemon not at all.
+
+use std::ffi::OsStr;
+use std::sync::Arc;
 
 use fuser::FileAttr;
 use nix::errno::Errno;
 
 use super::attr::kind;
 use super::filesystem::{R, StrataFs, errno};
-use super::handles::DirHandle;
+use super::handles::DirStream;
 use crate::union::{Entry, ListEntry};
 
+/// What readdir reports at one offset.
+pub(crate) struct Dirent<'a> {
+    pub name: &'a OsStr,
+    /// The offset of the next entry.
+    pub next: u64,
+    pub kind: fuser::FileType,
+    /// `None` for "." and "..".
+    pub listed: Option<&'a ListEntry>,
+    /// st_ino of "." or ".." (0 for a listed name: ask [`StrataFs::dirent_ino`]).
+    pub ino: u64,
+}
+
+impl DirStream {
+    /// The entry at `offset`: "." and ".." first, then the listing.
+    pub(crate) fn at(&self, offset: u64) -> Option<Dirent<'_>> {
+        let next = offset + 1;
+        let dir = fuser::FileType::Directory;
+        match offset {
+            0 => Some(Dirent { name: OsStr::new("."), next, kind: dir, listed: None, ino: self.dot }),
+            1 => Some(Dirent { name: OsStr::new(".."), next, kind: dir, listed: None, ino: self.dotdot }),
+            _ => {
+                let le = self.listing.entries.get(usize::try_from(offset - 2).ok()?)?;
+                Some(Dirent { name: &le.name, next, kind: kind(le.kind), listed: Some(le), ino: 0 })
+            }
+        }
+    }
+}
+
 impl StrataFs {
-    /// opendir: snapshot the merged listing. Returns the handle and whether the directory's
-    /// contents come from lower layers only (immutable: the kernel may keep its cache).
-    pub(crate) fn do_opendir(&self, ino: u64) -> R<(u64, bool)> {
-        let _ns = self.ns.read().unwrap_or_else(|e| e.into_inner());
+    /// The directory `ino` and the listing a readdir at `offset` reads: a fresh one at offset 0,
+    /// else the one that walk started with.
+    pub(crate) fn dir_stream(&self, ino: u64, offset: u64) -> R<(Entry, Arc<DirStream>)> {
         let entry = self.entry(ino)?;
         if !entry.is_dir() {
             return Err(Errno::ENOTDIR);
         }
+        if offset > 0 {
+            if let Some(s) = self.handles.stream(ino) {
+                return Ok((entry, s));
+            }
+        }
+        let generation = self.stack.generation();
         let listing = self.stack.list(&entry).map_err(errno)?;
-        let dot = self.attr(&entry);
+        let dot = self.st_ino(&entry);
         let dotdot = match entry.path.parent() {
-            Some(p) => self.lookup_path(p).map(|pe| self.attr(&pe)).unwrap_or(dot),
+            Some(p) => self.lookup_path(p).map(|pe| self.st_ino(&pe)).unwrap_or(dot),
             None => dot,
         };
-        let lower_only = !entry.layers.contains(&0) || !self.stack.has_upper();
-        Ok((self.handles.add_dir(DirHandle { entry, listing, dot, dotdot }), lower_only))
+        let s = Arc::new(DirStream { listing, generation, dot, dotdot });
+        self.handles.set_stream(ino, s.clone());
+        Ok((entry, s))
     }
 
     /// The inode number readdir reports for a listed name.
@@ -39,15 +81,21 @@ impl StrataFs {
         self.inos.map(dev, le.ino)
     }
 
-    /// One readdirplus entry: the child entry and its attributes.
-    pub(crate) fn plus_entry(&self, dir: &Entry, le: &ListEntry) -> Option<(Entry, FileAttr)> {
-        let e = self.child(dir, &le.name).ok()??;
+    /// One readdirplus entry: the child entry and its attributes. While the listing is
+    /// current, the name is looked up only in the layer the listing found it in.
+    pub(crate) fn plus_entry(&self, dir: &Entry, s: &DirStream, le: &ListEntry) -> Option<(Entry, FileAttr)> {
+        let e = if s.generation == self.stack.generation() {
+            self.stack.listed_child(dir, le).map_err(errno)
+        } else {
+            self.child(dir, &le.name)
+        };
+        let e = e.ok()??;
         let a = self.attr(&e);
         Some((e, a))
     }
 
-    /// File type of a listed name.
-    pub(crate) fn dirent_kind(le: &ListEntry) -> fuser::FileType {
-        kind(le.kind)
+    /// A readdir that returned nothing: the walk of `ino` is over.
+    pub(crate) fn end_dir_stream(&self, ino: u64) {
+        self.handles.end_stream(ino);
     }
 }

@@ -1,13 +1,19 @@
-//! Open file and directory handles, and passthrough backing ids shared per inode.
+//! Open file handles, directory listings being read, and passthrough backing ids shared per
+//! inode.
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use fuser::{BackingId, FileAttr};
+use fuser::BackingId;
+use lru::LruCache;
 
-use crate::union::{Entry, Listing};
+use crate::union::Listing;
+
+/// Directory listings being read at once (more only cost a listing rebuilt).
+const DIR_STREAMS: usize = 64;
 
 /// An open regular file.
 #[derive(Debug)]
@@ -22,29 +28,42 @@ pub struct FileHandle {
     pub backing: Option<Arc<BackingId>>,
 }
 
-/// An open directory: a snapshot of its merged listing.
+/// A directory being read. strata answers opendir with ENOSYS, so the kernel opens
+/// directories without asking and caches their listings itself (`FOPEN_CACHE_DIR |
+/// FOPEN_KEEP_CACHE`, dropped when the directory changes); its readdir offsets index into the
+/// listing taken when it asked for offset 0, kept here per inode until it reads past the end.
 #[derive(Debug)]
-pub struct DirHandle {
-    /// The directory.
-    pub entry: Entry,
-    /// Its merged listing at opendir time.
+pub struct DirStream {
+    /// The merged listing.
     pub listing: Arc<Listing>,
-    /// Attributes for "." and "..".
-    pub dot: FileAttr,
-    /// Attributes of the parent.
-    pub dotdot: FileAttr,
+    /// `Stack::generation` when it was taken.
+    pub generation: u64,
+    /// st_ino of the directory and of its parent.
+    pub dot: u64,
+    pub dotdot: u64,
 }
 
 /// A passthrough backing id, whether its file is in the upper, and whether it is writable.
 type Backing = (Weak<BackingId>, bool, bool);
 
 /// Every open handle.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Handles {
     next: AtomicU64,
     files: Mutex<HashMap<u64, Arc<FileHandle>>>,
-    dirs: Mutex<HashMap<u64, Arc<DirHandle>>>,
+    streams: Mutex<LruCache<u64, Arc<DirStream>>>,
     backing: Mutex<HashMap<u64, Backing>>,
+}
+
+impl Default for Handles {
+    fn default() -> Self {
+        Handles {
+            next: AtomicU64::new(0),
+            files: Mutex::default(),
+            streams: Mutex::new(LruCache::new(NonZeroUsize::new(DIR_STREAMS).unwrap_or(NonZeroUsize::MIN))),
+            backing: Mutex::default(),
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -73,21 +92,19 @@ impl Handles {
         lock(&self.files).remove(&fh)
     }
 
-    /// Registers an open directory.
-    pub fn add_dir(&self, h: DirHandle) -> u64 {
-        let id = self.id();
-        lock(&self.dirs).insert(id, Arc::new(h));
-        id
+    /// The listing of directory `ino` being read, if any.
+    pub fn stream(&self, ino: u64) -> Option<Arc<DirStream>> {
+        lock(&self.streams).get(&ino).cloned()
     }
 
-    /// The open directory `fh`.
-    pub fn dir(&self, fh: u64) -> Option<Arc<DirHandle>> {
-        lock(&self.dirs).get(&fh).cloned()
+    /// Records the listing of directory `ino` being read.
+    pub fn set_stream(&self, ino: u64, s: Arc<DirStream>) {
+        lock(&self.streams).put(ino, s);
     }
 
-    /// Closes directory `fh`.
-    pub fn remove_dir(&self, fh: u64) {
-        lock(&self.dirs).remove(&fh);
+    /// Directory `ino` was read to its end.
+    pub fn end_stream(&self, ino: u64) {
+        lock(&self.streams).pop(&ino);
     }
 
     /// The live backing id of inode `ino`, whether it is an upper file, and writable.

@@ -17,6 +17,7 @@ use fuser::{
 };
 use nix::errno::Errno;
 
+use super::attr::dot_attr;
 use super::filesystem::{R, StrataFs, lock};
 use super::handles::FileHandle;
 use super::io::{Opened, SetAttr};
@@ -307,7 +308,9 @@ impl Filesystem for StrataFs {
     }
 
     fn flush(&self, _req: &Request, _ino: INodeNo, _fh: Fh, _lock_owner: LockOwner, reply: ReplyEmpty) {
-        reply.ok();
+        // Nothing to do on close (locks are the kernel's, data goes straight to the layer
+        // file): ENOSYS makes the kernel stop sending FLUSH, a round trip on every close.
+        reply.error(fuser::Errno::ENOSYS);
     }
 
     fn release(
@@ -331,42 +334,31 @@ impl Filesystem for StrataFs {
         }
     }
 
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match run("opendir", || self.do_opendir(ino.0)) {
-            Ok((fh, lower_only)) => {
-                // The kernel caches listings (checked against the directory's mtime); an
-                // immutable lower directory may keep that cache across opens.
-                let mut fl = FopenFlags::FOPEN_CACHE_DIR;
-                if lower_only {
-                    fl |= FopenFlags::FOPEN_KEEP_CACHE;
-                }
-                reply.opened(Fh(fh), fl)
-            }
-            Err(e) => reply.error(e),
-        }
+    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        // ENOSYS: from now on the kernel opens directories itself and caches their listings
+        // (see dir.rs). Permissions are the kernel's (default_permissions).
+        reply.error(fuser::Errno::ENOSYS);
     }
 
-    fn readdir(&self, _req: &Request, _ino: INodeNo, fh: Fh, offset: u64, mut reply: ReplyDirectory) {
-        let Some(h) = self.handles.dir(fh.0) else {
-            reply.error(fuser::Errno::from_i32(libc::EBADF));
-            return;
+    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: Fh, offset: u64, mut reply: ReplyDirectory) {
+        let (dir, s) = match run("readdir", || {
+            let _ns = self.ns.read().unwrap_or_else(|e| e.into_inner());
+            self.dir_stream(ino.0, offset)
+        }) {
+            Ok(v) => v,
+            Err(e) => return reply.error(e),
         };
         let r = catch_unwind(AssertUnwindSafe(|| {
-            let mut i = offset as usize;
-            while i < h.listing.entries.len() + 2 {
-                let full = match i {
-                    0 => reply.add(h.dot.ino, 1, fuser::FileType::Directory, "."),
-                    1 => reply.add(h.dotdot.ino, 2, fuser::FileType::Directory, ".."),
-                    _ => {
-                        let le = &h.listing.entries[i - 2];
-                        let ino = INodeNo(self.dirent_ino(&h.entry, le));
-                        reply.add(ino, i as u64 + 1, Self::dirent_kind(le), &le.name)
-                    }
-                };
-                if full {
+            let mut o = offset;
+            while let Some(d) = s.at(o) {
+                let ino = d.listed.map(|le| self.dirent_ino(&dir, le)).unwrap_or(d.ino);
+                if reply.add(INodeNo(ino), d.next, d.kind, d.name) {
                     break;
                 }
-                i += 1;
+                o = d.next;
+            }
+            if o == offset {
+                self.end_dir_stream(ino.0);
             }
             reply
         }));
@@ -376,47 +368,45 @@ impl Filesystem for StrataFs {
         }
     }
 
-    fn readdirplus(&self, _req: &Request, _ino: INodeNo, fh: Fh, offset: u64, mut reply: ReplyDirectoryPlus) {
-        let Some(h) = self.handles.dir(fh.0) else {
-            reply.error(fuser::Errno::from_i32(libc::EBADF));
-            return;
+    fn readdirplus(&self, _req: &Request, ino: INodeNo, _fh: Fh, offset: u64, mut reply: ReplyDirectoryPlus) {
+        let _ns = self.ns.read().unwrap_or_else(|e| e.into_inner());
+        let (dir, s) = match run("readdirplus", || self.dir_stream(ino.0, offset)) {
+            Ok(v) => v,
+            Err(e) => return reply.error(e),
         };
         let r = catch_unwind(AssertUnwindSafe(|| {
-            let _ns = self.ns.read().unwrap_or_else(|e| e.into_inner());
-            // Look names up in the directory as it is now, not as it was at opendir.
-            let dir = self.lookup_path(&h.entry.path).unwrap_or_else(|_| h.entry.clone());
-            let mut i = offset as usize;
-            let long = Duration::ZERO;
-            while i < h.listing.entries.len() + 2 {
-                let full = match i {
-                    0 => reply.add(h.dot.ino, 1, ".", &long, &h.dot, Generation(0)),
-                    1 => reply.add(h.dotdot.ino, 2, "..", &long, &h.dotdot, Generation(0)),
-                    _ => {
-                        let le = &h.listing.entries[i - 2];
-                        match self.plus_entry(&dir, le) {
-                            Some((e, attr)) => {
-                                let generation = lock(&self.nodes).generation(attr.ino.0);
-                                let full = reply.add(
-                                    attr.ino,
-                                    i as u64 + 1,
-                                    &le.name,
-                                    &self.ttl(&e),
-                                    &attr,
-                                    Generation(generation),
-                                );
-                                if !full {
-                                    lock(&self.nodes).remember(attr.ino.0, &e.path, 1);
-                                }
-                                full
+            let mut o = offset;
+            let none = Duration::ZERO;
+            while let Some(d) = s.at(o) {
+                let full = match d.listed {
+                    None => reply.add(INodeNo(d.ino), d.next, d.name, &none, &dot_attr(d.ino), Generation(0)),
+                    // A name gone since the listing was taken is skipped.
+                    Some(le) => match self.plus_entry(&dir, &s, le) {
+                        None => false,
+                        Some((e, attr)) => {
+                            let generation = lock(&self.nodes).generation(attr.ino.0);
+                            let full = reply.add(
+                                attr.ino,
+                                d.next,
+                                d.name,
+                                &self.ttl(&e),
+                                &attr,
+                                Generation(generation),
+                            );
+                            if !full {
+                                lock(&self.nodes).remember(attr.ino.0, &e.path, 1);
                             }
-                            None => false,
+                            full
                         }
-                    }
+                    },
                 };
                 if full {
                     break;
                 }
-                i += 1;
+                o = d.next;
+            }
+            if o == offset {
+                self.end_dir_stream(ino.0);
             }
             reply
         }));
@@ -424,11 +414,6 @@ impl Filesystem for StrataFs {
             Ok(reply) => reply.ok(),
             Err(_) => tracing::error!("readdirplus: internal error (panic caught)"),
         }
-    }
-
-    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: Fh, _flags: OpenFlags, reply: ReplyEmpty) {
-        self.handles.remove_dir(fh.0);
-        reply.ok();
     }
 
     fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: Fh, _datasync: bool, reply: ReplyEmpty) {

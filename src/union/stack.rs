@@ -10,13 +10,14 @@ use std::io;
 use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use lru::LruCache;
 use nix::sys::stat::FileStat;
 
-use super::layer::{Layer, is_dir, is_implicit_dir, is_opaque_dir, stat_at};
-use super::listing::{self, Listing};
+use super::layer::{Layer, file_type, is_dir, is_implicit_dir, is_opaque_dir, stat_at};
+use super::listing::{self, ListEntry, Listing};
 use crate::layer::whiteout::{is_overlay_whiteout_stat, is_reserved, whiteout_name};
 
 const DIR_FD_CACHE: usize = 512;
@@ -65,6 +66,9 @@ pub struct Stack {
     writable: bool,
     dir_fds: Mutex<LruCache<(usize, PathBuf), Arc<OwnedFd>>>,
     listings: Mutex<Listings>,
+    /// Bumped whenever a cached listing is invalidated: a listing taken at generation G still
+    /// describes the tree while the generation is G.
+    generation: AtomicU64,
 }
 
 impl std::fmt::Debug for Stack {
@@ -95,6 +99,7 @@ impl Stack {
             writable: upper.is_some(),
             dir_fds: Mutex::new(LruCache::new(NonZeroUsize::new(DIR_FD_CACHE).unwrap_or(NonZeroUsize::MIN))),
             listings: Mutex::new(Listings { lru: LruCache::unbounded(), entries: 0 }),
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -245,6 +250,33 @@ impl Stack {
         Ok(found)
     }
 
+    /// The entry of a name listed in `dir`, looked up only from the layer the listing found it
+    /// in: the layers above hold neither it nor a whiteout for it. Only valid while the listing
+    /// is current (see [`Stack::generation`]); falls back to a full lookup when the layer no
+    /// longer holds what the listing saw.
+    pub fn listed_child(&self, dir: &Entry, le: &ListEntry) -> io::Result<Option<Entry>> {
+        let Some(pos) = dir.layers.iter().position(|&l| l == le.layer) else {
+            return self.lookup_child(dir, &le.name);
+        };
+        if le.kind == libc::S_IFDIR {
+            return self.lookup_child_in(dir, &le.name, &dir.layers[pos..]);
+        }
+        let fd = match self.dir_fd(le.layer, &dir.path) {
+            Ok(fd) => fd,
+            Err(e) if is_gone(&e) => return self.lookup_child(dir, &le.name),
+            Err(e) => return Err(e),
+        };
+        match stat_at(fd.as_fd(), &le.name)? {
+            Some(st) if file_type(&st) == le.kind => Ok(Some(Entry {
+                path: dir.path.join(&le.name),
+                layer: le.layer,
+                stat: st,
+                layers: vec![le.layer],
+            })),
+            _ => self.lookup_child(dir, &le.name),
+        }
+    }
+
     fn implicit(&self, layer: usize, path: &Path) -> io::Result<bool> {
         match self.dir_fd(layer, path) {
             Ok(fd) => is_implicit_dir(fd.as_fd()),
@@ -286,8 +318,14 @@ impl Stack {
         Ok(listing)
     }
 
+    /// The listing generation: it changes whenever a directory's children change.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     /// Forgets the cached listing of `dir` (its children changed).
     pub fn invalidate_listing(&self, dir: &Path) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         let mut c = lock(&self.listings);
         if let Some(old) = c.lru.pop(dir) {
             c.entries -= old.entries.len();
@@ -297,6 +335,7 @@ impl Stack {
     /// Forgets everything cached about `path` and below it (it was removed or renamed), and the
     /// listing of its parent.
     pub fn invalidate_tree(&self, path: &Path) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         lock(&self.dir_fds).retain(|(_, p), _| !p.starts_with(path));
         let mut c = lock(&self.listings);
         let mut dropped = 0;
