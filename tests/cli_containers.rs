@@ -229,6 +229,17 @@ fn commit_round_trip_gives_the_same_merged_tree() {
         .unwrap();
     assert!(st.success());
     assert_same(&before, &tree(&bundle.join("rootfs")));
+    // The upper's whiteouts are hard links of one file; the layer has them as plain entries.
+    let mut listing = String::new();
+    for blob in std::fs::read_dir(layout.join("blobs/sha256")).unwrap() {
+        let out = Command::new("tar").arg("-tvf").arg(blob.unwrap().path()).output().unwrap();
+        listing.push_str(&String::from_utf8_lossy(&out.stdout));
+    }
+    let whiteouts: Vec<&str> = listing.lines().filter(|l| l.contains(".wh.")).collect();
+    for name in [" .wh.new.txt", " .wh.opq"] {
+        assert!(whiteouts.iter().any(|l| l.ends_with(name)), "no {name} in\n{listing}");
+    }
+    assert!(whiteouts.iter().all(|l| l.starts_with('-') && !l.contains(" link to ")), "{whiteouts:?}");
 
     // The container goes on and commits again; like Docker, a container keeps its image, so the
     // second commit is the image plus one layer holding every change so far.

@@ -116,6 +116,31 @@ fn unlink_rmdir_whiteouts_and_opaque() {
 }
 
 #[test]
+fn whiteouts_share_one_inode() {
+    let Some((s, m)) = setup() else { return };
+    fs::remove_file(m.path("lower.txt")).unwrap();
+    fs::remove_file(m.path("dir/a")).unwrap();
+    // Like kernel overlayfs: whiteouts are hard links of one empty file, not an inode each.
+    let one = fs::metadata(s.p("upper/.wh.lower.txt")).unwrap();
+    let two = fs::metadata(s.p("upper/dir/.wh.a")).unwrap();
+    assert_eq!((one.dev(), one.ino()), (two.dev(), two.ino()));
+    assert!(one.is_file() && one.len() == 0 && one.nlink() >= 2, "{one:?}");
+    // Removing one of them (a create over it) leaves the other in place.
+    fs::write(m.path("lower.txt"), "new").unwrap();
+    assert!(!s.p("upper/.wh.lower.txt").exists());
+    assert!(!m.path("dir/a").exists());
+    assert_eq!(fs::read_to_string(m.path("dir/b")).unwrap(), "b");
+    // A remount starts a new shared file; old whiteouts keep working.
+    drop(m);
+    let m = s.mount_rw(2);
+    assert!(!m.path("dir/a").exists());
+    fs::remove_file(m.path("top.txt")).unwrap();
+    let three = fs::metadata(s.p("upper/.wh.top.txt")).unwrap();
+    assert_ne!(three.ino(), two.ino());
+    assert!(!m.path("top.txt").exists());
+}
+
+#[test]
 fn whiteout_names_refused() {
     let Some((_s, m)) = setup() else { return };
     for name in [".wh.foo", ".wh..wh..opq"] {

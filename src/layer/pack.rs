@@ -71,6 +71,9 @@ struct Child {
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
 enum ChildKind {
     Normal,
+    /// A `.wh.` file of the upper (strata's are hard links of one shared empty file, which the
+    /// tar must not turn into link entries).
+    WhiteoutFile,
     /// overlayfs whiteout (char 0/0) written as `.wh.NAME`.
     OverlayWhiteout,
     /// `.wh..wh..opq` synthesised for an overlayfs opaque directory.
@@ -89,8 +92,12 @@ fn walk<W: Write>(w: &mut TarEntryWriter<W>, dir: &Path, rel: &mut Vec<u8>) -> R
             let tar_name = whiteout::whiteout_name(&name);
             children.push(Child { tar_name, source, what: ChildKind::OverlayWhiteout, is_dir: false });
         } else {
-            whiteout::classify(&name).with_context(|| format!("{}", source.display()))?;
-            children.push(Child { tar_name: name, source, what: ChildKind::Normal, is_dir: ft.is_dir() });
+            let what = match whiteout::classify(&name).with_context(|| format!("{}", source.display()))? {
+                whiteout::NameKind::Normal => ChildKind::Normal,
+                _ if ft.is_dir() => ChildKind::Normal, // not a whiteout: kept as it is
+                _ => ChildKind::WhiteoutFile,
+            };
+            children.push(Child { tar_name: name, source, what, is_dir: ft.is_dir() });
         }
     }
     if is_overlay_opaque(dir)? {
@@ -120,11 +127,13 @@ fn walk<W: Write>(w: &mut TarEntryWriter<W>, dir: &Path, rel: &mut Vec<u8>) -> R
                     walk(w, &child.source, rel)?;
                 }
             }
-            ChildKind::OverlayWhiteout | ChildKind::OpaqueMarker => {
+            ChildKind::WhiteoutFile | ChildKind::OverlayWhiteout | ChildKind::OpaqueMarker => {
                 let mut meta = EntryMeta::from_path(&child.source)?;
                 // An empty regular file, owned and dated like the marker it stands for.
                 meta.kind = EntryKind::File { size: 0 };
-                meta.mode = 0o600;
+                if child.what != ChildKind::WhiteoutFile {
+                    meta.mode = 0o600;
+                }
                 meta.xattrs.clear();
                 w.append(rel, &meta, Some(&mut std::io::empty()))?;
             }
