@@ -123,11 +123,11 @@ fn a_killed_daemon_leaves_the_writable_layer_and_umount_clears_it() {
     let id = s.ok(&["create", "bb:1", "--name", "victim"]).trim().to_string();
     let m = Mounted::new(&s, "victim", "mnt");
     std::fs::write(m.at.join("kept"), "data").unwrap();
-    let meta: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(s.root().join("containers").join(&id).join("meta.json")).unwrap(),
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(s.root().join("containers").join(&id).join("mount.json")).unwrap(),
     )
     .unwrap();
-    let pid = meta["mount"]["pid"].as_i64().unwrap() as i32;
+    let pid = record["pid"].as_i64().unwrap() as i32;
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
     let ps = s.ok(&["ps", "-a"]);

@@ -262,6 +262,20 @@ fn container_record_that_is_not_json_is_named() {
 }
 
 #[test]
+fn a_mount_record_a_crash_left_unreadable_counts_as_not_mounted() {
+    let s = Strata::new();
+    store_with_image(&s);
+    let id = s.ok(&["create", "--name", "box", "foo:1"]).trim().to_string();
+    // Mount records are written without fsync: after a crash one may be empty.
+    std::fs::write(s.root().join("containers").join(&id).join("mount.json"), "").unwrap();
+    let ps = s.ok(&["ps", "-a"]);
+    assert!(ps.contains("box") && !ps.contains("Dead"), "{ps}");
+    let err = s.fails(&["umount", "box"]);
+    assert!(err.contains("not mounted"), "{err}");
+    s.ok(&["rm", "box"]);
+}
+
+#[test]
 fn oci_layout_whose_manifest_and_config_disagree_on_layer_count_loads_nothing() {
     let s = Strata::new();
     store_with_image(&s);

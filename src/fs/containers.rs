@@ -91,9 +91,8 @@ pub fn mount_container(store: Store, id: &str, req: &MountRequest) -> Result<()>
     let mountpoint = super::mount::absolute(&req.mountpoint)?;
     let record = |pid: i32| -> Result<()> {
         let store = Store::open(&root, crate::store::LockMode::Exclusive)?;
-        let mut c = store.resolve_container(&c.id)?;
-        c.mount = (pid != 0).then(|| MountRecord { mountpoint: mountpoint.clone(), pid });
-        store.save_container(&c)
+        let m = (pid != 0).then(|| MountRecord { mountpoint: mountpoint.clone(), pid });
+        store.set_container_mount(&c.id, m.as_ref())
     };
     if req.foreground {
         record(std::process::id() as i32)?;
@@ -149,9 +148,7 @@ pub fn unmount_container(store: &Store, c: &ContainerRecord) -> Result<()> {
         MountState::Unmounted if c.mount.is_none() => bail!("container {} is not mounted", c.name),
         MountState::Unmounted => {}
     }
-    let mut c = c.clone();
-    c.mount = None;
-    store.save_container(&c)
+    store.set_container_mount(&c.id, None)
 }
 
 /// Unmounts a read-only image mount at `path` (or any FUSE mount strata has no record of) and

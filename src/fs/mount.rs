@@ -363,13 +363,16 @@ fn fusermount_u(mp: &Path) -> Result<()> {
 /// Unmounts and waits (up to `timeout`) for the daemon `pid` to exit.
 pub fn unmount_and_wait(mountpoint: &Path, pid: Option<Pid>, timeout: Duration) -> Result<()> {
     unmount(mountpoint)?;
-    if let Some(pid) = pid {
-        let start = Instant::now();
-        while is_alive(pid) {
-            if start.elapsed() > timeout {
-                bail!("mount daemon {pid} still running after {timeout:?}");
-            }
-            std::thread::sleep(Duration::from_millis(10));
+    let Some(pid) = pid else { return Ok(()) };
+    let start = Instant::now();
+    // Woken by the daemon's exit (pidfd); polled on kernels without pidfds.
+    while is_alive(pid) {
+        let left = timeout.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            bail!("mount daemon {pid} still running after {timeout:?}");
+        }
+        if daemon::wait_exit(pid.as_raw(), left).is_err() {
+            std::thread::sleep(Duration::from_millis(10).min(left));
         }
     }
     Ok(())

@@ -1,4 +1,5 @@
-//! `containers/<id>/{upper,work,meta.json}`: an image plus one writable layer.
+//! `containers/<id>/{upper,work,meta.json}`: an image plus one writable layer, and `mount.json`
+//! while a daemon serves it (runtime state, written without fsync).
 
 use std::path::PathBuf;
 
@@ -18,8 +19,8 @@ pub struct ContainerRecord {
     /// What the user called the image when creating the container.
     pub image_name: String,
     pub created: i64,
-    /// Set while a mount daemon serves this container.
-    #[serde(default)]
+    /// Set while a mount daemon serves this container (kept in `mount.json`).
+    #[serde(skip)]
     pub mount: Option<MountRecord>,
 }
 
@@ -54,12 +55,13 @@ impl Store {
         for e in std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))? {
             let e = e?;
             let meta = e.path().join("meta.json");
-            if let Some(rec) = records::read_optional::<ContainerRecord>(&meta)? {
+            if let Some(mut rec) = records::read_optional::<ContainerRecord>(&meta)? {
                 // The id names the directory and is cut to a 12-digit short id: it must be the
                 // 64 hex digits the directory is called.
                 if e.file_name() != rec.id.as_str() || Digest::from_hex(&rec.id).is_err() {
                     bail!("corrupt store file {}: it records container id {:?}", meta.display(), rec.id);
                 }
+                rec.mount = records::read_runtime(&e.path().join("mount.json"));
                 out.push(rec);
             }
         }
@@ -126,8 +128,19 @@ impl Store {
         Ok(rec)
     }
 
-    pub fn save_container(&self, rec: &ContainerRecord) -> Result<()> {
-        records::write(&self.tmp_dir(), &self.container_dir(&rec.id).join("meta.json"), rec)
+    /// Records (or, with `None`, forgets) the daemon serving container `id`.
+    pub fn set_container_mount(&self, id: &str, mount: Option<&MountRecord>) -> Result<()> {
+        self.ensure_writable()?;
+        let path = self.container_dir(id).join("mount.json");
+        match mount {
+            Some(m) => records::write_runtime(&self.tmp_dir(), &path, m),
+            None => match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(e).with_context(|| format!("cannot remove {}", path.display()))
+                }
+                _ => Ok(()),
+            },
+        }
     }
 
     /// Deletes a container and its writable layer (renamed into tmp first: never half-deleted).

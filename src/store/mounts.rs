@@ -29,7 +29,7 @@ impl Store {
         let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(out) };
         for e in entries {
             let p = e?.path();
-            out.push(records::read(&p, || format!("{} vanished", p.display()))?);
+            out.extend(records::read_runtime(&p));
         }
         Ok(out)
     }
@@ -37,7 +37,7 @@ impl Store {
     pub fn record_image_mount(&self, m: &ImageMount) -> Result<()> {
         self.ensure_writable()?;
         std::fs::create_dir_all(self.root.join("mounts"))?;
-        records::write(&self.tmp_dir(), &self.mount_record(&m.mountpoint), m)
+        records::write_runtime(&self.tmp_dir(), &self.mount_record(&m.mountpoint), m)
     }
 
     pub fn forget_image_mount(&self, mountpoint: &Path) -> Result<()> {

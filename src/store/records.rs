@@ -27,6 +27,24 @@ fn parse<T: DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes).with_context(|| format!("corrupt store file {}", path.display()))
 }
 
+/// Reads a runtime record (see [`write_runtime`]): one a crash left unreadable counts as absent.
+pub fn read_runtime<T: DeserializeOwned>(path: &Path) -> Option<T> {
+    match read_optional(path) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!("ignoring {e:#}");
+            None
+        }
+    }
+}
+
+/// Writes a runtime record (a mount's pid and mountpoint): atomically, not durably. A crash
+/// ends every mount, so the record is stale after one whatever it says; skipping the fsync
+/// keeps `strata mount` and `umount` at a few milliseconds.
+pub fn write_runtime<T: Serialize>(tmp: &Path, dest: &Path, value: &T) -> Result<()> {
+    staging::replace(tmp, dest, &serde_json::to_vec_pretty(value)?)
+}
+
 /// Writes a record atomically (staged in `tmp`, fsynced, renamed over `dest`).
 pub fn write<T: Serialize>(tmp: &Path, dest: &Path, value: &T) -> Result<()> {
     staging::write_atomic(tmp, dest, &serde_json::to_vec_pretty(value)?)

@@ -43,6 +43,15 @@ pub fn write_atomic(tmp: &Path, dest: &Path, bytes: &[u8]) -> Result<()> {
     rename_in(&staged, dest)
 }
 
+/// Writes `bytes` to `dest` atomically but not durably (no fsync): for runtime state such as
+/// mount records, which a crash makes stale anyway.
+pub fn replace(tmp: &Path, dest: &Path, bytes: &[u8]) -> Result<()> {
+    let staged = tmp_path(tmp, "file");
+    std::fs::write(&staged, bytes).with_context(|| format!("cannot write {}", staged.display()))?;
+    std::fs::rename(&staged, dest)
+        .with_context(|| format!("cannot move {} to {}", staged.display(), dest.display()))
+}
+
 /// Renames a staged path into place and fsyncs the destination directory.
 pub fn rename_in(staged: &Path, dest: &Path) -> Result<()> {
     std::fs::rename(staged, dest)
