@@ -286,6 +286,9 @@ m_discard() {
 }
 m_up() { m_prepare "$1" && m_mount "$1"; }
 m_settle() { settle; warm_tree "$mstore/layers" "$work/peer"; }
+# The big file read through the mount is in the page cache for every tool (a settle may have
+# dropped it): the case measures the mount, not the disk.
+m_warm_big() { find "$mstore/layers" -path '*/fs/bench/big.bin' -exec cat {} + >/dev/null; }
 m_down() { m_umount "$1" && m_discard "$1"; }
 m_mount_umount() { m_mount "$1" && m_umount "$1"; }
 # Whatever is still mounted on $mp (a failed run) comes off.
@@ -347,7 +350,7 @@ bench_mount() {
       time_case "stat all, warm|$t" : w_stat
       m_down "$t"
       m_up "$t"; time_case "read all (tar | cat)|$t" : w_read; m_down "$t"
-      m_up "$t"; time_case "512 MiB lower file read|$t" : w_bigread; m_down "$t"
+      m_up "$t"; time_case "512 MiB lower file read|$t" m_warm_big w_bigread; m_down "$t"
       # The cases that allocate inodes in the upper start settled (see settle).
       m_up "$t"; time_case "512 MiB write + fdatasync|$t" m_settle w_bigwrite; m_down "$t"
       m_up "$t"; time_case "create 10,000 files|$t" m_settle w_create; m_down "$t"

@@ -51,6 +51,8 @@ impl StrataFs {
         if self.read_only {
             return Err(Errno::EROFS);
         }
+        // Every change to the upper starts here (its parent or itself brought up first).
+        self.wrote.store(true, Ordering::Relaxed);
         if self.in_upper(e) {
             return Ok(e.clone());
         }

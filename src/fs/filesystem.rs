@@ -6,7 +6,7 @@ use std::io;
 use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
@@ -54,6 +54,9 @@ pub struct StrataFs {
     pub(crate) read_only: bool,
     pub(crate) passthrough: bool,
     pub(crate) counter: AtomicU64,
+    /// Set once anything is written to the upper (shared with the session's owner, which
+    /// syncs the upper's filesystem at the end only then).
+    pub(crate) wrote: Arc<AtomicBool>,
     entries: Mutex<LruCache<PathBuf, Entry>>,
     /// Per lower layer: st_ino → paths of its hard-linked files (built on first need).
     pub(crate) links: Mutex<HashMap<usize, Arc<LinkMap>>>,
@@ -109,9 +112,15 @@ impl StrataFs {
             ns: RwLock::new(()),
             passthrough,
             counter: AtomicU64::new(0),
+            wrote: Arc::new(AtomicBool::new(false)),
             entries: Mutex::new(LruCache::new(NonZeroUsize::new(ENTRY_CACHE).unwrap_or(NonZeroUsize::MIN))),
             links: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// A flag that turns true once this filesystem writes to its upper layer.
+    pub fn wrote_flag(&self) -> Arc<AtomicBool> {
+        self.wrote.clone()
     }
 
     /// The union stack.

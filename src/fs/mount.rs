@@ -134,12 +134,21 @@ fn build(opts: &MountOptions) -> Result<(StrataFs, Config)> {
 pub fn mount_with(opts: &MountOptions, mountpoint: &Path, ready: impl FnOnce()) -> Result<()> {
     daemon::raise_nofile_limit();
     let (fs, config) = build(opts)?;
+    let wrote = fs.wrote_flag();
+    let upper = fs.stack().upper().map(|u| u.path().to_path_buf());
     let session = fuser::Session::new(fs, mountpoint, &config)
         .with_context(|| format!("mounting on {}", mountpoint.display()))?;
     tracing::info!(mountpoint = %mountpoint.display(), "mounted");
     unmount_on_signals(absolute(mountpoint)?);
     ready();
     session.run().context("FUSE session")?;
+    // What the mount wrote is durable before the daemon exits (`strata umount` waits for that);
+    // a mount that changed nothing has nothing to flush.
+    if let Some(u) = upper.filter(|_| wrote.load(std::sync::atomic::Ordering::Relaxed)) {
+        if let Err(e) = File::open(&u).and_then(|f| nix::unistd::syncfs(f.as_fd()).map_err(Into::into)) {
+            tracing::warn!("syncfs {}: {e}", u.display());
+        }
+    }
     tracing::info!(mountpoint = %mountpoint.display(), "unmounted; exiting");
     Ok(())
 }
@@ -260,19 +269,12 @@ fn serve_daemon(opts: &MountOptions, mountpoint: &Path, wr: &std::cell::RefCell<
             .with_ansi(false)
             .try_init();
     }
-    let upper = if opts.read_only { None } else { opts.upper.clone() };
-    let res = mount_with(opts, mountpoint, || {
+    mount_with(opts, mountpoint, || {
         // Tell the parent, and close the pipe so its read ends.
         if let Some(mut w) = wr.borrow_mut().take() {
             let _ = writeln!(w, "ok {}", std::process::id());
         }
-    });
-    if let Some(u) = upper {
-        if let Ok(f) = File::open(u) {
-            let _ = nix::unistd::syncfs(f.as_fd());
-        }
-    }
-    res
+    })
 }
 
 /// Makes a path absolute without touching it (a dead FUSE mount answers ENOTCONN to stat).
