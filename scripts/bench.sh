@@ -383,7 +383,7 @@ bench_rss() {
     if [ "$t" = strata ]; then
       c=$("$strata" --root "$st" create wide:latest)
       "$strata" --root "$st" mount "$c" "$mp"
-      pid=$(json 'd["mount"]["pid"]' <"$st/containers/$c/meta.json")
+      pid=$(json 'd["pid"]' <"$st/containers/$c/mount.json")
     else
       fuse-overlayfs -o "lowerdir=$layer,upperdir=$work/upper,workdir=$work/ovl-work" "$mp"
       pid=$(pgrep -n -f "^fuse-overlayfs .*$mp\$")
