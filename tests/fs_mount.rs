@@ -10,10 +10,7 @@ use strata::fs::{MountOptions, is_mounted as lib_is_mounted, mount_daemon, unmou
 
 #[test]
 fn daemon_mount_then_unmount_and_wait() {
-    if !fuse_ready() {
-        return;
-    }
-    let s = Scratch::new(2);
+    let Some(s) = Scratch::for_fuse(2) else { return };
     s.write("l2/base", "base");
     s.write("l1/top", "top");
     let log = s.p("daemon.log");

@@ -14,10 +14,7 @@ use common::mount::*;
 
 #[test]
 fn source_mountpoint_form_and_options() {
-    if !fuse_ready() {
-        return;
-    }
-    let s = Scratch::new(1);
+    let Some(s) = Scratch::for_fuse(1) else { return };
     s.write("l1/f", "f");
     let opts = format!("{},noatime,rw,nodev,relatime,x-systemd.automount,comment=hi", s.rw_opts(1));
     let args = [OsString::from("overlay"), s.p("mnt").into(), "-o".into(), opts.into()];
@@ -58,10 +55,7 @@ fn source_mountpoint_form_and_options() {
 
 #[test]
 fn foreground_mode_stays() {
-    if !fuse_ready() {
-        return;
-    }
-    let s = Scratch::new(1);
+    let Some(s) = Scratch::for_fuse(1) else { return };
     s.write("l1/f", "f");
     let mp = fs::canonicalize(s.p("mnt")).unwrap();
     let mut child = Command::new(BIN).arg("-f").arg("-o").arg(s.rw_opts(1)).arg(&mp).spawn().unwrap();
@@ -102,10 +96,7 @@ impl Drop for GuardPath {
 
 #[test]
 fn permissions_as_another_user() {
-    if !fuse_ready() {
-        return;
-    }
-    let s = Scratch::new(1);
+    let Some(s) = Scratch::for_fuse(1) else { return };
     s.write("l1/secret", "root only");
     s.write("l1/public", "everyone");
     fs::set_permissions(s.p("l1/secret"), fs::Permissions::from_mode(0o600)).unwrap();
@@ -138,10 +129,7 @@ fn permissions_as_another_user() {
 
 #[test]
 fn dead_daemon_mount_is_cleared() {
-    if !fuse_ready() {
-        return;
-    }
-    let s = Scratch::new(1);
+    let Some(s) = Scratch::for_fuse(1) else { return };
     s.write("l1/f", "f");
     let mut m = s.mount_rw(1);
     fs::write(m.path("written"), "kept").unwrap();

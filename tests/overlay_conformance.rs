@@ -4,92 +4,26 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::collections::hash_map::DefaultHasher;
 use std::fs;
-use std::hash::{Hash, Hasher};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 use common::mount::*;
+use common::tree::Entry;
 
-#[derive(Debug, PartialEq, Eq)]
-struct Node {
-    kind: &'static str,
-    mode: u32,
-    uid: u32,
-    gid: u32,
-    size: u64,
-    content: u64,
-    link: String,
-    xattrs: Vec<(String, Vec<u8>)>,
-    nlink: u64,
-}
-
-fn walk(root: &Path, rel: &Path, out: &mut BTreeMap<String, Node>) {
-    let p = root.join(rel);
-    let md = fs::symlink_metadata(&p).unwrap();
-    let ft = md.file_type();
-    let kind = if ft.is_dir() {
-        "dir"
-    } else if ft.is_file() {
-        "file"
-    } else if ft.is_symlink() {
-        "symlink"
-    } else if ft.is_fifo() {
-        "fifo"
-    } else if ft.is_char_device() {
-        "chr"
-    } else {
-        "other"
-    };
-    let mut content = 0;
-    if ft.is_file() {
-        let mut h = DefaultHasher::new();
-        fs::read(&p).unwrap().hash(&mut h);
-        content = h.finish();
-    }
-    let link = if ft.is_symlink() {
-        fs::read_link(&p).unwrap().to_string_lossy().into_owned()
-    } else {
-        String::new()
-    };
-    let mut xattrs: Vec<(String, Vec<u8>)> = xattr::list(&p)
-        .map(|l| {
-            l.filter(|n| n.to_string_lossy().starts_with("user."))
-                .map(|n| (n.to_string_lossy().into_owned(), xattr::get(&p, &n).unwrap().unwrap_or_default()))
-                .collect()
-        })
-        .unwrap_or_default();
-    xattrs.sort();
-    out.insert(
-        rel.to_string_lossy().into_owned(),
-        Node {
-            kind,
-            mode: md.mode() & 0o7777,
-            uid: md.uid(),
-            gid: md.gid(),
-            size: if ft.is_dir() { 0 } else { md.len() },
-            content,
-            link,
-            xattrs,
-            nlink: if ft.is_dir() { 0 } else { md.nlink() },
-        },
-    );
-    if ft.is_dir() {
-        for e in fs::read_dir(&p).unwrap() {
-            walk(root, &rel.join(e.unwrap().file_name()), out);
-        }
-    }
-}
-
-fn tree(root: &Path) -> BTreeMap<String, Node> {
-    let mut m = BTreeMap::new();
-    walk(root, Path::new(""), &mut m);
+/// The merged tree both mounts must agree on. Left out: the mtimes of what the changes
+/// create (the two runs make them at different moments) and every xattr but `user.*` (each
+/// filesystem keeps private ones of its own).
+fn tree(root: &Path) -> BTreeMap<String, Entry> {
+    let mut m = common::tree::walk(root);
     m.remove("");
+    for e in m.values_mut() {
+        e.mtime = None;
+        e.xattrs.retain(|k, _| k.starts_with("user."));
+    }
     m
 }
 
-fn assert_same(a: &BTreeMap<String, Node>, b: &BTreeMap<String, Node>, what: &str) {
+fn assert_same(a: &BTreeMap<String, Entry>, b: &BTreeMap<String, Entry>, what: &str) {
     let ka: Vec<&String> = a.keys().collect();
     let kb: Vec<&String> = b.keys().collect();
     assert_eq!(ka, kb, "{what}: names differ");
@@ -144,10 +78,7 @@ touch -d @1234567890 etc/passwd
 
 #[test]
 fn same_tree_as_kernel_overlayfs() {
-    if !fuse_ready() {
-        return;
-    }
-    let s = Scratch::new(3);
+    let Some(s) = Scratch::for_fuse(3) else { return };
     layers(&s);
     for d in ["kupper", "kwork", "kmnt"] {
         fs::create_dir(s.p(d)).unwrap();

@@ -11,10 +11,7 @@ use common::mount::*;
 
 #[test]
 fn copy_up_preserves_metadata() {
-    if !fuse_ready() {
-        return;
-    }
-    let s = Scratch::new(1);
+    let Some(s) = Scratch::for_fuse(1) else { return };
     s.write("l1/a/b/c/file", "content");
     let f = s.p("l1/a/b/c/file");
     fs::set_permissions(&f, fs::Permissions::from_mode(0o4751)).unwrap();
@@ -56,10 +53,7 @@ fn copy_up_preserves_metadata() {
 
 #[test]
 fn hard_links_stay_one_file() {
-    if !fuse_ready() {
-        return;
-    }
-    let s = Scratch::new(2);
+    let Some(s) = Scratch::for_fuse(2) else { return };
     s.write("l2/x/one", "shared");
     fs::create_dir_all(s.p("l2/y")).unwrap();
     fs::hard_link(s.p("l2/x/one"), s.p("l2/y/two")).unwrap();
@@ -94,10 +88,7 @@ fn hard_links_stay_one_file() {
 
 #[test]
 fn interrupted_copy_up_leftovers_are_cleaned() {
-    if !fuse_ready() {
-        return;
-    }
-    let s = Scratch::new(1);
+    let Some(s) = Scratch::for_fuse(1) else { return };
     s.write("l1/f", "f");
     s.write("work/strata-1-1", "half a copy");
     fs::create_dir_all(s.p("work/strata-1-2/sub")).unwrap();

@@ -32,10 +32,7 @@ fn oci_stack(s: &Scratch) {
 
 #[test]
 fn oci_whiteouts_and_opaque_dirs() {
-    if !fuse_ready() {
-        return;
-    }
-    let s = Scratch::new(3);
+    let Some(s) = Scratch::for_fuse(3) else { return };
     oci_stack(&s);
     let m = s.mount_rw(3);
     assert_eq!(names(&m.mountpoint), ["a", "dir", "file_then_dir", "opq", "tree"]);
@@ -61,10 +58,7 @@ fn oci_whiteouts_and_opaque_dirs() {
 
 #[test]
 fn overlayfs_style_whiteouts() {
-    if !fuse_ready() {
-        return;
-    }
-    let s = Scratch::new(2);
+    let Some(s) = Scratch::for_fuse(2) else { return };
     s.write("l2/a", "a");
     s.write("l2/b", "b");
     s.write("l2/d/old", "old");
@@ -82,10 +76,7 @@ fn overlayfs_style_whiteouts() {
 
 #[test]
 fn read_only_lowers_only() {
-    if !fuse_ready() {
-        return;
-    }
-    let s = Scratch::new(2);
+    let Some(s) = Scratch::for_fuse(2) else { return };
     s.write("l2/f", "f");
     s.write("l1/g", "g");
     let opts = format!("lowerdir={}:{}", s.p("l1").display(), s.p("l2").display());

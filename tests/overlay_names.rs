@@ -11,10 +11,7 @@ use common::mount::*;
 
 #[test]
 fn odd_names_and_deep_trees() {
-    if !fuse_ready() {
-        return;
-    }
-    let s = Scratch::new(1);
+    let Some(s) = Scratch::for_fuse(1) else { return };
     let bad = OsStr::from_bytes(b"caf\xe9-\xff\xfe");
     fs::write(s.p("l1").join(bad), "latin1").unwrap();
     let long = "x".repeat(255);

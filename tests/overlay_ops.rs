@@ -9,10 +9,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use common::mount::*;
 
 fn setup() -> Option<(Scratch, Mount)> {
-    if !fuse_ready() {
-        return None;
-    }
-    let s = Scratch::new(2);
+    let s = Scratch::for_fuse(2)?;
     s.write("l2/lower.txt", "lower data\n");
     s.write("l2/dir/a", "a");
     s.write("l2/dir/b", "b");

@@ -10,10 +10,7 @@ use common::mount::*;
 use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
 
 fn setup() -> Option<(Scratch, Mount)> {
-    if !fuse_ready() {
-        return None;
-    }
-    let s = Scratch::new(2);
+    let s = Scratch::for_fuse(2)?;
     s.write("l2/ldir/sub/deep", "deep");
     s.write("l2/ldir/keep", "keep");
     s.write("l2/ldir/gone", "gone");

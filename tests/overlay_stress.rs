@@ -11,10 +11,7 @@ use common::mount::*;
 
 #[test]
 fn concurrent_processes_in_one_directory() {
-    if !fuse_ready() {
-        return;
-    }
-    let s = Scratch::new(1);
+    let Some(s) = Scratch::for_fuse(1) else { return };
     for i in 0..50 {
         s.write(&format!("l1/shared/lower-{i}"), "l");
     }
@@ -58,10 +55,7 @@ fn concurrent_processes_in_one_directory() {
 
 #[test]
 fn stress_then_rm_rf() {
-    if !fuse_ready() {
-        return;
-    }
-    let s = Scratch::new(2);
+    let Some(s) = Scratch::for_fuse(2) else { return };
     for i in 0..20 {
         s.write(&format!("l2/tree/a{i}/b/c/file"), "x");
         s.write(&format!("l1/tree/a{i}/b/top"), "y");

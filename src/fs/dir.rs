@@ -45,9 +45,36 @@ impl DirStream {
 }
 
 impl StrataFs {
+    /// Hands the entries of directory `ino` from `offset` on to `add` (readdir and readdirplus
+    /// fill their replies with it) until `add` reports the reply full. `add` also gets the
+    /// directory and whether the listing is still current (see [`StrataFs::plus_entry`]). A call
+    /// that finds nothing left ends the walk.
+    pub(crate) fn walk_dir(
+        &self,
+        ino: u64,
+        offset: u64,
+        mut add: impl FnMut(&Entry, bool, Dirent<'_>) -> bool,
+    ) -> R<()> {
+        let _ns = self.ns.read().unwrap_or_else(|e| e.into_inner());
+        let (dir, s) = self.dir_stream(ino, offset)?;
+        let current = s.generation == self.stack.generation();
+        let mut o = offset;
+        while let Some(d) = s.at(o) {
+            let next = d.next;
+            if add(&dir, current, d) {
+                break;
+            }
+            o = next;
+        }
+        if o == offset {
+            self.handles.end_stream(ino);
+        }
+        Ok(())
+    }
+
     /// The directory `ino` and the listing a readdir at `offset` reads: a fresh one at offset 0,
     /// else the one that walk started with.
-    pub(crate) fn dir_stream(&self, ino: u64, offset: u64) -> R<(Entry, Arc<DirStream>)> {
+    fn dir_stream(&self, ino: u64, offset: u64) -> R<(Entry, Arc<DirStream>)> {
         let entry = self.entry(ino)?;
         if !entry.is_dir() {
             return Err(Errno::ENOTDIR);
@@ -82,20 +109,12 @@ impl StrataFs {
     }
 
     /// One readdirplus entry: the child entry and its attributes. While the listing is
-    /// current, the name is looked up only in the layer the listing found it in.
-    pub(crate) fn plus_entry(&self, dir: &Entry, s: &DirStream, le: &ListEntry) -> Option<(Entry, FileAttr)> {
-        let e = if s.generation == self.stack.generation() {
-            self.stack.listed_child(dir, le).map_err(errno)
-        } else {
-            self.child(dir, &le.name)
-        };
+    /// `current`, the name is looked up only in the layer the listing found it in.
+    pub(crate) fn plus_entry(&self, dir: &Entry, current: bool, le: &ListEntry) -> Option<(Entry, FileAttr)> {
+        let e =
+            if current { self.stack.listed_child(dir, le).map_err(errno) } else { self.child(dir, &le.name) };
         let e = e.ok()??;
         let a = self.attr(&e);
         Some((e, a))
-    }
-
-    /// A readdir that returned nothing: the walk of `ino` is over.
-    pub(crate) fn end_dir_stream(&self, ino: u64) {
-        self.handles.end_stream(ino);
     }
 }

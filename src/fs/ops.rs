@@ -341,78 +341,44 @@ impl Filesystem for StrataFs {
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, _fh: Fh, offset: u64, mut reply: ReplyDirectory) {
-        let (dir, s) = match run("readdir", || {
-            let _ns = self.ns.read().unwrap_or_else(|e| e.into_inner());
-            self.dir_stream(ino.0, offset)
-        }) {
-            Ok(v) => v,
-            Err(e) => return reply.error(e),
-        };
-        let r = catch_unwind(AssertUnwindSafe(|| {
-            let mut o = offset;
-            while let Some(d) = s.at(o) {
-                let ino = d.listed.map(|le| self.dirent_ino(&dir, le)).unwrap_or(d.ino);
-                if reply.add(INodeNo(ino), d.next, d.kind, d.name) {
-                    break;
-                }
-                o = d.next;
-            }
-            if o == offset {
-                self.end_dir_stream(ino.0);
-            }
-            reply
-        }));
+        let r = run("readdir", || {
+            self.walk_dir(ino.0, offset, |dir, _, d| {
+                let ino = d.listed.map(|le| self.dirent_ino(dir, le)).unwrap_or(d.ino);
+                reply.add(INodeNo(ino), d.next, d.kind, d.name)
+            })
+        });
         match r {
-            Ok(reply) => reply.ok(),
-            Err(_) => tracing::error!("readdir: internal error (panic caught)"),
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
         }
     }
 
     fn readdirplus(&self, _req: &Request, ino: INodeNo, _fh: Fh, offset: u64, mut reply: ReplyDirectoryPlus) {
-        let _ns = self.ns.read().unwrap_or_else(|e| e.into_inner());
-        let (dir, s) = match run("readdirplus", || self.dir_stream(ino.0, offset)) {
-            Ok(v) => v,
-            Err(e) => return reply.error(e),
-        };
-        let r = catch_unwind(AssertUnwindSafe(|| {
-            let mut o = offset;
-            let none = Duration::ZERO;
-            while let Some(d) = s.at(o) {
-                let full = match d.listed {
-                    None => reply.add(INodeNo(d.ino), d.next, d.name, &none, &dot_attr(d.ino), Generation(0)),
-                    // A name gone since the listing was taken is skipped.
-                    Some(le) => match self.plus_entry(&dir, &s, le) {
-                        None => false,
-                        Some((e, attr)) => {
-                            let generation = lock(&self.nodes).generation(attr.ino.0);
-                            let full = reply.add(
-                                attr.ino,
-                                d.next,
-                                d.name,
-                                &self.ttl(&e),
-                                &attr,
-                                Generation(generation),
-                            );
-                            if !full {
-                                lock(&self.nodes).remember(attr.ino.0, &e.path, 1);
-                            }
-                            full
-                        }
-                    },
-                };
-                if full {
-                    break;
-                }
-                o = d.next;
-            }
-            if o == offset {
-                self.end_dir_stream(ino.0);
-            }
-            reply
-        }));
+        let r = run("readdirplus", || {
+            self.walk_dir(ino.0, offset, |dir, current, d| match d.listed {
+                None => reply.add(
+                    INodeNo(d.ino),
+                    d.next,
+                    d.name,
+                    &Duration::ZERO,
+                    &dot_attr(d.ino),
+                    Generation(0),
+                ),
+                // A name gone since the listing was taken is skipped (not full).
+                Some(le) => self.plus_entry(dir, current, le).is_some_and(|(e, attr)| {
+                    let generation = lock(&self.nodes).generation(attr.ino.0);
+                    let full =
+                        reply.add(attr.ino, d.next, d.name, &self.ttl(&e), &attr, Generation(generation));
+                    if !full {
+                        lock(&self.nodes).remember(attr.ino.0, &e.path, 1);
+                    }
+                    full
+                }),
+            })
+        });
         match r {
-            Ok(reply) => reply.ok(),
-            Err(_) => tracing::error!("readdirplus: internal error (panic caught)"),
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
         }
     }
 

@@ -4,7 +4,7 @@
 //! tar of the upper. overlayfs-style whiteouts found in a user-supplied upper are replaced.
 
 use std::ffi::{OsStr, OsString};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -47,6 +47,13 @@ pub(crate) fn read_upper_dir(parent: &OwnedFd, name: &OsStr) -> R<(OwnedFd, Vec<
         }
     }
     Ok((dfd, out))
+}
+
+/// Creates the empty marker file `name` in `dir` (a whiteout or the opaque marker); an existing
+/// one is kept.
+fn touch(dir: BorrowedFd<'_>, name: &OsStr) -> R<()> {
+    let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
+    nix::fcntl::openat(dir, name, flags, Mode::empty()).map(drop)
 }
 
 /// Who asked: the caller's uid and gid.
@@ -108,18 +115,10 @@ impl StrataFs {
                 0,
             );
         }
-        match self.link_whiteout(&fd, &wh) {
-            Ok(()) => return Ok(()),
-            Err(e) => tracing::debug!("no shared whiteout ({e}): creating {wh:?}"),
-        }
-        let f = nix::fcntl::openat(
-            fd.as_fd(),
-            wh.as_os_str(),
-            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
-            Mode::empty(),
-        )?;
-        drop(f);
-        Ok(())
+        self.link_whiteout(&fd, &wh).or_else(|e| {
+            tracing::debug!("no shared whiteout ({e}): creating {wh:?}");
+            touch(fd.as_fd(), &wh)
+        })
     }
 
     /// Links the shared whiteout as `wh` in `dirfd`, making a new shared file when there is
@@ -139,16 +138,7 @@ impl StrataFs {
                 }
                 Err(e) => return Err(e),
             }
-            let made = nix::fcntl::openat(
-                work.as_fd(),
-                SHARED_WHITEOUT,
-                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
-                Mode::empty(),
-            );
-            match made {
-                Ok(_) | Err(Errno::EEXIST) => {}
-                Err(e) => return Err(e),
-            }
+            touch(work.as_fd(), OsStr::new(SHARED_WHITEOUT))?;
         }
         Err(Errno::EMLINK)
     }
@@ -176,14 +166,7 @@ impl StrataFs {
     /// Marks the upper directory `dir` opaque.
     pub(crate) fn make_opaque(&self, dir: &Path) -> R<()> {
         let fd = self.stack.dir_fd(0, dir).map_err(errno)?;
-        let f = nix::fcntl::openat(
-            fd.as_fd(),
-            OPAQUE_MARKER,
-            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
-            Mode::empty(),
-        )?;
-        drop(f);
-        Ok(())
+        touch(fd.as_fd(), OsStr::new(OPAQUE_MARKER))
     }
 
     /// Gives a new upper entry its owner: the caller, with the group of a setgid parent.

@@ -9,13 +9,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use nix::dir::Dir;
 
 use super::analyze::LayerStats;
 use super::node::data_size;
 use super::walk;
-use crate::layer::whiteout::{hidden_name, is_overlay_whiteout_stat, is_reserved};
 use crate::union::layer::{is_dir, is_opaque_dir, stat_at};
+use crate::union::listing::read_layer_dir;
 use crate::union::{Entry, Layer, Stack};
 
 /// Across layers: every path's data versions and what was hidden.
@@ -70,27 +69,14 @@ impl LayerWalk<'_> {
             Lower::Visible(e) if is_opaque_dir(fd.as_fd())? => Lower::Hidden(e),
             other => other,
         };
-        let dfd = fd.try_clone()?;
-        let mut own: Vec<(OsString, nix::sys::stat::FileStat)> = Vec::new();
-        let mut whiteouts: HashSet<OsString> = HashSet::new();
-        for ent in Dir::from_fd(fd)?.iter() {
-            let ent = ent?;
-            let name = std::ffi::OsStr::from_bytes(ent.file_name().to_bytes());
-            if name == "." || name == ".." {
-                continue;
+        let raw =
+            read_layer_dir(self.layer, 0, rel).with_context(|| format!("cannot read /{}", rel.display()))?;
+        let whiteouts: HashSet<OsString> = raw.whiteouts.into_iter().collect();
+        let mut own: Vec<(OsString, nix::sys::stat::FileStat)> = Vec::with_capacity(raw.names.len());
+        for le in raw.names {
+            if let Some(st) = stat_at(fd.as_fd(), &le.name)? {
+                own.push((le.name, st));
             }
-            if is_reserved(name) {
-                if let Some(h) = hidden_name(name) {
-                    whiteouts.insert(h.to_os_string());
-                }
-                continue;
-            }
-            let Some(st) = stat_at(dfd.as_fd(), name)? else { continue };
-            if is_overlay_whiteout_stat(&st) {
-                whiteouts.insert(name.to_os_string());
-                continue;
-            }
-            own.push((name.to_os_string(), st));
         }
         own.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         let own_names: HashSet<&OsString> = own.iter().map(|(n, _)| n).collect();

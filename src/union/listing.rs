@@ -3,12 +3,13 @@
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 use nix::dir::{Dir, Type};
 
-use super::layer::{file_type, stat_at};
+use super::layer::{Layer, file_type, stat_at};
 use super::stack::{Entry, Stack, is_gone};
 use crate::layer::whiteout::{hidden_name, is_overlay_whiteout_stat, is_reserved};
 
@@ -47,16 +48,53 @@ fn kind_of(t: Option<Type>) -> Option<u32> {
     })
 }
 
-fn dir_fd<'a>(
-    stack: &Stack,
-    layer: usize,
-    path: &std::path::Path,
-    slot: &'a mut Option<std::sync::Arc<std::os::fd::OwnedFd>>,
-) -> io::Result<&'a std::sync::Arc<std::os::fd::OwnedFd>> {
+fn opened(slot: &mut Option<OwnedFd>, open: impl FnOnce() -> io::Result<OwnedFd>) -> io::Result<&OwnedFd> {
     if slot.is_none() {
-        *slot = Some(stack.dir_fd(layer, path)?);
+        *slot = Some(open()?);
     }
     slot.as_ref().ok_or_else(|| io::Error::from_raw_os_error(libc::EIO))
+}
+
+/// One layer's own view of a directory: the names it holds and the names its whiteouts hide.
+pub struct LayerDir {
+    /// Its names (whiteouts left out), in on-disk order.
+    pub names: Vec<ListEntry>,
+    /// Names hidden in the layers below: by `.wh.NAME` files or overlay 0/0 char devices.
+    pub whiteouts: Vec<OsString>,
+}
+
+/// Reads the directory `path` of `layer` (index `index` in its stack) raw, sorting its names
+/// from its whiteouts (both formats). Only char devices are stat'ed: the one file type that may
+/// be a whiteout.
+pub fn read_layer_dir(layer: &Layer, index: usize, path: &Path) -> io::Result<LayerDir> {
+    let mut d = Dir::from_fd(layer.open_dir(path)?)?;
+    // A second fd of the directory for `*at` calls, opened at the first char device.
+    let mut dfd: Option<OwnedFd> = None;
+    let mut out = LayerDir { names: Vec::new(), whiteouts: Vec::new() };
+    for ent in d.iter() {
+        let ent = ent?;
+        let name = OsStr::from_bytes(ent.file_name().to_bytes());
+        if name == "." || name == ".." {
+            continue;
+        }
+        if is_reserved(name) {
+            out.whiteouts.extend(hidden_name(name).map(OsStr::to_os_string));
+            continue;
+        }
+        let kind = match kind_of(ent.file_type()) {
+            Some(k) => k,
+            None => match stat_at(opened(&mut dfd, || layer.open_dir(path))?.as_fd(), name)? {
+                Some(st) if is_overlay_whiteout_stat(&st) => {
+                    out.whiteouts.push(name.to_os_string());
+                    continue;
+                }
+                Some(st) => file_type(&st),
+                None => continue,
+            },
+        };
+        out.names.push(ListEntry { name: name.to_os_string(), layer: index, kind, ino: ent.ino() });
+    }
+    Ok(out)
 }
 
 /// Builds the merged listing of `dir`.
@@ -66,44 +104,17 @@ pub(crate) fn merge(stack: &Stack, dir: &Entry) -> io::Result<Listing> {
     // Names hidden by whiteouts of the layers above the one being read.
     let mut hidden: HashSet<OsString> = HashSet::new();
     for &l in &dir.layers {
-        let fd = match stack.layers()[l].open_dir(&dir.path) {
-            Ok(fd) => fd,
+        let own = match read_layer_dir(&stack.layers()[l], l, &dir.path) {
+            Ok(own) => own,
             Err(e) if is_gone(&e) => continue,
             Err(e) => return Err(e),
         };
-        let mut d = Dir::from_fd(fd)?;
-        let mut dfd = None;
-        let mut layer_whiteouts: Vec<OsString> = Vec::new();
-        for ent in d.iter() {
-            let ent = ent?;
-            let name = OsStr::from_bytes(ent.file_name().to_bytes());
-            if name == "." || name == ".." {
-                continue;
+        for le in own.names {
+            if !hidden.contains(&le.name) && seen.insert(le.name.clone()) {
+                entries.push(le);
             }
-            if is_reserved(name) {
-                if let Some(h) = hidden_name(name) {
-                    layer_whiteouts.push(h.to_os_string());
-                }
-                continue;
-            }
-            if seen.contains(name) || hidden.contains(name) {
-                continue;
-            }
-            let kind = match kind_of(ent.file_type()) {
-                Some(k) => k,
-                None => match stat_at(dir_fd(stack, l, &dir.path, &mut dfd)?.as_fd(), name)? {
-                    Some(st) if is_overlay_whiteout_stat(&st) => {
-                        layer_whiteouts.push(name.to_os_string());
-                        continue;
-                    }
-                    Some(st) => file_type(&st),
-                    None => continue,
-                },
-            };
-            seen.insert(name.to_os_string());
-            entries.push(ListEntry { name: name.to_os_string(), layer: l, kind, ino: ent.ino() });
         }
-        hidden.extend(layer_whiteouts);
+        hidden.extend(own.whiteouts);
     }
     Ok(Listing { layers: dir.layers.clone(), entries })
 }

@@ -176,6 +176,12 @@ impl Scratch {
         Scratch { dir }
     }
 
+    /// A scratch tree for a FUSE test, or `None` (the test returns) when FUSE can't run here;
+    /// under `CI=true` that is a failure, see [`fuse_ready`].
+    pub fn for_fuse(n: usize) -> Option<Scratch> {
+        fuse_ready().then(|| Scratch::new(n))
+    }
+
     pub fn p(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
