@@ -11,7 +11,7 @@ use common::image_mount::mount_image;
 use common::images::{fixture, run, umoci_unpack};
 use common::mount::is_mounted;
 use common::strata::Strata;
-use common::tree;
+use common::tree::{self, assert_same_maps};
 
 /// What `ls -l` shows of an entry; sizes, link counts and mtimes only for non-directories
 /// (a directory's are the layer filesystem's business).
@@ -89,21 +89,6 @@ fn disk_tree(root: &Path) -> BTreeMap<String, Facts> {
         .collect()
 }
 
-fn assert_same(what: &str, want: &BTreeMap<String, Facts>, got: &BTreeMap<String, Facts>) {
-    let mut diffs = Vec::new();
-    for (k, v) in want {
-        match got.get(k) {
-            None => diffs.push(format!("missing {k:?}")),
-            Some(g) if g != v => diffs.push(format!("{k:?}\n  want {v:?}\n  got  {g:?}")),
-            _ => {}
-        }
-    }
-    for k in got.keys().filter(|k| !want.contains_key(*k)) {
-        diffs.push(format!("unexpected {k:?}"));
-    }
-    assert!(diffs.is_empty(), "{what}:\n{}", diffs.join("\n"));
-}
-
 #[test]
 fn ls_recursive_long_equals_umoci_unpack_and_the_mount() {
     let (s, id) = loaded();
@@ -115,11 +100,11 @@ fn ls_recursive_long_equals_umoci_unpack_and_the_mount() {
     assert_eq!(listed["etc/hello"].nlink, Some(2));
     assert_eq!(listed["bin/busybox"].mode, 0o4755);
     assert_eq!(listed["etc/null"].rdev, Some((1, 3)));
-    assert_same("ls against umoci unpack", &disk_tree(&fixture().rootfs), &listed);
+    assert_same_maps("ls against umoci unpack", &disk_tree(&fixture().rootfs), &listed);
 
     let mountpoint = {
         let Some(m) = mount_image(&s, &id, "mnt") else { return };
-        assert_same("ls against the strata mount", &disk_tree(&m.dir), &listed);
+        assert_same_maps("ls against the strata mount", &disk_tree(&m.dir), &listed);
         m.dir.clone()
     };
     assert!(!is_mounted(&mountpoint), "the guard must unmount");

@@ -8,7 +8,7 @@ use std::fs;
 use std::path::Path;
 
 use common::mount::*;
-use common::tree::Entry;
+use common::tree::{Entry, assert_same_maps};
 
 /// The merged tree both mounts must agree on. Left out: the mtimes of what the changes
 /// create (the two runs make them at different moments) and every xattr but `user.*` (each
@@ -21,15 +21,6 @@ fn tree(root: &Path) -> BTreeMap<String, Entry> {
         e.xattrs.retain(|k, _| k.starts_with("user."));
     }
     m
-}
-
-fn assert_same(a: &BTreeMap<String, Entry>, b: &BTreeMap<String, Entry>, what: &str) {
-    let ka: Vec<&String> = a.keys().collect();
-    let kb: Vec<&String> = b.keys().collect();
-    assert_eq!(ka, kb, "{what}: names differ");
-    for (k, v) in a {
-        assert_eq!(Some(v), b.get(k), "{what}: {k} differs");
-    }
 }
 
 /// Three layers in overlayfs format.
@@ -107,11 +98,11 @@ fn same_tree_as_kernel_overlayfs() {
     }
     let _k = Unmount(kmnt.clone());
     let m = s.mount_rw(3);
-    assert_same(&tree(&kmnt), &tree(&m.mountpoint), "fresh stack");
+    assert_same_maps("fresh stack", &tree(&kmnt), &tree(&m.mountpoint));
     sh(&format!("cd {} && {CHANGES}", kmnt.display()));
     sh(&format!("cd {} && {CHANGES}", m.mountpoint.display()));
-    assert_same(&tree(&kmnt), &tree(&m.mountpoint), "after the changes");
+    assert_same_maps("after the changes", &tree(&kmnt), &tree(&m.mountpoint));
     drop(m);
     let m = s.mount_rw(3);
-    assert_same(&tree(&kmnt), &tree(&m.mountpoint), "after a remount");
+    assert_same_maps("after a remount", &tree(&kmnt), &tree(&m.mountpoint));
 }

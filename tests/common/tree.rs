@@ -88,23 +88,27 @@ fn visit(root: &Path, p: &Path, out: &mut BTreeMap<String, Entry>) {
 
 /// Panics with every difference listed.
 pub fn assert_same_tree(expected: &Path, actual: &Path) {
-    let (a, b) = (walk(expected), walk(actual));
+    let what = format!("{} differs from {}", actual.display(), expected.display());
+    assert_same_maps(&what, &walk(expected), &walk(actual));
+}
+
+/// Compares two path → facts maps; panics with `what` and every missing, differing and
+/// unexpected path.
+pub fn assert_same_maps<T: PartialEq + std::fmt::Debug>(
+    what: &str,
+    want: &BTreeMap<String, T>,
+    got: &BTreeMap<String, T>,
+) {
     let mut diffs = Vec::new();
-    for (k, v) in &a {
-        match b.get(k) {
+    for (k, v) in want {
+        match got.get(k) {
             None => diffs.push(format!("missing: {k:?}")),
-            Some(w) if w != v => diffs.push(format!("differs: {k:?}\n  want {v:?}\n  got  {w:?}")),
+            Some(g) if g != v => diffs.push(format!("differs: {k:?}\n  want {v:?}\n  got  {g:?}")),
             _ => {}
         }
     }
-    for k in b.keys().filter(|k| !a.contains_key(*k)) {
+    for k in got.keys().filter(|k| !want.contains_key(*k)) {
         diffs.push(format!("unexpected: {k:?}"));
     }
-    assert!(
-        diffs.is_empty(),
-        "{} differs from {}:\n{}",
-        actual.display(),
-        expected.display(),
-        diffs.join("\n")
-    );
+    assert!(diffs.is_empty(), "{what}:\n{}", diffs.join("\n"));
 }
