@@ -22,7 +22,7 @@ fn source_mountpoint_form_and_options() {
     assert_eq!(fs::read_to_string(m.path("f")).unwrap(), "f");
     let mounts = fs::read_to_string("/proc/self/mounts").unwrap();
     let line = mounts.lines().find(|l| l.contains(s.p("mnt").to_str().unwrap())).unwrap().to_string();
-    assert!(line.contains(" fuse"), "{line}");
+    assert!(line.contains(" fuse.strata-overlay "), "the mount's type is fuse.<subtype>: {line}");
     assert!(line.contains("nodev") && line.contains("noatime"), "{line}");
     m.unmount();
     // unknown, harmful options are refused with a clear message
@@ -82,6 +82,37 @@ fn foreground_mode_stays() {
     let st = child.wait().unwrap();
     assert!(st.success(), "SIGTERM: {st:?}");
     assert!(!is_mounted(&mp));
+}
+
+/// A daemon whose session ends never unmounts its mountpoint's path: whatever is mounted there
+/// by then is someone else's. Here the FUSE mount is moved away and a tmpfs takes its place
+/// before the FUSE mount goes; the tmpfs must survive the daemon's exit (fuser's own unmount,
+/// which strata no longer uses, took it down).
+#[test]
+fn an_ending_session_leaves_a_new_mount_on_its_path_alone() {
+    let Some(s) = Scratch::for_fuse(1) else { return };
+    s.write("l1/f", "f");
+    // mount --move needs a parent mount that is not shared: a private tmpfs holds both places.
+    let bx = fs::canonicalize(s.p("mnt")).unwrap();
+    sh(&format!("mount -t tmpfs -o size=1m strata-box {0} && mount --make-private {0}", bx.display()));
+    let _box = GuardPath(bx.clone());
+    let (mp, moved) = (bx.join("mp"), bx.join("moved"));
+    fs::create_dir(&mp).unwrap();
+    fs::create_dir(&moved).unwrap();
+    let mut daemon = Command::new(BIN).arg("-f").arg("-o").arg(s.rw_opts(1)).arg(&mp).spawn().unwrap();
+    let start = Instant::now();
+    while !is_mounted(&mp) && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(fs::read_to_string(mp.join("f")).unwrap(), "f");
+    sh(&format!("mount --move {} {}", mp.display(), moved.display()));
+    sh(&format!("mount -t tmpfs -o size=1m strata-new {0} && echo new > {0}/marker", mp.display()));
+    let _new = GuardPath(mp.clone());
+    nix::mount::umount2(&moved, nix::mount::MntFlags::empty()).unwrap();
+    let st = daemon.wait().unwrap();
+    assert!(st.success(), "the daemon exits cleanly once unmounted: {st:?}");
+    assert!(is_mounted(&mp), "the daemon unmounted the mount that took its old place");
+    assert_eq!(fs::read_to_string(mp.join("marker")).unwrap(), "new\n");
 }
 
 /// Unmounts a path on drop (for mounts not made through `Mount`).

@@ -9,7 +9,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use strata::fs::{MountOptions, mount::kernel_flag};
+use strata::fs::MountOptions;
+use strata::sys::fuse_mount;
 
 const USAGE: &str =
     "usage: strata-overlay [-f] [-d] -o lowerdir=A:B[,upperdir=U,workdir=W][,ro][,allow_other] MOUNTPOINT
@@ -55,7 +56,6 @@ const IGNORED_KEYS: &[&str] = &[
     "metacopy=",
     "xino=",
     "nfs_export=",
-    "subtype=",
     "timeout=",
     "max_read=",
     "blksize=",
@@ -131,7 +131,11 @@ fn build(a: &Args) -> Result<(MountOptions, PathBuf), String> {
         [_source, mp] => mp,
         _ => return Err(format!("expected MOUNTPOINT or SOURCE MOUNTPOINT\n{USAGE}")),
     };
-    let mut m = MountOptions { fsname: "strata-overlay".into(), ..MountOptions::default() };
+    let mut m = MountOptions {
+        fsname: "strata-overlay".into(),
+        subtype: "strata-overlay".into(),
+        ..MountOptions::default()
+    };
     let mut lower = None;
     for opt in a.opts.iter().flat_map(|o| split_escaped(o, ',')) {
         let (k, v) = match opt.split_once('=') {
@@ -145,12 +149,13 @@ fn build(a: &Args) -> Result<(MountOptions, PathBuf), String> {
             ("upperdir", Some(v)) => m.upper = Some(PathBuf::from(v)),
             ("workdir", Some(v)) => m.work = Some(PathBuf::from(v)),
             ("fsname", Some(v)) => m.fsname = v.to_string(),
+            ("subtype", Some(v)) => m.subtype = v.to_string(),
             ("ro", None) => m.read_only = true,
             ("rw", None) => {}
             ("allow_other", None) => m.allow_other = true,
             ("nopassthrough", None) => m.passthrough = false,
             ("threads", Some(v)) => m.threads = v.parse().map_err(|_| format!("bad threads={v}"))?,
-            (f, None) if kernel_flag(f).is_some() => m.flags.push(f.to_string()),
+            (f, None) if fuse_mount::flag(f).is_some() => m.flags.push(f.to_string()),
             (f, None) if IGNORED.contains(&f) => tracing::info!("option {f} accepted and ignored"),
             _ if IGNORED_KEYS.iter().any(|p| opt.starts_with(p)) => {
                 tracing::info!("option {opt} accepted and ignored")

@@ -251,7 +251,7 @@ pub fn mount(g: &Global, a: MountArgs) -> Result<ExitCode> {
     let req = MountRequest { mountpoint: a.mountpoint, allow_other, foreground: a.foreground };
     let store = open_store(g, LockMode::Exclusive)?;
     match store.resolve_container(&a.target) {
-        Ok(c) => containers::mount_container(store, &c.id, &req)?,
+        Ok(c) => containers::mount_container(store, &c, &req)?,
         Err(_) => {
             let image = store
                 .resolve_image(&a.target)

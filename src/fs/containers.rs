@@ -71,9 +71,8 @@ pub struct MountRequest {
 
 /// Mounts a container read-write. The store is given back (dropped) before the daemon forks, so
 /// the daemon never inherits the store lock; the record is written once the mount answers.
-pub fn mount_container(store: Store, id: &str, req: &MountRequest) -> Result<()> {
-    let c = store.resolve_container(id)?;
-    if let state @ (MountState::Mounted { .. } | MountState::Dead { .. }) = mount_state(&c) {
+pub fn mount_container(store: Store, c: &ContainerRecord, req: &MountRequest) -> Result<()> {
+    if let state @ (MountState::Mounted { .. } | MountState::Dead { .. }) = mount_state(c) {
         bail!("container {} is already mounted ({state}): strata umount {} first", c.name, c.name);
     }
     let image = store.image(&c.image).with_context(|| format!("the image of container {}", c.name))?;

@@ -1,9 +1,9 @@
 //! Mounting and unmounting: foreground, daemonised, and explicit unmount.
 //!
-//! fuser's `AutoUnmount` hangs on unmount (fuser issue 407) and its unmount is not lazy, so
-//! strata unmounts explicitly: `umount2`, lazily when busy, `fusermount3 -u` when unprivileged.
+//! strata mounts itself (`sys::fuse_mount`) and hands the connection to fuser, which serves it
+//! and never unmounts: unmounting is explicit (`umount2`, lazily when busy, `fusermount3 -u`
+//! when unprivileged), and a session that ends on an error unmounts only its own mount.
 
-use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
@@ -12,7 +12,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use fuser::{Config, MountOption, SessionACL};
+use fuser::{Config, SessionACL};
 use nix::errno::Errno;
 use nix::mount::{MntFlags, umount2};
 use nix::sys::signal::kill;
@@ -20,6 +20,7 @@ use nix::unistd::{ForkResult, Pid};
 
 use super::StrataFs;
 use crate::sys::daemon;
+use crate::sys::fuse_mount::{self, FuseMount, fusermount_unmount};
 
 /// What to mount and how.
 #[derive(Clone, Debug)]
@@ -36,6 +37,8 @@ pub struct MountOptions {
     pub allow_other: bool,
     /// Source name shown in /proc/mounts.
     pub fsname: String,
+    /// The mount's type is `fuse.<subtype>`.
+    pub subtype: String,
     /// Extra kernel mount flags: dev, nodev, suid, nosuid, exec, noexec, atime, noatime,
     /// sync, async, dirsync.
     pub flags: Vec<String>,
@@ -56,6 +59,7 @@ impl Default for MountOptions {
             read_only: false,
             allow_other: false,
             fsname: "strata".into(),
+            subtype: "strata".into(),
             flags: Vec::new(),
             log_file: None,
             threads: std::thread::available_parallelism().map(|n| n.get().clamp(2, 8)).unwrap_or(4),
@@ -64,27 +68,7 @@ impl Default for MountOptions {
     }
 }
 
-/// Kernel flags strata knows how to pass on.
-pub fn kernel_flag(name: &str) -> Option<MountOption> {
-    Some(match name {
-        "dev" => MountOption::Dev,
-        "nodev" => MountOption::NoDev,
-        "suid" => MountOption::Suid,
-        "nosuid" => MountOption::NoSuid,
-        "exec" => MountOption::Exec,
-        "noexec" => MountOption::NoExec,
-        "atime" => MountOption::Atime,
-        "noatime" => MountOption::NoAtime,
-        "sync" => MountOption::Sync,
-        "async" => MountOption::Async,
-        "dirsync" => MountOption::DirSync,
-        "rw" => MountOption::RW,
-        "ro" => MountOption::RO,
-        _ => return None,
-    })
-}
-
-fn build(opts: &MountOptions) -> Result<(StrataFs, Config)> {
+fn build(opts: &MountOptions) -> Result<(StrataFs, FuseMount<'_>, Config)> {
     let mut lowers = opts.lowers.clone();
     let (upper, work) = if opts.read_only {
         if let Some(u) = &opts.upper {
@@ -98,50 +82,51 @@ fn build(opts: &MountOptions) -> Result<(StrataFs, Config)> {
         bail!("no layers to mount");
     }
     let fs = StrataFs::new(&lowers, upper, work, opts.passthrough).context("opening the layers")?;
-    let mut mo = vec![
-        MountOption::FSName(opts.fsname.clone()),
-        MountOption::Subtype("strata".into()),
-        MountOption::DefaultPermissions,
-    ];
     let root = nix::unistd::geteuid().is_root();
     let has = |f: &str| opts.flags.iter().any(|x| x == f);
-    if root && !has("nodev") {
-        mo.push(MountOption::Dev);
-    }
-    if root && !has("nosuid") {
-        mo.push(MountOption::Suid);
-    }
+    // As root a container's devices and setuid files work unless asked otherwise; fusermount3
+    // sets nodev,nosuid for everyone else.
+    let mut flags: Vec<&str> = ["nodev", "nosuid"].into_iter().filter(|f| !root || has(f)).collect();
     for f in &opts.flags {
-        match kernel_flag(f) {
-            Some(MountOption::RO | MountOption::RW) => {}
-            Some(o) if !mo.contains(&o) => mo.push(o),
-            Some(_) => {}
-            None => bail!("unknown mount flag {f:?}"),
+        match f.as_str() {
+            "ro" | "rw" | "nodev" | "nosuid" => {}
+            f if fuse_mount::flag(f).is_some() => flags.push(f),
+            f => bail!("unknown mount flag {f:?}"),
         }
     }
     if upper.is_none() {
-        mo.push(MountOption::RO);
+        flags.push("ro");
     }
+    let mount =
+        FuseMount { fsname: &opts.fsname, subtype: &opts.subtype, flags, allow_other: opts.allow_other };
     let mut config = Config::default();
-    config.mount_options = mo;
-    config.acl = if opts.allow_other { SessionACL::All } else { SessionACL::Owner };
     config.n_threads = Some(opts.threads.max(1));
     config.clone_fd = true;
-    Ok((fs, config))
+    Ok((fs, mount, config))
 }
 
 /// Mounts and serves until unmounted. `ready` runs once the kernel handshake is done.
 pub fn mount_with(opts: &MountOptions, mountpoint: &Path, ready: impl FnOnce()) -> Result<()> {
     daemon::raise_nofile_limit();
-    let (fs, config) = build(opts)?;
+    let mountpoint = &absolute(mountpoint)?;
+    let (fs, mount, config) = build(opts)?;
     let wrote = fs.wrote_flag();
     let upper = fs.stack().upper().map(|u| u.path().to_path_buf());
-    let session = fuser::Session::new(fs, mountpoint, &config)
-        .with_context(|| format!("mounting on {}", mountpoint.display()))?;
-    tracing::info!(mountpoint = %mountpoint.display(), "mounted");
-    unmount_on_signals(absolute(mountpoint)?);
-    ready();
-    session.run().context("FUSE session")?;
+    let acl = if opts.allow_other { SessionACL::All } else { SessionACL::Owner };
+    let dev = mount.mount(mountpoint).with_context(|| format!("mounting on {}", mountpoint.display()))?;
+    // Kept to ask the connection, once the session is over, whether the mount is still ours.
+    let probe = dev.try_clone()?;
+    let session = fuser::Session::from_fd(fs, dev, acl, config);
+    let served = session.and_then(|s| {
+        tracing::info!(mountpoint = %mountpoint.display(), "mounted");
+        unmount_on_signals(mountpoint.to_path_buf());
+        ready();
+        s.run()
+    });
+    if let Err(e) = fuse_mount::unmount_if_ours(&probe, mountpoint) {
+        tracing::warn!("unmounting {} after the session: {e}", mountpoint.display());
+    }
+    served.context("FUSE session")?;
     // What the mount wrote is durable before the daemon exits (`strata umount` waits for that);
     // a mount that changed nothing has nothing to flush.
     if let Some(u) = upper.filter(|_| wrote.load(std::sync::atomic::Ordering::Relaxed)) {
@@ -171,7 +156,7 @@ fn unmount_on_signals(mountpoint: PathBuf) {
             tracing::info!("{sig}: unmounting {}", mountpoint.display());
             if let Err(e) = umount2(&mountpoint, MntFlags::MNT_DETACH) {
                 if e == Errno::EPERM {
-                    let _ = fusermount_u(&mountpoint);
+                    let _ = fusermount_unmount(&mountpoint);
                 } else {
                     tracing::warn!("unmount on {sig} failed: {e}");
                 }
@@ -210,10 +195,8 @@ pub fn mount_daemon(opts: &MountOptions, mountpoint: &Path) -> Result<Pid> {
             File::from(rd).read_to_string(&mut msg).context("reading from the mount daemon")?;
             let msg = msg.trim();
             if let Some(pid) = msg.strip_prefix("ok ") {
+                // The daemon says so only once the kernel's handshake is done on its mount.
                 let pid: i32 = pid.parse().map_err(|_| anyhow!("bad message from the daemon: {msg}"))?;
-                if !is_mounted(&mountpoint)? {
-                    bail!("the daemon reported success but {} is not mounted", mountpoint.display());
-                }
                 Ok(Pid::from_raw(pid))
             } else if let Some(err) = msg.strip_prefix("err ") {
                 Err(anyhow!("{err}"))
@@ -338,46 +321,41 @@ pub fn is_mounted(mountpoint: &Path) -> Result<bool> {
 /// mount (ENOTCONN) is cleared the same way.
 pub fn unmount(mountpoint: &Path) -> Result<()> {
     let mp = absolute(mountpoint)?;
-    if !is_mounted(&mp)? {
-        bail!("{} is not mounted", mp.display());
-    }
+    let not_mounted = || anyhow!("{} is not mounted", mp.display());
     match umount2(&mp, MntFlags::empty()) {
         Ok(()) => Ok(()),
         Err(Errno::EBUSY) => {
             tracing::info!("{} busy: unmounting lazily", mp.display());
             umount2(&mp, MntFlags::MNT_DETACH).with_context(|| format!("unmounting {}", mp.display()))
         }
-        Err(Errno::EPERM) => fusermount_u(&mp),
+        Err(Errno::EPERM) if is_mounted(&mp)? => Ok(fusermount_unmount(&mp)?),
+        Err(Errno::EPERM | Errno::EINVAL | Errno::ENOENT) => Err(not_mounted()),
         Err(e) => Err(anyhow!("unmounting {}: {e}", mp.display())),
     }
 }
 
-fn fusermount_u(mp: &Path) -> Result<()> {
-    for args in [&["-u", "-q"][..], &["-u", "-q", "-z"][..]] {
-        let st = std::process::Command::new("fusermount3").args(args).arg(OsStr::new("--")).arg(mp).status();
-        if matches!(st, Ok(s) if s.success()) {
-            return Ok(());
-        }
-    }
-    bail!("fusermount3 -u {} failed", mp.display())
-}
-
 /// Unmounts and waits (up to `timeout`) for the daemon `pid` to exit.
 pub fn unmount_and_wait(mountpoint: &Path, pid: Option<Pid>, timeout: Duration) -> Result<()> {
+    // Taken before unmounting, so it names the daemon even if its pid is reused once it exits.
+    let handle = pid.map(|p| daemon::ProcessHandle::open(p.as_raw()));
     unmount(mountpoint)?;
     let Some(pid) = pid else { return Ok(()) };
-    let start = Instant::now();
-    // Woken by the daemon's exit (pidfd); polled on kernels without pidfds.
-    while is_alive(pid) {
-        let left = timeout.saturating_sub(start.elapsed());
-        if left.is_zero() {
-            bail!("mount daemon {pid} still running after {timeout:?}");
-        }
-        if daemon::wait_exit(pid.as_raw(), left).is_err() {
-            std::thread::sleep(Duration::from_millis(10).min(left));
+    match handle {
+        Some(Ok(None)) => Ok(()),
+        Some(Ok(Some(h))) if h.wait_exit(timeout)? => Ok(()),
+        Some(Ok(Some(_))) => bail!("mount daemon {pid} still running after {timeout:?}"),
+        // No pidfds: poll.
+        _ => {
+            let start = Instant::now();
+            while is_alive(pid) {
+                if start.elapsed() >= timeout {
+                    bail!("mount daemon {pid} still running after {timeout:?}");
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok(())
         }
     }
-    Ok(())
 }
 
 /// Whether process `pid` exists and is not a zombie.

@@ -32,26 +32,38 @@ pub fn raise_nofile_limit() {
     }
 }
 
-/// Waits until process `pid` (not necessarily our child) has exited, up to `timeout`.
-/// Returns `Ok(true)` once it has, `Ok(false)` on timeout; an error when the kernel has no
-/// pidfds (before 5.3), so the caller can fall back to polling.
-pub fn wait_exit(pid: i32, timeout: std::time::Duration) -> std::io::Result<bool> {
-    use std::os::fd::{AsFd, FromRawFd, OwnedFd};
-    // SAFETY: pidfd_open takes a pid and flags, no pointers; a non-negative result is a new fd
-    // that we own from here on.
-    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if raw < 0 {
-        let e = std::io::Error::last_os_error();
-        // No such process: it is gone already.
-        return if e.raw_os_error() == Some(libc::ESRCH) { Ok(true) } else { Err(e) };
+/// A process to wait for (not necessarily our child): a pidfd, which keeps naming the same
+/// process even once its pid is reused.
+pub struct ProcessHandle(std::os::fd::OwnedFd);
+
+impl ProcessHandle {
+    /// A handle on process `pid`; `Ok(None)` when it is gone already, an error when the kernel
+    /// has no pidfds (before 5.3), so the caller can fall back to polling.
+    pub fn open(pid: i32) -> std::io::Result<Option<ProcessHandle>> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: pidfd_open takes a pid and flags, no pointers; a non-negative result is a new
+        // fd that we own from here on.
+        let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if raw < 0 {
+            let e = std::io::Error::last_os_error();
+            return if e.raw_os_error() == Some(libc::ESRCH) { Ok(None) } else { Err(e) };
+        }
+        // SAFETY: `raw` is the fd pidfd_open just returned, owned by nothing else.
+        Ok(Some(ProcessHandle(unsafe { std::os::fd::OwnedFd::from_raw_fd(raw as i32) })))
     }
-    // SAFETY: `raw` is the fd pidfd_open just returned, owned by nothing else.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
-    let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
-    let mut fds = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
-    // A pidfd becomes readable when the process exits.
-    match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)) {
-        Ok(n) => Ok(n > 0),
-        Err(e) => Err(e.into()),
+
+    /// Waits up to `timeout` for the process to exit; whether it has.
+    pub fn wait_exit(&self, timeout: std::time::Duration) -> std::io::Result<bool> {
+        use std::os::fd::AsFd;
+        let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [nix::poll::PollFd::new(self.0.as_fd(), nix::poll::PollFlags::POLLIN)];
+        // A pidfd becomes readable when the process exits.
+        loop {
+            match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)) {
+                Ok(n) => return Ok(n > 0),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 }

@@ -1,3 +1,4 @@
-//! sys (to be filled).
+//! Syscall wrappers: the crate's `unsafe` lives here.
 pub mod daemon;
 pub mod fsio;
+pub mod fuse_mount;
