@@ -36,8 +36,9 @@ impl StrataFs {
             return Err(Errno::ENOTEMPTY);
         }
         let ino = self.st_ino(&e);
+        let in_upper = self.in_upper(&e);
         let (pe, fd) = self.writable_dir(&pe)?;
-        if self.in_upper(&e) {
+        if in_upper {
             if dir {
                 clear_dir(&fd, name)?;
                 unlinkat(fd.as_fd(), name, UnlinkatFlags::RemoveDir)?;
@@ -50,7 +51,8 @@ impl StrataFs {
         } else {
             self.changed_one(&e.path);
         }
-        if self.lower_entry(&pe, name)?.is_some() {
+        // A lower entry needs a whiteout; an upper one only if it hid a lower one.
+        if !in_upper || self.lower_entry(&pe, name)?.is_some() {
             self.write_whiteout(&pe.path, name)?;
         }
         let mut nodes = lock(&self.nodes);
