@@ -87,3 +87,33 @@ fn read_only_lowers_only() {
     let e = fs::remove_file(m.path("f")).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EROFS));
 }
+
+/// Readers of one directory at once each keep their own listing: a reader that started before
+/// the directory changed, and goes on after another reader has listed it anew, still sees every
+/// name that was there exactly once (offsets name the reader's listing, not just a position).
+#[test]
+fn a_reader_keeps_its_listing_while_another_lists_the_changed_directory() {
+    use nix::fcntl::OFlag;
+    use nix::sys::stat::Mode;
+    let Some(s) = Scratch::for_fuse(1) else { return };
+    const N: usize = 3000;
+    for i in 0..N {
+        s.write(&format!("l1/big/f{i:04}"), "");
+    }
+    let m = s.mount_rw(1);
+    let dir = m.path("big");
+    let mut reader = nix::dir::Dir::open(&dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty()).unwrap();
+    let name = |e: nix::dir::Entry| e.file_name().to_string_lossy().into_owned();
+    let mut it = reader.iter();
+    let mut seen: Vec<String> = (0..10).map(|_| name(it.next().unwrap().unwrap())).collect();
+    // A new upper name comes first in the merged listing: every later position moves by one.
+    fs::write(dir.join("new"), "").unwrap();
+    assert_eq!(names(&dir).len(), N + 1, "a second reader lists the changed directory");
+    seen.extend(it.map(|e| name(e.unwrap())));
+    seen.retain(|n| n != "." && n != ".." && n != "new");
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), seen.len(), "a name was listed twice");
+    assert_eq!(seen.len(), N, "a name was skipped");
+}

@@ -4,6 +4,8 @@
 //! their listings in its own cache (`FOPEN_CACHE_DIR | FOPEN_KEEP_CACHE`), which it drops when
 //! the directory changes through the mount. A listing walk costs no opendir/releasedir round
 //! trips, and a second walk of an unchanged tree reaches the daemon not at all.
+//!
+//! A readdir offset is `stream << 32 | position` (see [`DirStream`]); 0 starts a new stream.
 
 use std::ffi::OsStr;
 use std::sync::Arc;
@@ -16,7 +18,12 @@ use super::filesystem::{R, StrataFs, errno};
 use super::handles::DirStream;
 use crate::union::{Entry, ListEntry};
 
-/// What readdir reports at one offset.
+/// The offset of `position` in stream `stream`.
+fn offset(stream: u32, position: u64) -> u64 {
+    (u64::from(stream) << 32) | position
+}
+
+/// What readdir reports at one position.
 pub(crate) struct Dirent<'a> {
     pub name: &'a OsStr,
     /// The offset of the next entry.
@@ -29,15 +36,15 @@ pub(crate) struct Dirent<'a> {
 }
 
 impl DirStream {
-    /// The entry at `offset`: "." and ".." first, then the listing.
-    pub(crate) fn at(&self, offset: u64) -> Option<Dirent<'_>> {
-        let next = offset + 1;
+    /// The entry at `position`: "." and ".." first, then the listing.
+    pub(crate) fn at(&self, position: u64) -> Option<Dirent<'_>> {
+        let next = offset(self.id, position + 1);
         let dir = fuser::FileType::Directory;
-        match offset {
+        match position {
             0 => Some(Dirent { name: OsStr::new("."), next, kind: dir, listed: None, ino: self.dot }),
             1 => Some(Dirent { name: OsStr::new(".."), next, kind: dir, listed: None, ino: self.dotdot }),
             _ => {
-                let le = self.listing.entries.get(usize::try_from(offset - 2).ok()?)?;
+                let le = self.listing.entries.get(usize::try_from(position - 2).ok()?)?;
                 Some(Dirent { name: &le.name, next, kind: kind(le.kind), listed: Some(le), ino: 0 })
             }
         }
@@ -56,33 +63,31 @@ impl StrataFs {
         mut add: impl FnMut(&Entry, bool, Dirent<'_>) -> bool,
     ) -> R<()> {
         let _ns = self.ns.read().unwrap_or_else(|e| e.into_inner());
-        let (dir, s) = self.dir_stream(ino, offset)?;
+        let (stream, start) = ((offset >> 32) as u32, offset & 0xffff_ffff);
+        let (dir, s) = self.dir_stream(ino, stream)?;
         let current = s.generation == self.stack.generation();
-        let mut o = offset;
-        while let Some(d) = s.at(o) {
-            let next = d.next;
+        let mut position = start;
+        while let Some(d) = s.at(position) {
             if add(&dir, current, d) {
                 break;
             }
-            o = next;
+            position += 1;
         }
-        if o == offset {
-            self.handles.end_stream(ino);
+        if position == start {
+            self.handles.end_stream(s.id);
         }
         Ok(())
     }
 
-    /// The directory `ino` and the listing a readdir at `offset` reads: a fresh one at offset 0,
-    /// else the one that walk started with.
-    fn dir_stream(&self, ino: u64, offset: u64) -> R<(Entry, Arc<DirStream>)> {
+    /// The directory `ino` and the listing a readdir in `stream` reads: that reader's, else
+    /// (a new reader, or a stream no longer kept) a fresh one.
+    fn dir_stream(&self, ino: u64, stream: u32) -> R<(Entry, Arc<DirStream>)> {
         let entry = self.entry(ino)?;
         if !entry.is_dir() {
             return Err(Errno::ENOTDIR);
         }
-        if offset > 0 {
-            if let Some(s) = self.handles.stream(ino) {
-                return Ok((entry, s));
-            }
+        if let Some(s) = self.handles.stream(stream, ino) {
+            return Ok((entry, s));
         }
         let generation = self.stack.generation();
         let listing = self.stack.list(&entry).map_err(errno)?;
@@ -91,8 +96,7 @@ impl StrataFs {
             Some(p) => self.lookup_path(p).map(|pe| self.st_ino(&pe)).unwrap_or(dot),
             None => dot,
         };
-        let s = Arc::new(DirStream { listing, generation, dot, dotdot });
-        self.handles.set_stream(ino, s.clone());
+        let s = self.handles.add_stream(|id| DirStream { id, ino, listing, generation, dot, dotdot });
         Ok((entry, s))
     }
 

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use fuser::BackingId;
@@ -30,10 +30,16 @@ pub struct FileHandle {
 
 /// A directory being read. strata answers opendir with ENOSYS, so the kernel opens
 /// directories without asking and caches their listings itself (`FOPEN_CACHE_DIR |
-/// FOPEN_KEEP_CACHE`, dropped when the directory changes); its readdir offsets index into the
-/// listing taken when it asked for offset 0, kept here per inode until it reads past the end.
+/// FOPEN_KEEP_CACHE`, dropped when the directory changes). With no directory handles, a
+/// reader is told apart by its offsets: each names the stream (the listing taken when the
+/// reader asked for offset 0) and a position in it, so readers of one directory at once each
+/// keep their own listing. A stream is kept until its reader reads past the end.
 #[derive(Debug)]
 pub struct DirStream {
+    /// The stream's id (never 0), the high half of its offsets.
+    pub id: u32,
+    /// The directory's node id.
+    pub ino: u64,
     /// The merged listing.
     pub listing: Arc<Listing>,
     /// `Stack::generation` when it was taken.
@@ -51,7 +57,8 @@ type Backing = (Weak<BackingId>, bool, bool);
 pub struct Handles {
     next: AtomicU64,
     files: Mutex<HashMap<u64, Arc<FileHandle>>>,
-    streams: Mutex<LruCache<u64, Arc<DirStream>>>,
+    next_stream: AtomicU32,
+    streams: Mutex<LruCache<u32, Arc<DirStream>>>,
     backing: Mutex<HashMap<u64, Backing>>,
 }
 
@@ -60,6 +67,7 @@ impl Default for Handles {
         Handles {
             next: AtomicU64::new(0),
             files: Mutex::default(),
+            next_stream: AtomicU32::new(0),
             streams: Mutex::new(LruCache::new(NonZeroUsize::new(DIR_STREAMS).unwrap_or(NonZeroUsize::MIN))),
             backing: Mutex::default(),
         }
@@ -92,19 +100,28 @@ impl Handles {
         lock(&self.files).remove(&fh)
     }
 
-    /// The listing of directory `ino` being read, if any.
-    pub fn stream(&self, ino: u64) -> Option<Arc<DirStream>> {
-        lock(&self.streams).get(&ino).cloned()
+    /// Stream `id` of directory `ino`, if it is still kept.
+    pub fn stream(&self, id: u32, ino: u64) -> Option<Arc<DirStream>> {
+        lock(&self.streams).get(&id).filter(|s| s.ino == ino).cloned()
     }
 
-    /// Records the listing of directory `ino` being read.
-    pub fn set_stream(&self, ino: u64, s: Arc<DirStream>) {
-        lock(&self.streams).put(ino, s);
+    /// Keeps a new stream, built by `make` from its id.
+    pub fn add_stream(&self, make: impl FnOnce(u32) -> DirStream) -> Arc<DirStream> {
+        // 31 bits: offsets are positive 64-bit file positions; 0 would read as "start".
+        let id = loop {
+            let id = self.next_stream.fetch_add(1, Ordering::Relaxed).wrapping_add(1) & 0x7fff_ffff;
+            if id != 0 {
+                break id;
+            }
+        };
+        let s = Arc::new(make(id));
+        lock(&self.streams).put(id, s.clone());
+        s
     }
 
-    /// Directory `ino` was read to its end.
-    pub fn end_stream(&self, ino: u64) {
-        lock(&self.streams).pop(&ino);
+    /// Stream `id` was read to its end.
+    pub fn end_stream(&self, id: u32) {
+        lock(&self.streams).pop(&id);
     }
 
     /// The live backing id of inode `ino`, whether it is an upper file, and writable.
