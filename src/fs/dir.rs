@@ -90,11 +90,18 @@ impl StrataFs {
             return Ok((entry, s));
         }
         let generation = self.stack.generation();
-        let listing = self.stack.list(&entry).map_err(errno)?;
-        let dot = self.st_ino(&entry);
-        let dotdot = match entry.path.parent() {
-            Some(p) => self.lookup_path(p).map(|pe| self.st_ino(&pe)).unwrap_or(dot),
-            None => dot,
+        // A new reader of a directory unchanged since another began shares that listing.
+        let (listing, dot, dotdot) = match self.handles.stream_at(ino, generation) {
+            Some(same) => (same.listing.clone(), same.dot, same.dotdot),
+            None => {
+                let listing = self.stack.list(&entry).map_err(errno)?;
+                let dot = self.st_ino(&entry);
+                let dotdot = match entry.path.parent() {
+                    Some(p) => self.lookup_path(p).map(|pe| self.st_ino(&pe)).unwrap_or(dot),
+                    None => dot,
+                };
+                (listing, dot, dotdot)
+            }
         };
         let s = self.handles.add_stream(|id| DirStream { id, ino, listing, generation, dot, dotdot });
         Ok((entry, s))

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
@@ -12,8 +11,10 @@ use lru::LruCache;
 
 use crate::union::Listing;
 
-/// Directory listings being read at once (more only cost a listing rebuilt).
+/// Directory listings being read at once, and their entries in all (counted per stream): more
+/// only cost a reader whose stream was dropped a fresh listing.
 const DIR_STREAMS: usize = 64;
+const STREAM_ENTRIES: usize = 400_000;
 
 /// An open regular file.
 #[derive(Debug)]
@@ -49,6 +50,13 @@ pub struct DirStream {
     pub dotdot: u64,
 }
 
+/// The kept streams, most recently used first, and their entries in all.
+#[derive(Debug)]
+struct Streams {
+    lru: LruCache<u32, Arc<DirStream>>,
+    entries: usize,
+}
+
 /// A passthrough backing id, whether its file is in the upper, and whether it is writable.
 type Backing = (Weak<BackingId>, bool, bool);
 
@@ -58,7 +66,7 @@ pub struct Handles {
     next: AtomicU64,
     files: Mutex<HashMap<u64, Arc<FileHandle>>>,
     next_stream: AtomicU32,
-    streams: Mutex<LruCache<u32, Arc<DirStream>>>,
+    streams: Mutex<Streams>,
     backing: Mutex<HashMap<u64, Backing>>,
 }
 
@@ -68,7 +76,7 @@ impl Default for Handles {
             next: AtomicU64::new(0),
             files: Mutex::default(),
             next_stream: AtomicU32::new(0),
-            streams: Mutex::new(LruCache::new(NonZeroUsize::new(DIR_STREAMS).unwrap_or(NonZeroUsize::MIN))),
+            streams: Mutex::new(Streams { lru: LruCache::unbounded(), entries: 0 }),
             backing: Mutex::default(),
         }
     }
@@ -102,7 +110,18 @@ impl Handles {
 
     /// Stream `id` of directory `ino`, if it is still kept.
     pub fn stream(&self, id: u32, ino: u64) -> Option<Arc<DirStream>> {
-        lock(&self.streams).get(&id).filter(|s| s.ino == ino).cloned()
+        lock(&self.streams).lru.get(&id).filter(|s| s.ino == ino).cloned()
+    }
+
+    /// The newest kept stream of directory `ino` taken at listing `generation`: a new reader
+    /// of an unchanged directory shares its listing.
+    pub fn stream_at(&self, ino: u64, generation: u64) -> Option<Arc<DirStream>> {
+        lock(&self.streams)
+            .lru
+            .iter()
+            .map(|(_, s)| s)
+            .find(|s| s.ino == ino && s.generation == generation)
+            .cloned()
     }
 
     /// Keeps a new stream, built by `make` from its id.
@@ -115,13 +134,24 @@ impl Handles {
             }
         };
         let s = Arc::new(make(id));
-        lock(&self.streams).put(id, s.clone());
+        let mut kept = lock(&self.streams);
+        kept.entries += s.listing.entries.len();
+        kept.lru.put(id, s.clone());
+        while kept.lru.len() > DIR_STREAMS || (kept.entries > STREAM_ENTRIES && kept.lru.len() > 1) {
+            match kept.lru.pop_lru() {
+                Some((_, old)) => kept.entries -= old.listing.entries.len(),
+                None => break,
+            }
+        }
         s
     }
 
     /// Stream `id` was read to its end.
     pub fn end_stream(&self, id: u32) {
-        lock(&self.streams).pop(&id);
+        let mut kept = lock(&self.streams);
+        if let Some(old) = kept.lru.pop(&id) {
+            kept.entries -= old.listing.entries.len();
+        }
     }
 
     /// The live backing id of inode `ino`, whether it is an upper file, and writable.
