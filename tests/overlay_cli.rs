@@ -58,11 +58,7 @@ fn foreground_mode_stays() {
     let Some(s) = Scratch::for_fuse(1) else { return };
     s.write("l1/f", "f");
     let mp = fs::canonicalize(s.p("mnt")).unwrap();
-    let mut child = Command::new(BIN).arg("-f").arg("-o").arg(s.rw_opts(1)).arg(&mp).spawn().unwrap();
-    let start = Instant::now();
-    while !is_mounted(&mp) && start.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = foreground(&s, &mp);
     let _guard = GuardPath(mp.clone());
     assert!(is_mounted(&mp));
     assert_eq!(fs::read_to_string(mp.join("f")).unwrap(), "f");
@@ -71,17 +67,34 @@ fn foreground_mode_stays() {
     let st = child.wait().unwrap();
     assert!(st.success(), "exits cleanly after unmount: {st:?}");
     // SIGTERM unmounts and exits cleanly too (no dead mount left behind)
-    let mut child = Command::new(BIN).arg("-f").arg("-o").arg(s.rw_opts(1)).arg(&mp).spawn().unwrap();
-    let start = Instant::now();
-    while !is_mounted(&mp) && start.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = foreground(&s, &mp);
     assert!(is_mounted(&mp));
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let st = child.wait().unwrap();
     assert!(st.success(), "SIGTERM: {st:?}");
     assert!(!is_mounted(&mp));
+}
+
+/// SIGTERM sent the moment the mount appears (while the daemon may still be setting up its
+/// session) still unmounts cleanly: the signal waits until the daemon can handle it instead of
+/// killing it and leaving a dead mount behind.
+#[test]
+fn sigterm_right_after_the_mount_appears_unmounts_cleanly() {
+    let Some(s) = Scratch::for_fuse(1) else { return };
+    s.write("l1/f", "f");
+    let mp = fs::canonicalize(s.p("mnt")).unwrap();
+    let _guard = GuardPath(mp.clone());
+    for round in 0..20 {
+        let mut child = Command::new(BIN).arg("-f").arg("-o").arg(s.rw_opts(1)).arg(&mp).spawn().unwrap();
+        let start = Instant::now();
+        while !is_mounted(&mp) && start.elapsed() < Duration::from_secs(10) {}
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let st = child.wait().unwrap();
+        assert!(st.success(), "round {round}: SIGTERM during set-up: {st:?}");
+        assert!(!is_mounted(&mp), "round {round}: a mount is left behind");
+    }
 }
 
 /// A daemon whose session ends never unmounts its mountpoint's path: whatever is mounted there
@@ -99,11 +112,7 @@ fn an_ending_session_leaves_a_new_mount_on_its_path_alone() {
     let (mp, moved) = (bx.join("mp"), bx.join("moved"));
     fs::create_dir(&mp).unwrap();
     fs::create_dir(&moved).unwrap();
-    let mut daemon = Command::new(BIN).arg("-f").arg("-o").arg(s.rw_opts(1)).arg(&mp).spawn().unwrap();
-    let start = Instant::now();
-    while !is_mounted(&mp) && start.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut daemon = foreground(&s, &mp);
     assert_eq!(fs::read_to_string(mp.join("f")).unwrap(), "f");
     sh(&format!("mount --move {} {}", mp.display(), moved.display()));
     sh(&format!("mount -t tmpfs -o size=1m strata-new {0} && echo new > {0}/marker", mp.display()));
@@ -113,6 +122,16 @@ fn an_ending_session_leaves_a_new_mount_on_its_path_alone() {
     assert!(st.success(), "the daemon exits cleanly once unmounted: {st:?}");
     assert!(is_mounted(&mp), "the daemon unmounted the mount that took its old place");
     assert_eq!(fs::read_to_string(mp.join("marker")).unwrap(), "new\n");
+}
+
+/// `strata-overlay -f` on `mp` over one lower layer, once its mount is there (10 s at most).
+fn foreground(s: &Scratch, mp: &Path) -> std::process::Child {
+    let child = Command::new(BIN).arg("-f").arg("-o").arg(s.rw_opts(1)).arg(mp).spawn().unwrap();
+    let start = Instant::now();
+    while !is_mounted(mp) && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
 }
 
 /// Unmounts a path on drop (for mounts not made through `Mount`).

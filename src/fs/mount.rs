@@ -15,7 +15,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use fuser::{Config, SessionACL};
 use nix::errno::Errno;
 use nix::mount::{MntFlags, umount2};
-use nix::sys::signal::kill;
+use nix::sys::signal::{SigSet, Signal, kill};
 use nix::unistd::{ForkResult, Pid};
 
 use super::StrataFs;
@@ -113,13 +113,16 @@ pub fn mount_with(opts: &MountOptions, mountpoint: &Path, ready: impl FnOnce()) 
     let wrote = fs.wrote_flag();
     let upper = fs.stack().upper().map(|u| u.path().to_path_buf());
     let acl = if opts.allow_other { SessionACL::All } else { SessionACL::Owner };
+    let signals = block_unmount_signals();
     let dev = mount.mount(mountpoint).with_context(|| format!("mounting on {}", mountpoint.display()))?;
     // Kept to ask the connection, once the session is over, whether the mount is still ours.
     let probe = dev.try_clone()?;
     let session = fuser::Session::from_fd(fs, dev, acl, config);
     let served = session.and_then(|s| {
         tracing::info!(mountpoint = %mountpoint.display(), "mounted");
-        unmount_on_signals(mountpoint.to_path_buf());
+        if let Some(set) = signals {
+            unmount_on_signals(set, mountpoint.to_path_buf());
+        }
         ready();
         s.run()
     });
@@ -139,18 +142,24 @@ pub fn mount_with(opts: &MountOptions, mountpoint: &Path, ready: impl FnOnce()) 
 }
 
 /// SIGTERM, SIGINT and SIGHUP unmount (lazily) instead of killing the daemon, so the session
-/// ends cleanly. Blocks them in this thread before the request threads start (they inherit
-/// the mask); one thread waits for them.
-fn unmount_on_signals(mountpoint: PathBuf) {
-    use nix::sys::signal::{SigSet, Signal};
+/// ends cleanly. They are blocked in this thread before the mount exists (one that comes while
+/// the mount is set up waits; the request threads inherit the mask) ...
+fn block_unmount_signals() -> Option<SigSet> {
     let mut set = SigSet::empty();
     for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
         set.add(s);
     }
-    if let Err(e) = set.thread_block() {
-        tracing::warn!("can't block signals: {e}");
-        return;
+    match set.thread_block() {
+        Ok(()) => Some(set),
+        Err(e) => {
+            tracing::warn!("can't block signals: {e}");
+            None
+        }
     }
+}
+
+/// ... and one thread waits for them once the mount answers.
+fn unmount_on_signals(set: SigSet, mountpoint: PathBuf) {
     let spawned = std::thread::Builder::new().name("strata-signals".into()).spawn(move || {
         if let Ok(sig) = set.wait() {
             tracing::info!("{sig}: unmounting {}", mountpoint.display());
