@@ -86,9 +86,7 @@ fn sigterm_right_after_the_mount_appears_unmounts_cleanly() {
     let mp = fs::canonicalize(s.p("mnt")).unwrap();
     let _guard = GuardPath(mp.clone());
     for round in 0..20 {
-        let mut child = Command::new(BIN).arg("-f").arg("-o").arg(s.rw_opts(1)).arg(&mp).spawn().unwrap();
-        let start = Instant::now();
-        while !is_mounted(&mp) && start.elapsed() < Duration::from_secs(10) {}
+        let mut child = foreground(&s, &mp);
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
         let st = child.wait().unwrap();
@@ -124,12 +122,13 @@ fn an_ending_session_leaves_a_new_mount_on_its_path_alone() {
     assert_eq!(fs::read_to_string(mp.join("marker")).unwrap(), "new\n");
 }
 
-/// `strata-overlay -f` on `mp` over one lower layer, once its mount is there (10 s at most).
+/// `strata-overlay -f` on `mp` over one lower layer, returned the moment its mount shows in
+/// mountinfo (10 s at most): possibly before the daemon has finished setting up its session.
 fn foreground(s: &Scratch, mp: &Path) -> std::process::Child {
     let child = Command::new(BIN).arg("-f").arg("-o").arg(s.rw_opts(1)).arg(mp).spawn().unwrap();
     let start = Instant::now();
     while !is_mounted(mp) && start.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::yield_now();
     }
     child
 }
