@@ -163,12 +163,8 @@ fn unmount_on_signals(set: SigSet, mountpoint: PathBuf) {
     let spawned = std::thread::Builder::new().name("strata-signals".into()).spawn(move || {
         if let Ok(sig) = set.wait() {
             tracing::info!("{sig}: unmounting {}", mountpoint.display());
-            if let Err(e) = umount2(&mountpoint, MntFlags::MNT_DETACH) {
-                if e == Errno::EPERM {
-                    let _ = fusermount_unmount(&mountpoint);
-                } else {
-                    tracing::warn!("unmount on {sig} failed: {e}");
-                }
+            if let Err(e) = fuse_mount::detach(&mountpoint) {
+                tracing::warn!("unmount on {sig} failed: {e}");
             }
         }
     });

@@ -365,12 +365,14 @@ impl Filesystem for StrataFs {
                     Generation(0),
                 ),
                 // A name gone since the listing was taken is skipped (not full).
+                // One lock for the node's generation and, once the entry is in, its reference.
                 Some(le) => self.plus_entry(dir, current, le).is_some_and(|(e, attr)| {
-                    let generation = lock(&self.nodes).generation(attr.ino.0);
+                    let mut nodes = lock(&self.nodes);
+                    let generation = nodes.generation(attr.ino.0);
                     let full =
                         reply.add(attr.ino, d.next, d.name, &self.ttl(&e), &attr, Generation(generation));
                     if !full {
-                        lock(&self.nodes).remember(attr.ino.0, &e.path, 1);
+                        nodes.remember(attr.ino.0, &e.path, 1);
                     }
                     full
                 }),

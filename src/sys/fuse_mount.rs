@@ -157,7 +157,7 @@ fn receive_fd(sock: &OwnedFd) -> io::Result<OwnedFd> {
 
 /// Whether the kernel has ended the connection behind `dev` (its mount is gone): /dev/fuse
 /// polls POLLERR then.
-pub fn connection_ended(dev: &impl AsFd) -> bool {
+fn connection_ended(dev: &impl AsFd) -> bool {
     let mut fds = [PollFd::new(dev.as_fd(), PollFlags::empty())];
     match poll(&mut fds, PollTimeout::ZERO) {
         Ok(_) => fds[0].revents().is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLNVAL)),
@@ -168,9 +168,11 @@ pub fn connection_ended(dev: &impl AsFd) -> bool {
 /// Unmounts `mountpoint` lazily if the connection behind `dev` is still mounted, i.e. only a
 /// mount that is still ours (a session that ended on an error leaves none behind).
 pub fn unmount_if_ours(dev: &impl AsFd, mountpoint: &Path) -> io::Result<()> {
-    if connection_ended(dev) {
-        return Ok(());
-    }
+    if connection_ended(dev) { Ok(()) } else { detach(mountpoint) }
+}
+
+/// Unmounts `mountpoint` lazily: `umount2(MNT_DETACH)`, or `fusermount3 -u -z` unprivileged.
+pub fn detach(mountpoint: &Path) -> io::Result<()> {
     match umount2(mountpoint, MntFlags::MNT_DETACH) {
         Err(Errno::EPERM) => fusermount_unmount(mountpoint),
         r => r.map_err(Into::into),
