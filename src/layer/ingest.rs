@@ -18,10 +18,18 @@ struct StagedLayer(std::path::PathBuf);
 
 impl StagedLayer {
     fn new(store: &Store) -> Result<StagedLayer> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
         let dir = staging::tmp_path(&store.tmp_dir(), "layer");
-        std::fs::create_dir_all(dir.join("fs"))
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-        Ok(StagedLayer(dir))
+        // `layers/<id>` is private like the store; `fs` is the layer's root, 0755 until the tar
+        // says otherwise (never what the umask makes of it).
+        let made = std::fs::DirBuilder::new().mode(0o700).create(&dir).and_then(|_| {
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+            std::fs::DirBuilder::new().mode(0o755).create(dir.join("fs"))?;
+            std::fs::set_permissions(dir.join("fs"), std::fs::Permissions::from_mode(0o755))
+        });
+        let staged = StagedLayer(dir);
+        made.with_context(|| format!("cannot create {}", staged.0.display()))?;
+        Ok(staged)
     }
 
     fn fs(&self) -> std::path::PathBuf {

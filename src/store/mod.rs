@@ -10,6 +10,7 @@ pub mod images;
 pub mod layers;
 mod lock;
 pub mod mounts;
+pub mod perms;
 mod records;
 pub mod remove;
 pub mod staging;
@@ -22,6 +23,11 @@ use anyhow::{Context, Result};
 pub use images::{ImageRecord, LayerRef};
 pub use lock::LockMode;
 use lock::StoreLock;
+
+/// The directories under the root that lead to layer trees, blobs, records, uppers and work dirs:
+/// each is kept private on every open (see [`perms`]), so the store is closed to other users
+/// even if one of them, or the root, was made wider.
+const GATES: [&str; 7] = ["blobs", "blobs/sha256", "layers", "images", "containers", "mounts", "tmp"];
 
 pub struct Store {
     root: PathBuf,
@@ -44,10 +50,9 @@ impl Store {
     /// Opens (creating if needed) the store at `root`. A writer also clears `tmp/` of what a crashed
     /// run left: no other writer can be staging while we hold the exclusive lock.
     pub fn open(root: &Path, mode: LockMode) -> Result<Store> {
-        for dir in ["blobs/sha256", "layers", "images", "containers", "tmp"] {
-            let p = root.join(dir);
-            std::fs::create_dir_all(&p)
-                .with_context(|| format!("cannot create store directory {}", p.display()))?;
+        perms::private_dir(root)?;
+        for dir in GATES {
+            perms::private_dir(&root.join(dir))?;
         }
         let lock = StoreLock::acquire(&root.join("lock"), mode)?;
         let store = Store { root: root.to_path_buf(), lock };
