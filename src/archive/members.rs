@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use crate::layer::range::FileRange;
+use crate::layer::targuard::{ExtensionTooLong, HeaderGuard};
 
 /// Small JSON members (manifests, configs, indexes) are read whole; nothing honest comes near this.
 const MAX_JSON: u64 = 64 << 20;
@@ -30,7 +31,7 @@ pub trait Members {
     fn read(&self, name: &str) -> Result<Vec<u8>> {
         let size = self.size(name).with_context(|| format!("{name} is missing"))?;
         if size > MAX_JSON {
-            bail!("{name} is {size} bytes, too large for a JSON document");
+            bail!("{name} is {size} bytes, too large for a JSON document (the limit is {MAX_JSON} bytes)");
         }
         let mut buf = Vec::with_capacity(size as usize);
         self.open(name)?.read_to_end(&mut buf).with_context(|| format!("cannot read {name}"))?;
@@ -77,10 +78,14 @@ impl TarIndex {
         file.seek(SeekFrom::Start(0)).with_context(|| format!("{name}: cannot seek"))?;
         let len = file.metadata().with_context(|| format!("{name}: cannot stat"))?.len();
         let mut nodes = HashMap::new();
-        let mut archive = tar::Archive::new(&file);
+        let mut archive = tar::Archive::new(HeaderGuard::new(&file));
         let entries = archive.entries_with_seek().with_context(|| format!("{name}: not a tar archive"))?;
         for entry in entries {
-            let entry = entry.with_context(|| format!("{name}: not a valid tar archive"))?;
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) if ExtensionTooLong::find(&e).is_some() => bail!("{name}: {e}"),
+                Err(e) => return Err(e).with_context(|| format!("{name}: not a valid tar archive")),
+            };
             let path = entry.path().with_context(|| format!("{name}: unreadable member name"))?;
             let raw = path.to_string_lossy().into_owned();
             let Some(key) = normalise(&raw) else {

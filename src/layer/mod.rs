@@ -18,6 +18,7 @@ pub mod ingest;
 pub mod pack;
 mod pipe;
 pub mod range;
+pub mod targuard;
 pub mod tarpath;
 pub mod tarwriter;
 pub mod unpack;

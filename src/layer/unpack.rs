@@ -16,6 +16,7 @@ use tar::EntryType;
 use super::compression::{Compression, read_prefix};
 use super::extract::{Attrs, Node, Tree};
 use super::pipe::{Pump, pipe};
+use super::targuard::{ExtensionTooLong, HeaderGuard};
 use super::tarpath;
 use crate::oci::Digest;
 use crate::oci::digest::{Hasher, HashingReader};
@@ -91,10 +92,15 @@ pub fn unpack(input: impl Read, dest: &Path, blob_copy: Option<&mut dyn Write>) 
 fn extract_stream(input: impl Read, mut tree: Tree, compression: Compression) -> Result<(u64, u64)> {
     let pad_at = Rc::new(Cell::new(0));
     let padder = TailPad { inner: input, pos: 0, pad_at: pad_at.clone(), zeros: 0 };
-    let mut archive = tar::Archive::new(padder);
+    let mut archive = tar::Archive::new(HeaderGuard::new(padder));
     let (mut entries, mut data_bytes) = (0u64, 0u64);
     for entry in archive.entries().context("reading the tar stream")? {
-        let mut entry = entry.context(corrupt(compression))?;
+        let mut entry = match entry {
+            Ok(e) => e,
+            // Not a corrupt stream: a header the guard refused before anything read its body.
+            Err(e) if ExtensionTooLong::find(&e).is_some() => return Err(anyhow!(e)),
+            Err(e) => return Err(e).context(corrupt(compression)),
+        };
         pad_at.set(entry.raw_file_position().saturating_add(entry.size()));
         let name = entry.path_bytes().into_owned();
         let kind = entry.header().entry_type();

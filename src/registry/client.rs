@@ -209,8 +209,20 @@ impl Client {
 
     /// Reads a small response body (manifests, configs, JSON), at most `limit` bytes.
     pub fn read_small(resp: Response<ureq::Body>, limit: u64, what: &str) -> Result<Vec<u8>> {
-        let mut body = resp.into_body();
-        body.with_config().limit(limit).read_to_vec().with_context(|| format!("cannot read {what}"))
+        let over = || format!("{what} is larger than strata accepts ({limit} bytes)");
+        let declared = Self::header(&resp, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            anyhow::bail!("{} (the registry declares {} bytes)", over(), declared.unwrap_or(0));
+        }
+        use std::io::Read;
+        let mut bytes = Vec::new();
+        resp.into_body()
+            .into_reader()
+            .take(limit + 1)
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("cannot read {what}"))?;
+        anyhow::ensure!(bytes.len() as u64 <= limit, "{}", over());
+        Ok(bytes)
     }
 
     /// A response header as a string.
