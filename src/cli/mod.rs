@@ -5,6 +5,7 @@ mod images;
 mod inspect;
 pub mod output;
 mod registry;
+mod system;
 mod transfer;
 
 use std::path::PathBuf;
@@ -127,6 +128,8 @@ pub enum ImageCommand {
 pub enum SystemCommand {
     /// Show disk usage: images, layers, containers; shared base layers counted once.
     Df(images::DfArgs),
+    /// Check the store: blob digests, image records, layer trees, tags, containers, mounts; exit 0 only when sound.
+    Check(system::CheckArgs),
 }
 
 pub fn init_logging(g: &Global) {
@@ -171,6 +174,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Load(a) | Command::Image(ImageCommand::Load(a)) => transfer::load(g, a),
         Command::Save(a) | Command::Image(ImageCommand::Save(a)) => transfer::save(g, a),
         Command::System(SystemCommand::Df(a)) => images::df(g, a),
+        Command::System(SystemCommand::Check(a)) => system::check(g, a),
         Command::Pull(a) => registry::pull(g, a),
         Command::Push(a) => registry::push(g, a),
         Command::Login(a) => registry::login(g, a),

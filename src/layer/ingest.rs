@@ -19,6 +19,7 @@ struct StagedLayer(std::path::PathBuf);
 impl StagedLayer {
     fn new(store: &Store) -> Result<StagedLayer> {
         use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        store.expect_garbage()?;
         let dir = staging::tmp_path(&store.tmp_dir(), "layer");
         // `layers/<id>` is private like the store; `fs` is the layer's root, 0755 until the tar
         // says otherwise (never what the umask makes of it).

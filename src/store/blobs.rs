@@ -66,7 +66,7 @@ impl Store {
 
     /// A staged blob file in `tmp/`, for callers that write a blob while doing other work (unpack).
     pub fn stage_blob(&self) -> Result<StagedBlob> {
-        self.ensure_writable()?;
+        self.expect_garbage()?;
         let path = staging::tmp_path(&self.tmp_dir(), "blob");
         let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
         Ok(StagedBlob { path, file })

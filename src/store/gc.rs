@@ -16,7 +16,8 @@ pub struct Collected {
 }
 
 impl Store {
-    /// Removes every layer and blob not referenced by an image record.
+    /// Removes every layer and blob not referenced by an image record, and then the
+    /// `gc-pending` mark: right after a full collection there is no garbage.
     pub fn collect_garbage(&self) -> Result<Collected> {
         self.ensure_writable()?;
         let mut live_layers = HashSet::new();
@@ -30,6 +31,8 @@ impl Store {
             }
         }
         let mut out = Collected::default();
+        // Removals below leave garbage until they are done; a kill midway leaves it to the next writer.
+        self.expect_garbage()?;
         for l in self.list_layers()? {
             if !live_layers.contains(&l) {
                 out.bytes += self.layer_meta(&l).map(|m| m.data_bytes).unwrap_or(0);
@@ -44,6 +47,7 @@ impl Store {
                 out.blobs.push(b);
             }
         }
+        self.clear_garbage_mark()?;
         Ok(out)
     }
 }

@@ -54,7 +54,7 @@ impl Store {
         Ok(records::read_optional(&self.tags_path())?.unwrap_or_default())
     }
 
-    fn write_tags(&self, tags: &Tags) -> Result<()> {
+    pub(crate) fn write_tags(&self, tags: &Tags) -> Result<()> {
         self.ensure_writable()?;
         records::write(&self.tmp_dir(), &self.tags_path(), tags)
     }
@@ -115,7 +115,11 @@ impl Store {
         }
         let mut rec = record.clone();
         if let Ok(old) = self.image(&record.id) {
-            // Same config loaded again: keep when it first arrived and merge the digests.
+            // Same config loaded again: keep when it first arrived and merge the digests. From
+            // another format it comes with another manifest: the old one is garbage now.
+            if old.manifest != rec.manifest {
+                self.expect_garbage()?;
+            }
             rec.added = old.added;
             for d in old.repo_digests {
                 if !rec.repo_digests.contains(&d) {

@@ -3,6 +3,7 @@
 //! the new state plus garbage in `tmp/` that the next writer removes.
 
 pub mod blobs;
+pub mod check;
 pub mod containers;
 pub mod derive;
 pub mod gc;
@@ -10,6 +11,7 @@ pub mod images;
 pub mod layers;
 mod lock;
 pub mod mounts;
+pub mod pending;
 pub mod perms;
 mod records;
 pub mod remove;
@@ -32,6 +34,10 @@ const GATES: [&str; 7] = ["blobs", "blobs/sha256", "layers", "images", "containe
 pub struct Store {
     root: PathBuf,
     lock: StoreLock,
+    /// This writer wrote `gc-pending` (see [`pending`]): collect garbage when dropped.
+    gc_marked: std::sync::atomic::AtomicBool,
+    /// A removal a killed `rmi` left, finished when this handle opened.
+    finished_removal: Option<pending::Removing>,
 }
 
 impl Store {
@@ -55,9 +61,11 @@ impl Store {
             perms::private_dir(&root.join(dir))?;
         }
         let lock = StoreLock::acquire(&root.join("lock"), mode)?;
-        let store = Store { root: root.to_path_buf(), lock };
+        let mut store =
+            Store { root: root.to_path_buf(), lock, gc_marked: Default::default(), finished_removal: None };
         if mode == LockMode::Exclusive {
             staging::clear(&store.tmp_dir())?;
+            store.finished_removal = store.finish_pending()?;
         }
         Ok(store)
     }
@@ -78,6 +86,12 @@ impl Store {
     pub(crate) fn ensure_writable(&self) -> Result<()> {
         anyhow::ensure!(self.is_writable(), "internal error: store opened read-only for a write");
         Ok(())
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.collect_marked();
     }
 }
 

@@ -3,6 +3,7 @@
 use anyhow::{Result, bail};
 
 use super::Store;
+use super::pending::Removing;
 use crate::oci::Reference;
 
 /// One line of `rmi` output.
@@ -27,6 +28,10 @@ impl Store {
     /// is never deleted; with `force` its tag is removed and the image kept, as Docker does.
     pub fn remove_image(&self, input: &str, force: bool) -> Result<Vec<Removal>> {
         self.ensure_writable()?;
+        if let Some(done) = self.finished_removal.as_ref().filter(|r| r.matches(input)) {
+            // A killed rmi of this image, finished when this command opened the store.
+            return Ok(removal_lines(done));
+        }
         // A tag whose image record is gone (a damaged store) can still be removed by name.
         if let Ok(r) = Reference::parse_with_default_tag(input) {
             let full = r.to_string();
@@ -68,17 +73,25 @@ impl Store {
                 image.id.short()
             );
         }
-        for t in &tags {
-            self.untag(t)?;
-            out.push(Removal::Untagged(familiar(t)));
-        }
-        for d in &image.repo_digests {
-            out.push(Removal::Untagged(d.clone()));
-        }
-        self.remove_image_record(&image.id)?;
-        out.push(Removal::Deleted(image.id.to_string()));
+        // Intent first, then the record, then every tag in one write: a kill at any point leaves
+        // the intent, which the next writer finishes (and a retried rmi reports).
+        let removing =
+            Removing { id: image.id.clone(), tags: tags.clone(), repo_digests: image.repo_digests.clone() };
+        self.begin_removal(&removing)?;
+        self.remove_image_and_tags(&removing)?;
+        self.end_removal()?;
+        out.extend(removal_lines(&removing));
         let collected = self.collect_garbage()?;
         out.extend(collected.layers.iter().map(|l| Removal::Deleted(l.to_string())));
         Ok(out)
     }
+}
+
+/// What removing an image prints: its tags and digests untagged, then the image deleted.
+fn removal_lines(r: &Removing) -> Vec<Removal> {
+    let familiar = |t: &str| Reference::parse(t).map(|r| r.familiar()).unwrap_or_else(|_| t.to_string());
+    let mut out: Vec<Removal> = r.tags.iter().map(|t| Removal::Untagged(familiar(t))).collect();
+    out.extend(r.repo_digests.iter().map(|d| Removal::Untagged(d.clone())));
+    out.push(Removal::Deleted(r.id.to_string()));
+    out
 }
