@@ -35,9 +35,16 @@ pub fn load(store: &Store, members: &dyn Members) -> Result<Vec<Pending>> {
         .iter()
         .map(|e| ingest::parse_tags(e.repo_tags.iter().flatten().map(String::as_str)))
         .collect::<Result<_>>()?;
-    let mut out = Vec::new();
+    let mut out: Vec<Pending> = Vec::new();
+    // The same image listed again under other names is stored once (an archive may list it in
+    // thousands of entries).
+    let mut seen: std::collections::HashMap<(&str, &[String]), usize> = std::collections::HashMap::new();
     for (entry, tags) in entries.iter().zip(tags) {
-        let mut pending = image(store, members, entry)?;
+        let mut pending = match seen.get(&(entry.config.as_str(), &entry.layers[..])) {
+            Some(&i) => Pending { record: out[i].record.clone(), tags: Vec::new() },
+            None => image(store, members, entry)?,
+        };
+        seen.entry((entry.config.as_str(), &entry.layers[..])).or_insert(out.len());
         pending.tags = tags;
         out.push(pending);
     }

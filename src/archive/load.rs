@@ -25,12 +25,9 @@ pub fn load(store: &Store, source: LoadSource) -> Result<Vec<Loaded>> {
     };
     // Everything is stored: records, then tags (so no tag ever points at a missing image). A write
     // failing here (disk full) can leave earlier images of the same archive loaded, never a dangling tag.
-    let mut loaded = Vec::with_capacity(pending.len());
-    for p in pending {
-        store.add_image(&p.record, &p.tags)?;
-        loaded.push(Loaded { id: p.record.id, tags: p.tags });
-    }
-    Ok(loaded)
+    let images: Vec<_> = pending.into_iter().map(|p| (p.record, p.tags)).collect();
+    store.add_images(&images)?;
+    Ok(images.into_iter().map(|(record, tags)| Loaded { id: record.id, tags }).collect())
 }
 
 fn read_images(

@@ -102,7 +102,32 @@ impl Store {
     /// Records an image whose config, manifest and layers are already in the store; then points
     /// `tags` at it. Order matters for crash safety: record first, tags last.
     pub fn add_image(&self, record: &ImageRecord, tags: &[Reference]) -> Result<()> {
+        self.add_images(&[(record.clone(), tags.to_vec())])
+    }
+
+    /// [`Store::add_image`] for many images at once: each distinct record written once, then
+    /// `tags.json` once, so loading thousands of names costs linear time, not a rewrite per name.
+    pub fn add_images(&self, images: &[(ImageRecord, Vec<Reference>)]) -> Result<()> {
         self.ensure_writable()?;
+        let mut written: std::collections::HashSet<&Digest> = std::collections::HashSet::new();
+        for (record, _) in images {
+            if written.insert(&record.id) {
+                self.write_image_record(record)?;
+            }
+        }
+        if images.iter().any(|(_, t)| !t.is_empty()) {
+            let mut all = self.tags()?;
+            for (record, tags) in images {
+                for t in tags {
+                    all.insert(t.clone().with_default_tag().to_string(), record.id.clone());
+                }
+            }
+            self.write_tags(&all)?;
+        }
+        Ok(())
+    }
+
+    fn write_image_record(&self, record: &ImageRecord) -> Result<()> {
         for needed in [&record.id, &record.manifest] {
             if !self.has_blob(needed) {
                 bail!("internal error: blob {needed} must be stored before its image");
@@ -127,15 +152,7 @@ impl Store {
                 }
             }
         }
-        records::write(&self.tmp_dir(), &self.image_path(&rec.id), &rec)?;
-        if !tags.is_empty() {
-            let mut all = self.tags()?;
-            for t in tags {
-                all.insert(t.clone().with_default_tag().to_string(), rec.id.clone());
-            }
-            self.write_tags(&all)?;
-        }
-        Ok(())
+        records::write(&self.tmp_dir(), &self.image_path(&rec.id), &rec)
     }
 
     /// Points a tag at an image (the image must exist).
