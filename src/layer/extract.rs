@@ -42,6 +42,29 @@ impl Attrs {
     }
 }
 
+/// What an unprivileged unpack could not restore, for the command's summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Skipped {
+    /// Device nodes not created (mknod needs root).
+    pub devices: u64,
+    /// Files whose `security.capability` (file capabilities) could not be set.
+    pub capabilities: u64,
+    /// Other xattrs that need privileges (`trusted.*`, `security.*`).
+    pub xattrs: u64,
+}
+
+impl Skipped {
+    pub fn is_empty(&self) -> bool {
+        *self == Skipped::default()
+    }
+
+    pub fn add(&mut self, o: Skipped) {
+        self.devices += o.devices;
+        self.capabilities += o.capabilities;
+        self.xattrs += o.xattrs;
+    }
+}
+
 /// Special files created with mknod.
 #[derive(Debug, Clone, Copy)]
 pub enum Node {
@@ -65,6 +88,7 @@ pub struct Tree {
     /// A setgid root dir would hand its group to new files: then chown always.
     always_chown: bool,
     buf: Vec<u8>,
+    skipped: std::cell::Cell<Skipped>,
 }
 
 impl Tree {
@@ -85,6 +109,7 @@ impl Tree {
             owner: (euid.as_raw() as u64, nix::unistd::getegid().as_raw() as u64),
             always_chown: st.st_mode & libc::S_ISGID != 0,
             buf: vec![0; 1 << 20],
+            skipped: Default::default(),
         })
     }
 
@@ -114,7 +139,7 @@ impl Tree {
         // Order matters: chown clears setuid bits and capabilities, so it goes first.
         self.chown(Target::Fd(file.as_fd()), attrs)?;
         fchmod(&file, mode(attrs.mode)).context("chmod")?;
-        set_xattrs_fd(&file, attrs, self.is_root)?;
+        self.set_xattrs_fd(&file, attrs)?;
         futimens(&file, &attrs.mtime(), &attrs.mtime()).context("setting mtime")?;
         Ok(size)
     }
@@ -124,7 +149,7 @@ impl Tree {
         if path.is_empty() {
             clear_implicit(&self.root, self.is_root);
             self.chown(Target::Fd(self.root.as_fd()), attrs)?;
-            set_xattrs_fd(&self.root, attrs, self.is_root)?;
+            self.set_xattrs_fd(&self.root, attrs)?;
             self.dirs.insert(Vec::new(), attrs.clone());
             return Ok(());
         }
@@ -145,7 +170,7 @@ impl Tree {
             File::from(openat(self.fd(parent), name, flags, Mode::empty()).context("opening directory")?);
         clear_implicit(&dir, self.is_root);
         self.chown(Target::Fd(dir.as_fd()), attrs)?;
-        set_xattrs_fd(&dir, attrs, self.is_root)?;
+        self.set_xattrs_fd(&dir, attrs)?;
         self.dirs.insert(path.to_vec(), attrs.clone());
         Ok(())
     }
@@ -163,7 +188,9 @@ impl Tree {
     /// Hard link `path` to the earlier entry `target`, both inside the root.
     pub fn hard_link(&mut self, path: &[u8], target: &[u8]) -> Result<()> {
         if path == target {
-            return Ok(());
+            // Nothing to link: a tar saying so is broken. Refused, as Docker's unpack fails on it
+            // too, rather than dropped without a word.
+            bail!("hard link to itself ({}): it names no other file", show(target));
         }
         let (tparent, tname) = split_parent(target);
         let missing = || format!("hard link target {} not found", show(target));
@@ -212,7 +239,8 @@ impl Tree {
         match made {
             Ok(()) => {}
             Err(Errno::EPERM) if !self.is_root => {
-                tracing::warn!("skipping device node {}: creating it needs root", show(path));
+                tracing::info!("skipping device node {}: creating it needs root", show(path));
+                self.note(|s| s.devices += 1);
                 return Ok(false);
             }
             Err(e) => return Err(e).context("mknod"),
@@ -221,8 +249,38 @@ impl Tree {
         Ok(true)
     }
 
-    /// Applies the deferred directory modes and mtimes, deepest first.
-    pub fn finish(mut self) -> Result<()> {
+    fn note(&self, f: impl FnOnce(&mut Skipped)) {
+        let mut s = self.skipped.get();
+        f(&mut s);
+        self.skipped.set(s);
+    }
+
+    fn set_xattrs_fd(&self, file: &File, attrs: &Attrs) -> Result<()> {
+        use xattr::FileExt;
+        for (k, v) in &attrs.xattrs {
+            if let Err(e) = file.set_xattr(k, v) {
+                self.xattr_error(e, k)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Without root, an xattr that needs privileges is skipped (and counted); else an error.
+    fn xattr_error(&self, e: std::io::Error, name: &OsStr) -> Result<()> {
+        if !self.is_root && e.raw_os_error() == Some(libc::EPERM) {
+            tracing::debug!("not root: skipping xattr {}", name.to_string_lossy());
+            if name.as_bytes() == b"security.capability" {
+                self.note(|s| s.capabilities += 1);
+            } else {
+                self.note(|s| s.xattrs += 1);
+            }
+            return Ok(());
+        }
+        Err(e).with_context(|| format!("setting xattr {}", name.to_string_lossy()))
+    }
+
+    /// Applies the deferred directory modes and mtimes, deepest first; says what was skipped.
+    pub fn finish(mut self) -> Result<Skipped> {
         let mut dirs: Vec<(Vec<u8>, Attrs)> = self.dirs.drain().collect();
         dirs.sort_by_key(|(p, _)| std::cmp::Reverse(depth(p)));
         for (path, attrs) in dirs {
@@ -241,7 +299,7 @@ impl Tree {
             fchmod(&dir, mode(attrs.mode)).with_context(ctx)?;
             futimens(&dir, &attrs.mtime(), &attrs.mtime()).with_context(ctx)?;
         }
-        Ok(())
+        Ok(self.skipped.get())
     }
 
     /// Owner, mode, xattrs and mtime of a symlink or node named in `parent`.
@@ -267,7 +325,7 @@ impl Tree {
                             k.to_string_lossy()
                         );
                     }
-                    Err(e) => xattr_error(e, k, self.is_root)?,
+                    Err(e) => self.xattr_error(e, k)?,
                     Ok(()) => {}
                 }
             }
@@ -418,24 +476,6 @@ fn mark_implicit(dir: &File, is_root: bool) -> Result<()> {
 fn clear_implicit(dir: &File, is_root: bool) {
     use xattr::FileExt;
     let _ = dir.remove_xattr(super::whiteout::implicit_dir_xattr(is_root));
-}
-
-fn set_xattrs_fd(file: &File, attrs: &Attrs, is_root: bool) -> Result<()> {
-    use xattr::FileExt;
-    for (k, v) in &attrs.xattrs {
-        if let Err(e) = file.set_xattr(k, v) {
-            xattr_error(e, k, is_root)?;
-        }
-    }
-    Ok(())
-}
-
-fn xattr_error(e: std::io::Error, name: &OsStr, is_root: bool) -> Result<()> {
-    if !is_root && e.raw_os_error() == Some(libc::EPERM) {
-        tracing::debug!("not root: skipping xattr {}", name.to_string_lossy());
-        return Ok(());
-    }
-    Err(e).with_context(|| format!("setting xattr {}", name.to_string_lossy()))
 }
 
 /// rm -r of `name` in `dir`, never following symlinks.

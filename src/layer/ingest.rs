@@ -60,6 +60,7 @@ impl Store {
         let stage = StagedLayer::new(self)?;
         let mut blob = BufWriter::with_capacity(1 << 20, self.stage_blob()?);
         let unpacked = unpack(input.take(read_limit(expect.blob.as_ref())), &stage.fs(), Some(&mut blob))?;
+        self.note_skipped(unpacked.skipped);
         let blob = blob.into_inner().map_err(|e| e.into_error())?;
         verify(&unpacked.blob, unpacked.blob_size, expect.blob.as_ref())?;
         if let Some(want) = &expect.diff_id {

@@ -14,6 +14,7 @@
 
 pub mod compression;
 mod extract;
+pub use extract::Skipped;
 pub mod ingest;
 pub mod pack;
 mod pipe;

@@ -59,6 +59,9 @@ mod tests {
         assert!(normalize(b"../x").is_err());
         assert!(normalize(b"a/../../x").is_err());
         assert!(normalize(b"a/.wh./b").is_err());
+        assert!(normalize(b"a/.wh..").is_err());
+        assert!(normalize(b".wh...").is_err());
+        assert!(normalize(b"a/.wh....").is_ok()); // hides "..." , an ordinary name
         assert!(normalize(b"a\0b").is_err());
         assert_eq!(split_parent(b"a/b/c"), (&b"a/b"[..], &b"c"[..]));
         assert_eq!(split_parent(b"c"), (&b""[..], &b"c"[..]));

@@ -14,7 +14,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use tar::EntryType;
 
 use super::compression::{Compression, read_prefix};
-use super::extract::{Attrs, Node, Tree};
+use super::extract::{Attrs, Node, Skipped, Tree};
 use super::pipe::{Pump, pipe};
 use super::targuard::{ExtensionTooLong, HeaderGuard};
 use super::tarpath;
@@ -35,6 +35,8 @@ pub struct Unpacked {
     pub entries: u64,
     /// Bytes of regular file content written.
     pub data_bytes: u64,
+    /// What could not be restored without root (device nodes, file capabilities).
+    pub skipped: Skipped,
 }
 
 /// Chunks handed from the decompressing thread to the extracting one.
@@ -76,7 +78,7 @@ pub fn unpack(input: impl Read, dest: &Path, blob_copy: Option<&mut dyn Write>) 
     });
     // A decoding error explains whatever the extractor made of the cut-off stream.
     pumped.context(corrupt(compression))?;
-    let (entries, data_bytes) = extracted?;
+    let (entries, data_bytes, skipped) = extracted?;
 
     let (decoder, diff_id, tar_size) = tar_side.finish();
     let mut raw = decoder.into_inner().into_inner().1;
@@ -85,11 +87,11 @@ pub fn unpack(input: impl Read, dest: &Path, blob_copy: Option<&mut dyn Write>) 
         copy.flush().context("writing the blob copy")?;
     }
     let (blob, blob_size) = raw.hasher.finish();
-    Ok(Unpacked { compression, blob, blob_size, diff_id, tar_size, entries, data_bytes })
+    Ok(Unpacked { compression, blob, blob_size, diff_id, tar_size, entries, data_bytes, skipped })
 }
 
-/// Parses the tar and restores every member; returns (entries, file bytes).
-fn extract_stream(input: impl Read, mut tree: Tree, compression: Compression) -> Result<(u64, u64)> {
+/// Parses the tar and restores every member; returns (entries, file bytes, what was skipped).
+fn extract_stream(input: impl Read, mut tree: Tree, compression: Compression) -> Result<(u64, u64, Skipped)> {
     let pad_at = Rc::new(Cell::new(0));
     let padder = TailPad { inner: input, pos: 0, pad_at: pad_at.clone(), zeros: 0 };
     let mut archive = tar::Archive::new(HeaderGuard::new(padder));
@@ -111,8 +113,8 @@ fn extract_stream(input: impl Read, mut tree: Tree, compression: Compression) ->
         data_bytes += extract_entry(&mut tree, &mut entry, &name)
             .with_context(|| format!("tar entry {}", display_raw(&name)))?;
     }
-    tree.finish()?;
-    Ok((entries, data_bytes))
+    let skipped = tree.finish()?;
+    Ok((entries, data_bytes, skipped))
 }
 
 fn corrupt(c: Compression) -> String {

@@ -28,7 +28,9 @@ pub enum NameKind<'a> {
     Opaque,
 }
 
-/// Classifies one path component. A bare `.wh.` hides nothing and is an error.
+/// Classifies one path component. A bare `.wh.` hides nothing and is an error; so are `.wh..`
+/// and `.wh...`: OCI whiteouts hide the *entry* named after the prefix, and `.` and `..` name no
+/// entry (a union taking them literally would hide the directory itself or its parent).
 pub fn classify(name: &OsStr) -> Result<NameKind<'_>> {
     let bytes = name.as_bytes();
     if bytes == OPAQUE_MARKER.as_bytes() {
@@ -37,6 +39,11 @@ pub fn classify(name: &OsStr) -> Result<NameKind<'_>> {
     match bytes.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
         None => Ok(NameKind::Normal),
         Some([]) => bail!("invalid whiteout name {:?}: nothing after .wh.", name),
+        Some(b"." | b"..") => bail!(
+            "invalid whiteout name {:?}: it would hide {:?}, which names no entry",
+            name,
+            &name.to_string_lossy()[4..]
+        ),
         Some(hidden) => Ok(NameKind::Whiteout(OsStr::from_bytes(hidden))),
     }
 }
@@ -57,7 +64,7 @@ pub fn whiteout_name(name: &OsStr) -> std::ffi::OsString {
 /// (the opaque marker, aufs bookkeeping), which hide nothing by name.
 pub fn hidden_name(name: &OsStr) -> Option<&OsStr> {
     let rest = name.as_bytes().strip_prefix(WHITEOUT_PREFIX.as_bytes())?;
-    if rest.is_empty() || rest.starts_with(WHITEOUT_PREFIX.as_bytes()) {
+    if rest.is_empty() || rest == b"." || rest == b".." || rest.starts_with(WHITEOUT_PREFIX.as_bytes()) {
         return None;
     }
     Some(OsStr::from_bytes(rest))

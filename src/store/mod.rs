@@ -38,6 +38,8 @@ pub struct Store {
     gc_marked: std::sync::atomic::AtomicBool,
     /// A removal a killed `rmi` left, finished when this handle opened.
     finished_removal: Option<pending::Removing>,
+    /// What unprivileged unpacks of this command could not restore: said once, on drop.
+    skipped: std::sync::Mutex<crate::layer::Skipped>,
 }
 
 impl Store {
@@ -61,8 +63,13 @@ impl Store {
             perms::private_dir(&root.join(dir))?;
         }
         let lock = StoreLock::acquire(&root.join("lock"), mode)?;
-        let mut store =
-            Store { root: root.to_path_buf(), lock, gc_marked: Default::default(), finished_removal: None };
+        let mut store = Store {
+            root: root.to_path_buf(),
+            lock,
+            gc_marked: Default::default(),
+            finished_removal: None,
+            skipped: Default::default(),
+        };
         if mode == LockMode::Exclusive {
             staging::clear(&store.tmp_dir())?;
             store.finished_removal = store.finish_pending()?;
@@ -89,10 +96,41 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Adds to what this command could not restore without root.
+    pub(crate) fn note_skipped(&self, s: crate::layer::Skipped) {
+        if let Ok(mut all) = self.skipped.lock() {
+            all.add(s);
+        }
+    }
+}
+
 impl Drop for Store {
     fn drop(&mut self) {
         self.collect_marked();
+        let s = self.skipped.lock().map(|s| *s).unwrap_or_default();
+        if !s.is_empty() {
+            // In the command's own output, not just the log: the stored layers differ from the
+            // archive's (until rootless mode records these instead).
+            eprintln!("strata: warning: {}", skipped_summary(&s));
+        }
     }
+}
+
+/// One line saying what an unprivileged unpack left out.
+pub fn skipped_summary(s: &crate::layer::Skipped) -> String {
+    let n = |count: u64, one: &str, many: &str| format!("{count} {}", if count == 1 { one } else { many });
+    let mut parts = Vec::new();
+    if s.devices > 0 {
+        parts.push(format!("skipped {}", n(s.devices, "device node", "device nodes")));
+    }
+    if s.capabilities > 0 {
+        parts.push(format!("dropped the file capabilities of {}", n(s.capabilities, "file", "files")));
+    }
+    if s.xattrs > 0 {
+        parts.push(format!("dropped {}", n(s.xattrs, "privileged xattr", "privileged xattrs")));
+    }
+    format!("not running as root: {} (restoring them needs root)", parts.join(", "))
 }
 
 /// The digests a directory's entries are named by (`<64 hex><suffix>`); other names are skipped.
