@@ -177,7 +177,7 @@ fn layer(seed: u64) -> Vec<u8> {
 #[test]
 fn kill_9_at_random_moments_leaves_only_what_the_next_writer_removes() {
     let rounds = env_u64("STRATA_CRASH_ROUNDS", 3);
-    let seed = env_u64("STRATA_CRASH_SEED", 0x5eed_11);
+    let seed = env_u64("STRATA_CRASH_SEED", 0x005e_ed11);
     let s = Strata::new();
     let big = s.path("big.tar");
     rootfs_tar(&big, 1);
