@@ -15,6 +15,7 @@
 pub mod compression;
 mod extract;
 pub mod ingest;
+pub mod override_stat;
 pub mod pack;
 mod pipe;
 pub mod range;
