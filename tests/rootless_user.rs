@@ -101,6 +101,25 @@ fn unshare_maps_root_to_the_user_and_the_range_after_it() {
     let out = user.run(&["unshare", "no-such-command"]);
     assert_eq!(out.status.code(), Some(127));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot run no-such-command"));
+    // SIGTERM to strata (outside) reaches the command inside; its status comes back as 128+15.
+    let mut child = user.strata(&["unshare", "sleep", "30"]).spawn().unwrap();
+    let t0 = std::time::Instant::now();
+    while !user_ns_child_started(child.id()) && t0.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143), "{status:?}");
+    assert!(t0.elapsed() < std::time::Duration::from_secs(20));
+}
+
+/// Whether the strata process `pid` has a child running `sleep` (the command in the namespace).
+fn user_ns_child_started(pid: u32) -> bool {
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    children
+        .split_whitespace()
+        .any(|c| std::fs::read_to_string(format!("/proc/{c}/comm")).is_ok_and(|comm| comm.trim() == "sleep"))
 }
 
 #[test]

@@ -251,11 +251,8 @@ fn wait_forwarding_signals(pid: Pid) -> ExitCode {
                 _ => ExitCode::FAILURE,
             };
         }
-        match set.wait() {
-            Ok(sig @ (Signal::SIGTERM | Signal::SIGHUP)) => {
-                let _ = nix::sys::signal::kill(pid, sig);
-            }
-            _ => {}
+        if let Ok(sig @ (Signal::SIGTERM | Signal::SIGHUP)) = set.wait() {
+            let _ = nix::sys::signal::kill(pid, sig);
         }
     }
 }
