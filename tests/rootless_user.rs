@@ -8,6 +8,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 
+use common::registry::{Auth, Registry};
 use common::strata::{Strata, tar_dir};
 use common::user::{SUB_COUNT, SUB_START, TestUser, dev_fuse_for_users};
 
@@ -169,11 +170,11 @@ fn rootless_errors_say_what_to_do() {
     }
 }
 
-/// The same tar imported (and the same archive loaded) as root and as a user with a subordinate
+/// The same tar imported (the same archive loaded, the same image pulled) as root and as a user with a subordinate
 /// range gives the same ids, and the merged tree exported inside the namespace is byte for byte
 /// the one root exports: owners, setuid bits, modes and links survive.
 #[test]
-fn rootless_import_and_load_match_root() {
+fn rootless_import_load_and_pull_match_root() {
     let Some(user) = TestUser::with_subids() else { return };
     let tar = owners_tar(&user, false);
     let epoch = [("SOURCE_DATE_EPOCH", "1000000000")];
@@ -213,6 +214,18 @@ fn rootless_import_and_load_match_root() {
     assert!(loaded.contains("owners:1"), "{loaded}");
     assert_eq!(user.ok(&["images", "-q", "--no-trunc", "owners:1"]).trim(), root_id.trim());
     user.ok(&["export", "-o", user_export.to_str().unwrap(), "owners:1"]);
+    assert!(std::fs::read(&user_export).unwrap() == std::fs::read(&root_export).unwrap(), "exports differ");
+
+    // pull from a loopback registry root pushed to: the same again.
+    let registry = Registry::start(Auth::None);
+    let remote = format!("{}/owners:1", registry.host());
+    run_root(&["tag", "owners:1", &remote]);
+    run_root(&["push", &remote]);
+    user.ok(&["rmi", "owners:1"]);
+    user.ok(&["image", "prune", "-a"]);
+    user.ok(&["pull", "-q", &remote]);
+    assert_eq!(user.ok(&["images", "-q", "--no-trunc", &remote]).trim(), root_id.trim());
+    user.ok(&["export", "-o", user_export.to_str().unwrap(), &remote]);
     assert!(std::fs::read(&user_export).unwrap() == std::fs::read(&root_export).unwrap(), "exports differ");
 }
 
@@ -272,6 +285,34 @@ fn without_subordinate_ids_owners_go_to_the_override_xattr() {
         let m = std::fs::symlink_metadata(mnt.join(rel)).unwrap();
         assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), want, "{rel} through fuse-overlayfs");
     }
+}
+
+/// In the namespace, what it still can't do goes to the override xattr: an owner beyond the
+/// mapped range, device nodes. Everything else is chowned for real and carries no xattr.
+#[test]
+fn in_the_namespace_what_cannot_be_mapped_goes_to_the_override_xattr() {
+    let Some(user) = TestUser::with_subids() else { return };
+    let tar = owners_tar(&user, true);
+    user.ok(&["import", &tar, "owners:1"]);
+    let layer = layer_fs(&user, "owners:1");
+    let xattr =
+        |rel: &str| xattr::get(layer.join(rel), OVERRIDE).unwrap().map(|v| String::from_utf8(v).unwrap());
+    let owner = |rel: &str| {
+        let m = std::fs::symlink_metadata(layer.join(rel)).unwrap();
+        (m.uid(), m.gid())
+    };
+    assert_eq!(xattr("far").as_deref(), Some("70000:70001:0644:file"));
+    assert_eq!(owner("far"), (user.uid, user.gid));
+    assert_eq!(xattr("dev/null").as_deref(), Some("0:0:0666:char-1-3"));
+    assert_eq!(xattr("dev/sda").as_deref(), Some("0:6:0660:block-8-0"));
+    assert_eq!(owner("dev/sda"), (user.uid, SUB_START + 5));
+    assert!(std::fs::symlink_metadata(layer.join("dev/sda")).unwrap().is_file());
+    // The layer root says "this layer has overrides" (fuse-overlayfs looks there).
+    assert_eq!(xattr("").as_deref(), Some("0:0:0755:dir"));
+    for rel in ["usr/bin/su", "etc/shadow", "home/u/notes", "var/www"] {
+        assert_eq!(xattr(rel), None, "{rel}");
+    }
+    assert_eq!(owner("etc/shadow"), (user.uid, SUB_START + 41));
 }
 
 /// A mount as the user through fusermount3: an image read-only and a container read-write, then
