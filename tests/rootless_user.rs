@@ -8,6 +8,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 
+use common::mount::{Mount, is_mounted};
 use common::registry::{Auth, Registry};
 use common::strata::{Strata, tar_dir};
 use common::user::{SUB_COUNT, SUB_START, TestUser, dev_fuse_for_users};
@@ -268,23 +269,26 @@ fn without_subordinate_ids_owners_go_to_the_override_xattr() {
     assert!(null.is_file() && null.len() == 0);
     assert_eq!(std::fs::metadata(layer.join("usr/bin/su")).unwrap().mode() & 0o7777, 0o4755);
 
-    // The peer reads it: fuse-overlayfs over this layer shows the recorded owners and modes.
+    // The peer reads it: fuse-overlayfs, run by the same user through fusermount3 over this
+    // layer, shows the recorded owners and modes.
+    if !dev_fuse_for_users() {
+        return;
+    }
     let mnt = user.path("fo-mnt");
     std::fs::create_dir(&mnt).unwrap();
-    let _guard = Unmount(mnt.clone());
-    let out = Command::new("fuse-overlayfs")
-        .arg("-o")
-        .arg(format!("lowerdir={}", layer.display()))
-        .arg(&mnt)
+    user.give(&mnt);
+    // Guarded before mounting: root may not even stat a FUSE mount of another user's.
+    let _mounted = Mount::adopt(&mnt);
+    let lower = format!("lowerdir={}", layer.display());
+    let out = user
+        .command("fuse-overlayfs", &["-o", &lower, mnt.to_str().unwrap()])
         .output()
         .expect("fuse-overlayfs (Debian package fuse-overlayfs) must be installed");
     assert!(out.status.success(), "fuse-overlayfs: {}", String::from_utf8_lossy(&out.stderr));
-    for (rel, want) in
-        [("usr/bin/su", (0, 0, 0o4755)), ("etc/shadow", (0, 42, 0o640)), ("home/u", (1000, 1000, 0o700))]
-    {
-        let m = std::fs::symlink_metadata(mnt.join(rel)).unwrap();
-        assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), want, "{rel} through fuse-overlayfs");
-    }
+    let script = format!("cd {} && stat -c '%u %g %a' usr/bin/su etc/shadow home/u", mnt.display());
+    let out = user.command("sh", &["-c", &script]).output().unwrap();
+    assert!(out.status.success(), "stat: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "0 0 4755\n0 42 640\n1000 1000 700\n");
 }
 
 /// In the namespace, what it still can't do goes to the override xattr: an owner beyond the
@@ -330,10 +334,11 @@ fn rootless_mount_through_fusermount3_and_commit() {
         std::fs::create_dir(d).unwrap();
         user.give(d);
     }
-    let _guards = (Unmount(ro.clone()), Unmount(rw.clone()));
     user.ok(&["mount", "owners:1", ro.to_str().unwrap()]);
+    let mut ro_mount = Mount::adopt(&ro);
     let cid = user.ok(&["create", "owners:1"]).trim().to_string();
     user.ok(&["mount", &cid, rw.to_str().unwrap()]);
+    let mut rw_mount = Mount::adopt(&rw);
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(
         mounts.contains(&format!(" {} ", ro.display())) && mounts.contains(&format!(" {} ", rw.display()))
@@ -360,13 +365,37 @@ fn rootless_mount_through_fusermount3_and_commit() {
     ] {
         assert!(stat.lines().any(|l| l == want), "{want:?} not in {stat}");
     }
+    // The same mount seen from the namespace shows the image's own owners, and `strata ls` (which
+    // runs there) agrees.
+    let inside = user.ok(&[
+        "unshare",
+        "stat",
+        "-c",
+        "%n %u %g %a",
+        &format!("{}/usr/bin/su", ro.display()),
+        &format!("{}/etc/shadow", ro.display()),
+        &format!("{}/home/u", ro.display()),
+        &format!("{}/var/www", ro.display()),
+    ]);
+    let r = ro.display();
+    assert_eq!(
+        inside,
+        format!(
+            "{r}/usr/bin/su 0 0 4755\n{r}/etc/shadow 0 42 640\n{r}/home/u 1000 1000 700\n{r}/var/www 33 33 750\n"
+        )
+    );
+    let ls = user.ok(&["ls", "-l", "owners:1", "/home"]);
+    assert!(ls.lines().any(|l| l.contains(" 1000 1000 ") && l.ends_with(" u")), "{ls}");
     // Writing through the read-only mount fails; through the container's it works.
     let out = user.command("sh", &["-c", &format!("echo x > {}/new", ro.display())]).output().unwrap();
     assert!(!out.status.success());
     as_user(&format!("cd {}; echo made > new; mkdir -p d; echo x > d/f; chmod 4750 new", rw.display()));
     assert_eq!(as_user(&format!("stat -c '%u %a' {}/new", rw.display())).trim(), format!("{u} 4750"));
     user.ok(&["umount", rw.to_str().unwrap()]);
+    rw_mount.forget();
     user.ok(&["umount", ro.to_str().unwrap()]);
+    ro_mount.forget();
+    assert!(!is_mounted(&ro) && !is_mounted(&rw));
 
     // Committed in the namespace: what the user wrote is root's in the image.
     user.ok(&["commit", &cid, "owners:2"]);
@@ -382,14 +411,5 @@ fn rootless_mount_through_fusermount3_and_commit() {
                 && l.starts_with(mode)),
             "{name} {owner} {mode} not in\n{list}"
         );
-    }
-}
-
-/// Lazily unmounts a mountpoint on drop (as root), so a failing test leaves no mount behind.
-struct Unmount(std::path::PathBuf);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
     }
 }
