@@ -186,7 +186,11 @@ fn set_subids(name: &str, subids: bool) {
             new.push('\n');
         }
         if new != text {
-            std::fs::write(file, new).unwrap_or_else(|e| panic!("writing {file}: {e}"));
+            // Renamed in whole: newuidmap in another test process never reads half a file.
+            let tmp = format!("{file}.strata-test");
+            std::fs::write(&tmp, new).unwrap_or_else(|e| panic!("writing {tmp}: {e}"));
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).unwrap();
+            std::fs::rename(&tmp, file).unwrap_or_else(|e| panic!("replacing {file}: {e}"));
         }
     }
 }
