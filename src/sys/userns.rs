@@ -210,7 +210,7 @@ pub fn reexec(maps: &IdMaps, scope: Scope, env: &[(&str, OsString)]) -> Result<E
 
 fn map_ids(pid: i32, maps: &IdMaps) -> Result<(), UsernsError> {
     for (helper, own, ranges) in [("newuidmap", maps.uid, &maps.uids), ("newgidmap", maps.gid, &maps.gids)] {
-        let out = Command::new(helper)
+        let out = Command::new(find_in_path(helper).ok_or(UsernsError::NoHelper(helper))?)
             .arg(pid.to_string())
             .args(IdMaps::args(own, ranges))
             .stdin(std::process::Stdio::null())
@@ -264,8 +264,8 @@ pub fn enter_if_reexecuted() -> Result<(), UsernsError> {
     let Some(spec) = std::env::var_os(CHILD_ENV) else {
         return Ok(());
     };
-    // SAFETY: called first thing in `main`'s command dispatch, before strata starts any thread,
-    // so nothing reads the environment concurrently.
+    // SAFETY: called at the start of `cli::run`, before strata starts any thread (logging set-up
+    // starts none), so nothing reads the environment concurrently.
     unsafe { std::env::remove_var(CHILD_ENV) };
     let spec = spec.to_string_lossy().into_owned();
     let mut parts = spec.split(',');
