@@ -391,6 +391,8 @@ fn rootless_mount_through_fusermount3_and_commit() {
     assert!(!out.status.success());
     as_user(&format!("cd {}; echo made > new; mkdir -p d; echo x > d/f; chmod 4750 new", rw.display()));
     assert_eq!(as_user(&format!("stat -c '%u %a' {}/new", rw.display())).trim(), format!("{u} 4750"));
+    // A commit while the container is mounted reaches the user's mount from the namespace.
+    user.ok(&["commit", &cid, "owners:while-mounted"]);
     user.ok(&["umount", rw.to_str().unwrap()]);
     rw_mount.forget();
     user.ok(&["umount", ro.to_str().unwrap()]);
@@ -399,6 +401,11 @@ fn rootless_mount_through_fusermount3_and_commit() {
 
     // Committed in the namespace: what the user wrote is root's in the image.
     user.ok(&["commit", &cid, "owners:2"]);
+    let top_layer = |image: &str| {
+        let json: serde_json::Value = serde_json::from_str(&user.ok(&["inspect", image])).unwrap();
+        json[0]["RootFS"]["Layers"][1].as_str().expect("a second layer").to_string()
+    };
+    assert_eq!(top_layer("owners:2"), top_layer("owners:while-mounted"));
     let export = user.path("committed.tar");
     user.ok(&["export", "-o", export.to_str().unwrap(), "owners:2"]);
     let list = listing(&export);
