@@ -1,5 +1,6 @@
-//! Unpacking without root: owners, device nodes and trusted.* xattrs can't be
-//! restored, so they are skipped; everything else still is, and nothing fails.
+//! Unpacking without root: owners and device nodes can't be restored, so they are recorded in
+//! the `user.containers.override_stat` xattr (a device becomes an empty file that says what it
+//! is); trusted.* xattrs are skipped; everything else is restored, and nothing fails.
 //! The test re-runs this binary as `nobody` (setpriv) for the unprivileged part.
 
 #[path = "common/tar_fixtures.rs"]
@@ -51,7 +52,7 @@ fn child_unpacks_as_nobody() {
 }
 
 #[test]
-fn unpack_without_root_skips_what_needs_root() {
+fn unpack_without_root_records_what_needs_root() {
     if !nix::unistd::geteuid().is_root() {
         eprintln!("skipped: needs root to switch to nobody");
         return;
@@ -71,9 +72,21 @@ fn unpack_without_root_skips_what_needs_root() {
     assert_eq!((s["dir"].mode, s["dir"].uid), (0o555, 65534));
     assert_eq!((s["dir/file"].mode, s["dir/file"].content.as_str()), (0o4755, sha256_hex(b"x").as_str()));
     assert_eq!(s["dir/file"].mtime, (1_500_000_000, 0));
-    assert!(!s.contains_key("dev/null"), "device nodes need root: skipped");
+    let xattr = |path: &str, name: &str| {
+        s[path].xattrs.iter().find(|(k, _)| k == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    };
+    let over = "user.containers.override_stat";
+    assert_eq!(
+        (s["dev/null"].kind, s["dev/null"].uid),
+        ('f', 65534),
+        "device nodes need root: an empty file"
+    );
+    assert_eq!(xattr("dev/null", over).as_deref(), Some("0:0:0666:char-1-3"));
+    assert_eq!(xattr("dir/file", over).as_deref(), Some("0:0:4755:file"));
+    assert_eq!(xattr("dir", over).as_deref(), Some("0:0:0555:dir"));
     assert_eq!(s["fifo"].kind, 'p', "FIFOs need no privilege");
-    let names: Vec<_> = s["attrs"].xattrs.iter().map(|(k, _)| k.to_string_lossy().into_owned()).collect();
-    assert_eq!(names, ["user.ok"]);
+    let mut names: Vec<_> = s["attrs"].xattrs.iter().map(|(k, _)| k.to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names, [over, "user.ok"]);
     assert_eq!(std::fs::metadata(t.path().join("dest/attrs")).unwrap().uid(), 65534);
 }

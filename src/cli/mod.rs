@@ -7,6 +7,7 @@ pub mod output;
 mod registry;
 mod system;
 mod transfer;
+mod unshare;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -100,6 +101,8 @@ pub enum Command {
     /// Store-wide information.
     #[command(subcommand)]
     System(SystemCommand),
+    /// Run a command (default: a shell) in the user namespace strata uses rootless, as `podman unshare`.
+    Unshare(unshare::UnshareArgs),
 }
 
 #[derive(Subcommand)]
@@ -147,11 +150,23 @@ pub fn init_logging(g: &Global) {
 /// Opens the store chosen by `--root` / `STRATA_ROOT` / the default.
 pub(crate) fn open_store(g: &Global, mode: LockMode) -> Result<Store> {
     let root = g.root.clone().unwrap_or_else(Store::default_root);
+    unshare::check_store_owner(&root)?;
     Store::open(&root, mode)
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let g = &cli.global;
+    // The re-executed child of `unshare::in_user_namespace` enters the namespace here, before any
+    // thread exists; every other process goes on at once.
+    crate::sys::userns::enter_if_reexecuted()?;
+    if runs_in_user_namespace(&cli.command) {
+        if let Some(code) = unshare::in_user_namespace(g)? {
+            return Ok(code);
+        }
+    }
+    if matches!(cli.command, Command::Mount(_)) {
+        unshare::check_rootless_mount()?;
+    }
     match cli.command {
         Command::Import(a) | Command::Image(ImageCommand::Import(a)) => images::import(g, a),
         Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => images::images(g, a),
@@ -180,7 +195,33 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Login(a) => registry::login(g, a),
         Command::Logout(a) => registry::logout(g, a),
         Command::Search(a) => registry::search(g, a),
+        Command::Unshare(a) => unshare::unshare(g, a),
     }
+}
+
+/// Rootless, the commands that create, read or delete layer files run in the user namespace
+/// (where the image's owners are real); mounts are served from outside it, where fusermount3
+/// works, and commands that touch no layer file stay outside too.
+fn runs_in_user_namespace(c: &Command) -> bool {
+    matches!(
+        c,
+        Command::Import(_)
+            | Command::Load(_)
+            | Command::Pull(_)
+            | Command::Commit(_)
+            | Command::Rmi(_)
+            | Command::Ls(_)
+            | Command::Cat(_)
+            | Command::Export(_)
+            | Command::Analyze(_)
+            | Command::Diff(_)
+            | Command::Image(
+                ImageCommand::Import(_)
+                    | ImageCommand::Load(_)
+                    | ImageCommand::Rm(_)
+                    | ImageCommand::Prune(_)
+            )
+    )
 }
 
 #[cfg(test)]

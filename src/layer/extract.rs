@@ -22,6 +22,7 @@ use nix::sys::stat::{makedev, mkdirat, mknodat, utimensat};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fchownat, linkat, symlinkat, unlinkat};
 
+use super::override_stat::{self, FileType};
 use super::tarpath::{show, split_parent};
 
 /// Owner, permissions, time and xattrs of one entry.
@@ -87,6 +88,8 @@ pub struct Tree {
     owner: (u64, u64),
     /// A setgid root dir would hand its group to new files: then chown always.
     always_chown: bool,
+    /// Some entry's owner or type went to the override xattr (see `override_stat`).
+    overridden: bool,
     buf: Vec<u8>,
     skipped: std::cell::Cell<Skipped>,
 }
@@ -99,13 +102,16 @@ impl Tree {
         );
         let st = nix::sys::stat::fstat(&root)?;
         let euid = nix::unistd::geteuid();
+        // Root inside a user namespace can't write trusted.* xattrs or mknod: not privileged.
+        let privileged = crate::sys::userns::privileged();
         // The root is implicit until the tar has an entry for it.
-        mark_implicit(&root, euid.is_root())?;
+        mark_implicit(&root, privileged)?;
         Ok(Tree {
             root,
             cache: HashMap::new(),
             dirs: HashMap::new(),
-            is_root: euid.is_root(),
+            is_root: privileged,
+            overridden: false,
             owner: (euid.as_raw() as u64, nix::unistd::getegid().as_raw() as u64),
             always_chown: st.st_mode & libc::S_ISGID != 0,
             buf: vec![0; 1 << 20],
@@ -137,7 +143,10 @@ impl Tree {
             left -= n as u64;
         }
         // Order matters: chown clears setuid bits and capabilities, so it goes first.
-        self.chown(Target::Fd(file.as_fd()), attrs)?;
+        if !self.chown(Target::Fd(file.as_fd()), attrs)? {
+            self.overridden |=
+                override_stat::record(&file, attrs.uid, attrs.gid, attrs.mode, FileType::File)?;
+        }
         fchmod(&file, mode(attrs.mode)).context("chmod")?;
         self.set_xattrs_fd(&file, attrs)?;
         futimens(&file, &attrs.mtime(), &attrs.mtime()).context("setting mtime")?;
@@ -148,7 +157,10 @@ impl Tree {
     pub fn dir(&mut self, path: &[u8], attrs: &Attrs) -> Result<()> {
         if path.is_empty() {
             clear_implicit(&self.root, self.is_root);
-            self.chown(Target::Fd(self.root.as_fd()), attrs)?;
+            if !self.chown(Target::Fd(self.root.as_fd()), attrs)? {
+                self.overridden |=
+                    override_stat::record(&self.root, attrs.uid, attrs.gid, attrs.mode, FileType::Dir)?;
+            }
             self.set_xattrs_fd(&self.root, attrs)?;
             self.dirs.insert(Vec::new(), attrs.clone());
             return Ok(());
@@ -169,7 +181,9 @@ impl Tree {
         let dir =
             File::from(openat(self.fd(parent), name, flags, Mode::empty()).context("opening directory")?);
         clear_implicit(&dir, self.is_root);
-        self.chown(Target::Fd(dir.as_fd()), attrs)?;
+        if !self.chown(Target::Fd(dir.as_fd()), attrs)? {
+            self.overridden |= override_stat::record(&dir, attrs.uid, attrs.gid, attrs.mode, FileType::Dir)?;
+        }
         self.set_xattrs_fd(&dir, attrs)?;
         self.dirs.insert(path.to_vec(), attrs.clone());
         Ok(())
@@ -239,9 +253,24 @@ impl Tree {
         match made {
             Ok(()) => {}
             Err(Errno::EPERM) if !self.is_root => {
-                tracing::info!("skipping device node {}: creating it needs root", show(path));
-                self.note(|s| s.devices += 1);
-                return Ok(false);
+                // Unprivileged: an empty file that records the device (what containers/storage does).
+                let (parent, name) = split_parent(path);
+                let flags =
+                    OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+                let file = File::from(
+                    openat(self.fd(parent), name, flags, Mode::from_bits_truncate(0o600))
+                        .context("creating the file that stands for a device node")?,
+                );
+                self.chown(Target::Fd(file.as_fd()), attrs)?;
+                fchmod(&file, mode(attrs.mode)).context("chmod")?;
+                let kind = match node {
+                    Node::Char(major, minor) => FileType::Char { major, minor },
+                    Node::Block(major, minor) => FileType::Block { major, minor },
+                    Node::Fifo => FileType::Pipe,
+                };
+                self.overridden |= override_stat::record(&file, attrs.uid, attrs.gid, attrs.mode, kind)?;
+                futimens(&file, &attrs.mtime(), &attrs.mtime()).context("setting mtime")?;
+                return Ok(true);
             }
             Err(e) => return Err(e).context("mknod"),
         }
@@ -281,6 +310,11 @@ impl Tree {
 
     /// Applies the deferred directory modes and mtimes, deepest first; says what was skipped.
     pub fn finish(mut self) -> Result<Skipped> {
+        if self.overridden {
+            // fuse-overlayfs reads the override xattrs of a layer only if its root has one.
+            let root = self.dirs.get(&Vec::new()).map_or((0, 0, 0o755), |a| (a.uid, a.gid, a.mode));
+            override_stat::mark_layer_root(&self.root, root.0, root.1, root.2)?;
+        }
         let mut dirs: Vec<(Vec<u8>, Attrs)> = self.dirs.drain().collect();
         dirs.sort_by_key(|(p, _)| std::cmp::Reverse(depth(p)));
         for (path, attrs) in dirs {
@@ -335,9 +369,11 @@ impl Tree {
         Ok(())
     }
 
-    fn chown(&self, target: Target<'_>, attrs: &Attrs) -> Result<()> {
+    /// Gives the entry its owner; `false` if we may not (unprivileged, or an id the user
+    /// namespace does not map), and the caller records the owner in the override xattr instead.
+    fn chown(&self, target: Target<'_>, attrs: &Attrs) -> Result<bool> {
         if !self.always_chown && (attrs.uid, attrs.gid) == self.owner {
-            return Ok(());
+            return Ok(true);
         }
         let (uid, gid) = (
             Uid::from_raw(u32::try_from(attrs.uid).context("uid out of range")?),
@@ -348,10 +384,10 @@ impl Tree {
             Target::At(dir, name) => fchownat(dir, name, Some(uid), Some(gid), AtFlags::AT_SYMLINK_NOFOLLOW),
         };
         match r {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(true),
             Err(Errno::EPERM | Errno::EINVAL) if !self.is_root => {
                 tracing::debug!("not root: keeping own owner instead of {}:{}", attrs.uid, attrs.gid);
-                Ok(())
+                Ok(false)
             }
             Err(e) => Err(e).with_context(|| format!("chown to {}:{}", attrs.uid, attrs.gid)),
         }

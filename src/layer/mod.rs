@@ -16,6 +16,7 @@ pub mod compression;
 mod extract;
 pub use extract::Skipped;
 pub mod ingest;
+pub mod override_stat;
 pub mod pack;
 mod pipe;
 pub mod range;

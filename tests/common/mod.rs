@@ -8,3 +8,4 @@ pub mod registry;
 pub mod strata;
 pub mod token_issuer;
 pub mod tree;
+pub mod user;

@@ -1,0 +1,307 @@
+//! The `user.containers.override_stat` xattr: the owner, mode and file type a file *should* have,
+//! recorded where an unprivileged user cannot give it that owner or type for real.
+//!
+//! The format is the one containers/storage writes (`pkg/idtools/idtools.go`,
+//! `FormatContainersOverrideXattrDevice` / `parseOverrideXattr`) and fuse-overlayfs reads
+//! (`utils.c`, `override_mode`, enabled per layer when the layer's root directory carries the
+//! xattr: `direct.c`, `direct_load_data_source`):
+//!
+//! ```text
+//! UID:GID:MODE[:TYPE]     e.g. 0:0:4755:file   1000:50:0644   0:6:0660:block-8-0
+//! ```
+//!
+//! UID and GID are decimal, MODE is octal with the setuid/setgid/sticky bits (`%04o` when
+//! written), TYPE is one of `file dir symlink pipe socket block-MAJ-MIN char-MAJ-MIN`. Writers
+//! always give the type; readers accept it missing (older fuse-overlayfs wrote `%d:%d:%o`, and
+//! still reads only those three fields). Like containers/storage, a type is recognised by its
+//! prefix and device fields after the minor are ignored, so newer writers stay readable.
+
+use std::fmt;
+use std::fs::File;
+
+use thiserror::Error;
+use xattr::FileExt;
+
+/// The xattr name shared with containers/storage and fuse-overlayfs.
+pub const XATTR: &str = "user.containers.override_stat";
+
+/// The file type part of the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileType {
+    File,
+    Dir,
+    Symlink,
+    Pipe,
+    Socket,
+    Block { major: u64, minor: u64 },
+    Char { major: u64, minor: u64 },
+}
+
+impl FileType {
+    /// The `S_IFMT` bits of this type.
+    pub fn s_ifmt(self) -> u32 {
+        match self {
+            FileType::File => libc::S_IFREG,
+            FileType::Dir => libc::S_IFDIR,
+            FileType::Symlink => libc::S_IFLNK,
+            FileType::Pipe => libc::S_IFIFO,
+            FileType::Socket => libc::S_IFSOCK,
+            FileType::Block { .. } => libc::S_IFBLK,
+            FileType::Char { .. } => libc::S_IFCHR,
+        }
+    }
+
+    /// The device number (`st_rdev`) for block and character devices, else 0.
+    pub fn rdev(self) -> u64 {
+        match self {
+            FileType::Block { major, minor } | FileType::Char { major, minor } => libc::makedev(
+                u32::try_from(major).unwrap_or(u32::MAX),
+                u32::try_from(minor).unwrap_or(u32::MAX),
+            ),
+            _ => 0,
+        }
+    }
+}
+
+impl fmt::Display for FileType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FileType::File => f.write_str("file"),
+            FileType::Dir => f.write_str("dir"),
+            FileType::Symlink => f.write_str("symlink"),
+            FileType::Pipe => f.write_str("pipe"),
+            FileType::Socket => f.write_str("socket"),
+            FileType::Block { major, minor } => write!(f, "block-{major}-{minor}"),
+            FileType::Char { major, minor } => write!(f, "char-{major}-{minor}"),
+        }
+    }
+}
+
+/// One decoded value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverrideStat {
+    pub uid: u32,
+    pub gid: u32,
+    /// Permission bits with setuid, setgid and sticky (`0o7777`).
+    pub mode: u32,
+    /// Absent in values written by old fuse-overlayfs: the type on disk is the real one then.
+    pub file_type: Option<FileType>,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum OverrideStatError {
+    #[error("{XATTR} value {0:?} is not UID:GID:MODE[:TYPE]")]
+    Shape(String),
+    #[error("{XATTR} value {value:?}: bad {field} {text:?}")]
+    Field { value: String, field: &'static str, text: String },
+    #[error("{XATTR} value {value:?}: unknown file type {text:?}")]
+    Type { value: String, text: String },
+}
+
+impl OverrideStat {
+    /// Decodes an xattr value (a trailing NUL, as C writers may leave, is ignored).
+    pub fn parse(raw: &[u8]) -> Result<OverrideStat, OverrideStatError> {
+        let raw = raw.strip_suffix(b"\0").unwrap_or(raw);
+        let value = String::from_utf8_lossy(raw).into_owned();
+        let parts: Vec<&str> = value.split(':').collect();
+        if parts.len() < 3 {
+            return Err(OverrideStatError::Shape(value));
+        }
+        let bad = |field: &'static str, text: &str| OverrideStatError::Field {
+            value: value.clone(),
+            field,
+            text: text.to_string(),
+        };
+        let uid = parts[0].parse::<u32>().map_err(|_| bad("uid", parts[0]))?;
+        let gid = parts[1].parse::<u32>().map_err(|_| bad("gid", parts[1]))?;
+        // containers/storage parses 32 bits of octal and keeps the permission and special bits.
+        let mode = u32::from_str_radix(parts[2], 8).map_err(|_| bad("mode", parts[2]))? & 0o7777;
+        let file_type = match parts.get(3) {
+            None => None,
+            Some(t) => Some(
+                parse_type(t)
+                    .ok_or_else(|| OverrideStatError::Type { value: value.clone(), text: t.to_string() })?,
+            ),
+        };
+        Ok(OverrideStat { uid, gid, mode, file_type })
+    }
+
+    /// The value as containers/storage writes it: `UID:GID:%04o:TYPE`.
+    pub fn format(&self) -> String {
+        let mut s = format!("{}:{}:{:04o}", self.uid, self.gid, self.mode & 0o7777);
+        if let Some(t) = self.file_type {
+            s.push(':');
+            s.push_str(&t.to_string());
+        }
+        s
+    }
+
+    /// The full `st_mode` to report for a file whose mode on disk is `disk_mode`: the recorded
+    /// type (or the one on disk when none is recorded) with the recorded permissions.
+    pub fn st_mode(&self, disk_mode: u32) -> u32 {
+        let kind = self.file_type.map_or(disk_mode & libc::S_IFMT, FileType::s_ifmt);
+        kind | (self.mode & 0o7777)
+    }
+}
+
+fn parse_type(t: &str) -> Option<FileType> {
+    // Prefix matches and ignored extra device fields: what containers/storage accepts.
+    Some(if t.starts_with("file") {
+        FileType::File
+    } else if t.starts_with("dir") {
+        FileType::Dir
+    } else if t.starts_with("symlink") {
+        FileType::Symlink
+    } else if t.starts_with("pipe") {
+        FileType::Pipe
+    } else if t.starts_with("socket") {
+        FileType::Socket
+    } else if t.starts_with("block") || t.starts_with("char") {
+        let mut parts = t.split('-');
+        let kind = parts.next()?;
+        let major = parts.next()?.parse().ok()?;
+        let minor = parts.next()?.parse().ok()?;
+        match kind {
+            "block" => FileType::Block { major, minor },
+            "char" => FileType::Char { major, minor },
+            _ => return None,
+        }
+    } else {
+        return None;
+    })
+}
+
+/// The recorded stat of an open file or directory, if it has one.
+pub fn read_file(file: &File) -> std::io::Result<Option<OverrideStat>> {
+    match file.get_xattr(XATTR)? {
+        None => Ok(None),
+        Some(v) => OverrideStat::parse(&v)
+            .map(Some)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+    }
+}
+
+/// Records `stat` on an open regular file or directory (the kernel allows `user.*` xattrs on
+/// nothing else: symlinks, FIFOs, sockets and devices can't carry one).
+pub fn write_file(file: &File, stat: &OverrideStat) -> std::io::Result<()> {
+    file.set_xattr(XATTR, stat.format().as_bytes())
+}
+
+/// Records the owner, mode and type an unpacked entry should have on `file`, which the caller
+/// could not give it (see `extract`); `Ok(true)` once written.
+pub fn record(file: &File, uid: u64, gid: u64, mode: u32, file_type: FileType) -> anyhow::Result<bool> {
+    use anyhow::Context;
+    let stat = OverrideStat {
+        uid: u32::try_from(uid).context("uid out of range")?,
+        gid: u32::try_from(gid).context("gid out of range")?,
+        mode: mode & 0o7777,
+        file_type: Some(file_type),
+    };
+    write_file(file, &stat)
+        .with_context(|| format!("setting xattr {XATTR} (the filesystem must support user xattrs)"))?;
+    Ok(true)
+}
+
+/// fuse-overlayfs applies a layer's override xattrs only if the layer's root directory has one:
+/// gives the root one (its own owner and mode) unless it has it already.
+pub fn mark_layer_root(root: &File, uid: u64, gid: u64, mode: u32) -> anyhow::Result<()> {
+    if read_file(root).ok().flatten().is_none() {
+        record(root, uid, gid, mode, FileType::Dir)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(uid: u32, gid: u32, mode: u32, file_type: Option<FileType>) -> OverrideStat {
+        OverrideStat { uid, gid, mode, file_type }
+    }
+
+    #[test]
+    fn formats_as_containers_storage_does() {
+        assert_eq!(st(0, 0, 0o755, Some(FileType::Dir)).format(), "0:0:0755:dir");
+        assert_eq!(st(1000, 50, 0o4755, Some(FileType::File)).format(), "1000:50:4755:file");
+        assert_eq!(st(0, 0, 0o777, Some(FileType::Symlink)).format(), "0:0:0777:symlink");
+        assert_eq!(st(0, 0, 0o644, Some(FileType::Pipe)).format(), "0:0:0644:pipe");
+        assert_eq!(st(0, 0, 0o755, Some(FileType::Socket)).format(), "0:0:0755:socket");
+        assert_eq!(
+            st(0, 6, 0o660, Some(FileType::Block { major: 8, minor: 0 })).format(),
+            "0:6:0660:block-8-0"
+        );
+        assert_eq!(
+            st(0, 5, 0o620, Some(FileType::Char { major: 136, minor: 3 })).format(),
+            "0:5:0620:char-136-3"
+        );
+        assert_eq!(st(7, 7, 0o1777, None).format(), "7:7:1777");
+        assert_eq!(st(0, 0, 0, Some(FileType::File)).format(), "0:0:0000:file");
+    }
+
+    #[test]
+    fn parses_what_it_formats() {
+        for s in [
+            st(0, 0, 0o755, Some(FileType::Dir)),
+            st(4294967294, 65534, 0o6755, Some(FileType::File)),
+            st(0, 0, 0o600, Some(FileType::Char { major: 1, minor: 3 })),
+            st(0, 0, 0o600, Some(FileType::Block { major: 259, minor: 1048575 })),
+            st(1, 2, 0o640, None),
+        ] {
+            assert_eq!(OverrideStat::parse(s.format().as_bytes()), Ok(s), "{}", s.format());
+        }
+    }
+
+    #[test]
+    fn reads_old_and_forward_compatible_values() {
+        // fuse-overlayfs before types: "%d:%d:%o", no zero padding.
+        assert_eq!(OverrideStat::parse(b"0:0:755"), Ok(st(0, 0, 0o755, None)));
+        // A C writer's trailing NUL.
+        assert_eq!(OverrideStat::parse(b"0:0:0644:file\0"), Ok(st(0, 0, 0o644, Some(FileType::File))));
+        // Extra device fields are ignored, as containers/storage does.
+        assert_eq!(
+            OverrideStat::parse(b"0:0:0600:char-1-3-extra"),
+            Ok(st(0, 0, 0o600, Some(FileType::Char { major: 1, minor: 3 })))
+        );
+        // Bits above 0o7777 are dropped.
+        assert_eq!(OverrideStat::parse(b"0:0:100644:file"), Ok(st(0, 0, 0o644, Some(FileType::File))));
+    }
+
+    #[test]
+    fn rejects_malformed_values_with_the_reason() {
+        for (raw, want) in [
+            (&b""[..], "is not UID:GID:MODE"),
+            (b"0:0", "is not UID:GID:MODE"),
+            (b"x:0:0644", "bad uid"),
+            (b"0:-1:0644", "bad gid"),
+            (b"0:0:0648", "bad mode"),
+            (b"0:0:0644:fifo", "unknown file type"),
+            (b"0:0:0644:block-8", "unknown file type"),
+            (b"0:0:0644:char-a-1", "unknown file type"),
+            (b"4294967296:0:0644", "bad uid"),
+        ] {
+            let err = OverrideStat::parse(raw).expect_err(&String::from_utf8_lossy(raw)).to_string();
+            assert!(err.contains(want), "{raw:?}: {err}");
+            assert!(err.contains(XATTR), "{err}");
+        }
+    }
+
+    #[test]
+    fn st_mode_takes_the_recorded_type() {
+        let dev = st(0, 0, 0o660, Some(FileType::Char { major: 1, minor: 3 }));
+        assert_eq!(dev.st_mode(libc::S_IFREG | 0o600), libc::S_IFCHR | 0o660);
+        assert_eq!(dev.file_type.unwrap().rdev(), libc::makedev(1, 3));
+        let old = st(0, 0, 0o4755, None);
+        assert_eq!(old.st_mode(libc::S_IFREG | 0o755), libc::S_IFREG | 0o4755);
+    }
+
+    #[test]
+    fn round_trips_through_a_real_xattr() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = std::fs::File::create(dir.path().join("f")).unwrap();
+        assert_eq!(read_file(&f).unwrap(), None);
+        let s = st(0, 0, 0o4755, Some(FileType::File));
+        write_file(&f, &s).unwrap();
+        assert_eq!(xattr::get(dir.path().join("f"), XATTR).unwrap().unwrap(), b"0:0:4755:file");
+        assert_eq!(read_file(&f).unwrap(), Some(s));
+    }
+}

@@ -1,0 +1,422 @@
+//! strata as an ordinary user: the user namespace (`strata unshare`, and the commands that run in
+//! it), the override xattr written without a subordinate range, the errors a user meets, and a
+//! mount through fusermount3. Everything runs the real binary as a real unprivileged user.
+
+mod common;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::Command;
+
+use common::mount::{Mount, is_mounted};
+use common::registry::{Auth, Registry};
+use common::strata::{Strata, tar_dir};
+use common::user::{SUB_COUNT, SUB_START, TestUser, dev_fuse_for_users};
+
+const OVERRIDE: &str = "user.containers.override_stat";
+
+/// Runs a shell script as root (the test process), panicking with its output on failure.
+fn sh(script: &str) {
+    let out = Command::new("sh").arg("-euc").arg(script).output().expect("sh");
+    assert!(out.status.success(), "{script}\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A rootfs with root-owned, setuid, setgid, multi-owner files, a sticky dir, symlinks and a hard
+/// link; with `extras`, also device nodes and an owner beyond the test's subordinate range.
+fn owners_rootfs(dir: &Path, extras: bool) {
+    let d = dir.display();
+    sh(&format!(
+        "mkdir -p {d}/etc {d}/usr/bin {d}/home/u {d}/var/www {d}/tmp
+         echo root:x:0:0::/root:/bin/sh > {d}/etc/passwd
+         echo root:*:: > {d}/etc/shadow; chown 0:42 {d}/etc/shadow; chmod 0640 {d}/etc/shadow
+         echo su > {d}/usr/bin/su; chmod 4755 {d}/usr/bin/su
+         ln {d}/usr/bin/su {d}/usr/bin/su-again
+         echo wall > {d}/usr/bin/wall; chown 0:5 {d}/usr/bin/wall; chmod 2755 {d}/usr/bin/wall
+         echo mine > {d}/home/u/notes; chmod 0600 {d}/home/u/notes
+         ln -s notes {d}/home/u/link; chown -h 1000:1000 {d}/home/u/link
+         chown 1000:1000 {d}/home/u {d}/home/u/notes; chmod 0700 {d}/home/u
+         echo hi > {d}/var/www/index.html; chown -R 33:33 {d}/var/www; chmod 0750 {d}/var/www
+         chmod 1777 {d}/tmp
+         touch -h -d @1000000000 {d}/home/u/link
+         find {d} -exec touch -h -d @1000000000 {{}} +"
+    ));
+    if extras {
+        sh(&format!(
+            "mkdir -p {d}/dev
+             mknod -m 0666 {d}/dev/null c 1 3; mknod -m 0660 {d}/dev/sda b 8 0; chown 0:6 {d}/dev/sda
+             echo far > {d}/far; chown 70000:70001 {d}/far
+             find {d} -exec touch -h -d @1000000000 {{}} +"
+        ));
+    }
+}
+
+/// The fixture as a tar in a directory both root and `user` can read; returns the tar's path.
+fn owners_tar(user: &TestUser, extras: bool) -> String {
+    let rootfs = user.path("rootfs");
+    owners_rootfs(&rootfs, extras);
+    let tar = user.path("owners.tar");
+    tar_dir(&rootfs, &tar, "plain");
+    std::fs::set_permissions(&tar, std::fs::Permissions::from_mode(0o644)).unwrap();
+    tar.to_str().unwrap().to_string()
+}
+
+/// `tar -tv --numeric-owner` lines of a tar: type, mode, owner, size and name of every member.
+fn listing(tar: &Path) -> String {
+    let out = Command::new("tar").args(["--numeric-owner", "-tvf"]).arg(tar).output().expect("tar");
+    assert!(out.status.success(), "tar -tvf {}", tar.display());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The unpacked directory of the image's first layer in the user's store.
+fn layer_fs(user: &TestUser, image: &str) -> std::path::PathBuf {
+    let json: serde_json::Value = serde_json::from_str(&user.ok(&["inspect", image])).unwrap();
+    let diff_id = json[0]["RootFS"]["Layers"][0].as_str().expect("RootFS.Layers[0]").to_string();
+    user.store().join("layers").join(diff_id.trim_start_matches("sha256:")).join("fs")
+}
+
+fn lines(s: &str) -> Vec<Vec<String>> {
+    s.lines().map(|l| l.split_whitespace().map(str::to_string).collect()).collect()
+}
+
+#[test]
+fn unshare_maps_root_to_the_user_and_the_range_after_it() {
+    let Some(user) = TestUser::with_subids() else { return };
+    assert_eq!(
+        lines(&user.ok(&["unshare", "cat", "/proc/self/uid_map"])),
+        [["0", &user.uid.to_string(), "1"], ["1", &SUB_START.to_string(), &SUB_COUNT.to_string()]]
+    );
+    assert_eq!(
+        lines(&user.ok(&["unshare", "cat", "/proc/self/gid_map"])),
+        [["0", &user.gid.to_string(), "1"], ["1", &SUB_START.to_string(), &SUB_COUNT.to_string()]]
+    );
+    assert_eq!(user.ok(&["unshare", "id", "-u"]).trim(), "0");
+    // The store's environment, and a mount namespace of its own (as podman unshare gives).
+    assert_eq!(user.ok(&["unshare", "sh", "-c", "echo $STRATA_ROOT"]).trim(), user.store().to_str().unwrap());
+    let own_ns = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+    assert_ne!(user.ok(&["unshare", "readlink", "/proc/self/ns/mnt"]).trim(), own_ns.to_str().unwrap());
+    // A file made inside belongs to the user outside; one chowned to 1 to the first subordinate id.
+    user.ok(&["unshare", "sh", "-c", "touch a b && chown 1:1 b"]);
+    assert_eq!(std::fs::metadata(user.path("a")).unwrap().uid(), user.uid);
+    assert_eq!(std::fs::metadata(user.path("b")).unwrap().uid(), SUB_START);
+    // Exit codes come through; a missing command is 127 as in a shell.
+    assert_eq!(user.run(&["unshare", "sh", "-c", "exit 7"]).status.code(), Some(7));
+    let out = user.run(&["unshare", "no-such-command"]);
+    assert_eq!(out.status.code(), Some(127));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot run no-such-command"));
+    // SIGTERM to strata (outside) reaches the command inside; its status comes back as 128+15.
+    let mut child = user.strata(&["unshare", "sleep", "30"]).spawn().unwrap();
+    let t0 = std::time::Instant::now();
+    while !user_ns_child_started(child.id()) && t0.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143), "{status:?}");
+    assert!(t0.elapsed() < std::time::Duration::from_secs(20));
+}
+
+/// Whether the strata process `pid` has a child running `sleep` (the command in the namespace).
+fn user_ns_child_started(pid: u32) -> bool {
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    children
+        .split_whitespace()
+        .any(|c| std::fs::read_to_string(format!("/proc/{c}/comm")).is_ok_and(|comm| comm.trim() == "sleep"))
+}
+
+#[test]
+fn rootless_errors_say_what_to_do() {
+    let Some(nosub) = TestUser::without_subids() else { return };
+    let err = nosub.fails(&["unshare", "true"]);
+    assert!(err.contains("/etc/subuid") && err.contains("usermod --add-subuids"), "{err}");
+
+    let Some(user) = TestUser::with_subids() else { return };
+    // newuidmap not on PATH: name the package.
+    let out = user.strata(&["unshare", "true"]).env("PATH", "/nonexistent").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("newuidmap not found") && err.contains("uidmap"), "{err}");
+
+    // A store another user made: refused with the way out, by every command.
+    let shared = tempfile::Builder::new().prefix("strata-shared-").tempdir_in("/tmp").unwrap();
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let store = shared.path().join("store");
+    std::fs::create_dir(&store).unwrap();
+    nosub.give(&store);
+    let root = store.to_str().unwrap();
+    nosub.ok(&["--root", root, "images"]);
+    for args in [
+        &["--root", root, "images"][..],
+        &["--root", root, "import", "/dev/null"],
+        &["--root", root, "unshare"],
+    ] {
+        let err = user.fails(args);
+        assert!(err.contains("belongs to uid") && err.contains("--root"), "{args:?}: {err}");
+    }
+
+    // No read-write /dev/fuse: say how to fix it. Shown in the namespace, where a 0600 file is
+    // bound over /dev/fuse and strata runs as uid 1 (the machine's device stays as it is).
+    let script = "touch fake; chmod 600 fake; mount --bind fake /dev/fuse; \
+                  exec setpriv --reuid=1 --regid=1 --clear-groups \"$0\" mount x /nonexistent";
+    let out = user.strata(&["unshare", "sh", "-c", script, env!("CARGO_BIN_EXE_strata")]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("/dev/fuse") && err.contains("0666"), "{err}");
+    // No fusermount3: name the package.
+    if dev_fuse_for_users() {
+        let out = user.strata(&["mount", "x", "/nonexistent"]).env("PATH", "/nonexistent").output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("fusermount3 not found") && err.contains("fuse3"),
+            "{err}"
+        );
+    }
+}
+
+/// The same tar imported (the same archive loaded, the same image pulled) as root and as a user with a subordinate
+/// range gives the same ids, and the merged tree exported inside the namespace is byte for byte
+/// the one root exports: owners, setuid bits, modes and links survive.
+#[test]
+fn rootless_import_load_and_pull_match_root() {
+    let Some(user) = TestUser::with_subids() else { return };
+    let tar = owners_tar(&user, false);
+    let epoch = [("SOURCE_DATE_EPOCH", "1000000000")];
+
+    let root = Strata::new();
+    let run_root = |args: &[&str]| {
+        let out = root.command(args).envs(epoch).output().unwrap();
+        common::strata::expect_ok(out, args)
+    };
+    let root_id = run_root(&["import", &tar, "owners:1"]);
+    let root_export = root.path("export.tar");
+    run_root(&["export", "-o", root_export.to_str().unwrap(), "owners:1"]);
+    let archive = user.path("owners-archive.tar");
+    run_root(&["save", "-o", archive.to_str().unwrap(), "owners:1"]);
+    std::fs::set_permissions(&archive, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    let user_id = common::strata::expect_ok(
+        user.strata(&["import", &tar, "owners:1"]).env("SOURCE_DATE_EPOCH", "1000000000").output().unwrap(),
+        &["import"],
+    );
+    assert_eq!(user_id, root_id);
+    let user_export = user.path("export.tar");
+    user.ok(&["export", "-o", user_export.to_str().unwrap(), "owners:1"]);
+    assert_eq!(listing(&user_export), listing(&root_export));
+    assert!(std::fs::read(&user_export).unwrap() == std::fs::read(&root_export).unwrap(), "exports differ");
+
+    // On disk the owners are the mapped ones: image uid 1000 is subordinate id 999 from the start.
+    let layer = layer_fs(&user, "owners:1");
+    assert_eq!(std::fs::metadata(layer.join("home/u/notes")).unwrap().uid(), SUB_START + 999);
+    assert_eq!(std::fs::metadata(layer.join("usr/bin/su")).unwrap().uid(), user.uid);
+    assert_eq!(std::fs::metadata(layer.join("usr/bin/su")).unwrap().mode() & 0o7777, 0o4755);
+
+    // load of root's archive into a fresh store of the user: the same image id, the same tree.
+    user.ok(&["rmi", "owners:1"]);
+    user.ok(&["image", "prune", "-a"]);
+    let loaded = user.ok(&["load", "-i", archive.to_str().unwrap()]);
+    assert!(loaded.contains("owners:1"), "{loaded}");
+    assert_eq!(user.ok(&["images", "-q", "--no-trunc", "owners:1"]).trim(), root_id.trim());
+    user.ok(&["export", "-o", user_export.to_str().unwrap(), "owners:1"]);
+    assert!(std::fs::read(&user_export).unwrap() == std::fs::read(&root_export).unwrap(), "exports differ");
+
+    // pull from a loopback registry root pushed to: the same again.
+    let registry = Registry::start(Auth::None);
+    let remote = format!("{}/owners:1", registry.host());
+    run_root(&["tag", "owners:1", &remote]);
+    run_root(&["push", &remote]);
+    user.ok(&["rmi", "owners:1"]);
+    user.ok(&["image", "prune", "-a"]);
+    user.ok(&["pull", "-q", &remote]);
+    assert_eq!(user.ok(&["images", "-q", "--no-trunc", &remote]).trim(), root_id.trim());
+    user.ok(&["export", "-o", user_export.to_str().unwrap(), &remote]);
+    assert!(std::fs::read(&user_export).unwrap() == std::fs::read(&root_export).unwrap(), "exports differ");
+}
+
+/// Without a subordinate range nothing can be chowned: files are the user's and the owner, mode
+/// and type the layer gives them go to `user.containers.override_stat`, as containers/storage
+/// writes it; device nodes become empty files that say what they are. fuse-overlayfs, mounting
+/// the layer, shows the recorded owners.
+#[test]
+fn without_subordinate_ids_owners_go_to_the_override_xattr() {
+    let Some(user) = TestUser::without_subids() else { return };
+    let tar = owners_tar(&user, true);
+    let out = user.run(&["import", &tar, "owners:1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("WARN"), "no warnings expected: {stderr}");
+
+    let layer = layer_fs(&user, "owners:1");
+    let xattr =
+        |rel: &str| xattr::get(layer.join(rel), OVERRIDE).unwrap().map(|v| String::from_utf8(v).unwrap());
+    for (rel, want) in [
+        ("", Some("0:0:0755:dir")),
+        ("etc/shadow", Some("0:42:0640:file")),
+        ("usr/bin/su", Some("0:0:4755:file")),
+        ("usr/bin/wall", Some("0:5:2755:file")),
+        ("home/u", Some("1000:1000:0700:dir")),
+        ("home/u/notes", Some("1000:1000:0600:file")),
+        ("var/www/index.html", Some("33:33:0644:file")),
+        ("dev/null", Some("0:0:0666:char-1-3")),
+        ("dev/sda", Some("0:6:0660:block-8-0")),
+        ("far", Some("70000:70001:0644:file")),
+        // Our own owner (root of the image is not us): everything root-owned is recorded too,
+        // but a file the layer gives the user's own ids would need none.
+    ] {
+        assert_eq!(xattr(rel).as_deref(), want, "{rel}");
+    }
+    for rel in ["usr/bin/su", "dev/null", "home/u", "far"] {
+        assert_eq!(std::fs::symlink_metadata(layer.join(rel)).unwrap().uid(), user.uid, "{rel}");
+    }
+    let null = std::fs::symlink_metadata(layer.join("dev/null")).unwrap();
+    assert!(null.is_file() && null.len() == 0);
+    assert_eq!(std::fs::metadata(layer.join("usr/bin/su")).unwrap().mode() & 0o7777, 0o4755);
+
+    // The peer reads it: fuse-overlayfs, run by the same user through fusermount3 over this
+    // layer, shows the recorded owners and modes.
+    if !dev_fuse_for_users() {
+        return;
+    }
+    let mnt = user.path("fo-mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    user.give(&mnt);
+    // Guarded before mounting: root may not even stat a FUSE mount of another user's.
+    let _mounted = Mount::adopt(&mnt);
+    let lower = format!("lowerdir={}", layer.display());
+    let out = user
+        .command("fuse-overlayfs", &["-o", &lower, mnt.to_str().unwrap()])
+        .output()
+        .expect("fuse-overlayfs (Debian package fuse-overlayfs) must be installed");
+    assert!(out.status.success(), "fuse-overlayfs: {}", String::from_utf8_lossy(&out.stderr));
+    let script = format!("cd {} && stat -c '%u %g %a' usr/bin/su etc/shadow home/u", mnt.display());
+    let out = user.command("sh", &["-c", &script]).output().unwrap();
+    assert!(out.status.success(), "stat: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "0 0 4755\n0 42 640\n1000 1000 700\n");
+}
+
+/// In the namespace, what it still can't do goes to the override xattr: an owner beyond the
+/// mapped range, device nodes. Everything else is chowned for real and carries no xattr.
+#[test]
+fn in_the_namespace_what_cannot_be_mapped_goes_to_the_override_xattr() {
+    let Some(user) = TestUser::with_subids() else { return };
+    let tar = owners_tar(&user, true);
+    user.ok(&["import", &tar, "owners:1"]);
+    let layer = layer_fs(&user, "owners:1");
+    let xattr =
+        |rel: &str| xattr::get(layer.join(rel), OVERRIDE).unwrap().map(|v| String::from_utf8(v).unwrap());
+    let owner = |rel: &str| {
+        let m = std::fs::symlink_metadata(layer.join(rel)).unwrap();
+        (m.uid(), m.gid())
+    };
+    assert_eq!(xattr("far").as_deref(), Some("70000:70001:0644:file"));
+    assert_eq!(owner("far"), (user.uid, user.gid));
+    assert_eq!(xattr("dev/null").as_deref(), Some("0:0:0666:char-1-3"));
+    assert_eq!(xattr("dev/sda").as_deref(), Some("0:6:0660:block-8-0"));
+    assert_eq!(owner("dev/sda"), (user.uid, SUB_START + 5));
+    assert!(std::fs::symlink_metadata(layer.join("dev/sda")).unwrap().is_file());
+    // The layer root says "this layer has overrides" (fuse-overlayfs looks there).
+    assert_eq!(xattr("").as_deref(), Some("0:0:0755:dir"));
+    for rel in ["usr/bin/su", "etc/shadow", "home/u/notes", "var/www"] {
+        assert_eq!(xattr(rel), None, "{rel}");
+    }
+    assert_eq!(owner("etc/shadow"), (user.uid, SUB_START + 41));
+}
+
+/// A mount as the user through fusermount3: an image read-only and a container read-write, then
+/// a commit in the namespace where a file the user wrote is root's, as in a rootless container.
+#[test]
+fn rootless_mount_through_fusermount3_and_commit() {
+    if !dev_fuse_for_users() {
+        return;
+    }
+    let Some(user) = TestUser::with_subids() else { return };
+    let tar = owners_tar(&user, false);
+    user.ok(&["import", &tar, "owners:1"]);
+    let (ro, rw) = (user.path("ro"), user.path("rw"));
+    for d in [&ro, &rw] {
+        std::fs::create_dir(d).unwrap();
+        user.give(d);
+    }
+    user.ok(&["mount", "owners:1", ro.to_str().unwrap()]);
+    let mut ro_mount = Mount::adopt(&ro);
+    let cid = user.ok(&["create", "owners:1"]).trim().to_string();
+    user.ok(&["mount", &cid, rw.to_str().unwrap()]);
+    let mut rw_mount = Mount::adopt(&rw);
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        mounts.contains(&format!(" {} ", ro.display())) && mounts.contains(&format!(" {} ", rw.display()))
+    );
+
+    let as_user = |script: &str| {
+        let out = user.command("sh", &["-euc", script]).output().unwrap();
+        assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // Read back through the kernel: the files' owners as they are on disk (the layer was written
+    // in the namespace: image root is the user, image uid 1000 subordinate id 999).
+    let stat = as_user(&format!(
+        "cd {}; cat etc/passwd; stat -c '%n %u %g %a' usr/bin/su etc/shadow home/u var/www",
+        ro.display()
+    ));
+    assert!(stat.starts_with("root:x:0:0"), "{stat}");
+    let (u, s) = (user.uid, SUB_START);
+    for want in [
+        format!("usr/bin/su {u} {u} 4755"),
+        format!("etc/shadow {u} {} 640", s + 41),
+        format!("home/u {} {} 700", s + 999, s + 999),
+        format!("var/www {} {} 750", s + 32, s + 32),
+    ] {
+        assert!(stat.lines().any(|l| l == want), "{want:?} not in {stat}");
+    }
+    // The same mount seen from the namespace shows the image's own owners, and `strata ls` (which
+    // runs there) agrees.
+    let inside = user.ok(&[
+        "unshare",
+        "stat",
+        "-c",
+        "%n %u %g %a",
+        &format!("{}/usr/bin/su", ro.display()),
+        &format!("{}/etc/shadow", ro.display()),
+        &format!("{}/home/u", ro.display()),
+        &format!("{}/var/www", ro.display()),
+    ]);
+    let r = ro.display();
+    assert_eq!(
+        inside,
+        format!(
+            "{r}/usr/bin/su 0 0 4755\n{r}/etc/shadow 0 42 640\n{r}/home/u 1000 1000 700\n{r}/var/www 33 33 750\n"
+        )
+    );
+    let ls = user.ok(&["ls", "-l", "owners:1", "/home"]);
+    assert!(ls.lines().any(|l| l.contains(" 1000 1000 ") && l.ends_with(" u")), "{ls}");
+    // Writing through the read-only mount fails; through the container's it works.
+    let out = user.command("sh", &["-c", &format!("echo x > {}/new", ro.display())]).output().unwrap();
+    assert!(!out.status.success());
+    as_user(&format!("cd {}; echo made > new; mkdir -p d; echo x > d/f; chmod 4750 new", rw.display()));
+    assert_eq!(as_user(&format!("stat -c '%u %a' {}/new", rw.display())).trim(), format!("{u} 4750"));
+    // A commit while the container is mounted reaches the user's mount from the namespace.
+    user.ok(&["commit", &cid, "owners:while-mounted"]);
+    user.ok(&["umount", rw.to_str().unwrap()]);
+    rw_mount.forget();
+    user.ok(&["umount", ro.to_str().unwrap()]);
+    ro_mount.forget();
+    assert!(!is_mounted(&ro) && !is_mounted(&rw));
+
+    // Committed in the namespace: what the user wrote is root's in the image.
+    user.ok(&["commit", &cid, "owners:2"]);
+    let top_layer = |image: &str| {
+        let json: serde_json::Value = serde_json::from_str(&user.ok(&["inspect", image])).unwrap();
+        json[0]["RootFS"]["Layers"][1].as_str().expect("a second layer").to_string()
+    };
+    assert_eq!(top_layer("owners:2"), top_layer("owners:while-mounted"));
+    let export = user.path("committed.tar");
+    user.ok(&["export", "-o", export.to_str().unwrap(), "owners:2"]);
+    let list = listing(&export);
+    for (name, owner, mode) in
+        [("new", "0/0", "-rwsr-x---"), ("d/f", "0/0", "-rw-"), ("home/u/notes", "1000/1000", "-rw-------")]
+    {
+        assert!(
+            list.lines().any(|l| l.ends_with(&format!(" {name}"))
+                && l.contains(&format!(" {owner} "))
+                && l.starts_with(mode)),
+            "{name} {owner} {mode} not in\n{list}"
+        );
+    }
+}
