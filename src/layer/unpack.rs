@@ -179,6 +179,7 @@ fn extract_entry<R: Read>(tree: &mut Tree, entry: &mut tar::Entry<'_, R>, name: 
         }
         EntryType::Char => {
             let (ma, mi) = device()?;
+            whiteout::check_layer_device(true, ma, mi)?;
             tree.node(&path, Node::Char(ma, mi), &attrs)?;
         }
         EntryType::Block => {
@@ -207,8 +208,9 @@ fn attrs_of<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Attrs> {
             } else if key == b"mtime" {
                 pax_mtime = Some(parse_pax_time(ext.value_bytes())?);
             } else if let Some(x) = key.strip_prefix(b"SCHILY.xattr.") {
-                use std::os::unix::ffi::OsStrExt;
-                attrs.xattrs.push((std::ffi::OsStr::from_bytes(x).to_owned(), ext.value_bytes().to_vec()));
+                let x = OsStr::from_bytes(x);
+                whiteout::check_layer_xattr(x)?;
+                attrs.xattrs.push((x.to_owned(), ext.value_bytes().to_vec()));
             }
         }
     }

@@ -112,6 +112,32 @@ pub fn is_whiteout_device(mode: u32, rdev: u64) -> bool {
     mode & libc::S_IFMT == libc::S_IFCHR && rdev == 0
 }
 
+/// The layer format strata takes in (import, load, pull) is OCI's: a layer deletes with `.wh.`
+/// entries and marks an opaque directory with `.wh..wh..opq`, nothing else. A character device
+/// 0/0 (an overlayfs whiteout once unpacked) is refused, or it would delete by accident.
+pub fn check_layer_device(is_char: bool, major: u64, minor: u64) -> Result<()> {
+    if is_char && major == 0 && minor == 0 {
+        bail!(
+            "a character device 0/0 is an overlayfs whiteout, which a layer can't carry \
+             (OCI layers delete with .wh. entries)"
+        );
+    }
+    Ok(())
+}
+
+/// The same rule for xattrs: overlayfs's and strata's private ones (an opaque marker, the
+/// implicit-directory marker) are refused, or they would hide lower files by accident.
+pub fn check_layer_xattr(name: &OsStr) -> Result<()> {
+    if is_private_xattr(name) {
+        bail!(
+            "xattr {} is overlayfs/strata bookkeeping, which a layer can't carry \
+             (OCI layers mark an opaque directory with a .wh..wh..opq entry)",
+            name.to_string_lossy()
+        );
+    }
+    Ok(())
+}
+
 /// True when an overlayfs opaque xattr's value means "opaque".
 pub fn is_opaque_value(v: &[u8]) -> bool {
     v == b"y"
@@ -190,5 +216,17 @@ mod tests {
         assert!(is_private_xattr(OsStr::new("user.strata.origin")));
         assert!(is_private_xattr(OsStr::new("trusted.overlay.opaque")));
         assert!(!is_private_xattr(OsStr::new("security.capability")));
+    }
+
+    #[test]
+    fn layer_format_is_oci_only() {
+        assert!(check_layer_device(true, 0, 0).is_err());
+        assert!(check_layer_device(true, 1, 3).is_ok());
+        assert!(check_layer_device(false, 0, 0).is_ok());
+        assert!(check_layer_xattr(OsStr::new("trusted.overlay.opaque")).is_err());
+        assert!(check_layer_xattr(OsStr::new("trusted.strata.implicit")).is_err());
+        assert!(check_layer_xattr(OsStr::new("user.overlay.opaque")).is_err());
+        assert!(check_layer_xattr(OsStr::new("user.mime_type")).is_ok());
+        assert!(check_layer_xattr(OsStr::new("security.capability")).is_ok());
     }
 }
