@@ -13,7 +13,8 @@
 //! `STRATA_PROP_STEPS=N` runs N steps in all (default 6000, in rounds of 500 with fresh layers);
 //! `STRATA_PROP_SEED=S` starts at seed S (default: a fixed one, so CI is reproducible; `random`
 //! takes one from the clock). A failure names its seed and step: rerun with
-//! `STRATA_PROP_SEED=<seed> STRATA_PROP_STEPS=500` to replay that round.
+//! `STRATA_PROP_SEED=<seed> STRATA_PROP_STEPS=500` to replay that round
+//! (`STRATA_PROP_LOG=FILE` writes its layers and every step there).
 
 mod common;
 
@@ -65,7 +66,9 @@ impl Rng {
     }
 }
 
-const NAMES: [&str; 5] = ["a", "b", "c", "d", "e"];
+/// A 255-byte name (NAME_MAX): its whiteouts can't be `.wh.` files.
+const LONG: &str = "lllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllll";
+const NAMES: [&str; 6] = ["a", "b", "c", "d", "e", LONG];
 
 /// A path of 1–3 components from NAMES (depth uniform, so parents often exist).
 fn random_path(r: &mut Rng) -> String {
@@ -216,6 +219,10 @@ fn write_layer(layer: &BTreeMap<String, Lower>, kdir: &Path, odir: &Path) {
                 Lower::HardLink(_) => {} // once every file is there
                 Lower::Symlink(t) => std::os::unix::fs::symlink(t, &path).unwrap(),
                 Lower::Fifo => nix::unistd::mkfifo(&path, Mode::from_bits_truncate(0o644)).unwrap(),
+                // A long name's whiteout is a 0/0 device in OCI layers too, as unpack writes it.
+                Lower::Whiteout if oci && p.ends_with(LONG) => {
+                    nix::sys::stat::mknod(&path, SFlag::S_IFCHR, Mode::empty(), 0).unwrap();
+                }
                 Lower::Whiteout if oci => {
                     let name = path.file_name().unwrap().as_bytes();
                     let wh = path.with_file_name(OsStr::from_bytes(&[b".wh.", name].concat()));
@@ -655,10 +662,18 @@ fn round(seed: u64, steps: usize) {
     let mut m = s.mount_rw(3);
     let mut log: Vec<String> = Vec::new();
     let fail = |log: &[String], what: String| -> ! {
+        if let Ok(path) = std::env::var("STRATA_PROP_LOG") {
+            let _ = fs::write(path, format!("{layers}{}\n{what}\n", log.join("\n")).replace(LONG, "L255"));
+        }
         let recent = &log[log.len().saturating_sub(25)..];
+        // The 255-byte name, shortened for reading.
+        let (what, layers, recent) = (
+            what.replace(LONG, "L255"),
+            layers.replace(LONG, "L255"),
+            recent.join("\n").replace(LONG, "L255"),
+        );
         panic!(
-            "seed {seed}: {what}\n{layers}last steps:\n{}\nreplay: STRATA_PROP_SEED={seed} STRATA_PROP_STEPS={steps}",
-            recent.join("\n")
+            "seed {seed}: {what}\n{layers}last steps:\n{recent}\nreplay: STRATA_PROP_SEED={seed} STRATA_PROP_STEPS={steps}"
         );
     };
     let compare = |log: &[String], when: &str, strata_root: &Path| {
@@ -677,6 +692,13 @@ fn round(seed: u64, steps: usize) {
         }
         let op = random_op(&mut r, limits, &known);
         let want = apply(&kmnt, &op, limits);
+        if matches!((&op, &want.0), (Op::Rename { .. }, Err(libc::EXDEV))) {
+            // Kernel overlayfs can't record this directory rename (the redirect path of a deep
+            // 255-byte name is over its redirect_max) and answers EXDEV, for `mv` to copy
+            // instead; strata would rename. Not applied to strata, not compared.
+            log.push(format!("step {step}: {op:?} -> EXDEV on kernel overlayfs: skipped"));
+            continue;
+        }
         let got = apply(&m.mountpoint, &op, limits);
         log.push(format!("step {step}: {op:?} -> {want:?}"));
         if want != got {
