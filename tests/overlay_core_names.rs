@@ -12,6 +12,10 @@ use std::path::{Path, PathBuf};
 use common::mount::*;
 use common::strata::{Strata, tar_dir};
 
+#[path = "common/tar_fixtures.rs"]
+mod tar_fixtures;
+use tar_fixtures::RawTar;
+
 fn name(c: char, n: usize) -> String {
     c.to_string().repeat(n)
 }
@@ -256,4 +260,26 @@ fn long_name_whiteouts_commit_save_and_load() {
     // And a container of the loaded image commits the same layer again.
     t.ok(&["create", "--name", "again", "long:2"]);
     t.ok(&["commit", "again", "long:3"]);
+}
+
+#[test]
+fn import_takes_a_long_whiteout_entry_as_a_device() {
+    // A `.wh.` entry for a 255-byte name (a PAX path: 259 bytes, over NAME_MAX on disk).
+    let s = Strata::new();
+    let wh = format!("etc/.wh.{}", name('w', 255));
+    let tar = RawTar::new()
+        .dir("etc/")
+        .file("etc/keep", b"k")
+        .pax(&[("path", wh.as_bytes())])
+        .file("etc/placeholder", b"")
+        .end();
+    let p = s.path("layer.tar");
+    fs::write(&p, tar).unwrap();
+    s.ok(&["import", p.to_str().unwrap(), "wh:1"]);
+    let devices: Vec<PathBuf> = layer_dirs(&s)
+        .into_iter()
+        .map(|l| l.join("etc").join(name('w', 255)))
+        .filter(|p| is_whiteout_device(p))
+        .collect();
+    assert_eq!(devices.len(), 1, "the long whiteout is unpacked as a 0/0 device");
 }
