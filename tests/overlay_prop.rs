@@ -16,7 +16,7 @@
 //! `STRATA_PROP_SEED=<seed> STRATA_PROP_STEPS=500` to replay that round
 //! (`STRATA_PROP_LOG=FILE` writes its layers and every step there). Operations that hit known
 //! divergences are kept out of the generator (see [`Limits`]); `STRATA_PROP_ALL=1` lets them in
-//! (`STRATA_PROP_ALL=setid,exchange,nlink` some of them).
+//! (`STRATA_PROP_ALL=setid,exchange,nlink,umask` some of them).
 
 mod common;
 
@@ -647,7 +647,7 @@ fn round(seed: u64, steps: usize) {
     let mut r = Rng::new(seed);
     let mut layers = String::new();
     let mut merged = BTreeMap::new();
-    // STRATA_PROP_ALL=1 lets everything in, STRATA_PROP_ALL=setid,exchange,nlink some of it
+    // STRATA_PROP_ALL=1 lets everything in, STRATA_PROP_ALL=setid,exchange,nlink,umask some of it
     // (to see whether the known divergences are gone).
     let all_env = std::env::var("STRATA_PROP_ALL").unwrap_or_default();
     let let_in = |what: &str| all_env == "1" || all_env.split(',').any(|w| w == what);
@@ -684,7 +684,15 @@ fn round(seed: u64, steps: usize) {
     )
     .expect("kernel overlayfs (the reference) must mount here");
     let _k = KernelOverlay(kmnt.clone());
+    // The daemon's own umask is the callers' (022). Kept out (unless STRATA_PROP_ALL=umask), for
+    // fscore's item 3: a daemon started under another umask (077 here) applies it again to what
+    // it creates, kernel overlayfs only the caller's (`STRATA_PROP_ALL=umask`, seed 12, step 16:
+    // mkdir 02775 gives 0700 on strata, 0755 on kernel overlayfs).
+    if let_in("umask") {
+        nix::sys::stat::umask(Mode::from_bits_truncate(0o077));
+    }
     let mut m = s.mount_rw(3);
+    nix::sys::stat::umask(Mode::from_bits_truncate(0o022));
     let mut log: Vec<String> = Vec::new();
     let fail = |log: &[String], what: String| -> ! {
         if let Ok(path) = std::env::var("STRATA_PROP_LOG") {
