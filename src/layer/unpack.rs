@@ -6,7 +6,9 @@
 //! After the tar's end the stream is drained, so both digests cover every byte.
 
 use std::cell::Cell;
+use std::ffi::OsStr;
 use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::rc::Rc;
 
@@ -20,8 +22,6 @@ use super::tarpath;
 use super::whiteout;
 use crate::oci::Digest;
 use crate::oci::digest::{Hasher, HashingReader};
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
 
 /// What one unpack saw, digests included.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,7 +179,7 @@ fn extract_entry<R: Read>(tree: &mut Tree, entry: &mut tar::Entry<'_, R>, name: 
         }
         EntryType::Char => {
             let (ma, mi) = device()?;
-            whiteout::check_layer_device(true, ma, mi)?;
+            whiteout::check_layer_char_device(ma, mi)?;
             tree.node(&path, Node::Char(ma, mi), &attrs)?;
         }
         EntryType::Block => {

@@ -114,9 +114,9 @@ pub fn is_whiteout_device(mode: u32, rdev: u64) -> bool {
 
 /// The layer format strata takes in (import, load, pull) is OCI's: a layer deletes with `.wh.`
 /// entries and marks an opaque directory with `.wh..wh..opq`, nothing else. A character device
-/// 0/0 (an overlayfs whiteout once unpacked) is refused, or it would delete by accident.
-pub fn check_layer_device(is_char: bool, major: u64, minor: u64) -> Result<()> {
-    if is_char && major == 0 && minor == 0 {
+/// entry 0/0 (an overlayfs whiteout once unpacked) is refused, or it would delete by accident.
+pub fn check_layer_char_device(major: u64, minor: u64) -> Result<()> {
+    if major == 0 && minor == 0 {
         bail!(
             "a character device 0/0 is an overlayfs whiteout, which a layer can't carry \
              (OCI layers delete with .wh. entries)"
@@ -220,9 +220,9 @@ mod tests {
 
     #[test]
     fn layer_format_is_oci_only() {
-        assert!(check_layer_device(true, 0, 0).is_err());
-        assert!(check_layer_device(true, 1, 3).is_ok());
-        assert!(check_layer_device(false, 0, 0).is_ok());
+        assert!(check_layer_char_device(0, 0).is_err());
+        assert!(check_layer_char_device(1, 3).is_ok());
+        assert!(check_layer_char_device(0, 1).is_ok());
         assert!(check_layer_xattr(OsStr::new("trusted.overlay.opaque")).is_err());
         assert!(check_layer_xattr(OsStr::new("trusted.strata.implicit")).is_err());
         assert!(check_layer_xattr(OsStr::new("user.overlay.opaque")).is_err());
