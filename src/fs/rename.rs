@@ -94,6 +94,11 @@ impl StrataFs {
                 }
             }
         }
+        if dst.is_none() {
+            // A deleted lower name's whiteout may sit at the new name itself (the char 0/0 form
+            // of a long name): it goes, or a directory could not be renamed over it.
+            self.clear_overlay_whiteout(&npfd, newname)?;
+        }
         renameat2(pfd.as_fd(), name, npfd.as_fd(), newname, RenameFlags::empty())?;
         self.changed(&src.path);
         self.changed(&dst_path);
