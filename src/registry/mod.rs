@@ -11,6 +11,7 @@ pub mod base64;
 pub mod blob_reader;
 pub mod challenge;
 pub mod client;
+pub mod compress;
 pub mod config;
 pub mod credentials;
 pub mod endpoint;
