@@ -14,8 +14,9 @@ pub fn load(store: &Store, source: LoadSource) -> Result<Vec<Loaded>> {
     let input = source::open(store, &source)?;
     let snapshot = Snapshot::take(store)?;
     let members = input.members.as_ref();
-    let stored = read_images(store, members, input.tag.as_deref(), input.oci_only)
-        .with_context(|| members.describe().to_string());
+    let stored =
+        read_images(store, members, input.tag.as_deref(), input.oci_only, input.repository.as_deref())
+            .with_context(|| members.describe().to_string());
     let pending = match stored {
         Ok(p) => p,
         Err(e) => {
@@ -38,18 +39,32 @@ fn read_images(
     members: &dyn Members,
     tag: Option<&str>,
     oci_only: bool,
+    repository: Option<&str>,
 ) -> Result<Vec<Pending>> {
     let is_oci = members.contains("oci-layout") && members.contains("index.json");
     if oci_only || is_oci {
         // Docker ≥ 25 saves are OCI layouts too; their index keeps the manifests byte-exact.
-        oci_in::load(store, members, tag)
+        oci_in::load(store, members, tag, repository)
     } else if members.contains("manifest.json") {
         docker_in::load(store, members)
     } else if members.contains("repositories") {
         legacy_in::load(store, members)
     } else if members.contains("oci-layout") {
         bail!("OCI layout without index.json")
+    } else if looks_like_rootfs(members) {
+        bail!(
+            "not an image archive but a root filesystem tarball: use `strata import FILE [REPO[:TAG]]` to make an image of it"
+        )
     } else {
-        bail!("not an image archive: it has no manifest.json, index.json or repositories")
+        bail!(
+            "not an image archive: it has no manifest.json, index.json or repositories (for a root filesystem tarball, use `strata import`)"
+        )
     }
+}
+
+/// A tarball of a root filesystem, which `import` takes and `load` does not.
+fn looks_like_rootfs(members: &dyn Members) -> bool {
+    ["etc/passwd", "etc/os-release", "usr/lib/os-release", "bin/sh", "usr/bin/env", "bin/busybox"]
+        .iter()
+        .any(|n| members.contains(n))
 }
