@@ -21,7 +21,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 pub use load::load;
-pub use save::save;
+pub use save::{Owner, partial_dirs, remove_partials, save};
 
 use crate::oci::{Digest, Reference};
 

@@ -79,6 +79,34 @@ pub fn save(g: &Global, a: SaveArgs) -> Result<ExitCode> {
         }
     };
     let store = open_store(g, LockMode::Shared)?;
+    remove_partials_on_signal(archive::partial_dirs(&target));
     archive::save(&store, &a.images, a.format, target)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Ctrl-C, SIGTERM or SIGHUP during a save to a file or directory removes the hidden partial
+/// files it was writing, then exits as the signal would (128 + its number). SIGKILL cannot be
+/// caught: the next save removes what such a process left.
+fn remove_partials_on_signal(dirs: Vec<PathBuf>) {
+    use nix::sys::signal::{SigSet, Signal};
+    if dirs.is_empty() {
+        return;
+    }
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        set.add(s);
+    }
+    // Blocked here, and so in every thread started from now on: only the watcher takes them.
+    if let Err(e) = set.thread_block() {
+        tracing::warn!("cannot block signals ({e}): an interrupted save may leave a partial file");
+        return;
+    }
+    std::thread::spawn(move || {
+        let Ok(signal) = set.wait() else { return };
+        for d in &dirs {
+            archive::remove_partials(d, archive::Owner::Me);
+        }
+        eprintln!("strata: save interrupted by {signal}: partial output removed");
+        std::process::exit(128 + signal as i32);
+    });
 }
