@@ -4,16 +4,23 @@ use anyhow::{Context, Result, bail};
 
 use super::ingest::{Pending, Snapshot};
 use super::members::Members;
+use super::shown::ShownMembers;
 use super::{LoadSource, Loaded, docker_in, legacy_in, oci_in, source};
+use crate::progress::Progress;
 use crate::store::Store;
 
 /// Loads every image in `source` into `store` (opened for writing). On error the store is left
 /// exactly as before: no new layer, blob, image or tag.
 pub fn load(store: &Store, source: LoadSource) -> Result<Vec<Loaded>> {
+    load_with(store, source, &Progress::hidden())
+}
+
+/// [`load`], showing the input's reading and each layer on `progress`.
+pub fn load_with(store: &Store, source: LoadSource, progress: &Progress) -> Result<Vec<Loaded>> {
     store.ensure_writable()?;
-    let input = source::open(store, &source)?;
+    let input = source::open(store, &source, progress)?;
     let snapshot = Snapshot::take(store)?;
-    let members = input.members.as_ref();
+    let members = &ShownMembers { inner: input.members.as_ref(), progress };
     let stored =
         read_images(store, members, input.tag.as_deref(), input.oci_only, input.repository.as_deref())
             .with_context(|| members.describe().to_string());

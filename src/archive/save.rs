@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+use super::shown::ShownSink;
 use super::sink::{DirSink, Sink, TarSink};
 use super::{SaveFormat, SaveTarget, docker_out, oci_out};
 use crate::oci::Reference;
+use crate::progress::Progress;
 use crate::store::{ImageRecord, Store};
 
 /// One image to write and the tags the user named it by (none when named by id or digest,
@@ -20,6 +22,17 @@ pub struct Selected {
 
 /// Writes `images` (names, ids or digests as typed) from `store` to `out` in `format`.
 pub fn save(store: &Store, images: &[String], format: SaveFormat, out: SaveTarget) -> Result<()> {
+    save_with(store, images, format, out, &Progress::hidden())
+}
+
+/// [`save`], showing each layer written on `progress`.
+pub fn save_with(
+    store: &Store,
+    images: &[String],
+    format: SaveFormat,
+    out: SaveTarget,
+    progress: &Progress,
+) -> Result<()> {
     let selected = select(store, images)?;
     for dir in partial_dirs(&out) {
         remove_partials(&dir, Owner::Gone);
@@ -28,6 +41,7 @@ pub fn save(store: &Store, images: &[String], format: SaveFormat, out: SaveTarge
         (SaveFormat::OciDir, SaveTarget::Dir(dir)) => {
             let existing = oci_out::existing_index(&dir)?;
             let mut sink = DirSink::new(&dir)?;
+            let mut sink = ShownSink { inner: &mut sink, progress };
             oci_out::write(store, &selected, &mut sink, existing)
                 .with_context(|| format!("cannot save to {}", dir.display()))
         }
@@ -37,20 +51,26 @@ pub fn save(store: &Store, images: &[String], format: SaveFormat, out: SaveTarge
         }
         (format, SaveTarget::Writer(w)) => {
             let mut sink = TarSink::new(BufWriter::with_capacity(1 << 20, w));
-            write_archive(store, &selected, format, &mut sink)?;
+            write_archive(store, &selected, format, &mut ShownSink { inner: &mut sink, progress })?;
             sink.finish()?.flush().context("cannot write the archive")
         }
-        (format, SaveTarget::File(path)) => save_file(store, &selected, format, &path),
+        (format, SaveTarget::File(path)) => save_file(store, &selected, format, &path, progress),
     }
 }
 
 /// Writes beside `path` and renames in on success, so a failed save leaves no half archive.
-fn save_file(store: &Store, selected: &[Selected], format: SaveFormat, path: &Path) -> Result<()> {
+fn save_file(
+    store: &Store,
+    selected: &[Selected],
+    format: SaveFormat,
+    path: &Path,
+    progress: &Progress,
+) -> Result<()> {
     let staged = partial_path(path)?;
     let result = (|| {
         let file = File::create(&staged).with_context(|| format!("cannot create {}", staged.display()))?;
         let mut sink = TarSink::new(BufWriter::with_capacity(1 << 20, file));
-        write_archive(store, selected, format, &mut sink)?;
+        write_archive(store, selected, format, &mut ShownSink { inner: &mut sink, progress })?;
         let file = sink.finish()?.into_inner().map_err(|e| e.into_error())?;
         file.sync_all().with_context(|| format!("cannot write {}", path.display()))?;
         std::fs::rename(&staged, path).with_context(|| format!("cannot write {}", path.display()))

@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use super::LoadSource;
 use super::members::{DirMembers, Members, TarIndex};
 use crate::layer::compression::{Compression, read_prefix};
+use crate::progress::Progress;
 use crate::store::{Store, staging};
 
 /// An opened load source.
@@ -26,7 +27,7 @@ pub struct Input {
     _spool: Option<Spool>,
 }
 
-pub fn open(store: &Store, source: &LoadSource) -> Result<Input> {
+pub fn open(store: &Store, source: &LoadSource, progress: &Progress) -> Result<Input> {
     match source {
         LoadSource::OciDir { dir, tag } => open_dir(dir, tag.clone(), true),
         LoadSource::File(path) if path.is_dir() => open_dir(path, None, false),
@@ -47,6 +48,9 @@ pub fn open(store: &Store, source: &LoadSource) -> Result<Input> {
                     _spool: None,
                 });
             }
+            let size = std::fs::metadata(path).ok().filter(|m| m.is_file()).map(|m| m.len());
+            let label = path.file_name().map_or(name.clone(), |n| n.to_string_lossy().into_owned());
+            let reader = progress.item(&label, "Waiting").reader("Reading", size, reader, "Read");
             let mut input = spooled(store, prefix, reader, compression, &name)?;
             input.repository = repository_of(path);
             Ok(input)
@@ -55,6 +59,7 @@ pub fn open(store: &Store, source: &LoadSource) -> Result<Input> {
             let mut reader = BufReader::with_capacity(1 << 20, io::stdin().lock());
             let prefix = read_prefix(&mut reader).context("cannot read standard input")?;
             let compression = detect(&prefix, "standard input")?;
+            let reader = progress.item("stdin", "Waiting").reader("Reading", None, reader, "Read");
             spooled(store, prefix, reader, compression, "standard input")
         }
     }

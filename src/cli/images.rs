@@ -13,6 +13,7 @@ use super::output::{self, Format, Row, human_size, time_ago};
 use super::{Global, open_store};
 use crate::oci::image::HistoryEntry;
 use crate::oci::{Reference, time};
+use crate::progress::Progress;
 use crate::store::derive::Derivation;
 use crate::store::layers::LayerExpectation;
 use crate::store::{ImageRecord, LockMode, Store};
@@ -68,12 +69,18 @@ pub fn import(g: &Global, a: ImportArgs) -> Result<ExitCode> {
     let created = fixed_time(None)?.unwrap_or_else(output::now_unix);
     let stdin = a.file.as_os_str() == "-";
     let source = if stdin { "stdin".to_string() } else { a.file.display().to_string() };
-    let input: Box<dyn Read> = if stdin {
-        Box::new(std::io::stdin().lock())
+    let (input, size): (Box<dyn Read>, Option<u64>) = if stdin {
+        (Box::new(std::io::stdin().lock()), None)
     } else {
-        Box::new(std::fs::File::open(&a.file).with_context(|| format!("cannot open {source}"))?)
+        let f = std::fs::File::open(&a.file).with_context(|| format!("cannot open {source}"))?;
+        let size = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+        (Box::new(f), size)
     };
     let store = open_store(g, LockMode::Exclusive)?;
+    // Bytes and rate on a terminal (stderr), nothing in a pipe: stdout is the new image's id.
+    let progress = Progress::on_terminal(false);
+    let label = a.file.file_name().map_or("stdin".into(), |n| n.to_string_lossy().into_owned());
+    let input = progress.item(&label, "Waiting").reader("Importing", size, input, "Imported");
     let layer = store
         .ingest_layer(input, &LayerExpectation::default(), "import")
         .with_context(|| format!("importing {source}"))?;
@@ -85,6 +92,7 @@ pub fn import(g: &Global, a: ImportArgs) -> Result<ExitCode> {
     };
     let id =
         store.derive_image(Derivation { base: None, layer, history, changes: &a.changes, tags: &tags })?;
+    drop(progress);
     writeln!(std::io::stdout(), "{id}")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -114,6 +114,7 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<ExitCode> {
     let open = |mode| open_store(g, mode);
     let pulled = crate::registry::pull(&open, &reference, &opts, &progress)
         .with_context(|| format!("pull {}", reference.familiar()))?;
+    drop(progress);
     if !a.quiet {
         writeln!(std::io::stdout(), "Digest: {}", pulled.digest)?;
         let status = if pulled.up_to_date { "Image is up to date for" } else { "Downloaded newer image for" };
@@ -131,6 +132,7 @@ pub fn push(g: &Global, a: PushArgs) -> Result<ExitCode> {
     let compression = a.compression.parse()?;
     let pushed = crate::registry::push(&open, &reference, &opts, compression, &progress)
         .with_context(|| format!("push {}", reference.familiar()))?;
+    drop(progress);
     if a.quiet {
         writeln!(std::io::stdout(), "{}", pushed.digest)?;
     } else {

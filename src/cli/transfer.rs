@@ -9,6 +9,7 @@ use clap::Args;
 
 use super::{Global, open_store};
 use crate::archive::{self, LoadSource, SaveFormat, SaveTarget};
+use crate::progress::Progress;
 use crate::store::LockMode;
 
 #[derive(Args)]
@@ -40,7 +41,9 @@ pub fn load(g: &Global, a: LoadArgs) -> Result<ExitCode> {
         }
     };
     let store = open_store(g, LockMode::Exclusive)?;
-    let loaded = archive::load(&store, source)?;
+    let progress = Progress::on_terminal(a.quiet);
+    let loaded = archive::load_with(&store, source, &progress)?;
+    drop(progress);
     if !a.quiet {
         for l in loaded {
             if l.tags.is_empty() {
@@ -80,7 +83,7 @@ pub fn save(g: &Global, a: SaveArgs) -> Result<ExitCode> {
     };
     let store = open_store(g, LockMode::Shared)?;
     remove_partials_on_signal(archive::partial_dirs(&target));
-    archive::save(&store, &a.images, a.format, target)?;
+    archive::save_with(&store, &a.images, a.format, target, &Progress::on_terminal(false))?;
     Ok(ExitCode::SUCCESS)
 }
 
