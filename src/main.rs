@@ -13,9 +13,10 @@ fn main() -> ExitCode {
         Err(e) if !e.use_stderr() || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             e.exit()
         }
+        // Docker's CLI exits 125 when the failure is its own (a bad flag or argument).
         Err(e) => {
             eprintln!("strata: error: {}", usage_error(&e, std::env::args_os()));
-            return ExitCode::from(2);
+            return ExitCode::from(125);
         }
     };
     strata::cli::init_logging(&cli.global);
@@ -26,7 +27,11 @@ fn main() -> ExitCode {
         Err(e) => {
             // `{:#}` prints the whole context chain on one line: "loading x.tar: layer 2: bad gzip".
             eprintln!("strata: error: {e:#}");
-            ExitCode::FAILURE
+            if e.chain().any(|c| c.is::<strata::cli::output::UsageError>()) {
+                ExitCode::from(125)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::json;
 
-use super::output::{self, Format, Row, human_size, time_ago};
+use super::output::{self, Format, Row, human_size, time_ago, usage_bail};
 use super::{Global, open_store};
 use crate::oci::image::HistoryEntry;
 use crate::oci::{Reference, time};
@@ -167,13 +167,13 @@ impl ImageFilters {
                     f.dangling = Some(match v {
                         "true" | "1" => true,
                         "false" | "0" => false,
-                        _ => bail!("invalid filter {spec:?}: dangling takes true or false"),
+                        _ => usage_bail!("invalid filter {spec:?}: dangling takes true or false"),
                     })
                 }
                 "before" => f.before = Some(created_of(store, &store.resolve_image(v)?)),
                 "since" => f.since = Some(created_of(store, &store.resolve_image(v)?)),
                 "reference" => f.references.push(v.to_string()),
-                _ => bail!("invalid filter {k:?}: supported are dangling, before, since, reference"),
+                _ => usage_bail!("invalid filter {k:?}: supported are dangling, before, since, reference"),
             }
         }
         Ok(f)
@@ -560,7 +560,7 @@ pub fn df(g: &Global, a: DfArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(f) = &a.format {
-        bail!("invalid --format {f:?}: only json is supported here");
+        usage_bail!("invalid --format {f:?}: only json is supported here");
     }
     let cols = [
         ("Type", "TYPE"),

@@ -2,6 +2,7 @@
 
 mod containers;
 mod images;
+mod info;
 mod inspect;
 pub mod output;
 mod registry;
@@ -93,6 +94,10 @@ pub enum Command {
     Analyze(inspect::AnalyzeArgs),
     /// Create a new image from a container's changes.
     Commit(containers::CommitArgs),
+    /// Show strata's version.
+    Version(info::VersionArgs),
+    /// Show the store and what the kernel offers (FUSE passthrough, io_uring).
+    Info(info::InfoArgs),
     /// Manage images.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -127,6 +132,8 @@ pub enum ImageCommand {
 pub enum SystemCommand {
     /// Show disk usage: images, layers, containers; shared base layers counted once.
     Df(images::DfArgs),
+    /// Show the store and what the kernel offers (same as `strata info`).
+    Info(info::InfoArgs),
 }
 
 pub fn init_logging(g: &Global) {
@@ -176,6 +183,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Login(a) => registry::login(g, a),
         Command::Logout(a) => registry::logout(g, a),
         Command::Search(a) => registry::search(g, a),
+        Command::Version(a) => info::version(g, a),
+        Command::Info(a) | Command::System(SystemCommand::Info(a)) => info::info(g, a),
     }
 }
 
