@@ -343,55 +343,140 @@ pub fn rmi(g: &Global, a: RmiArgs) -> Result<ExitCode> {
 
 #[derive(Args)]
 pub struct InspectArgs {
-    #[arg(required = true, value_name = "IMAGE")]
+    #[arg(required = true, value_name = "NAME|ID")]
     pub images: Vec<String>,
+    /// Go template over each object's JSON (`{{.Id}}`, `{{json .Config}}`, `{{index .RepoTags 0}}`).
+    #[arg(short, long)]
+    pub format: Option<String>,
+    /// Only objects of this type: image or container (default: a container by that name or id,
+    /// else an image, as Docker looks).
+    #[arg(long = "type", value_name = "TYPE", value_parser = ["image", "container"])]
+    pub kind: Option<String>,
 }
 
+/// `inspect` of images and containers: Docker-shaped JSON, or a Go template rendered per object.
+/// Objects found are printed even when another name is not; the exit status is then 1.
 pub fn inspect(g: &Global, a: InspectArgs) -> Result<ExitCode> {
+    let template = a.format.as_deref().map(super::template::Template::parse).transpose()?;
     let store = open_store(g, LockMode::Shared)?;
-    let mut out = Vec::new();
+    let mut docs = Vec::new();
+    let mut code = ExitCode::SUCCESS;
     for input in &a.images {
-        let img = store.resolve_image(input)?;
-        let cfg = store.image_config(&img)?;
-        let tags: Vec<String> = store
-            .tags_of(&img.id)?
-            .iter()
-            .map(|t| Reference::parse(t).map(|r| r.familiar()).unwrap_or_else(|_| t.clone()))
-            .collect();
-        let comment = cfg
-            .pointer("/history")
-            .and_then(|h| h.as_array())
-            .and_then(|h| h.last())
-            .and_then(|h| h.get("comment"))
-            .cloned();
-        let layers: Vec<String> = img.layers.iter().map(|l| l.diff_id.to_string()).collect();
-        let dirs: Vec<String> =
-            img.layers.iter().map(|l| store.layer_fs(&l.diff_id).display().to_string()).collect();
-        out.push(json!({
-            "Id": img.id.to_string(),
-            "RepoTags": tags,
-            "RepoDigests": img.repo_digests,
-            "Parent": img.parent.as_ref().map(ToString::to_string).unwrap_or_default(),
-            "Comment": comment.unwrap_or(json!("")),
-            "Created": cfg.get("created").cloned().unwrap_or(json!(time::format_rfc3339(img.added))),
-            "Author": cfg.get("author").cloned().unwrap_or(json!("")),
-            "Config": cfg.get("config").cloned().unwrap_or(json!({})),
-            "Architecture": cfg.get("architecture").cloned().unwrap_or(json!("")),
-            "Variant": cfg.get("variant").cloned(),
-            "Os": cfg.get("os").cloned().unwrap_or(json!("")),
-            "Size": store.image_size(&img),
-            "RootFS": {"Type": "layers", "Layers": layers},
-            "Manifest": {"Digest": img.manifest.to_string(), "MediaType": img.manifest_media_type},
-            "GraphDriver": {"Name": "strata", "Data": {"LowerDirs": dirs.into_iter().rev().collect::<Vec<_>>()}},
-        }));
-    }
-    for o in &mut out {
-        if o["Variant"].is_null() {
-            o.as_object_mut().map(|m| m.remove("Variant"));
+        let container = match a.kind.as_deref() {
+            Some("image") => None,
+            _ => store.resolve_container(input).ok(),
+        };
+        let found = match (container, a.kind.as_deref()) {
+            (Some(c), _) => container_json(&store, &c),
+            (None, Some("container")) => Err(anyhow::anyhow!("no such container: {input}")),
+            (None, _) => store.resolve_image(input).and_then(|img| image_json(&store, &img)),
+        };
+        match found {
+            Ok(doc) => docs.push(doc),
+            Err(e) => {
+                eprintln!("strata: error: {e:#}");
+                code = ExitCode::FAILURE;
+            }
         }
     }
-    writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&out)?)?;
-    Ok(ExitCode::SUCCESS)
+    let mut out = std::io::stdout().lock();
+    match template {
+        Some(t) => {
+            for d in &docs {
+                writeln!(out, "{}", t.render(d)?)?;
+            }
+        }
+        None => writeln!(out, "{}", serde_json::to_string_pretty(&docs)?)?,
+    }
+    Ok(code)
+}
+
+/// A container as `docker inspect` shows one: the record's own fields (whatever it holds, keys in
+/// Docker's PascalCase), with Id, Name (`/name`), Created (RFC 3339), Image (the image id),
+/// Config.Image (the name it was created from) and its layers as GraphDriver data.
+fn container_json(store: &Store, c: &crate::store::containers::ContainerRecord) -> Result<serde_json::Value> {
+    let record = serde_json::to_value(c)?;
+    let mut doc = serde_json::Map::new();
+    for (k, v) in record.as_object().cloned().unwrap_or_default() {
+        doc.insert(pascal_case(&k), v);
+    }
+    doc.insert("Id".into(), json!(c.id));
+    doc.insert("Name".into(), json!(format!("/{}", c.name)));
+    doc.insert("Created".into(), json!(time::format_rfc3339(c.created)));
+    doc.insert("Image".into(), json!(c.image.to_string()));
+    let config = doc.entry("Config").or_insert_with(|| json!({}));
+    if let Some(cfg) = config.as_object_mut() {
+        cfg.entry("Image").or_insert_with(|| json!(c.image_name));
+    }
+    let mountpoint = c.mount.as_ref().map(|m| m.mountpoint.display().to_string()).unwrap_or_default();
+    doc.insert("Mountpoint".into(), json!(mountpoint));
+    let lowers = store
+        .image(&c.image)
+        .map(|img| crate::fs::containers::image_lowers(store, &img))
+        .unwrap_or_default()
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":");
+    doc.insert(
+        "GraphDriver".into(),
+        json!({"Name": "strata", "Data": {
+            "LowerDir": lowers,
+            "UpperDir": store.container_upper(&c.id).display().to_string(),
+            "WorkDir": store.container_work(&c.id).display().to_string(),
+        }}),
+    );
+    Ok(serde_json::Value::Object(doc))
+}
+
+/// `image_name` → `ImageName`; keys already capitalised stay.
+fn pascal_case(key: &str) -> String {
+    key.split('_')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next().map(|f| f.to_uppercase().chain(c).collect::<String>()).unwrap_or_default()
+        })
+        .collect()
+}
+
+/// An image as `docker inspect` shows one.
+fn image_json(store: &Store, img: &ImageRecord) -> Result<serde_json::Value> {
+    let cfg = store.image_config(img)?;
+    let tags: Vec<String> = store
+        .tags_of(&img.id)?
+        .iter()
+        .map(|t| Reference::parse(t).map(|r| r.familiar()).unwrap_or_else(|_| t.clone()))
+        .collect();
+    let comment = cfg
+        .pointer("/history")
+        .and_then(|h| h.as_array())
+        .and_then(|h| h.last())
+        .and_then(|h| h.get("comment"))
+        .cloned();
+    let layers: Vec<String> = img.layers.iter().map(|l| l.diff_id.to_string()).collect();
+    let dirs: Vec<String> =
+        img.layers.iter().map(|l| store.layer_fs(&l.diff_id).display().to_string()).collect();
+    let mut doc = json!({
+        "Id": img.id.to_string(),
+        "RepoTags": tags,
+        "RepoDigests": img.repo_digests,
+        "Parent": img.parent.as_ref().map(ToString::to_string).unwrap_or_default(),
+        "Comment": comment.unwrap_or(json!("")),
+        "Created": cfg.get("created").cloned().unwrap_or(json!(time::format_rfc3339(img.added))),
+        "Author": cfg.get("author").cloned().unwrap_or(json!("")),
+        "Config": cfg.get("config").cloned().unwrap_or(json!({})),
+        "Architecture": cfg.get("architecture").cloned().unwrap_or(json!("")),
+        "Variant": cfg.get("variant").cloned(),
+        "Os": cfg.get("os").cloned().unwrap_or(json!("")),
+        "Size": store.image_size(img),
+        "RootFS": {"Type": "layers", "Layers": layers},
+        "Manifest": {"Digest": img.manifest.to_string(), "MediaType": img.manifest_media_type},
+        "GraphDriver": {"Name": "strata", "Data": {"LowerDirs": dirs.into_iter().rev().collect::<Vec<_>>()}},
+    });
+    if doc["Variant"].is_null() {
+        doc.as_object_mut().map(|m| m.remove("Variant"));
+    }
+    Ok(doc)
 }
 
 #[derive(Args)]
@@ -406,9 +491,16 @@ pub struct HistoryArgs {
     /// Print sizes and dates in a human readable format.
     #[arg(short = 'H', long, default_value_t = true, action = clap::ArgAction::Set)]
     pub human: bool,
+    /// Go-template-like format (`table {{.ID}}\t{{.CreatedBy}}`) or `json`.
+    /// Fields: ID, CreatedSince, CreatedAt, CreatedBy, Size, Comment.
+    #[arg(long)]
+    pub format: Option<String>,
 }
 
+const HISTORY_FIELDS: &[&str] = &["ID", "CreatedSince", "CreatedAt", "CreatedBy", "Size", "Comment"];
+
 pub fn history(g: &Global, a: HistoryArgs) -> Result<ExitCode> {
+    let format = a.format.as_deref().map(|f| Format::parse(f, HISTORY_FIELDS)).transpose()?;
     let store = open_store(g, LockMode::Shared)?;
     let img = store.resolve_image(&a.image)?;
     let cfg = store.image_config(&img)?;
@@ -433,7 +525,10 @@ pub fn history(g: &Global, a: HistoryArgs) -> Result<ExitCode> {
                 if a.human { time_ago(c, now) } else { time::format_rfc3339(c) }
             }),
         );
-        row.insert("CreatedBy", if a.no_trunc { created_by } else { output::ellipsis(&created_by, 45) });
+        row.insert("CreatedAt", created.map_or(String::new(), time::format_rfc3339));
+        // A template gets the whole text unless it asks for truncation, as Docker's does.
+        let whole = a.no_trunc || format.is_some();
+        row.insert("CreatedBy", if whole { created_by } else { output::ellipsis(&created_by, 45) });
         row.insert("Size", if a.human { human_size(size) } else { size.to_string() });
         row.insert("Comment", text("comment"));
         rows.push(row);
@@ -454,6 +549,15 @@ pub fn history(g: &Global, a: HistoryArgs) -> Result<ExitCode> {
         for r in &rows {
             writeln!(out, "{}", r["ID"])?;
         }
+    } else if let Some(f) = format {
+        let header = |f: &str| match f {
+            "ID" => "IMAGE".to_string(),
+            "CreatedSince" => "CREATED".into(),
+            "CreatedAt" => "CREATED AT".into(),
+            "CreatedBy" => "CREATED BY".into(),
+            other => other.to_uppercase(),
+        };
+        f.render(&mut out, &rows, &header)?;
     } else {
         let cols = [
             ("ID", "IMAGE"),

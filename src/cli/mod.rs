@@ -6,6 +6,7 @@ mod info;
 mod inspect;
 pub mod output;
 mod registry;
+mod template;
 mod transfer;
 
 use std::path::PathBuf;
