@@ -99,7 +99,7 @@ pub fn import(g: &Global, a: ImportArgs) -> Result<ExitCode> {
 
 #[derive(Args)]
 pub struct ImagesArgs {
-    /// Only images of this repository (and tag).
+    /// Only images of this repository (and tag), or matching this pattern (`debian:app*`).
     #[arg(value_name = "REPOSITORY[:TAG]")]
     pub reference: Option<String>,
     /// Show all images (intermediate images of commits are hidden by default).
@@ -114,7 +114,7 @@ pub struct ImagesArgs {
     /// Don't truncate output.
     #[arg(long)]
     pub no_trunc: bool,
-    /// Filter: dangling=true|false, before=IMAGE, since=IMAGE, reference=PATTERN.
+    /// Filter: dangling=true|false, before=IMAGE, since=IMAGE, reference=PATTERN, label=KEY[=VALUE].
     #[arg(short, long = "filter", value_name = "FILTER")]
     pub filters: Vec<String>,
     /// Go-template-like format (`table {{.ID}}\t{{.Repository}}`) or `json`.
@@ -153,15 +153,23 @@ struct ImageFilters {
     before: Option<i64>,
     since: Option<i64>,
     references: Vec<String>,
+    /// `label=KEY` or `label=KEY=VALUE`: every one must match the image config's Labels.
+    labels: Vec<(String, Option<String>)>,
 }
 
 impl ImageFilters {
     fn parse(store: &Store, filters: &[String]) -> Result<Self> {
-        let mut f = ImageFilters { dangling: None, before: None, since: None, references: Vec::new() };
+        let mut f = ImageFilters {
+            dangling: None,
+            before: None,
+            since: None,
+            references: Vec::new(),
+            labels: Vec::new(),
+        };
         for spec in filters {
-            let (k, v) = spec
-                .split_once('=')
-                .with_context(|| format!("invalid filter {spec:?}: expected KEY=VALUE"))?;
+            let Some((k, v)) = spec.split_once('=') else {
+                usage_bail!("invalid filter {spec:?}: expected KEY=VALUE")
+            };
             match k {
                 "dangling" => {
                     f.dangling = Some(match v {
@@ -173,18 +181,49 @@ impl ImageFilters {
                 "before" => f.before = Some(created_of(store, &store.resolve_image(v)?)),
                 "since" => f.since = Some(created_of(store, &store.resolve_image(v)?)),
                 "reference" => f.references.push(v.to_string()),
-                _ => usage_bail!("invalid filter {k:?}: supported are dangling, before, since, reference"),
+                "label" => f.labels.push(match v.split_once('=') {
+                    Some((key, value)) => (key.to_string(), Some(value.to_string())),
+                    None => (v.to_string(), None),
+                }),
+                _ => usage_bail!(
+                    "invalid filter {k:?}: supported are dangling, before, since, reference, label"
+                ),
             }
         }
         Ok(f)
     }
+
+    /// The label filters against an image's config.
+    fn labels_match(&self, store: &Store, img: &ImageRecord) -> bool {
+        if self.labels.is_empty() {
+            return true;
+        }
+        let cfg = store.image_config(img).unwrap_or_default();
+        let labels = cfg.pointer("/config/Labels");
+        self.labels.iter().all(|(k, want)| match labels.and_then(|l| l.get(k)).and_then(|v| v.as_str()) {
+            Some(have) => want.as_deref().is_none_or(|w| w == have),
+            None => false,
+        })
+    }
+}
+
+/// A positional `images` argument with glob characters is a pattern (`debian:app*`), as Docker
+/// reads it; without, a repository and optional tag.
+fn is_pattern(s: &str) -> bool {
+    s.contains(['*', '?', '['])
 }
 
 pub fn images(g: &Global, a: ImagesArgs) -> Result<ExitCode> {
     let store = open_store(g, LockMode::Shared)?;
     let format = a.format.as_deref().map(|f| Format::parse(f, IMAGE_FIELDS)).transpose()?;
-    let filters = ImageFilters::parse(&store, &a.filters)?;
-    let wanted = a.reference.as_deref().map(Reference::parse).transpose()?;
+    let mut filters = ImageFilters::parse(&store, &a.filters)?;
+    let wanted = match a.reference.as_deref() {
+        Some(p) if is_pattern(p) => {
+            filters.references.push(p.to_string());
+            None
+        }
+        other => other.map(Reference::parse).transpose()?,
+    };
     let all = store.images()?;
     let parents: HashSet<_> = all.iter().filter_map(|i| i.parent.clone()).collect();
     let containers = store.containers()?;
@@ -197,6 +236,7 @@ pub fn images(g: &Global, a: ImagesArgs) -> Result<ExitCode> {
             || filters.before.is_some_and(|b| created >= b)
             || filters.since.is_some_and(|s| created <= s)
             || (tags.is_empty() && !a.all && parents.contains(&img.id) && filters.dangling.is_none())
+            || !filters.labels_match(&store, img)
         {
             continue;
         }
@@ -582,13 +622,23 @@ pub struct PruneArgs {
 }
 
 pub fn prune(g: &Global, a: PruneArgs) -> Result<ExitCode> {
-    if !a.force && std::io::stdin().is_terminal() {
+    // As Docker: without -f, ask and read the answer from stdin whatever it is (a pipe, a file);
+    // anything but yes, end of input included, deletes nothing.
+    if !a.force {
         let what = if a.all { "all images without at least one container" } else { "all dangling images" };
-        eprint!("WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ");
+        let mut out = std::io::stdout().lock();
+        write!(out, "WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ")?;
+        out.flush()?;
         let mut answer = String::new();
-        std::io::stdin().read_line(&mut answer)?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+        std::io::stdin().read_line(&mut answer).context("cannot read the answer from stdin")?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes" | "Yes" | "YES") {
+            if !std::io::stdin().is_terminal() {
+                writeln!(out)?;
+            }
             return Ok(ExitCode::SUCCESS);
+        }
+        if !std::io::stdin().is_terminal() {
+            writeln!(out)?;
         }
     }
     let store = open_store(g, LockMode::Exclusive)?;
@@ -627,7 +677,8 @@ pub fn prune(g: &Global, a: PruneArgs) -> Result<ExitCode> {
 
 #[derive(Args)]
 pub struct DfArgs {
-    /// Show per-image and per-container detail (shared vs unique size).
+    /// Show per-image and per-container detail (shared vs unique size), and the store's own
+    /// breakdown (unpacked layers, blobs, unused).
     #[arg(short, long)]
     pub verbose: bool,
     /// `json` for one JSON object per row.
@@ -649,13 +700,17 @@ pub fn df(g: &Global, a: DfArgs) -> Result<ExitCode> {
         r.insert("Reclaimable", format!("{} ({}%)", human_size(reclaim), pct(reclaim, size)));
         summary.push(r);
     };
+    // Docker's rows. Images: the unpacked layers images use, each counted once (what Docker's
+    // SIZE counts); the compressed blobs kept for push and save, and what no image uses, are in
+    // the -v breakdown. strata has no volumes; builds keep no cache outside images yet.
     let active_images = u.images.iter().filter(|i| i.containers > 0).count();
     add("Images", u.images.len(), active_images, u.images_size, u.images_reclaimable);
-    add("Layers", u.layer_count, u.layers_active, u.layers_size + u.blobs_size, u.orphan_bytes);
     let csize: u64 = u.containers.iter().map(|c| c.size).sum();
     let mounted = u.containers.iter().filter(|c| c.record.mount.is_some()).count();
     let idle: u64 = u.containers.iter().filter(|c| c.record.mount.is_none()).map(|c| c.size).sum();
     add("Containers", u.containers.len(), mounted, csize, idle);
+    add("Local Volumes", 0, 0, 0, 0);
+    add("Build Cache", 0, 0, 0, 0);
     let mut out = std::io::stdout().lock();
     if a.format.as_deref() == Some("json") {
         for r in &summary {
@@ -730,6 +785,38 @@ pub fn df(g: &Global, a: DfArgs) -> Result<ExitCode> {
             ("Names", "NAMES"),
         ];
         output::print_table(&mut out, &cols, &rows)?;
+        writeln!(out, "\nStore space usage:\n")?;
+        let mut rows = Vec::new();
+        let mut part = |what: &str, count: String, size: u64, note: &str| {
+            let mut r = Row::new();
+            r.insert("What", what.to_string());
+            r.insert("Count", count);
+            r.insert("Size", human_size(size));
+            r.insert("Note", note.to_string());
+            rows.push(r);
+        };
+        part(
+            "Unpacked layers",
+            format!("{}/{}", u.layers_active, u.layer_count),
+            u.layers_size,
+            "trees the mounts stack (in use / all); the Images row counts those images use",
+        );
+        part(
+            "Blobs",
+            String::new(),
+            u.blobs_size,
+            "compressed layers, configs, manifests, kept byte-exact for push and save",
+        );
+        part(
+            "Unused",
+            String::new(),
+            u.orphan_bytes,
+            "of the two above, what no image uses: image prune removes it",
+        );
+        let cols = [("What", "TYPE"), ("Count", "COUNT"), ("Size", "SIZE"), ("Note", "")];
+        output::print_table(&mut out, &cols, &rows)?;
+        let on_disk = u.layers_size + u.blobs_size + csize;
+        writeln!(out, "\nOn disk in all: {} ({})", human_size(on_disk), store.root().display())?;
     }
     Ok(ExitCode::SUCCESS)
 }
