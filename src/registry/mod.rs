@@ -16,8 +16,6 @@ pub mod config;
 pub mod credentials;
 pub mod endpoint;
 pub mod errors;
-#[cfg(test)]
-mod fake_server;
 pub mod login;
 pub mod payload;
 pub use crate::progress;
