@@ -5,6 +5,7 @@ mod images;
 mod info;
 mod inspect;
 pub mod output;
+mod ps_filter;
 mod registry;
 mod template;
 mod transfer;
