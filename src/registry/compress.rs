@@ -8,7 +8,7 @@
 //! and the uncompressed blobs go at the next garbage collection. A layer another image already
 //! holds compressed that way is reused, not compressed again.
 
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
 
 use anyhow::{Context, Result};
 
@@ -51,11 +51,15 @@ pub fn compress_layers(
         *layer = match reuse {
             Some(o) => LayerRef { media_type: oci_layer_type(&o.media_type), ..o },
             None => {
-                let item = progress.item(layer.diff_id.short(), "Compressing");
-                item.start_bytes(&format!("Compressing ({compression})"), Some(layer.blob_size));
-                let (blob, blob_size) = compress_blob(store, &layer.blob, compression, &|n| item.inc(n))
+                let input = store.open_blob(&layer.blob)?;
+                let input = progress.item(layer.diff_id.short(), "Waiting").reader(
+                    &format!("Compressing ({compression})"),
+                    Some(layer.blob_size),
+                    input,
+                    &format!("Compressed ({compression})"),
+                );
+                let (blob, blob_size) = compress_blob(store, input, compression)
                     .with_context(|| format!("compressing layer {}", layer.diff_id))?;
-                item.finish(&format!("Compressed ({compression})"));
                 LayerRef {
                     diff_id: layer.diff_id.clone(),
                     blob,
@@ -86,26 +90,12 @@ fn oci_layer_type(media_type: &str) -> String {
     Compression::from_media_type(media_type).map_or(media_type.to_string(), |c| c.media_type().to_string())
 }
 
-/// Compresses a stored blob into a new stored blob; returns its digest and size.
-fn compress_blob(
-    store: &Store,
-    blob: &Digest,
-    compression: Compression,
-    on_read: &dyn Fn(u64),
-) -> Result<(Digest, u64)> {
-    let mut input = store.open_blob(blob)?;
+/// Compresses `input` into a new stored blob; returns its digest and size.
+fn compress_blob(store: &Store, mut input: impl Read, compression: Compression) -> Result<(Digest, u64)> {
     let mut staged = store.stage_blob()?;
     let mut enc =
         compression.encoder(HashingWriter::new(BufWriter::with_capacity(1 << 20, &mut staged.file)))?;
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = std::io::Read::read(&mut input, &mut buf).with_context(|| format!("reading blob {blob}"))?;
-        if n == 0 {
-            break;
-        }
-        enc.write_all(&buf[..n]).context("writing the compressed blob")?;
-        on_read(n as u64);
-    }
+    std::io::copy(&mut input, &mut enc).context("copying the blob through the compressor")?;
     let (mut out, digest, size) = enc.finish().context("writing the compressed blob")?.finish();
     out.flush().context("writing the compressed blob")?;
     drop(out);
