@@ -66,4 +66,10 @@ fn usage_errors_exit_125_and_failures_1() {
     }
     let out = s.run(&["rmi", "no-such-image"]);
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    // A group alone lists its commands, as `docker image` does: on stdout, status 0.
+    for group in [&[][..], &["image"], &["system"]] {
+        let out = s.run(group);
+        assert_eq!(out.status.code(), Some(0), "{group:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage: strata"), "{group:?}");
+    }
 }
