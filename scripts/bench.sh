@@ -161,7 +161,14 @@ report_matrix() {
 
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$@"; }
 # The store id of the image a `strata load` printed.
-loaded_id() { sed -n 's/^Loaded image ID: sha256:\([0-9a-f]*\).*/\1/p' | tail -1; }
+# The id of the image `load` just printed: `Loaded image ID: ID`, or `Loaded image: NAME` (a
+# bare-tag OCI layout is named DIR:TAG) looked up with `images -q` in store $1.
+loaded_id() {
+  local loaded_root="$1" out name; out=$(cat)
+  name=$(printf '%s\n' "$out" | sed -n 's/^Loaded image: //p' | tail -1)
+  if [ -n "$name" ]; then "$strata" --root "$loaded_root" images -q --no-trunc "$name" | sed 's/^sha256://'
+  else printf '%s\n' "$out" | sed -n 's/^Loaded image ID: sha256:\([0-9a-f]*\).*/\1/p' | tail -1; fi
+}
 # Layer directories of an image in a store, top first, colon-separated (overlay's lowerdir order).
 layer_dirs() {
   local store="$1" image="$2"
@@ -321,7 +328,7 @@ bench_mount() {
   cleanups+=("m_cleanup; rm -rf '$mstore' '$work/peer' '$work/upper' '$work/ovl-work'")
   rm -rf "$mstore" "$work/peer"; mkdir -p "$mp" "$work/peer"
   echo "+ strata load --oci $layout:bench" >&2
-  id=$("$strata" --root "$mstore" load --oci "$layout:bench" | loaded_id)
+  id=$("$strata" --root "$mstore" load --oci "$layout:bench" | loaded_id "$mstore")
   "$strata" --root "$mstore" tag "$id" bench:latest
   lower=$(layer_dirs "$mstore" bench:latest)
   # The peers get the same directories, except that a layer with OCI whiteouts is given to them as a
@@ -455,7 +462,7 @@ bench_commit() {
   cstore="$work/commit-store"; mp="$work/mp"; mstore="$cstore"
   cleanups+=("m_cleanup; rm -rf '$cstore' '$work/umoci-layout' '$work/bundle' '$work/change' '$work/busybox.tar'")
   rm -rf "$cstore"; mkdir -p "$mp"
-  id=$("$strata" --root "$cstore" load --oci "$layout:bookworm" | loaded_id)
+  id=$("$strata" --root "$cstore" load --oci "$layout:bookworm" | loaded_id "$cstore")
   "$strata" --root "$cstore" tag "$id" debian:bookworm
   busybox_tar; "$strata" --root "$cstore" import "$work/busybox.tar" busybox:latest >/dev/null
   make_change
@@ -530,7 +537,7 @@ bench_registry() {
   echo "+ skopeo copy oci:$layout:bookworm docker://$src/debian:bookworm" >&2
   skopeo copy -q --dest-tls-verify=false "oci:$layout:bookworm" "docker://$src/debian:bookworm" >&2
   rm -rf "$work/push-store"
-  id=$("$strata" --root "$work/push-store" load --oci "$layout:bookworm" | loaded_id)
+  id=$("$strata" --root "$work/push-store" load --oci "$layout:bookworm" | loaded_id "$work/push-store")
   "$strata" --root "$work/push-store" tag "$id" debian:bookworm
   for r in $(seq "$runs"); do
     echo "run $r/$runs" >&2

@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # README's first command: installs what it needs, builds strata, makes a small sample image from the
-# host's busybox-static, and runs strata's main job on it, printing each command as it runs.
+# host's busybox-static, and runs strata's main job on it, printing each command as it runs; then
+# says where the binary is and how to install it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh try
 
-echo "+ cargo build --release"
-cargo build --release --quiet
 bin="$PWD/target/release"
+if [ -x "$bin/strata" ]; then
+  echo "+ cargo build --release   (built before: only what changed is rebuilt)"
+else
+  echo "+ cargo build --release   (the first build compiles about 170 crates: about 6 minutes on 2 cores)"
+fi
+started=$SECONDS
+cargo build --release
+echo "built in $((SECONDS - started)) s: $bin/strata and $bin/strata-overlay"
 export PATH="$bin:$PATH"
 export STRATA_ROOT="${STRATA_ROOT:-/tmp/strata-try/store}"
 work=/tmp/strata-try
@@ -56,3 +63,15 @@ run strata history sample:changed
 run strata umount try
 run strata images
 run strata system df
+
+cat <<EOF
+
+Done. What next:
+- The binaries are in $bin (strata, strata-overlay).
+- This run used a sample store in $STRATA_ROOT, not the default one
+  (/var/lib/strata as root, else \$XDG_DATA_HOME/strata). To look at it again:
+    STRATA_ROOT=$STRATA_ROOT $bin/strata images
+- To put strata on PATH: scripts/install.sh (copies both binaries to /usr/local/bin; PREFIX=DIR
+  for another place), or cargo install --path . (into ~/.cargo/bin).
+- Commands and how-tos: README.md; how it works: docs/ARCHITECTURE.md.
+EOF

@@ -1,6 +1,7 @@
 //! strata: container image layers without a daemon.
 //!
 //! Dependencies point downward: cli → (archive, registry, inspect, fs) → union → layer → store/oci → sys.
+//! `progress` (terminal progress of transfers) is used by cli, archive and registry.
 
 pub mod archive;
 pub mod cli;
@@ -8,6 +9,7 @@ pub mod fs;
 pub mod inspect;
 pub mod layer;
 pub mod oci;
+pub mod progress;
 pub mod registry;
 pub mod store;
 pub mod sys;

@@ -9,13 +9,22 @@ use clap::error::{Error, ErrorKind};
 fn main() -> ExitCode {
     let cli = match strata::cli::Cli::try_parse() {
         Ok(cli) => cli,
-        // --help and --version print to stdout and exit 0; `strata image` alone lists its commands.
-        Err(e) if !e.use_stderr() || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            e.exit()
+        // --help and --version print to stdout and exit 0.
+        Err(e) if !e.use_stderr() => e.exit(),
+        // `strata` or `strata image` alone lists the commands, on stdout and with status 0, as Docker.
+        Err(e) if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            print!("{}", e.render());
+            return ExitCode::SUCCESS;
         }
+        // `strata --root DIR` and nothing else: the command list too.
+        Err(e) if e.kind() == ErrorKind::MissingSubcommand => {
+            print!("{}", <strata::cli::Cli as clap::CommandFactory>::command().render_help());
+            return ExitCode::SUCCESS;
+        }
+        // Docker's CLI exits 125 when the failure is its own (a bad flag or argument).
         Err(e) => {
             eprintln!("strata: error: {}", usage_error(&e, std::env::args_os()));
-            return ExitCode::from(2);
+            return ExitCode::from(125);
         }
     };
     strata::cli::init_logging(&cli.global);
@@ -26,7 +35,11 @@ fn main() -> ExitCode {
         Err(e) => {
             // `{:#}` prints the whole context chain on one line: "loading x.tar: layer 2: bad gzip".
             eprintln!("strata: error: {e:#}");
-            ExitCode::FAILURE
+            if e.chain().any(|c| c.is::<strata::cli::output::UsageError>()) {
+                ExitCode::from(125)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -46,12 +46,53 @@ fn load_prints_names_from_files_pipes_and_layouts() {
         assert_eq!(std::fs::read_dir(fresh.root().join("tmp")).unwrap().count(), 0, "spool left behind");
     }
 
-    // An OCI layout by tag: its ref.name is no full name, so the image is loaded untagged.
+    // An OCI layout whose ref.name is a bare tag (umoci's `oci:t1`): named as umoci's `DIR:TAG`
+    // reads, the layout directory's name being the repository.
     let fresh = Strata::new();
+    assert_eq!(f.layout.file_name().unwrap(), "oci");
     let out = fresh.ok(&["load", "--oci", &f.image()]);
-    assert_eq!(out, format!("Loaded image ID: {}\n", config_digest(f)));
+    assert_eq!(out, "Loaded image: oci:t1\n");
     let out = fresh.ok(&["load", "-i", &format!("oci:{}", f.image())]);
-    assert_eq!(out, format!("Loaded image ID: {}\n", config_digest(f)));
+    assert_eq!(out, "Loaded image: oci:t1\n");
+    let listed = fresh.ok(&["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"]);
+    assert_eq!(listed, format!("oci:t1 {}\n", &config_digest(f)[7..19]));
+}
+
+#[test]
+fn bare_tag_layouts_and_archives_take_their_name_from_the_path() {
+    let f = fixture();
+    let s = Strata::new();
+    // skopeo writes `latest` as the ref.name of an OCI archive and of a layout.
+    let archive = s.path("My-App.oci.tar");
+    f.convert(&format!("oci-archive:{}:latest", archive.display()));
+    assert_eq!(s.ok(&["load", "-i", archive.to_str().unwrap()]), "Loaded image: my-app:latest\n");
+    let layout = s.path("webserver");
+    f.convert(&format!("oci:{}:v2", layout.display()));
+    assert_eq!(s.ok(&["load", "--oci", &format!("{}:v2", layout.display())]), "Loaded image: webserver:v2\n");
+    // Compressed, through a spool, still named after the file.
+    let gz = s.path("tools.tar.gz");
+    images::run("sh", &["-c", &format!("gzip -c {} > {}", archive.display(), gz.display())]);
+    assert_eq!(s.ok(&["load", "-i", gz.to_str().unwrap()]), "Loaded image: tools:latest\n");
+    // From a pipe there is no name to take.
+    let fresh = Strata::new();
+    let out = load_from_pipe(&fresh, &format!("cat {}", archive.display()));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("Loaded image ID: {}\n", config_digest(f)));
+}
+
+#[test]
+fn load_of_a_rootfs_tarball_points_to_import() {
+    let s = Strata::new();
+    let rootfs = s.path("rootfs");
+    common::strata::busybox_rootfs(&rootfs);
+    let tar = s.path("rootfs.tar");
+    common::strata::tar_dir(&rootfs, &tar, "plain");
+    s.ok(&["images"]);
+    fails_cleanly(
+        &s,
+        &["load", "-i", tar.to_str().unwrap()],
+        &["rootfs.tar", "root filesystem", "strata import"],
+    );
+    s.ok(&["import", tar.to_str().unwrap(), "fromtar:1"]);
 }
 
 fn compare_docker_archive(tar: &Path, work: &Path, name: &str) {

@@ -73,8 +73,8 @@ fn oci_layout_round_trips_through_every_format_byte_exact() {
     let (manifest, config) = original_digests(f);
     assert_eq!(loaded.len(), 1);
     assert_eq!(loaded[0].id, config);
-    // ref.name "t1" alone is no full reference: the image is untagged.
-    assert!(loaded[0].tags.is_empty());
+    // ref.name "t1" alone is a bare tag: the layout directory's name is the repository.
+    assert_eq!(loaded[0].tags, vec![Reference::parse("oci:t1").unwrap()]);
     let rec = store.image(&config).unwrap();
     assert_eq!(rec.manifest, manifest);
     assert_eq!(rec.layers.len(), 3);
@@ -185,10 +185,12 @@ fn loading_the_same_image_twice_adds_nothing() {
     let store = open(tmp.path());
     let archive_file = tmp.path().join("in.tar");
     f.convert(&format!("oci-archive:{}:example.com/fx:twice", archive_file.display()));
+    let layout = LoadSource::parse(&format!("oci:{}", f.image()));
     archive::load(&store, LoadSource::File(archive_file.clone())).unwrap();
+    archive::load(&store, layout.clone()).unwrap();
     let before = images::store_snapshot(store.root());
     archive::load(&store, LoadSource::File(archive_file)).unwrap();
-    archive::load(&store, LoadSource::parse(&format!("oci:{}", f.image()))).unwrap();
+    archive::load(&store, layout).unwrap();
     assert_eq!(before, images::store_snapshot(store.root()));
 
     // The docker-archive form has other (uncompressed) blobs but the very same layers.

@@ -131,9 +131,103 @@ fn history_and_df() {
     assert!(lines[1].contains("strata import") && lines[1].ends_with("my message"), "{h}");
     assert_eq!(s.ok(&["history", "-q", "h:1"]).lines().count(), 1);
     let df = s.ok(&["system", "df"]);
-    assert!(df.contains("Images       1") && df.contains("Containers"), "{df}");
+    assert!(df.contains("Images          1") && df.contains("Containers"), "{df}");
     let v = s.ok(&["system", "df", "-v"]);
     assert!(v.contains("SHARED SIZE") && v.contains("UNIQUE SIZE"), "{v}");
+}
+
+/// Docker's four rows; the Images row is what images use (unpacked, counted once), and the
+/// store's own parts (unpacked layers, blobs, unused) are in the -v breakdown.
+#[test]
+fn df_has_dockers_rows_and_explains_the_rest_with_v() {
+    let s = Strata::new();
+    let f = sample(&s, "gzip");
+    s.ok(&["import", f.to_str().unwrap(), "a:1"]);
+    s.ok(&["import", f.to_str().unwrap(), "b:1", "-m", "same layer, another image"]);
+    s.ok(&["create", "a:1", "--name", "c"]);
+    let rows: Vec<serde_json::Value> = s
+        .ok(&["system", "df", "--format", "json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let types: Vec<&str> = rows.iter().map(|r| r["Type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["Images", "Containers", "Local Volumes", "Build Cache"]);
+    // Two images share one layer: counted once, as its unpacked bytes (not plus the blob).
+    let image_size = s.ok(&["images", "--format", "{{.Size}}", "a:1"]).trim().to_string();
+    assert_eq!(rows[0]["TotalCount"], "2");
+    assert_eq!(rows[0]["Active"], "1");
+    assert_eq!(rows[0]["Size"], image_size.as_str());
+    assert_eq!(rows[1]["TotalCount"], "1");
+    let v = s.ok(&["system", "df", "-v"]);
+    assert!(
+        v.contains("Store space usage:") && v.contains("Unpacked layers   1/1") && v.contains("Blobs"),
+        "{v}"
+    );
+    assert!(v.contains("On disk in all: "), "{v}");
+}
+
+#[test]
+fn images_patterns_and_label_filters() {
+    let s = Strata::new();
+    let f = sample(&s, "gzip");
+    let file = f.to_str().unwrap();
+    s.ok(&["import", file, "debian:app1", "-c", "LABEL tier=web owner=ops"]);
+    s.ok(&["import", file, "debian:app2", "-c", "LABEL tier=db"]);
+    s.ok(&["import", file, "debian:base"]);
+    s.ok(&["import", file, "other:app9"]);
+    let names = |args: &[&str]| -> Vec<String> {
+        let mut a = vec!["images", "--format", "{{.Repository}}:{{.Tag}}"];
+        a.extend_from_slice(args);
+        let mut v: Vec<String> = s.ok(&a).lines().map(str::to_string).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&["debian:app*"]), ["debian:app1", "debian:app2"]);
+    assert_eq!(names(&["*:app?"]), ["debian:app1", "debian:app2", "other:app9"]);
+    assert_eq!(names(&["debian"]), ["debian:app1", "debian:app2", "debian:base"]);
+    assert_eq!(names(&["-f", "label=tier"]), ["debian:app1", "debian:app2"]);
+    assert_eq!(names(&["-f", "label=tier=db"]), ["debian:app2"]);
+    assert_eq!(names(&["-f", "label=tier", "-f", "label=owner=ops"]), ["debian:app1"]);
+    assert_eq!(names(&["debian:app*", "-f", "label=tier=web"]), ["debian:app1"]);
+    assert!(names(&["-f", "label=nope"]).is_empty());
+}
+
+#[test]
+fn prune_asks_and_reads_the_answer_from_any_stdin() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let s = Strata::new();
+    let f = sample(&s, "gzip");
+    s.ok(&["import", f.to_str().unwrap(), "-m", "dangling"]);
+    let prune = |answer: Option<&str>, all: bool| {
+        let mut args = vec!["image", "prune"];
+        if all {
+            args.push("-a");
+        }
+        let mut child = s
+            .command(&args)
+            .stdin(if answer.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(a) = answer {
+            child.stdin.take().unwrap().write_all(a.as_bytes()).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for answer in [Some("n\n"), Some(""), None, Some("maybe\n")] {
+        let out = prune(answer, false);
+        assert!(out.starts_with("WARNING! This will remove all dangling images."), "{out}");
+        assert!(out.contains("Are you sure you want to continue? [y/N]"), "{out}");
+        assert!(!out.contains("deleted"), "{answer:?}: {out}");
+        assert_eq!(s.ok(&["images", "-q"]).lines().count(), 1, "{answer:?} deleted something");
+    }
+    let out = prune(Some("y\n"), false);
+    assert!(out.contains("deleted: sha256:"), "{out}");
+    assert_eq!(s.ok(&["images", "-q"]).lines().count(), 0);
 }
 
 #[test]

@@ -56,7 +56,9 @@ fn image(s: &Strata) -> String {
     let layout = s.path("layout");
     oci_layout(&layout, &layers, Some(config), "v1", |_| {});
     let out = s.ok(&["load", "--oci", &format!("{}:v1", layout.display())]);
-    out.trim().strip_prefix("Loaded image ID: ").unwrap().to_string()
+    // A bare-tag layout is named DIR:TAG (umoci's convention).
+    assert_eq!(out, "Loaded image: layout:v1\n");
+    s.ok(&["images", "-q", "--no-trunc", "layout:v1"]).trim().to_string()
 }
 
 #[test]

@@ -11,7 +11,9 @@ fn load(s: &Strata, name: &str, layers: &[Vec<u8>]) -> String {
     let layout = s.path(name);
     oci_layout(&layout, layers, None, "t", |_| {});
     let out = s.ok(&["load", "--oci", &format!("{}:t", layout.display())]);
-    out.trim().strip_prefix("Loaded image ID: ").unwrap().to_string()
+    // A bare-tag layout is named DIR:TAG (umoci's convention).
+    assert_eq!(out, format!("Loaded image: {name}:t\n"));
+    s.ok(&["images", "-q", "--no-trunc", &format!("{name}:t")]).trim().to_string()
 }
 
 fn base() -> Vec<u8> {

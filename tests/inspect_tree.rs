@@ -31,7 +31,9 @@ struct Facts {
 fn loaded() -> (Strata, String) {
     let s = Strata::new();
     let out = s.ok(&["load", "--oci", &fixture().image()]);
-    let id = out.trim().strip_prefix("Loaded image ID: ").expect("an image id").to_string();
+    // A bare-tag layout is named DIR:TAG (umoci's convention).
+    assert_eq!(out, "Loaded image: oci:t1\n");
+    let id = s.ok(&["images", "-q", "--no-trunc", "oci:t1"]).trim().to_string();
     (s, id)
 }
 

@@ -8,6 +8,7 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 
+use common::images::{Member, docker_archive, tar_of};
 use common::registry::{Auth, Layout, Registry, fails, ok, strata_cmd};
 use common::strata::Strata;
 use common::token_issuer::TokenIssuer;
@@ -140,4 +141,63 @@ fn bearer_tokens_from_the_issuer() {
     // The catalog needs its own scope.
     let found = ok(&s, &["search", "team", "--registry", &reg.host()]);
     assert!(found.contains("team/app") && found.contains("team/copy"), "{found}");
+}
+
+/// An 8-layer image in the store, named `name`.
+fn eight_layer_image(s: &Strata, name: &str) {
+    let layers: Vec<Vec<u8>> = (0..8)
+        .map(|i| {
+            let body = format!("layer {i}\n").repeat(64 * (i + 1));
+            tar_of(&[Member::Dir("etc/"), Member::File(&format!("etc/layer{i}"), body.as_bytes())])
+        })
+        .collect();
+    let archive = s.path("eight.tar");
+    docker_archive(&archive, &layers, None, &[name]);
+    ok(s, &["load", "-i", archive.to_str().unwrap()]);
+}
+
+/// Pushes `image` to fresh tags `rounds` times in a row, each a new process whose parallel layer
+/// checks all meet the first 401 challenge at once: every one must retry with credentials.
+fn push_rounds(s: &Strata, image: &str, rounds: usize) {
+    for round in 0..rounds {
+        let tagged = format!("{image}-{round}");
+        ok(s, &["tag", image, &tagged]);
+        let out = strata_cmd(s, &["push", &tagged]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "push {round} of {rounds} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn parallel_layer_checks_all_retry_with_basic_credentials() {
+    let reg = Registry::start(Auth::Basic { user: "dora", password: "explorer" });
+    let s = Strata::new();
+    let image = format!("{}/many/layers:t", reg.host());
+    eight_layer_image(&s, &image);
+    assert!(login_stdin(&s, &reg.host(), "dora", "explorer").status.success());
+    push_rounds(&s, &image, 20);
+    let raw = common::registry::skopeo_raw(&format!("{image}-19"), Some("dora:explorer"));
+    let manifest: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(manifest["layers"].as_array().unwrap().len(), 8, "{manifest}");
+}
+
+#[test]
+fn parallel_layer_checks_all_retry_with_bearer_tokens() {
+    let issuer = TokenIssuer::start("erin", "bearer");
+    let reg = Registry::start(Auth::Token(&issuer));
+    let s = Strata::new();
+    let image = format!("{}/many/layers:t", reg.host());
+    eight_layer_image(&s, &image);
+    assert!(login_stdin(&s, &reg.host(), "erin", "bearer").status.success());
+    let before = issuer.requests().len();
+    push_rounds(&s, &image, 20);
+    // The checks that met the challenge together share one token: one from the issuer per push.
+    let asked = &issuer.requests()[before..];
+    assert_eq!(asked.len(), 20, "{asked:?}");
+    let raw = common::registry::skopeo_raw(&format!("{image}-19"), Some("erin:bearer"));
+    let manifest: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(manifest["layers"].as_array().unwrap().len(), 8, "{manifest}");
 }

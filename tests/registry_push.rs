@@ -158,3 +158,78 @@ fn push_of_an_unknown_image_or_a_digest_is_refused() {
     let err = fails(&s, &["push", &format!("{}/x@{d}", reg.host())]);
     assert!(err.contains("cannot push a digest reference"), "{err}");
 }
+
+/// A two-layer docker-archive (layers stored uncompressed, as `docker save` writes them), loaded.
+fn load_uncompressed(s: &Strata, name: &str) -> Vec<Vec<u8>> {
+    use common::images::{Member, docker_archive, tar_of};
+    let text = "compressible line of text\n".repeat(4000);
+    let layers = vec![
+        tar_of(&[Member::Dir("etc/"), Member::File("etc/a.txt", text.as_bytes())]),
+        tar_of(&[Member::Dir("usr/"), Member::File("usr/b.txt", text.to_uppercase().as_bytes())]),
+    ];
+    let archive = s.path("uncompressed.tar");
+    docker_archive(&archive, &layers, None, &[name]);
+    ok(s, &["load", "-i", archive.to_str().unwrap()]);
+    layers
+}
+
+/// Pushes `name` and returns the registry's manifest.
+fn push_and_read(s: &Strata, name: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["push"];
+    args.extend_from_slice(extra);
+    args.push(name);
+    ok(s, &args);
+    serde_json::from_slice(&skopeo_raw(name, None)).unwrap()
+}
+
+#[test]
+fn uncompressed_layers_are_pushed_compressed_once() {
+    let reg = Registry::start(Auth::None);
+    let s = Strata::new();
+    let name = format!("{}/loaded:gz", reg.host());
+    let layers = load_uncompressed(&s, &name);
+    let manifest = push_and_read(&s, &name, &[]);
+    let pushed = manifest["layers"].as_array().unwrap();
+    assert_eq!(pushed.len(), 2, "{manifest}");
+    for (desc, tar) in pushed.iter().zip(&layers) {
+        assert_eq!(desc["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip", "{manifest}");
+        let blob = std::fs::read(reg.blob_data(desc["digest"].as_str().unwrap())).unwrap();
+        assert_eq!(&blob[..2], &[0x1f, 0x8b], "a gzip stream");
+        assert!(blob.len() < tar.len() / 10, "{} bytes for a {}-byte tar", blob.len(), tar.len());
+        let mut plain = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&blob[..]), &mut plain).unwrap();
+        assert!(plain == *tar, "the layer decompresses to the loaded tar");
+    }
+    // The store keeps the compressed form: the local manifest is the pushed one, and a second push
+    // (another tag) sends the same digests.
+    let raw = skopeo_raw(&name, None);
+    let inspect: serde_json::Value = serde_json::from_str(&ok(&s, &["inspect", &name])).unwrap();
+    assert_eq!(inspect[0]["Manifest"]["Digest"], digest_of(&raw).as_str());
+    let again = format!("{}/loaded:again", reg.host());
+    ok(&s, &["tag", &name, &again]);
+    assert_eq!(push_and_read(&s, &again, &[]), manifest);
+    assert_eq!(digest_of(&skopeo_raw(&again, None)), digest_of(&raw));
+
+    // What was pushed pulls back into a fresh store as the same image.
+    let fresh = Strata::new();
+    ok(&fresh, &["pull", &name]);
+    let pulled: serde_json::Value = serde_json::from_str(&ok(&fresh, &["inspect", &name])).unwrap();
+    assert_eq!(pulled[0]["Id"], inspect[0]["Id"]);
+    assert_eq!(ok(&fresh, &["cat", &name, "/usr/b.txt"]), "COMPRESSIBLE LINE OF TEXT\n".repeat(4000));
+}
+
+#[test]
+fn push_compression_zstd() {
+    let reg = Registry::start(Auth::None);
+    let s = Strata::new();
+    let name = format!("{}/loaded:zst", reg.host());
+    load_uncompressed(&s, &name);
+    let manifest = push_and_read(&s, &name, &["--compression", "zstd"]);
+    for desc in manifest["layers"].as_array().unwrap() {
+        assert_eq!(desc["mediaType"], "application/vnd.oci.image.layer.v1.tar+zstd", "{manifest}");
+        let blob = std::fs::read(reg.blob_data(desc["digest"].as_str().unwrap())).unwrap();
+        assert_eq!(&blob[..4], &[0x28, 0xb5, 0x2f, 0xfd], "a zstd stream");
+    }
+    let err = fails(&s, &["push", "--compression", "lz4", &name]);
+    assert!(err.contains("lz4"), "{err}");
+}

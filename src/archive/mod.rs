@@ -13,6 +13,7 @@ mod members;
 mod oci_in;
 mod oci_out;
 mod save;
+mod shown;
 mod sink;
 mod source;
 mod verify;
@@ -20,8 +21,8 @@ mod verify;
 use std::io::Write;
 use std::path::PathBuf;
 
-pub use load::load;
-pub use save::save;
+pub use load::{load, load_with};
+pub use save::{Owner, partial_dirs, remove_partials, save, save_with};
 
 use crate::oci::{Digest, Reference};
 

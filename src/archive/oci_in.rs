@@ -21,7 +21,13 @@ fn blob_name(d: &Digest) -> String {
 }
 
 /// `tag`: only the manifest whose `org.opencontainers.image.ref.name` is this (`oci:DIR:TAG`).
-pub fn load(store: &Store, members: &dyn Members, tag: Option<&str>) -> Result<Vec<Pending>> {
+/// `repository`: the name for images whose ref.name is a bare tag (the layout's own name).
+pub fn load(
+    store: &Store,
+    members: &dyn Members,
+    tag: Option<&str>,
+    repository: Option<&str>,
+) -> Result<Vec<Pending>> {
     if !members.contains("oci-layout") {
         bail!("not an OCI image layout: oci-layout is missing");
     }
@@ -44,7 +50,7 @@ pub fn load(store: &Store, members: &dyn Members, tag: Option<&str>) -> Result<V
     // Names first (an invalid one fails before anything is stored), grouped by manifest.
     let mut wanted: Vec<(Descriptor, Vec<u8>, Vec<Reference>)> = Vec::new();
     for entry in &entries {
-        let names = name_of(entry)?;
+        let names = name_of(entry, repository)?;
         let (desc, bytes) = resolve(members, entry)?;
         match wanted.iter_mut().find(|(d, _, _)| d.digest == desc.digest) {
             Some((_, _, tags)) => {
@@ -68,17 +74,22 @@ fn list(names: &[String]) -> String {
     if names.is_empty() { "no named images".into() } else { names.join(", ") }
 }
 
-/// containerd's full name, else a ref.name that is itself a full reference, else untagged.
-fn name_of(entry: &Descriptor) -> Result<Option<Reference>> {
+/// containerd's full name, else a ref.name that is itself a full reference, else a bare tag
+/// (`latest`, as umoci and skopeo write) under `repository` (umoci's `DIR:TAG`: the layout's
+/// name is the repository), else untagged.
+fn name_of(entry: &Descriptor, repository: Option<&str>) -> Result<Option<Reference>> {
     if let Some(n) = entry.annotations.get(ANN_IMAGE_NAME) {
         return Ok(ingest::parse_tags([n.as_str()])?.pop());
     }
-    Ok(entry
-        .annotations
-        .get(ANN_REF_NAME)
-        .filter(|r| r.contains(['/', ':']))
-        .and_then(|r| Reference::parse_with_default_tag(r).ok())
-        .filter(|r| r.digest.is_none()))
+    let Some(r) = entry.annotations.get(ANN_REF_NAME) else { return Ok(None) };
+    let full = if r.contains(['/', ':']) {
+        r.clone()
+    } else if let Some(repo) = repository {
+        format!("{}:{r}", repo.to_ascii_lowercase())
+    } else {
+        return Ok(None);
+    };
+    Ok(Reference::parse_with_default_tag(&full).ok().filter(|r| r.digest.is_none()))
 }
 
 /// Reads an index entry's blob; a nested per-platform index resolves to the host's manifest.

@@ -97,11 +97,7 @@ impl Sink for DirSink {
 
     fn file(&mut self, path: &str, _size: u64, data: &mut dyn Read) -> Result<()> {
         let dest = self.root.join(path);
-        let staged = dest.with_file_name(format!(
-            ".{}.strata-{}",
-            dest.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
-            std::process::id()
-        ));
+        let staged = super::save::partial_path(&dest)?;
         let result = (|| {
             let mut f =
                 File::create(&staged).with_context(|| format!("cannot create {}", staged.display()))?;

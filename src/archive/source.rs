@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use super::LoadSource;
 use super::members::{DirMembers, Members, TarIndex};
 use crate::layer::compression::{Compression, read_prefix};
+use crate::progress::Progress;
 use crate::store::{Store, staging};
 
 /// An opened load source.
@@ -19,11 +20,14 @@ pub struct Input {
     pub tag: Option<String>,
     /// The user asked for an OCI layout (`--oci DIR`, `oci:DIR`): nothing else is tried.
     pub oci_only: bool,
+    /// The directory's or file's name without archive extensions: the repository of images whose
+    /// `ref.name` is a bare tag (umoci's `DIR:TAG` convention). `None` for stdin.
+    pub repository: Option<String>,
     /// Removed when the load ends.
     _spool: Option<Spool>,
 }
 
-pub fn open(store: &Store, source: &LoadSource) -> Result<Input> {
+pub fn open(store: &Store, source: &LoadSource, progress: &Progress) -> Result<Input> {
     match source {
         LoadSource::OciDir { dir, tag } => open_dir(dir, tag.clone(), true),
         LoadSource::File(path) if path.is_dir() => open_dir(path, None, false),
@@ -40,15 +44,22 @@ pub fn open(store: &Store, source: &LoadSource) -> Result<Input> {
                     members: Box::new(TarIndex::new(file, &name)?),
                     tag: None,
                     oci_only: false,
+                    repository: repository_of(path),
                     _spool: None,
                 });
             }
-            spooled(store, prefix, reader, compression, &name)
+            let size = std::fs::metadata(path).ok().filter(|m| m.is_file()).map(|m| m.len());
+            let label = path.file_name().map_or(name.clone(), |n| n.to_string_lossy().into_owned());
+            let reader = progress.item(&label, "Waiting").reader("Reading", size, reader, "Read");
+            let mut input = spooled(store, prefix, reader, compression, &name)?;
+            input.repository = repository_of(path);
+            Ok(input)
         }
         LoadSource::Stdin => {
             let mut reader = BufReader::with_capacity(1 << 20, io::stdin().lock());
             let prefix = read_prefix(&mut reader).context("cannot read standard input")?;
             let compression = detect(&prefix, "standard input")?;
+            let reader = progress.item("stdin", "Waiting").reader("Reading", None, reader, "Read");
             spooled(store, prefix, reader, compression, "standard input")
         }
     }
@@ -56,7 +67,16 @@ pub fn open(store: &Store, source: &LoadSource) -> Result<Input> {
 
 fn open_dir(dir: &Path, tag: Option<String>, oci_only: bool) -> Result<Input> {
     anyhow::ensure!(dir.is_dir(), "{}: no such directory", dir.display());
-    Ok(Input { members: Box::new(DirMembers::new(dir)), tag, oci_only, _spool: None })
+    let repository = repository_of(dir);
+    Ok(Input { members: Box::new(DirMembers::new(dir)), tag, oci_only, repository, _spool: None })
+}
+
+/// `/tmp/debian-oci` → `debian-oci`, `busybox.oci.tar.gz` → `busybox`: a path's last component
+/// without archive extensions.
+fn repository_of(path: &Path) -> Option<String> {
+    let name = path.canonicalize().ok()?.file_name()?.to_str()?.to_string();
+    let stem = name.split('.').next().unwrap_or_default();
+    (!stem.is_empty()).then(|| stem.to_string())
 }
 
 fn detect(prefix: &[u8], name: &str) -> Result<Compression> {
@@ -85,7 +105,13 @@ fn spooled(
         c => anyhow::Error::new(e).context(format!("{name}: truncated or corrupt {c} stream")),
     })?;
     let members = TarIndex::new(out, name)?;
-    Ok(Input { members: Box::new(members), tag: None, oci_only: false, _spool: Some(spool) })
+    Ok(Input {
+        members: Box::new(members),
+        tag: None,
+        oci_only: false,
+        repository: None,
+        _spool: Some(spool),
+    })
 }
 
 /// A spooled copy in `tmp/`, removed on drop.

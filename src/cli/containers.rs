@@ -50,6 +50,12 @@ pub struct PsArgs {
     /// Go-template-like format or `json`. Fields: ID, Image, CreatedSince, Status, Mountpoint, Size, Names.
     #[arg(long)]
     pub format: Option<String>,
+    /// Filter: status=created|mounted|dead|…, name=PART, ancestor=IMAGE (or an image built on it).
+    #[arg(short, long = "filter", value_name = "FILTER")]
+    pub filters: Vec<String>,
+    /// Show the SIZE column: the writable layer, and (virtual) with the image.
+    #[arg(short, long)]
+    pub size: bool,
 }
 
 const PS_FIELDS: &[&str] = &["ID", "Image", "CreatedSince", "Status", "Mountpoint", "Size", "Names"];
@@ -57,23 +63,37 @@ const PS_FIELDS: &[&str] = &["ID", "Image", "CreatedSince", "Status", "Mountpoin
 pub fn ps(g: &Global, a: PsArgs) -> Result<ExitCode> {
     let store = open_store(g, LockMode::Shared)?;
     let format = a.format.as_deref().map(|f| Format::parse(f, PS_FIELDS)).transpose()?;
+    let filters = super::ps_filter::PsFilters::parse(&store, &a.filters)?;
     let now = output::now_unix();
     let mut rows = Vec::new();
     for c in store.containers()?.into_iter().rev() {
         let state = containers::mount_state(&c);
-        if !a.all && !state.is_mounted() {
+        let all = a.all || filters.wants_stopped();
+        if (!all && !state.is_mounted()) || !filters.keep(&store, &c, &state.to_string()) {
             continue;
         }
         let mut r = Row::new();
         r.insert("ID", if a.no_trunc { c.id.clone() } else { c.short_id().to_string() });
-        r.insert("Image", c.image_name.clone());
+        r.insert("Image", super::ps_filter::image_column(&store, &c));
         r.insert("CreatedSince", time_ago(c.created, now));
         r.insert("Status", state.to_string());
         r.insert(
             "Mountpoint",
             c.mount.as_ref().map_or(String::new(), |m| m.mountpoint.display().to_string()),
         );
-        r.insert("Size", human_size(dir_size(&store.container_upper(&c.id))));
+        // A walk of the writable layer: only when shown (-s, or a format that may ask for it).
+        if a.size || a.format.is_some() {
+            let size = dir_size(&store.container_upper(&c.id));
+            let virtual_size = store.image(&c.image).map(|i| store.image_size(&i)).unwrap_or(0) + size;
+            r.insert(
+                "Size",
+                if a.size {
+                    format!("{} (virtual {})", human_size(size), human_size(virtual_size))
+                } else {
+                    human_size(size)
+                },
+            );
+        }
         r.insert("Names", c.name.clone());
         rows.push(r);
     }
@@ -89,15 +109,18 @@ pub fn ps(g: &Global, a: PsArgs) -> Result<ExitCode> {
             other => other.to_uppercase(),
         })?;
     } else {
-        let cols = [
+        let mut cols = vec![
             ("ID", "CONTAINER ID"),
             ("Image", "IMAGE"),
             ("CreatedSince", "CREATED"),
             ("Status", "STATUS"),
             ("Mountpoint", "MOUNTPOINT"),
-            ("Size", "SIZE"),
             ("Names", "NAMES"),
         ];
+        // As Docker: the SIZE column (a walk of every writable layer) only with -s.
+        if a.size {
+            cols.push(("Size", "SIZE"));
+        }
         output::print_table(&mut out, &cols, &rows)?;
     }
     Ok(ExitCode::SUCCESS)

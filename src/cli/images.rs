@@ -9,10 +9,11 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::json;
 
-use super::output::{self, Format, Row, human_size, time_ago};
+use super::output::{self, Format, Row, human_size, time_ago, usage_bail};
 use super::{Global, open_store};
 use crate::oci::image::HistoryEntry;
 use crate::oci::{Reference, time};
+use crate::progress::Progress;
 use crate::store::derive::Derivation;
 use crate::store::layers::LayerExpectation;
 use crate::store::{ImageRecord, LockMode, Store};
@@ -68,12 +69,18 @@ pub fn import(g: &Global, a: ImportArgs) -> Result<ExitCode> {
     let created = fixed_time(None)?.unwrap_or_else(output::now_unix);
     let stdin = a.file.as_os_str() == "-";
     let source = if stdin { "stdin".to_string() } else { a.file.display().to_string() };
-    let input: Box<dyn Read> = if stdin {
-        Box::new(std::io::stdin().lock())
+    let (input, size): (Box<dyn Read>, Option<u64>) = if stdin {
+        (Box::new(std::io::stdin().lock()), None)
     } else {
-        Box::new(std::fs::File::open(&a.file).with_context(|| format!("cannot open {source}"))?)
+        let f = std::fs::File::open(&a.file).with_context(|| format!("cannot open {source}"))?;
+        let size = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+        (Box::new(f), size)
     };
     let store = open_store(g, LockMode::Exclusive)?;
+    // Bytes and rate on a terminal (stderr), nothing in a pipe: stdout is the new image's id.
+    let progress = Progress::on_terminal(false);
+    let label = a.file.file_name().map_or("stdin".into(), |n| n.to_string_lossy().into_owned());
+    let input = progress.item(&label, "Waiting").reader("Importing", size, input, "Imported");
     let layer = store
         .ingest_layer(input, &LayerExpectation::default(), "import")
         .with_context(|| format!("importing {source}"))?;
@@ -85,13 +92,14 @@ pub fn import(g: &Global, a: ImportArgs) -> Result<ExitCode> {
     };
     let id =
         store.derive_image(Derivation { base: None, layer, history, changes: &a.changes, tags: &tags })?;
+    drop(progress);
     writeln!(std::io::stdout(), "{id}")?;
     Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Args)]
 pub struct ImagesArgs {
-    /// Only images of this repository (and tag).
+    /// Only images of this repository (and tag), or matching this pattern (`debian:app*`).
     #[arg(value_name = "REPOSITORY[:TAG]")]
     pub reference: Option<String>,
     /// Show all images (intermediate images of commits are hidden by default).
@@ -106,7 +114,7 @@ pub struct ImagesArgs {
     /// Don't truncate output.
     #[arg(long)]
     pub no_trunc: bool,
-    /// Filter: dangling=true|false, before=IMAGE, since=IMAGE, reference=PATTERN.
+    /// Filter: dangling=true|false, before=IMAGE, since=IMAGE, reference=PATTERN, label=KEY[=VALUE].
     #[arg(short, long = "filter", value_name = "FILTER")]
     pub filters: Vec<String>,
     /// Go-template-like format (`table {{.ID}}\t{{.Repository}}`) or `json`.
@@ -145,38 +153,77 @@ struct ImageFilters {
     before: Option<i64>,
     since: Option<i64>,
     references: Vec<String>,
+    /// `label=KEY` or `label=KEY=VALUE`: every one must match the image config's Labels.
+    labels: Vec<(String, Option<String>)>,
 }
 
 impl ImageFilters {
     fn parse(store: &Store, filters: &[String]) -> Result<Self> {
-        let mut f = ImageFilters { dangling: None, before: None, since: None, references: Vec::new() };
+        let mut f = ImageFilters {
+            dangling: None,
+            before: None,
+            since: None,
+            references: Vec::new(),
+            labels: Vec::new(),
+        };
         for spec in filters {
-            let (k, v) = spec
-                .split_once('=')
-                .with_context(|| format!("invalid filter {spec:?}: expected KEY=VALUE"))?;
+            let Some((k, v)) = spec.split_once('=') else {
+                usage_bail!("invalid filter {spec:?}: expected KEY=VALUE")
+            };
             match k {
                 "dangling" => {
                     f.dangling = Some(match v {
                         "true" | "1" => true,
                         "false" | "0" => false,
-                        _ => bail!("invalid filter {spec:?}: dangling takes true or false"),
+                        _ => usage_bail!("invalid filter {spec:?}: dangling takes true or false"),
                     })
                 }
                 "before" => f.before = Some(created_of(store, &store.resolve_image(v)?)),
                 "since" => f.since = Some(created_of(store, &store.resolve_image(v)?)),
                 "reference" => f.references.push(v.to_string()),
-                _ => bail!("invalid filter {k:?}: supported are dangling, before, since, reference"),
+                "label" => f.labels.push(match v.split_once('=') {
+                    Some((key, value)) => (key.to_string(), Some(value.to_string())),
+                    None => (v.to_string(), None),
+                }),
+                _ => usage_bail!(
+                    "invalid filter {k:?}: supported are dangling, before, since, reference, label"
+                ),
             }
         }
         Ok(f)
     }
+
+    /// The label filters against an image's config.
+    fn labels_match(&self, store: &Store, img: &ImageRecord) -> bool {
+        if self.labels.is_empty() {
+            return true;
+        }
+        let cfg = store.image_config(img).unwrap_or_default();
+        let labels = cfg.pointer("/config/Labels");
+        self.labels.iter().all(|(k, want)| match labels.and_then(|l| l.get(k)).and_then(|v| v.as_str()) {
+            Some(have) => want.as_deref().is_none_or(|w| w == have),
+            None => false,
+        })
+    }
+}
+
+/// A positional `images` argument with glob characters is a pattern (`debian:app*`), as Docker
+/// reads it; without, a repository and optional tag.
+fn is_pattern(s: &str) -> bool {
+    s.contains(['*', '?', '['])
 }
 
 pub fn images(g: &Global, a: ImagesArgs) -> Result<ExitCode> {
     let store = open_store(g, LockMode::Shared)?;
     let format = a.format.as_deref().map(|f| Format::parse(f, IMAGE_FIELDS)).transpose()?;
-    let filters = ImageFilters::parse(&store, &a.filters)?;
-    let wanted = a.reference.as_deref().map(Reference::parse).transpose()?;
+    let mut filters = ImageFilters::parse(&store, &a.filters)?;
+    let wanted = match a.reference.as_deref() {
+        Some(p) if is_pattern(p) => {
+            filters.references.push(p.to_string());
+            None
+        }
+        other => other.map(Reference::parse).transpose()?,
+    };
     let all = store.images()?;
     let parents: HashSet<_> = all.iter().filter_map(|i| i.parent.clone()).collect();
     let containers = store.containers()?;
@@ -189,6 +236,7 @@ pub fn images(g: &Global, a: ImagesArgs) -> Result<ExitCode> {
             || filters.before.is_some_and(|b| created >= b)
             || filters.since.is_some_and(|s| created <= s)
             || (tags.is_empty() && !a.all && parents.contains(&img.id) && filters.dangling.is_none())
+            || !filters.labels_match(&store, img)
         {
             continue;
         }
@@ -335,55 +383,140 @@ pub fn rmi(g: &Global, a: RmiArgs) -> Result<ExitCode> {
 
 #[derive(Args)]
 pub struct InspectArgs {
-    #[arg(required = true, value_name = "IMAGE")]
+    #[arg(required = true, value_name = "NAME|ID")]
     pub images: Vec<String>,
+    /// Go template over each object's JSON (`{{.Id}}`, `{{json .Config}}`, `{{index .RepoTags 0}}`).
+    #[arg(short, long)]
+    pub format: Option<String>,
+    /// Only objects of this type: image or container (default: a container by that name or id,
+    /// else an image, as Docker looks).
+    #[arg(long = "type", value_name = "TYPE", value_parser = ["image", "container"])]
+    pub kind: Option<String>,
 }
 
+/// `inspect` of images and containers: Docker-shaped JSON, or a Go template rendered per object.
+/// Objects found are printed even when another name is not; the exit status is then 1.
 pub fn inspect(g: &Global, a: InspectArgs) -> Result<ExitCode> {
+    let template = a.format.as_deref().map(super::template::Template::parse).transpose()?;
     let store = open_store(g, LockMode::Shared)?;
-    let mut out = Vec::new();
+    let mut docs = Vec::new();
+    let mut code = ExitCode::SUCCESS;
     for input in &a.images {
-        let img = store.resolve_image(input)?;
-        let cfg = store.image_config(&img)?;
-        let tags: Vec<String> = store
-            .tags_of(&img.id)?
-            .iter()
-            .map(|t| Reference::parse(t).map(|r| r.familiar()).unwrap_or_else(|_| t.clone()))
-            .collect();
-        let comment = cfg
-            .pointer("/history")
-            .and_then(|h| h.as_array())
-            .and_then(|h| h.last())
-            .and_then(|h| h.get("comment"))
-            .cloned();
-        let layers: Vec<String> = img.layers.iter().map(|l| l.diff_id.to_string()).collect();
-        let dirs: Vec<String> =
-            img.layers.iter().map(|l| store.layer_fs(&l.diff_id).display().to_string()).collect();
-        out.push(json!({
-            "Id": img.id.to_string(),
-            "RepoTags": tags,
-            "RepoDigests": img.repo_digests,
-            "Parent": img.parent.as_ref().map(ToString::to_string).unwrap_or_default(),
-            "Comment": comment.unwrap_or(json!("")),
-            "Created": cfg.get("created").cloned().unwrap_or(json!(time::format_rfc3339(img.added))),
-            "Author": cfg.get("author").cloned().unwrap_or(json!("")),
-            "Config": cfg.get("config").cloned().unwrap_or(json!({})),
-            "Architecture": cfg.get("architecture").cloned().unwrap_or(json!("")),
-            "Variant": cfg.get("variant").cloned(),
-            "Os": cfg.get("os").cloned().unwrap_or(json!("")),
-            "Size": store.image_size(&img),
-            "RootFS": {"Type": "layers", "Layers": layers},
-            "Manifest": {"Digest": img.manifest.to_string(), "MediaType": img.manifest_media_type},
-            "GraphDriver": {"Name": "strata", "Data": {"LowerDirs": dirs.into_iter().rev().collect::<Vec<_>>()}},
-        }));
-    }
-    for o in &mut out {
-        if o["Variant"].is_null() {
-            o.as_object_mut().map(|m| m.remove("Variant"));
+        let container = match a.kind.as_deref() {
+            Some("image") => None,
+            _ => store.resolve_container(input).ok(),
+        };
+        let found = match (container, a.kind.as_deref()) {
+            (Some(c), _) => container_json(&store, &c),
+            (None, Some("container")) => Err(anyhow::anyhow!("no such container: {input}")),
+            (None, _) => store.resolve_image(input).and_then(|img| image_json(&store, &img)),
+        };
+        match found {
+            Ok(doc) => docs.push(doc),
+            Err(e) => {
+                eprintln!("strata: error: {e:#}");
+                code = ExitCode::FAILURE;
+            }
         }
     }
-    writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&out)?)?;
-    Ok(ExitCode::SUCCESS)
+    let mut out = std::io::stdout().lock();
+    match template {
+        Some(t) => {
+            for d in &docs {
+                writeln!(out, "{}", t.render(d)?)?;
+            }
+        }
+        None => writeln!(out, "{}", serde_json::to_string_pretty(&docs)?)?,
+    }
+    Ok(code)
+}
+
+/// A container as `docker inspect` shows one: the record's own fields (whatever it holds, keys in
+/// Docker's PascalCase), with Id, Name (`/name`), Created (RFC 3339), Image (the image id),
+/// Config.Image (the name it was created from) and its layers as GraphDriver data.
+fn container_json(store: &Store, c: &crate::store::containers::ContainerRecord) -> Result<serde_json::Value> {
+    let record = serde_json::to_value(c)?;
+    let mut doc = serde_json::Map::new();
+    for (k, v) in record.as_object().cloned().unwrap_or_default() {
+        doc.insert(pascal_case(&k), v);
+    }
+    doc.insert("Id".into(), json!(c.id));
+    doc.insert("Name".into(), json!(format!("/{}", c.name)));
+    doc.insert("Created".into(), json!(time::format_rfc3339(c.created)));
+    doc.insert("Image".into(), json!(c.image.to_string()));
+    let config = doc.entry("Config").or_insert_with(|| json!({}));
+    if let Some(cfg) = config.as_object_mut() {
+        cfg.entry("Image").or_insert_with(|| json!(c.image_name));
+    }
+    let mountpoint = c.mount.as_ref().map(|m| m.mountpoint.display().to_string()).unwrap_or_default();
+    doc.insert("Mountpoint".into(), json!(mountpoint));
+    let lowers = store
+        .image(&c.image)
+        .map(|img| crate::fs::containers::image_lowers(store, &img))
+        .unwrap_or_default()
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":");
+    doc.insert(
+        "GraphDriver".into(),
+        json!({"Name": "strata", "Data": {
+            "LowerDir": lowers,
+            "UpperDir": store.container_upper(&c.id).display().to_string(),
+            "WorkDir": store.container_work(&c.id).display().to_string(),
+        }}),
+    );
+    Ok(serde_json::Value::Object(doc))
+}
+
+/// `image_name` → `ImageName`; keys already capitalised stay.
+fn pascal_case(key: &str) -> String {
+    key.split('_')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next().map(|f| f.to_uppercase().chain(c).collect::<String>()).unwrap_or_default()
+        })
+        .collect()
+}
+
+/// An image as `docker inspect` shows one.
+fn image_json(store: &Store, img: &ImageRecord) -> Result<serde_json::Value> {
+    let cfg = store.image_config(img)?;
+    let tags: Vec<String> = store
+        .tags_of(&img.id)?
+        .iter()
+        .map(|t| Reference::parse(t).map(|r| r.familiar()).unwrap_or_else(|_| t.clone()))
+        .collect();
+    let comment = cfg
+        .pointer("/history")
+        .and_then(|h| h.as_array())
+        .and_then(|h| h.last())
+        .and_then(|h| h.get("comment"))
+        .cloned();
+    let layers: Vec<String> = img.layers.iter().map(|l| l.diff_id.to_string()).collect();
+    let dirs: Vec<String> =
+        img.layers.iter().map(|l| store.layer_fs(&l.diff_id).display().to_string()).collect();
+    let mut doc = json!({
+        "Id": img.id.to_string(),
+        "RepoTags": tags,
+        "RepoDigests": img.repo_digests,
+        "Parent": img.parent.as_ref().map(ToString::to_string).unwrap_or_default(),
+        "Comment": comment.unwrap_or(json!("")),
+        "Created": cfg.get("created").cloned().unwrap_or(json!(time::format_rfc3339(img.added))),
+        "Author": cfg.get("author").cloned().unwrap_or(json!("")),
+        "Config": cfg.get("config").cloned().unwrap_or(json!({})),
+        "Architecture": cfg.get("architecture").cloned().unwrap_or(json!("")),
+        "Variant": cfg.get("variant").cloned(),
+        "Os": cfg.get("os").cloned().unwrap_or(json!("")),
+        "Size": store.image_size(img),
+        "RootFS": {"Type": "layers", "Layers": layers},
+        "Manifest": {"Digest": img.manifest.to_string(), "MediaType": img.manifest_media_type},
+        "GraphDriver": {"Name": "strata", "Data": {"LowerDirs": dirs.into_iter().rev().collect::<Vec<_>>()}},
+    });
+    if doc["Variant"].is_null() {
+        doc.as_object_mut().map(|m| m.remove("Variant"));
+    }
+    Ok(doc)
 }
 
 #[derive(Args)]
@@ -398,9 +531,16 @@ pub struct HistoryArgs {
     /// Print sizes and dates in a human readable format.
     #[arg(short = 'H', long, default_value_t = true, action = clap::ArgAction::Set)]
     pub human: bool,
+    /// Go-template-like format (`table {{.ID}}\t{{.CreatedBy}}`) or `json`.
+    /// Fields: ID, CreatedSince, CreatedAt, CreatedBy, Size, Comment.
+    #[arg(long)]
+    pub format: Option<String>,
 }
 
+const HISTORY_FIELDS: &[&str] = &["ID", "CreatedSince", "CreatedAt", "CreatedBy", "Size", "Comment"];
+
 pub fn history(g: &Global, a: HistoryArgs) -> Result<ExitCode> {
+    let format = a.format.as_deref().map(|f| Format::parse(f, HISTORY_FIELDS)).transpose()?;
     let store = open_store(g, LockMode::Shared)?;
     let img = store.resolve_image(&a.image)?;
     let cfg = store.image_config(&img)?;
@@ -425,7 +565,10 @@ pub fn history(g: &Global, a: HistoryArgs) -> Result<ExitCode> {
                 if a.human { time_ago(c, now) } else { time::format_rfc3339(c) }
             }),
         );
-        row.insert("CreatedBy", if a.no_trunc { created_by } else { output::ellipsis(&created_by, 45) });
+        row.insert("CreatedAt", created.map_or(String::new(), time::format_rfc3339));
+        // A template gets the whole text unless it asks for truncation, as Docker's does.
+        let whole = a.no_trunc || format.is_some();
+        row.insert("CreatedBy", if whole { created_by } else { output::ellipsis(&created_by, 45) });
         row.insert("Size", if a.human { human_size(size) } else { size.to_string() });
         row.insert("Comment", text("comment"));
         rows.push(row);
@@ -446,6 +589,15 @@ pub fn history(g: &Global, a: HistoryArgs) -> Result<ExitCode> {
         for r in &rows {
             writeln!(out, "{}", r["ID"])?;
         }
+    } else if let Some(f) = format {
+        let header = |f: &str| match f {
+            "ID" => "IMAGE".to_string(),
+            "CreatedSince" => "CREATED".into(),
+            "CreatedAt" => "CREATED AT".into(),
+            "CreatedBy" => "CREATED BY".into(),
+            other => other.to_uppercase(),
+        };
+        f.render(&mut out, &rows, &header)?;
     } else {
         let cols = [
             ("ID", "IMAGE"),
@@ -470,13 +622,23 @@ pub struct PruneArgs {
 }
 
 pub fn prune(g: &Global, a: PruneArgs) -> Result<ExitCode> {
-    if !a.force && std::io::stdin().is_terminal() {
+    // As Docker: without -f, ask and read the answer from stdin whatever it is (a pipe, a file);
+    // anything but yes, end of input included, deletes nothing.
+    if !a.force {
         let what = if a.all { "all images without at least one container" } else { "all dangling images" };
-        eprint!("WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ");
+        let mut out = std::io::stdout().lock();
+        write!(out, "WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ")?;
+        out.flush()?;
         let mut answer = String::new();
-        std::io::stdin().read_line(&mut answer)?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+        std::io::stdin().read_line(&mut answer).context("cannot read the answer from stdin")?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes" | "Yes" | "YES") {
+            if !std::io::stdin().is_terminal() {
+                writeln!(out)?;
+            }
             return Ok(ExitCode::SUCCESS);
+        }
+        if !std::io::stdin().is_terminal() {
+            writeln!(out)?;
         }
     }
     let store = open_store(g, LockMode::Exclusive)?;
@@ -515,7 +677,8 @@ pub fn prune(g: &Global, a: PruneArgs) -> Result<ExitCode> {
 
 #[derive(Args)]
 pub struct DfArgs {
-    /// Show per-image and per-container detail (shared vs unique size).
+    /// Show per-image and per-container detail (shared vs unique size), and the store's own
+    /// breakdown (unpacked layers, blobs, unused).
     #[arg(short, long)]
     pub verbose: bool,
     /// `json` for one JSON object per row.
@@ -537,13 +700,17 @@ pub fn df(g: &Global, a: DfArgs) -> Result<ExitCode> {
         r.insert("Reclaimable", format!("{} ({}%)", human_size(reclaim), pct(reclaim, size)));
         summary.push(r);
     };
+    // Docker's rows. Images: the unpacked layers images use, each counted once (what Docker's
+    // SIZE counts); the compressed blobs kept for push and save, and what no image uses, are in
+    // the -v breakdown. strata has no volumes; builds keep no cache outside images yet.
     let active_images = u.images.iter().filter(|i| i.containers > 0).count();
     add("Images", u.images.len(), active_images, u.images_size, u.images_reclaimable);
-    add("Layers", u.layer_count, u.layers_active, u.layers_size + u.blobs_size, u.orphan_bytes);
     let csize: u64 = u.containers.iter().map(|c| c.size).sum();
     let mounted = u.containers.iter().filter(|c| c.record.mount.is_some()).count();
     let idle: u64 = u.containers.iter().filter(|c| c.record.mount.is_none()).map(|c| c.size).sum();
     add("Containers", u.containers.len(), mounted, csize, idle);
+    add("Local Volumes", 0, 0, 0, 0);
+    add("Build Cache", 0, 0, 0, 0);
     let mut out = std::io::stdout().lock();
     if a.format.as_deref() == Some("json") {
         for r in &summary {
@@ -552,7 +719,7 @@ pub fn df(g: &Global, a: DfArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(f) = &a.format {
-        bail!("invalid --format {f:?}: only json is supported here");
+        usage_bail!("invalid --format {f:?}: only json is supported here");
     }
     let cols = [
         ("Type", "TYPE"),
@@ -618,6 +785,38 @@ pub fn df(g: &Global, a: DfArgs) -> Result<ExitCode> {
             ("Names", "NAMES"),
         ];
         output::print_table(&mut out, &cols, &rows)?;
+        writeln!(out, "\nStore space usage:\n")?;
+        let mut rows = Vec::new();
+        let mut part = |what: &str, count: String, size: u64, note: &str| {
+            let mut r = Row::new();
+            r.insert("What", what.to_string());
+            r.insert("Count", count);
+            r.insert("Size", human_size(size));
+            r.insert("Note", note.to_string());
+            rows.push(r);
+        };
+        part(
+            "Unpacked layers",
+            format!("{}/{}", u.layers_active, u.layer_count),
+            u.layers_size,
+            "trees the mounts stack (in use / all); the Images row counts those images use",
+        );
+        part(
+            "Blobs",
+            String::new(),
+            u.blobs_size,
+            "compressed layers, configs, manifests, kept byte-exact for push and save",
+        );
+        part(
+            "Unused",
+            String::new(),
+            u.orphan_bytes,
+            "of the two above, what no image uses: image prune removes it",
+        );
+        let cols = [("What", "TYPE"), ("Count", "COUNT"), ("Size", "SIZE"), ("Note", "")];
+        output::print_table(&mut out, &cols, &rows)?;
+        let on_disk = u.layers_size + u.blobs_size + csize;
+        writeln!(out, "\nOn disk in all: {} ({})", human_size(on_disk), store.root().display())?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::json;
 
-use super::output::human_size;
+use super::output::{human_size, usage_bail};
 use super::{Global, open_store};
 use crate::inspect::analyze::{self, Analysis};
 use crate::inspect::limits::{self, Limits};
@@ -146,7 +146,7 @@ fn parse_json_format(f: Option<&str>) -> Result<bool> {
     match f {
         None => Ok(false),
         Some("json") => Ok(true),
-        Some(f) => bail!("invalid --format {f:?}: only json is supported"),
+        Some(f) => usage_bail!("invalid --format {f:?}: only json is supported"),
     }
 }
 

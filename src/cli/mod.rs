@@ -2,10 +2,13 @@
 
 mod containers;
 mod images;
+mod info;
 mod inspect;
 pub mod output;
+mod ps_filter;
 mod registry;
 mod system;
+mod template;
 mod transfer;
 mod unshare;
 
@@ -95,6 +98,10 @@ pub enum Command {
     Analyze(inspect::AnalyzeArgs),
     /// Create a new image from a container's changes.
     Commit(containers::CommitArgs),
+    /// Show strata's version.
+    Version(info::VersionArgs),
+    /// Show the store and what the kernel offers (FUSE passthrough, io_uring).
+    Info(info::InfoArgs),
     /// Manage images.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -133,6 +140,8 @@ pub enum SystemCommand {
     Df(images::DfArgs),
     /// Check the store: blob digests, image records, layer trees, tags, containers, mounts; exit 0 only when sound.
     Check(system::CheckArgs),
+    /// Show the store and what the kernel offers (same as `strata info`).
+    Info(info::InfoArgs),
 }
 
 pub fn init_logging(g: &Global) {
@@ -196,6 +205,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Logout(a) => registry::logout(g, a),
         Command::Search(a) => registry::search(g, a),
         Command::Unshare(a) => unshare::unshare(g, a),
+        Command::Version(a) => info::version(g, a),
+        Command::Info(a) | Command::System(SystemCommand::Info(a)) => info::info(g, a),
     }
 }
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 
 /// Docker's `HumanSizeWithPrecision(n, 3)`: decimal units, 3 significant digits (`4.26MB`).
 pub fn human_size(bytes: u64) -> String {
@@ -75,6 +75,20 @@ pub fn ellipsis(s: &str, max: usize) -> String {
 /// A row of named fields, as `--format` templates see it.
 pub type Row = BTreeMap<&'static str, String>;
 
+/// A mistake in how a command was called (a bad flag value, an unknown filter): `main` exits 125
+/// for it, as Docker's CLI does for its own failures.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// `bail!` for a [`UsageError`].
+macro_rules! usage_bail {
+    ($($arg:tt)*) => {
+        return Err($crate::cli::output::UsageError(format!($($arg)*)).into())
+    };
+}
+pub(crate) use usage_bail;
+
 /// Writes rows as an aligned table (3-space gutters like Docker) with the given columns.
 pub fn print_table(out: &mut dyn Write, columns: &[(&'static str, &str)], rows: &[Row]) -> io::Result<()> {
     let mut lines: Vec<Vec<&str>> = vec![columns.iter().map(|(_, h)| *h).collect()];
@@ -111,7 +125,7 @@ impl Format {
             _ => (false, spec),
         };
         if body.trim().is_empty() {
-            bail!("invalid --format {spec:?}: empty template (try \"table {{{{.ID}}}}\" or \"json\")");
+            usage_bail!("invalid --format {spec:?}: empty template (try \"table {{{{.ID}}}}\" or \"json\")");
         }
         let body = body.replace("\\t", "\t").replace("\\n", "\n");
         let mut parts = Vec::new();
@@ -121,15 +135,15 @@ impl Format {
                 parts.push(Part::Text(rest[..start].to_string()));
             }
             let Some(end) = rest[start..].find("}}") else {
-                bail!("invalid --format {spec:?}: unclosed {{{{")
+                usage_bail!("invalid --format {spec:?}: unclosed {{{{")
             };
             let inner = rest[start + 2..start + end].trim();
             let field = inner.strip_prefix("json").map(str::trim).unwrap_or(inner);
             let Some(name) = field.strip_prefix('.') else {
-                bail!("invalid --format {spec:?}: {{{{{inner}}}}} is not a field")
+                usage_bail!("invalid --format {spec:?}: {{{{{inner}}}}} is not a field")
             };
             if !known.contains(&name) {
-                bail!("invalid --format {spec:?}: unknown field .{name} (known: {})", known.join(", "));
+                usage_bail!("invalid --format {spec:?}: unknown field .{name} (known: {})", known.join(", "));
             }
             parts.push(Part::Field(name.to_string()));
             rest = &rest[start + end + 2..];

@@ -42,6 +42,11 @@ pub struct PushArgs {
     /// in $XDG_CONFIG_HOME/strata/registries.json as {"insecure-registries": ["host:port"]}).
     #[arg(long)]
     pub insecure: bool,
+    /// How to compress layers stored uncompressed (loaded from a docker-archive, imported from a
+    /// plain tar): gzip or zstd, done once (the image then keeps the compressed layers); none sends
+    /// them as stored.
+    #[arg(long, value_name = "gzip|zstd|none", default_value = "gzip", value_parser = ["gzip", "zstd", "none"])]
+    pub compression: String,
     /// Image to push: [REGISTRY/]REPOSITORY[:TAG], as tagged in the store.
     #[arg(value_name = "NAME[:TAG]")]
     pub reference: String,
@@ -109,6 +114,7 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<ExitCode> {
     let open = |mode| open_store(g, mode);
     let pulled = crate::registry::pull(&open, &reference, &opts, &progress)
         .with_context(|| format!("pull {}", reference.familiar()))?;
+    drop(progress);
     if !a.quiet {
         writeln!(std::io::stdout(), "Digest: {}", pulled.digest)?;
         let status = if pulled.up_to_date { "Image is up to date for" } else { "Downloaded newer image for" };
@@ -123,8 +129,10 @@ pub fn push(g: &Global, a: PushArgs) -> Result<ExitCode> {
     let opts = ClientOptions { insecure: a.insecure, ..Default::default() };
     let progress = Progress::new(a.quiet);
     let open = |mode| open_store(g, mode);
-    let pushed = crate::registry::push(&open, &reference, &opts, &progress)
+    let compression = a.compression.parse()?;
+    let pushed = crate::registry::push(&open, &reference, &opts, compression, &progress)
         .with_context(|| format!("push {}", reference.familiar()))?;
+    drop(progress);
     if a.quiet {
         writeln!(std::io::stdout(), "{}", pushed.digest)?;
     } else {

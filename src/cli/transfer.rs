@@ -9,6 +9,7 @@ use clap::Args;
 
 use super::{Global, open_store};
 use crate::archive::{self, LoadSource, SaveFormat, SaveTarget};
+use crate::progress::Progress;
 use crate::store::LockMode;
 
 #[derive(Args)]
@@ -40,7 +41,9 @@ pub fn load(g: &Global, a: LoadArgs) -> Result<ExitCode> {
         }
     };
     let store = open_store(g, LockMode::Exclusive)?;
-    let loaded = archive::load(&store, source)?;
+    let progress = Progress::on_terminal(a.quiet);
+    let loaded = archive::load_with(&store, source, &progress)?;
+    drop(progress);
     if !a.quiet {
         for l in loaded {
             if l.tags.is_empty() {
@@ -79,6 +82,34 @@ pub fn save(g: &Global, a: SaveArgs) -> Result<ExitCode> {
         }
     };
     let store = open_store(g, LockMode::Shared)?;
-    archive::save(&store, &a.images, a.format, target)?;
+    remove_partials_on_signal(archive::partial_dirs(&target));
+    archive::save_with(&store, &a.images, a.format, target, &Progress::on_terminal(false))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Ctrl-C, SIGTERM or SIGHUP during a save to a file or directory removes the hidden partial
+/// files it was writing, then exits as the signal would (128 + its number). SIGKILL cannot be
+/// caught: the next save removes what such a process left.
+fn remove_partials_on_signal(dirs: Vec<PathBuf>) {
+    use nix::sys::signal::{SigSet, Signal};
+    if dirs.is_empty() {
+        return;
+    }
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        set.add(s);
+    }
+    // Blocked here, and so in every thread started from now on: only the watcher takes them.
+    if let Err(e) = set.thread_block() {
+        tracing::warn!("cannot block signals ({e}): an interrupted save may leave a partial file");
+        return;
+    }
+    std::thread::spawn(move || {
+        let Ok(signal) = set.wait() else { return };
+        for d in &dirs {
+            archive::remove_partials(d, archive::Owner::Me);
+        }
+        eprintln!("strata: save interrupted by {signal}: partial output removed");
+        std::process::exit(128 + signal as i32);
+    });
 }

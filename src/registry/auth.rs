@@ -68,18 +68,35 @@ impl Auth {
         }
     }
 
-    /// Learns from a `401`'s `WWW-Authenticate`. Returns true when the request should be sent again
-    /// (the scheme was new, or a token for a wider scope was fetched); false when retrying cannot help.
-    pub fn challenged(&self, agent: &ureq::Agent, header: Option<&str>, scope: &str) -> Result<bool> {
+    /// Learns from a `401`'s `WWW-Authenticate`. `sent` is the `Authorization` the refused request
+    /// carried. Returns true when the request should be sent again: it went out before the scheme
+    /// was known or with a token another request has since replaced, or a token for a wider scope
+    /// was just fetched; false when retrying cannot help (these credentials were refused).
+    ///
+    /// Requests run in parallel (a push checks several layers at once), so many can meet the first
+    /// challenge together: each one that went out without the current credentials retries.
+    pub fn challenged(
+        &self,
+        agent: &ureq::Agent,
+        header: Option<&str>,
+        scope: &str,
+        sent: Option<&str>,
+    ) -> Result<bool> {
         let Some(ch) = header.and_then(challenge::parse) else { return Ok(false) };
         let mut st = self.state();
         match ch {
             Challenge::Basic => {
-                let known = matches!(st.scheme, Some(Scheme::Basic));
                 st.scheme = Some(Scheme::Basic);
-                Ok(!known && self.creds.is_some())
+                Ok(sent.is_none() && self.creds.is_some())
             }
             Challenge::Bearer { realm, service, scope: wanted } => {
+                st.scheme = Some(Scheme::Bearer { realm: realm.clone(), service: service.clone() });
+                let current = st.tokens.get(scope).filter(|t| t.expires > Instant::now());
+                let refused = current.is_some_and(|t| sent == Some(format!("Bearer {}", t.value).as_str()));
+                if current.is_some() && !refused {
+                    // Another request fetched a token since this one went out: use it.
+                    return Ok(true);
+                }
                 // Ask for what we need and what the registry says it needs.
                 let mut scopes: Vec<&str> = scope.split_whitespace().collect();
                 for s in wanted.as_deref().unwrap_or("").split_whitespace() {
@@ -87,12 +104,11 @@ impl Auth {
                         scopes.push(s);
                     }
                 }
-                let had = st.tokens.remove(scope).is_some();
                 let token = self.fetch_token(agent, &realm, service.as_deref(), &scopes.join(" "))?;
                 st.tokens.insert(scope.to_string(), token);
-                st.scheme = Some(Scheme::Bearer { realm, service });
-                // A second 401 for a token just fetched for the same scope means access is denied.
-                Ok(!had || wanted.is_some_and(|w| !scope.split_whitespace().any(|s| s == w)))
+                // A 401 for the current token of this scope means access is denied, unless the
+                // registry asked for a scope we had not asked for.
+                Ok(!refused || wanted.is_some_and(|w| !scope.split_whitespace().any(|s| s == w)))
             }
         }
     }

@@ -129,7 +129,8 @@ impl Client {
             for (k, v) in &req.headers {
                 b = b.header(*k, v);
             }
-            if let Some(a) = self.auth.header(&self.agent, req.scope)? {
+            let authorization = self.auth.header(&self.agent, req.scope)?;
+            if let Some(a) = &authorization {
                 b = b.header("Authorization", a);
             }
             let result = if matches!(req.method, "PUT" | "POST" | "PATCH") {
@@ -146,7 +147,7 @@ impl Client {
             match result {
                 Ok(resp) if resp.status() == 401 && auth_rounds < 2 => {
                     let challenge = resp.headers().get("www-authenticate").and_then(|v| v.to_str().ok());
-                    if !self.auth.challenged(&self.agent, challenge, req.scope)? {
+                    if !self.auth.challenged(&self.agent, challenge, req.scope, authorization.as_deref())? {
                         return Ok(resp);
                     }
                     auth_rounds += 1;

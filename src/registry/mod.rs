@@ -4,22 +4,21 @@
 //! One idea per file: `endpoint` (where a registry lives, URLs, which schemes), `challenge`
 //! (`WWW-Authenticate`), `credentials` (saved logins), `auth` (Basic / Bearer tokens per scope),
 //! `client` (requests with auth, retries and errors), `blob_reader` (resumable downloads), `resolve`
-//! (reference → manifest, platform choice), `pull`, `upload` + `push`, `search`, `login`, `progress`.
+//! (reference → manifest, platform choice), `pull`, `upload` + `push`, `search`, `login`; progress display is the crate's `progress`.
 
 pub mod auth;
 pub mod base64;
 pub mod blob_reader;
 pub mod challenge;
 pub mod client;
+pub mod compress;
 pub mod config;
 pub mod credentials;
 pub mod endpoint;
 pub mod errors;
-#[cfg(test)]
-mod fake_server;
 pub mod login;
 pub mod payload;
-pub mod progress;
+pub use crate::progress;
 pub mod pull;
 pub mod push;
 pub mod resolve;

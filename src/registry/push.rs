@@ -1,6 +1,7 @@
 //! `push`: every layer blob (skipped when the registry has it, cross-mounted when the image came
 //! from another repository of the same registry, else uploaded; up to 3 at once), then the config,
 //! then the manifest bytes exactly as stored — so an image keeps its digest wherever it goes.
+//! Layers stored uncompressed are compressed first, once (see `compress`).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,11 +9,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use anyhow::{Context, Result, bail};
 
 use super::client::{Client, ClientOptions, Request};
+use super::compress;
 use super::endpoint::{manifest_path, push_scope};
 use super::payload::Payload;
 use super::progress::{Item, Progress};
 use super::pull::PARALLEL;
 use super::upload;
+use crate::layer::Compression;
 use crate::oci::{Digest, Reference};
 use crate::store::{ImageRecord, LockMode, Store};
 
@@ -35,10 +38,12 @@ pub enum BlobOutcome {
 }
 
 /// Pushes the local image named `reference` to its registry, then records the new RepoDigest.
+/// Layers stored uncompressed are compressed with `compression` first (`None`: sent as stored).
 pub fn push(
     open: &dyn Fn(LockMode) -> Result<Store>,
     reference: &Reference,
     opts: &ClientOptions,
+    compression: Compression,
     progress: &Progress,
 ) -> Result<Pushed> {
     if reference.digest.is_some() {
@@ -46,19 +51,29 @@ pub fn push(
     }
     let reference = reference.clone().with_default_tag();
     let tag = reference.tag.clone().unwrap_or_default();
-    let store = open(LockMode::Shared)?;
-    let record = store.resolve_image(&reference.to_string()).with_context(|| {
-        format!(
-            "no such image: {} (tag it first: strata tag IMAGE {})",
-            reference.familiar(),
-            reference.familiar()
-        )
-    })?;
-    let manifest = store.read_blob(&record.manifest)?;
-    let config = store.read_blob(&record.id)?;
+    let resolve = |store: &Store| {
+        store.resolve_image(&reference.to_string()).with_context(|| {
+            format!(
+                "no such image: {} (tag it first: strata tag IMAGE {})",
+                reference.familiar(),
+                reference.familiar()
+            )
+        })
+    };
+    let mut store = open(LockMode::Shared)?;
+    let mut record = resolve(&store)?;
     let client = Client::new(&reference.registry, opts)?;
     let repo = reference.repository.as_str();
     progress.message(&format!("The push refers to repository [{}]", reference.name()));
+    if compression != Compression::None && compress::needs_compression(&record) {
+        drop(store);
+        let writer = open(LockMode::Exclusive)?;
+        record = compress::compress_layers(&writer, &resolve(&writer)?, compression, progress)?;
+        drop(writer);
+        store = open(LockMode::Shared)?;
+    }
+    let manifest = store.read_blob(&record.manifest)?;
+    let config = store.read_blob(&record.id)?;
 
     let from = mount_source(&record, &reference);
     let scope = match &from {

@@ -1,7 +1,8 @@
 //! Per-layer progress like Docker's: bars on a terminal (indicatif), plain `ID: Status` lines
-//! otherwise, nothing with `-q`.
+//! otherwise, nothing with `-q`. Pull and push report on stdout as Docker does; import, load and
+//! save only on a terminal (stderr), since their stdout is a result (an id, names, an archive).
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Read};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -15,6 +16,10 @@ pub enum Mode {
 pub struct Progress {
     mode: Mode,
     multi: Option<MultiProgress>,
+    /// Bars are drawn on stderr (else stdout).
+    on_stderr: bool,
+    /// Some bar was drawn: the cursor is at the end of its line.
+    drawn: std::sync::atomic::AtomicBool,
 }
 
 impl Progress {
@@ -33,7 +38,21 @@ impl Progress {
     pub fn with_mode(mode: Mode) -> Progress {
         let multi =
             (mode == Mode::Bars).then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stdout()));
-        Progress { mode, multi }
+        Progress { mode, multi, on_stderr: false, drawn: Default::default() }
+    }
+
+    /// Bars on stderr when it is a terminal; nothing otherwise (pipes, files, `quiet`).
+    pub fn on_terminal(quiet: bool) -> Progress {
+        if quiet || !std::io::stderr().is_terminal() {
+            return Progress::hidden();
+        }
+        let multi = Some(MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        Progress { mode: Mode::Bars, multi, on_stderr: true, drawn: Default::default() }
+    }
+
+    /// Nothing shown (library callers, tests).
+    pub fn hidden() -> Progress {
+        Progress::with_mode(Mode::Quiet)
     }
 
     pub fn mode(&self) -> Mode {
@@ -65,6 +84,7 @@ impl Progress {
     /// One layer (or blob), shown as `ID: status`.
     pub fn item(&self, id: &str, status: &str) -> Item {
         let bar = self.multi.as_ref().map(|m| {
+            self.drawn.store(true, std::sync::atomic::Ordering::Relaxed);
             let b = m.add(ProgressBar::new(0));
             b.set_style(status_style());
             b.set_prefix(id.to_string());
@@ -79,12 +99,26 @@ impl Progress {
     }
 }
 
+/// Bars stay on screen when done; what is printed next starts on a line of its own. Drop the
+/// progress before printing a command's result.
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if self.drawn.load(std::sync::atomic::Ordering::Relaxed) {
+            if self.on_stderr {
+                eprintln!();
+            } else {
+                println!();
+            }
+        }
+    }
+}
+
 fn status_style() -> ProgressStyle {
     ProgressStyle::with_template("{prefix}: {msg}").unwrap_or_else(|_| ProgressStyle::default_bar())
 }
 
 fn bytes_style() -> ProgressStyle {
-    ProgressStyle::with_template("{prefix}: {msg} [{bar:40}] {bytes}/{total_bytes}")
+    ProgressStyle::with_template("{prefix}: {msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec}")
         .map(|s| s.progress_chars("=> "))
         .unwrap_or_else(|_| ProgressStyle::default_bar())
 }
@@ -111,6 +145,13 @@ impl Item {
         }
     }
 
+    /// Shows `status` with a byte counter of `total` and counts what `inner` yields; the item
+    /// ends as `done` once `inner` is read to its end (as `Stopped` if dropped before).
+    pub fn reader<R: Read>(self, status: &str, total: Option<u64>, inner: R, done: &str) -> ItemReader<R> {
+        self.start_bytes(status, total);
+        ItemReader { item: self, inner, done: done.to_string(), ended: false }
+    }
+
     /// Ends the item with a final status (`Pull complete`, `Pushed`).
     pub fn finish(&self, status: &str) {
         if self.lines {
@@ -120,5 +161,28 @@ impl Item {
             b.set_style(status_style());
             b.finish_with_message(status.to_string());
         }
+    }
+}
+
+/// A reader whose bytes advance an [`Item`].
+pub struct ItemReader<R> {
+    item: Item,
+    inner: R,
+    done: String,
+    ended: bool,
+}
+
+impl<R: Read> Read for ItemReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.item.inc(n as u64);
+        self.ended |= n == 0 && !buf.is_empty();
+        Ok(n)
+    }
+}
+
+impl<R> Drop for ItemReader<R> {
+    fn drop(&mut self) {
+        self.item.finish(if self.ended { &self.done } else { "Stopped" });
     }
 }
