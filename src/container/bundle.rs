@@ -227,6 +227,19 @@ pub fn runtime_config(
     }))
 }
 
+/// Where `--init` puts its init in the container (Docker's path).
+pub const INIT_PATH: &str = "/sbin/docker-init";
+
+/// The init `--init` runs as the container's first process: the host's static tini, bind-mounted
+/// (a static binary runs in any image).
+pub fn init_binary() -> Result<std::path::PathBuf> {
+    ["/usr/bin/tini-static", "/usr/local/bin/tini-static"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.is_file())
+        .context("--init needs a static tini on the host: install the Debian package tini (it provides /usr/bin/tini-static)")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
