@@ -274,6 +274,9 @@ pub fn umount(g: &Global, a: UmountArgs) -> Result<ExitCode> {
     let by_path =
         store.containers()?.into_iter().find(|c| c.mount.as_ref().is_some_and(|m| m.mountpoint == path));
     match by_path.map(Ok).unwrap_or_else(|| store.resolve_container(&a.target)) {
+        Ok(c) if status::status(&c) == Status::Running => {
+            bail!("container {} is running: its mount ends when it stops (strata stop {})", c.name, c.name)
+        }
         Ok(c) => containers::unmount_container(&store, &c)?,
         Err(_) => containers::unmount_path(&store, &path)?,
     }

@@ -89,21 +89,13 @@ pub struct ContainerFlags {
     /// Pull the image: missing (default), always, never.
     #[arg(long, value_name = "missing|always|never", default_value = "missing")]
     pub pull: String,
-    /// IMAGE, then the command and its arguments.
-    #[arg(
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "IMAGE [COMMAND [ARG...]]"
-    )]
-    pub image_and_command: Vec<String>,
+    pub image: String,
+    /// The command and its arguments (default: the image's Entrypoint and Cmd).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND [ARG...]")]
+    pub command: Vec<String>,
 }
 
 impl ContainerFlags {
-    fn image(&self) -> &str {
-        &self.image_and_command[0]
-    }
-
     fn flags(&self, rm: bool) -> Result<RunFlags> {
         if !self.publish.is_empty() {
             bail!(
@@ -131,7 +123,7 @@ impl ContainerFlags {
             tty: self.tty,
             interactive: self.interactive,
             rm,
-            command: self.image_and_command[1..].to_vec(),
+            command: self.command.clone(),
         })
     }
 }
@@ -151,9 +143,14 @@ fn docker_exit(f: impl FnOnce() -> Result<i32>) -> Result<ExitCode> {
 /// The image, pulled first as `--pull` says.
 fn image_for(g: &Global, store: Store, name: &str, pull: &str) -> Result<(Store, ImageRecord)> {
     let have = store.resolve_image(name);
+    // Only a missing image is pulled: a damaged store stays an error.
+    let missing = matches!(&have, Err(e) if e.to_string().starts_with("no such image"));
+    if let (Err(_), false) = (&have, missing) {
+        return Err(have.unwrap_err());
+    }
     let want_pull = match pull {
         "always" => true,
-        "missing" => have.is_err(),
+        "missing" => missing,
         "never" => false,
         p => bail!("invalid --pull {p:?}: missing, always or never"),
     };
@@ -161,27 +158,29 @@ fn image_for(g: &Global, store: Store, name: &str, pull: &str) -> Result<(Store,
         let image = have.with_context(|| format!("no such image {name} (--pull never)"))?;
         return Ok((store, image));
     }
-    if have.is_err() {
-        eprintln!("Unable to find image '{name}' locally");
-    }
     drop(store);
     let reference = crate::oci::Reference::parse(name)?.with_default_tag();
     let opts = crate::registry::PullOptions { platform: None, client: Default::default() };
     let progress = crate::registry::Progress::new(true);
     let open = |mode| open_store(g, mode);
     let pulled = crate::registry::pull(&open, &reference, &opts, &progress)
-        .with_context(|| format!("pull {}", reference.familiar()))?;
-    eprintln!("Status: Downloaded image for {}", pulled.reference.familiar());
+        .with_context(|| format!("unable to find image {name} locally; pull {}", reference.familiar()))?;
     let store = open_store(g, LockMode::Exclusive)?;
     let image = store.resolve_image(&pulled.reference.to_string())?;
     Ok((store, image))
 }
 
-fn create_from(g: &Global, a: &ContainerFlags, rm: bool) -> Result<(Store, ContainerRecord)> {
+/// `run` needs a command (the image's or one given); `create` also makes containers to mount.
+fn create_from(
+    g: &Global,
+    a: &ContainerFlags,
+    rm: bool,
+    need_command: bool,
+) -> Result<(Store, ContainerRecord)> {
     let flags = a.flags(rm)?;
     let store = open_store(g, LockMode::Exclusive)?;
-    let (store, image) = image_for(g, store, a.image(), &a.pull)?;
-    let c = lifecycle::create(&store, &image, a.image(), a.name.as_deref(), &flags)?;
+    let (store, image) = image_for(g, store, &a.image, &a.pull)?;
+    let c = lifecycle::create(&store, &image, &a.image, a.name.as_deref(), &flags, need_command)?;
     Ok((store, c))
 }
 
@@ -193,7 +192,7 @@ pub struct CreateArgs {
 
 pub fn create(g: &Global, a: CreateArgs) -> Result<ExitCode> {
     docker_exit(|| {
-        let (_, c) = create_from(g, &a.flags, false)?;
+        let (_, c) = create_from(g, &a.flags, false, false)?;
         writeln!(std::io::stdout(), "{}", c.id)?;
         Ok(0)
     })
@@ -217,7 +216,7 @@ pub fn run(g: &Global, a: RunArgs) -> Result<ExitCode> {
         if a.flags.tty && !a.detach && a.flags.interactive && !std::io::stdin().is_terminal() {
             bail!("the input device is not a TTY (-t with -i needs a terminal on stdin)");
         }
-        let (store, c) = create_from(g, &a.flags, a.rm)?;
+        let (store, c) = create_from(g, &a.flags, a.rm, true)?;
         if a.detach {
             lifecycle::start(store, &c, Attach::Detached)?;
             writeln!(std::io::stdout(), "{}", c.id)?;

@@ -29,12 +29,15 @@ pub fn create(
     image_name: &str,
     name: Option<&str>,
     flags: &RunFlags,
+    need_command: bool,
 ) -> Result<ContainerRecord> {
     let config = store.image_config(image)?;
     let id = new_container_id()?;
-    let cfg = spec::run_config(&config, flags, &id)?;
-    // The runtime must be there before anything is made (a clear error naming the package).
-    Runtime::find(&cfg.runtime, store.root())?;
+    let cfg = spec::run_config(&config, flags, &id, need_command)?;
+    // To run, the runtime must be there before anything is made (a clear error naming the package).
+    if need_command {
+        Runtime::find(&cfg.runtime, store.root())?;
+    }
     store.create_container_with_id(id, &image.id, image_name, name, Some(cfg))
 }
 

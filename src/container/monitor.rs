@@ -9,6 +9,7 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::process::{Child, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
@@ -166,7 +167,8 @@ fn supervise(
         let _ = set.thread_block();
         set
     });
-    let spawned = spawn_runtime(&ready, attached, &log);
+    let gate = Gate::default();
+    let spawned = spawn_runtime(&ready, attached, &log, &gate);
     let (mut child, copiers) = match spawned {
         Ok(x) => x,
         Err(e) => return fail(&mut st, StartError { code: 125, message: format!("{e:#}") }, report),
@@ -190,19 +192,21 @@ fn supervise(
         if !reported && let Some(pid) = ready.container_pid() {
             st.pid = pid;
             save(&st);
+            gate.decide(true);
             report(Ok(()));
             reported = true;
             break child.wait();
         }
         std::thread::sleep(Duration::from_millis(2));
     };
-    for c in copiers {
-        let _ = c.join();
-    }
     let outcome = match status {
         Ok(s) => ready.outcome(s),
         Err(e) => Err(StartError { code: 125, message: format!("waiting for {}: {e}", ready.runtime.name) }),
     };
+    gate.decide(outcome.is_ok());
+    for c in copiers {
+        let _ = c.join();
+    }
     let auto_remove = ready.config.auto_remove;
     let finished = ready.finish();
     let code = match outcome {
@@ -229,9 +233,43 @@ fn supervise(
 
 type Copiers = Vec<std::thread::JoinHandle<()>>;
 
+/// Holds the output back until the process is known to have started: what the runtime prints
+/// when it can't start the process is strata's error, not the container's output.
+#[derive(Clone, Default)]
+struct Gate(Arc<(Mutex<Option<bool>>, Condvar)>);
+
+impl Gate {
+    fn decide(&self, pass: bool) {
+        let (m, cv) = &*self.0;
+        let mut d = m.lock().unwrap_or_else(|p| p.into_inner());
+        if d.is_none() {
+            *d = Some(pass);
+        }
+        cv.notify_all();
+    }
+
+    fn decided(&self) -> Option<bool> {
+        *self.0.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wait(&self) -> bool {
+        let (m, cv) = &*self.0;
+        let mut d = m.lock().unwrap_or_else(|p| p.into_inner());
+        while d.is_none() {
+            d = cv.wait(d).unwrap_or_else(|p| p.into_inner());
+        }
+        d.unwrap_or(false)
+    }
+}
+
 /// Spawns the runtime with its stdio wired to the log (and this process's own stdio when
 /// attached), and the threads that copy.
-fn spawn_runtime(ready: &Ready, attached: Option<bool>, log: &LogWriter) -> Result<(Child, Copiers)> {
+fn spawn_runtime(
+    ready: &Ready,
+    attached: Option<bool>,
+    log: &LogWriter,
+    gate: &Gate,
+) -> Result<(Child, Copiers)> {
     let tty = ready.config.tty;
     match attached {
         // The runtime puts this terminal in raw mode and restores it itself.
@@ -246,8 +284,8 @@ fn spawn_runtime(ready: &Ready, attached: Option<bool>, log: &LogWriter) -> Resu
             // Its own process group: a Ctrl-C reaches the container once, through us.
             let child = ready.spawn(input, out_w.into(), err_w.into(), true)?;
             let copiers = vec![
-                copier(out_r, log.stream("stdout"), Some(Box::new(std::io::stdout()))),
-                copier(err_r, log.stream("stderr"), Some(Box::new(std::io::stderr()))),
+                copier(out_r, log.stream("stdout"), Some(Box::new(std::io::stdout())), gate),
+                copier(err_r, log.stream("stderr"), Some(Box::new(std::io::stderr())), gate),
             ];
             Ok((child, copiers))
         }
@@ -257,7 +295,7 @@ fn spawn_runtime(ready: &Ready, attached: Option<bool>, log: &LogWriter) -> Resu
             let slave = pty.slave;
             let child =
                 ready.spawn(slave.try_clone()?.into(), slave.try_clone()?.into(), slave.into(), true)?;
-            Ok((child, vec![copier(pty.master, log.stream("stdout"), None)]))
+            Ok((child, vec![copier(pty.master, log.stream("stdout"), None, gate)]))
         }
         None => {
             let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
@@ -265,7 +303,10 @@ fn spawn_runtime(ready: &Ready, attached: Option<bool>, log: &LogWriter) -> Resu
             let child = ready.spawn(Stdio::null(), out_w.into(), err_w.into(), true)?;
             Ok((
                 child,
-                vec![copier(out_r, log.stream("stdout"), None), copier(err_r, log.stream("stderr"), None)],
+                vec![
+                    copier(out_r, log.stream("stdout"), None, gate),
+                    copier(err_r, log.stream("stderr"), None, gate),
+                ],
             ))
         }
     }
@@ -275,25 +316,42 @@ fn copier(
     from: OwnedFd,
     mut log: StreamLog,
     mut also: Option<Box<dyn Write + Send>>,
+    gate: &Gate,
 ) -> std::thread::JoinHandle<()> {
+    let gate = gate.clone();
     std::thread::spawn(move || {
         let mut f = File::from(from);
         let mut buf = [0u8; 16384];
-        loop {
-            match f.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    log.write(&buf[..n]);
-                    if let Some(w) = also.as_mut() {
-                        if w.write_all(&buf[..n]).and_then(|_| w.flush()).is_err() {
-                            also = None;
-                        }
-                    }
+        let mut held: Vec<u8> = Vec::new();
+        let mut pass = |data: &[u8], log: &mut StreamLog| {
+            log.write(data);
+            if let Some(w) = also.as_mut() {
+                if w.write_all(data).and_then(|_| w.flush()).is_err() {
+                    also = None;
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            }
+        };
+        loop {
+            let n = match f.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 // A pty's master answers EIO once the last slave is closed.
                 Err(_) => break,
+            };
+            match gate.decided() {
+                Some(true) => {
+                    if !held.is_empty() {
+                        pass(&std::mem::take(&mut held), &mut log);
+                    }
+                    pass(&buf[..n], &mut log);
+                }
+                Some(false) => {}
+                None => held.extend_from_slice(&buf[..n]),
             }
+        }
+        if !held.is_empty() && gate.wait() {
+            pass(&held, &mut log);
         }
         log.flush();
     })

@@ -132,15 +132,22 @@ pub fn mount_container(store: Store, c: &ContainerRecord, req: &MountRequest) ->
         let m = (pid != 0).then(|| MountRecord { mountpoint: mountpoint.clone(), pid });
         crate::store::containers::write_container_runtime(&dir, "mount.json", m.as_ref())
     };
+    // Recorded before the daemon exists (with this process's pid), so a second mount is told
+    // where this one is going even while it is being set up.
+    record(std::process::id() as i32)?;
     if req.foreground {
-        record(std::process::id() as i32)?;
         let served = mount_foreground(&opts, &mountpoint);
         record(0)?;
         drop(lock);
         return served;
     }
-    let pid = mount_daemon(&opts, &mountpoint)?;
-    record(pid.as_raw())?;
+    match mount_daemon(&opts, &mountpoint) {
+        Ok(pid) => record(pid.as_raw())?,
+        Err(e) => {
+            record(0)?;
+            return Err(e);
+        }
+    }
     drop(lock);
     Ok(())
 }

@@ -119,7 +119,9 @@ fn volume(v: &str) -> Result<MountSpec> {
 }
 
 /// The container's config: the image's (`config` is the image config JSON) under the flags.
-pub fn run_config(image: &Value, f: &RunFlags, id: &str) -> Result<RunConfig> {
+/// Without `need_command`, an image with no command gives a container that can be mounted but
+/// not started (`strata create IMAGE` of a bare rootfs).
+pub fn run_config(image: &Value, f: &RunFlags, id: &str, need_command: bool) -> Result<RunConfig> {
     let c = &image["config"];
     let (entrypoint, cmd) = match &f.entrypoint {
         Some(ep) if ep.is_empty() => (Vec::new(), f.command.clone()),
@@ -128,7 +130,7 @@ pub fn run_config(image: &Value, f: &RunFlags, id: &str) -> Result<RunConfig> {
         None => (strings(&c["Entrypoint"]), f.command.clone()),
     };
     let args: Vec<String> = entrypoint.iter().chain(&cmd).cloned().collect();
-    if args.is_empty() {
+    if args.is_empty() && need_command {
         bail!("no command specified: the image has no Entrypoint or Cmd; give one after the image");
     }
     let network = f.network.clone().unwrap_or_else(|| "host".into());
@@ -224,24 +226,24 @@ mod tests {
     fn entrypoint_and_cmd_follow_docker_rules() {
         let img = json!({"config": {"Entrypoint": ["/ep"], "Cmd": ["a", "b"], "Env": ["PATH=/x", "K=1"]}});
         let f = RunFlags::default();
-        assert_eq!(run_config(&img, &f, ID).unwrap().args, ["/ep", "a", "b"]);
+        assert_eq!(run_config(&img, &f, ID, true).unwrap().args, ["/ep", "a", "b"]);
         let f = RunFlags { command: vec!["c".into()], ..RunFlags::default() };
-        assert_eq!(run_config(&img, &f, ID).unwrap().args, ["/ep", "c"]);
+        assert_eq!(run_config(&img, &f, ID, true).unwrap().args, ["/ep", "c"]);
         let f = RunFlags { entrypoint: Some("/other".into()), ..RunFlags::default() };
-        assert_eq!(run_config(&img, &f, ID).unwrap().args, ["/other"]);
+        assert_eq!(run_config(&img, &f, ID, true).unwrap().args, ["/other"]);
         let f =
             RunFlags { entrypoint: Some(String::new()), command: vec!["x".into()], ..RunFlags::default() };
-        assert_eq!(run_config(&img, &f, ID).unwrap().args, ["x"]);
+        assert_eq!(run_config(&img, &f, ID, true).unwrap().args, ["x"]);
         let f = RunFlags {
             env: vec!["K=2".into(), "NEW=3".into()],
             network: Some("none".into()),
             ..RunFlags::default()
         };
-        let cfg = run_config(&img, &f, ID).unwrap();
+        let cfg = run_config(&img, &f, ID, true).unwrap();
         assert_eq!(cfg.env, ["PATH=/x", "K=2", "NEW=3", "HOSTNAME=0123456789ab"]);
-        assert!(run_config(&json!({}), &RunFlags::default(), ID).is_err());
+        assert!(run_config(&json!({}), &RunFlags::default(), ID, true).is_err());
         let f = RunFlags { network: Some("bridge".into()), ..RunFlags::default() };
-        assert!(format!("{:#}", run_config(&img, &f, ID).unwrap_err()).contains("--network host"));
+        assert!(format!("{:#}", run_config(&img, &f, ID, true).unwrap_err()).contains("--network host"));
     }
 
     #[test]
