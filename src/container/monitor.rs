@@ -140,6 +140,13 @@ fn supervise(
             tracing::warn!("{e:#}");
         }
     };
+    let auto_remove = c.config.as_ref().is_some_and(|x| x.auto_remove);
+    let remove = || {
+        if auto_remove && let Err(e) = Store::remove_container_unlocked(root, &c.id) {
+            tracing::warn!("--rm: {e:#}");
+        }
+    };
+    // The process did not run: the state says why; a --rm container goes all the same.
     let fail =
         |st: &mut RunState, e: StartError, report: &mut dyn FnMut(std::result::Result<(), StartError>)| {
             st.status = "exited".into();
@@ -149,6 +156,7 @@ fn supervise(
             save(st);
             let code = e.code;
             report(Err(e));
+            remove();
             code
         };
     let ready = Store::open(root, LockMode::Shared).and_then(|store| Ready::prepare(store, c, lock));
@@ -207,8 +215,10 @@ fn supervise(
     for c in copiers {
         let _ = c.join();
     }
-    let auto_remove = ready.config.auto_remove;
     let finished = ready.finish();
+    if let Err(e) = &finished {
+        tracing::warn!("{e:#}");
+    }
     let code = match outcome {
         Ok(code) => {
             st.status = "exited".into();
@@ -220,14 +230,9 @@ fn supervise(
             }
             code
         }
-        Err(e) => fail(&mut st, e, report),
+        Err(e) => return fail(&mut st, e, report),
     };
-    if let Err(e) = finished {
-        tracing::warn!("{e:#}");
-    }
-    if auto_remove && let Err(e) = Store::remove_container_unlocked(root, &c.id) {
-        tracing::warn!("--rm: {e:#}");
-    }
+    remove();
     code
 }
 
