@@ -50,9 +50,9 @@ fn status_text(c: &ContainerRecord, mount: &containers::MountState, now: i64) ->
             let up = since(c.state.as_ref().map_or(0, |s| s.started_at));
             format!("Up {}", up.trim_end_matches(" ago"))
         }
+        Status::Dead => "Dead".into(),
         _ if mount.is_mounted() => mount.to_string(),
         Status::Exited { code, finished_at } => format!("Exited ({code}) {}", since(finished_at)),
-        Status::Dead => "Dead".into(),
         Status::Created => "Created".into(),
     }
 }

@@ -179,7 +179,12 @@ pub fn wait(dir: &Path, c: &ContainerRecord) -> Result<i32> {
     let mut last: Option<RunState> = c.state.clone();
     loop {
         if !dir.exists() {
-            // Removed (--rm): the last state seen says how it ended.
+            // Removed (--rm): its monitor left the final state for us.
+            let root = dir.parent().and_then(Path::parent).unwrap_or(dir);
+            let exits = super::monitor::exits_dir(root);
+            if let Some(st) = read_container_runtime::<RunState>(&exits, &format!("{}.json", c.id)) {
+                last = Some(st);
+            }
             return last
                 .filter(|s| s.status == "exited")
                 .map(|s| s.exit_code)

@@ -142,7 +142,13 @@ fn supervise(
     };
     let auto_remove = c.config.as_ref().is_some_and(|x| x.auto_remove);
     let remove = || {
-        if auto_remove && let Err(e) = Store::remove_container_unlocked(root, &c.id) {
+        if !auto_remove {
+            return;
+        }
+        if let Some(st) = crate::store::containers::read_container_runtime::<RunState>(&dir, "state.json") {
+            record_exit(root, &c.id, &st);
+        }
+        if let Err(e) = Store::remove_container_unlocked(root, &c.id) {
             tracing::warn!("--rm: {e:#}");
         }
     };
@@ -236,6 +242,31 @@ fn supervise(
     code
 }
 
+/// Where the final state of removed (`--rm`) containers stays for a minute, so `strata wait`
+/// still learns the exit code of a container that is gone.
+pub fn exits_dir(root: &Path) -> std::path::PathBuf {
+    root.join("runtime").join("exits")
+}
+
+fn record_exit(root: &Path, id: &str, st: &RunState) {
+    let dir = exits_dir(root);
+    if std::fs::create_dir_all(&dir).is_err() {
+        return;
+    }
+    // Forget those older than a minute.
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for e in entries.flatten() {
+            let old = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+            if old.is_some_and(|age| age > Duration::from_secs(60)) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    if let Err(e) = write_container_runtime(&dir, &format!("{id}.json"), Some(st)) {
+        tracing::warn!("{e:#}");
+    }
+}
+
 type Copiers = Vec<std::thread::JoinHandle<()>>;
 
 /// Holds the output back until the process is known to have started: what the runtime prints
@@ -251,10 +282,6 @@ impl Gate {
             *d = Some(pass);
         }
         cv.notify_all();
-    }
-
-    fn decided(&self) -> Option<bool> {
-        *self.0.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn wait(&self) -> bool {
@@ -326,16 +353,9 @@ fn copier(
     let gate = gate.clone();
     std::thread::spawn(move || {
         let mut f = File::from(from);
+        // Until the decision, the output waits in the pipe (the process started a few ms ago).
+        let pass = gate.wait();
         let mut buf = [0u8; 16384];
-        let mut held: Vec<u8> = Vec::new();
-        let mut pass = |data: &[u8], log: &mut StreamLog| {
-            log.write(data);
-            if let Some(w) = also.as_mut() {
-                if w.write_all(data).and_then(|_| w.flush()).is_err() {
-                    also = None;
-                }
-            }
-        };
         loop {
             let n = match f.read(&mut buf) {
                 Ok(0) => break,
@@ -344,19 +364,15 @@ fn copier(
                 // A pty's master answers EIO once the last slave is closed.
                 Err(_) => break,
             };
-            match gate.decided() {
-                Some(true) => {
-                    if !held.is_empty() {
-                        pass(&std::mem::take(&mut held), &mut log);
-                    }
-                    pass(&buf[..n], &mut log);
-                }
-                Some(false) => {}
-                None => held.extend_from_slice(&buf[..n]),
+            if !pass {
+                continue;
             }
-        }
-        if !held.is_empty() && gate.wait() {
-            pass(&held, &mut log);
+            log.write(&buf[..n]);
+            if let Some(w) = also.as_mut() {
+                if w.write_all(&buf[..n]).and_then(|_| w.flush()).is_err() {
+                    also = None;
+                }
+            }
         }
         log.flush();
     })
