@@ -44,7 +44,7 @@ fn logs_exec_top_and_stop_of_a_process_that_ignores_sigterm() {
     );
     let id = id.trim().to_string();
     assert_eq!(id.len(), 64, "{id}");
-    let mut follow = s.command(&["logs", "-f", "d"]).stdout(Stdio::piped()).spawn().unwrap();
+    let follow = s.command(&["logs", "-f", "d"]).stdout(Stdio::piped()).spawn().unwrap();
     eventually("the output in the log", || s.run(&["logs", "d"]).stdout == b"hello\n");
     let o = s.run(&["logs", "d"]);
     assert_eq!(String::from_utf8_lossy(&o.stderr), "oops\n");
@@ -111,7 +111,7 @@ fn kill_signal_wait_restart_and_rm() {
     });
     let err = s.fails(&["rm", "k"]);
     assert!(err.contains("running"), "{err}");
-    let mut wait = s.command(&["wait", "k"]).stdout(Stdio::piped()).spawn().unwrap();
+    let wait = s.command(&["wait", "k"]).stdout(Stdio::piped()).spawn().unwrap();
     let start = Instant::now();
     s.ok(&["stop", "k"]);
     assert!(start.elapsed() < Duration::from_secs(5), "the TERM handler ends it quickly");
