@@ -39,7 +39,20 @@ fn logs_exec_top_and_stop_of_a_process_that_ignores_sigterm() {
     // sleep as pid 1 has no SIGTERM handler: the kernel ignores the signal for it
     let id = run_code(
         &s,
-        &["run", "-d", "--name", "d", "bb:1", "sh", "-c", "echo hello; echo oops >&2; exec sleep 100"],
+        &[
+            "run",
+            "-d",
+            "--name",
+            "d",
+            "--memory",
+            "64m",
+            "--pids-limit",
+            "30",
+            "bb:1",
+            "sh",
+            "-c",
+            "echo hello; echo oops >&2; exec sleep 100",
+        ],
         0,
     );
     let id = id.trim().to_string();
@@ -64,6 +77,18 @@ fn logs_exec_top_and_stop_of_a_process_that_ignores_sigterm() {
     let st = state(&s, &id);
     assert_eq!(st["status"], "running");
     assert!(st["pid"].as_i64().unwrap() > 0);
+    let inspect =
+        |s: &Strata| -> serde_json::Value { serde_json::from_str(&s.ok(&["inspect", "d"])).unwrap() };
+    let i = inspect(&s);
+    assert_eq!(i[0]["Id"], id.as_str());
+    assert_eq!(i[0]["Name"], "/d");
+    assert_eq!(i[0]["State"]["Status"], "running");
+    assert_eq!(i[0]["State"]["Running"], true);
+    assert_eq!(i[0]["State"]["Pid"], st["pid"]);
+    assert!(i[0]["State"]["StartedAt"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(i[0]["HostConfig"]["Memory"], 64 << 20);
+    assert_eq!(i[0]["HostConfig"]["PidsLimit"], 30);
+    assert_eq!(i[0]["Config"]["Cmd"][0], "sh");
     // exec: env from the container, -e, -u by name, -w, exit codes
     assert_eq!(run_code(&s, &["exec", "d", "sh", "-c", "echo $FOO; pwd; id -u"], 0), "img\n/\n0\n");
     assert_eq!(
@@ -85,6 +110,11 @@ fn logs_exec_top_and_stop_of_a_process_that_ignores_sigterm() {
     let took = start.elapsed();
     assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(8), "stop took {took:?}");
     assert_eq!(s.ok(&["wait", "d"]), "137\n");
+    let i = inspect(&s);
+    assert_eq!(i[0]["State"]["Status"], "exited");
+    assert_eq!(i[0]["State"]["Running"], false);
+    assert_eq!(i[0]["State"]["ExitCode"], 137);
+    assert!(i[0]["State"]["FinishedAt"].as_str().unwrap() >= i[0]["State"]["StartedAt"].as_str().unwrap());
     let ps = s.ok(&["ps", "-a"]);
     assert!(ps.contains("Exited (137)"), "{ps}");
     assert_eq!(s.ok(&["ps", "-q"]), "", "ps lists running containers only");

@@ -13,6 +13,7 @@
 pub mod bundle;
 pub mod engine;
 pub mod init_layer;
+pub mod inspect;
 pub mod lifecycle;
 pub mod lock;
 pub mod logs;
