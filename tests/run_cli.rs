@@ -235,3 +235,47 @@ fn two_containers_of_one_image_run_at_once() {
     s.ok(&["rm", "-f", "a", "b"]);
     assert_eq!(s.ok(&["ps", "-a", "-q"]), "");
 }
+
+#[test]
+fn stdin_init_logs_since_and_mount_of_a_running_container() {
+    let Some(s) = setup() else { return };
+    let _c = Cleanup(&s);
+    busybox_image(&s, "bb:1", &[]);
+    // -i passes stdin on; without it the process reads nothing
+    let mut child = s
+        .command(&["run", "--rm", "-i", "bb:1", "cat"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"typed\n").unwrap();
+    assert_eq!(child.wait_with_output().unwrap().stdout, b"typed\n");
+    assert_eq!(run_code(&s, &["run", "--rm", "bb:1", "cat"], 0), "");
+    // --init: tini is the first process, the command its child
+    if std::path::Path::new("/usr/bin/tini-static").exists() {
+        assert_eq!(
+            run_code(&s, &["run", "--rm", "--init", "bb:1", "cat", "/proc/1/comm"], 0),
+            "docker-init\n"
+        );
+    } else {
+        assert!(std::env::var("CI").is_err(), "CI=true: --init needs tini-static (Debian package tini)");
+        let o = s.run(&["run", "--rm", "--init", "bb:1", "true"]);
+        assert_eq!(o.status.code(), Some(125));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("package tini"));
+    }
+    // logs --since: a time after the output shows nothing
+    s.ok(&["run", "--name", "l", "bb:1", "echo", "early"]);
+    assert_eq!(s.ok(&["logs", "l"]), "early\n");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(s.ok(&["logs", "--since", "1s", "l"]), "");
+    assert_eq!(s.ok(&["logs", "--since", "1000000000", "l"]), "early\n");
+    // a running container's mount is its own: mount and umount are refused
+    s.ok(&["run", "-d", "--name", "r", "bb:1", "sleep", "30"]);
+    let mp = s.path("mp");
+    std::fs::create_dir(&mp).unwrap();
+    let err = s.fails(&["mount", "r", mp.to_str().unwrap()]);
+    assert!(err.contains("already mounted at") && err.contains("rootfs"), "{err}");
+    let err = s.fails(&["umount", "r"]);
+    assert!(err.contains("running"), "{err}");
+    s.ok(&["rm", "-f", "r"]);
+}
