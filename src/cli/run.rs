@@ -249,7 +249,7 @@ pub fn start(g: &Global, a: StartArgs) -> Result<ExitCode> {
             lifecycle::start(store, &c, Attach::Foreground { stdin: a.interactive })
         });
     }
-    each(g, &a.containers, LockMode::Shared, |g, name| {
+    each(g, &a.containers, |g, name| {
         let store = open_store(g, LockMode::Shared)?;
         let c = store.resolve_container(name)?;
         if status::status(&c) != Status::Running {
@@ -261,12 +261,7 @@ pub fn start(g: &Global, a: StartArgs) -> Result<ExitCode> {
 
 /// Runs `f` for each container, printing its name on success and the error otherwise, as Docker's
 /// multi-container commands do; exit 1 when one failed.
-fn each(
-    g: &Global,
-    names: &[String],
-    _mode: LockMode,
-    f: impl Fn(&Global, &str) -> Result<()>,
-) -> Result<ExitCode> {
+fn each(g: &Global, names: &[String], f: impl Fn(&Global, &str) -> Result<()>) -> Result<ExitCode> {
     let mut code = ExitCode::SUCCESS;
     for name in names {
         match f(g, name) {
@@ -293,7 +288,7 @@ pub struct StopArgs {
 }
 
 pub fn stop(g: &Global, a: StopArgs) -> Result<ExitCode> {
-    each(g, &a.containers, LockMode::Shared, |g, name| {
+    each(g, &a.containers, |g, name| {
         let store = open_store(g, LockMode::Shared)?;
         let c = store.resolve_container(name)?;
         lifecycle::stop(&store, &c, Duration::from_secs(a.time), a.signal.as_deref())
@@ -310,7 +305,7 @@ pub struct RestartArgs {
 }
 
 pub fn restart(g: &Global, a: RestartArgs) -> Result<ExitCode> {
-    each(g, &a.containers, LockMode::Shared, |g, name| {
+    each(g, &a.containers, |g, name| {
         let store = open_store(g, LockMode::Shared)?;
         let c = store.resolve_container(name)?;
         lifecycle::stop(&store, &c, Duration::from_secs(a.time), None)?;
@@ -330,7 +325,7 @@ pub struct KillArgs {
 
 pub fn kill(g: &Global, a: KillArgs) -> Result<ExitCode> {
     lifecycle::normalize_signal(&a.signal)?;
-    each(g, &a.containers, LockMode::Shared, |g, name| {
+    each(g, &a.containers, |g, name| {
         let store = open_store(g, LockMode::Shared)?;
         let c = store.resolve_container(name)?;
         lifecycle::kill(&store, &c, &a.signal, false)

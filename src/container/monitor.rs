@@ -250,7 +250,7 @@ pub fn exits_dir(root: &Path) -> std::path::PathBuf {
 
 fn record_exit(root: &Path, id: &str, st: &RunState) {
     let dir = exits_dir(root);
-    if std::fs::create_dir_all(&dir).is_err() {
+    if super::runtime::private_dir(&dir).is_err() {
         return;
     }
     // Forget those older than a minute.
