@@ -407,7 +407,7 @@ pub fn inspect(g: &Global, a: InspectArgs) -> Result<ExitCode> {
             _ => store.resolve_container(input).ok(),
         };
         let found = match (container, a.kind.as_deref()) {
-            (Some(c), _) => container_json(&store, &c),
+            (Some(c), _) => Ok(crate::container::inspect::describe(&store, &c)),
             (None, Some("container")) => Err(anyhow::anyhow!("no such container: {input}")),
             (None, _) => store.resolve_image(input).and_then(|img| image_json(&store, &img)),
         };
@@ -429,54 +429,6 @@ pub fn inspect(g: &Global, a: InspectArgs) -> Result<ExitCode> {
         None => writeln!(out, "{}", serde_json::to_string_pretty(&docs)?)?,
     }
     Ok(code)
-}
-
-/// A container as `docker inspect` shows one: the record's own fields (whatever it holds, keys in
-/// Docker's PascalCase), with Id, Name (`/name`), Created (RFC 3339), Image (the image id),
-/// Config.Image (the name it was created from) and its layers as GraphDriver data.
-fn container_json(store: &Store, c: &crate::store::containers::ContainerRecord) -> Result<serde_json::Value> {
-    let record = serde_json::to_value(c)?;
-    let mut doc = serde_json::Map::new();
-    for (k, v) in record.as_object().cloned().unwrap_or_default() {
-        doc.insert(pascal_case(&k), v);
-    }
-    doc.insert("Id".into(), json!(c.id));
-    doc.insert("Name".into(), json!(format!("/{}", c.name)));
-    doc.insert("Created".into(), json!(time::format_rfc3339(c.created)));
-    doc.insert("Image".into(), json!(c.image.to_string()));
-    let config = doc.entry("Config").or_insert_with(|| json!({}));
-    if let Some(cfg) = config.as_object_mut() {
-        cfg.entry("Image").or_insert_with(|| json!(c.image_name));
-    }
-    let mountpoint = c.mount.as_ref().map(|m| m.mountpoint.display().to_string()).unwrap_or_default();
-    doc.insert("Mountpoint".into(), json!(mountpoint));
-    let lowers = store
-        .image(&c.image)
-        .map(|img| crate::fs::containers::image_lowers(store, &img))
-        .unwrap_or_default()
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect::<Vec<_>>()
-        .join(":");
-    doc.insert(
-        "GraphDriver".into(),
-        json!({"Name": "strata", "Data": {
-            "LowerDir": lowers,
-            "UpperDir": store.container_upper(&c.id).display().to_string(),
-            "WorkDir": store.container_work(&c.id).display().to_string(),
-        }}),
-    );
-    Ok(serde_json::Value::Object(doc))
-}
-
-/// `image_name` → `ImageName`; keys already capitalised stay.
-fn pascal_case(key: &str) -> String {
-    key.split('_')
-        .map(|w| {
-            let mut c = w.chars();
-            c.next().map(|f| f.to_uppercase().chain(c).collect::<String>()).unwrap_or_default()
-        })
-        .collect()
 }
 
 /// An image as `docker inspect` shows one.
