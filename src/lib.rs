@@ -3,6 +3,7 @@
 //! Dependencies point downward: cli → (archive, registry, inspect, fs) → union → layer → store/oci → sys.
 
 pub mod archive;
+pub mod build;
 pub mod cli;
 pub mod fs;
 pub mod inspect;

@@ -1,0 +1,6 @@
+//! `strata build`: Dockerfile parsing, the build context, and the builder that turns instructions
+//! into image layers and configs, with a cache kept in the store.
+
+pub mod ignore;
+pub mod parse;
+pub mod vars;
