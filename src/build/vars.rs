@@ -91,10 +91,8 @@ impl Lexer {
                         let mut parts = v.split(char::is_whitespace).peekable();
                         while let Some(p) = parts.next() {
                             cur.push_str(p);
-                            if parts.peek().is_some() {
-                                if !cur.is_empty() {
-                                    words.push(std::mem::take(&mut cur));
-                                }
+                            if parts.peek().is_some() && !cur.is_empty() {
+                                words.push(std::mem::take(&mut cur));
                             }
                         }
                         started = !cur.is_empty();

@@ -1,5 +1,6 @@
 //! The command line: clap definitions, one file per group of commands.
 
+mod build;
 mod containers;
 mod images;
 mod inspect;
@@ -99,6 +100,17 @@ pub enum Command {
     /// Store-wide information.
     #[command(subcommand)]
     System(SystemCommand),
+    /// Build an image from a Dockerfile.
+    Build(build::BuildArgs),
+    /// Manage the build cache.
+    #[command(subcommand)]
+    Builder(BuilderCommand),
+}
+
+#[derive(Subcommand)]
+pub enum BuilderCommand {
+    /// Remove the build cache: cache entries, cache mounts, and intermediate images only it kept.
+    Prune(build::BuilderPruneArgs),
 }
 
 #[derive(Subcommand)]
@@ -176,6 +188,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Login(a) => registry::login(g, a),
         Command::Logout(a) => registry::logout(g, a),
         Command::Search(a) => registry::search(g, a),
+        Command::Build(a) => build::build(g, a),
+        Command::Builder(BuilderCommand::Prune(a)) => build::builder_prune(g, a),
     }
 }
 
