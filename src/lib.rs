@@ -1,10 +1,12 @@
 //! strata: container image layers without a daemon.
 //!
-//! Dependencies point downward: cli → (archive, registry, inspect, fs) → union → layer → store/oci → sys.
+//! Dependencies point downward: cli → (archive, registry, inspect, container) → fs → union → layer
+//! → store/oci → sys; `container` (lifecycle, runtime, monitor) is the only one joining `fs` and `store`.
 
 pub mod archive;
 pub mod build;
 pub mod cli;
+pub mod container;
 pub mod fs;
 pub mod inspect;
 pub mod layer;

@@ -10,7 +10,7 @@ use clap::Args;
 use super::images::{fixed_time, parse_tag};
 use super::output::{self, Format, Row, human_size, time_ago};
 use super::{Global, open_store};
-use crate::fs::containers::{self, MountRequest};
+use crate::container::mounting::{self as containers, MountRequest};
 use crate::inspect::{change, container_diff};
 use crate::layer::{Compression, PackOptions};
 use crate::oci::Reference;
@@ -31,7 +31,7 @@ pub struct CreateArgs {
 pub fn create(g: &Global, a: CreateArgs) -> Result<ExitCode> {
     let store = open_store(g, LockMode::Exclusive)?;
     let image = store.resolve_image(&a.image)?;
-    let rec = store.create_container(&image.id, &a.image, a.name.as_deref())?;
+    let rec = store.create_container(&image.id, &a.image, a.name.as_deref(), None)?;
     writeln!(std::io::stdout(), "{}", rec.id)?;
     Ok(ExitCode::SUCCESS)
 }

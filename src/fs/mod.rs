@@ -18,7 +18,6 @@
 //! [`unmount`] / [`unmount_and_wait`].
 
 pub mod attr;
-pub mod containers;
 mod copyup;
 mod create;
 mod dir;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use crate::fs::containers::image_lowers;
+use crate::container::mounting::image_lowers;
 use crate::oci::Digest;
 use crate::store::{ImageRecord, Store};
 use crate::union::Stack;

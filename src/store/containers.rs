@@ -1,7 +1,8 @@
 //! `containers/<id>/{upper,work,meta.json}`: an image plus one writable layer, and `mount.json`
-//! while a daemon serves it (runtime state, written without fsync).
+//! while a daemon serves it, `state.json` once it has run (runtime state, written without fsync,
+//! by whoever holds the container's `lock`, without the store lock).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -19,9 +20,88 @@ pub struct ContainerRecord {
     /// What the user called the image when creating the container.
     pub image_name: String,
     pub created: i64,
+    /// What `run`/`create` recorded: the process and how to run it (absent for containers made
+    /// before strata ran containers: they can be mounted, not started).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<RunConfig>,
     /// Set while a mount daemon serves this container (kept in `mount.json`).
     #[serde(skip)]
     pub mount: Option<MountRecord>,
+    /// The last run's state, as the monitor wrote it (kept in `state.json`).
+    #[serde(skip)]
+    pub state: Option<RunState>,
+}
+
+/// A container's process and the way it runs, Docker's `Config` and `HostConfig` in one.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct RunConfig {
+    /// The command line: entrypoint then command, after Docker's override rules.
+    pub args: Vec<String>,
+    /// The image's Entrypoint or `--entrypoint` (shown by inspect).
+    pub entrypoint: Vec<String>,
+    /// The image's Cmd or the command given (shown by inspect).
+    pub cmd: Vec<String>,
+    /// `KEY=VALUE`, complete (image, then `--env-file`, then `-e`; PATH and HOSTNAME filled in).
+    pub env: Vec<String>,
+    pub working_dir: String,
+    /// As given: `name`, `uid`, `name:group`, `uid:gid` (resolved in the image at start).
+    pub user: String,
+    pub hostname: String,
+    /// `host` or `none`.
+    pub network: String,
+    pub mounts: Vec<MountSpec>,
+    pub read_only: bool,
+    /// `runc`, `crun` or a path.
+    pub runtime: String,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub privileged: bool,
+    /// Bytes; 0 = no limit.
+    pub memory: u64,
+    /// 0 = no limit.
+    pub pids_limit: i64,
+    pub init: bool,
+    pub tty: bool,
+    pub open_stdin: bool,
+    pub auto_remove: bool,
+    /// From the image (`SIGTERM` when it has none).
+    pub stop_signal: String,
+}
+
+/// A bind mount (`-v HOST:CTR[:ro]`) or a tmpfs (`--tmpfs PATH`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MountSpec {
+    /// `bind` or `tmpfs`.
+    #[serde(rename = "Type")]
+    pub kind: String,
+    /// The host path (empty for tmpfs).
+    pub source: PathBuf,
+    pub destination: String,
+    #[serde(rename = "RW")]
+    pub rw: bool,
+}
+
+/// What the monitor recorded of the container's last run (Docker's `State`, raw).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunState {
+    /// `running` or `exited` as the monitor last wrote it (liveness is checked on reading).
+    pub status: String,
+    /// The container's first process, as seen from the host.
+    pub pid: i32,
+    /// The monitor owning the mount and the runtime child.
+    pub monitor_pid: i32,
+    pub exit_code: i32,
+    /// Unix milliseconds; 0 = never.
+    pub started_at: i64,
+    pub finished_at: i64,
+    /// Why the container could not start, or why its monitor gave up.
+    pub error: String,
+    /// The runtime that ran it, and the id it knows the container by.
+    pub runtime: String,
+    pub runtime_id: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -62,6 +142,7 @@ impl Store {
                     bail!("corrupt store file {}: it records container id {:?}", meta.display(), rec.id);
                 }
                 rec.mount = records::read_runtime(&e.path().join("mount.json"));
+                rec.state = records::read_runtime(&e.path().join("state.json"));
                 out.push(rec);
             }
         }
@@ -90,6 +171,7 @@ impl Store {
         image: &Digest,
         image_name: &str,
         name: Option<&str>,
+        config: Option<RunConfig>,
     ) -> Result<ContainerRecord> {
         self.ensure_writable()?;
         self.check_layers(&self.image(image)?)?;
@@ -116,7 +198,9 @@ impl Store {
             image: image.clone(),
             image_name: image_name.to_string(),
             created: now_unix(),
+            config,
             mount: None,
+            state: None,
         };
         let stage = staging::tmp_path(&self.tmp_dir(), "container");
         for d in ["upper", "work"] {
@@ -130,17 +214,7 @@ impl Store {
 
     /// Records (or, with `None`, forgets) the daemon serving container `id`.
     pub fn set_container_mount(&self, id: &str, mount: Option<&MountRecord>) -> Result<()> {
-        self.ensure_writable()?;
-        let path = self.container_dir(id).join("mount.json");
-        match mount {
-            Some(m) => records::write_runtime(&self.tmp_dir(), &path, m),
-            None => match std::fs::remove_file(&path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    Err(e).with_context(|| format!("cannot remove {}", path.display()))
-                }
-                _ => Ok(()),
-            },
-        }
+        write_container_runtime(&self.container_dir(id), "mount.json", mount)
     }
 
     /// Deletes a container and its writable layer (renamed into tmp first: never half-deleted).
@@ -151,6 +225,32 @@ impl Store {
             .with_context(|| format!("cannot remove container {id}"))?;
         std::fs::remove_dir_all(&doomed).with_context(|| format!("cannot remove {}", doomed.display()))
     }
+}
+
+/// Writes (or, with `None`, removes) a runtime record of a container, `mount.json` or
+/// `state.json`: staged in the container's own directory and renamed, so it needs no store lock,
+/// only the container's lock (see `container::lock`).
+pub fn write_container_runtime<T: Serialize>(dir: &Path, name: &str, value: Option<&T>) -> Result<()> {
+    let path = dir.join(name);
+    match value {
+        Some(v) => {
+            let staged = dir.join(format!(".{name}.{}", std::process::id()));
+            std::fs::write(&staged, serde_json::to_vec_pretty(v)?)
+                .with_context(|| format!("cannot write {}", staged.display()))?;
+            std::fs::rename(&staged, &path).with_context(|| format!("cannot write {}", path.display()))
+        }
+        None => match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("cannot remove {}", path.display()))
+            }
+            _ => Ok(()),
+        },
+    }
+}
+
+/// Reads a container's runtime record; an absent or unreadable one is `None`.
+pub fn read_container_runtime<T: serde::de::DeserializeOwned>(dir: &Path, name: &str) -> Option<T> {
+    records::read_runtime(&dir.join(name))
 }
 
 fn random_id() -> Result<String> {

@@ -5,6 +5,7 @@ pub mod image_mount;
 pub mod images;
 pub mod mount;
 pub mod registry;
+pub mod run;
 pub mod strata;
 pub mod token_issuer;
 pub mod tree;

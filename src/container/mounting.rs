@@ -1,5 +1,6 @@
-//! Containers and images on the mount: the store says what to stack, this mounts it, records the
-//! daemon in the container's record, and tells live, dead and unmounted apart.
+//! Containers and images on the mount: the store says what to stack, this mounts it under the
+//! container's lock, records the daemon in the container's record, and tells live, dead and
+//! unmounted apart.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -8,15 +9,16 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use nix::unistd::Pid;
 
-use super::mount::{
+use super::lock::ContainerLock;
+use crate::fs::mount::{
     MountOptions, is_alive, is_mounted, mount_daemon, mount_foreground, unmount, unmount_and_wait,
 };
-use crate::store::containers::{ContainerRecord, MountRecord};
+use crate::store::containers::{ContainerRecord, MountRecord, read_container_runtime};
 use crate::store::mounts::ImageMount;
 use crate::store::{ImageRecord, Store};
 
 /// How long `umount` waits for the daemon to write everything and exit.
-const UNMOUNT_TIMEOUT: Duration = Duration::from_secs(60);
+pub const UNMOUNT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What a container's mount record is worth right now.
 #[derive(Debug, PartialEq, Eq)]
@@ -49,7 +51,11 @@ impl fmt::Display for MountState {
 }
 
 pub fn mount_state(c: &ContainerRecord) -> MountState {
-    let Some(m) = &c.mount else { return MountState::Unmounted };
+    state_of(c.mount.as_ref())
+}
+
+fn state_of(m: Option<&MountRecord>) -> MountState {
+    let Some(m) = m else { return MountState::Unmounted };
     let mounted = is_mounted(&m.mountpoint).unwrap_or(false);
     match (mounted, is_alive(Pid::from_raw(m.pid))) {
         (true, true) => MountState::Mounted { mountpoint: m.mountpoint.clone(), pid: m.pid },
@@ -58,9 +64,23 @@ pub fn mount_state(c: &ContainerRecord) -> MountState {
     }
 }
 
+/// The mount state as the container's directory says now (not as a record read earlier).
+pub fn current_mount_state(store: &Store, id: &str) -> MountState {
+    state_of(read_container_runtime::<MountRecord>(&store.container_dir(id), "mount.json").as_ref())
+}
+
 /// The image's layer trees, top first (what the union stacks).
 pub fn image_lowers(store: &Store, image: &ImageRecord) -> Vec<PathBuf> {
     image.layers.iter().rev().map(|l| store.layer_fs(&l.diff_id)).collect()
+}
+
+/// A container's lower layers, top first: its init layer (mountpoints for the runtime, kept out
+/// of the upper so they never show in a diff or a commit) when it has one, then the image's.
+pub fn container_lowers(store: &Store, c: &ContainerRecord, image: &ImageRecord) -> Vec<PathBuf> {
+    let init = super::init_layer::path(store, &c.id);
+    let mut lowers: Vec<PathBuf> = init.is_dir().then_some(init).into_iter().collect();
+    lowers.extend(image_lowers(store, image));
+    lowers
 }
 
 pub struct MountRequest {
@@ -69,38 +89,60 @@ pub struct MountRequest {
     pub foreground: bool,
 }
 
-/// Mounts a container read-write. The store is given back (dropped) before the daemon forks, so
-/// the daemon never inherits the store lock; the record is written once the mount answers.
-pub fn mount_container(store: Store, c: &ContainerRecord, req: &MountRequest) -> Result<()> {
-    if let state @ (MountState::Mounted { .. } | MountState::Dead { .. }) = mount_state(c) {
-        bail!("container {} is already mounted ({state}): strata umount {} first", c.name, c.name);
+/// The error for a container someone else holds: where it is mounted, if it says.
+pub fn busy_error(store: &Store, c: &ContainerRecord) -> anyhow::Error {
+    match read_container_runtime::<MountRecord>(&store.container_dir(&c.id), "mount.json") {
+        Some(m) => anyhow::anyhow!("container {} is already mounted at {}", c.name, m.mountpoint.display()),
+        None => anyhow::anyhow!("container {} is in use: it is being mounted, run or removed", c.name),
     }
+}
+
+/// The mount options of a container's read-write union.
+pub fn container_mount_options(
+    store: &Store,
+    c: &ContainerRecord,
+    allow_other: bool,
+) -> Result<MountOptions> {
     let image = store.image(&c.image).with_context(|| format!("the image of container {}", c.name))?;
-    let opts = MountOptions {
-        lowers: image_lowers(&store, &image),
+    Ok(MountOptions {
+        lowers: container_lowers(store, c, &image),
         upper: Some(store.container_upper(&c.id)),
         work: Some(store.container_work(&c.id)),
-        allow_other: req.allow_other,
+        allow_other,
         fsname: format!("strata:{}", c.short_id()),
         log_file: Some(store.container_dir(&c.id).join("mount.log")),
         ..MountOptions::default()
-    };
-    let root = store.root().to_path_buf();
+    })
+}
+
+/// Mounts a container read-write. The container's lock is taken first and inherited by the
+/// daemon, which holds it until it exits: a second mount gets "already mounted at …". The store
+/// is given back (dropped) before the daemon forks, so the daemon never inherits the store lock.
+pub fn mount_container(store: Store, c: &ContainerRecord, req: &MountRequest) -> Result<()> {
+    let dir = store.container_dir(&c.id);
+    let Some(lock) = ContainerLock::try_acquire(&dir)? else { return Err(busy_error(&store, c)) };
+    if let state @ (MountState::Mounted { .. } | MountState::Dead { .. }) = current_mount_state(&store, &c.id)
+    {
+        bail!("container {} is already mounted ({state}): strata umount {} first", c.name, c.name);
+    }
+    let opts = container_mount_options(&store, c, req.allow_other)?;
     drop(store);
-    let mountpoint = super::mount::absolute(&req.mountpoint)?;
+    let mountpoint = crate::fs::mount::absolute(&req.mountpoint)?;
     let record = |pid: i32| -> Result<()> {
-        let store = Store::open(&root, crate::store::LockMode::Exclusive)?;
         let m = (pid != 0).then(|| MountRecord { mountpoint: mountpoint.clone(), pid });
-        store.set_container_mount(&c.id, m.as_ref())
+        crate::store::containers::write_container_runtime(&dir, "mount.json", m.as_ref())
     };
     if req.foreground {
         record(std::process::id() as i32)?;
         let served = mount_foreground(&opts, &mountpoint);
         record(0)?;
+        drop(lock);
         return served;
     }
     let pid = mount_daemon(&opts, &mountpoint)?;
-    record(pid.as_raw())
+    record(pid.as_raw())?;
+    drop(lock);
+    Ok(())
 }
 
 /// Mounts an image read-only (no container); the mount is recorded so `rmi` and `umount` know it.
@@ -114,7 +156,7 @@ pub fn mount_image(store: Store, image: &ImageRecord, req: &MountRequest) -> Res
     };
     let root = store.root().to_path_buf();
     drop(store);
-    let mountpoint = super::mount::absolute(&req.mountpoint)?;
+    let mountpoint = crate::fs::mount::absolute(&req.mountpoint)?;
     let record = |pid: Option<i32>| -> Result<()> {
         let store = Store::open(&root, crate::store::LockMode::Exclusive)?;
         match pid {
@@ -137,9 +179,9 @@ pub fn mount_image(store: Store, image: &ImageRecord, req: &MountRequest) -> Res
 }
 
 /// Unmounts a container and waits until its daemon has written everything and exited; a dead
-/// daemon's mount is cleared too. The record is cleared either way.
+/// daemon's mount is cleared too. The record is cleared unless a new mount holds the container.
 pub fn unmount_container(store: &Store, c: &ContainerRecord) -> Result<()> {
-    match mount_state(c) {
+    match current_mount_state(store, &c.id) {
         MountState::Mounted { mountpoint, pid } => {
             unmount_and_wait(&mountpoint, Some(Pid::from_raw(pid)), UNMOUNT_TIMEOUT)?
         }
@@ -147,13 +189,18 @@ pub fn unmount_container(store: &Store, c: &ContainerRecord) -> Result<()> {
         MountState::Unmounted if c.mount.is_none() => bail!("container {} is not mounted", c.name),
         MountState::Unmounted => {}
     }
-    store.set_container_mount(&c.id, None)
+    let dir = store.container_dir(&c.id);
+    // The daemon is gone; its `strata mount` parent may still be finishing: wait for it briefly.
+    if let Some(_lock) = ContainerLock::acquire_within(&dir, Duration::from_secs(5), || Ok(()))? {
+        store.set_container_mount(&c.id, None)?;
+    }
+    Ok(())
 }
 
 /// Unmounts a read-only image mount at `path` (or any FUSE mount strata has no record of) and
 /// forgets its record.
 pub fn unmount_path(store: &Store, path: &Path) -> Result<()> {
-    let path = super::mount::absolute(path)?;
+    let path = crate::fs::mount::absolute(path)?;
     let pid = store.image_mounts()?.into_iter().find(|m| m.mountpoint == path).map(|m| Pid::from_raw(m.pid));
     match pid {
         Some(pid) if is_alive(pid) => unmount_and_wait(&path, Some(pid), UNMOUNT_TIMEOUT)?,

@@ -1,0 +1,182 @@
+//! Starting a container's process: under its lock, build the init layer, the host files and the
+//! runtime bundle, mount the union (a mount daemon inheriting the lock), run the runtime in the
+//! foreground, and take it all down again. The monitor, `strata run` and the build's `RUN` share it.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+
+use anyhow::{Context, Result, bail};
+use nix::unistd::Pid;
+
+use super::lock::ContainerLock;
+use super::mounting::{self, MountState, UNMOUNT_TIMEOUT};
+use super::runtime::{self, Runtime};
+use super::{init_layer, user};
+use crate::store::Store;
+use crate::store::containers::{ContainerRecord, MountRecord, RunConfig, write_container_runtime};
+use crate::union::Stack;
+
+/// The runtime could not start the process: Docker's exit code for it and the runtime's message.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct StartError {
+    /// 125, 126 or 127.
+    pub code: i32,
+    pub message: String,
+}
+
+/// A container mounted and ready for its runtime. It holds the container's lock; [`Ready::finish`]
+/// takes everything down (dropping it without finishing still unmounts).
+pub struct Ready {
+    pub id: String,
+    pub name: String,
+    pub dir: PathBuf,
+    pub rootfs: PathBuf,
+    pub runtime: Runtime,
+    pub config: RunConfig,
+    mount_pid: Option<Pid>,
+    _lock: ContainerLock,
+}
+
+impl Ready {
+    /// Mounts `c` and writes its bundle; the store is dropped before the mount daemon forks (call
+    /// while single-threaded). `lock` is the container's, taken by the caller.
+    pub fn prepare(store: Store, c: &ContainerRecord, lock: ContainerLock) -> Result<Ready> {
+        let cfg = c.config.clone().with_context(|| {
+            format!("container {} was created without a process (by an older strata): it can be mounted, not started", c.name)
+        })?;
+        let dir = store.container_dir(&c.id);
+        let image = store.image(&c.image).with_context(|| format!("the image of container {}", c.name))?;
+        let upper = store.container_upper(&c.id);
+        let stack = Stack::new(&mounting::image_lowers(&store, &image), Some(&upper))
+            .with_context(|| format!("opening the layers of {}", c.image_name))?;
+        let user = user::resolve(&stack, &cfg.user)?;
+        let mut dirs = vec![PathBuf::from("proc"), PathBuf::from("sys"), PathBuf::from("dev")];
+        let mut files: Vec<PathBuf> =
+            ["etc/hosts", "etc/hostname", "etc/resolv.conf"].iter().map(PathBuf::from).collect();
+        if !cfg.working_dir.is_empty() {
+            dirs.push(init_layer::container_path(&cfg.working_dir)?);
+        }
+        for m in &cfg.mounts {
+            let dest = init_layer::container_path(&m.destination)?;
+            if m.kind == "bind" {
+                let meta = std::fs::metadata(&m.source).with_context(|| {
+                    format!(
+                        "invalid mount {}:{}: bind source path does not exist",
+                        m.source.display(),
+                        m.destination
+                    )
+                })?;
+                if meta.is_dir() { dirs.push(dest) } else { files.push(dest) }
+            } else {
+                dirs.push(dest);
+            }
+        }
+        init_layer::prepare(&init_layer::path(&store, &c.id), &stack, &dirs, &files)?;
+        drop(stack);
+        super::bundle::write_host_files(&dir, &cfg)?;
+        let runtime = Runtime::find(&cfg.runtime, store.root())?;
+        // What a killed monitor may have left: the runtime's state, a dead mount.
+        runtime.delete(&c.id);
+        let rootfs = dir.join("rootfs");
+        match mounting::current_mount_state(&store, &c.id) {
+            MountState::Unmounted => {}
+            MountState::Dead { mountpoint } => crate::fs::mount::unmount(&mountpoint)?,
+            MountState::Mounted { mountpoint, .. } => {
+                bail!("container {} is mounted at {}: strata umount it first", c.name, mountpoint.display())
+            }
+        }
+        std::fs::create_dir_all(&rootfs).with_context(|| format!("cannot create {}", rootfs.display()))?;
+        let config = super::bundle::runtime_config(&cfg, &user, &rootfs, &dir, &c.id)?;
+        std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&config)?)
+            .with_context(|| format!("cannot write {}", dir.join("config.json").display()))?;
+        // allow_other: the container's users are not the daemon's (permission checks stay the kernel's).
+        let mut opts = mounting::container_mount_options(&store, c, true)?;
+        opts.read_only = cfg.read_only;
+        drop(store);
+        let mut ready = Ready {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            dir,
+            rootfs,
+            runtime,
+            config: cfg,
+            mount_pid: None,
+            _lock: lock,
+        };
+        let pid = crate::fs::mount::mount_daemon(&opts, &ready.rootfs)
+            .with_context(|| format!("mounting container {}", c.name))?;
+        ready.mount_pid = Some(pid);
+        let record = MountRecord { mountpoint: ready.rootfs.clone(), pid: pid.as_raw() };
+        write_container_runtime(&ready.dir, "mount.json", Some(&record))?;
+        Ok(ready)
+    }
+
+    pub fn runtime_log(&self) -> PathBuf {
+        self.dir.join("runtime.log")
+    }
+
+    pub fn pid_file(&self) -> PathBuf {
+        self.dir.join("pid")
+    }
+
+    /// `RUNTIME run` for the container, not yet spawned: the caller sets its stdio.
+    pub fn command(&self) -> Command {
+        let _ = std::fs::remove_file(self.runtime_log());
+        let _ = std::fs::remove_file(self.pid_file());
+        let mut c = self.runtime.command(Some(&self.runtime_log()));
+        c.arg("run").arg("--bundle").arg(&self.dir).arg("--pid-file").arg(self.pid_file()).arg(&self.id);
+        c
+    }
+
+    /// Spawns the runtime with the given stdio.
+    pub fn spawn(&self, stdin: Stdio, stdout: Stdio, stderr: Stdio, own_group: bool) -> Result<Child> {
+        let mut c = self.command();
+        c.stdin(stdin).stdout(stdout).stderr(stderr);
+        if own_group {
+            use std::os::unix::process::CommandExt;
+            c.process_group(0);
+        }
+        c.spawn().with_context(|| format!("cannot run {}", self.runtime.path.display()))
+    }
+
+    /// The container's exit code from the runtime's, or why the process never started.
+    pub fn outcome(&self, status: ExitStatus) -> std::result::Result<i32, StartError> {
+        use std::os::unix::process::ExitStatusExt;
+        let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+        match runtime::last_error(&self.runtime_log()) {
+            Some(msg) if code != 0 => Err(StartError {
+                code: runtime::classify(&msg) as i32,
+                message: format!("{}: {msg}", self.runtime.name),
+            }),
+            _ => Ok(code),
+        }
+    }
+
+    /// The container's first process, once the runtime has written its pid file.
+    pub fn container_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.pid_file()).ok()?.trim().parse().ok()
+    }
+
+    /// Deletes what the runtime keeps, unmounts (waiting for the daemon to write everything) and
+    /// releases the container.
+    pub fn finish(mut self) -> Result<()> {
+        self.take_down()
+    }
+
+    fn take_down(&mut self) -> Result<()> {
+        let Some(pid) = self.mount_pid.take() else { return Ok(()) };
+        self.runtime.delete(&self.id);
+        let unmounted = crate::fs::mount::unmount_and_wait(&self.rootfs, Some(pid), UNMOUNT_TIMEOUT);
+        write_container_runtime::<MountRecord>(&self.dir, "mount.json", None)?;
+        unmounted.with_context(|| format!("unmounting container {}", self.name))
+    }
+}
+
+impl Drop for Ready {
+    fn drop(&mut self) {
+        if let Err(e) = self.take_down() {
+            tracing::warn!("{e:#}");
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! The per-container lock (`containers/<id>/lock`, flock): held by whoever mounts, runs or removes
+//! the container, for as long as that lasts. A mount daemon or monitor inherits it across fork and
+//! holds it until it exits, so a second mount can't start a second daemon on the same upper (whose
+//! work-dir clean-up would delete the first one's copy-ups) and `rm` never deletes an upper under a
+//! starting daemon.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use nix::errno::Errno;
+use nix::fcntl::FlockArg;
+
+/// Held while the value lives (and in every process forked meanwhile, until they exit). Dropping
+/// it only closes this process's descriptor: the lock ends when the last holder closes its copy.
+pub struct ContainerLock {
+    _file: File,
+}
+
+impl ContainerLock {
+    /// Takes the lock of the container directory `dir`; `None` when someone holds it.
+    pub fn try_acquire(dir: &Path) -> Result<Option<ContainerLock>> {
+        let path = dir.join("lock");
+        // O_CLOEXEC (std's default): forked daemons inherit it, executed programs never do.
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("cannot open container lock {}", path.display()))?;
+        use std::os::fd::AsRawFd;
+        // Not `nix::fcntl::Flock`: it unlocks on drop, which would release the lock for the
+        // forked daemon too (a flock belongs to the open file description they share).
+        #[allow(deprecated)]
+        match nix::fcntl::flock(file.as_raw_fd(), FlockArg::LockExclusiveNonblock) {
+            Ok(()) => Ok(Some(ContainerLock { _file: file })),
+            Err(Errno::EWOULDBLOCK) => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
+        }
+    }
+
+    /// Waits up to `timeout` for the lock, calling `meanwhile` between tries (e.g. to unmount
+    /// what holds it); `None` when it is still held then.
+    pub fn acquire_within(
+        dir: &Path,
+        timeout: Duration,
+        mut meanwhile: impl FnMut() -> Result<()>,
+    ) -> Result<Option<ContainerLock>> {
+        let start = Instant::now();
+        loop {
+            if let Some(l) = Self::try_acquire(dir)? {
+                return Ok(Some(l));
+            }
+            if start.elapsed() >= timeout {
+                return Ok(None);
+            }
+            meanwhile()?;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
