@@ -11,13 +11,15 @@ use super::cache;
 use super::copy::{self, Overrides, Source};
 use super::ignore::Ignore;
 use super::parse::{self, Args, Instruction};
-use super::progress::{Progress, Step};
+use super::progress::Progress;
 use super::tree::{DirTree, ImageTree, Kind, Meta, Tree};
 use super::vars::{Lexer, key_values};
+use crate::container::{Output, ProcessSpec, run_to_completion};
 use crate::layer::compression::Compression;
 use crate::layer::pack::PackOptions;
 use crate::oci::image::{Descriptor, HistoryEntry, Platform, build_manifest, config_bytes, extend_config};
 use crate::oci::{Digest, Reference, media};
+use crate::store::containers::MountSpec;
 use crate::store::derive::oci_layer_type;
 use crate::store::{ImageRecord, LayerRef, LockMode, Store, staging};
 
@@ -55,24 +57,6 @@ pub struct Options {
     pub platform: Option<Platform>,
     /// SOURCE_DATE_EPOCH: history and config times, and the clamp for file mtimes.
     pub epoch: Option<i64>,
-}
-
-/// A RUN step for the container runner.
-pub struct RunStep<'a> {
-    pub image: &'a ImageRecord,
-    pub argv: Vec<String>,
-    pub env: Vec<String>,
-    pub workdir: String,
-    pub user: String,
-    pub network: Option<String>,
-    /// (container path, host dir, read-only)
-    pub binds: Vec<(String, PathBuf, bool)>,
-}
-
-/// Runs RUN steps: a container on the image, its writable layer returned as a stored layer
-/// (None when the step changed nothing).
-pub trait Runner {
-    fn run(&self, store: &Store, req: &RunStep<'_>, step: &Step<'_>) -> Result<Option<LayerRef>>;
 }
 
 struct Stage {
@@ -166,7 +150,6 @@ fn platform_args(target: &Platform) -> Vec<(String, String)> {
 pub struct Builder<'a> {
     opts: &'a Options,
     progress: &'a Progress,
-    runner: Option<&'a dyn Runner>,
     lexer: Lexer,
     /// Global (before the first FROM) ARG values.
     meta_args: BTreeMap<String, Option<String>>,
@@ -181,11 +164,7 @@ pub struct Built {
 }
 
 impl<'a> Builder<'a> {
-    pub fn new(
-        opts: &'a Options,
-        progress: &'a Progress,
-        runner: Option<&'a dyn Runner>,
-    ) -> Result<Builder<'a>> {
+    pub fn new(opts: &'a Options, progress: &'a Progress) -> Result<Builder<'a>> {
         let file = parse::parse(&opts.dockerfile_name, &opts.dockerfile)?;
         if let Some(s) = &file.syntax {
             progress.note(&format!(
@@ -257,7 +236,6 @@ impl<'a> Builder<'a> {
         Ok(Builder {
             opts,
             progress,
-            runner,
             lexer,
             meta_args,
             stages,
@@ -390,7 +368,8 @@ impl<'a> Builder<'a> {
     }
 
     /// Builds the target stage; returns the final image (tagged, labels applied).
-    pub fn build(&self, store: &Store) -> Result<Built> {
+    pub fn build(&self, store: Store) -> Result<Built> {
+        let mut slot = Some(store);
         let (needed, target) = self.needed()?;
         let multi = self.stages.len() > 1;
         let mut results: HashMap<usize, State> = HashMap::new();
@@ -401,7 +380,7 @@ impl<'a> Builder<'a> {
             } else {
                 String::new()
             };
-            let st = self.build_stage(store, stage, &label, &results)?;
+            let st = self.build_stage(&mut slot, stage, &label, &results)?;
             results.insert(i, st);
         }
         for k in self.opts.build_args.keys() {
@@ -409,6 +388,7 @@ impl<'a> Builder<'a> {
                 self.progress.note(&format!("[warning] build-arg {k} was not consumed by any ARG"));
             }
         }
+        let store = slot.as_ref().context("internal error: the store was not given back")?;
         let mut st = results.remove(&target).expect("the target was built");
         let step = self.progress.step("exporting to image");
         if !self.opts.labels.is_empty() || st.image.is_none() {
@@ -433,11 +413,12 @@ impl<'a> Builder<'a> {
 
     fn build_stage(
         &self,
-        store: &Store,
+        slot: &mut Option<Store>,
         stage: &Stage,
         label: &str,
         done: &HashMap<usize, State>,
     ) -> Result<State> {
+        let store = slot.as_ref().context("internal error: the store was not given back")?;
         let base = self.base_name(stage)?;
         let from_stage = self.stage_ref_named(&base, stage.index);
         let triggers: Vec<Instruction>;
@@ -496,7 +477,7 @@ impl<'a> Builder<'a> {
             if shown {
                 k += 1;
             }
-            self.dispatch(store, &mut st, ins, if shown { Some(prefix(k)) } else { None }, done).map_err(
+            self.dispatch(slot, &mut st, ins, if shown { Some(prefix(k)) } else { None }, done).map_err(
                 |e| {
                     if e.downcast_ref::<StepFailed>().is_some() { e } else { self.err(ins, e) }
                 },
@@ -539,12 +520,16 @@ impl<'a> Builder<'a> {
 
     fn dispatch(
         &self,
-        store: &Store,
+        slot: &mut Option<Store>,
         st: &mut State,
         ins: &Instruction,
         title: Option<String>,
         stages: &HashMap<usize, State>,
     ) -> Result<()> {
+        if ins.keyword == "RUN" {
+            return self.run(slot, st, ins, title.unwrap_or_default());
+        }
+        let store = slot.as_ref().context("internal error: the store was not given back")?;
         let env = self.env_of(st);
         let text = ins.args_text();
         let kw = ins.keyword.as_str();
@@ -776,13 +761,12 @@ impl<'a> Builder<'a> {
                     w.apply(&tree.tree, &[])?;
                     Some(self.ingest(store, &stage_dir.0)?)
                 };
-                self.write_image(store, st, layer.map(|l| (l, false)), Some(created_by))?;
+                self.write_image(store, st, layer, Some(created_by))?;
                 cache::put(store, &key, &st.image.as_ref().expect("written").id)?;
                 step.done();
                 Ok(())
             }
             "COPY" | "ADD" => self.copy(store, st, ins, title.unwrap_or_default(), stages),
-            "RUN" => self.run(store, st, ins, title.unwrap_or_default()),
             other => bail!("unknown instruction {other}"),
         }
     }
@@ -968,7 +952,7 @@ impl<'a> Builder<'a> {
         let mut w = copy::Writer::new(&stage_dir.0, &base.tree, new_owner, self.now);
         w.apply(source_tree, &plan.ops)?;
         let layer = self.ingest(store, &stage_dir.0)?;
-        self.write_image(store, st, Some((layer, false)), Some(created_by))?;
+        self.write_image(store, st, Some(layer), Some(created_by))?;
         cache::put(store, &key, &st.image.as_ref().expect("written").id)?;
         step.done();
         Ok(())
@@ -987,10 +971,10 @@ impl<'a> Builder<'a> {
         Ok(out)
     }
 
-    fn run(&self, store: &Store, st: &mut State, ins: &Instruction, title: String) -> Result<()> {
-        let Some(runner) = self.runner else {
-            bail!("RUN needs the container runtime, which this strata build does not have");
-        };
+    /// RUN: a container of the image so far runs the command (run API of `crate::container`);
+    /// its writable layer, as it stands, becomes the step's layer.
+    fn run(&self, slot: &mut Option<Store>, st: &mut State, ins: &Instruction, title: String) -> Result<()> {
+        let store = slot.as_ref().context("internal error: the store was not given back")?;
         for (name, _) in &ins.flags {
             if !["mount", "network", "security"].contains(&name.as_str()) {
                 bail!("unknown flag: --{name}");
@@ -1054,35 +1038,69 @@ impl<'a> Builder<'a> {
                 st.image.clone().expect("written")
             }
         };
-        let req = RunStep {
-            image: &image,
-            argv: argv.clone(),
+        let spec = ProcessSpec {
+            args: argv.clone(),
             env,
-            workdir: st.workdir(),
+            cwd: st.workdir(),
             user: st.get("User").and_then(Value::as_str).unwrap_or("").to_string(),
-            network,
-            binds,
+            network_none: network.as_deref() == Some("none"),
+            mounts: binds
+                .into_iter()
+                .map(|(destination, source, ro)| MountSpec {
+                    kind: "bind".into(),
+                    source,
+                    destination,
+                    rw: !ro,
+                })
+                .collect(),
         };
-        let layer = match runner.run(store, &req, &step) {
-            Ok(l) => l,
+        let root = store.root().to_path_buf();
+        let owned = slot.take().context("internal error: the store was not given back")?;
+        let mut out = step.output();
+        let mut err = step.output();
+        let ran = run_to_completion(
+            owned,
+            &image.id,
+            &spec,
+            Output::Capture { stdout: &mut out, stderr: &mut err },
+        );
+        drop((out, err));
+        let command = argv.join(" ");
+        let failed = |msg: String| step_failed(&self.opts.dockerfile_name, ins, &msg);
+        let finished = match ran {
+            Ok(f) => f,
             Err(e) => {
-                let msg = format!("{e:#}");
+                *slot = Some(Store::open(&root, LockMode::Exclusive)?);
+                let code = e.downcast_ref::<crate::container::StartError>().map(|s| s.code).unwrap_or(125);
+                let msg =
+                    format!("process \"{command}\" did not complete successfully: exit code: {code}: {e:#}");
                 step.error(&msg);
-                return Err(anyhow::Error::new(StepFailed(format!(
-                    "{}:{}: {msg}",
-                    self.opts.dockerfile_name, ins.line
-                ))));
+                return Err(failed(msg));
             }
         };
-        self.write_image(
-            store,
-            st,
-            Some(match layer {
-                Some(l) => (l, false),
-                None => (self.empty_layer(store)?, true),
-            }),
-            Some(created_by),
-        )?;
+        *slot = Some(finished.store);
+        let store = slot.as_ref().expect("just put back");
+        let container = finished.container.id.clone();
+        let layer = if finished.exit_code != 0 {
+            Err(format!(
+                "process \"{command}\" did not complete successfully: exit code: {}",
+                finished.exit_code
+            ))
+        } else {
+            let upper = store.container_upper(&container);
+            let empty = std::fs::read_dir(&upper).map(|mut d| d.next().is_none()).unwrap_or(false);
+            if empty { Ok(None) } else { self.ingest(store, &upper).map(Some).map_err(|e| format!("{e:#}")) }
+        };
+        // No stray container, whatever happened.
+        store.remove_container(&container)?;
+        let layer = match layer {
+            Ok(l) => l,
+            Err(msg) => {
+                step.error(&msg);
+                return Err(failed(msg));
+            }
+        };
+        self.write_image(store, st, layer, Some(created_by))?;
         cache::put(store, &key, &st.image.as_ref().expect("written").id)?;
         step.done();
         Ok(())
@@ -1134,18 +1152,13 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn empty_layer(&self, store: &Store) -> Result<LayerRef> {
-        let d = StageDir::new(store)?;
-        self.ingest(store, &d.0)
-    }
-
     /// Writes the state's config (plus a layer and a history entry when given) as a new image
     /// record whose parent is the current one.
     fn write_image(
         &self,
         store: &Store,
         st: &mut State,
-        layer: Option<(LayerRef, bool)>,
+        layer: Option<LayerRef>,
         created_by: Option<String>,
     ) -> Result<()> {
         let author = st.config.get("author").and_then(Value::as_str).map(str::to_string);
@@ -1158,7 +1171,7 @@ impl<'a> Builder<'a> {
             empty_layer: layer.is_none(),
         });
         let mut config = match (&layer, &history) {
-            (Some((l, _)), Some(h)) => {
+            (Some(l), Some(h)) => {
                 layers.push(l.clone());
                 extend_config(Some(&st.config), &l.diff_id, h)?
             }
@@ -1202,6 +1215,10 @@ impl<'a> Builder<'a> {
         st.image = Some(store.image(&record.id)?);
         Ok(())
     }
+}
+
+fn step_failed(file: &str, ins: &Instruction, msg: &str) -> anyhow::Error {
+    anyhow::Error::new(StepFailed(format!("{file}:{}: {msg}", ins.line)))
 }
 
 /// A failed RUN (already reported on its step): its message is final.

@@ -65,3 +65,55 @@ impl Step<'_> {
         self.progress.print(&format!("#{} ERROR: {message}\n", self.n));
     }
 }
+
+/// RUN output as BuildKit shows it: each line prefixed `#N <seconds> `, partial lines held
+/// until their newline (or the end).
+pub struct StepOutput {
+    n: usize,
+    start: Instant,
+    quiet: bool,
+    pending: Vec<u8>,
+}
+
+impl Step<'_> {
+    pub fn output(&self) -> StepOutput {
+        StepOutput { n: self.n, start: self.start, quiet: self.progress.quiet, pending: Vec::new() }
+    }
+}
+
+impl StepOutput {
+    fn emit(&mut self, line: &[u8]) {
+        if self.quiet {
+            return;
+        }
+        let t = self.start.elapsed().as_secs_f64();
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "#{} {t:.3} ", self.n);
+        let _ = err.write_all(line);
+        let _ = err.write_all(b"\n");
+    }
+}
+
+impl Write for StepOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        while let Some(pos) = self.pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=pos).collect();
+            self.emit(&line[..line.len() - 1]);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for StepOutput {
+    fn drop(&mut self) {
+        if !self.pending.is_empty() {
+            let rest = std::mem::take(&mut self.pending);
+            self.emit(&rest);
+        }
+    }
+}

@@ -158,10 +158,10 @@ pub fn build(g: &Global, a: BuildArgs) -> Result<ExitCode> {
         platform,
         epoch,
     };
-    let builder = Builder::new(&opts, &progress, None)?;
+    let builder = Builder::new(&opts, &progress)?;
     builder.fetch_images(&|mode| open_store(g, mode))?;
     let store = open_store(g, LockMode::Exclusive)?;
-    let built = match builder.build(&store) {
+    let built = match builder.build(store) {
         Ok(b) => b,
         Err(e) => {
             if let Some(f) = e.downcast_ref::<StepFailed>() {
