@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 
 /// A temporary directory (0700) removed on drop.
 pub struct TempDir(pub PathBuf);
@@ -34,29 +34,18 @@ pub enum Stdin {
 /// Reads stdin as Docker does for `build -`: a tar archive (maybe compressed) is the context,
 /// anything else is the Dockerfile with an empty context.
 pub fn read_stdin(input: impl Read) -> Result<Stdin> {
-    let (compression, mut decoded) =
-        crate::layer::compression::open_decompressed(input).context("reading the context from stdin")?;
-    let mut head = vec![0u8; 512];
-    let mut n = 0;
-    while n < head.len() {
-        match decoded.read(&mut head[n..]).context("reading stdin")? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    head.truncate(n);
+    use crate::layer::compression::{Compression, read_prefix};
+    let mut input = std::io::BufReader::new(input);
+    let prefix = read_prefix(&mut input).context("reading stdin")?;
     let dir = TempDir::new("build-context")?;
-    let is_tar = n == 512 && &head[257..262] == b"ustar";
-    if !is_tar {
-        if compression != crate::layer::compression::Compression::None {
-            bail!("stdin is compressed but holds no tar archive");
-        }
-        let mut text = head;
-        decoded.read_to_end(&mut text).context("reading the Dockerfile from stdin")?;
+    let Ok(compression) = Compression::detect(&prefix) else {
+        let mut text = prefix;
+        input.read_to_end(&mut text).context("reading the Dockerfile from stdin")?;
         let text = String::from_utf8(text).context("the Dockerfile on stdin is not UTF-8")?;
         return Ok(Stdin::Dockerfile(text, dir));
-    }
-    let mut archive = tar::Archive::new(std::io::Cursor::new(head).chain(decoded));
+    };
+    let decoded = compression.decoder(std::io::Cursor::new(prefix).chain(input))?;
+    let mut archive = tar::Archive::new(decoded);
     archive.set_preserve_permissions(true);
     archive.set_preserve_mtime(true);
     archive.unpack(&dir.0).context("unpacking the context tar from stdin")?;

@@ -1,6 +1,7 @@
 //! Shared test harness. Each test binary uses only part of it.
 #![allow(dead_code)]
 
+pub mod build;
 pub mod image_mount;
 pub mod images;
 pub mod mount;
