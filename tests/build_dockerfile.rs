@@ -44,7 +44,8 @@ ONBUILD COPY . /app
     let cfg = &c["config"];
     assert_eq!(c["author"], "Jane <jane@example.com>");
     // Docker: an ENV line substitutes with the values from before it (A was unset).
-    assert_eq!(cfg["Env"], json!(["A=1", "B=two words", "C=c", "LEGACY=some value"]));
+    let path = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    assert_eq!(cfg["Env"], json!([path, "A=1", "B=two words", "C=c", "LEGACY=some value"]));
     assert_eq!(cfg["Labels"], json!({"version": "1", "with space": "yes"}));
     assert_eq!(cfg["ExposedPorts"], json!({"80/tcp": {}, "53/udp": {}, "8000/tcp": {}, "8001/tcp": {}}));
     assert_eq!(cfg["Volumes"], json!({"/data": {}, "/1": {}}));

@@ -461,6 +461,12 @@ impl<'a> Builder<'a> {
             triggers = parsed;
             st
         };
+        // As BuildKit (and buildah): a stage whose image sets no PATH gets Docker's default.
+        let mut env = st.env_list();
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.insert(0, format!("PATH={DEFAULT_PATH}"));
+            st.cfg().insert("Env".into(), json!(env));
+        }
         let steps: Vec<&Instruction> = triggers.iter().chain(stage.body.iter()).collect();
         let fs_steps = 1 + steps.iter().filter(|i| is_fs_step(&i.keyword)).count();
         let prefix = |k: usize| {
