@@ -447,9 +447,17 @@ RUN true
     let last = c["history"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["empty_layer"], json!(true), "RUN true changes nothing: {last}");
     assert_eq!(s.ok(&["ps", "-a", "-q"]), "", "no container is left");
-    // The cache mount persists: a rebuild without the cache sees the first run's log.
+    // A relative --root works too (the runtime's bundle needs absolute store paths).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .current_dir(s.dir.path())
+        .args(["--root", "store", "build", "-q", "--no-cache", "-t", "rel:1", ctx.to_str().unwrap()])
+        .env_remove("STRATA_ROOT")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "relative root: {}", String::from_utf8_lossy(&out.stderr));
+    // The cache mount persists: a rebuild without the cache sees the earlier runs' log.
     let (_, _) = build_ok(&s, &["--no-cache", "-t", "run:2", ctx.to_str().unwrap()]);
-    assert_eq!(tree(&s, "run:2")["cache-count"].4, "2\n");
+    assert_eq!(tree(&s, "run:2")["cache-count"].4, "3\n");
 }
 
 #[test]

@@ -15,7 +15,7 @@ use crate::build::builder::{Builder, Options, StepFailed};
 use crate::build::context::{self, Stdin};
 use crate::build::progress::Progress;
 use crate::oci::image::Platform;
-use crate::store::LockMode;
+use crate::store::{LockMode, Store};
 
 #[derive(Args)]
 #[command(after_help = "Reproducible ids: with SOURCE_DATE_EPOCH set, history and config times are that \
@@ -159,15 +159,17 @@ pub fn build(g: &Global, a: BuildArgs) -> Result<ExitCode> {
         epoch,
     };
     let builder = Builder::new(&opts, &progress)?;
-    builder.fetch_images(&|mode| open_store(g, mode))?;
-    let store = open_store(g, LockMode::Exclusive)?;
+    // An absolute root: RUN containers' bundles name paths in the store.
+    let root = std::path::absolute(g.root.clone().unwrap_or_else(Store::default_root))
+        .context("cannot resolve the store path")?;
+    let open = |mode| Store::open(&root, mode);
+    builder.fetch_images(&open)?;
+    let store = open(LockMode::Exclusive)?;
     let built = match builder.build(store) {
         Ok(b) => b,
         Err(e) => {
             if let Some(f) = e.downcast_ref::<StepFailed>() {
-                if !quiet {
-                    eprintln!("ERROR: failed to solve: {f}");
-                }
+                eprintln!("ERROR: failed to solve: {f}");
                 return Ok(ExitCode::FAILURE);
             }
             return Err(e);
