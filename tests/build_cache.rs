@@ -119,3 +119,26 @@ fn reproducible_across_stores() {
     }
     assert_eq!(ids[0], ids[1]);
 }
+
+/// FROM an image the store lacks pulls it from the registry; --pull pulls again even when stored.
+#[test]
+fn from_pulls_a_missing_base_image() {
+    let reg = common::registry::Registry::start(common::registry::Auth::None);
+    let name = format!("{}/bb:1", reg.host());
+    let src = Strata::new();
+    common::run::busybox_image(&src, &name, &["ENV FROM_REGISTRY=1"]);
+    src.ok(&["push", &name]);
+    let s = Strata::new();
+    let ctx = context(&s, "ctx", &[]);
+    dockerfile(&ctx, &format!("FROM {name}\nLABEL built=1\n"));
+    let (_, err) = build_ok(&s, &["-t", "pulled:1", ctx.to_str().unwrap()]);
+    assert!(err.contains(&format!("load metadata for {name}")), "{err}");
+    assert!(s.ok(&["images", "-q", &name]).trim().len() == 12, "the base is in the store now");
+    let env = common::build::config(&s, "pulled:1")["config"]["Env"].to_string();
+    assert!(env.contains("FROM_REGISTRY=1"), "{env}");
+    let gets = reg.requests().iter().filter(|r| r.contains("/manifests/")).count();
+    build_ok(&s, &[ctx.to_str().unwrap()]);
+    assert_eq!(reg.requests().iter().filter(|r| r.contains("/manifests/")).count(), gets, "stored: no pull");
+    build_ok(&s, &["--pull", ctx.to_str().unwrap()]);
+    assert!(reg.requests().iter().filter(|r| r.contains("/manifests/")).count() > gets, "--pull asks again");
+}

@@ -413,6 +413,7 @@ SHELL ["/bin/sh", "-ec"]
 RUN echo $0 $- > /shell-flags
 RUN --mount=type=cache,target=/cache echo run >> /cache/log && wc -l < /cache/log > /cache-count
 RUN --mount=type=bind,source=bound,target=/b cat /b/file > /from-bind
+RUN --network=none ip -o link | wc -l > /links
 USER app
 RUN id -u > /tmp/uid; echo out; echo err >&2
 RUN true
@@ -431,6 +432,7 @@ RUN true
     assert_eq!(t["cache-count"].4, "1\n");
     assert!(!t.contains_key("cache/log"), "a cache mount is not in the image");
     assert_eq!(t["from-bind"].4, "bound\n");
+    assert_eq!(t["links"].4, "1\n", "--network=none: loopback only");
     assert_eq!(t["tmp/uid"].4, "1000\n");
     let c = config(&s, "run:1");
     let runs: Vec<&str> = c["history"]
