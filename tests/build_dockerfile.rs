@@ -126,6 +126,7 @@ fn copy_and_add_follow_dockers_rules() {
     tb.append_data(&mut h, "in/tar.txt", &b"tar"[..]).unwrap();
     std::fs::write(ctx.join("arch.tar.gz"), tb.into_inner().unwrap().finish().unwrap()).unwrap();
     std::os::unix::fs::symlink("a.txt", ctx.join("link")).unwrap();
+    std::fs::write(ctx.join("x.tar.xz"), [0xfd, b'7', b'z', b'X', b'Z', 0, 0, 0]).unwrap();
     dockerfile(
         &ctx,
         r#"FROM bb:1
@@ -198,6 +199,7 @@ COPY a.txt relative
         ("FROM bb:1\nADD http://127.0.0.1:1/x /x\n", "remote URLs are not supported"),
         ("FROM bb:1\nCOPY ../x /x\n", "outside of the build context"),
         ("FROM bb:1\nCOPY secret/key /k\n", "not found"),
+        ("FROM bb:1\nADD x.tar.xz /x\n", "xz or bzip2 archives is not supported"),
     ] {
         dockerfile(&ctx, df);
         let (code, err) = build_fails(&s, &[ctx.to_str().unwrap()]);

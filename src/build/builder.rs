@@ -1419,3 +1419,20 @@ impl copy::Base for ImageTree {
         self.lstat(rel)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_paths_and_scripts() {
+        assert_eq!(duration_ns("1m30s").unwrap(), 90_000_000_000);
+        assert_eq!(duration_ns("500ms").unwrap(), 500_000_000);
+        assert!(duration_ns("5").is_err() && duration_ns("").is_err() && duration_ns("3d").is_err());
+        assert_eq!(clean_abs("/a/./b/../c//"), "/a/c");
+        assert_eq!(clean_abs("/../x"), "/x");
+        let f = parse::parse("D", "RUN <<EOF\necho a\nEOF\nRUN python3 <<PY\nprint(1)\nPY\n").unwrap();
+        assert_eq!(run_script(&f.instructions[0]), "echo a\n");
+        assert_eq!(run_script(&f.instructions[1]), "python3 <<PY\nprint(1)\nPY");
+    }
+}

@@ -247,6 +247,14 @@ fn is_archive(tree: &dyn Tree, src: &Path) -> Result<bool> {
     let mut head = vec![0u8; 512];
     let n = read_full(&mut f, &mut head)?;
     head.truncate(n);
+    // Docker unpacks these too; strata has no xz or bzip2 decoder (no crate added for them), so
+    // say so rather than copy the archive as a file.
+    if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) || head.starts_with(b"BZh") {
+        bail!(
+            "{}: ADD of xz or bzip2 archives is not supported (plain, gzip and zstd tars are)",
+            src.display()
+        );
+    }
     let Ok(compression) = crate::layer::compression::Compression::detect(&head) else { return Ok(false) };
     if compression != crate::layer::compression::Compression::None {
         return Ok(true);
