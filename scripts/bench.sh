@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmarks strata side by side with the peer tools, in one run, interleaved, and prints medians and
-# ratios. Usage: scripts/bench.sh import|mount|mount-rss|commit|registry|run [RUNS]
+# ratios. Usage: scripts/bench.sh import|mount|mount-rss|commit|registry|run|build [RUNS]
 # The Debian bookworm minbase rootfs is built once with debootstrap and cached in $BENCH_CACHE.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -617,12 +617,65 @@ PY
   for img in bb debian; do umount "$work/run/$img/floor-mnt"; done
 }
 
+
+# ---- build ------------------------------------------------------------------------------------
+# The same Dockerfiles through strata build and buildah bud (runc, overlay storage): a 10-step
+# busybox build (RUN steps that create, change and delete files, COPY of a 1,000-file context,
+# ENV/LABEL) cold and fully cached, and one RUN that creates 10,000 files.
+build_ctx() {
+  local c="$work/build-ctx" i
+  rm -rf "$c"; mkdir -p "$c/files"
+  for i in $(seq 1000); do echo "file $i" >"$c/files/f$i"; done
+  cat >"$c/Dockerfile" <<'DF'
+ARG BASE
+FROM $BASE
+ENV APP=/app VERSION=1
+LABEL bench=build
+RUN mkdir -p /app/data && for i in $(seq 200); do echo $i > /app/data/$i; done
+COPY files /app/files
+RUN rm /app/data/1* && echo changed >> /app/files/f1
+WORKDIR /app
+RUN for i in $(seq 100); do echo $i > /app/more$i; done && rm /etc/passwd
+ENV DONE=1
+CMD ["sh"]
+DF
+  mkdir -p "$work/build-many"
+  printf 'ARG BASE\nFROM $BASE\nRUN mkdir /many && cd /many && for i in $(seq 10000); do echo $i > f$i; done\n' >"$work/build-many/Dockerfile"
+}
+bench_build() {
+  local bstore="$work/build-store" r t
+  for t in buildah runc; do command -v "$t" >/dev/null || { echo "bench build needs $t (apt-get install $t)" >&2; exit 1; }; done
+  local B=(buildah --root "$work/buildah-root" --runroot "$work/buildah-run" --storage-driver overlay)
+  cleanups+=("rm -rf '$bstore' '$work/build-ctx' '$work/build-many' '$work/busybox.tar' '$work/busybox-oci.tar'; ${B[*]} rmi -a -f >/dev/null 2>&1; rm -rf '$work/buildah-root' '$work/buildah-run'")
+  rm -rf "$bstore"
+  busybox_tar; "$strata" --root "$bstore" import "$work/busybox.tar" busybox:latest >/dev/null
+  "$strata" --root "$bstore" save --format oci-archive -o "$work/busybox-oci.tar" busybox:latest
+  build_ctx
+  local sb=("$strata" --root "$bstore" build -q --build-arg BASE=busybox:latest)
+  local bb=("${B[@]}" bud -q --isolation oci --runtime runc --layers --build-arg "BASE=oci-archive:$work/busybox-oci.tar")
+  for r in $(seq "$runs"); do
+    echo "run $r/$runs" >&2
+    time_case "strata build (cold)" : "${sb[@]}" --no-cache -t bench:cold "$work/build-ctx"
+    time_case "strata build (cached)" : "${sb[@]}" -t bench:cached "$work/build-ctx"
+    time_case "buildah bud (cold)" : "${bb[@]}" --no-cache -t bench-cold "$work/build-ctx"
+    time_case "buildah bud (cached)" : "${bb[@]}" -t bench-cached "$work/build-ctx"
+    time_case "strata build (10k-file RUN)" : "${sb[@]}" --no-cache -t bench:many "$work/build-many"
+    time_case "buildah bud (10k-file RUN)" : "${bb[@]}" --no-cache -t bench-many "$work/build-many"
+  done
+  echo
+  echo "build benchmark: $runs runs, work dir $work ($(stat -f -c %T "$work")), $(nproc) cores"
+  report "buildah bud (cold)" "strata build (cold)" "buildah bud (cold)"
+  report "buildah bud (cached)" "strata build (cached)" "buildah bud (cached)"
+  report "buildah bud (10k-file RUN)" "strata build (10k-file RUN)" "buildah bud (10k-file RUN)"
+}
+
 case "$what" in
   import) bench_import ;;
-  run) bench_run ;;
   mount) bench_mount ;;
   mount-rss) mp="$work/mp"; mstore="$work/rss-store"; bench_rss ;;
   commit) bench_commit ;;
   registry) bench_registry ;;
-  *) echo "unknown benchmark $what (have: import, mount, mount-rss, commit, registry, run)" >&2; exit 2 ;;
+  run) bench_run ;;
+  build) bench_build ;;
+  *) echo "unknown benchmark $what (have: import, mount, mount-rss, commit, registry, run, build)" >&2; exit 2 ;;
 esac

@@ -5,6 +5,7 @@
 //! `progress` (terminal progress of transfers) is used by cli, archive and registry.
 
 pub mod archive;
+pub mod build;
 pub mod cli;
 pub mod container;
 pub mod fs;

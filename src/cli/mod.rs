@@ -1,5 +1,6 @@
 //! The command line: clap definitions, one file per group of commands.
 
+mod build;
 mod containers;
 mod images;
 mod info;
@@ -129,6 +130,17 @@ pub enum Command {
     System(SystemCommand),
     /// Run a command (default: a shell) in the user namespace strata uses rootless, as `podman unshare`.
     Unshare(unshare::UnshareArgs),
+    /// Build an image from a Dockerfile.
+    Build(build::BuildArgs),
+    /// Manage the build cache.
+    #[command(subcommand)]
+    Builder(BuilderCommand),
+}
+
+#[derive(Subcommand)]
+pub enum BuilderCommand {
+    /// Remove the build cache: cache entries, cache mounts, and intermediate images only it kept.
+    Prune(build::BuilderPruneArgs),
 }
 
 #[derive(Subcommand)]
@@ -235,6 +247,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Unshare(a) => unshare::unshare(g, a),
         Command::Version(a) => info::version(g, a),
         Command::Info(a) | Command::System(SystemCommand::Info(a)) => info::info(g, a),
+        Command::Build(a) => build::build(g, a),
+        Command::Builder(BuilderCommand::Prune(a)) => build::builder_prune(g, a),
     }
 }
 

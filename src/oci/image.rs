@@ -179,7 +179,7 @@ pub struct HistoryEntry {
 }
 
 impl HistoryEntry {
-    fn to_json(&self) -> serde_json::Value {
+    pub fn to_json(&self) -> serde_json::Value {
         let mut h = serde_json::Map::new();
         h.insert("created".into(), super::time::format_rfc3339(self.created).into());
         h.insert("created_by".into(), self.created_by.clone().into());

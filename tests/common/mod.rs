@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod fake_http;
+pub mod build;
 pub mod image_mount;
 pub mod images;
 pub mod mount;

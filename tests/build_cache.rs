@@ -1,0 +1,144 @@
+//! The build cache (hits, misses, what invalidates a step, prune) and reproducible builds.
+
+mod common;
+
+use common::build::{build_ok, build_with, cached_steps, context, dockerfile};
+use common::run::{busybox_rootfs, runtime_ready};
+use common::strata::{Strata, tar_dir};
+
+const DOCKERFILE: &str = "FROM bb:1\nCOPY a /a\nENV X=1\nCOPY b /b\nLABEL l=1\nCOPY . /all/\n";
+
+fn id_of(stdout: &str) -> String {
+    stdout.trim().to_string()
+}
+
+#[test]
+fn one_changed_file_reruns_from_its_copy() {
+    let s = Strata::new();
+    common::run::busybox_image(&s, "bb:1", &[]);
+    let ctx = context(
+        &s,
+        "ctx",
+        &[("a", "a\n"), ("b", "b\n"), ("ignored.log", "1\n"), (".dockerignore", "*.log\n")],
+    );
+    dockerfile(&ctx, DOCKERFILE);
+    let c = ctx.to_str().unwrap();
+    let (_, err) = build_ok(&s, &["-t", "c:1", c]);
+    assert!(cached_steps(&err).is_empty(), "a fresh store caches nothing: {err}");
+    let first = s.ok(&["images", "-q", "--no-trunc", "c:1"]);
+
+    // Same context: everything cached, same image.
+    let (out, err) = build_ok(&s, &["-q", c]);
+    assert_eq!(id_of(&out), first.trim());
+    let (_, err2) = build_ok(&s, &[c]);
+    assert_eq!(cached_steps(&err2), vec!["COPY a /a", "COPY b /b", "COPY . /all/"], "{err2}");
+    assert_eq!(err, "");
+
+    // Only an mtime changes, or only an ignored file: still cached.
+    std::fs::write(ctx.join("b"), "b\n").unwrap();
+    std::fs::write(ctx.join("ignored.log"), "2\n").unwrap();
+    let (out, _) = build_ok(&s, &["-q", c]);
+    assert_eq!(id_of(&out), first.trim(), "mtimes and ignored files are not in the key");
+
+    // b's content changes: COPY a stays cached, COPY b and what follows run again.
+    std::fs::write(ctx.join("b"), "b changed\n").unwrap();
+    let (_, err) = build_ok(&s, &["-t", "c:2", c]);
+    assert_eq!(cached_steps(&err), vec!["COPY a /a"], "{err}");
+    // Its mode changes: a miss too.
+    std::fs::set_permissions(ctx.join("b"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let (_, err) = build_ok(&s, &[c]);
+    assert_eq!(cached_steps(&err), vec!["COPY a /a"], "{err}");
+
+    // --no-cache: nothing reused, and the result is still the same image (no times changed).
+    let (_, err) = build_ok(&s, &["--no-cache", c]);
+    assert!(cached_steps(&err).is_empty(), "{err}");
+
+    // A build arg the steps can see changes their keys.
+    dockerfile(&ctx, &format!("{DOCKERFILE}ARG V\nLABEL v=$V\n"));
+    build_ok(&s, &["--build-arg", "V=1", c]);
+    let (_, err) = build_ok(&s, &["--build-arg", "V=1", c]);
+    assert_eq!(cached_steps(&err).len(), 3, "{err}");
+    let (out1, _) = build_ok(&s, &["-q", "--build-arg", "V=1", c]);
+    let (out2, _) = build_ok(&s, &["-q", "--build-arg", "V=2", c]);
+    assert_ne!(out1, out2);
+}
+
+#[test]
+fn builder_prune_empties_the_cache_and_keeps_tagged_images() {
+    let s = Strata::new();
+    common::run::busybox_image(&s, "bb:1", &[]);
+    let ctx = context(&s, "ctx", &[("a", "a\n"), ("b", "b\n")]);
+    dockerfile(&ctx, DOCKERFILE);
+    let c = ctx.to_str().unwrap();
+    build_ok(&s, &["-t", "keep:1", c]);
+    let images_before = s.ok(&["images", "-a", "-q"]).lines().count();
+    assert!(images_before > 2, "intermediate images are kept for the cache");
+    let out = s.ok(&["builder", "prune", "-f"]);
+    assert!(out.contains("Deleted build cache objects") && out.contains("Total reclaimed space"), "{out}");
+    assert!(!s.root().join("builder/cache").read_dir().unwrap().any(|_| true), "no cache entry left");
+    let left = s.ok(&["images", "-q"]);
+    assert_eq!(left.lines().count(), 2, "bb:1 and keep:1 stay: {left}");
+    assert_eq!(s.ok(&["cat", "keep:1", "/b"]), "b\n");
+    let (_, err) = build_ok(&s, &[c]);
+    assert!(cached_steps(&err).is_empty(), "{err}");
+}
+
+/// Two fresh stores, the same base tar and context, SOURCE_DATE_EPOCH: the same image id.
+#[test]
+fn reproducible_across_stores() {
+    let with_run = runtime_ready("runc");
+    let work = Strata::new();
+    let rootfs = work.path("rootfs");
+    busybox_rootfs(&rootfs);
+    let tar = work.path("base.tar");
+    tar_dir(&rootfs, &tar, "plain");
+    let ctx = context(&work, "ctx", &[("a", "a\n"), ("dir/b", "b\n")]);
+    let mut df = String::from(
+        "FROM bb:1\nCOPY a /a\nCOPY dir /dir\nCOPY <<EOF /here\nhello\nEOF\nWORKDIR /made\nENV E=1\n",
+    );
+    if with_run {
+        df.push_str("RUN echo run > /run.txt && mkdir -p /newdir && rm /etc/motd\n");
+    }
+    dockerfile(&ctx, &df);
+    let epoch = [("SOURCE_DATE_EPOCH", "1700000000")];
+    let mut ids = Vec::new();
+    for n in 0..2 {
+        let s = Strata::new();
+        let out = s.command(&["import", tar.to_str().unwrap(), "bb:1"]).envs(epoch).output().unwrap();
+        assert!(out.status.success());
+        if n == 1 {
+            // A later build: the clock has moved on, the context's mtimes too.
+            std::thread::sleep(std::time::Duration::from_millis(1100));
+            std::fs::write(ctx.join("a"), "a\n").unwrap();
+        }
+        let out = build_with(&s, &["-q", ctx.to_str().unwrap()], &epoch, None);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        ids.push(String::from_utf8(out.stdout).unwrap().trim().to_string());
+        let created = common::build::config(&s, &ids[n])["created"].clone();
+        assert_eq!(created, "2023-11-14T22:13:20Z");
+    }
+    assert_eq!(ids[0], ids[1]);
+}
+
+/// FROM an image the store lacks pulls it from the registry; --pull pulls again even when stored.
+#[test]
+fn from_pulls_a_missing_base_image() {
+    let reg = common::registry::Registry::start(common::registry::Auth::None);
+    let name = format!("{}/bb:1", reg.host());
+    let src = Strata::new();
+    common::run::busybox_image(&src, &name, &["ENV FROM_REGISTRY=1"]);
+    src.ok(&["push", &name]);
+    let s = Strata::new();
+    let ctx = context(&s, "ctx", &[]);
+    dockerfile(&ctx, &format!("FROM {name}\nLABEL built=1\n"));
+    let (_, err) = build_ok(&s, &["-t", "pulled:1", ctx.to_str().unwrap()]);
+    assert!(err.contains(&format!("load metadata for {name}")), "{err}");
+    assert!(s.ok(&["images", "-q", &name]).trim().len() == 12, "the base is in the store now");
+    let env = common::build::config(&s, "pulled:1")["config"]["Env"].to_string();
+    assert!(env.contains("FROM_REGISTRY=1"), "{env}");
+    let gets = reg.requests().iter().filter(|r| r.contains("/manifests/")).count();
+    build_ok(&s, &[ctx.to_str().unwrap()]);
+    assert_eq!(reg.requests().iter().filter(|r| r.contains("/manifests/")).count(), gets, "stored: no pull");
+    build_ok(&s, &["--pull", ctx.to_str().unwrap()]);
+    assert!(reg.requests().iter().filter(|r| r.contains("/manifests/")).count() > gets, "--pull asks again");
+}
