@@ -8,9 +8,9 @@ mod inspect;
 pub mod output;
 mod ps_filter;
 mod registry;
+mod run;
 mod system;
 mod template;
-mod run;
 mod transfer;
 mod unshare;
 

@@ -1,8 +1,8 @@
 //! Shared test harness. Each test binary uses only part of it.
 #![allow(dead_code)]
 
-pub mod fake_http;
 pub mod build;
+pub mod fake_http;
 pub mod image_mount;
 pub mod images;
 pub mod mount;
