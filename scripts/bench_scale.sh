@@ -7,7 +7,9 @@
 #             1, 8, 32, 128 lower layers holding the same files (file I in layer I mod L, each in one
 #             of 100 directories, so every directory is merged from up to 100 layers)
 #     dirs    a directory of 1k, 100k, 1M empty files: `ls -f` and `find -printf %s` (each on a fresh
-#             mount), and the daemon's RSS and peak RSS after the find
+#             mount), the daemon's RSS and peak RSS after the find, and then, on that mount (every
+#             entry known to the daemon), the latency of a rename (1,000 files renamed by one perl
+#             process in a new directory): a cost that grows with what the daemon caches shows here
 #     images  an image of 10k and 1M files (directories of 1,000): mount and umount time
 #   BENCH_SCALE=quick: small sizes (a validation run of about a minute with RUNS=1).
 #   BENCH_SCALE_LAYERS, BENCH_SCALE_LAYER_FILES, BENCH_SCALE_DIRS, BENCH_SCALE_IMAGES: the sizes
@@ -158,6 +160,8 @@ w_missing() {
 }
 w_ls_wide() { ls -f "$mp/wide" >/dev/null; }
 w_stat_wide() { find "$mp/wide" -printf '%s\n' >/dev/null; }
+renames_setup() { mkdir "$mp/renames" && (cd "$mp/renames" && seq -f 'a%g' 1000 | xargs touch); }
+w_renames() { perl -e 'for (1 .. 1000) { rename("$ARGV[0]/a$_", "$ARGV[0]/b$_") or die "rename a$_: $!\n" }' "$mp/renames"; }
 mib() { echo "$(vm "$1" "$2") / 1024" | bc -l; }
 
 scale_layers() {
@@ -201,11 +205,11 @@ scale_layers() {
 }
 
 scale_dirs() {
-  local n r t pid cases=() order
+  local n r t pid cases=() rcases=() order
   declare -A rss=()
   for n in $dir_sizes; do
     scale_fixture "scale-wide-$n" wide "$n"
-    cases+=("$n entries: ls -f" "$n entries: find -printf %s")
+    cases+=("$n entries: ls -f" "$n entries: find -printf %s"); rcases+=("$n entries: rename")
     for r in $(seq "$runs"); do
       echo "directory of $n: run $r/$runs" >&2
       rotate_tools "$r"
@@ -216,6 +220,7 @@ scale_dirs() {
           pid=$(daemon_pid "$t")
           rss["$n|$t"]=$(printf '%.1f / %.1f' "$(mib "$pid" VmRSS)" "$(mib "$pid" VmHWM)")
         fi
+        time_case "$n entries: rename|$t" renames_setup w_renames
         m_down "$t"
       done
     done
@@ -223,6 +228,8 @@ scale_dirs() {
   done
   printf '\n#### A directory of N entries: ls -f and find -printf %%s, each on a fresh mount\n'
   report_matrix "${tools[*]}" "${cases[@]}"
+  printf '\n#### Then one rename on that mount (µs per rename, 1,000 renames)\n'
+  MATRIX_UNIT="µs" MATRIX_SCALE="1000000 / 1000" MATRIX_FMT="%.1f" report_matrix "${tools[*]}" "${rcases[@]}"
   printf '\n#### Daemon memory after the find (RSS / peak, MiB; last run)\n\n| entries |'
   for t in "${tools[@]}"; do [ "$t" = kernel ] || printf ' %s |' "$t"; done
   printf '\n|---:|'; for t in "${tools[@]}"; do [ "$t" = kernel ] || printf -- '---:|'; done; printf '\n'
