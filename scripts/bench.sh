@@ -56,7 +56,7 @@ fofs2_install() {
   local root="$cache/fuse-overlayfs-$fofs2_version" tmp rc=0
   if [ ! -x "$root/bin/fuse-overlayfs" ]; then
     echo "+ cargo install --locked fuse-overlayfs@$fofs2_version --root $root (once)" >&2
-    tmp=$(mktemp -d "$cache/fofs2-build.XXXXXX")
+    tmp=$(mktemp -d "$cache/fofs2-build.XXXXXX"); cleanups+=("rm -rf '$tmp'")   # also when interrupted
     CARGO_TARGET_DIR="$tmp/target" cargo install --locked --quiet "fuse-overlayfs@$fofs2_version" --root "$tmp/root" >&2 || rc=$?
     if [ "$rc" = 0 ]; then rm -rf "$root"; mv "$tmp/root" "$root"; fi
     rm -rf "$tmp"
