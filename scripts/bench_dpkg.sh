@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2154  # cache, work, runs, strata...: set by scripts/bench.sh
 # Sourced by scripts/bench.sh (its fixtures, timing and m_* tools): the package installation
 # benchmark of issue 17, the workload every `RUN apt-get install` is.
 #

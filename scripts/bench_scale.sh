@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2154  # cache, work, runs, strata...: set by scripts/bench.sh
 # Sourced by scripts/bench.sh (its timing and m_* tools): cost as the work grows (issue 17).
 #
 #   scripts/bench.sh scale [RUNS]    three tables, each tool in turn, interleaved, medians of RUNS:
