@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Benchmarks strata side by side with the peer tools, in one run, interleaved, and prints medians and
-# ratios. Usage: scripts/bench.sh import|mount|mount-rss|commit|registry|run|build [RUNS]
-# The Debian bookworm minbase rootfs is built once with debootstrap and cached in $BENCH_CACHE.
+# ratios. Usage: scripts/bench.sh import|mount|mount-rss|commit|registry|run|build|dpkg|dpkg-profile|scale [RUNS]
+# The Debian bookworm minbase rootfs is built once with debootstrap and cached in $BENCH_CACHE, and so
+# is fuse-overlayfs 2.0 (cargo install). dpkg, dpkg-profile: scripts/bench_dpkg.sh; scale:
+# scripts/bench_scale.sh (both sourced from here, for the fixtures, timing and tools below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh bench
 
-what="${1:?usage: scripts/bench.sh import|mount|commit|registry [RUNS]}"
+what="${1:?usage: scripts/bench.sh import|mount|mount-rss|commit|registry|dpkg|dpkg-profile|scale [RUNS]}"
 runs="${2:-5}"
 cache="${BENCH_CACHE:-/var/cache/strata-bench}"
 work="${BENCH_WORK:-/var/tmp/strata-bench}"
@@ -41,6 +43,42 @@ else
 fi
 strata="$bin/strata"
 strata_overlay="$bin/strata-overlay"
+
+# The peers: Debian's fuse-overlayfs 1.10 (C), and fuse-overlayfs 2.0, its Rust rewrite (passthrough,
+# one thread per CPU), which Debian does not package: installed once from crates.io into $cache (or
+# FUSE_OVERLAYFS2=PATH), built in a temporary target dir that is removed whatever happens.
+fofs1=$(command -v fuse-overlayfs)
+fofs2_version=2.0.0
+fofs2=""
+fofs2_install() {
+  [ -z "$fofs2" ] || return 0
+  if [ -n "${FUSE_OVERLAYFS2:-}" ]; then fofs2="$FUSE_OVERLAYFS2"; return 0; fi
+  local root="$cache/fuse-overlayfs-$fofs2_version" tmp rc=0
+  if [ ! -x "$root/bin/fuse-overlayfs" ]; then
+    echo "+ cargo install --locked fuse-overlayfs@$fofs2_version --root $root (once)" >&2
+    tmp=$(mktemp -d "$cache/fofs2-build.XXXXXX"); cleanups+=("rm -rf '$tmp'")   # also when interrupted
+    CARGO_TARGET_DIR="$tmp/target" cargo install --locked --quiet "fuse-overlayfs@$fofs2_version" --root "$tmp/root" >&2 || rc=$?
+    if [ "$rc" = 0 ]; then rm -rf "$root"; mv "$tmp/root" "$root"; fi
+    rm -rf "$tmp"
+    [ "$rc" = 0 ] || { echo "cargo install fuse-overlayfs@$fofs2_version failed (exit $rc): see above" >&2; exit 1; }
+  fi
+  fofs2="$root/bin/fuse-overlayfs"
+}
+# tools_from VAR DEFAULT: the tool list (an array named tools); "fuse-overlayfs" means 1.10, and
+# fuse-overlayfs 2.0 is installed when listed.
+tools_from() {
+  read -ra tools <<<"${!1:-$2}"
+  local i
+  for i in "${!tools[@]}"; do [ "${tools[i]}" != fuse-overlayfs ] || tools[i]=fuse-overlayfs-1.10; done
+  if [[ " ${tools[*]} " == *" fuse-overlayfs-2.0 "* ]]; then fofs2_install; fi
+}
+# One line naming the versions compared (for the table headers).
+tool_versions() {
+  local v="strata $("$strata" --version 2>/dev/null | head -1 | awk '{print $NF}')"
+  [[ " ${tools[*]} " != *" fuse-overlayfs-1.10 "* ]] || v+=", $("$fofs1" --version 2>&1 | grep -m1 '^fuse-overlayfs: version')"
+  [[ " ${tools[*]} " != *" fuse-overlayfs-2.0 "* ]] || v+=", $("$fofs2" --version 2>&1 | grep -m1 '^fuse-overlayfs: version')"
+  echo "$v"
+}
 
 # ---- fixtures ---------------------------------------------------------------------------------
 debian_rootfs() {
@@ -133,25 +171,30 @@ bench_import() {
   report "tar -xzf + sha256sum + sync" "strata load" "tar -xzf + sha256sum + sync" "tar -xzf + sha256sum"
 }
 
-# A table with one row per workload and one column per tool, then strata's ratio to each other tool.
-# report_matrix "TOOL TOOL..." CASE... reads times["CASE|TOOL"].
+# A table with one row per workload and one column per tool, then strata's ratio to each other tool
+# (strata-overlay's when strata is not in the list).
+# report_matrix "TOOL TOOL..." CASE... reads times["CASE|TOOL"]. MATRIX_UNIT and MATRIX_SCALE (a factor
+# applied to every median, e.g. 1e6/COUNT for µs per name) and MATRIX_FMT change the figures.
 report_matrix() {
   local -a tools cases; read -ra tools <<<"$1"; shift; cases=("$@")
-  local t c others=()
-  for t in "${tools[@]}"; do [ "$t" = strata ] || others+=("$t"); done
-  printf '\n| workload |'; for t in "${tools[@]}"; do printf ' %s (s) |' "$t"; done
-  for t in "${others[@]}"; do printf ' strata / %s |' "$t"; done
+  local t c s=strata others=() unit="${MATRIX_UNIT:-s}" scale="${MATRIX_SCALE:-1}" fmt="${MATRIX_FMT:-%.3f}"
+  [[ " ${tools[*]} " == *" strata "* ]] || s=strata-overlay
+  [[ " ${tools[*]} " == *" $s "* ]] || s=""   # no strata in the run: no ratios
+  for t in "${tools[@]}"; do [ -z "$s" ] || [ "$t" = "$s" ] || others+=("$t"); done
+  printf '\n| workload |'; for t in "${tools[@]}"; do printf ' %s (%s) |' "$t" "$unit"; done
+  for t in "${others[@]}"; do printf ' %s / %s |' "$s" "$t"; done
   printf '\n|---|'; for t in "${tools[@]}" "${others[@]}"; do printf -- '---:|'; done; printf '\n'
   for c in "${cases[@]}"; do
     declare -A med=()
     printf '| %s |' "$c"
     for t in "${tools[@]}"; do
       med[$t]=$(echo "${times["$c|$t"]:-}" | median)
-      if [ -n "${med[$t]}" ]; then printf ' %.3f |' "${med[$t]}"; else printf ' – |'; fi
+      [ -z "${med[$t]}" ] || med[$t]=$(echo "${med[$t]} * $scale" | sed 's/e\([-+]*[0-9]*\)/*10^\1/g' | bc -l)
+      if [ -n "${med[$t]}" ]; then printf " $fmt |" "${med[$t]}"; else printf ' – |'; fi
     done
     for t in "${others[@]}"; do
-      if [ -n "${med[strata]:-}" ] && [ -n "${med[$t]}" ]; then
-        printf ' %.2f× |' "$(echo "${med[strata]} / ${med[$t]}" | bc -l)"
+      if [ -n "${med[$s]:-}" ] && [ -n "${med[$t]}" ] && [ "$(echo "${med[$t]} > 0" | bc -l)" = 1 ]; then
+        printf ' %.2f× |' "$(echo "${med[$s]} / ${med[$t]}" | bc -l)"
       else printf ' – |'; fi
     done
     printf '\n'
@@ -261,11 +304,13 @@ convert_whiteouts() {
 
 # ---- mount: the tools -------------------------------------------------------------------------
 # m_prepare TOOL (a fresh writable layer), m_mount TOOL, m_umount TOOL, m_discard TOOL.
-# strata: a new container of the bench image in its store. The peers: the same layer directories of
-# that store (whiteouts converted where a layer has any), fresh upper and work directories.
+# strata: a new container of the bench image ($m_image) in its store. The peers: the same layer
+# directories of that store (whiteouts converted where a layer has any), fresh upper and work
+# directories. Tools: strata, strata-overlay, fuse-overlayfs-1.10, fuse-overlayfs-2.0, kernel.
+m_image=bench:latest
 m_prepare() {
   case "$1" in
-    strata) cur_c=$("$strata" --root "$mstore" create bench:latest) ;;
+    strata) cur_c=$("$strata" --root "$mstore" create "$m_image") ;;
     *) rm -rf "$work/upper" "$work/ovl-work"; mkdir -p "$work/upper" "$work/ovl-work" ;;
   esac
 }
@@ -274,14 +319,16 @@ m_mount() {
   case "$1" in
     strata) "$strata" --root "$mstore" mount "$cur_c" "$mp" ;;
     strata-overlay) "$strata_overlay" -o "$o" "$mp" ;;
-    fuse-overlayfs) fuse-overlayfs -o "$o" "$mp" ;;
+    fuse-overlayfs-1.10) "$fofs1" -o "$o" "$mp" ;;
+    fuse-overlayfs-2.0) "$fofs2" -o "$o" "$mp" ;;
     kernel) mount -t overlay overlay -o "$o" "$mp" ;;
+    *) echo "unknown tool $1" >&2; return 1 ;;
   esac
 }
 m_umount() {
   case "$1" in
     strata) "$strata" --root "$mstore" umount "$mp" ;;
-    strata-overlay|fuse-overlayfs) fusermount3 -u "$mp" ;;
+    strata-overlay|fuse-overlayfs-*) fusermount3 -u "$mp" ;;
     kernel) umount "$mp" ;;
   esac
 }
@@ -298,9 +345,26 @@ m_settle() { settle; warm_tree "$mstore/layers" "$work/peer"; }
 m_warm_big() { find "$mstore/layers" -path '*/fs/bench/big.bin' -exec cat {} + >/dev/null; }
 m_down() { m_umount "$1" && m_discard "$1"; }
 m_mount_umount() { m_mount "$1" && m_umount "$1"; }
-# Whatever is still mounted on $mp (a failed run) comes off.
+# daemon_pid TOOL: the pid of the FUSE daemon serving $mp (strata: the one its mount.json names).
+daemon_pid() {
+  local exe p
+  case "$1" in
+    strata) json 'd["pid"]' <"$mstore/containers/$cur_c/mount.json"; return ;;
+    strata-overlay) exe="$strata_overlay" ;;
+    fuse-overlayfs-1.10) exe="$fofs1" ;;
+    fuse-overlayfs-2.0) exe="$fofs2" ;;
+    *) return 1 ;;
+  esac
+  exe=$(readlink -f "$exe")
+  for p in $(pgrep -f -- " $mp\$"); do
+    [ "$(readlink -f "/proc/$p/exe" 2>/dev/null)" != "$exe" ] || { echo "$p"; return 0; }
+  done
+  echo "no $1 daemon found for $mp" >&2; return 1
+}
+# Whatever is still mounted on $mp (a failed run) comes off, and whatever is mounted below it first.
 m_cleanup() {
   local i
+  findmnt -rn -o TARGET | grep -F "$mp/" | sort -r | xargs -r -d '\n' umount -l 2>/dev/null || true
   for i in 1 2 3; do
     mountpoint -q "$mp" 2>/dev/null || break
     "$strata" --root "$mstore" umount "$mp" 2>/dev/null || fusermount3 -u "$mp" 2>/dev/null || umount "$mp" 2>/dev/null || umount -l "$mp"
@@ -322,7 +386,7 @@ mount_cases=("mount+umount" "stat all, fresh mount" "stat all, warm" "read all (
 
 bench_mount() {
   local layout id lower l hex tools t i r
-  read -ra tools <<<"${BENCH_MOUNT_TOOLS:-strata strata-overlay fuse-overlayfs kernel}"
+  tools_from BENCH_MOUNT_TOOLS "strata strata-overlay fuse-overlayfs-2.0 fuse-overlayfs-1.10 kernel"
   layout=$(bench_layout)
   mstore="$work/mount-store"; mp="$work/mp"
   cleanups+=("m_cleanup; rm -rf '$mstore' '$work/peer' '$work/upper' '$work/ovl-work'")
@@ -366,7 +430,7 @@ bench_mount() {
     done
   done
   echo
-  echo "mount benchmark: $runs runs, work dir $work ($(stat -f -c %T "$work")), $(nproc) cores, kernel $(uname -r)"
+  echo "mount benchmark: $runs runs, work dir $work ($(stat -f -c %T "$work")), $(nproc) cores, kernel $(uname -r); $(tool_versions)"
   report_matrix "${tools[*]}" "${mount_cases[@]}"
   bench_rss
 }
@@ -375,9 +439,10 @@ bench_mount() {
 # /wide with 100,000 empty files, mounted as a container; VmRSS/VmHWM of the daemon after mounting,
 # after listing the directory (readdir only: ls -f), and after stat of every entry (find -printf %s,
 # which makes the kernel look up every name, so the daemon holds an inode for each), twice.
-# fuse-overlayfs over the same layer directory for comparison.
+# fuse-overlayfs 2.0 and 1.10 over the same layer directory for comparison.
 bench_rss() {
-  local st="$work/rss-store" src="$work/rss-src" layer pid c t0 t1 t
+  local st="$work/rss-store" src="$work/rss-src" layer pid c t0 t1 t fofs
+  fofs2_install
   cleanups+=("m_cleanup; rm -rf '$st' '$src' '$work/rss.tar' '$work/upper' '$work/ovl-work'")
   rm -rf "$st" "$src"; mkdir -p "$src/wide" "$mp"
   (cd "$src/wide" && seq -f 'entry-%06g' 100000 | xargs touch)
@@ -385,16 +450,17 @@ bench_rss() {
   "$strata" --root "$st" import "$work/rss.tar" wide:latest >/dev/null
   layer=$(layer_dirs "$st" wide:latest)
   printf '\n| daemon, directory of 100,000 entries | after mount | ls -f (s) | after ls -f | find -printf %%s (s) | after find | find again (s) | after find again |\n|---|---:|---:|---:|---:|---:|---:|---:|\n'
-  for t in strata fuse-overlayfs; do
+  for t in strata fuse-overlayfs-2.0 fuse-overlayfs-1.10; do
     rm -rf "$work/upper" "$work/ovl-work"; mkdir -p "$work/upper" "$work/ovl-work"
     if [ "$t" = strata ]; then
       c=$("$strata" --root "$st" create wide:latest)
       "$strata" --root "$st" mount "$c" "$mp"
       pid=$(json 'd["pid"]' <"$st/containers/$c/mount.json")
     else
-      fuse-overlayfs -o "lowerdir=$layer,upperdir=$work/upper,workdir=$work/ovl-work" "$mp"
-      pid=$(pgrep -n -f "^fuse-overlayfs .*$mp\$")
-      echo "fuse-overlayfs daemon: $(tr '\0' ' ' <"/proc/$pid/cmdline")" >&2
+      fofs="$fofs1"; [ "$t" = fuse-overlayfs-1.10 ] || fofs="$fofs2"
+      "$fofs" -o "lowerdir=$layer,upperdir=$work/upper,workdir=$work/ovl-work" "$mp"
+      pid=$(daemon_pid "$t")
+      echo "$t daemon: $(tr '\0' ' ' <"/proc/$pid/cmdline")" >&2
     fi
     mem() { printf 'RSS %.1f MiB, peak %.1f MiB' "$(echo "$(vm "$pid" VmRSS) / 1024" | bc -l)" "$(echo "$(vm "$pid" VmHWM) / 1024" | bc -l)"; }
     local m0 m1 m2 m3 s1 s2 s3
@@ -677,5 +743,8 @@ case "$what" in
   registry) bench_registry ;;
   run) bench_run ;;
   build) bench_build ;;
-  *) echo "unknown benchmark $what (have: import, mount, mount-rss, commit, registry, run, build)" >&2; exit 2 ;;
+  dpkg) source scripts/bench_dpkg.sh; bench_dpkg ;;
+  dpkg-profile) source scripts/bench_dpkg.sh; bench_dpkg_profile ;;
+  scale) source scripts/bench_scale.sh; bench_scale ;;
+  *) echo "unknown benchmark $what (have: import, mount, mount-rss, commit, registry, run, build, dpkg, dpkg-profile, scale)" >&2; exit 2 ;;
 esac
