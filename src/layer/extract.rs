@@ -43,11 +43,10 @@ impl Attrs {
     }
 }
 
-/// What an unprivileged unpack could not restore, for the command's summary.
+/// What an unprivileged unpack could not restore, for the command's summary (device nodes and
+/// foreign owners are not in it: they go to the override xattr, see `override_stat`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Skipped {
-    /// Device nodes not created (mknod needs root).
-    pub devices: u64,
     /// Files whose `security.capability` (file capabilities) could not be set.
     pub capabilities: u64,
     /// Other xattrs that need privileges (`trusted.*`, `security.*`).
@@ -60,7 +59,6 @@ impl Skipped {
     }
 
     pub fn add(&mut self, o: Skipped) {
-        self.devices += o.devices;
         self.capabilities += o.capabilities;
         self.xattrs += o.xattrs;
     }

@@ -111,7 +111,7 @@ impl Drop for Store {
         let s = self.skipped.lock().map(|s| *s).unwrap_or_default();
         if !s.is_empty() {
             // In the command's own output, not just the log: the stored layers differ from the
-            // archive's (until rootless mode records these instead).
+            // archive's.
             eprintln!("strata: warning: {}", skipped_summary(&s));
         }
     }
@@ -121,9 +121,6 @@ impl Drop for Store {
 pub fn skipped_summary(s: &crate::layer::Skipped) -> String {
     let n = |count: u64, one: &str, many: &str| format!("{count} {}", if count == 1 { one } else { many });
     let mut parts = Vec::new();
-    if s.devices > 0 {
-        parts.push(format!("skipped {}", n(s.devices, "device node", "device nodes")));
-    }
     if s.capabilities > 0 {
         parts.push(format!("dropped the file capabilities of {}", n(s.capabilities, "file", "files")));
     }
