@@ -28,6 +28,15 @@ pub struct Input {
 }
 
 pub fn open(store: &Store, source: &LoadSource, progress: &Progress) -> Result<Input> {
+    let mut input = open_members(store, source, progress)?;
+    input.repository = match source {
+        LoadSource::OciDir { dir: path, .. } | LoadSource::File(path) => repository_of(path),
+        LoadSource::Stdin => None,
+    };
+    Ok(input)
+}
+
+fn open_members(store: &Store, source: &LoadSource, progress: &Progress) -> Result<Input> {
     match source {
         LoadSource::OciDir { dir, tag } => open_dir(dir, tag.clone(), true),
         LoadSource::File(path) if path.is_dir() => open_dir(path, None, false),
@@ -44,16 +53,14 @@ pub fn open(store: &Store, source: &LoadSource, progress: &Progress) -> Result<I
                     members: Box::new(TarIndex::new(file, &name)?),
                     tag: None,
                     oci_only: false,
-                    repository: repository_of(path),
+                    repository: None,
                     _spool: None,
                 });
             }
             let size = std::fs::metadata(path).ok().filter(|m| m.is_file()).map(|m| m.len());
             let label = path.file_name().map_or(name.clone(), |n| n.to_string_lossy().into_owned());
             let reader = progress.item(&label, "Waiting").reader("Reading", size, reader, "Read");
-            let mut input = spooled(store, prefix, reader, compression, &name)?;
-            input.repository = repository_of(path);
-            Ok(input)
+            spooled(store, prefix, reader, compression, &name)
         }
         LoadSource::Stdin => {
             let mut reader = BufReader::with_capacity(1 << 20, io::stdin().lock());
@@ -67,8 +74,7 @@ pub fn open(store: &Store, source: &LoadSource, progress: &Progress) -> Result<I
 
 fn open_dir(dir: &Path, tag: Option<String>, oci_only: bool) -> Result<Input> {
     anyhow::ensure!(dir.is_dir(), "{}: no such directory", dir.display());
-    let repository = repository_of(dir);
-    Ok(Input { members: Box::new(DirMembers::new(dir)), tag, oci_only, repository, _spool: None })
+    Ok(Input { members: Box::new(DirMembers::new(dir)), tag, oci_only, repository: None, _spool: None })
 }
 
 /// `/tmp/debian-oci` → `debian-oci`, `busybox.oci.tar.gz` → `busybox`: a path's last component

@@ -583,14 +583,12 @@ pub fn prune(g: &Global, a: PruneArgs) -> Result<ExitCode> {
         out.flush()?;
         let mut answer = String::new();
         std::io::stdin().read_line(&mut answer).context("cannot read the answer from stdin")?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes" | "Yes" | "YES") {
-            if !std::io::stdin().is_terminal() {
-                writeln!(out)?;
-            }
-            return Ok(ExitCode::SUCCESS);
-        }
+        // A terminal echoed the answer and its newline; a pipe did not.
         if !std::io::stdin().is_terminal() {
             writeln!(out)?;
+        }
+        if !matches!(answer.trim(), "y" | "Y" | "yes" | "Yes" | "YES") {
+            return Ok(ExitCode::SUCCESS);
         }
     }
     let store = open_store(g, LockMode::Exclusive)?;
