@@ -1064,6 +1064,7 @@ impl<'a> Builder<'a> {
         let owned = slot.take().context("internal error: the store was not given back")?;
         let mut out = step.output();
         let mut err = step.output();
+        let started = std::time::Instant::now();
         let ran = run_to_completion(
             owned,
             &image.id,
@@ -1084,8 +1085,10 @@ impl<'a> Builder<'a> {
                 return Err(failed(msg));
             }
         };
+        tracing::info!("RUN process and teardown took {:?}", started.elapsed());
         *slot = Some(finished.store);
         let store = slot.as_ref().expect("just put back");
+        let started = std::time::Instant::now();
         let container = finished.container.id.clone();
         let layer = if finished.exit_code != 0 {
             Err(format!(
@@ -1097,8 +1100,11 @@ impl<'a> Builder<'a> {
             let empty = std::fs::read_dir(&upper).map(|mut d| d.next().is_none()).unwrap_or(false);
             if empty { Ok(None) } else { self.ingest(store, &upper).map(Some).map_err(|e| format!("{e:#}")) }
         };
+        tracing::info!("RUN layer ingest took {:?}", started.elapsed());
         // No stray container, whatever happened.
+        let started = std::time::Instant::now();
         store.remove_container(&container)?;
+        tracing::info!("RUN container removal took {:?}", started.elapsed());
         let layer = match layer {
             Ok(l) => l,
             Err(msg) => {
