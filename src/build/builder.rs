@@ -1027,7 +1027,18 @@ impl<'a> Builder<'a> {
         let created_by = format!("RUN {shown_args}{} # buildkit", argv.join(" "));
         let mounts: Vec<String> = ins.flags_named("mount").map(str::to_string).collect();
         let step = self.progress.step(&format!("{title} RUN {}", ins.args_text()));
-        let key = self.key(st, &format!("{created_by} {mounts:?} {network:?}"), None);
+        // What a bind mount shows the step is part of its key, as for COPY.
+        let mut bound = Vec::new();
+        for m in &mounts {
+            if let Some(src) = bind_source(m) {
+                let ctx = DirTree { root: &self.opts.context, ignore: &self.opts.ignore };
+                let sources = [Source::Path(src)];
+                let plan = copy::plan(&ctx, &sources, "/mnt/", true, Overrides::default(), false, 0)?;
+                bound.push(copy::hash(&ctx, &plan)?);
+            }
+        }
+        let files = (!bound.is_empty()).then(|| bound.join(" "));
+        let key = self.key(st, &format!("{created_by} {mounts:?} {network:?}"), files.as_deref());
         if self.try_cache(store, st, &key)? {
             step.cached();
             return Ok(());
@@ -1263,6 +1274,21 @@ fn run_script(ins: &Instruction) -> String {
         s.push_str(&h.name);
     }
     s
+}
+
+/// The context path a `--mount` binds (type=bind without from=), if it is one.
+fn bind_source(spec: &str) -> Option<String> {
+    let mut bind = true;
+    let mut source = ".".to_string();
+    for part in spec.split(',') {
+        match part.split_once('=') {
+            Some(("type", t)) => bind = t == "bind",
+            Some(("from", _)) => bind = false,
+            Some(("source" | "src", v)) => source = v.to_string(),
+            _ => {}
+        }
+    }
+    bind.then_some(source)
 }
 
 fn mount_froms(ins: &Instruction) -> impl Iterator<Item = &str> {
