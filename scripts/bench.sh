@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmarks strata side by side with the peer tools, in one run, interleaved, and prints medians and
-# ratios. Usage: scripts/bench.sh import|mount|mount-rss|commit|registry|build [RUNS]
+# ratios. Usage: scripts/bench.sh import|mount|mount-rss|commit|registry|run|build [RUNS]
 # The Debian bookworm minbase rootfs is built once with debootstrap and cached in $BENCH_CACHE.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -604,12 +604,70 @@ bench_build() {
   report "buildah bud (10k-file RUN)" "strata build (10k-file RUN)" "buildah bud (10k-file RUN)"
 }
 
+# ---- run ----------------------------------------------------------------------------------------
+# `strata run --rm IMAGE true` (busybox and Debian) against (a) the floor: `runc run` on a ready
+# bundle over an already-mounted kernel overlayfs of the same layers, and (b) what rootful Podman
+# does with fuse-overlayfs storage, by hand: mount + `runc run` + unmount. Plus the time from
+# `strata run -d` to the first line of `strata logs`. All without a network namespace, as strata's
+# default (host) network.
+bench_run() {
+  local store="$work/run-store" bb="$work/run-bb" id lowers img t
+  rm -rf "$store" "$bb" "$work/run"; mkdir -p "$bb/bin" "$bb/etc" "$work/run"
+  cp /bin/busybox "$bb/bin/"; for a in sh true echo sleep; do ln -s busybox "$bb/bin/$a"; done
+  echo 'root:x:0:0:root:/root:/bin/sh' >"$bb/etc/passwd"
+  tar -C "$bb" -cf "$work/run/bb.tar" .
+  "$strata" --root "$store" import "$work/run/bb.tar" bb:1 >/dev/null
+  id=$("$strata" --root "$store" load --oci "$(debian_oci):bookworm" | loaded_id)
+  "$strata" --root "$store" tag "$id" debian:1
+  cleanups+=("umount -l '$work'/run/*/floor-mnt 2>/dev/null; fusermount3 -u '$work'/run/*/fuse-mnt 2>/dev/null")
+  for img in bb:1 debian:1; do
+    t="$work/run/${img%%:*}"; mkdir -p "$t"/{floor-upper,floor-work,floor-mnt,fuse-upper,fuse-work,fuse-mnt,floor,fuse}
+    lowers=$(layer_dirs "$store" "$img")
+    mount -t overlay overlay -o "lowerdir=$lowers,upperdir=$t/floor-upper,workdir=$t/floor-work" "$t/floor-mnt"
+    for b in floor fuse; do
+      (cd "$t/$b" && runc spec)
+      python3 - "$t/$b/config.json" "$t/$b-mnt" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["root"] = {"path": sys.argv[2], "readonly": False}
+c["process"]["terminal"] = False
+c["process"]["args"] = ["/bin/true"]
+c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n["type"] != "network"]
+json.dump(c, open(sys.argv[1], "w"))
+PY
+    done
+  done
+  fresh_fuse() { rm -rf "$t/fuse-upper" "$t/fuse-work"; mkdir -p "$t/fuse-upper" "$t/fuse-work"; }
+  for i in $(seq "$runs"); do
+    echo "run $i/$runs" >&2
+    for img in bb:1 debian:1; do
+      t="$work/run/${img%%:*}"; lowers=$(layer_dirs "$store" "$img")
+      time_case "$img|strata" : "$strata" --root "$store" run --rm "$img" true
+      time_case "$img|runc on overlayfs" : runc --root "$work/run/runc-root" run --bundle "$t/floor" "floor-$i"
+      time_case "$img|fuse-overlayfs + runc" fresh_fuse sh -c "fuse-overlayfs -o 'lowerdir=$lowers,upperdir=$t/fuse-upper,workdir=$t/fuse-work' '$t/fuse-mnt' && runc --root '$work/run/runc-root' run --bundle '$t/fuse' 'fuse-$i' && fusermount3 -u '$t/fuse-mnt'"
+    done
+    time_case "run -d to first log line|strata" : sh -c "id=\$('$strata' --root '$store' run -d bb:1 sh -c 'echo first; sleep 5'); until '$strata' --root '$store' logs \$id | grep -q first; do :; done; '$strata' --root '$store' rm -f \$id"
+  done
+  echo
+  echo "run benchmark: $runs runs, work dir $work ($(stat -f -c %T "$work")), $(nproc) cores"
+  printf '\n| workload | strata (s) | runc on overlayfs (s) | fuse-overlayfs + runc (s) | strata / floor | strata / fuse-overlayfs + runc |\n|---|---:|---:|---:|---:|---:|\n'
+  for img in bb:1 debian:1; do
+    local a b c
+    a=$(echo "${times["$img|strata"]}" | median); b=$(echo "${times["$img|runc on overlayfs"]}" | median)
+    c=$(echo "${times["$img|fuse-overlayfs + runc"]}" | median)
+    printf '| run --rm %s true | %.3f | %.3f | %.3f | %.2f× | %.2f× |\n' "$img" "$a" "$b" "$c" "$(echo "$a / $b" | bc -l)" "$(echo "$a / $c" | bc -l)"
+  done
+  printf '| run -d to first log line | %.3f | – | – | – | – |\n' "$(echo "${times["run -d to first log line|strata"]}" | median)"
+  for img in bb debian; do umount "$work/run/$img/floor-mnt"; done
+}
+
 case "$what" in
   import) bench_import ;;
+  run) bench_run ;;
   mount) bench_mount ;;
   mount-rss) mp="$work/mp"; mstore="$work/rss-store"; bench_rss ;;
   commit) bench_commit ;;
   registry) bench_registry ;;
   build) bench_build ;;
-  *) echo "unknown benchmark $what (have: import, mount, mount-rss, commit, registry, build)" >&2; exit 2 ;;
+  *) echo "unknown benchmark $what (have: import, mount, mount-rss, commit, registry, run, build)" >&2; exit 2 ;;
 esac

@@ -1,4 +1,4 @@
-//! Container commands: create, ps, rm, mount, umount, diff, commit.
+//! Container commands: ps, rm, mount, umount, diff, commit (running them: `run.rs`).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -10,7 +10,9 @@ use clap::Args;
 use super::images::{fixed_time, parse_tag};
 use super::output::{self, Format, Row, human_size, time_ago};
 use super::{Global, open_store};
+use crate::container::lifecycle;
 use crate::container::mounting::{self as containers, MountRequest};
+use crate::container::status::{self, Status};
 use crate::inspect::{change, container_diff};
 use crate::layer::{Compression, PackOptions};
 use crate::oci::Reference;
@@ -21,24 +23,8 @@ use crate::store::usage::dir_size;
 use crate::store::{LockMode, Store};
 
 #[derive(Args)]
-pub struct CreateArgs {
-    pub image: String,
-    /// Assign a name to the container.
-    #[arg(long)]
-    pub name: Option<String>,
-}
-
-pub fn create(g: &Global, a: CreateArgs) -> Result<ExitCode> {
-    let store = open_store(g, LockMode::Exclusive)?;
-    let image = store.resolve_image(&a.image)?;
-    let rec = store.create_container(&image.id, &a.image, a.name.as_deref(), None)?;
-    writeln!(std::io::stdout(), "{}", rec.id)?;
-    Ok(ExitCode::SUCCESS)
-}
-
-#[derive(Args)]
 pub struct PsArgs {
-    /// Show all containers (default shows just mounted ones).
+    /// Show all containers (default shows running and mounted ones).
     #[arg(short, long)]
     pub all: bool,
     /// Only display container IDs.
@@ -47,12 +33,36 @@ pub struct PsArgs {
     /// Don't truncate output.
     #[arg(long)]
     pub no_trunc: bool,
-    /// Go-template-like format or `json`. Fields: ID, Image, CreatedSince, Status, Mountpoint, Size, Names.
+    /// Go-template-like format or `json`. Fields: ID, Image, Command, CreatedSince, Status, State, Mountpoint, Size, Names.
     #[arg(long)]
     pub format: Option<String>,
 }
 
-const PS_FIELDS: &[&str] = &["ID", "Image", "CreatedSince", "Status", "Mountpoint", "Size", "Names"];
+const PS_FIELDS: &[&str] =
+    &["ID", "Image", "Command", "CreatedSince", "Status", "State", "Mountpoint", "Size", "Names"];
+
+/// Docker's STATUS column: `Up 3 minutes`, `Exited (0) 2 seconds ago`, `Created`, `Dead`; a
+/// container mounted by `strata mount` (not running) shows its mount state.
+fn status_text(c: &ContainerRecord, mount: &containers::MountState, now: i64) -> String {
+    let since = |ms: i64| time_ago(ms / 1000, now);
+    match status::status(c) {
+        Status::Running => {
+            let up = since(c.state.as_ref().map_or(0, |s| s.started_at));
+            format!("Up {}", up.trim_end_matches(" ago"))
+        }
+        Status::Dead => "Dead".into(),
+        _ if mount.is_mounted() => mount.to_string(),
+        Status::Exited { code, finished_at } => format!("Exited ({code}) {}", since(finished_at)),
+        Status::Created => "Created".into(),
+    }
+}
+
+/// Docker's COMMAND column: the command line, quoted, cut to 20 characters.
+fn command_text(c: &ContainerRecord, full: bool) -> String {
+    let line = c.config.as_ref().map(|x| x.args.join(" ")).unwrap_or_default();
+    let shown = if full { line } else { output::ellipsis(&line, 20) };
+    format!("\"{shown}\"")
+}
 
 pub fn ps(g: &Global, a: PsArgs) -> Result<ExitCode> {
     let store = open_store(g, LockMode::Shared)?;
@@ -61,14 +71,17 @@ pub fn ps(g: &Global, a: PsArgs) -> Result<ExitCode> {
     let mut rows = Vec::new();
     for c in store.containers()?.into_iter().rev() {
         let state = containers::mount_state(&c);
-        if !a.all && !state.is_mounted() {
+        let running = status::status(&c) == Status::Running;
+        if !a.all && !running && !state.is_mounted() {
             continue;
         }
         let mut r = Row::new();
         r.insert("ID", if a.no_trunc { c.id.clone() } else { c.short_id().to_string() });
         r.insert("Image", c.image_name.clone());
+        r.insert("Command", command_text(&c, a.no_trunc));
         r.insert("CreatedSince", time_ago(c.created, now));
-        r.insert("Status", state.to_string());
+        r.insert("Status", status_text(&c, &state, now));
+        r.insert("State", status::status(&c).word().to_string());
         r.insert(
             "Mountpoint",
             c.mount.as_ref().map_or(String::new(), |m| m.mountpoint.display().to_string()),
@@ -92,6 +105,7 @@ pub fn ps(g: &Global, a: PsArgs) -> Result<ExitCode> {
         let cols = [
             ("ID", "CONTAINER ID"),
             ("Image", "IMAGE"),
+            ("Command", "COMMAND"),
             ("CreatedSince", "CREATED"),
             ("Status", "STATUS"),
             ("Mountpoint", "MOUNTPOINT"),
@@ -107,7 +121,7 @@ pub fn ps(g: &Global, a: PsArgs) -> Result<ExitCode> {
 pub struct RmArgs {
     #[arg(required = true, value_name = "CONTAINER")]
     pub containers: Vec<String>,
-    /// Unmount a mounted container first.
+    /// Kill a running container, unmount a mounted one, first.
     #[arg(short, long)]
     pub force: bool,
 }
@@ -129,22 +143,7 @@ pub fn rm(g: &Global, a: RmArgs) -> Result<ExitCode> {
 
 fn remove_one(store: &Store, name: &str, force: bool) -> Result<()> {
     let c = store.resolve_container(name)?;
-    let state = containers::mount_state(&c);
-    if state.is_mounted() {
-        if !force {
-            bail!(
-                "container {} is mounted at {}: unmount it first, or use rm -f",
-                c.name,
-                state_mountpoint(&c)
-            );
-        }
-        containers::unmount_container(store, &c)?;
-    }
-    store.remove_container(&c.id)
-}
-
-fn state_mountpoint(c: &ContainerRecord) -> String {
-    c.mount.as_ref().map_or_else(|| "?".into(), |m| m.mountpoint.display().to_string())
+    lifecycle::remove(store, &c, force)
 }
 
 #[derive(Args)]
@@ -275,6 +274,9 @@ pub fn umount(g: &Global, a: UmountArgs) -> Result<ExitCode> {
     let by_path =
         store.containers()?.into_iter().find(|c| c.mount.as_ref().is_some_and(|m| m.mountpoint == path));
     match by_path.map(Ok).unwrap_or_else(|| store.resolve_container(&a.target)) {
+        Ok(c) if status::status(&c) == Status::Running => {
+            bail!("container {} is running: its mount ends when it stops (strata stop {})", c.name, c.name)
+        }
         Ok(c) => containers::unmount_container(&store, &c)?,
         Err(_) => containers::unmount_path(&store, &path)?,
     }

@@ -343,7 +343,17 @@ pub fn inspect(g: &Global, a: InspectArgs) -> Result<ExitCode> {
     let store = open_store(g, LockMode::Shared)?;
     let mut out = Vec::new();
     for input in &a.images {
-        let img = store.resolve_image(input)?;
+        let img = match store.resolve_image(input) {
+            Ok(img) => img,
+            // A container: its State, Config and Mounts (crate::container::inspect).
+            Err(e) => match store.resolve_container(input) {
+                Ok(c) => {
+                    out.push(crate::container::inspect::describe(&store, &c));
+                    continue;
+                }
+                Err(_) => return Err(e),
+            },
+        };
         let cfg = store.image_config(&img)?;
         let tags: Vec<String> = store
             .tags_of(&img.id)?

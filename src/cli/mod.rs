@@ -6,6 +6,7 @@ mod images;
 mod inspect;
 pub mod output;
 mod registry;
+mod run;
 mod transfer;
 
 use std::path::PathBuf;
@@ -72,9 +73,27 @@ pub enum Command {
     Logout(registry::LogoutArgs),
     /// Search a registry's catalog for repositories.
     Search(registry::SearchArgs),
-    /// Create a container: a writable layer over an image; prints its id.
-    Create(containers::CreateArgs),
-    /// List containers (mounted ones; -a for all).
+    /// Create a container: a writable layer over an image, and the process to run in it; prints its id.
+    Create(run::CreateArgs),
+    /// Run a command in a new container (runc or crun over strata's union mount).
+    Run(run::RunArgs),
+    /// Start stopped containers (-a: attached, returning the exit code).
+    Start(run::StartArgs),
+    /// Stop running containers: the stop signal, then SIGKILL after -t seconds.
+    Stop(run::StopArgs),
+    /// Stop, then start containers.
+    Restart(run::RestartArgs),
+    /// Send a signal to running containers.
+    Kill(run::KillArgs),
+    /// Wait for containers to stop; prints their exit codes.
+    Wait(run::WaitArgs),
+    /// Run a command in a running container.
+    Exec(run::ExecArgs),
+    /// Show a container's output (json-file log).
+    Logs(run::LogsArgs),
+    /// Show a running container's processes.
+    Top(run::TopArgs),
+    /// List containers (running or mounted ones; -a for all).
     Ps(containers::PsArgs),
     /// Remove containers and their writable layers.
     Rm(containers::RmArgs),
@@ -169,7 +188,16 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Inspect(a) | Command::Image(ImageCommand::Inspect(a)) => images::inspect(g, a),
         Command::History(a) | Command::Image(ImageCommand::History(a)) => images::history(g, a),
         Command::Image(ImageCommand::Prune(a)) => images::prune(g, a),
-        Command::Create(a) => containers::create(g, a),
+        Command::Create(a) => run::create(g, a),
+        Command::Run(a) => run::run(g, a),
+        Command::Start(a) => run::start(g, a),
+        Command::Stop(a) => run::stop(g, a),
+        Command::Restart(a) => run::restart(g, a),
+        Command::Kill(a) => run::kill(g, a),
+        Command::Wait(a) => run::wait(g, a),
+        Command::Exec(a) => run::exec(g, a),
+        Command::Logs(a) => run::logs(g, a),
+        Command::Top(a) => run::top(g, a),
         Command::Ps(a) => containers::ps(g, a),
         Command::Rm(a) => containers::rm(g, a),
         Command::Mount(a) => containers::mount(g, a),

@@ -28,7 +28,8 @@ pub const DEFAULT_CAPS: &[&str] = &[
     "CAP_AUDIT_WRITE",
 ];
 
-/// Every capability the kernel knows (for `--privileged` and `--cap-add ALL`).
+/// Every capability the kernel knows, in the order of their numbers (for `--privileged` and
+/// `--cap-add ALL`).
 const ALL_CAPS: &[&str] = &[
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
@@ -106,9 +107,19 @@ fn cap_name(c: &str) -> Result<String> {
 pub fn capabilities(cfg: &RunConfig) -> Result<Vec<String>> {
     let add: Vec<String> = cfg.cap_add.iter().map(|c| cap_name(c)).collect::<Result<_>>()?;
     let drop: Vec<String> = cfg.cap_drop.iter().map(|c| cap_name(c)).collect::<Result<_>>()?;
-    let base: &[&str] =
-        if cfg.privileged || add.iter().any(|c| c == "ALL") { ALL_CAPS } else { DEFAULT_CAPS };
-    let mut caps: Vec<String> = base.iter().map(|c| c.to_string()).collect();
+    let all = cfg.privileged || add.iter().any(|c| c == "ALL");
+    let mut caps: Vec<String> = if all {
+        // Every capability this process may pass on (its bounding set), as Docker does.
+        let bounding = bounding_set();
+        ALL_CAPS
+            .iter()
+            .enumerate()
+            .filter(|(bit, _)| bounding & (1u64 << bit) != 0)
+            .map(|(_, c)| c.to_string())
+            .collect()
+    } else {
+        DEFAULT_CAPS.iter().map(|c| c.to_string()).collect()
+    };
     caps.extend(add.into_iter().filter(|c| c != "ALL"));
     if drop.iter().any(|c| c == "ALL") {
         caps.retain(|c| cfg.cap_add.iter().any(|a| cap_name(a).ok().as_deref() == Some(c.as_str())));
@@ -118,6 +129,15 @@ pub fn capabilities(cfg: &RunConfig) -> Result<Vec<String>> {
     caps.sort();
     caps.dedup();
     Ok(caps)
+}
+
+/// This process's capability bounding set (`CapBnd` of /proc/self/status; all when unreadable).
+fn bounding_set() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("CapBnd:").map(|v| v.trim().to_string())))
+        .and_then(|v| u64::from_str_radix(&v, 16).ok())
+        .unwrap_or(u64::MAX)
 }
 
 /// The files a container sees at /etc/hosts, /etc/hostname and /etc/resolv.conf, written in its
@@ -225,6 +245,19 @@ pub fn runtime_config(
         "mounts": mounts,
         "linux": linux,
     }))
+}
+
+/// Where `--init` puts its init in the container (Docker's path).
+pub const INIT_PATH: &str = "/sbin/docker-init";
+
+/// The init `--init` runs as the container's first process: the host's static tini, bind-mounted
+/// (a static binary runs in any image).
+pub fn init_binary() -> Result<std::path::PathBuf> {
+    ["/usr/bin/tini-static", "/usr/local/bin/tini-static"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.is_file())
+        .context("--init needs a static tini on the host: install the Debian package tini (it provides /usr/bin/tini-static)")
 }
 
 #[cfg(test)]

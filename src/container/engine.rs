@@ -45,6 +45,9 @@ impl Ready {
         let cfg = c.config.clone().with_context(|| {
             format!("container {} was created without a process (by an older strata): it can be mounted, not started", c.name)
         })?;
+        if cfg.args.is_empty() {
+            bail!("no command specified for container {}: its image has no Entrypoint or Cmd", c.name);
+        }
         let dir = store.container_dir(&c.id);
         let image = store.image(&c.image).with_context(|| format!("the image of container {}", c.name))?;
         let upper = store.container_upper(&c.id);

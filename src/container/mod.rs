@@ -4,15 +4,25 @@
 //! - [`engine`]: one start of a container's process with an OCI [`runtime`] (runc or crun) over
 //!   its union mount, with a [`bundle`] of Docker's defaults, an [`init_layer`] of mountpoints
 //!   and the user resolved in the image ([`user`]).
+//! - [`monitor`]: one process per running container, owning its mount and runtime child, writing
+//!   its [`logs`] and state; [`status`] tells Created, Running, Exited and Dead apart.
+//! - [`spec`]: a container's process from its image's config and the `run` flags.
+//! - [`lifecycle`]: start, stop, kill, wait, remove, exec, top.
 //! - [`oneshot`]: the library API a `RUN` step uses: run one process to completion.
 
 pub mod bundle;
 pub mod engine;
 pub mod init_layer;
+pub mod inspect;
+pub mod lifecycle;
 pub mod lock;
+pub mod logs;
+pub mod monitor;
 pub mod mounting;
 pub mod oneshot;
 pub mod runtime;
+pub mod spec;
+pub mod status;
 pub mod user;
 
 pub use engine::StartError;

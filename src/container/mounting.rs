@@ -126,21 +126,28 @@ pub fn mount_container(store: Store, c: &ContainerRecord, req: &MountRequest) ->
         bail!("container {} is already mounted ({state}): strata umount {} first", c.name, c.name);
     }
     let opts = container_mount_options(&store, c, req.allow_other)?;
-    drop(store);
     let mountpoint = crate::fs::mount::absolute(&req.mountpoint)?;
     let record = |pid: i32| -> Result<()> {
         let m = (pid != 0).then(|| MountRecord { mountpoint: mountpoint.clone(), pid });
         crate::store::containers::write_container_runtime(&dir, "mount.json", m.as_ref())
     };
+    // Recorded (with this process's pid) before the store is given back, so a second mount,
+    // which gets the store next, is told where this one is going while it is being set up.
+    record(std::process::id() as i32)?;
+    drop(store);
     if req.foreground {
-        record(std::process::id() as i32)?;
         let served = mount_foreground(&opts, &mountpoint);
         record(0)?;
         drop(lock);
         return served;
     }
-    let pid = mount_daemon(&opts, &mountpoint)?;
-    record(pid.as_raw())?;
+    match mount_daemon(&opts, &mountpoint) {
+        Ok(pid) => record(pid.as_raw())?,
+        Err(e) => {
+            record(0)?;
+            return Err(e);
+        }
+    }
     drop(lock);
     Ok(())
 }

@@ -146,8 +146,8 @@ fn run_in(store: Store, c: &ContainerRecord, lock: ContainerLock, output: Output
             child.wait()?
         }
         Output::Capture { stdout, stderr } => {
-            let (out_r, out_w) = nix::unistd::pipe()?;
-            let (err_r, err_w) = nix::unistd::pipe()?;
+            let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+            let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
             let mut child = ready.spawn(Stdio::null(), out_w.into(), err_w.into(), false)?;
             std::thread::scope(|s| {
                 s.spawn(|| copy(std::fs::File::from(out_r), stdout));

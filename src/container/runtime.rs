@@ -82,7 +82,9 @@ impl Runtime {
             && crate::fs::mount::mount_type(Path::new("/sys/fs/cgroup/unified")).ok().flatten().as_deref()
                 == Some("cgroup2")
             && crate::fs::mount::mount_type(Path::new("/sys/fs/cgroup/memory")).ok().flatten().is_some();
-        Ok(Runtime { state_root: store_root.join("runtime").join(&name), name, path, private_cgroup_ns })
+        let state_root = store_root.join("runtime").join(&name);
+        private_dir(&state_root)?;
+        Ok(Runtime { state_root, name, path, private_cgroup_ns })
     }
 
     /// The runtime with its global flags: `--root`, and `--log` (JSON lines) when given.
@@ -110,6 +112,10 @@ impl Runtime {
     /// Forgets a container the runtime may still know (a killed monitor's): kills what is left
     /// of it and deletes its state. Errors are ignored: usually there is nothing to delete.
     pub fn delete(&self, runtime_id: &str) {
+        // Both keep a container's state in `<root>/<id>`: nothing there, nothing to delete.
+        if !self.state_root.join(runtime_id).exists() {
+            return;
+        }
         let _ = self
             .command(None)
             .args(["delete", "--force", runtime_id])
@@ -132,6 +138,17 @@ impl Runtime {
         }
         Ok(())
     }
+}
+
+/// Creates `dir` (and missing parents) closed to other users, whatever the umask.
+pub fn private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .and_then(|_| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))
 }
 
 /// The last error a runtime wrote to its JSON log.

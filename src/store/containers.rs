@@ -91,8 +91,10 @@ pub struct RunState {
     pub status: String,
     /// The container's first process, as seen from the host.
     pub pid: i32,
-    /// The monitor owning the mount and the runtime child.
+    /// The monitor owning the mount and the runtime child, and its start time (clock ticks since
+    /// boot, /proc/PID/stat) so a reused pid is not taken for it.
     pub monitor_pid: i32,
+    pub monitor_start: u64,
     pub exit_code: i32,
     /// Unix milliseconds; 0 = never.
     pub started_at: i64,
@@ -173,10 +175,22 @@ impl Store {
         name: Option<&str>,
         config: Option<RunConfig>,
     ) -> Result<ContainerRecord> {
+        self.create_container_with_id(new_container_id()?, image, image_name, name, config)
+    }
+
+    /// [`Store::create_container`] with an id from [`new_container_id`] (a config may name it).
+    pub fn create_container_with_id(
+        &self,
+        id: String,
+        image: &Digest,
+        image_name: &str,
+        name: Option<&str>,
+        config: Option<RunConfig>,
+    ) -> Result<ContainerRecord> {
         self.ensure_writable()?;
+        anyhow::ensure!(Digest::from_hex(&id).is_ok(), "invalid container id {id:?}");
         self.check_layers(&self.image(image)?)?;
         let existing = self.containers()?;
-        let id = random_id()?;
         let name = match name {
             Some(n) => {
                 let valid = !n.is_empty()
@@ -217,6 +231,19 @@ impl Store {
         write_container_runtime(&self.container_dir(id), "mount.json", mount)
     }
 
+    /// Deletes a container without the store lock, as a `--rm` container's monitor does when its
+    /// process ends (holding the container's lock): renamed into tmp/ (garbage a crash may leave
+    /// there for the next writer), then deleted.
+    pub fn remove_container_unlocked(root: &Path, id: &str) -> Result<()> {
+        let doomed = staging::tmp_path(&root.join("tmp"), "removed-container");
+        std::fs::rename(root.join("containers").join(id), &doomed)
+            .with_context(|| format!("cannot remove container {id}"))?;
+        if let Err(e) = std::fs::remove_dir_all(&doomed) {
+            tracing::warn!("cannot remove {}: {e} (the next writer clears it)", doomed.display());
+        }
+        Ok(())
+    }
+
     /// Deletes a container and its writable layer (renamed into tmp first: never half-deleted).
     pub fn remove_container(&self, id: &str) -> Result<()> {
         self.ensure_writable()?;
@@ -253,7 +280,8 @@ pub fn read_container_runtime<T: serde::de::DeserializeOwned>(dir: &Path, name: 
     records::read_runtime(&dir.join(name))
 }
 
-fn random_id() -> Result<String> {
+/// A fresh container id: 64 random hex digits.
+pub fn new_container_id() -> Result<String> {
     let mut buf = [0u8; 32];
     use std::io::Read;
     std::fs::File::open("/dev/urandom")

@@ -73,3 +73,43 @@ pub fn busybox_image(s: &Strata, tag: &str, changes: &[&str]) -> String {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     s.ok(&args).trim().to_string()
 }
+
+/// The exit code of a finished strata run.
+pub fn code(o: &std::process::Output) -> i32 {
+    o.status.code().expect("exited, not killed")
+}
+
+/// stdout of a run that must exit with `want`.
+pub fn run_code(s: &Strata, args: &[&str], want: i32) -> String {
+    let o = s.run(args);
+    assert_eq!(
+        code(&o),
+        want,
+        "strata {args:?}: stdout {:?} stderr {:?}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// Removes every container of the store on drop (rm -f), so a failing test leaves no running
+/// container and no mount behind.
+pub struct Cleanup<'a>(pub &'a Strata);
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        let ids = self.0.run(&["ps", "-a", "-q", "--no-trunc"]);
+        for id in String::from_utf8_lossy(&ids.stdout).lines() {
+            let _ = self.0.run(&["rm", "-f", id]);
+        }
+    }
+}
+
+/// Waits (up to 10 s) until `cond` holds.
+pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < std::time::Duration::from_secs(10), "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,379 @@
+//! The monitor: one process per running container (what conmon is to Podman). It owns the union
+//! mount (its daemon inherits the container's lock) and the runtime child, writes the output to
+//! the json-file log, records the state (`state.json`: pid, start and finish times, exit code),
+//! takes the mount down when the process ends and removes a `--rm` container. Detached, it is a
+//! forked daemon; attached (`strata run` without `-d`), it is the strata process itself.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use nix::sys::signal::{SigSet, Signal};
+use nix::unistd::ForkResult;
+
+use super::engine::{Ready, StartError};
+use super::lock::ContainerLock;
+use super::logs::{self, LogWriter, StreamLog};
+use super::status::{now_ms, process_start};
+use crate::store::containers::{ContainerRecord, RunState, write_container_runtime};
+use crate::store::{LockMode, Store};
+use crate::sys::daemon;
+
+/// How the process's stdio is connected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attach {
+    /// Output to the log only; stdin closed. `start` returns once the process runs.
+    Detached,
+    /// Output to the log and to this process's stdout/stderr (or, with a tty, this terminal);
+    /// `stdin` passes this process's stdin on. Returns the exit code.
+    Foreground { stdin: bool },
+}
+
+/// Starts `c`'s process; `lock` is the container's. The store must be closed (only its root is
+/// given): a monitor never inherits the store lock. Call while single-threaded (it forks).
+/// Detached: returns 0 once the process runs; attached: the process's exit code.
+pub fn start(root: &Path, c: &ContainerRecord, lock: ContainerLock, attach: Attach) -> Result<i32> {
+    match attach {
+        Attach::Foreground { stdin } => {
+            let mut first_error = None;
+            let code = supervise(root, c, lock, Some(stdin), &mut |r| first_error = r.err());
+            match first_error {
+                Some(e) => Err(e.into()),
+                None => Ok(code),
+            }
+        }
+        Attach::Detached => spawn_detached(root, c, lock),
+    }
+}
+
+fn spawn_detached(root: &Path, c: &ContainerRecord, lock: ContainerLock) -> Result<i32> {
+    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    match daemon::fork()? {
+        ForkResult::Parent { child } => {
+            drop(wr);
+            drop(lock);
+            let _ = nix::sys::wait::waitpid(child, None);
+            // One line, not up to EOF: the mount daemon the monitor forks holds the pipe too.
+            let mut msg = String::new();
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(File::from(rd)), &mut msg)
+                .context("reading from the monitor")?;
+            match msg.trim_end().split_once(' ') {
+                _ if msg.trim_end() == "ok" => Ok(0),
+                Some(("err", rest)) => {
+                    let (code, message) = rest.split_once(' ').unwrap_or(("125", rest));
+                    Err(StartError { code: code.parse().unwrap_or(125), message: message.to_string() }.into())
+                }
+                _ => Err(anyhow!("the monitor of container {} exited before the container started", c.name)),
+            }
+        }
+        ForkResult::Child => {
+            drop(rd);
+            let _ = nix::unistd::setsid();
+            match daemon::fork() {
+                Ok(ForkResult::Parent { .. }) => daemon::exit_now(0),
+                Ok(ForkResult::Child) => {}
+                Err(_) => daemon::exit_now(1),
+            }
+            let dir = root.join("containers").join(&c.id);
+            let _ = redirect_stdio(&dir.join("monitor.log"));
+            let _ = std::env::set_current_dir("/");
+            let mut wr = Some(File::from(wr));
+            supervise(root, c, lock, None, &mut |r| {
+                if let Some(mut w) = wr.take() {
+                    let _ = match r {
+                        Ok(()) => writeln!(w, "ok"),
+                        Err(e) => writeln!(w, "err {} {}", e.code, e.message.replace('\n', " ")),
+                    };
+                }
+            });
+            daemon::exit_now(0)
+        }
+    }
+}
+
+fn redirect_stdio(log: &Path) -> Result<()> {
+    let null = File::options().read(true).write(true).open("/dev/null")?;
+    nix::unistd::dup2_stdin(null.as_fd())?;
+    let out = File::options().create(true).append(true).open(log)?;
+    nix::unistd::dup2_stdout(out.as_fd())?;
+    nix::unistd::dup2_stderr(out.as_fd())?;
+    Ok(())
+}
+
+/// Signals `strata run` passes on to the container (through the runtime, which forwards them).
+fn forwarded_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in
+        [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2]
+    {
+        set.add(s);
+    }
+    set
+}
+
+/// Runs the process to its end and records everything. `attached`: `Some(stdin)` when this is
+/// `strata run` itself. `report` hears once whether the process started.
+fn supervise(
+    root: &Path,
+    c: &ContainerRecord,
+    lock: ContainerLock,
+    attached: Option<bool>,
+    report: &mut dyn FnMut(std::result::Result<(), StartError>),
+) -> i32 {
+    let dir = root.join("containers").join(&c.id);
+    let me = std::process::id() as i32;
+    let mut st = RunState {
+        status: "running".into(),
+        monitor_pid: me,
+        monitor_start: process_start(me).unwrap_or(0),
+        started_at: now_ms(),
+        runtime_id: c.id.clone(),
+        ..RunState::default()
+    };
+    let save = |st: &RunState| {
+        if let Err(e) = write_container_runtime(&dir, "state.json", Some(st)) {
+            tracing::warn!("{e:#}");
+        }
+    };
+    let auto_remove = c.config.as_ref().is_some_and(|x| x.auto_remove);
+    let remove = || {
+        if !auto_remove {
+            return;
+        }
+        if let Some(st) = crate::store::containers::read_container_runtime::<RunState>(&dir, "state.json") {
+            record_exit(root, &c.id, &st);
+        }
+        if let Err(e) = Store::remove_container_unlocked(root, &c.id) {
+            tracing::warn!("--rm: {e:#}");
+        }
+    };
+    // The process did not run: the state says why; a --rm container goes all the same.
+    let fail =
+        |st: &mut RunState, e: StartError, report: &mut dyn FnMut(std::result::Result<(), StartError>)| {
+            st.status = "exited".into();
+            st.exit_code = e.code;
+            st.error = e.message.clone();
+            st.finished_at = now_ms();
+            save(st);
+            let code = e.code;
+            report(Err(e));
+            remove();
+            code
+        };
+    let ready = Store::open(root, LockMode::Shared).and_then(|store| Ready::prepare(store, c, lock));
+    let ready = match ready {
+        Ok(r) => r,
+        Err(e) => return fail(&mut st, StartError { code: 125, message: format!("{e:#}") }, report),
+    };
+    st.runtime = ready.runtime.name.clone();
+    save(&st);
+    let log = match LogWriter::open(&logs::path(&dir)) {
+        Ok(l) => l,
+        Err(e) => return fail(&mut st, StartError { code: 125, message: format!("{e:#}") }, report),
+    };
+    let signals = attached.map(|_| {
+        let set = forwarded_signals();
+        let _ = set.thread_block();
+        set
+    });
+    let gate = Gate::default();
+    let spawned = spawn_runtime(&ready, attached, &log, &gate);
+    let (mut child, copiers) = match spawned {
+        Ok(x) => x,
+        Err(e) => return fail(&mut st, StartError { code: 125, message: format!("{e:#}") }, report),
+    };
+    if let Some(set) = signals {
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = std::thread::Builder::new().name("signals".into()).spawn(move || {
+            while let Ok(sig) = set.wait() {
+                let _ = nix::sys::signal::kill(pid, sig);
+            }
+        });
+    }
+    // Started once the runtime has written the pid file; a runtime that ends first failed.
+    let mut reported = false;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break Ok(s),
+            Ok(None) => {}
+            Err(e) => break Err(e),
+        }
+        if !reported && let Some(pid) = ready.container_pid() {
+            st.pid = pid;
+            save(&st);
+            gate.decide(true);
+            report(Ok(()));
+            reported = true;
+            break child.wait();
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let outcome = match status {
+        Ok(s) => ready.outcome(s),
+        Err(e) => Err(StartError { code: 125, message: format!("waiting for {}: {e}", ready.runtime.name) }),
+    };
+    gate.decide(outcome.is_ok());
+    for c in copiers {
+        let _ = c.join();
+    }
+    let finished = ready.finish();
+    if let Err(e) = &finished {
+        tracing::warn!("{e:#}");
+    }
+    let code = match outcome {
+        Ok(code) => {
+            st.status = "exited".into();
+            st.exit_code = code;
+            st.finished_at = now_ms();
+            save(&st);
+            if !reported {
+                report(Ok(()));
+            }
+            code
+        }
+        Err(e) => return fail(&mut st, e, report),
+    };
+    remove();
+    code
+}
+
+/// Where the final state of removed (`--rm`) containers stays for a minute, so `strata wait`
+/// still learns the exit code of a container that is gone.
+pub fn exits_dir(root: &Path) -> std::path::PathBuf {
+    root.join("runtime").join("exits")
+}
+
+fn record_exit(root: &Path, id: &str, st: &RunState) {
+    let dir = exits_dir(root);
+    if super::runtime::private_dir(&dir).is_err() {
+        return;
+    }
+    // Forget those older than a minute.
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for e in entries.flatten() {
+            let old = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+            if old.is_some_and(|age| age > Duration::from_secs(60)) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    if let Err(e) = write_container_runtime(&dir, &format!("{id}.json"), Some(st)) {
+        tracing::warn!("{e:#}");
+    }
+}
+
+type Copiers = Vec<std::thread::JoinHandle<()>>;
+
+/// Holds the output back until the process is known to have started: what the runtime prints
+/// when it can't start the process is strata's error, not the container's output.
+#[derive(Clone, Default)]
+struct Gate(Arc<(Mutex<Option<bool>>, Condvar)>);
+
+impl Gate {
+    fn decide(&self, pass: bool) {
+        let (m, cv) = &*self.0;
+        let mut d = m.lock().unwrap_or_else(|p| p.into_inner());
+        if d.is_none() {
+            *d = Some(pass);
+        }
+        cv.notify_all();
+    }
+
+    fn wait(&self) -> bool {
+        let (m, cv) = &*self.0;
+        let mut d = m.lock().unwrap_or_else(|p| p.into_inner());
+        while d.is_none() {
+            d = cv.wait(d).unwrap_or_else(|p| p.into_inner());
+        }
+        d.unwrap_or(false)
+    }
+}
+
+/// Spawns the runtime with its stdio wired to the log (and this process's own stdio when
+/// attached), and the threads that copy.
+fn spawn_runtime(
+    ready: &Ready,
+    attached: Option<bool>,
+    log: &LogWriter,
+    gate: &Gate,
+) -> Result<(Child, Copiers)> {
+    let tty = ready.config.tty;
+    match attached {
+        // The runtime puts this terminal in raw mode and restores it itself.
+        Some(stdin) if tty => {
+            let input = if stdin { Stdio::inherit() } else { Stdio::null() };
+            Ok((ready.spawn(input, Stdio::inherit(), Stdio::inherit(), false)?, Vec::new()))
+        }
+        Some(stdin) => {
+            let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+            let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+            let input = if stdin { Stdio::inherit() } else { Stdio::null() };
+            // Its own process group: a Ctrl-C reaches the container once, through us.
+            let child = ready.spawn(input, out_w.into(), err_w.into(), true)?;
+            let copiers = vec![
+                copier(out_r, log.stream("stdout"), Some(Box::new(std::io::stdout())), gate),
+                copier(err_r, log.stream("stderr"), Some(Box::new(std::io::stderr())), gate),
+            ];
+            Ok((child, copiers))
+        }
+        None if tty => {
+            // No terminal here: a pty of our own stands in for one (the runtime proxies it).
+            let pty = nix::pty::openpty(None, None)?;
+            let slave = pty.slave;
+            let child =
+                ready.spawn(slave.try_clone()?.into(), slave.try_clone()?.into(), slave.into(), true)?;
+            Ok((child, vec![copier(pty.master, log.stream("stdout"), None, gate)]))
+        }
+        None => {
+            let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+            let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+            let child = ready.spawn(Stdio::null(), out_w.into(), err_w.into(), true)?;
+            Ok((
+                child,
+                vec![
+                    copier(out_r, log.stream("stdout"), None, gate),
+                    copier(err_r, log.stream("stderr"), None, gate),
+                ],
+            ))
+        }
+    }
+}
+
+fn copier(
+    from: OwnedFd,
+    mut log: StreamLog,
+    mut also: Option<Box<dyn Write + Send>>,
+    gate: &Gate,
+) -> std::thread::JoinHandle<()> {
+    let gate = gate.clone();
+    std::thread::spawn(move || {
+        let mut f = File::from(from);
+        // Until the decision, the output waits in the pipe (the process started a few ms ago).
+        let pass = gate.wait();
+        let mut buf = [0u8; 16384];
+        loop {
+            let n = match f.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                // A pty's master answers EIO once the last slave is closed.
+                Err(_) => break,
+            };
+            if !pass {
+                continue;
+            }
+            log.write(&buf[..n]);
+            if let Some(w) = also.as_mut() {
+                if w.write_all(&buf[..n]).and_then(|_| w.flush()).is_err() {
+                    also = None;
+                }
+            }
+        }
+        log.flush();
+    })
+}

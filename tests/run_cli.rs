@@ -1,0 +1,281 @@
+//! `strata run` through the CLI with real runc on the FUSE union mount: Docker's exit codes, the
+//! process spec from the image and from flags, mounts, capabilities, networks, and what the
+//! process writes ending up in the writable layer, in `diff` and in a commit that runs.
+
+mod common;
+
+use common::run::{Cleanup, busybox_image, run_code, runtime_ready};
+use common::strata::Strata;
+
+fn setup() -> Option<Strata> {
+    runtime_ready("runc").then(Strata::new)
+}
+
+#[test]
+fn exit_codes_are_dockers() {
+    let Some(s) = setup() else { return };
+    let _c = Cleanup(&s);
+    busybox_image(&s, "bb:1", &["CMD [\"echo\", \"from cmd\"]"]);
+    assert_eq!(run_code(&s, &["run", "--rm", "bb:1"], 0), "from cmd\n");
+    run_code(&s, &["run", "--rm", "bb:1", "sh", "-c", "exit 3"], 3);
+    let o = s.run(&["run", "--rm", "bb:1", "nosuch"]);
+    assert_eq!(o.status.code(), Some(127));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.starts_with("strata: error: ") && err.contains("nosuch"), "{err}");
+    assert_eq!(err.lines().count(), 1, "one error line, not the runtime's too: {err}");
+    assert!(o.stdout.is_empty());
+    // not executable
+    run_code(&s, &["run", "--rm", "bb:1", "/etc/motd"], 126);
+    // strata's own failures
+    run_code(&s, &["run", "--rm", "--pull", "never", "nosuch:1", "true"], 125);
+    for (args, needle) in [
+        (&["run", "--rm", "-p", "80:80", "bb:1", "true"][..], "--network host"),
+        (&["run", "--rm", "--network", "bridge", "bb:1", "true"][..], "--network host"),
+        (&["run", "--rm", "-v", "/nonexistent-strata:/x", "bb:1", "true"][..], "does not exist"),
+        (&["run", "--rm", "-u", "nosuchuser", "bb:1", "true"][..], "nosuchuser"),
+        (&["run", "--rm", "--runtime", "nosuch-runtime", "bb:1", "true"][..], "nosuch-runtime"),
+        (&["run", "--rm", "--cap-add", "BOGUS", "bb:1", "true"][..], "BOGUS"),
+    ] {
+        let o = s.run(args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(125), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {needle:?} expected in {err}");
+    }
+    // --rm leaves nothing, whatever the outcome
+    assert_eq!(s.ok(&["ps", "-a", "-q"]), "");
+    assert_eq!(std::fs::read_dir(s.root().join("containers")).unwrap().count(), 0);
+}
+
+#[test]
+fn env_workdir_and_user_come_from_the_image_and_the_flags() {
+    let Some(s) = setup() else { return };
+    let _c = Cleanup(&s);
+    busybox_image(&s, "bb:1", &["ENV FOO=img BAR=keep", "WORKDIR /srv/app", "USER app"]);
+    let script = "echo $FOO $BAR; pwd; id -u; id -g; id -G; echo $HOME; echo $PATH";
+    let out = run_code(&s, &["run", "--rm", "bb:1", "sh", "-c", script], 0);
+    assert_eq!(
+        out,
+        "img keep\n/srv/app\n1000\n1000\n1000 2000\n/home/app\n/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
+    );
+    let env_file = s.path("env");
+    std::fs::write(&env_file, "# comment\nFROMFILE=yes\nFOO=file\n").unwrap();
+    let out = run_code(
+        &s,
+        &[
+            "run",
+            "--rm",
+            "--env-file",
+            env_file.to_str().unwrap(),
+            "-e",
+            "FOO=flag",
+            "-w",
+            "/tmp",
+            "-u",
+            "nobody",
+            "--hostname",
+            "box",
+            "bb:1",
+            "sh",
+            "-c",
+            "echo $FOO $FROMFILE; pwd; id -u; hostname; echo $HOSTNAME",
+        ],
+        0,
+    );
+    assert_eq!(out, "flag yes\n/tmp\n65534\nbox\nbox\n");
+    // name:group from the image's /etc/group; a numeric uid not in passwd gets gid 0
+    assert_eq!(run_code(&s, &["run", "--rm", "-u", "app:extra", "bb:1", "id", "-G"], 0), "2000\n");
+    assert_eq!(
+        run_code(&s, &["run", "--rm", "-u", "4242", "bb:1", "sh", "-c", "id -u; id -g"], 0),
+        "4242\n0\n"
+    );
+    // --entrypoint replaces the image's and drops its Cmd
+    assert_eq!(run_code(&s, &["run", "--rm", "--entrypoint", "echo", "bb:1", "a", "b"], 0), "a b\n");
+    // the working directory the image names was created out of the upper: no diff
+    let id = run_code(&s, &["run", "-d", "bb:1", "true"], 0);
+    let id = id.trim();
+    s.ok(&["wait", id]);
+    assert_eq!(s.ok(&["diff", id]), "");
+}
+
+#[test]
+fn mounts_capabilities_and_networks() {
+    let Some(s) = setup() else { return };
+    let _c = Cleanup(&s);
+    busybox_image(&s, "bb:1", &[]);
+    let host = s.path("shared");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::write(host.join("in"), "from the host\n").unwrap();
+    let ro = format!("{}:/data:ro", host.display());
+    let o = s.run(&["run", "--rm", "-v", &ro, "bb:1", "sh", "-c", "cat /data/in; echo x > /data/new"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "from the host\n");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Read-only file system"), "{o:?}");
+    assert!(!host.join("new").exists());
+    let rw = format!("{}:/data", host.display());
+    run_code(&s, &["run", "--rm", "-v", &rw, "bb:1", "sh", "-c", "echo x > /data/new"], 0);
+    assert_eq!(std::fs::read_to_string(host.join("new")).unwrap(), "x\n");
+    // --tmpfs, --read-only
+    let mounts = run_code(&s, &["run", "--rm", "--tmpfs", "/scratch", "bb:1", "cat", "/proc/mounts"], 0);
+    assert!(mounts.lines().any(|l| l.starts_with("tmpfs /scratch tmpfs")), "{mounts}");
+    let o = s.run(&["run", "--rm", "--read-only", "bb:1", "touch", "/x"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Read-only file system"), "{o:?}");
+    // /dev, /proc and /sys as Docker sets them up
+    let out = run_code(
+        &s,
+        &[
+            "run",
+            "--rm",
+            "bb:1",
+            "sh",
+            "-c",
+            "ls /dev/null /dev/zero /dev/urandom /dev/pts /dev/shm /dev/mqueue; wc -c < /proc/timer_list; echo x > /proc/sys/kernel/hostname || echo ro; touch /sys/x || echo sysro",
+        ],
+        0,
+    );
+    assert!(out.contains("/dev/null") && out.contains("/dev/urandom"), "{out}");
+    assert!(out.contains("\n0\nro\nsysro\n"), "masked /proc/timer_list, read-only /proc/sys and /sys: {out}");
+    // Docker's default capability set, --cap-drop ALL, --cap-add, --privileged
+    let caps = |extra: &[&str]| {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(extra);
+        args.extend(["bb:1", "sh", "-c", "grep CapEff /proc/self/status"]);
+        run_code(&s, &args, 0).split_whitespace().nth(1).unwrap().to_string()
+    };
+    assert_eq!(caps(&[]), "00000000a80425fb");
+    assert_eq!(caps(&["--cap-drop", "ALL"]), "0000000000000000");
+    assert_eq!(caps(&["--cap-drop", "ALL", "--cap-add", "NET_ADMIN"]), "0000000000001000");
+    assert_ne!(caps(&["--privileged"]), "00000000a80425fb");
+    // --network none: loopback only; host: the host's interfaces
+    let links = run_code(&s, &["run", "--rm", "--network", "none", "bb:1", "ls", "/sys/class/net"], 0);
+    assert_eq!(links, "lo\n");
+    let host_links = run_code(&s, &["run", "--rm", "bb:1", "ls", "/sys/class/net"], 0);
+    let ours: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for l in ours {
+        assert!(host_links.lines().any(|x| x == l), "{l} missing from {host_links}");
+    }
+    // --memory and --pids-limit set the cgroup limits
+    let out = run_code(
+        &s,
+        &[
+            "run",
+            "--rm",
+            "--memory",
+            "64m",
+            "--pids-limit",
+            "50",
+            "bb:1",
+            "sh",
+            "-c",
+            "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max",
+        ],
+        0,
+    );
+    assert_eq!(out, format!("{}\n50\n", 64 << 20));
+}
+
+#[test]
+fn writes_land_in_the_upper_and_a_commit_runs() {
+    let Some(s) = setup() else { return };
+    let _c = Cleanup(&s);
+    busybox_image(&s, "bb:1", &[]);
+    let out = run_code(
+        &s,
+        &[
+            "run",
+            "--name",
+            "w",
+            "bb:1",
+            "sh",
+            "-c",
+            "echo data > /new; rm /etc/motd; mkdir -p /var/x; cat /etc/hosts /etc/hostname /etc/resolv.conf >/dev/null && grep -c localhost /etc/hosts",
+        ],
+        0,
+    );
+    assert!(out.trim().parse::<u32>().unwrap() >= 1, "{out}");
+    assert_eq!(s.ok(&["diff", "w"]), "C /etc\nD /etc/motd\nA /new\nA /var\nA /var/x\n");
+    let upper =
+        s.root().join("containers").join(s.ok(&["ps", "-a", "-q", "--no-trunc"]).trim()).join("upper");
+    for stub in ["etc/hosts", "etc/hostname", "etc/resolv.conf", "proc", "sys", "dev"] {
+        assert!(!upper.join(stub).exists(), "{stub} must not be in the upper");
+    }
+    s.ok(&["commit", "w", "bb:2"]);
+    let committed = run_code(
+        &s,
+        &["run", "--rm", "bb:2", "sh", "-c", "cat /new; test -e /etc/motd || echo gone; ls -d /var/x"],
+        0,
+    );
+    assert_eq!(committed, "data\ngone\n/var/x\n");
+    // the container runs again with what it wrote
+    assert_eq!(run_code(&s, &["start", "-a", "w"], 0), out);
+    s.ok(&["rm", "w"]);
+}
+
+#[test]
+fn two_containers_of_one_image_run_at_once() {
+    let Some(s) = setup() else { return };
+    let _c = Cleanup(&s);
+    busybox_image(&s, "bb:1", &[]);
+    let a = run_code(&s, &["run", "-d", "--name", "a", "bb:1", "sh", "-c", "echo a > /f; exec sleep 30"], 0);
+    let b = run_code(&s, &["run", "-d", "--name", "b", "bb:1", "sh", "-c", "echo b > /f; exec sleep 30"], 0);
+    assert_ne!(a, b);
+    let ps = s.ok(&["ps"]);
+    assert_eq!(ps.lines().filter(|l| l.contains("Up ")).count(), 2, "{ps}");
+    common::run::eventually("both wrote", || {
+        s.run(&["exec", "a", "cat", "/f"]).stdout == b"a\n"
+            && s.run(&["exec", "b", "cat", "/f"]).stdout == b"b\n"
+    });
+    for (name, id) in [("a", &a), ("b", &b)] {
+        let f = s.root().join("containers").join(id.trim()).join("upper/f");
+        assert_eq!(std::fs::read_to_string(f).unwrap(), format!("{name}\n"));
+    }
+    s.ok(&["rm", "-f", "a", "b"]);
+    assert_eq!(s.ok(&["ps", "-a", "-q"]), "");
+}
+
+#[test]
+fn stdin_init_logs_since_and_mount_of_a_running_container() {
+    let Some(s) = setup() else { return };
+    let _c = Cleanup(&s);
+    busybox_image(&s, "bb:1", &[]);
+    // -i passes stdin on; without it the process reads nothing
+    let mut child = s
+        .command(&["run", "--rm", "-i", "bb:1", "cat"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"typed\n").unwrap();
+    assert_eq!(child.wait_with_output().unwrap().stdout, b"typed\n");
+    assert_eq!(run_code(&s, &["run", "--rm", "bb:1", "cat"], 0), "");
+    // --init: tini is the first process, the command its child
+    if std::path::Path::new("/usr/bin/tini-static").exists() {
+        assert_eq!(
+            run_code(&s, &["run", "--rm", "--init", "bb:1", "cat", "/proc/1/comm"], 0),
+            "docker-init\n"
+        );
+    } else {
+        assert!(std::env::var("CI").is_err(), "CI=true: --init needs tini-static (Debian package tini)");
+        let o = s.run(&["run", "--rm", "--init", "bb:1", "true"]);
+        assert_eq!(o.status.code(), Some(125));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("package tini"));
+    }
+    // logs --since: a time after the output shows nothing
+    s.ok(&["run", "--name", "l", "bb:1", "echo", "early"]);
+    assert_eq!(s.ok(&["logs", "l"]), "early\n");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(s.ok(&["logs", "--since", "1s", "l"]), "");
+    assert_eq!(s.ok(&["logs", "--since", "1000000000", "l"]), "early\n");
+    // a running container's mount is its own: mount and umount are refused
+    s.ok(&["run", "-d", "--name", "r", "bb:1", "sleep", "30"]);
+    let mp = s.path("mp");
+    std::fs::create_dir(&mp).unwrap();
+    let err = s.fails(&["mount", "r", mp.to_str().unwrap()]);
+    assert!(err.contains("already mounted at") && err.contains("rootfs"), "{err}");
+    let err = s.fails(&["umount", "r"]);
+    assert!(err.contains("running"), "{err}");
+    s.ok(&["rm", "-f", "r"]);
+}

@@ -1,0 +1,46 @@
+//! The same container commands with crun (`--runtime crun`). On this kind of host (cgroup v1 with
+//! cgroup v2 also mounted at /sys/fs/cgroup/unified, which crun refuses as a "hybrid" setup),
+//! strata runs crun in a mount namespace of its own without that mount.
+
+mod common;
+
+use common::run::{Cleanup, busybox_image, eventually, run_code, runtime_ready};
+use common::strata::Strata;
+
+#[test]
+fn crun_runs_execs_and_stops() {
+    if !runtime_ready("crun") {
+        return;
+    }
+    let s = Strata::new();
+    let _c = Cleanup(&s);
+    busybox_image(&s, "bb:1", &["USER app"]);
+    let out = run_code(
+        &s,
+        &["run", "--rm", "--runtime", "crun", "bb:1", "sh", "-c", "id -u; echo x > /home/app/f; exit 4"],
+        4,
+    );
+    assert_eq!(out, "1000\n");
+    run_code(&s, &["run", "--rm", "--runtime", "crun", "bb:1", "nosuch"], 127);
+    let links = run_code(
+        &s,
+        &["run", "--rm", "--runtime", "crun", "--network", "none", "bb:1", "ls", "/sys/class/net"],
+        0,
+    );
+    assert_eq!(links, "lo\n");
+    run_code(
+        &s,
+        &["run", "-d", "--runtime", "crun", "--name", "c", "bb:1", "sh", "-c", "echo up; exec sleep 60"],
+        0,
+    );
+    eventually("up", || s.run(&["logs", "c"]).stdout == b"up\n");
+    assert_eq!(run_code(&s, &["exec", "-u", "root", "c", "id", "-u"], 0), "0\n");
+    assert!(s.ok(&["top", "c"]).contains("sleep 60"));
+    s.ok(&["stop", "-t", "1", "c"]);
+    assert_eq!(s.ok(&["wait", "c"]), "137\n");
+    s.ok(&["rm", "c"]);
+    assert!(
+        !s.root().join("runtime/crun").read_dir().is_ok_and(|mut d| d.next().is_some()),
+        "crun state left"
+    );
+}

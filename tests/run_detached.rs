@@ -1,0 +1,245 @@
+//! Detached containers and their monitor: `run -d`, then `logs` (-f, --tail, -t), `exec`, `top`,
+//! `stop` (SIGKILL for a process that ignores SIGTERM), `kill -s`, `wait`, `restart`, `rm`; a
+//! monitor killed with -9; `--rm` leaving nothing.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::run::{Cleanup, busybox_image, eventually, run_code, runtime_ready};
+use common::strata::Strata;
+
+fn setup() -> Option<Strata> {
+    let s = runtime_ready("runc").then(Strata::new)?;
+    busybox_image(&s, "bb:1", &["ENV FOO=img"]);
+    Some(s)
+}
+
+fn state(s: &Strata, id: &str) -> serde_json::Value {
+    let p = s.root().join("containers").join(id).join("state.json");
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
+/// Mounts under the store (a container's rootfs) still in the mount table.
+fn mounts_under(s: &Strata) -> Vec<String> {
+    let root = s.root().display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(String::from))
+        .filter(|m| m.starts_with(&root))
+        .collect()
+}
+
+#[test]
+fn logs_exec_top_and_stop_of_a_process_that_ignores_sigterm() {
+    let Some(s) = setup() else { return };
+    let _c = Cleanup(&s);
+    // sleep as pid 1 has no SIGTERM handler: the kernel ignores the signal for it
+    let id = run_code(
+        &s,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "d",
+            "--memory",
+            "64m",
+            "--pids-limit",
+            "30",
+            "bb:1",
+            "sh",
+            "-c",
+            "echo hello; echo oops >&2; exec sleep 100",
+        ],
+        0,
+    );
+    let id = id.trim().to_string();
+    assert_eq!(id.len(), 64, "{id}");
+    let follow = s.command(&["logs", "-f", "d"]).stdout(Stdio::piped()).spawn().unwrap();
+    eventually("the output in the log", || s.run(&["logs", "d"]).stdout == b"hello\n");
+    let o = s.run(&["logs", "d"]);
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "oops\n");
+    let o = s.run(&["logs", "-t", "--tail", "1", "d"]);
+    let line = String::from_utf8(o.stdout).unwrap() + &String::from_utf8(o.stderr).unwrap();
+    assert_eq!(line.lines().count(), 1, "{line}");
+    assert!(line.split(' ').next().unwrap().ends_with('Z') && line.contains("20"), "{line}");
+    let raw = std::fs::read_to_string(s.root().join("containers").join(&id).join("log")).unwrap();
+    let entries: Vec<serde_json::Value> = raw.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let hello = entries.iter().find(|e| e["log"] == "hello\n").unwrap_or_else(|| panic!("{raw}"));
+    assert_eq!(hello["stream"], "stdout", "Docker's json-file format: {raw}");
+    assert!(hello["time"].as_str().unwrap().ends_with('Z'), "{raw}");
+    assert!(entries.iter().any(|e| e["log"] == "oops\n" && e["stream"] == "stderr"), "{raw}");
+    // ps, inspect-able state
+    let ps = s.ok(&["ps"]);
+    assert!(ps.contains("Up ") && ps.contains("\"sh -c echo hello; e…\""), "{ps}");
+    let st = state(&s, &id);
+    assert_eq!(st["status"], "running");
+    assert!(st["pid"].as_i64().unwrap() > 0);
+    let inspect =
+        |s: &Strata| -> serde_json::Value { serde_json::from_str(&s.ok(&["inspect", "d"])).unwrap() };
+    let i = inspect(&s);
+    assert_eq!(i[0]["Id"], id.as_str());
+    assert_eq!(i[0]["Name"], "/d");
+    assert_eq!(i[0]["State"]["Status"], "running");
+    assert_eq!(i[0]["State"]["Running"], true);
+    assert_eq!(i[0]["State"]["Pid"], st["pid"]);
+    assert!(i[0]["State"]["StartedAt"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(i[0]["HostConfig"]["Memory"], 64 << 20);
+    assert_eq!(i[0]["HostConfig"]["PidsLimit"], 30);
+    assert_eq!(i[0]["Config"]["Cmd"][0], "sh");
+    // exec: env from the container, -e, -u by name, -w, exit codes
+    assert_eq!(run_code(&s, &["exec", "d", "sh", "-c", "echo $FOO; pwd; id -u"], 0), "img\n/\n0\n");
+    assert_eq!(
+        run_code(
+            &s,
+            &["exec", "-e", "FOO=x", "-u", "app", "-w", "/tmp", "d", "sh", "-c", "echo $FOO; pwd; id -u"],
+            0
+        ),
+        "x\n/tmp\n1000\n"
+    );
+    run_code(&s, &["exec", "d", "sh", "-c", "exit 5"], 5);
+    run_code(&s, &["exec", "d", "nosuch"], 127);
+    // top lists the container's processes
+    let top = s.ok(&["top", "d"]);
+    assert!(top.starts_with("UID") && top.contains("sleep 100"), "{top}");
+    // stop: SIGTERM is ignored, SIGKILL after -t
+    let start = Instant::now();
+    s.ok(&["stop", "-t", "1", "d"]);
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(8), "stop took {took:?}");
+    assert_eq!(s.ok(&["wait", "d"]), "137\n");
+    let i = inspect(&s);
+    assert_eq!(i[0]["State"]["Status"], "exited");
+    assert_eq!(i[0]["State"]["Running"], false);
+    assert_eq!(i[0]["State"]["ExitCode"], 137);
+    assert!(i[0]["State"]["FinishedAt"].as_str().unwrap() >= i[0]["State"]["StartedAt"].as_str().unwrap());
+    let ps = s.ok(&["ps", "-a"]);
+    assert!(ps.contains("Exited (137)"), "{ps}");
+    assert_eq!(s.ok(&["ps", "-q"]), "", "ps lists running containers only");
+    // logs -f ended when the container stopped, having printed the output
+    let out = follow.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
+    assert!(mounts_under(&s).is_empty(), "{:?}", mounts_under(&s));
+    // what is not running can't be exec'd, killed or topped
+    for args in [&["exec", "d", "true"][..], &["kill", "d"][..], &["top", "d"][..]] {
+        assert_ne!(s.run(args).status.code(), Some(0), "{args:?}");
+    }
+}
+
+#[test]
+fn kill_signal_wait_restart_and_rm() {
+    let Some(s) = setup() else { return };
+    let _c = Cleanup(&s);
+    let script = "trap 'echo got-usr1' USR1; trap 'echo bye; exit 7' TERM; echo ready; while true; do sleep 0.05; done";
+    run_code(&s, &["run", "-d", "--name", "k", "bb:1", "sh", "-c", script], 0);
+    eventually("ready", || s.run(&["logs", "k"]).stdout.starts_with(b"ready\n"));
+    s.ok(&["kill", "-s", "USR1", "k"]);
+    eventually("USR1 handled", || {
+        String::from_utf8_lossy(&s.run(&["logs", "k"]).stdout).contains("got-usr1")
+    });
+    let err = s.fails(&["rm", "k"]);
+    assert!(err.contains("running"), "{err}");
+    let wait = s.command(&["wait", "k"]).stdout(Stdio::piped()).spawn().unwrap();
+    let start = Instant::now();
+    s.ok(&["stop", "k"]);
+    assert!(start.elapsed() < Duration::from_secs(5), "the TERM handler ends it quickly");
+    assert_eq!(String::from_utf8_lossy(&wait.wait_with_output().unwrap().stdout), "7\n");
+    assert!(String::from_utf8_lossy(&s.run(&["logs", "k"]).stdout).contains("bye"));
+    // restart runs it again (same upper, a fresh log appended)
+    s.ok(&["restart", "k"]);
+    eventually("running again", || s.ok(&["ps", "-q"]).lines().count() == 1);
+    s.ok(&["kill", "k"]);
+    assert_eq!(s.ok(&["wait", "k"]), "137\n");
+    s.ok(&["start", "k"]);
+    eventually("started", || s.ok(&["ps", "-q"]).lines().count() == 1);
+    // rm -f kills and removes
+    s.ok(&["rm", "-f", "k"]);
+    assert_eq!(s.ok(&["ps", "-a", "-q"]), "");
+    assert!(mounts_under(&s).is_empty(), "{:?}", mounts_under(&s));
+}
+
+#[test]
+fn a_monitor_killed_with_9_leaves_a_dead_container_that_start_and_rm_clean() {
+    let Some(s) = setup() else { return };
+    let _c = Cleanup(&s);
+    let id = run_code(
+        &s,
+        &["run", "-d", "--name", "v", "bb:1", "sh", "-c", "echo kept > /kept; exec sleep 100"],
+        0,
+    );
+    let id = id.trim().to_string();
+    eventually("the write", || s.root().join("containers").join(&id).join("upper/kept").exists());
+    let kill_monitor = |s: &Strata| {
+        let pid = state(s, &id)["monitor_pid"].as_i64().unwrap() as i32;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+        eventually("the monitor gone", || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |st| st.contains(") Z"))
+        });
+    };
+    kill_monitor(&s);
+    let ps = s.ok(&["ps", "-a"]);
+    assert!(ps.contains("Dead"), "{ps}");
+    // start cleans up (the old process is killed, the mount taken down) and starts again
+    s.ok(&["start", "v"]);
+    eventually("running again", || s.ok(&["ps"]).contains("Up "));
+    assert_eq!(run_code(&s, &["exec", "v", "cat", "/kept"], 0), "kept\n");
+    let pid = state(&s, &id)["pid"].as_i64().unwrap();
+    kill_monitor(&s);
+    assert!(s.ok(&["ps", "-a"]).contains("Dead"));
+    // rm of a dead container needs no -f, and leaves no mount and no runtime state
+    s.ok(&["rm", "v"]);
+    assert_eq!(s.ok(&["ps", "-a", "-q"]), "");
+    assert!(mounts_under(&s).is_empty(), "{:?}", mounts_under(&s));
+    let runc_state = s.root().join("runtime/runc");
+    let left: Vec<_> = std::fs::read_dir(&runc_state)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "runc state left: {left:?}");
+    // the container's process went with it
+    let alive = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    assert!(!alive.contains("sleep"), "the container's sleep (pid {pid}) still runs");
+}
+
+#[test]
+fn rm_detached_leaves_nothing() {
+    let Some(s) = setup() else { return };
+    let _c = Cleanup(&s);
+    let id = run_code(&s, &["run", "-d", "--rm", "bb:1", "sh", "-c", "sleep 0.3; exit 4"], 0);
+    let id = id.trim().to_string();
+    assert_eq!(s.ok(&["wait", &id]), "4\n");
+    eventually("removed", || !s.root().join("containers").join(&id).exists());
+    assert_eq!(s.ok(&["ps", "-a", "-q"]), "");
+    assert!(mounts_under(&s).is_empty());
+}
+
+#[test]
+fn stop_sends_the_images_stop_signal() {
+    let Some(s) = setup() else { return };
+    let _c = Cleanup(&s);
+    // an image whose config says StopSignal SIGUSR1 (as a Dockerfile's STOPSIGNAL would)
+    let rootfs = s.path("rootfs-bb_1");
+    let tar = s.path("stop.tar");
+    common::strata::tar_dir(&rootfs, &tar, "plain");
+    let layer = std::fs::read(&tar).unwrap();
+    let diff_id = format!("sha256:{}", common::images::sha256_hex(&layer));
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Env": ["PATH=/bin"], "StopSignal": "SIGUSR1",
+                   "Cmd": ["sh", "-c", "trap 'echo usr1; exit 0' USR1; while true; do sleep 0.05; done"]},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        "history": [{"created_by": "test"}],
+    }))
+    .unwrap();
+    let archive = s.path("stop-archive.tar");
+    common::images::docker_archive(&archive, &[layer], Some(config), &["stopper:1"]);
+    s.ok(&["load", "-i", archive.to_str().unwrap()]);
+    s.ok(&["run", "-d", "--name", "st", "stopper:1"]);
+    eventually("running", || s.ok(&["ps", "-q"]).lines().count() == 1);
+    let start = Instant::now();
+    s.ok(&["stop", "-t", "20", "st"]);
+    assert!(start.elapsed() < Duration::from_secs(5), "SIGUSR1 ended it, not the SIGKILL after 20 s");
+    assert_eq!(s.ok(&["wait", "st"]), "0\n");
+    assert_eq!(s.ok(&["logs", "st"]), "usr1\n");
+}
