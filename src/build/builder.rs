@@ -993,8 +993,14 @@ impl<'a> Builder<'a> {
             }
         }
         let script = run_script(ins);
+        // A lone heredoc starting with `#!` is a script run by its own interpreter, as BuildKit
+        // does it: the body is bound read-only at /dev/pipes/NAME and executed.
+        let shebang = lone_heredoc(ins).filter(|h| h.content.starts_with("#!"));
         let argv = match &ins.args {
             Args::Json(v) if ins.heredocs.is_empty() => v.clone(),
+            _ if shebang.is_some() => {
+                vec![format!("/dev/pipes/{}", shebang.map(|h| h.name.as_str()).unwrap_or(""))]
+            }
             _ => {
                 let mut a = st.shell();
                 a.push(script.clone());
@@ -1038,7 +1044,7 @@ impl<'a> Builder<'a> {
             }
         }
         let files = (!bound.is_empty()).then(|| bound.join(" "));
-        let key = self.key(st, &format!("{created_by} {mounts:?} {network:?}"), files.as_deref());
+        let key = self.key(st, &format!("{created_by} {mounts:?} {network:?} {script:?}"), files.as_deref());
         if self.try_cache(store, st, &key)? {
             step.cached();
             return Ok(());
@@ -1047,6 +1053,18 @@ impl<'a> Builder<'a> {
         for m in &mounts {
             binds.push(self.mount(store, st, m)?);
         }
+        let script_dir = match shebang {
+            Some(h) => {
+                let d = StageDir::new(store)?;
+                let file = d.0.join(&h.name);
+                std::fs::write(&file, &h.content)
+                    .with_context(|| format!("cannot write {}", file.display()))?;
+                std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+                binds.push((format!("/dev/pipes/{}", h.name), file, true));
+                Some(d)
+            }
+            None => None,
+        };
         let image = match &st.image {
             Some(i) => i.clone(),
             None => {
@@ -1101,6 +1119,7 @@ impl<'a> Builder<'a> {
         let store = slot.as_ref().expect("just put back");
         let started = std::time::Instant::now();
         let container = finished.container.id.clone();
+        drop(script_dir);
         let layer = if finished.exit_code != 0 {
             Err(format!(
                 "process \"{command}\" did not complete successfully: exit code: {}",
@@ -1256,6 +1275,14 @@ impl std::fmt::Display for StepFailed {
 
 impl std::error::Error for StepFailed {}
 
+/// The heredoc of `RUN <<EOF` with nothing else on the line.
+fn lone_heredoc(ins: &Instruction) -> Option<&parse::Heredoc> {
+    let line = ins.args_text();
+    let t = line.trim();
+    (ins.heredocs.len() == 1 && t.starts_with("<<") && !t.contains(char::is_whitespace))
+        .then(|| &ins.heredocs[0])
+}
+
 /// The shell script of a RUN: the line, with heredoc bodies following it as a shell reads them;
 /// a lone `<<EOF` runs its body.
 fn run_script(ins: &Instruction) -> String {
@@ -1263,9 +1290,8 @@ fn run_script(ins: &Instruction) -> String {
     if ins.heredocs.is_empty() {
         return line;
     }
-    let trimmed = line.trim();
-    if ins.heredocs.len() == 1 && trimmed.starts_with("<<") && !trimmed.contains(char::is_whitespace) {
-        return ins.heredocs[0].content.clone();
+    if let Some(h) = lone_heredoc(ins) {
+        return h.content.clone();
     }
     let mut s = line;
     for h in &ins.heredocs {
