@@ -142,3 +142,24 @@ fn from_pulls_a_missing_base_image() {
     build_ok(&s, &["--pull", ctx.to_str().unwrap()]);
     assert!(reg.requests().iter().filter(|r| r.contains("/manifests/")).count() > gets, "--pull asks again");
 }
+
+/// A RUN with a bind mount of the context reruns when the bound files change.
+#[test]
+fn bind_mounted_files_are_in_the_run_key() {
+    if !runtime_ready("runc") {
+        return;
+    }
+    let s = Strata::new();
+    common::run::busybox_image(&s, "bb:1", &[]);
+    let ctx = context(&s, "ctx", &[("src/v", "1\n"), ("other", "o\n")]);
+    dockerfile(&ctx, "FROM bb:1\nRUN --mount=type=bind,source=src,target=/src cp /src/v /v\n");
+    let c = ctx.to_str().unwrap();
+    build_ok(&s, &["-t", "b:1", c]);
+    std::fs::write(ctx.join("other"), "changed\n").unwrap();
+    let (_, err) = build_ok(&s, &[c]);
+    assert_eq!(cached_steps(&err).len(), 1, "files outside the bind do not count: {err}");
+    std::fs::write(ctx.join("src/v"), "2\n").unwrap();
+    let (_, err) = build_ok(&s, &["-t", "b:2", c]);
+    assert!(cached_steps(&err).is_empty(), "{err}");
+    assert_eq!(s.ok(&["cat", "b:2", "/v"]), "2\n");
+}

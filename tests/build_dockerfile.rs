@@ -408,6 +408,10 @@ ENV GREETING=hello
 RUN echo "$GREETING $WHO" > /greeting && rm /etc/motd && mkdir -p /made/deep
 RUN ["/bin/sh", "-c", "echo exec > /exec"]
 RUN <<EOF
+#!/bin/cat
+this line is printed by cat, not run by sh
+EOF
+RUN <<EOF
 echo line one > /heredoc
 echo line two >> /heredoc
 EOF
@@ -423,11 +427,16 @@ RUN true
     );
     let (_, err) = build_ok(&s, &["-t", "run:1", ctx.to_str().unwrap()]);
     assert!(err.contains(" out\n") && err.contains(" err\n"), "RUN output streamed with its step: {err}");
+    assert!(
+        err.contains(" this line is printed by cat, not run by sh\n"),
+        "a #! heredoc runs its interpreter: {err}"
+    );
     let t = tree(&s, "run:1");
     assert_eq!(t["greeting"].4, "hello world\n");
     assert!(!t.contains_key("etc/motd"), "a deletion is a whiteout in the layer");
     assert_eq!(t["made/deep"].0, 'd');
     assert_eq!(t["exec"].4, "exec\n");
+    assert!(!t.keys().any(|k| k.starts_with("dev")), "mount targets stay out of the layers: {t:?}");
     assert_eq!(t["heredoc"].4, "line one\nline two\n");
     assert_eq!(t["shell-flags"].4.split_whitespace().next(), Some("/bin/sh"));
     assert!(t["shell-flags"].4.contains('e'), "SHELL flags used: {:?}", t["shell-flags"]);

@@ -213,3 +213,33 @@ fn rm_detached_leaves_nothing() {
     assert_eq!(s.ok(&["ps", "-a", "-q"]), "");
     assert!(mounts_under(&s).is_empty());
 }
+
+#[test]
+fn stop_sends_the_images_stop_signal() {
+    let Some(s) = setup() else { return };
+    let _c = Cleanup(&s);
+    // an image whose config says StopSignal SIGUSR1 (as a Dockerfile's STOPSIGNAL would)
+    let rootfs = s.path("rootfs-bb_1");
+    let tar = s.path("stop.tar");
+    common::strata::tar_dir(&rootfs, &tar, "plain");
+    let layer = std::fs::read(&tar).unwrap();
+    let diff_id = format!("sha256:{}", common::images::sha256_hex(&layer));
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Env": ["PATH=/bin"], "StopSignal": "SIGUSR1",
+                   "Cmd": ["sh", "-c", "trap 'echo usr1; exit 0' USR1; while true; do sleep 0.05; done"]},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        "history": [{"created_by": "test"}],
+    }))
+    .unwrap();
+    let archive = s.path("stop-archive.tar");
+    common::images::docker_archive(&archive, &[layer], Some(config), &["stopper:1"]);
+    s.ok(&["load", "-i", archive.to_str().unwrap()]);
+    s.ok(&["run", "-d", "--name", "st", "stopper:1"]);
+    eventually("running", || s.ok(&["ps", "-q"]).lines().count() == 1);
+    let start = Instant::now();
+    s.ok(&["stop", "-t", "20", "st"]);
+    assert!(start.elapsed() < Duration::from_secs(5), "SIGUSR1 ended it, not the SIGKILL after 20 s");
+    assert_eq!(s.ok(&["wait", "st"]), "0\n");
+    assert_eq!(s.ok(&["logs", "st"]), "usr1\n");
+}

@@ -993,8 +993,14 @@ impl<'a> Builder<'a> {
             }
         }
         let script = run_script(ins);
+        // A lone heredoc starting with `#!` is a script run by its own interpreter, as BuildKit
+        // does it: the body is bound read-only at /dev/pipes/NAME and executed.
+        let shebang = lone_heredoc(ins).filter(|h| h.content.starts_with("#!"));
         let argv = match &ins.args {
             Args::Json(v) if ins.heredocs.is_empty() => v.clone(),
+            _ if shebang.is_some() => {
+                vec![format!("/dev/pipes/{}", shebang.map(|h| h.name.as_str()).unwrap_or(""))]
+            }
             _ => {
                 let mut a = st.shell();
                 a.push(script.clone());
@@ -1027,7 +1033,18 @@ impl<'a> Builder<'a> {
         let created_by = format!("RUN {shown_args}{} # buildkit", argv.join(" "));
         let mounts: Vec<String> = ins.flags_named("mount").map(str::to_string).collect();
         let step = self.progress.step(&format!("{title} RUN {}", ins.args_text()));
-        let key = self.key(st, &format!("{created_by} {mounts:?} {network:?}"), None);
+        // What a bind mount shows the step is part of its key, as for COPY.
+        let mut bound = Vec::new();
+        for m in &mounts {
+            if let Some(src) = bind_source(m) {
+                let ctx = DirTree { root: &self.opts.context, ignore: &self.opts.ignore };
+                let sources = [Source::Path(src)];
+                let plan = copy::plan(&ctx, &sources, "/mnt/", true, Overrides::default(), false, 0)?;
+                bound.push(copy::hash(&ctx, &plan)?);
+            }
+        }
+        let files = (!bound.is_empty()).then(|| bound.join(" "));
+        let key = self.key(st, &format!("{created_by} {mounts:?} {network:?} {script:?}"), files.as_deref());
         if self.try_cache(store, st, &key)? {
             step.cached();
             return Ok(());
@@ -1036,6 +1053,18 @@ impl<'a> Builder<'a> {
         for m in &mounts {
             binds.push(self.mount(store, st, m)?);
         }
+        let script_dir = match shebang {
+            Some(h) => {
+                let d = StageDir::new(store)?;
+                let file = d.0.join(&h.name);
+                std::fs::write(&file, &h.content)
+                    .with_context(|| format!("cannot write {}", file.display()))?;
+                std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+                binds.push((format!("/dev/pipes/{}", h.name), file, true));
+                Some(d)
+            }
+            None => None,
+        };
         let image = match &st.image {
             Some(i) => i.clone(),
             None => {
@@ -1064,6 +1093,7 @@ impl<'a> Builder<'a> {
         let owned = slot.take().context("internal error: the store was not given back")?;
         let mut out = step.output();
         let mut err = step.output();
+        let started = std::time::Instant::now();
         let ran = run_to_completion(
             owned,
             &image.id,
@@ -1084,9 +1114,12 @@ impl<'a> Builder<'a> {
                 return Err(failed(msg));
             }
         };
+        tracing::info!("RUN process and teardown took {:?}", started.elapsed());
         *slot = Some(finished.store);
         let store = slot.as_ref().expect("just put back");
+        let started = std::time::Instant::now();
         let container = finished.container.id.clone();
+        drop(script_dir);
         let layer = if finished.exit_code != 0 {
             Err(format!(
                 "process \"{command}\" did not complete successfully: exit code: {}",
@@ -1097,8 +1130,11 @@ impl<'a> Builder<'a> {
             let empty = std::fs::read_dir(&upper).map(|mut d| d.next().is_none()).unwrap_or(false);
             if empty { Ok(None) } else { self.ingest(store, &upper).map(Some).map_err(|e| format!("{e:#}")) }
         };
+        tracing::info!("RUN layer ingest took {:?}", started.elapsed());
         // No stray container, whatever happened.
+        let started = std::time::Instant::now();
         store.remove_container(&container)?;
+        tracing::info!("RUN container removal took {:?}", started.elapsed());
         let layer = match layer {
             Ok(l) => l,
             Err(msg) => {
@@ -1239,6 +1275,14 @@ impl std::fmt::Display for StepFailed {
 
 impl std::error::Error for StepFailed {}
 
+/// The heredoc of `RUN <<EOF` with nothing else on the line.
+fn lone_heredoc(ins: &Instruction) -> Option<&parse::Heredoc> {
+    let line = ins.args_text();
+    let t = line.trim();
+    (ins.heredocs.len() == 1 && t.starts_with("<<") && !t.contains(char::is_whitespace))
+        .then(|| &ins.heredocs[0])
+}
+
 /// The shell script of a RUN: the line, with heredoc bodies following it as a shell reads them;
 /// a lone `<<EOF` runs its body.
 fn run_script(ins: &Instruction) -> String {
@@ -1246,9 +1290,8 @@ fn run_script(ins: &Instruction) -> String {
     if ins.heredocs.is_empty() {
         return line;
     }
-    let trimmed = line.trim();
-    if ins.heredocs.len() == 1 && trimmed.starts_with("<<") && !trimmed.contains(char::is_whitespace) {
-        return ins.heredocs[0].content.clone();
+    if let Some(h) = lone_heredoc(ins) {
+        return h.content.clone();
     }
     let mut s = line;
     for h in &ins.heredocs {
@@ -1257,6 +1300,21 @@ fn run_script(ins: &Instruction) -> String {
         s.push_str(&h.name);
     }
     s
+}
+
+/// The context path a `--mount` binds (type=bind without from=), if it is one.
+fn bind_source(spec: &str) -> Option<String> {
+    let mut bind = true;
+    let mut source = ".".to_string();
+    for part in spec.split(',') {
+        match part.split_once('=') {
+            Some(("type", t)) => bind = t == "bind",
+            Some(("from", _)) => bind = false,
+            Some(("source" | "src", v)) => source = v.to_string(),
+            _ => {}
+        }
+    }
+    bind.then_some(source)
 }
 
 fn mount_froms(ins: &Instruction) -> impl Iterator<Item = &str> {

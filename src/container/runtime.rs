@@ -112,6 +112,10 @@ impl Runtime {
     /// Forgets a container the runtime may still know (a killed monitor's): kills what is left
     /// of it and deletes its state. Errors are ignored: usually there is nothing to delete.
     pub fn delete(&self, runtime_id: &str) {
+        // Both keep a container's state in `<root>/<id>`: nothing there, nothing to delete.
+        if !self.state_root.join(runtime_id).exists() {
+            return;
+        }
         let _ = self
             .command(None)
             .args(["delete", "--force", runtime_id])
