@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # README's first command: installs what it needs, builds strata, makes a small sample image from the
-# host's busybox-static, and runs strata's main job on it, printing each command as it runs; then
+# host's busybox-static, and runs strata's main job on it (mount, change, diff, commit), then runs
+# containers with runc and builds an image from a Dockerfile, printing each command as it runs; then
 # says where the binary is and how to install it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,8 +40,8 @@ tar -C "$rootfs" --numeric-owner -czf "$work/sample.tar.gz" .
 mnt="$work/mnt"
 mkdir -p "$mnt"
 mountpoint -q "$mnt" && strata umount "$mnt"
-strata rm -f try >/dev/null 2>&1 || true
-strata rmi -f sample:latest sample:changed >/dev/null 2>&1 || true
+strata rm -f try try-run >/dev/null 2>&1 || true
+strata rmi -f sample:built sample:changed sample:latest >/dev/null 2>&1 || true
 
 run strata import "$work/sample.tar.gz" sample:latest -m "busybox sample rootfs" -c 'CMD ["/bin/sh"]'
 run strata images
@@ -61,6 +62,25 @@ run strata diff try
 run strata commit -m "try.sh changes" -a "strata try" try sample:changed
 run strata history sample:changed
 run strata umount try
+
+# Running containers on the union mount (runc), and building an image from a Dockerfile.
+run strata run --rm sample:changed cat /etc/motd
+run strata run --name try-run sample:changed sh -c 'echo written by a container > /root/run.txt'
+run strata diff try-run
+run strata rm try-run
+ctx="$work/build"
+rm -rf "$ctx" && mkdir -p "$ctx"
+echo "copied from the build context" > "$ctx/hello.txt"
+cat > "$ctx/Dockerfile" <<'DOCKERFILE'
+FROM sample:changed
+COPY hello.txt /srv/hello.txt
+RUN echo "made by RUN" > /srv/run.txt && rm /etc/motd
+ENV GREETING=hi
+CMD ["sh", "-c", "cat /srv/hello.txt /srv/run.txt; echo $GREETING"]
+DOCKERFILE
+run strata build -t sample:built "$ctx"
+run strata run --rm sample:built
+run strata history sample:built
 run strata images
 run strata system df
 
