@@ -10,6 +10,13 @@ if [ "${CI:-}" = "true" ] && [ ! -c /dev/fuse ]; then
   exit 1
 fi
 
+# Rootless tests run strata as an ordinary user through fusermount3, which needs /dev/fuse open to
+# everyone, as Debian ships it (0666); some machines make it 0600.
+if [ -c /dev/fuse ] && [ "$(stat -c %a /dev/fuse)" != 666 ] && [ "$(id -u)" -eq 0 ]; then
+  echo "+ chmod 0666 /dev/fuse   (was $(stat -c %a /dev/fuse); Debian ships 0666: the rootless tests need it)"
+  chmod 0666 /dev/fuse
+fi
+
 echo "+ cargo fmt --check"
 cargo fmt --all -- --check
 echo "+ cargo clippy --all-targets -- -D warnings"
