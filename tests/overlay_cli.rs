@@ -207,7 +207,7 @@ fn mount_fuse_helper_runs_it() {
         return;
     }
     if !Path::new("/sbin/mount.fuse3").exists() {
-        eprintln!("skipping: no mount.fuse3");
+        missing("no /sbin/mount.fuse3 (apt-get install fuse3)");
         return;
     }
     let s = Scratch::new(1);

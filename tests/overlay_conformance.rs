@@ -87,7 +87,7 @@ fn same_tree_as_kernel_overlayfs() {
     )
     .is_err()
     {
-        eprintln!("skipping: kernel overlayfs not available here");
+        missing("kernel overlayfs can't be mounted here");
         return;
     }
     struct Unmount(std::path::PathBuf);

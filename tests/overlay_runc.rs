@@ -20,7 +20,7 @@ fn runc_runs_on_the_mount() {
         return;
     }
     let (Some(runc), Some(busybox)) = (which("runc"), which("busybox")) else {
-        eprintln!("skipping: needs runc and busybox");
+        missing("needs runc and busybox (apt-get install runc busybox-static)");
         return;
     };
     let s = Scratch::new(1);

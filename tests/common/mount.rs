@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 /// The strata-overlay binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_strata-overlay");
 
-fn ci() -> bool {
+pub fn ci() -> bool {
     std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false)
 }
 
@@ -27,6 +27,12 @@ pub fn fuse_ready() -> bool {
         eprintln!("skipping: needs root and /dev/fuse");
     }
     ok
+}
+
+/// A test prerequisite that is missing: under CI=true a failure naming it, else a skip note.
+pub fn missing(what: &str) {
+    assert!(!ci(), "CI=true: {what}; the test can't run");
+    eprintln!("skipping: {what}");
 }
 
 /// Whether `p` is a mount point now (from /proc/self/mountinfo).
