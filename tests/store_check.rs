@@ -75,7 +75,7 @@ fn a_killed_writers_garbage_is_collected_by_the_next_writer() {
     // and the mark written before it was staged.
     let orphan = b"half an import";
     std::fs::write(s.root().join("blobs/sha256").join(sha256_hex(orphan)), orphan).unwrap();
-    std::fs::write(s.root().join("gc-pending"), b"").unwrap();
+    std::fs::write(s.root().join("tmp/gc-pending"), b"").unwrap();
     let (ok, out) = check(&s, &[]);
     assert!(ok && out.contains("next writer removes"), "{out}");
     s.ok(&["tag", "foo:1", "foo:2"]);
@@ -95,7 +95,7 @@ fn a_killed_rmi_is_finished_by_its_retry() {
         "tags": ["docker.io/library/bar:1", "docker.io/library/foo:1"],
         "repo_digests": [],
     });
-    std::fs::write(s.root().join("removing.json"), serde_json::to_vec(&intent).unwrap()).unwrap();
+    std::fs::write(s.root().join("tmp/removing.json"), serde_json::to_vec(&intent).unwrap()).unwrap();
     std::fs::remove_file(s.root().join(format!("images/{id}.json"))).unwrap();
     let (ok, out) = check(&s, &[]);
     assert!(out.contains("interrupted rmi"), "{out}");

@@ -307,6 +307,9 @@ impl Store {
         }
         // Staging a killed command left, and the marks of interrupted work.
         for e in std::fs::read_dir(self.tmp_dir())?.flatten() {
+            if [super::pending::GC_MARKER, super::pending::REMOVING].iter().any(|k| e.file_name() == *k) {
+                continue; // reported below as what they are
+            }
             let p = e.path();
             let bytes = if p.is_dir() { dir_size(&p) } else { p.metadata().map(|m| m.len()).unwrap_or(0) };
             let name = format!("tmp/{}", e.file_name().to_string_lossy());

@@ -71,7 +71,9 @@ impl Store {
             skipped: Default::default(),
         };
         if mode == LockMode::Exclusive {
-            staging::clear(&store.tmp_dir())?;
+            // Staging a killed writer left is garbage; its marks of unfinished work are kept
+            // until that work is done.
+            staging::clear_except(&store.tmp_dir(), &[pending::GC_MARKER, pending::REMOVING])?;
             store.finished_removal = store.finish_pending()?;
         }
         Ok(store)
