@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use super::layers::LayerExpectation;
+use super::layers::{LayerExpectation, TreeSummary};
 use super::usage::dir_size;
 use super::{ImageRecord, Store, blobs::Expected, records};
 use crate::oci::Digest;
@@ -103,7 +103,14 @@ impl Store {
                 Err(e) => Some(format!("{e:#}")),
                 Ok(m) if m.diff_id != l => Some(format!("its meta names layer {}", m.diff_id)),
                 Ok(_) if !fs.is_dir() => Some("its tree (fs/) is missing".to_string()),
-                Ok(_) => None,
+                Ok(m) => match (m.tree, TreeSummary::of(&fs)) {
+                    (_, Err(e)) => Some(format!("its tree is unreadable: {e:#}")),
+                    (Some(want), Ok(got)) if want != got => Some(format!(
+                        "its tree has {} names and {} bytes of files, {} and {} when stored",
+                        got.names, got.bytes, want.names, want.bytes
+                    )),
+                    _ => None,
+                },
             };
             match err {
                 None => {
