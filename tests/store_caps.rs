@@ -115,3 +115,19 @@ fn load_refuses_a_huge_extension_header_in_the_archive_itself() {
     assert!(err.contains("evil-archive.tar") && err.contains("PaxHeaders.0/manifest.json"), "{err}");
     assert!(err.contains("1 MiB"), "{err}");
 }
+
+#[test]
+fn an_oversized_manifest_json_is_refused_before_it_is_read() {
+    let s = Strata::new();
+    // 17 MiB of valid JSON: a list of one entry padded with spaces.
+    let mut manifest = b"[{\"Config\": \"c.json\", \"RepoTags\": [], \"Layers\": []}".to_vec();
+    manifest.resize(17 << 20, b' ');
+    manifest.push(b']');
+    let mut tar = header("manifest.json", b'0', manifest.len() as u64);
+    tar.extend(&manifest);
+    tar.resize(tar.len().div_ceil(512) * 512 + 1024, 0);
+    let path = s.path("big-manifest.tar");
+    std::fs::write(&path, &tar).unwrap();
+    let err = s.fails(&["load", "-i", path.to_str().unwrap()]);
+    assert!(err.contains("manifest.json") && err.contains("16 MiB"), "{err}");
+}

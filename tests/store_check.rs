@@ -37,8 +37,18 @@ fn check_finds_damage_and_repair_rederives_and_removes() {
     let (ok, out) = check(&s, &[]);
     assert!(ok && out.contains("The store is sound."), "{out}");
 
+    // A second image whose tree lost a file (imported first: a writer collects garbage).
+    let other = s.path("other");
+    std::fs::create_dir_all(other.join("d")).unwrap();
+    std::fs::write(other.join("d/kept"), "k").unwrap();
+    std::fs::write(other.join("d/lost"), "gone soon").unwrap();
+    let other_tar = s.path("other.tar");
+    common::strata::tar_dir(&other, &other_tar, "gzip");
+    s.ok(&["import", other_tar.to_str().unwrap(), "other:1"]);
+    let damaged = layer_dirs(&s).into_iter().find(|l| l.join("fs/d/lost").exists()).unwrap();
+    std::fs::remove_file(damaged.join("fs/d/lost")).unwrap();
     // A lost layer tree, an unreferenced blob, a dangling tag.
-    let layer = layer_dirs(&s).pop().unwrap();
+    let layer = layer_dirs(&s).into_iter().find(|l| l.join("fs/etc/motd").exists()).unwrap();
     std::fs::remove_dir_all(layer.join("fs")).unwrap();
     let orphan = b"nobody uses me";
     std::fs::write(s.root().join("blobs/sha256").join(sha256_hex(orphan)), orphan).unwrap();
@@ -55,15 +65,17 @@ fn check_finds_damage_and_repair_rederives_and_removes() {
     assert!(out.contains("ghost:1") && out.contains("which is missing"), "{out}");
     assert!(out.contains(&sha256_hex(orphan)) && out.contains("14B"), "{out}");
     assert!(out.contains(&format!("blob sha256:{}: corrupt", "cd".repeat(32))), "{out}");
+    assert!(out.contains("bytes of files") && out.contains("when stored"), "{out}");
 
     let (ok, out) = check(&s, &["--repair"]);
     assert!(ok, "{out}");
     assert!(out.contains("unpacked again from blob"), "{out}");
     assert_eq!(std::fs::read_to_string(layer.join("fs/etc/motd")).unwrap(), "hello\n");
+    assert_eq!(std::fs::read_to_string(damaged.join("fs/d/lost")).unwrap(), "gone soon");
     assert!(!s.root().join("blobs/sha256").join(sha256_hex(orphan)).exists());
     let (ok, out) = check(&s, &[]);
     assert!(ok && !out.contains("Errors") && !out.contains("Leftovers"), "{out}");
-    assert_eq!(s.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]).trim(), "foo:1");
+    assert_eq!(s.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]).trim(), "other:1\nfoo:1");
 }
 
 #[test]
@@ -75,7 +87,7 @@ fn a_killed_writers_garbage_is_collected_by_the_next_writer() {
     // and the mark written before it was staged.
     let orphan = b"half an import";
     std::fs::write(s.root().join("blobs/sha256").join(sha256_hex(orphan)), orphan).unwrap();
-    std::fs::write(s.root().join("gc-pending"), b"").unwrap();
+    std::fs::write(s.root().join("tmp/gc-pending"), b"").unwrap();
     let (ok, out) = check(&s, &[]);
     assert!(ok && out.contains("next writer removes"), "{out}");
     s.ok(&["tag", "foo:1", "foo:2"]);
@@ -95,7 +107,7 @@ fn a_killed_rmi_is_finished_by_its_retry() {
         "tags": ["docker.io/library/bar:1", "docker.io/library/foo:1"],
         "repo_digests": [],
     });
-    std::fs::write(s.root().join("removing.json"), serde_json::to_vec(&intent).unwrap()).unwrap();
+    std::fs::write(s.root().join("tmp/removing.json"), serde_json::to_vec(&intent).unwrap()).unwrap();
     std::fs::remove_file(s.root().join(format!("images/{id}.json"))).unwrap();
     let (ok, out) = check(&s, &[]);
     assert!(out.contains("interrupted rmi"), "{out}");

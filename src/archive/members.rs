@@ -11,8 +11,10 @@ use anyhow::{Context, Result, bail};
 use crate::layer::range::FileRange;
 use crate::layer::targuard::{ExtensionTooLong, HeaderGuard};
 
-/// Small JSON members (manifests, configs, indexes) are read whole; nothing honest comes near this.
-const MAX_JSON: u64 = 64 << 20;
+/// Small JSON members (manifest.json, manifests, configs, indexes) are read whole and parsed
+/// into a tree several times their size: capped at 16 MiB, four times what a pull accepts for a
+/// config (a manifest.json naming 100,000 tags is about 5 MiB).
+const MAX_JSON: u64 = 16 << 20;
 
 /// The files of an archive or layout, by normalised relative name (`blobs/sha256/…`, `manifest.json`).
 pub trait Members {
@@ -31,7 +33,9 @@ pub trait Members {
     fn read(&self, name: &str) -> Result<Vec<u8>> {
         let size = self.size(name).with_context(|| format!("{name} is missing"))?;
         if size > MAX_JSON {
-            bail!("{name} is {size} bytes, too large for a JSON document (the limit is {MAX_JSON} bytes)");
+            bail!(
+                "{name} is {size} bytes, too large for a JSON document (the limit is {MAX_JSON} bytes, 16 MiB)"
+            );
         }
         let mut buf = Vec::with_capacity(size as usize);
         self.open(name)?.read_to_end(&mut buf).with_context(|| format!("cannot read {name}"))?;

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use super::pack::{PackOptions, pack_dir};
 use super::unpack::{Unpacked, unpack};
 use crate::store::blobs::{StagedBlob, read_limit, verify};
-use crate::store::layers::{LayerExpectation, LayerMeta, now_unix};
+use crate::store::layers::{LayerExpectation, LayerMeta, TreeSummary, now_unix};
 use crate::store::{LayerRef, Store, staging};
 
 /// A staged layer directory (`tmp/layer-…/{fs,meta}`), removed on drop unless renamed in.
@@ -115,6 +115,7 @@ impl Store {
                 entries: unpacked.entries,
                 stored: now_unix(),
                 origin: origin.to_string(),
+                tree: Some(TreeSummary::of(&stage.fs())?),
             };
             std::fs::write(stage.0.join("meta"), serde_json::to_vec_pretty(&meta)?)?;
             staging::syncfs(&stage.0)?;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use super::layers::LayerExpectation;
+use super::layers::{LayerExpectation, TreeSummary};
 use super::usage::dir_size;
 use super::{ImageRecord, Store, blobs::Expected, records};
 use crate::oci::Digest;
@@ -103,7 +103,14 @@ impl Store {
                 Err(e) => Some(format!("{e:#}")),
                 Ok(m) if m.diff_id != l => Some(format!("its meta names layer {}", m.diff_id)),
                 Ok(_) if !fs.is_dir() => Some("its tree (fs/) is missing".to_string()),
-                Ok(_) => None,
+                Ok(m) => match (m.tree, TreeSummary::of(&fs)) {
+                    (_, Err(e)) => Some(format!("its tree is unreadable: {e:#}")),
+                    (Some(want), Ok(got)) if want != got => Some(format!(
+                        "its tree has {} names and {} bytes of files, {} and {} when stored",
+                        got.names, got.bytes, want.names, want.bytes
+                    )),
+                    _ => None,
+                },
             };
             match err {
                 None => {
@@ -307,6 +314,9 @@ impl Store {
         }
         // Staging a killed command left, and the marks of interrupted work.
         for e in std::fs::read_dir(self.tmp_dir())?.flatten() {
+            if [super::pending::GC_MARKER, super::pending::REMOVING].iter().any(|k| e.file_name() == *k) {
+                continue; // reported below as what they are
+            }
             let p = e.path();
             let bytes = if p.is_dir() { dir_size(&p) } else { p.metadata().map(|m| m.len()).unwrap_or(0) };
             let name = format!("tmp/{}", e.file_name().to_string_lossy());

@@ -22,6 +22,40 @@ pub struct LayerMeta {
     pub stored: i64,
     /// How it was made: "import", "load", "pull", "commit".
     pub origin: String,
+    /// What the unpacked tree held when stored, so `system check` can tell a damaged tree
+    /// (absent in layers stored by older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree: Option<TreeSummary>,
+}
+
+/// Names in a layer tree (not counting its root) and bytes of its regular files (hard links once).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeSummary {
+    pub names: u64,
+    pub bytes: u64,
+}
+
+impl TreeSummary {
+    /// Walks `dir` without following symlinks.
+    pub fn of(dir: &std::path::Path) -> Result<TreeSummary> {
+        use std::os::unix::fs::MetadataExt;
+        let mut seen = std::collections::HashSet::new();
+        let mut sum = TreeSummary { names: 0, bytes: 0 };
+        let mut todo = vec![dir.to_path_buf()];
+        while let Some(d) = todo.pop() {
+            for e in std::fs::read_dir(&d).with_context(|| format!("cannot read {}", d.display()))? {
+                let e = e.with_context(|| format!("cannot read {}", d.display()))?;
+                let m = e.metadata().with_context(|| format!("cannot stat {}", e.path().display()))?;
+                sum.names += 1;
+                if m.is_dir() {
+                    todo.push(e.path());
+                } else if m.is_file() && (m.nlink() == 1 || seen.insert((m.dev(), m.ino()))) {
+                    sum.bytes += m.len();
+                }
+            }
+        }
+        Ok(sum)
+    }
 }
 
 /// What a caller knows about a layer blob before reading it (from a manifest).

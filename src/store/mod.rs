@@ -1,6 +1,9 @@
 //! The on-disk store (see DESIGN.md): blobs by digest, unpacked layers by diff_id, image records, tags,
 //! containers. Everything is staged in `tmp/`, fsynced, then renamed in, so a crash leaves the old or
-//! the new state plus garbage in `tmp/` that the next writer removes.
+//! the new state plus garbage in `tmp/` that the next writer removes. Blobs and layers nothing
+//! references yet (stored before their image record) are covered by `tmp/gc-pending` (see
+//! [`pending`]): a writer handle must have referenced what it stored by the time it is dropped,
+//! or it is collected as garbage. Every directory is closed to other users ([`perms`]).
 
 pub mod blobs;
 pub mod check;
@@ -71,7 +74,9 @@ impl Store {
             skipped: Default::default(),
         };
         if mode == LockMode::Exclusive {
-            staging::clear(&store.tmp_dir())?;
+            // Staging a killed writer left is garbage; its marks of unfinished work are kept
+            // until that work is done.
+            staging::clear_except(&store.tmp_dir(), &[pending::GC_MARKER, pending::REMOVING])?;
             store.finished_removal = store.finish_pending()?;
         }
         Ok(store)

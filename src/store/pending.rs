@@ -1,5 +1,8 @@
 //! Work a killed writer may leave half done, finished by the next writer.
 //!
+//! Both live in `tmp/` (a crash leaves nothing else outside it), and the next writer reads them
+//! before it clears `tmp/` of the rest.
+//!
 //! - `gc-pending`: written (durably) before a writer first puts something outside `tmp/` that
 //!   may end up unreferenced: a staged blob or layer about to be renamed in, an image being
 //!   removed, a record whose old manifest is replaced. The writer collects garbage when its handle
@@ -15,6 +18,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{Store, records, staging};
 use crate::oci::{Digest, Reference};
+
+pub(crate) const GC_MARKER: &str = "gc-pending";
+pub(crate) const REMOVING: &str = "removing.json";
 
 /// An image removal in progress.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -38,11 +44,11 @@ impl Removing {
 
 impl Store {
     pub(crate) fn gc_marker(&self) -> PathBuf {
-        self.root.join("gc-pending")
+        self.tmp_dir().join(GC_MARKER)
     }
 
     pub(crate) fn removing_path(&self) -> PathBuf {
-        self.root.join("removing.json")
+        self.tmp_dir().join(REMOVING)
     }
 
     /// Notes, durably and once per handle, that this writer may leave unreferenced content.

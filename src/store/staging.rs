@@ -18,9 +18,18 @@ pub fn tmp_path(tmp: &Path, what: &str) -> PathBuf {
 
 /// Removes everything in `tmp/` (called with the writer lock held).
 pub fn clear(tmp: &Path) -> Result<()> {
+    clear_except(tmp, &[])
+}
+
+/// Removes everything in `tmp/` but the names in `keep`.
+pub fn clear_except(tmp: &Path, keep: &[&str]) -> Result<()> {
     let entries = std::fs::read_dir(tmp).with_context(|| format!("cannot read {}", tmp.display()))?;
     for entry in entries {
-        let path = entry?.path();
+        let entry = entry?;
+        if keep.iter().any(|k| entry.file_name() == *k) {
+            continue;
+        }
+        let path = entry.path();
         let res = if path.is_dir() && !path.is_symlink() {
             std::fs::remove_dir_all(&path)
         } else {
