@@ -1,4 +1,4 @@
-//! The on-disk store (see DESIGN.md): blobs by digest, unpacked layers by diff_id, image records, tags,
+//! The on-disk store (see docs/ARCHITECTURE.md): blobs by digest, unpacked layers by diff_id, image records, tags,
 //! containers. Everything is staged in `tmp/`, fsynced, then renamed in, so a crash leaves the old or
 //! the new state plus garbage in `tmp/` that the next writer removes. Blobs and layers nothing
 //! references yet (stored before their image record) are covered by `tmp/gc-pending` (see
