@@ -41,7 +41,11 @@ impl Case {
             assert!(msg.contains(w), "{w:?} not in: {msg}");
         }
         assert_eq!(before, store_snapshot(self.store.root()), "the store changed: {msg}");
-        assert_eq!(std::fs::read_dir(self.store.root().join("tmp")).unwrap().count(), 0, "tmp/ not empty");
+        assert_eq!(
+            images::tmp_leftovers(self.store.root()),
+            Vec::<std::ffi::OsString>::new(),
+            "tmp/ not empty"
+        );
         msg
     }
 }

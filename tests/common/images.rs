@@ -305,3 +305,13 @@ pub fn oci_layout(
     std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
     std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
 }
+
+/// What a store's `tmp/` holds besides `gc-pending`, the mark an open writer keeps there until its
+/// handle closes (the store collects its garbage then): staging a command should have removed.
+pub fn tmp_leftovers(store_root: &Path) -> Vec<std::ffi::OsString> {
+    std::fs::read_dir(store_root.join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != "gc-pending")
+        .collect()
+}
