@@ -107,11 +107,13 @@ impl Ready {
             mount_pid: None,
             _lock: lock,
         };
+        tracing::debug!(container = %c.short_id(), "bundle ready; mounting");
         let pid = crate::fs::mount::mount_daemon(&opts, &ready.rootfs)
             .with_context(|| format!("mounting container {}", c.name))?;
         ready.mount_pid = Some(pid);
         let record = MountRecord { mountpoint: ready.rootfs.clone(), pid: pid.as_raw() };
         write_container_runtime(&ready.dir, "mount.json", Some(&record))?;
+        tracing::debug!(container = %c.short_id(), "mounted");
         Ok(ready)
     }
 
@@ -171,6 +173,7 @@ impl Ready {
         let Some(pid) = self.mount_pid.take() else { return Ok(()) };
         self.runtime.delete(&self.id);
         let unmounted = crate::fs::mount::unmount_and_wait(&self.rootfs, Some(pid), UNMOUNT_TIMEOUT);
+        tracing::debug!(container = %&self.id[..12], "unmounted");
         write_container_runtime::<MountRecord>(&self.dir, "mount.json", None)?;
         unmounted.with_context(|| format!("unmounting container {}", self.name))
     }

@@ -145,12 +145,14 @@ fn supervise(
         if !auto_remove {
             return;
         }
+        tracing::debug!("removing (--rm)");
         if let Some(st) = crate::store::containers::read_container_runtime::<RunState>(&dir, "state.json") {
             record_exit(root, &c.id, &st);
         }
         if let Err(e) = Store::remove_container_unlocked(root, &c.id) {
             tracing::warn!("--rm: {e:#}");
         }
+        tracing::debug!("removed (--rm)");
     };
     // The process did not run: the state says why; a --rm container goes all the same.
     let fail =
@@ -204,6 +206,7 @@ fn supervise(
             Err(e) => break Err(e),
         }
         if !reported && let Some(pid) = ready.container_pid() {
+            tracing::debug!(pid, "the container's process runs");
             st.pid = pid;
             save(&st);
             gate.decide(true);
@@ -213,6 +216,7 @@ fn supervise(
         }
         std::thread::sleep(Duration::from_millis(2));
     };
+    tracing::debug!("the runtime exited");
     let outcome = match status {
         Ok(s) => ready.outcome(s),
         Err(e) => Err(StartError { code: 125, message: format!("waiting for {}: {e}", ready.runtime.name) }),
