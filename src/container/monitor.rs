@@ -9,14 +9,13 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::process::{Child, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::ForkResult;
 
-use super::engine::{Ready, StartError};
+use super::engine::{Gate, Ready, StartError};
 use super::lock::ContainerLock;
 use super::logs::{self, LogWriter, StreamLog};
 use super::status::{now_ms, process_start};
@@ -272,31 +271,6 @@ fn record_exit(root: &Path, id: &str, st: &RunState) {
 }
 
 type Copiers = Vec<std::thread::JoinHandle<()>>;
-
-/// Holds the output back until the process is known to have started: what the runtime prints
-/// when it can't start the process is strata's error, not the container's output.
-#[derive(Clone, Default)]
-struct Gate(Arc<(Mutex<Option<bool>>, Condvar)>);
-
-impl Gate {
-    fn decide(&self, pass: bool) {
-        let (m, cv) = &*self.0;
-        let mut d = m.lock().unwrap_or_else(|p| p.into_inner());
-        if d.is_none() {
-            *d = Some(pass);
-        }
-        cv.notify_all();
-    }
-
-    fn wait(&self) -> bool {
-        let (m, cv) = &*self.0;
-        let mut d = m.lock().unwrap_or_else(|p| p.into_inner());
-        while d.is_none() {
-            d = cv.wait(d).unwrap_or_else(|p| p.into_inner());
-        }
-        d.unwrap_or(false)
-    }
-}
 
 /// Spawns the runtime with its stdio wired to the log (and this process's own stdio when
 /// attached), and the threads that copy.
