@@ -188,7 +188,7 @@ impl Ready {
         let Some(pid) = self.mount_pid.take() else { return Ok(()) };
         self.runtime.delete(&self.id);
         let unmounted = crate::fs::mount::unmount_and_wait(&self.rootfs, Some(pid), UNMOUNT_TIMEOUT);
-        tracing::debug!(container = %&self.id[..12], "unmounted");
+        tracing::debug!(container = %self.id.get(..12).unwrap_or(&self.id), "unmounted");
         write_container_runtime::<MountRecord>(&self.dir, "mount.json", None)?;
         unmounted.with_context(|| format!("unmounting container {}", self.name))
     }
