@@ -41,6 +41,11 @@ fn exit_codes_are_dockers() {
         assert_eq!(o.status.code(), Some(125), "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: {needle:?} expected in {err}");
     }
+    // no runtime in PATH: the error names the Debian package
+    let o = s.command(&["run", "--rm", "bb:1", "true"]).env("PATH", "/nonexistent").output().unwrap();
+    assert_eq!(o.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("Debian package runc"), "{err}");
     // --rm leaves nothing, whatever the outcome
     assert_eq!(s.ok(&["ps", "-a", "-q"]), "");
     assert_eq!(std::fs::read_dir(s.root().join("containers")).unwrap().count(), 0);
