@@ -70,7 +70,13 @@ fn a_missing_command_is_127_and_leaves_nothing() {
     let store = Store::open(&s.root(), LockMode::Exclusive).unwrap();
     let image = store.resolve_image("bb:1").unwrap();
     let spec = ProcessSpec { args: vec!["/bin/nosuch".into()], ..ProcessSpec::default() };
-    let err = run_to_completion(store, &image.id, &spec, Output::Inherit).err().expect("fails");
+    let (mut out, mut errout) = (Vec::new(), Vec::new());
+    let output = Output::Capture { stdout: &mut out, stderr: &mut errout };
+    let err = run_to_completion(store, &image.id, &spec, output).err().expect("fails");
+    assert!(
+        out.is_empty() && errout.is_empty(),
+        "the runtime's message is the error, not output: {errout:?}"
+    );
     let start = err.downcast_ref::<StartError>().unwrap_or_else(|| panic!("a StartError: {err:#}"));
     assert_eq!(start.code, 127, "{start}");
     assert!(start.message.contains("nosuch"), "{start}");

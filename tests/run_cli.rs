@@ -41,6 +41,11 @@ fn exit_codes_are_dockers() {
         assert_eq!(o.status.code(), Some(125), "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: {needle:?} expected in {err}");
     }
+    // no runtime in PATH: the error names the Debian package
+    let o = s.command(&["run", "--rm", "bb:1", "true"]).env("PATH", "/nonexistent").output().unwrap();
+    assert_eq!(o.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("Debian package runc"), "{err}");
     // --rm leaves nothing, whatever the outcome
     assert_eq!(s.ok(&["ps", "-a", "-q"]), "");
     assert_eq!(std::fs::read_dir(s.root().join("containers")).unwrap().count(), 0);
@@ -254,9 +259,12 @@ fn stdin_init_logs_since_and_mount_of_a_running_container() {
     // --init: tini is the first process, the command its child
     if std::path::Path::new("/usr/bin/tini-static").exists() {
         assert_eq!(
-            run_code(&s, &["run", "--rm", "--init", "bb:1", "cat", "/proc/1/comm"], 0),
+            run_code(&s, &["run", "--name", "i", "--init", "bb:1", "cat", "/proc/1/comm"], 0),
             "docker-init\n"
         );
+        // its mountpoint (/sbin/docker-init, through the image's sbin -> bin link) is no change
+        assert_eq!(s.ok(&["diff", "i"]), "");
+        s.ok(&["rm", "i"]);
     } else {
         assert!(std::env::var("CI").is_err(), "CI=true: --init needs tini-static (Debian package tini)");
         let o = s.run(&["run", "--rm", "--init", "bb:1", "true"]);

@@ -35,6 +35,7 @@ fn crun_runs_execs_and_stops() {
     );
     eventually("up", || s.run(&["logs", "c"]).stdout == b"up\n");
     assert_eq!(run_code(&s, &["exec", "-u", "root", "c", "id", "-u"], 0), "0\n");
+    assert_eq!(run_code(&s, &["exec", "c", "id", "-u"], 0), "1000\n");
     assert!(s.ok(&["top", "c"]).contains("sleep 60"));
     s.ok(&["stop", "-t", "1", "c"]);
     assert_eq!(s.ok(&["wait", "c"]), "137\n");

@@ -1,6 +1,6 @@
-//! Attached runs: `-t` gives the process a pty (script(1) is the terminal here), Ctrl-C typed on
-//! it reaches the process, and SIGTERM sent to `strata run` reaches it too; `-d -t` logs what the
-//! pty shows.
+//! Attached runs: `-t` gives the process a pty of this terminal's size (script(1) is the terminal
+//! here), logged too; Ctrl-C typed on it reaches the process, and SIGTERM sent to `strata run`
+//! reaches it too; `-d -t` logs what the pty shows.
 
 mod common;
 
@@ -18,7 +18,11 @@ fn setup() -> Option<Strata> {
 
 /// `strata ARGS` under script(1), which gives it a terminal; stdin and stdout piped.
 fn in_terminal(s: &Strata, args: &str) -> std::process::Child {
-    let cmd = format!("{} --root {} {args}", env!("CARGO_BIN_EXE_strata"), s.root().display());
+    let cmd = format!(
+        "stty cols 91 rows 27; {} --root {} {args}",
+        env!("CARGO_BIN_EXE_strata"),
+        s.root().display()
+    );
     Command::new("script")
         .args(["-qefc", &cmd, "/dev/null"])
         .stdin(Stdio::piped())
@@ -32,12 +36,20 @@ fn in_terminal(s: &Strata, args: &str) -> std::process::Child {
 fn t_gives_a_pty_and_ctrl_c_reaches_the_process() {
     let Some(s) = setup() else { return };
     let _c = Cleanup(&s);
-    let out = in_terminal(&s, "run --rm -t bb:1 sh -c 'tty; test -t 0 && test -t 1 && echo both-ttys'")
-        .wait_with_output()
-        .unwrap();
+    let out = in_terminal(
+        &s,
+        "run --name tt -t bb:1 sh -c 'tty; test -t 0 && test -t 1 && echo both-ttys; busybox stty size </dev/tty'",
+    )
+    .wait_with_output()
+    .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("/dev/pts/") && text.contains("both-ttys"), "{text}");
     assert!(out.status.success(), "{out:?}");
+    // the container's terminal has this terminal's size, and what it showed is in the log
+    assert!(text.contains("27 91"), "{text}");
+    let log = String::from_utf8(s.run(&["logs", "tt"]).stdout).unwrap();
+    assert!(log.contains("both-ttys\r\n27 91\r\n"), "{log:?}");
+    s.ok(&["rm", "tt"]);
     // -it: what is typed reaches the process; Ctrl-C is a SIGINT from its own terminal
     let mut child = in_terminal(
         &s,

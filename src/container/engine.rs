@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
 
 use anyhow::{Context, Result, bail};
 use nix::unistd::Pid;
@@ -107,11 +108,13 @@ impl Ready {
             mount_pid: None,
             _lock: lock,
         };
+        tracing::debug!(container = %c.short_id(), "bundle ready; mounting");
         let pid = crate::fs::mount::mount_daemon(&opts, &ready.rootfs)
             .with_context(|| format!("mounting container {}", c.name))?;
         ready.mount_pid = Some(pid);
         let record = MountRecord { mountpoint: ready.rootfs.clone(), pid: pid.as_raw() };
         write_container_runtime(&ready.dir, "mount.json", Some(&record))?;
+        tracing::debug!(container = %c.short_id(), "mounted");
         Ok(ready)
     }
 
@@ -156,6 +159,20 @@ impl Ready {
         }
     }
 
+    /// Waits until the process runs (the runtime wrote the pid file: `None`) or the runtime ended
+    /// before that (its status).
+    pub fn wait_started(&self, child: &mut Child) -> std::io::Result<Option<ExitStatus>> {
+        loop {
+            if let Some(s) = child.try_wait()? {
+                return Ok(Some(s));
+            }
+            if self.container_pid().is_some() {
+                return Ok(None);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+
     /// The container's first process, once the runtime has written its pid file.
     pub fn container_pid(&self) -> Option<i32> {
         std::fs::read_to_string(self.pid_file()).ok()?.trim().parse().ok()
@@ -171,6 +188,7 @@ impl Ready {
         let Some(pid) = self.mount_pid.take() else { return Ok(()) };
         self.runtime.delete(&self.id);
         let unmounted = crate::fs::mount::unmount_and_wait(&self.rootfs, Some(pid), UNMOUNT_TIMEOUT);
+        tracing::debug!(container = %self.id.get(..12).unwrap_or(&self.id), "unmounted");
         write_container_runtime::<MountRecord>(&self.dir, "mount.json", None)?;
         unmounted.with_context(|| format!("unmounting container {}", self.name))
     }
@@ -181,5 +199,30 @@ impl Drop for Ready {
         if let Err(e) = self.take_down() {
             tracing::warn!("{e:#}");
         }
+    }
+}
+
+/// Holds the output back until the process is known to have started: what the runtime prints
+/// when it can't start the process is strata's error, not the container's output.
+#[derive(Clone, Default)]
+pub struct Gate(Arc<(Mutex<Option<bool>>, Condvar)>);
+
+impl Gate {
+    pub fn decide(&self, pass: bool) {
+        let (m, cv) = &*self.0;
+        let mut d = m.lock().unwrap_or_else(|p| p.into_inner());
+        if d.is_none() {
+            *d = Some(pass);
+        }
+        cv.notify_all();
+    }
+
+    pub fn wait(&self) -> bool {
+        let (m, cv) = &*self.0;
+        let mut d = m.lock().unwrap_or_else(|p| p.into_inner());
+        while d.is_none() {
+            d = cv.wait(d).unwrap_or_else(|p| p.into_inner());
+        }
+        d.unwrap_or(false)
     }
 }

@@ -48,6 +48,20 @@ pub fn prepare(dir: &Path, stack: &Stack, dirs: &[PathBuf], files: &[PathBuf]) -
         if rel.as_os_str().is_empty() {
             continue;
         }
+        // Where the runtime will land: through the image's own links (`/sbin` → `usr/sbin` in a
+        // merged-/usr image), resolved inside the union.
+        let resolved;
+        let rel = match (rel.parent().filter(|p| !p.as_os_str().is_empty()), rel.file_name()) {
+            (Some(parent), Some(name)) => match stack.resolve(parent, true) {
+                Ok(Some(e)) if e.is_dir() => {
+                    resolved = e.path.join(name);
+                    &resolved
+                }
+                Ok(Some(_)) | Err(_) => continue,
+                Ok(None) => rel,
+            },
+            _ => rel,
+        };
         let mut prefix = PathBuf::new();
         let comps: Vec<_> = rel.components().collect();
         for (i, c) in comps.iter().enumerate() {

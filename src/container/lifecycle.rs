@@ -302,8 +302,11 @@ pub fn exec(store: &Store, c: &ContainerRecord, o: &ExecOptions) -> Result<i32> 
         cmd.arg("--env").arg(e);
     }
     cmd.arg("--user").arg(format!("{}:{}", user.uid, user.gid));
-    for g in &user.additional_gids {
-        cmd.arg("--additional-gids").arg(g.to_string());
+    // crun 1.8's exec has no --additional-gids: there the process gets the user's own group only.
+    if rt.name == "runc" {
+        for g in &user.additional_gids {
+            cmd.arg("--additional-gids").arg(g.to_string());
+        }
     }
     if o.tty {
         cmd.arg("--tty");

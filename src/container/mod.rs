@@ -7,7 +7,7 @@
 //! - [`monitor`]: one process per running container, owning its mount and runtime child, writing
 //!   its [`logs`] and state; [`status`] tells Created, Running, Exited and Dead apart.
 //! - [`spec`]: a container's process from its image's config and the `run` flags.
-//! - [`lifecycle`]: start, stop, kill, wait, remove, exec, top.
+//! - [`lifecycle`]: start, stop, kill, wait, remove, exec, top; [`inspect`]: Docker's container JSON.
 //! - [`oneshot`]: the library API a `RUN` step uses: run one process to completion.
 
 pub mod bundle;

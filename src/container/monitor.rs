@@ -9,14 +9,14 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::process::{Child, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::ForkResult;
 
-use super::engine::{Ready, StartError};
+use super::engine::{Gate, Ready, StartError};
 use super::lock::ContainerLock;
 use super::logs::{self, LogWriter, StreamLog};
 use super::status::{now_ms, process_start};
@@ -108,9 +108,15 @@ fn redirect_stdio(log: &Path) -> Result<()> {
 /// Signals `strata run` passes on to the container (through the runtime, which forwards them).
 fn forwarded_signals() -> SigSet {
     let mut set = SigSet::empty();
-    for s in
-        [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2]
-    {
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGWINCH,
+    ] {
         set.add(s);
     }
     set
@@ -145,12 +151,14 @@ fn supervise(
         if !auto_remove {
             return;
         }
+        tracing::debug!("removing (--rm)");
         if let Some(st) = crate::store::containers::read_container_runtime::<RunState>(&dir, "state.json") {
             record_exit(root, &c.id, &st);
         }
         if let Err(e) = Store::remove_container_unlocked(root, &c.id) {
             tracing::warn!("--rm: {e:#}");
         }
+        tracing::debug!("removed (--rm)");
     };
     // The process did not run: the state says why; a --rm container goes all the same.
     let fail =
@@ -183,7 +191,7 @@ fn supervise(
     });
     let gate = Gate::default();
     let spawned = spawn_runtime(&ready, attached, &log, &gate);
-    let (mut child, copiers) = match spawned {
+    let Spawned { mut child, copiers, pty, _terminal } = match spawned {
         Ok(x) => x,
         Err(e) => return fail(&mut st, StartError { code: 125, message: format!("{e:#}") }, report),
     };
@@ -191,7 +199,19 @@ fn supervise(
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
         let _ = std::thread::Builder::new().name("signals".into()).spawn(move || {
             while let Ok(sig) = set.wait() {
-                let _ = nix::sys::signal::kill(pid, sig);
+                match (&pty, sig) {
+                    // The user's terminal changed size: so does the pty we give the runtime
+                    // (which passes it on to the container's).
+                    (Some(master), Signal::SIGWINCH) => {
+                        if let Some(ws) = crate::sys::tty::window_size(std::io::stdout().as_fd()) {
+                            let _ = crate::sys::tty::set_window_size(master.as_fd(), &ws);
+                        }
+                    }
+                    (None, Signal::SIGWINCH) => {}
+                    _ => {
+                        let _ = nix::sys::signal::kill(pid, sig);
+                    }
+                }
             }
         });
     }
@@ -204,6 +224,7 @@ fn supervise(
             Err(e) => break Err(e),
         }
         if !reported && let Some(pid) = ready.container_pid() {
+            tracing::debug!(pid, "the container's process runs");
             st.pid = pid;
             save(&st);
             gate.decide(true);
@@ -213,6 +234,7 @@ fn supervise(
         }
         std::thread::sleep(Duration::from_millis(2));
     };
+    tracing::debug!("the runtime exited");
     let outcome = match status {
         Ok(s) => ready.outcome(s),
         Err(e) => Err(StartError { code: 125, message: format!("waiting for {}: {e}", ready.runtime.name) }),
@@ -269,45 +291,85 @@ fn record_exit(root: &Path, id: &str, st: &RunState) {
 
 type Copiers = Vec<std::thread::JoinHandle<()>>;
 
-/// Holds the output back until the process is known to have started: what the runtime prints
-/// when it can't start the process is strata's error, not the container's output.
-#[derive(Clone, Default)]
-struct Gate(Arc<(Mutex<Option<bool>>, Condvar)>);
+/// Spawns the runtime with its stdio wired to the log (and this process's own stdio when
+/// attached), and the threads that copy.
+/// The runtime child and what serves its stdio.
+struct Spawned {
+    child: Child,
+    copiers: Copiers,
+    /// The master of the pty standing in for a terminal (`-t`), to pass window sizes on.
+    pty: Option<Arc<OwnedFd>>,
+    /// The user's terminal, in raw mode until this is dropped.
+    _terminal: Option<RawTerminal>,
+}
 
-impl Gate {
-    fn decide(&self, pass: bool) {
-        let (m, cv) = &*self.0;
-        let mut d = m.lock().unwrap_or_else(|p| p.into_inner());
-        if d.is_none() {
-            *d = Some(pass);
-        }
-        cv.notify_all();
-    }
+/// Puts this process's stdin (a terminal) in raw mode, as `docker run -it` does, so keys such as
+/// Ctrl-C reach the container's terminal; restores it when dropped.
+struct RawTerminal(nix::sys::termios::Termios);
 
-    fn wait(&self) -> bool {
-        let (m, cv) = &*self.0;
-        let mut d = m.lock().unwrap_or_else(|p| p.into_inner());
-        while d.is_none() {
-            d = cv.wait(d).unwrap_or_else(|p| p.into_inner());
-        }
-        d.unwrap_or(false)
+impl RawTerminal {
+    fn new() -> Option<RawTerminal> {
+        use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
+        let stdin = std::io::stdin();
+        let saved = tcgetattr(stdin.as_fd()).ok()?;
+        let mut raw = saved.clone();
+        cfmakeraw(&mut raw);
+        tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw).ok()?;
+        Some(RawTerminal(saved))
     }
 }
 
-/// Spawns the runtime with its stdio wired to the log (and this process's own stdio when
-/// attached), and the threads that copy.
-fn spawn_runtime(
-    ready: &Ready,
-    attached: Option<bool>,
-    log: &LogWriter,
-    gate: &Gate,
-) -> Result<(Child, Copiers)> {
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        let _ = nix::sys::termios::tcsetattr(
+            std::io::stdin().as_fd(),
+            nix::sys::termios::SetArg::TCSANOW,
+            &self.0,
+        );
+    }
+}
+
+fn spawn_runtime(ready: &Ready, attached: Option<bool>, log: &LogWriter, gate: &Gate) -> Result<Spawned> {
+    let (child, copiers) = match spawn_stdio(ready, attached, log, gate)? {
+        Stdio3::Done(child, copiers) => (child, copiers),
+        Stdio3::Pty(child, copiers, master, terminal) => {
+            return Ok(Spawned { child, copiers, pty: Some(master), _terminal: terminal });
+        }
+    };
+    Ok(Spawned { child, copiers, pty: None, _terminal: None })
+}
+
+enum Stdio3 {
+    Done(Child, Copiers),
+    Pty(Child, Copiers, Arc<OwnedFd>, Option<RawTerminal>),
+}
+
+fn spawn_stdio(ready: &Ready, attached: Option<bool>, log: &LogWriter, gate: &Gate) -> Result<Stdio3> {
     let tty = ready.config.tty;
-    match attached {
-        // The runtime puts this terminal in raw mode and restores it itself.
+    let (child, copiers): (Child, Copiers) = match attached {
+        // A pty of ours stands between this terminal and the runtime's (so the output is logged
+        // too); the runtime sets up the container's own from it.
         Some(stdin) if tty => {
-            let input = if stdin { Stdio::inherit() } else { Stdio::null() };
-            Ok((ready.spawn(input, Stdio::inherit(), Stdio::inherit(), false)?, Vec::new()))
+            use std::io::IsTerminal;
+            let size = crate::sys::tty::window_size(std::io::stdout().as_fd())
+                .or_else(|| crate::sys::tty::window_size(std::io::stdin().as_fd()));
+            let pty = nix::pty::openpty(size.as_ref(), None)?;
+            let slave = pty.slave;
+            let child =
+                ready.spawn(slave.try_clone()?.into(), slave.try_clone()?.into(), slave.into(), true)?;
+            let master = Arc::new(pty.master);
+            let terminal = if stdin && std::io::stdin().is_terminal() { RawTerminal::new() } else { None };
+            if stdin {
+                let to = master.clone();
+                // Not joined: it ends with the process (a read of the user's terminal blocks).
+                let _ = std::thread::Builder::new().name("stdin".into()).spawn(move || {
+                    let Ok(fd) = to.try_clone() else { return };
+                    let _ = std::io::copy(&mut std::io::stdin().lock(), &mut File::from(fd));
+                });
+            }
+            let out = master.try_clone()?;
+            let copiers = vec![copier(out, log.stream("stdout"), Some(Box::new(std::io::stdout())), gate)];
+            return Ok(Stdio3::Pty(child, copiers, master, terminal));
         }
         Some(stdin) => {
             let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
@@ -342,6 +404,8 @@ fn spawn_runtime(
             ))
         }
     }
+    .map_err(|e: anyhow::Error| e)?;
+    Ok(Stdio3::Done(child, copiers))
 }
 
 fn copier(

@@ -8,7 +8,7 @@ use std::process::Stdio;
 
 use anyhow::{Context, Result};
 
-use super::engine::Ready;
+use super::engine::{Gate, Ready};
 use super::lock::ContainerLock;
 use crate::oci::Digest;
 use crate::store::containers::{ContainerRecord, MountSpec, RunConfig};
@@ -149,10 +149,23 @@ fn run_in(store: Store, c: &ContainerRecord, lock: ContainerLock, output: Output
             let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
             let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
             let mut child = ready.spawn(Stdio::null(), out_w.into(), err_w.into(), false)?;
+            // The output waits in the pipes until the start is decided: what the runtime prints
+            // when the process can't start is the StartError's message, not the output.
+            let gate = Gate::default();
             std::thread::scope(|s| {
-                s.spawn(|| copy(std::fs::File::from(out_r), stdout));
-                s.spawn(|| copy(std::fs::File::from(err_r), stderr));
-                child.wait()
+                s.spawn(|| copy(std::fs::File::from(out_r), stdout, &gate));
+                s.spawn(|| copy(std::fs::File::from(err_r), stderr, &gate));
+                let status = match ready.wait_started(&mut child) {
+                    Ok(None) => {
+                        gate.decide(true);
+                        child.wait()
+                    }
+                    Ok(Some(s)) => Ok(s),
+                    Err(e) => Err(e),
+                };
+                let ok = status.as_ref().is_ok_and(|s| ready.outcome(*s).is_ok());
+                gate.decide(ok);
+                status
             })?
         }
     };
@@ -165,9 +178,9 @@ fn run_in(store: Store, c: &ContainerRecord, lock: ContainerLock, output: Output
 
 /// Copies a pipe into a writer until the pipe closes; a writer that fails stops the copy (the
 /// process then gets EPIPE or blocks no longer: the pipe is drained into nothing).
-fn copy(mut from: impl Read, to: &mut (dyn Write + Send)) {
+fn copy(mut from: impl Read, to: &mut (dyn Write + Send), gate: &Gate) {
     let mut buf = [0u8; 16384];
-    let mut ok = true;
+    let mut ok = gate.wait();
     loop {
         match from.read(&mut buf) {
             Ok(0) => break,

@@ -142,7 +142,7 @@ pub fn run_config(image: &Value, f: &RunFlags, id: &str, need_command: bool) -> 
     let hostname = match &f.hostname {
         Some(h) => h.clone(),
         None if network == "host" => super::oneshot::host_name(),
-        None => id[..12].to_string(),
+        None => id.get(..12).unwrap_or(id).to_string(),
     };
     let mut env = strings(&c["Env"]);
     for file in &f.env_files {

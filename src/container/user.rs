@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use crate::union::Stack;
 
@@ -38,10 +38,13 @@ fn read_in(stack: &Stack, path: &str) -> Result<String> {
     if !crate::inspect::node::is_reg(&e) {
         return Ok(String::new());
     }
-    let mut s = String::new();
+    let mut bytes = Vec::new();
     // At most 4 MiB: these are small files; a huge one is not worth reading whole.
-    stack.open_file(&e)?.take(4 << 20).read_to_string(&mut s)?;
-    Ok(s)
+    stack
+        .open_file(&e)
+        .and_then(|f| f.take(4 << 20).read_to_end(&mut bytes))
+        .with_context(|| format!("reading the image's {path}"))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 fn passwd(text: &str) -> Vec<Passwd> {

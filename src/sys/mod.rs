@@ -3,3 +3,4 @@ pub mod daemon;
 pub mod fsio;
 pub mod fuse_mount;
 pub mod userns;
+pub mod tty;

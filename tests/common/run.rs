@@ -45,6 +45,8 @@ pub fn busybox_rootfs(dir: &Path) {
     for applet in APPLETS {
         std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet)).unwrap();
     }
+    // As in merged-/usr images: a directory reached through a link.
+    std::os::unix::fs::symlink("bin", dir.join("sbin")).unwrap();
     std::fs::write(
         dir.join("etc/passwd"),
         "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
