@@ -40,7 +40,7 @@ tar -C "$rootfs" --numeric-owner -czf "$work/sample.tar.gz" .
 mnt="$work/mnt"
 mkdir -p "$mnt"
 mountpoint -q "$mnt" && strata umount "$mnt"
-strata rm -f try try-run >/dev/null 2>&1 || true
+strata rm -f try try-run try-web >/dev/null 2>&1 || true
 strata rmi -f sample:built sample:changed sample:latest >/dev/null 2>&1 || true
 
 run strata import "$work/sample.tar.gz" sample:latest -m "busybox sample rootfs" -c 'CMD ["/bin/sh"]'
@@ -68,6 +68,13 @@ run strata run --rm sample:changed cat /etc/motd
 run strata run --name try-run sample:changed sh -c 'echo written by a container > /root/run.txt'
 run strata diff try-run
 run strata rm try-run
+run strata run -d --name try-web sample:changed sh -c 'while true; do echo tick; sleep 1; done'
+sleep 1.5
+run strata ps
+run strata logs try-web
+run strata exec try-web ls /home/user
+run strata stop -t 1 try-web
+run strata rm try-web
 ctx="$work/build"
 rm -rf "$ctx" && mkdir -p "$ctx"
 echo "copied from the build context" > "$ctx/hello.txt"

@@ -2,5 +2,5 @@
 pub mod daemon;
 pub mod fsio;
 pub mod fuse_mount;
-pub mod userns;
 pub mod tty;
+pub mod userns;
