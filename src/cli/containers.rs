@@ -256,24 +256,22 @@ pub struct MountArgs {
     #[arg(value_name = "CONTAINER|IMAGE")]
     pub target: String,
     pub mountpoint: PathBuf,
-    /// Mount options: allow_other.
+    /// Mount options, comma-separated: ro (a container read-only), rw, allow_other.
     #[arg(short = 'o', value_name = "OPTIONS")]
-    pub options: Option<String>,
+    pub options: Vec<String>,
     /// Serve in the foreground instead of as a daemon.
     #[arg(short, long)]
     pub foreground: bool,
 }
 
 pub fn mount(g: &Global, a: MountArgs) -> Result<ExitCode> {
-    let mut allow_other = false;
-    for o in a.options.iter().flat_map(|o| o.split(',')).filter(|o| !o.is_empty()) {
-        match o {
-            "allow_other" => allow_other = true,
-            "rw" | "ro" => {}
-            other => bail!("unsupported mount option {other:?} (strata mount knows allow_other)"),
-        }
-    }
-    let req = MountRequest { mountpoint: a.mountpoint, allow_other, foreground: a.foreground };
+    let o = crate::container::mountpoint::parse_options(a.options.iter().map(String::as_str))?;
+    let req = MountRequest {
+        mountpoint: a.mountpoint,
+        allow_other: o.allow_other,
+        foreground: a.foreground,
+        read_only: o.read_only,
+    };
     let store = open_store(g, LockMode::Exclusive)?;
     match store.resolve_container(&a.target) {
         Ok(c) => containers::mount_container(store, &c, &req)?,

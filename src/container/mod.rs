@@ -19,6 +19,7 @@ pub mod lock;
 pub mod logs;
 pub mod monitor;
 pub mod mounting;
+pub mod mountpoint;
 pub mod oneshot;
 pub mod runtime;
 pub mod spec;

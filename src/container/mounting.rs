@@ -87,6 +87,8 @@ pub struct MountRequest {
     pub mountpoint: PathBuf,
     pub allow_other: bool,
     pub foreground: bool,
+    /// Mount a container read-only (its writable layer then serves as the top lower).
+    pub read_only: bool,
 }
 
 /// The error for a container someone else holds: where it is mounted, if it says.
@@ -125,7 +127,9 @@ pub fn mount_container(store: Store, c: &ContainerRecord, req: &MountRequest) ->
     {
         bail!("container {} is already mounted ({state}): strata umount {} first", c.name, c.name);
     }
-    let opts = container_mount_options(&store, c, req.allow_other)?;
+    super::mountpoint::check_and_warn(&req.mountpoint)?;
+    let mut opts = container_mount_options(&store, c, req.allow_other)?;
+    opts.read_only = req.read_only;
     let mountpoint = crate::fs::mount::absolute(&req.mountpoint)?;
     let record = |pid: i32| -> Result<()> {
         let m = (pid != 0).then(|| MountRecord { mountpoint: mountpoint.clone(), pid });
@@ -154,6 +158,7 @@ pub fn mount_container(store: Store, c: &ContainerRecord, req: &MountRequest) ->
 
 /// Mounts an image read-only (no container); the mount is recorded so `rmi` and `umount` know it.
 pub fn mount_image(store: Store, image: &ImageRecord, req: &MountRequest) -> Result<()> {
+    super::mountpoint::check_and_warn(&req.mountpoint)?;
     let opts = MountOptions {
         lowers: image_lowers(&store, image),
         read_only: true,
