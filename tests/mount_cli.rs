@@ -111,3 +111,111 @@ fn mountpoint_must_be_a_directory_and_odd_ones_warn() {
     drop(image_mount);
     assert!(!common::mount::is_mounted(&full));
 }
+
+/// A child process killed on drop, so a failing test leaves none behind.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs strata with a time limit; `None` when it had to be killed.
+fn run_within(s: &Strata, args: &[&str], limit: std::time::Duration) -> Option<std::process::Output> {
+    let mut child = s
+        .command(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Some(child.wait_with_output().unwrap())
+}
+
+#[test]
+fn umount_takes_container_and_image_names_and_mount_lists_both() {
+    let s = with_container();
+    let web = Mounted::new(&s, &["web"], "web");
+    let img = Mounted::new(&s, &["bb:1"], "img");
+    let list = s.ok(&["mount"]);
+    let line = |name: &str| list.lines().find(|l| l.starts_with(name)).unwrap_or("").to_string();
+    assert!(line("web").contains("container") && line("web").contains(web.at.to_str().unwrap()), "{list}");
+    assert!(line("bb:1").contains("image") && line("bb:1").contains(img.at.to_str().unwrap()), "{list}");
+
+    s.ok(&["umount", "bb:1"]);
+    assert!(!common::mount::is_mounted(&img.at));
+    let err = s.fails(&["umount", "bb:1"]);
+    assert!(err.contains("image bb:1 is not mounted"), "{err}");
+    let id = s.ok(&["ps", "-q"]).trim().to_string();
+    s.ok(&["umount", &id]);
+    assert!(!common::mount::is_mounted(&web.at));
+    assert!(!s.ok(&["mount"]).contains("web"));
+    let err = s.fails(&["umount", "no-such-thing"]);
+    assert!(err.contains("\"no-such-thing\" is not a mounted container"), "{err}");
+
+    // Two mounts of one image: the name alone is ambiguous; a path says which.
+    let a = Mounted::new(&s, &["bb:1"], "a");
+    let b = Mounted::new(&s, &["bb:1"], "b");
+    let err = s.fails(&["umount", "bb:1"]);
+    assert!(err.contains("say which"), "{err}");
+    s.ok(&["umount", a.at.to_str().unwrap()]);
+    s.ok(&["umount", "bb:1"]);
+    assert!(!common::mount::is_mounted(&a.at) && !common::mount::is_mounted(&b.at));
+}
+
+#[test]
+fn busy_umount_names_its_users_never_blocks_the_store_and_lazy_keeps_one_daemon() {
+    let s = with_container();
+    let m = Mounted::new(&s, &["web"], "web");
+    std::fs::write(m.at.join("etc/data"), "kept\n").unwrap();
+    // A process with its cwd in the mount keeps it busy.
+    let user = Killed(Command::new("sleep").arg("60").current_dir(m.at.join("etc")).spawn().unwrap());
+    let limit = std::time::Duration::from_secs(10);
+    for args in [&["umount", "web"][..], &["rm", "-f", "web"][..]] {
+        let out = run_within(&s, args, limit).expect("a busy umount must not wait");
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("busy") && err.contains(&format!("{} (sleep: cwd)", user.0.id())), "{err}");
+        assert!(err.contains("umount -l"), "{err}");
+        assert!(common::mount::is_mounted(&m.at), "still mounted after a refused {args:?}");
+    }
+    // The store is free meanwhile.
+    assert!(run_within(&s, &["images"], limit).is_some_and(|o| o.status.success()));
+
+    // -l detaches at once; the daemon serves the sleeper until it goes, and holds the container.
+    let out = run_within(&s, &["umount", "-l", "web"], limit).expect("umount -l returns at once");
+    assert!(out.status.success(), "{out:?}");
+    assert!(!common::mount::is_mounted(&m.at));
+    let again = s.path("again");
+    std::fs::create_dir_all(&again).unwrap();
+    let err = s.fails(&["mount", "web", again.to_str().unwrap()]);
+    assert!(err.contains("already mounted") || err.contains("in use"), "{err}");
+    assert!(!common::mount::is_mounted(&again), "a second daemon on the same writable layer");
+    assert!(run_within(&s, &["images"], limit).is_some_and(|o| o.status.success()));
+
+    drop(user);
+    // The daemon exits once its last user is gone; then the container mounts again, data intact.
+    let start = std::time::Instant::now();
+    loop {
+        let out = s.run(&["mount", "web", again.to_str().unwrap()]);
+        if out.status.success() {
+            break;
+        }
+        assert!(start.elapsed() < limit, "{}", String::from_utf8_lossy(&out.stderr));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let m2 = Mounted { s: &s, at: again.clone() };
+    assert_eq!(std::fs::read_to_string(m2.at.join("etc/data")).unwrap(), "kept\n");
+    s.ok(&["umount", "web"]);
+    assert!(!common::mount::is_mounted(&again));
+}
