@@ -219,3 +219,119 @@ fn busy_umount_names_its_users_never_blocks_the_store_and_lazy_keeps_one_daemon(
     s.ok(&["umount", "web"]);
     assert!(!common::mount::is_mounted(&again));
 }
+
+/// One step of the writer of `commit_of_a_mount_in_use_is_a_snapshot`, in order.
+#[derive(Clone, Debug)]
+enum Step {
+    Add(String),
+    Remove(String),
+}
+
+/// What the writer does in round `i` (under `w/` of the mount), as the names it adds and removes
+/// (`tmp`, its scratch file, is left out: it may be there, half written, at any moment).
+fn round(i: usize) -> Vec<Step> {
+    let mut v = vec![Step::Add(format!("{i}.a")), Step::Add(format!("{i}.b")), Step::Add(format!("d{i}"))];
+    if i >= 3 {
+        let o = i - 3;
+        v.extend([
+            Step::Remove(format!("{o}.a")),
+            Step::Remove(format!("{o}.b")),
+            Step::Remove(format!("d{o}")),
+        ]);
+    }
+    v
+}
+
+fn content(name: &str) -> Vec<u8> {
+    name.as_bytes().repeat(2000)
+}
+
+/// Writes, renames into place and removes files and directories in `w` until `stop`.
+fn writer(w: PathBuf, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> std::io::Result<usize> {
+    let mut i = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        for step in round(i) {
+            match step {
+                Step::Add(name) if name.starts_with('d') => std::fs::create_dir(w.join(&name))?,
+                Step::Add(name) => {
+                    std::fs::write(w.join("tmp"), content(&name))?;
+                    std::fs::rename(w.join("tmp"), w.join(&name))?;
+                }
+                Step::Remove(name) if name.starts_with('d') => std::fs::remove_dir(w.join(&name))?,
+                Step::Remove(name) => std::fs::remove_file(w.join(&name))?,
+            }
+        }
+        i += 1;
+    }
+    Ok(i)
+}
+
+/// Whether `seen` is the writer's state after some prefix of its steps (rounds below `rounds`).
+fn is_a_state_of_the_writer(seen: &std::collections::BTreeSet<String>, rounds: usize) -> bool {
+    let mut state = std::collections::BTreeSet::new();
+    if state == *seen {
+        return true;
+    }
+    for i in 0..rounds {
+        for step in round(i) {
+            match step {
+                Step::Add(n) => state.insert(n),
+                Step::Remove(n) => state.remove(&n),
+            };
+            if state == *seen {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+#[test]
+fn commit_of_a_mount_in_use_is_a_snapshot() {
+    let s = with_container();
+    let m = Mounted::new(&s, &["web"], "web");
+    let w = m.at.join("w");
+    std::fs::create_dir(&w).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writing = {
+        let (w, stop) = (w.clone(), stop.clone());
+        std::thread::spawn(move || writer(w, stop))
+    };
+    let commits: usize =
+        std::env::var("STRATA_COMMIT_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let mut failures = Vec::new();
+    for n in 0..commits {
+        let out = s.run(&["commit", "web", &format!("snap:{n}")]);
+        if !out.status.success() {
+            failures.push(String::from_utf8_lossy(&out.stderr).to_string());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let rounds = writing.join().unwrap().expect("the writer never fails");
+    assert!(failures.is_empty(), "{} of {commits} commits failed: {failures:?}", failures.len());
+    assert!(rounds > 0);
+
+    // Each commit is the writer's state at one moment: complete files, no half-done round.
+    let view = s.path("view");
+    std::fs::create_dir_all(&view).unwrap();
+    let mut distinct = std::collections::BTreeSet::new();
+    for n in 0..commits {
+        let img = Mounted::new(&s, &[&format!("snap:{n}")], "view");
+        let dir = img.at.join("w");
+        let mut seen = std::collections::BTreeSet::new();
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            if name == "tmp" {
+                continue;
+            }
+            if !name.starts_with('d') {
+                assert_eq!(std::fs::read(dir.join(&name)).unwrap(), content(&name), "snap:{n} {name}");
+            }
+            seen.insert(name);
+        }
+        assert!(is_a_state_of_the_writer(&seen, rounds), "snap:{n} is no state of the writer: {seen:?}");
+        distinct.insert(seen);
+    }
+    assert!(distinct.len() > 1, "the writer made progress between commits");
+}

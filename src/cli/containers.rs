@@ -219,10 +219,13 @@ pub fn commit(g: &Global, a: CommitArgs) -> Result<ExitCode> {
         crate::oci::changes::apply(&mut scratch, change)?;
     }
     containers::sync_mount(&store, &c)?;
+    // Changes through the mount wait while the upper is packed (thawed when this drops).
+    let frozen = containers::freeze_mount(&store, &c)?;
     let upper = store.container_upper(&c.id);
     let layer = store
         .ingest_upper(&upper, &PackOptions { compression, clamp_mtime: fixed })
         .with_context(|| format!("committing container {}", c.name))?;
+    drop(frozen);
     let history = HistoryEntry {
         created,
         // Not the container's name: the same changes to the same image must give the same id.

@@ -114,6 +114,7 @@ pub fn container_mount_options(
         allow_other,
         fsname: format!("strata:{}", c.short_id()),
         log_file: Some(store.container_dir(&c.id).join("mount.log")),
+        control_socket: Some(store.container_dir(&c.id).join(CONTROL_SOCKET)),
         ..MountOptions::default()
     })
 }
@@ -292,6 +293,28 @@ pub fn unmount_image_released(store: Store, m: &ImageMount, lazy: bool) -> Resul
         umount::wait_daemon(pid, handle, UNMOUNT_TIMEOUT)?;
     }
     Store::open(&root, LockMode::Exclusive)?.forget_image_mount(&m.mountpoint)
+}
+
+/// Where a container's mount daemon answers freezes (fs/freeze.rs).
+pub const CONTROL_SOCKET: &str = "control.sock";
+
+/// Holds a container's mount still while its upper is read (a commit of a mount in use): the
+/// daemon finishes the changes in flight and holds new ones until the returned connection is
+/// dropped (or this process dies). `None` when the container is not mounted.
+pub fn freeze_mount(store: &Store, c: &ContainerRecord) -> Result<Option<std::os::unix::net::UnixStream>> {
+    if !matches!(current_mount_state(store, &c.id), MountState::Mounted { .. }) {
+        return Ok(None);
+    }
+    let sock = store.container_dir(&c.id).join(CONTROL_SOCKET);
+    let frozen = crate::fs::freeze::freeze(&sock)
+        .with_context(|| format!("freezing the mount of container {}", c.name))?;
+    if frozen.is_none() {
+        eprintln!(
+            "strata: warning: the mount of container {} cannot be frozen (its daemon predates freezing):              changes made during the commit may make it fail",
+            c.name
+        );
+    }
+    Ok(frozen)
 }
 
 /// Makes everything written through a container's mount durable in its upper dir: syncfs on the
