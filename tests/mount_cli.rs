@@ -335,3 +335,64 @@ fn commit_of_a_mount_in_use_is_a_snapshot() {
     }
     assert!(distinct.len() > 1, "the writer made progress between commits");
 }
+
+/// The cgroup freezer state file of process `pid` (v1: freezer.state, v2: cgroup.events) and
+/// how it reads when frozen.
+fn freezer_of(pid: u32) -> (PathBuf, &'static str) {
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    for line in cg.lines() {
+        let mut f = line.splitn(3, ':');
+        let (_, ctrl, path) = (f.next().unwrap(), f.next().unwrap(), f.next().unwrap());
+        if ctrl.split(',').any(|c| c == "freezer") {
+            return (PathBuf::from(format!("/sys/fs/cgroup/freezer{path}/freezer.state")), "FROZEN");
+        }
+    }
+    let path = cg.lines().find_map(|l| l.strip_prefix("0::")).expect("a cgroup v2 line");
+    (PathBuf::from(format!("/sys/fs/cgroup{path}/cgroup.events")), "frozen 1")
+}
+
+#[test]
+fn commit_pauses_a_running_container_and_resumes_it() {
+    if !common::run::runtime_ready("runc") {
+        return;
+    }
+    let s = Strata::new();
+    let _cleanup = common::run::Cleanup(&s);
+    common::run::busybox_image(&s, "bb:1", &[]);
+    let script = "mkdir -p /w; i=0; while :; do echo $i > /w/f$i; rm -f /w/f$((i-5)); i=$((i+1)); done";
+    let id = s.ok(&["run", "-d", "--name", "live", "bb:1", "sh", "-c", script]).trim().to_string();
+    let state = Command::new("runc")
+        .arg("--root")
+        .arg(s.root().join("runtime/runc"))
+        .args(["state", &id])
+        .output()
+        .unwrap();
+    let state: serde_json::Value = serde_json::from_slice(&state.stdout).expect("runc state");
+    let (freezer, frozen) = freezer_of(state["pid"].as_u64().unwrap() as u32);
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut seen = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if std::fs::read_to_string(&freezer).is_ok_and(|s| s.contains(frozen)) {
+                    seen += 1;
+                }
+            }
+            seen
+        })
+    };
+    for n in 0..5 {
+        s.ok(&["commit", "live", &format!("snap:{n}")]);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = watcher.join().unwrap();
+    assert!(seen > 0, "the container was never paused during 5 commits");
+    // Resumed: it goes on writing.
+    let ls = |s: &Strata| s.ok(&["ls", "live", "/w"]);
+    let before = ls(&s);
+    common::run::eventually("the container writes again", || ls(&s) != before);
+    let ps = s.ok(&["ps", "--no-trunc"]);
+    assert!(ps.contains(&id) && ps.contains("Up"), "{ps}");
+}

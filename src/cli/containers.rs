@@ -179,6 +179,9 @@ fn remove_one(store: &Store, name: &str, force: bool) -> Result<()> {
     SOURCE_DATE_EPOCH=SECONDS (it also clamps newer file mtimes to that time), or --created."
 )]
 pub struct CommitArgs {
+    /// Pause a running container while committing (Docker's default; --pause=false does not).
+    #[arg(short, long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub pause: bool,
     pub container: String,
     /// Name for the new image.
     #[arg(value_name = "REPOSITORY[:TAG]")]
@@ -219,13 +222,16 @@ pub fn commit(g: &Global, a: CommitArgs) -> Result<ExitCode> {
         crate::oci::changes::apply(&mut scratch, change)?;
     }
     containers::sync_mount(&store, &c)?;
-    // Changes through the mount wait while the upper is packed (thawed when this drops).
+    // A running container's processes stop, and changes through the mount wait, while the
+    // upper is packed (resumed and thawed when these drop).
+    let paused = if a.pause { crate::container::pause::pause(&store, &c)? } else { None };
     let frozen = containers::freeze_mount(&store, &c)?;
     let upper = store.container_upper(&c.id);
     let layer = store
         .ingest_upper(&upper, &PackOptions { compression, clamp_mtime: fixed })
         .with_context(|| format!("committing container {}", c.name))?;
     drop(frozen);
+    drop(paused);
     let history = HistoryEntry {
         created,
         // Not the container's name: the same changes to the same image must give the same id.

@@ -23,6 +23,7 @@ pub mod monitor;
 pub mod mounting;
 pub mod mountpoint;
 pub mod oneshot;
+pub mod pause;
 pub mod runtime;
 pub mod spec;
 pub mod status;
