@@ -195,6 +195,8 @@ fn busy_umount_names_its_users_never_blocks_the_store_and_lazy_keeps_one_daemon(
     // -l detaches at once; the daemon serves the sleeper until it goes, and holds the container.
     let out = run_within(&s, &["umount", "-l", "web"], limit).expect("umount -l returns at once");
     assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("detached") && err.contains(&format!("{} (sleep: cwd)", user.0.id())), "{err}");
     assert!(!common::mount::is_mounted(&m.at));
     let again = s.path("again");
     std::fs::create_dir_all(&again).unwrap();

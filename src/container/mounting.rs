@@ -240,12 +240,13 @@ pub fn unmount_container_released(store: Store, c: &ContainerRecord, lazy: bool)
         }
     };
     let handle = pid.map(|p| ProcessHandle::open(p.as_raw()));
+    // Asked before detaching: a detached mount's files no longer show under the mountpoint.
+    let users = if lazy { holders_of(c) } else { String::new() };
     umount::detach(&mountpoint, lazy, &what)?;
     if lazy {
         eprintln!(
-            "strata: {} detached; the mount ends when its last user lets go ({})",
-            mountpoint.display(),
-            holders_of(c)
+            "strata: {} detached; the mount ends when its last user lets go ({users})",
+            mountpoint.display()
         );
         return Ok(());
     }

@@ -37,7 +37,15 @@ impl fmt::Display for Holder {
 /// never touch the mount itself (a frozen or dead daemon cannot hang this).
 pub fn holders(mountpoint: &Path) -> Vec<Holder> {
     let me = std::process::id() as i32;
-    let under = |p: &Path| p.starts_with(mountpoint);
+    // /proc shows resolved paths: resolve the parent (never the mountpoint itself, which a dead
+    // or frozen daemon would answer slowly or not at all).
+    let resolved = mountpoint
+        .parent()
+        .and_then(|p| std::fs::canonicalize(p).ok())
+        .zip(mountpoint.file_name())
+        .map(|(p, n)| p.join(n))
+        .unwrap_or_else(|| mountpoint.to_path_buf());
+    let under = |p: &Path| p.starts_with(mountpoint) || p.starts_with(&resolved);
     let mut out = Vec::new();
     let Ok(procs) = std::fs::read_dir("/proc") else { return out };
     for e in procs.flatten() {
