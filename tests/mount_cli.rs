@@ -288,6 +288,9 @@ fn is_a_state_of_the_writer(seen: &std::collections::BTreeSet<String>, rounds: u
     false
 }
 
+/// A writer renames complete files into place and removes old ones while 20 commits run
+/// (STRATA_COMMIT_ROUNDS=N for more): every commit succeeds and is a state the writer passed
+/// through, and the writer never fails (it only waits while the mount is frozen).
 #[test]
 fn commit_of_a_mount_in_use_is_a_snapshot() {
     let s = with_container();
