@@ -179,6 +179,9 @@ fn remove_one(store: &Store, name: &str, force: bool) -> Result<()> {
     SOURCE_DATE_EPOCH=SECONDS (it also clamps newer file mtimes to that time), or --created."
 )]
 pub struct CommitArgs {
+    /// Pause a running container while committing (Docker's default; --pause=false does not).
+    #[arg(short, long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub pause: bool,
     pub container: String,
     /// Name for the new image.
     #[arg(value_name = "REPOSITORY[:TAG]")]
@@ -219,10 +222,16 @@ pub fn commit(g: &Global, a: CommitArgs) -> Result<ExitCode> {
         crate::oci::changes::apply(&mut scratch, change)?;
     }
     containers::sync_mount(&store, &c)?;
+    // A running container's processes stop, and changes through the mount wait, while the
+    // upper is packed (resumed and thawed when these drop).
+    let paused = if a.pause { crate::container::pause::pause(&store, &c)? } else { None };
+    let frozen = containers::freeze_mount(&store, &c)?;
     let upper = store.container_upper(&c.id);
     let layer = store
         .ingest_upper(&upper, &PackOptions { compression, clamp_mtime: fixed })
         .with_context(|| format!("committing container {}", c.name))?;
+    drop(frozen);
+    drop(paused);
     let history = HistoryEntry {
         created,
         // Not the container's name: the same changes to the same image must give the same id.
@@ -252,59 +261,100 @@ pub fn commit(g: &Global, a: CommitArgs) -> Result<ExitCode> {
     mount.log. Unmount with strata umount."
 )]
 pub struct MountArgs {
-    /// A container (read-write) or an image (read-only).
-    #[arg(value_name = "CONTAINER|IMAGE")]
-    pub target: String,
-    pub mountpoint: PathBuf,
-    /// Mount options: allow_other.
+    /// A container (read-write) or an image (read-only); none: list what is mounted.
+    #[arg(value_name = "CONTAINER|IMAGE", requires = "mountpoint")]
+    pub target: Option<String>,
+    pub mountpoint: Option<PathBuf>,
+    /// Mount options, comma-separated: ro (a container read-only), rw, allow_other.
     #[arg(short = 'o', value_name = "OPTIONS")]
-    pub options: Option<String>,
+    pub options: Vec<String>,
     /// Serve in the foreground instead of as a daemon.
     #[arg(short, long)]
     pub foreground: bool,
 }
 
 pub fn mount(g: &Global, a: MountArgs) -> Result<ExitCode> {
-    let mut allow_other = false;
-    for o in a.options.iter().flat_map(|o| o.split(',')).filter(|o| !o.is_empty()) {
-        match o {
-            "allow_other" => allow_other = true,
-            "rw" | "ro" => {}
-            other => bail!("unsupported mount option {other:?} (strata mount knows allow_other)"),
-        }
-    }
-    let req = MountRequest { mountpoint: a.mountpoint, allow_other, foreground: a.foreground };
+    let (Some(target), Some(mountpoint)) = (a.target, a.mountpoint) else {
+        return list_mounts(g);
+    };
+    let o = crate::container::mountpoint::parse_options(a.options.iter().map(String::as_str))?;
+    let req = MountRequest {
+        mountpoint,
+        allow_other: o.allow_other,
+        foreground: a.foreground,
+        read_only: o.read_only,
+    };
     let store = open_store(g, LockMode::Exclusive)?;
-    match store.resolve_container(&a.target) {
+    match store.resolve_container(&target) {
         Ok(c) => containers::mount_container(store, &c, &req)?,
         Err(_) => {
             let image = store
-                .resolve_image(&a.target)
-                .with_context(|| format!("{:?} is neither a container nor an image", a.target))?;
+                .resolve_image(&target)
+                .with_context(|| format!("{target:?} is neither a container nor an image"))?;
             containers::mount_image(store, &image, &req)?
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// `strata mount` with no arguments (as `podman mount`): every mount strata serves, containers'
+/// (read-write) and images' (read-only).
+fn list_mounts(g: &Global) -> Result<ExitCode> {
+    let store = open_store(g, LockMode::Shared)?;
+    let mut rows = Vec::new();
+    for c in store.containers()? {
+        match containers::mount_state(&c) {
+            containers::MountState::Mounted { mountpoint, .. } => {
+                rows.push((c.name.clone(), "container", mountpoint))
+            }
+            containers::MountState::Dead { mountpoint } => {
+                rows.push((c.name.clone(), "container (dead)", mountpoint))
+            }
+            containers::MountState::Unmounted => {}
+        }
+    }
+    for m in store.image_mounts()? {
+        if !crate::fs::mount::is_mounted(&m.mountpoint).unwrap_or(false) {
+            continue;
+        }
+        let name = store.tags_of(&m.image)?.into_iter().next().map_or_else(
+            || m.image.short().to_string(),
+            |t| crate::oci::Reference::parse(&t).map(|r| r.familiar()).unwrap_or(t),
+        );
+        rows.push((name, "image", m.mountpoint));
+    }
+    let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max(4);
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{:width$}   {:16}   MOUNTPOINT", "NAME", "KIND")?;
+    for (name, kind, at) in rows {
+        writeln!(out, "{name:width$}   {kind:16}   {}", at.display())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 #[derive(Args)]
 pub struct UmountArgs {
-    /// A mountpoint, or a mounted container.
-    #[arg(value_name = "MOUNTPOINT|CONTAINER")]
+    /// A mountpoint, a mounted container, or a mounted image.
+    #[arg(value_name = "MOUNTPOINT|CONTAINER|IMAGE")]
     pub target: String,
+    /// Detach a busy mount now (as fusermount3 -z); it ends when its last user lets go.
+    #[arg(short, long)]
+    pub lazy: bool,
 }
 
 pub fn umount(g: &Global, a: UmountArgs) -> Result<ExitCode> {
+    use crate::container::umount::{self, Target};
     let store = open_store(g, LockMode::Exclusive)?;
-    let path = crate::fs::mount::absolute(std::path::Path::new(&a.target))?;
-    let by_path =
-        store.containers()?.into_iter().find(|c| c.mount.as_ref().is_some_and(|m| m.mountpoint == path));
-    match by_path.map(Ok).unwrap_or_else(|| store.resolve_container(&a.target)) {
-        Ok(c) if status::status(&c) == Status::Running => {
+    match umount::resolve(&store, &a.target)? {
+        Target::Container(c) if status::status(&c) == Status::Running => {
             bail!("container {} is running: its mount ends when it stops (strata stop {})", c.name, c.name)
         }
-        Ok(c) => containers::unmount_container(&store, &c)?,
-        Err(_) => containers::unmount_path(&store, &path)?,
+        Target::Container(c) => containers::unmount_container_released(store, &c, a.lazy)?,
+        Target::Image(m) => containers::unmount_image_released(store, &m, a.lazy)?,
+        Target::Path(path) => {
+            drop(store);
+            umount::detach(&path, a.lazy, "the mount")?
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

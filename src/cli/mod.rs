@@ -102,9 +102,9 @@ pub enum Command {
     Ps(containers::PsArgs),
     /// Remove containers and their writable layers.
     Rm(containers::RmArgs),
-    /// Mount a container read-write, or an image read-only, with strata's FUSE union filesystem.
+    /// Mount a container read-write (-o ro: read-only), or an image read-only, with strata's FUSE union filesystem; no arguments: list the mounts.
     Mount(containers::MountArgs),
-    /// Unmount a container or mountpoint and wait until everything is written.
+    /// Unmount a container, an image or a mountpoint and wait until everything is written (-l: detach a busy one lazily).
     Umount(containers::UmountArgs),
     /// Show the changes of a container's writable layer, or between two images (A added, C changed, D deleted).
     Diff(containers::DiffArgs),

@@ -46,7 +46,7 @@ pub fn reload(store: &Store, c: &ContainerRecord) -> Result<ContainerRecord> {
     store.resolve_container(&c.id)
 }
 
-fn runtime_of(store: &Store, c: &ContainerRecord) -> Result<Runtime> {
+pub(crate) fn runtime_of(store: &Store, c: &ContainerRecord) -> Result<Runtime> {
     let name = c.state.as_ref().map(|s| s.runtime.as_str()).filter(|r| !r.is_empty());
     let cfg = c.config.as_ref().map(|c| c.runtime.as_str()).unwrap_or("runc");
     // The configured one (maybe a path) when it is of the kind that ran it.

@@ -1,6 +1,8 @@
 //! Containers: an image plus one writable layer, and the process strata runs in it.
 //!
-//! - [`mounting`]: the union mount of a container (or image) under the container's [`lock`].
+//! - [`mounting`]: the union mount of a container (or image) under the container's [`lock`];
+//!   [`mountpoint`] checks what `mount` is given, [`umount`] unmounts without waiting under the
+//!   store's lock and names what holds a busy mount.
 //! - [`engine`]: one start of a container's process with an OCI [`runtime`] (runc or crun) over
 //!   its union mount, with a [`bundle`] of Docker's defaults, an [`init_layer`] of mountpoints
 //!   and the user resolved in the image ([`user`]).
@@ -19,10 +21,13 @@ pub mod lock;
 pub mod logs;
 pub mod monitor;
 pub mod mounting;
+pub mod mountpoint;
 pub mod oneshot;
+pub mod pause;
 pub mod runtime;
 pub mod spec;
 pub mod status;
+pub mod umount;
 pub mod user;
 
 pub use engine::StartError;

@@ -3,19 +3,20 @@
 //! unmounted apart.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use nix::unistd::Pid;
 
 use super::lock::ContainerLock;
-use crate::fs::mount::{
-    MountOptions, is_alive, is_mounted, mount_daemon, mount_foreground, unmount, unmount_and_wait,
-};
+use super::umount;
+use crate::fs::mount::{MountOptions, is_alive, is_mounted, mount_daemon, mount_foreground};
+use crate::store::LockMode;
 use crate::store::containers::{ContainerRecord, MountRecord, read_container_runtime};
 use crate::store::mounts::ImageMount;
 use crate::store::{ImageRecord, Store};
+use crate::sys::daemon::ProcessHandle;
 
 /// How long `umount` waits for the daemon to write everything and exit.
 pub const UNMOUNT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -87,6 +88,8 @@ pub struct MountRequest {
     pub mountpoint: PathBuf,
     pub allow_other: bool,
     pub foreground: bool,
+    /// Mount a container read-only (its writable layer then serves as the top lower).
+    pub read_only: bool,
 }
 
 /// The error for a container someone else holds: where it is mounted, if it says.
@@ -111,6 +114,7 @@ pub fn container_mount_options(
         allow_other,
         fsname: format!("strata:{}", c.short_id()),
         log_file: Some(store.container_dir(&c.id).join("mount.log")),
+        control_socket: Some(store.container_dir(&c.id).join(CONTROL_SOCKET)),
         ..MountOptions::default()
     })
 }
@@ -125,7 +129,9 @@ pub fn mount_container(store: Store, c: &ContainerRecord, req: &MountRequest) ->
     {
         bail!("container {} is already mounted ({state}): strata umount {} first", c.name, c.name);
     }
-    let opts = container_mount_options(&store, c, req.allow_other)?;
+    super::mountpoint::check_and_warn(&req.mountpoint)?;
+    let mut opts = container_mount_options(&store, c, req.allow_other)?;
+    opts.read_only = req.read_only;
     let mountpoint = crate::fs::mount::absolute(&req.mountpoint)?;
     let record = |pid: i32| -> Result<()> {
         let m = (pid != 0).then(|| MountRecord { mountpoint: mountpoint.clone(), pid });
@@ -154,6 +160,7 @@ pub fn mount_container(store: Store, c: &ContainerRecord, req: &MountRequest) ->
 
 /// Mounts an image read-only (no container); the mount is recorded so `rmi` and `umount` know it.
 pub fn mount_image(store: Store, image: &ImageRecord, req: &MountRequest) -> Result<()> {
+    super::mountpoint::check_and_warn(&req.mountpoint)?;
     let opts = MountOptions {
         lowers: image_lowers(&store, image),
         read_only: true,
@@ -186,34 +193,129 @@ pub fn mount_image(store: Store, image: &ImageRecord, req: &MountRequest) -> Res
 }
 
 /// Unmounts a container and waits until its daemon has written everything and exited; a dead
-/// daemon's mount is cleared too. The record is cleared unless a new mount holds the container.
+/// daemon's mount is cleared too; a busy mount is refused, naming its users. The record is
+/// cleared unless a new mount holds the container.
 pub fn unmount_container(store: &Store, c: &ContainerRecord) -> Result<()> {
+    let what = format!("container {}", c.name);
     match current_mount_state(store, &c.id) {
         MountState::Mounted { mountpoint, pid } => {
-            unmount_and_wait(&mountpoint, Some(Pid::from_raw(pid)), UNMOUNT_TIMEOUT)?
+            umount::unmount_and_wait(&mountpoint, Some(Pid::from_raw(pid)), false, &what, UNMOUNT_TIMEOUT)?
         }
-        MountState::Dead { mountpoint } => unmount(&mountpoint)?,
+        MountState::Dead { mountpoint } => umount::detach(&mountpoint, false, &what)?,
         MountState::Unmounted if c.mount.is_none() => bail!("container {} is not mounted", c.name),
         MountState::Unmounted => {}
     }
+    clear_mount_record(store, c)
+}
+
+/// Clears a container's mount record once its daemon is gone; its `strata mount` parent may
+/// still be finishing: wait for it briefly.
+fn clear_mount_record(store: &Store, c: &ContainerRecord) -> Result<()> {
     let dir = store.container_dir(&c.id);
-    // The daemon is gone; its `strata mount` parent may still be finishing: wait for it briefly.
     if let Some(_lock) = ContainerLock::acquire_within(&dir, Duration::from_secs(5), || Ok(()))? {
         store.set_container_mount(&c.id, None)?;
     }
     Ok(())
 }
 
-/// Unmounts a read-only image mount at `path` (or any FUSE mount strata has no record of) and
-/// forgets its record.
-pub fn unmount_path(store: &Store, path: &Path) -> Result<()> {
-    let path = crate::fs::mount::absolute(path)?;
-    let pid = store.image_mounts()?.into_iter().find(|m| m.mountpoint == path).map(|m| Pid::from_raw(m.pid));
-    match pid {
-        Some(pid) if is_alive(pid) => unmount_and_wait(&path, Some(pid), UNMOUNT_TIMEOUT)?,
-        _ => unmount(&path)?,
+/// `strata umount` of a container: unmounts at once (or refuses a busy mount, naming its users;
+/// `lazy` detaches it anyway), then gives the store back before waiting for the daemon to write
+/// everything and exit. Until it has, the daemon holds the container's lock, so an interrupted
+/// wait never lets a second daemon serve the same writable layer. After a lazy detach the record
+/// stays: the daemon still serves the files open under the old mountpoint.
+pub fn unmount_container_released(store: Store, c: &ContainerRecord, lazy: bool) -> Result<()> {
+    let what = format!("container {}", c.name);
+    let (mountpoint, pid) = match current_mount_state(&store, &c.id) {
+        MountState::Mounted { mountpoint, pid } => (mountpoint, Some(Pid::from_raw(pid))),
+        MountState::Dead { mountpoint } => (mountpoint, None),
+        MountState::Unmounted if c.mount.is_none() => bail!("container {} is not mounted", c.name),
+        MountState::Unmounted => {
+            if let Some(pid) = c.mount.as_ref().map(|m| Pid::from_raw(m.pid)).filter(|p| is_alive(*p)) {
+                bail!(
+                    "{what} is detached already; its daemon {pid} still serves files open under it (used by {})",
+                    holders_of(c)
+                );
+            }
+            return clear_mount_record(&store, c);
+        }
+    };
+    let handle = pid.map(|p| ProcessHandle::open(p.as_raw()));
+    // Asked before detaching: a detached mount's files no longer show under the mountpoint.
+    let users = if lazy { holders_of(c) } else { String::new() };
+    umount::detach(&mountpoint, lazy, &what)?;
+    if lazy {
+        eprintln!(
+            "strata: {} detached; the mount ends when its last user lets go ({users})",
+            mountpoint.display()
+        );
+        return Ok(());
     }
-    store.forget_image_mount(&path)
+    let root = store.root().to_path_buf();
+    drop(store);
+    if let Some(pid) = pid {
+        umount::wait_daemon(pid, handle, UNMOUNT_TIMEOUT)?;
+    }
+    clear_mount_record(&Store::open(&root, LockMode::Exclusive)?, c)
+}
+
+/// Who uses the files under a container's recorded mountpoint, for messages.
+fn holders_of(c: &ContainerRecord) -> String {
+    let hs = c.mount.as_ref().map(|m| umount::holders(&m.mountpoint)).unwrap_or_default();
+    if hs.is_empty() {
+        return "no process strata can see".into();
+    }
+    let list: Vec<String> = hs.iter().map(ToString::to_string).collect();
+    format!("pid {}", list.join(", "))
+}
+
+/// `strata umount` of a read-only image mount, or of any FUSE mount strata has no record of
+/// (`m.pid` 0): as [`unmount_container_released`], and the record is forgotten once the daemon
+/// is gone.
+pub fn unmount_image_released(store: Store, m: &ImageMount, lazy: bool) -> Result<()> {
+    let pid = Some(Pid::from_raw(m.pid)).filter(|p| p.as_raw() > 0 && is_alive(*p));
+    if !is_mounted(&m.mountpoint).unwrap_or(false) {
+        if let Some(pid) = pid {
+            bail!(
+                "the mount at {} is detached already; its daemon {pid} still serves files open under it",
+                m.mountpoint.display()
+            );
+        }
+        return store.forget_image_mount(&m.mountpoint);
+    }
+    let handle = pid.map(|p| ProcessHandle::open(p.as_raw()));
+    umount::detach(&m.mountpoint, lazy, "the mount")?;
+    if lazy {
+        eprintln!("strata: {} detached; the mount ends when its last user lets go", m.mountpoint.display());
+        return Ok(());
+    }
+    let root = store.root().to_path_buf();
+    drop(store);
+    if let Some(pid) = pid {
+        umount::wait_daemon(pid, handle, UNMOUNT_TIMEOUT)?;
+    }
+    Store::open(&root, LockMode::Exclusive)?.forget_image_mount(&m.mountpoint)
+}
+
+/// Where a container's mount daemon answers freezes (fs/freeze.rs).
+pub const CONTROL_SOCKET: &str = "control.sock";
+
+/// Holds a container's mount still while its upper is read (a commit of a mount in use): the
+/// daemon finishes the changes in flight and holds new ones until the returned connection is
+/// dropped (or this process dies). `None` when the container is not mounted.
+pub fn freeze_mount(store: &Store, c: &ContainerRecord) -> Result<Option<std::os::unix::net::UnixStream>> {
+    if !matches!(current_mount_state(store, &c.id), MountState::Mounted { .. }) {
+        return Ok(None);
+    }
+    let sock = store.container_dir(&c.id).join(CONTROL_SOCKET);
+    let frozen = crate::fs::freeze::freeze(&sock)
+        .with_context(|| format!("freezing the mount of container {}", c.name))?;
+    if frozen.is_none() {
+        eprintln!(
+            "strata: warning: the mount of container {} cannot be frozen (its daemon predates freezing):              changes made during the commit may make it fail",
+            c.name
+        );
+    }
+    Ok(frozen)
 }
 
 /// Makes everything written through a container's mount durable in its upper dir: syncfs on the

@@ -57,6 +57,8 @@ pub struct StrataFs {
     /// Set once anything is written to the upper (shared with the session's owner, which
     /// syncs the upper's filesystem at the end only then).
     pub(crate) wrote: Arc<AtomicBool>,
+    /// Entered by every request that changes the upper; a commit freezes it (freeze.rs).
+    pub(crate) freeze: Arc<super::freeze::Gate>,
     entries: Mutex<LruCache<PathBuf, Entry>>,
     /// Per lower layer: st_ino → paths of its hard-linked files (built on first need).
     pub(crate) links: Mutex<HashMap<usize, Arc<LinkMap>>>,
@@ -113,12 +115,18 @@ impl StrataFs {
             passthrough,
             counter: AtomicU64::new(0),
             wrote: Arc::new(AtomicBool::new(false)),
+            freeze: Arc::default(),
             entries: Mutex::new(LruCache::new(NonZeroUsize::new(ENTRY_CACHE).unwrap_or(NonZeroUsize::MIN))),
             links: Mutex::new(HashMap::new()),
         })
     }
 
     /// A flag that turns true once this filesystem writes to its upper layer.
+    /// The gate a freeze of this mount takes (shared with the session's owner).
+    pub fn freeze_gate(&self) -> Arc<super::freeze::Gate> {
+        self.freeze.clone()
+    }
+
     pub fn wrote_flag(&self) -> Arc<AtomicBool> {
         self.wrote.clone()
     }

@@ -22,6 +22,7 @@ mod copyup;
 mod create;
 mod dir;
 pub mod filesystem;
+pub mod freeze;
 pub mod handles;
 pub mod ino;
 mod io;

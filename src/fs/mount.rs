@@ -48,6 +48,8 @@ pub struct MountOptions {
     pub threads: usize,
     /// Use FUSE passthrough for file data when the kernel allows it.
     pub passthrough: bool,
+    /// Where the daemon answers freezes of the upper (a commit of the mount in use; freeze.rs).
+    pub control_socket: Option<PathBuf>,
 }
 
 impl Default for MountOptions {
@@ -64,6 +66,7 @@ impl Default for MountOptions {
             log_file: None,
             threads: std::thread::available_parallelism().map(|n| n.get().clamp(2, 8)).unwrap_or(4),
             passthrough: true,
+            control_socket: None,
         }
     }
 }
@@ -111,6 +114,13 @@ pub fn mount_with(opts: &MountOptions, mountpoint: &Path, ready: impl FnOnce()) 
     let mountpoint = &absolute(mountpoint)?;
     let (fs, mount, config) = build(opts)?;
     let wrote = fs.wrote_flag();
+    let _control = match &opts.control_socket {
+        Some(p) => Some(
+            super::freeze::serve(p, fs.freeze_gate())
+                .with_context(|| format!("listening on {}", p.display()))?,
+        ),
+        None => None,
+    };
     let upper = fs.stack().upper().map(|u| u.path().to_path_buf());
     let acl = if opts.allow_other { SessionACL::All } else { SessionACL::Owner };
     let signals = block_unmount_signals();
@@ -187,7 +197,9 @@ pub fn mount_daemon(opts: &MountOptions, mountpoint: &Path) -> Result<Pid> {
     for l in opts.lowers.iter_mut() {
         *l = absolute(l)?;
     }
-    for p in [&mut opts.upper, &mut opts.work, &mut opts.log_file].into_iter().flatten() {
+    for p in
+        [&mut opts.upper, &mut opts.work, &mut opts.log_file, &mut opts.control_socket].into_iter().flatten()
+    {
         *p = absolute(p)?;
     }
     let opts = &opts;

@@ -186,6 +186,7 @@ impl Filesystem for StrataFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let _unfrozen = self.freeze.enter();
         let a = SetAttr { mode, uid, gid, size, atime, mtime, fh: fh.map(|f| f.0) };
         match run("setattr", || self.do_setattr(ino.0, &a)) {
             Ok(e) => reply.attr(&self.ttl(&e), &self.attr_of(&e)),
@@ -210,16 +211,19 @@ impl Filesystem for StrataFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        let _unfrozen = self.freeze.enter();
         let r = run("mknod", || self.do_mknod(caller(req), parent.0, name, mode, umask, rdev));
         self.reply_entry(reply, r);
     }
 
     fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+        let _unfrozen = self.freeze.enter();
         let r = run("mkdir", || self.do_mkdir(caller(req), parent.0, name, mode, umask));
         self.reply_entry(reply, r);
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _unfrozen = self.freeze.enter();
         match run("unlink", || self.do_unlink(parent.0, name)) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
@@ -227,6 +231,7 @@ impl Filesystem for StrataFs {
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _unfrozen = self.freeze.enter();
         match run("rmdir", || self.do_rmdir(parent.0, name)) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
@@ -234,6 +239,7 @@ impl Filesystem for StrataFs {
     }
 
     fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+        let _unfrozen = self.freeze.enter();
         let r = run("symlink", || self.do_symlink(caller(req), parent.0, link_name, target));
         self.reply_entry(reply, r);
     }
@@ -248,6 +254,7 @@ impl Filesystem for StrataFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        let _unfrozen = self.freeze.enter();
         match run("rename", || self.do_rename(parent.0, name, newparent.0, newname, flags.bits())) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
@@ -255,11 +262,15 @@ impl Filesystem for StrataFs {
     }
 
     fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+        let _unfrozen = self.freeze.enter();
         let r = run("link", || self.do_link(ino.0, newparent.0, newname));
         self.reply_entry(reply, r);
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        // Opening for writing copies up (or truncates): a change to the upper.
+        let writes = flags.0 & libc::O_ACCMODE != libc::O_RDONLY || flags.0 & libc::O_TRUNC != 0;
+        let _unfrozen = writes.then(|| self.freeze.enter());
         match run("open", || self.do_open(ino.0, flags.0)) {
             Ok(o) => {
                 let (fh, fl, backing) = self.register_open(o, |f| reply.open_backing(f));
@@ -301,6 +312,7 @@ impl Filesystem for StrataFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        let _unfrozen = self.freeze.enter();
         match run("write", || self.do_write(fh.0, offset, data)) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(e),
@@ -414,6 +426,7 @@ impl Filesystem for StrataFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        let _unfrozen = self.freeze.enter();
         match run("setxattr", || self.do_setxattr(ino.0, name, value, flags)) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
@@ -429,6 +442,7 @@ impl Filesystem for StrataFs {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _unfrozen = self.freeze.enter();
         match run("removexattr", || self.do_removexattr(ino.0, name)) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
@@ -459,6 +473,7 @@ impl Filesystem for StrataFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        let _unfrozen = self.freeze.enter();
         match run("create", || {
             let (e, file) = self.do_create(caller(req), parent.0, name, mode, umask, flags)?;
             let write = flags & libc::O_ACCMODE != libc::O_RDONLY;
@@ -488,6 +503,7 @@ impl Filesystem for StrataFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        let _unfrozen = self.freeze.enter();
         match run("fallocate", || self.do_fallocate(fh.0, offset, length, mode)) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
