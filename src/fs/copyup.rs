@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,6 +24,7 @@ use xattr::FileExt;
 use super::filesystem::{LinkMap, R, StrataFs, errno, lock};
 use super::ino::{InoMap, is_private_xattr};
 use crate::union::Entry;
+use crate::union::layer::SafeFd;
 use crate::union::layer::proc_path;
 
 impl StrataFs {
@@ -59,8 +60,24 @@ impl StrataFs {
         let (Some(parent), Some(name)) = (e.path.parent(), e.path.file_name()) else {
             return Err(Errno::EIO); // the root is always in the upper
         };
-        let pe = self.lookup_path(parent)?;
-        self.copy_up(&pe)?;
+        // The ancestors not yet in the upper, copied top-down without recursion (any depth).
+        let mut missing = Vec::new();
+        let mut at = parent;
+        loop {
+            let ae = self.lookup_path(at)?;
+            if self.in_upper(&ae) {
+                break;
+            }
+            let up = at.parent();
+            missing.push(ae);
+            match up {
+                Some(p) => at = p,
+                None => break,
+            }
+        }
+        for ae in missing.iter().rev() {
+            self.copy_up_data(ae, true)?;
+        }
         let origin = self.st_ino(e);
         let tmp = self.copy_to_work(e, origin, data)?;
         let work = self.work_fd()?;
@@ -97,8 +114,9 @@ impl StrataFs {
         let res = (|| -> R<()> {
             match st.st_mode & libc::S_IFMT {
                 libc::S_IFREG => {
-                    let src = self.stack.layers()[e.layer]
-                        .open_at(&e.path, OFlag::O_RDONLY | OFlag::O_NOFOLLOW, Mode::empty())
+                    let src = self
+                        .stack
+                        .open_in(e.layer, &e.path, OFlag::O_RDONLY | OFlag::O_NOFOLLOW, Mode::empty())
                         .map_err(errno)?;
                     let dst = nix::fcntl::openat(
                         work,
@@ -240,12 +258,18 @@ impl StrataFs {
     /// Copies up `e` and, for a directory, everything visible below it; the upper directory
     /// then holds the whole merged subtree.
     pub(crate) fn copy_up_tree(&self, e: &Entry) -> R<Entry> {
-        let up = self.copy_up(e)?;
-        if e.is_dir() {
-            let listing = self.stack.list(&up).map_err(errno)?;
-            for child in listing.entries.iter() {
-                if let Some(ce) = self.child(&up, &child.name)? {
-                    self.copy_up_tree(&ce)?;
+        // An explicit work list, not recursion: a subtree of any depth.
+        let mut todo = vec![e.clone()];
+        while let Some(cur) = todo.pop() {
+            let up = self.copy_up(&cur)?;
+            if up.is_dir() {
+                let listing = self.stack.list(&up).map_err(errno)?;
+                for child in listing.entries.iter() {
+                    if let Some(ce) = self.child(&up, &child.name)? {
+                        if !self.in_upper(&ce) || ce.is_dir() {
+                            todo.push(ce);
+                        }
+                    }
                 }
             }
         }
@@ -337,6 +361,6 @@ fn set_times(dir: BorrowedFd<'_>, name: &OsStr, st: &FileStat) -> R<()> {
 }
 
 #[allow(dead_code)]
-fn raw(fd: &OwnedFd) -> i32 {
+fn raw(fd: &SafeFd) -> i32 {
     fd.as_raw_fd()
 }

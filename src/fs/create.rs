@@ -13,9 +13,10 @@ use nix::unistd::{linkat, symlinkat};
 use super::filesystem::{R, StrataFs};
 use super::upper::Caller;
 use crate::union::Entry;
+use crate::union::layer::SafeFd;
 
 impl StrataFs {
-    fn new_name(&self, parent: u64, name: &OsStr) -> R<(Entry, std::sync::Arc<std::os::fd::OwnedFd>)> {
+    fn new_name(&self, parent: u64, name: &OsStr) -> R<(Entry, std::sync::Arc<SafeFd>)> {
         Self::check_name(name)?;
         if self.read_only {
             return Err(Errno::EROFS);

@@ -18,7 +18,8 @@ use super::attr::to_attr;
 use super::handles::Handles;
 use super::ino::{InoMap, ROOT_INO};
 use super::nodes::Nodes;
-use crate::union::layer::{proc_path, stat_at};
+use crate::union::layer::{SafeFd, proc_path, stat_at};
+use crate::union::stack::is_within;
 use crate::union::{Entry, Stack};
 
 /// st_ino → the paths of a lower layer's hard-linked files.
@@ -136,7 +137,7 @@ impl StrataFs {
     /// Forgets what is cached about `path` and everything below it (removed or renamed
     /// directory trees).
     pub(crate) fn changed(&self, path: &Path) {
-        lock(&self.entries).retain(|p, _| !p.starts_with(path));
+        lock(&self.entries).retain(|p, _| !is_within(p, path));
         self.stack.invalidate_tree(path);
     }
 
@@ -155,24 +156,40 @@ impl StrataFs {
         self.stack.invalidate_listing(dir);
     }
 
-    /// Resolves a merged path.
+    /// Resolves a merged path: from its nearest cached ancestor (usually its parent) down,
+    /// one name at a time and without recursion, so a tree of any depth resolves.
     pub(crate) fn lookup_path(&self, path: &Path) -> R<Entry> {
         let cached = lock(&self.entries).get(path).cloned();
         if let Some(e) = cached {
             return self.refresh(e);
         }
-        let e = match (path.parent(), path.file_name()) {
-            (Some(parent), Some(name)) => {
-                let pe = self.lookup_path(parent)?;
-                if !pe.is_dir() {
-                    return Err(Errno::ENOTDIR);
+        let mut names = Vec::new();
+        let mut at = path;
+        let mut cur = loop {
+            match (at.parent(), at.file_name()) {
+                (Some(parent), Some(name)) => {
+                    names.push(name);
+                    at = parent;
+                    let cached = lock(&self.entries).get(at).cloned();
+                    if let Some(e) = cached {
+                        break self.refresh(e)?;
+                    }
                 }
-                self.stack.lookup_child(&pe, name).map_err(errno)?.ok_or(Errno::ENOENT)?
+                _ => {
+                    let root = self.stack.root().map_err(errno)?;
+                    lock(&self.entries).put(PathBuf::new(), root.clone());
+                    break root;
+                }
             }
-            _ => self.stack.root().map_err(errno)?,
         };
-        lock(&self.entries).put(path.to_path_buf(), e.clone());
-        Ok(e)
+        for name in names.into_iter().rev() {
+            if !cur.is_dir() {
+                return Err(Errno::ENOTDIR);
+            }
+            cur = self.stack.lookup_child(&cur, name).map_err(errno)?.ok_or(Errno::ENOENT)?;
+            lock(&self.entries).put(cur.path.clone(), cur.clone());
+        }
+        Ok(cur)
     }
 
     /// Looks up `name` in the directory `parent`.
@@ -244,7 +261,7 @@ impl StrataFs {
 
     /// The directory fd (in `layer`) holding `e`, and `e`'s name in it. For the root, the
     /// root itself and ".".
-    pub(crate) fn parent_fd<'a>(&self, e: &'a Entry, layer: usize) -> R<(Arc<OwnedFd>, &'a OsStr)> {
+    pub(crate) fn parent_fd<'a>(&self, e: &'a Entry, layer: usize) -> R<(Arc<SafeFd>, &'a OsStr)> {
         match (e.path.parent(), e.path.file_name()) {
             (Some(p), Some(n)) => Ok((self.stack.dir_fd(layer, p).map_err(errno)?, n)),
             _ => Ok((self.stack.dir_fd(layer, Path::new("")).map_err(errno)?, OsStr::new("."))),

@@ -78,7 +78,7 @@ impl StrataFs {
             | libc::O_DSYNC
             | libc::O_NONBLOCK;
         let oflags = OFlag::from_bits_truncate(flags & keep) | OFlag::O_NOFOLLOW;
-        let fd = self.stack.layers()[e.layer].open_at(&e.path, oflags, Mode::empty()).map_err(errno)?;
+        let fd = self.stack.open_in(e.layer, &e.path, oflags, Mode::empty()).map_err(errno)?;
         Ok(Opened {
             file: File::from(fd),
             upper: self.in_upper(&e),
@@ -92,8 +92,9 @@ impl StrataFs {
     /// one can't serve: read-write for upper files opened for writing (O_WRONLY can't read).
     pub(crate) fn backing_file(&self, o: &Opened) -> R<File> {
         let acc = if o.upper && o.write { OFlag::O_RDWR } else { OFlag::O_RDONLY };
-        let fd = self.stack.layers()[o.entry.layer]
-            .open_at(&o.entry.path, acc | OFlag::O_NOFOLLOW, Mode::empty())
+        let fd = self
+            .stack
+            .open_in(o.entry.layer, &o.entry.path, acc | OFlag::O_NOFOLLOW, Mode::empty())
             .map_err(errno)?;
         Ok(File::from(fd))
     }
@@ -156,8 +157,9 @@ impl StrataFs {
             let res = match h {
                 Some(h) => h.file.set_len(size),
                 None => {
-                    let fd = self.stack.layers()[0]
-                        .open_at(&up.path, OFlag::O_WRONLY | OFlag::O_NOFOLLOW, Mode::empty())
+                    let fd = self
+                        .stack
+                        .open_in(0, &up.path, OFlag::O_WRONLY | OFlag::O_NOFOLLOW, Mode::empty())
                         .map_err(errno)?;
                     File::from(fd).set_len(size)
                 }
@@ -165,8 +167,9 @@ impl StrataFs {
             // An O_RDONLY handle can't truncate; a fresh fd can.
             if let Err(err) = res {
                 if err.raw_os_error() == Some(libc::EINVAL) || err.raw_os_error() == Some(libc::EBADF) {
-                    let fd = self.stack.layers()[0]
-                        .open_at(&up.path, OFlag::O_WRONLY | OFlag::O_NOFOLLOW, Mode::empty())
+                    let fd = self
+                        .stack
+                        .open_in(0, &up.path, OFlag::O_WRONLY | OFlag::O_NOFOLLOW, Mode::empty())
                         .map_err(errno)?;
                     File::from(fd).set_len(size).map_err(errno)?;
                 } else {

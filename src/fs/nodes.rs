@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::ino::ROOT_INO;
+use crate::union::stack::is_within;
 
 #[derive(Debug, Default)]
 struct Node {
@@ -86,7 +87,7 @@ impl Nodes {
     /// Removes `path` and everything below it from every node.
     pub fn remove_tree(&mut self, path: &Path) {
         for node in self.map.values_mut() {
-            node.paths.retain(|p| !p.starts_with(path));
+            node.paths.retain(|p| !is_within(p, path));
         }
     }
 
@@ -94,8 +95,10 @@ impl Nodes {
     pub fn rename(&mut self, from: &Path, to: &Path) {
         for node in self.map.values_mut() {
             for p in node.paths.iter_mut() {
-                if let Ok(rest) = p.strip_prefix(from) {
-                    *p = if rest.as_os_str().is_empty() { to.to_path_buf() } else { to.join(rest) };
+                if is_within(p, from) {
+                    if let Ok(rest) = p.strip_prefix(from) {
+                        *p = join(to, rest);
+                    }
                 }
             }
         }
@@ -105,10 +108,14 @@ impl Nodes {
     pub fn exchange(&mut self, a: &Path, b: &Path) {
         for node in self.map.values_mut() {
             for p in node.paths.iter_mut() {
-                if let Ok(rest) = p.strip_prefix(a) {
-                    *p = join(b, rest);
-                } else if let Ok(rest) = p.strip_prefix(b) {
-                    *p = join(a, rest);
+                if is_within(p, a) {
+                    if let Ok(rest) = p.strip_prefix(a) {
+                        *p = join(b, rest);
+                    }
+                } else if is_within(p, b) {
+                    if let Ok(rest) = p.strip_prefix(b) {
+                        *p = join(a, rest);
+                    }
                 }
             }
         }

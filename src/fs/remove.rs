@@ -8,6 +8,7 @@ use nix::unistd::{UnlinkatFlags, unlinkat};
 
 use super::filesystem::{R, StrataFs, errno, lock};
 use super::upper::read_upper_dir;
+use crate::union::layer::SafeFd;
 
 impl StrataFs {
     /// unlink(2).
@@ -67,7 +68,7 @@ impl StrataFs {
 
 /// Empties an upper directory whose merged view is empty: it holds only whiteouts, the opaque
 /// marker, or overlay whiteouts.
-fn clear_dir(parent: &std::os::fd::OwnedFd, name: &OsStr) -> R<()> {
+fn clear_dir(parent: &SafeFd, name: &OsStr) -> R<()> {
     let (dfd, entries) = read_upper_dir(parent, name)?;
     for (n, _) in entries {
         match unlinkat(dfd.as_fd(), n.as_os_str(), UnlinkatFlags::NoRemoveDir) {

@@ -3,9 +3,10 @@
 //! upper, never EXDEV. A directory moved onto a name where a lower directory lies becomes
 //! opaque; whiteouts it carried for its old place are dropped.
 
-use std::ffi::OsStr;
-use std::os::fd::{AsFd, OwnedFd};
+use std::ffi::{OsStr, OsString};
+use std::os::fd::AsFd;
 use std::path::Path;
+use std::sync::Arc;
 
 use nix::dir::Type;
 use nix::errno::Errno;
@@ -15,7 +16,7 @@ use nix::unistd::{UnlinkatFlags, unlinkat};
 use super::filesystem::{R, StrataFs, errno, lock};
 use super::upper::read_upper_dir;
 use crate::layer::whiteout::{is_overlay_whiteout_stat, is_reserved};
-use crate::union::layer::stat_at;
+use crate::union::layer::{SafeFd, stat_at};
 
 impl StrataFs {
     /// rename(2) / renameat2(2).
@@ -45,7 +46,7 @@ impl StrataFs {
         if src.path == dst_path {
             return Ok(());
         }
-        if dst_path.starts_with(&src.path) {
+        if crate::union::stack::is_within(&dst_path, &src.path) {
             return Err(Errno::EINVAL);
         }
         match (&dst, exchange, noreplace) {
@@ -139,9 +140,18 @@ impl StrataFs {
     }
 }
 
-/// Removes whiteouts and opaque markers in the upper directory `parent/name`; recursively
-/// when `deep`.
-fn scrub(parent: &OwnedFd, name: &OsStr, deep: bool) -> R<()> {
+/// Removes whiteouts and opaque markers in the upper directory `parent/name`; in the whole
+/// subtree when `deep` (an explicit work list of directory fds, not recursion: any depth).
+fn scrub(parent: &SafeFd, name: &OsStr, deep: bool) -> R<()> {
+    let mut todo = scrub_one(parent, name, deep)?;
+    while let Some((dfd, n)) = todo.pop() {
+        todo.extend(scrub_one(&dfd, &n, true)?);
+    }
+    Ok(())
+}
+
+/// Scrubs one directory; returns its subdirectories (with its fd) still to scrub.
+fn scrub_one(parent: &SafeFd, name: &OsStr, deep: bool) -> R<Vec<(Arc<SafeFd>, OsString)>> {
     let (dfd, entries) = read_upper_dir(parent, name)?;
     let mut remove = Vec::new();
     let mut dirs = Vec::new();
@@ -171,8 +181,6 @@ fn scrub(parent: &OwnedFd, name: &OsStr, deep: bool) -> R<()> {
             Err(e) => return Err(e),
         }
     }
-    for n in dirs {
-        scrub(&dfd, &n, true)?;
-    }
-    Ok(())
+    let dfd = Arc::new(dfd);
+    Ok(dirs.into_iter().map(|n| (dfd.clone(), n)).collect())
 }

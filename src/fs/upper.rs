@@ -4,7 +4,7 @@
 //! tar of the upper. overlayfs-style whiteouts found in a user-supplied upper are replaced.
 
 use std::ffi::{OsStr, OsString};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use nix::unistd::{Gid, Uid, UnlinkatFlags, fchownat, linkat, unlinkat};
 use super::filesystem::{R, StrataFs, errno};
 use crate::layer::whiteout::{OPAQUE_MARKER, is_overlay_whiteout_stat, is_reserved, whiteout_name};
 use crate::union::Entry;
-use crate::union::layer::stat_at;
+use crate::union::layer::{SafeFd, stat_at};
 
 /// The work-dir file every `.wh.` whiteout of the upper is a hard link of (a `strata-` name:
 /// a mount starts with a fresh one, like any leftover of the work dir).
@@ -29,15 +29,9 @@ pub(crate) type UpperChild = (OsString, Option<Type>);
 
 /// Opens the upper directory `parent/name` and lists it (without `.` and `..`): the directory fd
 /// (for `*at` calls on the children) and each child's name and type as readdir reports it.
-pub(crate) fn read_upper_dir(parent: &OwnedFd, name: &OsStr) -> R<(OwnedFd, Vec<UpperChild>)> {
-    let fd = nix::fcntl::openat(
-        parent.as_fd(),
-        name,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
-    let dfd = fd.try_clone().map_err(errno)?;
-    let mut d = Dir::from_fd(fd)?;
+pub(crate) fn read_upper_dir(parent: &SafeFd, name: &OsStr) -> R<(SafeFd, Vec<UpperChild>)> {
+    let dfd = parent.dir_beneath(Path::new(name)).map_err(errno)?;
+    let mut d = Dir::from_fd(dfd.reopen().map_err(errno)?.into_owned())?;
     let mut out = Vec::new();
     for ent in d.iter() {
         let ent = ent?;
@@ -81,7 +75,7 @@ impl StrataFs {
     }
 
     /// Copies up the directory `dir` and returns its upper entry and fd.
-    pub(crate) fn writable_dir(&self, dir: &Entry) -> R<(Entry, Arc<OwnedFd>)> {
+    pub(crate) fn writable_dir(&self, dir: &Entry) -> R<(Entry, Arc<SafeFd>)> {
         if !dir.is_dir() {
             return Err(Errno::ENOTDIR);
         }
@@ -123,7 +117,7 @@ impl StrataFs {
 
     /// Links the shared whiteout as `wh` in `dirfd`, making a new shared file when there is
     /// none yet or the old one has all the links the filesystem allows.
-    fn link_whiteout(&self, dirfd: &OwnedFd, wh: &OsStr) -> R<()> {
+    fn link_whiteout(&self, dirfd: &SafeFd, wh: &OsStr) -> R<()> {
         let work = self.work.as_ref().ok_or(Errno::EROFS)?;
         for _ in 0..3 {
             let linked = linkat(work.as_fd(), SHARED_WHITEOUT, dirfd.as_fd(), wh, AtFlags::empty());
@@ -154,7 +148,7 @@ impl StrataFs {
     }
 
     /// Removes an overlayfs whiteout (char device 0/0) occupying `name` in the upper dir.
-    pub(crate) fn clear_overlay_whiteout(&self, dirfd: &OwnedFd, name: &OsStr) -> R<()> {
+    pub(crate) fn clear_overlay_whiteout(&self, dirfd: &SafeFd, name: &OsStr) -> R<()> {
         if let Some(st) = stat_at(dirfd.as_fd(), name).map_err(errno)? {
             if is_overlay_whiteout_stat(&st) {
                 unlinkat(dirfd.as_fd(), name, UnlinkatFlags::NoRemoveDir)?;
@@ -170,7 +164,7 @@ impl StrataFs {
     }
 
     /// Gives a new upper entry its owner: the caller, with the group of a setgid parent.
-    pub(crate) fn set_owner(&self, dirfd: &OwnedFd, parent: &Entry, name: &OsStr, who: Caller) -> R<()> {
+    pub(crate) fn set_owner(&self, dirfd: &SafeFd, parent: &Entry, name: &OsStr, who: Caller) -> R<()> {
         let gid = if parent.stat.st_mode & libc::S_ISGID != 0 { parent.stat.st_gid } else { who.gid };
         super::copyup::tolerate_eperm(fchownat(
             dirfd.as_fd(),

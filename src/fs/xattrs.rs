@@ -10,16 +10,13 @@ use nix::errno::Errno;
 use super::filesystem::{R, StrataFs, errno};
 use super::ino::is_private_xattr;
 use crate::union::Entry;
+use crate::union::layer::SafeFd;
 use crate::union::layer::proc_path;
 
 impl StrataFs {
     /// Path for the xattr calls on `e` in `layer`, and whether to follow it (only for the root,
     /// which is the fd itself).
-    fn xattr_path(
-        &self,
-        e: &Entry,
-        layer: usize,
-    ) -> R<(PathBuf, bool, std::sync::Arc<std::os::fd::OwnedFd>)> {
+    fn xattr_path(&self, e: &Entry, layer: usize) -> R<(PathBuf, bool, std::sync::Arc<SafeFd>)> {
         let (fd, name) = self.parent_fd(e, layer)?;
         let root = e.path.as_os_str().is_empty();
         Ok((proc_path(fd.as_fd(), if root { OsStr::new("") } else { name }), root, fd))

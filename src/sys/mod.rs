@@ -2,3 +2,4 @@
 pub mod daemon;
 pub mod fsio;
 pub mod fuse_mount;
+pub mod safefd;
