@@ -151,6 +151,13 @@ impl StrataFs {
         }
     }
 
+    /// Forgets what is cached about the removed empty directory `path` (see
+    /// [`Stack::invalidate_dir`]).
+    pub(crate) fn changed_empty_dir(&self, path: &Path) {
+        lock(&self.entries).pop(path);
+        self.stack.invalidate_dir(path);
+    }
+
     /// Forgets the cached listing of `dir` (a name was added to it).
     pub(crate) fn added(&self, dir: &Path) {
         self.stack.invalidate_listing(dir);

@@ -48,7 +48,7 @@ impl StrataFs {
             }
         }
         if dir {
-            self.changed(&e.path);
+            self.changed_empty_dir(&e.path);
         } else {
             self.changed_one(&e.path);
         }
@@ -57,11 +57,8 @@ impl StrataFs {
             self.write_whiteout(&pe.path, name)?;
         }
         let mut nodes = lock(&self.nodes);
-        if dir {
-            nodes.remove_tree(&e.path);
-        } else {
-            nodes.remove_path(ino, &e.path);
-        }
+        // An empty directory: its children's names went with them.
+        nodes.remove_path(ino, &e.path);
         Ok(())
     }
 }

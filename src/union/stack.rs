@@ -357,6 +357,23 @@ impl Stack {
         }
     }
 
+    /// Forgets what is cached about the directory `path` itself (its fds and listing) and its
+    /// parent's listing: enough for a removed *empty* directory, whose children were forgotten
+    /// one by one as they went (no walk over every cached path, which a deep `rm -rf` can't
+    /// afford).
+    pub fn invalidate_dir(&self, path: &Path) {
+        {
+            let mut fds = lock(&self.dir_fds);
+            for l in 0..self.layers.len() {
+                fds.pop(&(l, path.to_path_buf()));
+            }
+        }
+        self.invalidate_listing(path);
+        if let Some(parent) = path.parent() {
+            self.invalidate_listing(parent);
+        }
+    }
+
     /// Forgets everything cached about `path` and below it (it was removed or renamed), and the
     /// listing of its parent.
     pub fn invalidate_tree(&self, path: &Path) {
