@@ -101,6 +101,7 @@ impl StrataFs {
 
     /// link(2): the file is copied up (with its other names) and linked in the upper.
     pub(crate) fn do_link(&self, ino: u64, parent: u64, name: &OsStr) -> R<Entry> {
+        self.prepare_copy_up(ino)?;
         let _ns = self.ns.write().unwrap_or_else(|e| e.into_inner());
         let src = self.entry(ino)?;
         if src.is_dir() {

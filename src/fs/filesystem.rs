@@ -61,6 +61,8 @@ pub struct StrataFs {
     entries: Mutex<LruCache<PathBuf, Entry>>,
     /// Per lower layer: st_ino → paths of its hard-linked files (built on first need).
     pub(crate) links: Mutex<HashMap<usize, Arc<LinkMap>>>,
+    /// Per-inode locks of copy-ups made outside the namespace lock.
+    pub(crate) copy_locks: super::copyup::CopyLocks,
 }
 
 impl std::fmt::Debug for StrataFs {
@@ -116,6 +118,7 @@ impl StrataFs {
             wrote: Arc::new(AtomicBool::new(false)),
             entries: Mutex::new(LruCache::new(NonZeroUsize::new(ENTRY_CACHE).unwrap_or(NonZeroUsize::MIN))),
             links: Mutex::new(HashMap::new()),
+            copy_locks: Default::default(),
         })
     }
 
@@ -229,6 +232,12 @@ impl StrataFs {
                 self.lookup_path(&e.path)
             }
         }
+    }
+
+    /// The entry of node `ino`, under the shared namespace lock.
+    pub(crate) fn entry_shared(&self, ino: u64) -> R<Entry> {
+        let _ns = self.ns.read().unwrap_or_else(|e| e.into_inner());
+        self.entry(ino)
     }
 
     /// The entry of node `ino`.

@@ -58,6 +58,9 @@ impl StrataFs {
         let acc = flags & libc::O_ACCMODE;
         let write = acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
         let e = if write {
+            if flags & libc::O_TRUNC == 0 {
+                self.prepare_copy_up(ino)?;
+            }
             let _ns = self.ns.write().unwrap_or_else(|e| e.into_inner());
             if self.read_only {
                 return Err(Errno::EROFS);
@@ -128,6 +131,9 @@ impl StrataFs {
 
     /// chmod, chown, truncate, utimens: on the upper copy.
     pub(crate) fn do_setattr(&self, ino: u64, a: &SetAttr) -> R<Entry> {
+        if a.size != Some(0) {
+            self.prepare_copy_up(ino)?;
+        }
         let _ns = self.ns.write().unwrap_or_else(|e| e.into_inner());
         if self.read_only {
             return Err(Errno::EROFS);

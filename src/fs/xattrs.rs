@@ -53,6 +53,7 @@ impl StrataFs {
         if is_private_xattr(name) {
             return Err(Errno::EPERM);
         }
+        self.prepare_copy_up(ino)?;
         let _ns = self.ns.write().unwrap_or_else(|e| e.into_inner());
         if self.read_only {
             return Err(Errno::EROFS);
