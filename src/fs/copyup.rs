@@ -101,7 +101,7 @@ impl StrataFs {
             return Ok(());
         }
         self.wrote.store(true, Ordering::Relaxed);
-        let tmp = self.copy_to_work(&e, self.st_ino(&e), true)?;
+        let tmp = self.copy_to_work(&e, self.base_ino(&e), true)?;
         let _ns = self.ns.write().unwrap_or_else(|e| e.into_inner());
         let res = match self.entry(ino) {
             Ok(now)
@@ -151,7 +151,7 @@ impl StrataFs {
         for ae in missing.iter().rev() {
             self.copy_up_data(ae, true)?;
         }
-        let origin = self.st_ino(e);
+        let origin = self.base_ino(e);
         let tmp = match ready {
             Some(t) => t,
             None => self.copy_to_work(e, origin, data)?,

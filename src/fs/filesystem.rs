@@ -241,13 +241,23 @@ impl StrataFs {
     }
 
     /// The entry of node `ino`.
+    /// ESTALE when the node no longer has a name: the kernel then walks the path again
+    /// (`open(O_CREAT)` or `stat` racing with an unlink find the name's new object instead of
+    /// failing with ENOENT).
     pub(crate) fn entry(&self, ino: u64) -> R<Entry> {
-        let path = lock(&self.nodes).path(ino).ok_or(Errno::ENOENT)?;
-        self.lookup_path(&path)
+        let path = lock(&self.nodes).path(ino).ok_or(Errno::ESTALE)?;
+        self.lookup_path(&path).map_err(|e| if e == Errno::ENOENT { Errno::ESTALE } else { e })
     }
 
-    /// The st_ino of an entry (see `ino.rs`).
+    /// The node id (and st_ino) of a live entry: its stable st_ino, or a fresh alias when that
+    /// number's node is a dead one the kernel still holds (see `nodes.rs`).
     pub(crate) fn st_ino(&self, e: &Entry) -> u64 {
+        let base = self.base_ino(e);
+        lock(&self.nodes).id_for(base)
+    }
+
+    /// The stable st_ino of an entry (see `ino.rs`), recorded as the origin on copy-up.
+    pub(crate) fn base_ino(&self, e: &Entry) -> u64 {
         if e.path.as_os_str().is_empty() {
             return ROOT_INO;
         }

@@ -2,6 +2,12 @@
 //!
 //! A node has several paths when it is a hard-linked file. Lookup counts are honoured: the
 //! node is dropped when `forget` brings its count to zero.
+//!
+//! A name's new object gets a new node: when the layer filesystem reuses the inode number of
+//! an object whose node the kernel still holds (every name of it gone), the new object gets a
+//! fresh node id (an alias of its st_ino) instead of sharing the old node. Sharing it made the
+//! kernel see one node change type (file → directory), which it answers with EIO, and let the
+//! old node's FORGET drop the new one's count.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -14,12 +20,20 @@ struct Node {
     paths: Vec<PathBuf>,
     lookups: u64,
     generation: u64,
+    /// For an alias node, the st_ino it stands for.
+    base: Option<u64>,
 }
+
+/// Alias node ids: a range no st_ino mapping produces in practice (layer index 0xff, bit 55).
+const ALIAS_BASE: u64 = 0xff80_0000_0000_0000;
 
 /// Node table.
 #[derive(Debug)]
 pub struct Nodes {
     map: HashMap<u64, Node>,
+    /// st_ino → the alias node that now stands for it.
+    aliases: HashMap<u64, u64>,
+    next_alias: u64,
 }
 
 impl Default for Nodes {
@@ -32,8 +46,30 @@ impl Nodes {
     /// A table holding only the root.
     pub fn new() -> Nodes {
         let mut map = HashMap::new();
-        map.insert(ROOT_INO, Node { paths: vec![PathBuf::new()], lookups: 1, generation: 0 });
-        Nodes { map }
+        map.insert(ROOT_INO, Node { paths: vec![PathBuf::new()], lookups: 1, generation: 0, base: None });
+        Nodes { map, aliases: HashMap::new(), next_alias: 0 }
+    }
+
+    /// The node id of a live object whose st_ino is `st_ino`: the st_ino itself, or its alias;
+    /// a new alias when the current node is a dead one the kernel still holds (every name of
+    /// it removed: the layer filesystem reused the inode number for a new object).
+    pub fn id_for(&mut self, st_ino: u64) -> u64 {
+        let cur = self.current(st_ino);
+        match self.map.get(&cur) {
+            Some(n) if cur != ROOT_INO && n.paths.is_empty() && n.lookups > 0 => {
+                self.next_alias += 1;
+                let id = ALIAS_BASE | self.next_alias;
+                self.aliases.insert(st_ino, id);
+                self.map.insert(id, Node { base: Some(st_ino), ..Node::default() });
+                id
+            }
+            _ => cur,
+        }
+    }
+
+    /// The node id now standing for `st_ino` (no new alias made).
+    pub fn current(&self, st_ino: u64) -> u64 {
+        self.aliases.get(&st_ino).copied().unwrap_or(st_ino)
     }
 
     /// A path of node `ino`.
@@ -72,7 +108,13 @@ impl Nodes {
         if let Some(node) = self.map.get_mut(&ino) {
             node.lookups = node.lookups.saturating_sub(n);
             if node.lookups == 0 {
+                let base = node.base;
                 self.map.remove(&ino);
+                if let Some(b) = base {
+                    if self.aliases.get(&b) == Some(&ino) {
+                        self.aliases.remove(&b);
+                    }
+                }
             }
         }
     }

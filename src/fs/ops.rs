@@ -34,7 +34,8 @@ fn run<T>(op: &str, f: impl FnOnce() -> R<T>) -> Result<T, fuser::Errno> {
                 | Errno::ENODATA
                 | Errno::ENOTEMPTY
                 | Errno::ENOTDIR
-                | Errno::EISDIR => {
+                | Errno::EISDIR
+                | Errno::ESTALE => {
                     tracing::debug!("{op}: {e}")
                 }
                 _ => tracing::warn!("{op}: {e}"),
