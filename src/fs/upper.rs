@@ -115,6 +115,47 @@ impl StrataFs {
         })
     }
 
+    /// Whether the whiteout of `name` is an overlay 0/0 device at `name` itself (the `.wh.`
+    /// form would be longer than NAME_MAX).
+    pub(crate) fn whiteout_takes_the_name(&self, name: &OsStr) -> bool {
+        whiteout_name(name).len() > 255
+    }
+
+    /// Replaces the upper entry `name` of `dirfd` by its 0/0 whiteout in one step: the device
+    /// is made in the work dir and exchanged with the entry (RENAME_EXCHANGE), then the old
+    /// entry is removed from the work dir (a crash leaves it there, for the next mount's
+    /// clean-up).
+    pub(crate) fn swap_in_whiteout(&self, dirfd: &SafeFd, name: &OsStr, dir: bool) -> R<()> {
+        let work = self.work.as_ref().ok_or(Errno::EROFS)?;
+        let tmp = self.temp_name();
+        nix::sys::stat::mknodat(
+            work.as_fd(),
+            tmp.as_os_str(),
+            nix::sys::stat::SFlag::S_IFCHR,
+            Mode::empty(),
+            0,
+        )?;
+        if let Err(e) = nix::fcntl::renameat2(
+            work.as_fd(),
+            tmp.as_os_str(),
+            dirfd.as_fd(),
+            name,
+            nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+        ) {
+            let _ = unlinkat(work.as_fd(), tmp.as_os_str(), UnlinkatFlags::NoRemoveDir);
+            return Err(e);
+        }
+        if dir {
+            let wfd =
+                SafeFd::root(Path::new(&format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(work))))
+                    .map_err(errno)?;
+            super::remove::clear_dir(&wfd, &tmp)?;
+            unlinkat(work.as_fd(), tmp.as_os_str(), UnlinkatFlags::RemoveDir)
+        } else {
+            unlinkat(work.as_fd(), tmp.as_os_str(), UnlinkatFlags::NoRemoveDir)
+        }
+    }
+
     /// Links the shared whiteout as `wh` in `dirfd`, making a new shared file when there is
     /// none yet or the old one has all the links the filesystem allows.
     fn link_whiteout(&self, dirfd: &SafeFd, wh: &OsStr) -> R<()> {
