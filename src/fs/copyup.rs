@@ -231,13 +231,14 @@ impl StrataFs {
                 kind => {
                     let sflag = SFlag::from_bits_truncate(kind);
                     mknodat(work, tmp.as_os_str(), sflag, perm, st.st_rdev)?;
+                    // chown (in finish_special) clears setuid/setgid: the mode goes after it.
+                    self.finish_special(work, &tmp, st, srcdir.as_fd(), name, origin)?;
                     nix::sys::stat::fchmodat(
                         work,
                         tmp.as_os_str(),
                         perm,
                         nix::sys::stat::FchmodatFlags::FollowSymlink,
                     )?;
-                    self.finish_special(work, &tmp, st, srcdir.as_fd(), name, origin)?;
                 }
             }
             Ok(())
