@@ -89,7 +89,8 @@ impl StrataFs {
                 && e.stat.st_mode & libc::S_IFMT == libc::S_IFREG
                 && e.stat.st_size >= UNLOCKED_COPY
         };
-        let e = self.entry_shared(ino)?;
+        // A node without a name (or any other failure) is left to the request itself.
+        let Ok(e) = self.entry_shared(ino) else { return Ok(()) };
         if !wanted(&e) {
             return Ok(());
         }

@@ -38,7 +38,7 @@ pub(crate) struct SetAttr {
     pub fh: Option<u64>,
 }
 
-fn timespec(t: Option<TimeOrNow>) -> TimeSpec {
+pub(crate) fn timespec(t: Option<TimeOrNow>) -> TimeSpec {
     match t {
         None => TimeSpec::UTIME_OMIT,
         Some(TimeOrNow::Now) => TimeSpec::UTIME_NOW,
@@ -130,7 +130,7 @@ impl StrataFs {
     }
 
     /// chmod, chown, truncate, utimens: on the upper copy.
-    pub(crate) fn do_setattr(&self, ino: u64, a: &SetAttr) -> R<Entry> {
+    pub(crate) fn do_setattr(&self, ino: u64, a: &SetAttr) -> R<(FileAttr, std::time::Duration)> {
         if a.size != Some(0) {
             self.prepare_copy_up(ino)?;
         }
@@ -138,7 +138,11 @@ impl StrataFs {
         if self.read_only {
             return Err(Errno::EROFS);
         }
-        let e = self.entry(ino)?;
+        let e = match self.entry(ino) {
+            Ok(e) => e,
+            Err(Errno::ESTALE) => return self.unlinked_setattr(ino, a),
+            Err(err) => return Err(err),
+        };
         let up = if a.size == Some(0) { self.copy_up_empty(&e)? } else { self.copy_up(&e)? };
         let (dfd, name) = self.parent_fd(&up, 0)?;
         let is_link = up.stat.st_mode & libc::S_IFMT == libc::S_IFLNK;
@@ -192,7 +196,17 @@ impl StrataFs {
                 UtimensatFlags::NoFollowSymlink,
             )?;
         }
-        self.lookup_path(&up.path)
+        let e = self.lookup_path(&up.path)?;
+        Ok((self.attr(&e), self.ttl(&e)))
+    }
+
+    /// getattr, by name or (for a node whose names are gone) through an open file of it.
+    pub(crate) fn do_getattr(&self, ino: u64, fh: Option<u64>) -> R<(FileAttr, std::time::Duration)> {
+        match self.entry_shared(ino) {
+            Ok(e) => Ok((self.attr(&e), self.ttl(&e))),
+            Err(Errno::ESTALE) => self.unlinked_attr(ino, fh),
+            Err(err) => Err(err),
+        }
     }
 
     /// readlink(2).
@@ -241,10 +255,5 @@ impl StrataFs {
         let f: Arc<File> = h.file.clone();
         let dup = f.try_clone().map_err(errno)?;
         nix::unistd::lseek(dup.as_fd(), offset, w)
-    }
-
-    /// Attributes after a change.
-    pub(crate) fn attr_of(&self, e: &Entry) -> FileAttr {
-        self.attr(e)
     }
 }

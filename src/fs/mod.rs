@@ -31,6 +31,7 @@ pub mod nodes;
 mod ops;
 mod remove;
 mod rename;
+mod unlinked;
 pub mod upper;
 mod xattrs;
 

@@ -27,7 +27,11 @@ impl StrataFs {
         if is_private_xattr(name) {
             return Err(Errno::ENODATA);
         }
-        let e = self.entry(ino)?;
+        let e = match self.entry(ino) {
+            Ok(e) => e,
+            Err(Errno::ESTALE) => return self.unlinked_getxattr(ino, name),
+            Err(err) => return Err(err),
+        };
         let (p, deref, _fd) = self.xattr_path(&e, e.layer)?;
         let v = if deref { xattr::get_deref(&p, name) } else { xattr::get(&p, name) };
         v.map_err(errno)?.ok_or(Errno::ENODATA)
@@ -35,7 +39,11 @@ impl StrataFs {
 
     /// listxattr(2): NUL-terminated names.
     pub(crate) fn do_listxattr(&self, ino: u64) -> R<Vec<u8>> {
-        let e = self.entry(ino)?;
+        let e = match self.entry(ino) {
+            Ok(e) => e,
+            Err(Errno::ESTALE) => return self.unlinked_listxattr(ino),
+            Err(err) => return Err(err),
+        };
         let (p, deref, _fd) = self.xattr_path(&e, e.layer)?;
         let names = if deref { xattr::list_deref(&p) } else { xattr::list(&p) }.map_err(errno)?;
         let mut out = Vec::new();
@@ -58,7 +66,11 @@ impl StrataFs {
         if self.read_only {
             return Err(Errno::EROFS);
         }
-        let e = self.copy_up(&self.entry(ino)?)?;
+        let e = match self.entry(ino) {
+            Ok(e) => self.copy_up(&e)?,
+            Err(Errno::ESTALE) => return self.unlinked_setxattr(ino, name, value, flags),
+            Err(err) => return Err(err),
+        };
         let (p, deref, _fd) = self.xattr_path(&e, 0)?;
         let cur = if deref { xattr::get_deref(&p, name) } else { xattr::get(&p, name) }.map_err(errno)?;
         if flags & libc::XATTR_CREATE != 0 && cur.is_some() {
@@ -79,7 +91,11 @@ impl StrataFs {
         if self.read_only {
             return Err(Errno::EROFS);
         }
-        let e = self.copy_up(&self.entry(ino)?)?;
+        let e = match self.entry(ino) {
+            Ok(e) => self.copy_up(&e)?,
+            Err(Errno::ESTALE) => return self.unlinked_removexattr(ino, name),
+            Err(err) => return Err(err),
+        };
         let (p, deref, _fd) = self.xattr_path(&e, 0)?;
         if deref { xattr::remove_deref(&p, name) } else { xattr::remove(&p, name) }.map_err(errno)
     }
