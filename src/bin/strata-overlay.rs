@@ -5,6 +5,9 @@
 //!
 //! lowerdir lists the TOP layer first. Without upperdir the mount is read-only. Harmless
 //! options strata does not implement are accepted with a log line; others are refused.
+//! Run as root it turns `allow_other` on by itself, as fuse-overlayfs does (tools mounting
+//! through `mount -t fuse.strata-overlay` for other users rely on it); permission checks stay
+//! the kernel's (`default_permissions`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -173,7 +176,15 @@ fn build(a: &Args) -> Result<(MountOptions, PathBuf), String> {
     if m.upper.is_none() {
         m.read_only = true;
     }
+    if running_as_root() {
+        m.allow_other = true;
+    }
     Ok((m, PathBuf::from(mountpoint)))
+}
+
+/// fuse-overlayfs' rule: a root mount is for every user (the kernel still checks permissions).
+fn running_as_root() -> bool {
+    nix::unistd::geteuid().is_root()
 }
 
 fn main() -> ExitCode {
@@ -232,5 +243,13 @@ mod tests {
         assert_eq!(mp, PathBuf::from("/mnt"));
         assert!(build(&args(&["-o", "lowerdir=/a,squash_to_root", "/mnt"])).is_err());
         assert!(build(&args(&["-o", "lowerdir=/a,upperdir=/u", "/mnt"])).is_err());
+    }
+
+    #[test]
+    fn allow_other_follows_root() {
+        let (m, _) = build(&args(&["-o", "lowerdir=/a", "/mnt"])).unwrap();
+        assert_eq!(m.allow_other, running_as_root());
+        let (m, _) = build(&args(&["-o", "lowerdir=/a,allow_other", "/mnt"])).unwrap();
+        assert!(m.allow_other);
     }
 }

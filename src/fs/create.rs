@@ -12,6 +12,7 @@ use nix::unistd::{linkat, symlinkat};
 
 use super::filesystem::{R, StrataFs};
 use super::upper::Caller;
+use crate::layer::whiteout::is_whiteout_device;
 use crate::union::Entry;
 use crate::union::layer::SafeFd;
 
@@ -72,7 +73,7 @@ impl StrataFs {
         self.after_create(&pe, name, true)
     }
 
-    /// mknod(2): FIFOs, sockets, devices, regular files.
+    /// mknod(2): FIFOs, sockets, devices, regular files; never a char device 0/0.
     pub(crate) fn do_mknod(
         &self,
         who: Caller,
@@ -82,6 +83,11 @@ impl StrataFs {
         umask: u32,
         rdev: u32,
     ) -> R<Entry> {
+        if is_whiteout_device(mode, rdev.into()) {
+            // It would be a whiteout, not a file: refused as kernel overlayfs does (EPERM),
+            // before anything is touched.
+            return Err(Errno::EPERM);
+        }
         let _ns = self.ns.write().unwrap_or_else(|e| e.into_inner());
         let (pe, fd) = self.new_name(parent, name)?;
         let kind = SFlag::from_bits_truncate(mode & libc::S_IFMT);

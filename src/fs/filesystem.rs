@@ -202,8 +202,12 @@ impl StrataFs {
         Ok(cur)
     }
 
-    /// Looks up `name` in the directory `parent`.
+    /// Looks up `name` in the directory `parent`. A name over NAME_MAX can exist in no layer:
+    /// ENAMETOOLONG, as every Linux filesystem answers (not ENOENT).
     pub(crate) fn child(&self, parent: &Entry, name: &OsStr) -> R<Option<Entry>> {
+        if name.len() > crate::layer::whiteout::NAME_MAX {
+            return Err(Errno::ENAMETOOLONG);
+        }
         self.stack.lookup_child(parent, name).map_err(errno)
     }
 

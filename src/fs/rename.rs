@@ -114,6 +114,12 @@ impl StrataFs {
                 }
             }
         }
+        if dst.is_none() && src.is_dir() {
+            // A deleted lower name's whiteout may sit at the new name itself (the char 0/0 form
+            // of a long name): it goes, or a directory could not be renamed over it (a file
+            // replaces it in the rename itself).
+            self.clear_overlay_whiteout(&npfd, newname)?;
+        }
         // 4. The move itself; a long old name gets its 0/0 whiteout in the same step.
         let flags = if rename_whiteout { RenameFlags::RENAME_WHITEOUT } else { RenameFlags::empty() };
         match renameat2(pfd.as_fd(), name, npfd.as_fd(), newname, flags) {

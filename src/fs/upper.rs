@@ -16,7 +16,9 @@ use nix::sys::stat::Mode;
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchownat, linkat, unlinkat};
 
 use super::filesystem::{R, StrataFs, errno};
-use crate::layer::whiteout::{OPAQUE_MARKER, is_overlay_whiteout_stat, is_reserved, whiteout_name};
+use crate::layer::whiteout::{
+    NAME_MAX, OPAQUE_MARKER, WhiteoutForm, is_overlay_whiteout_stat, is_reserved, whiteout_form,
+};
 use crate::union::Entry;
 use crate::union::layer::{SafeFd, stat_at};
 
@@ -65,7 +67,7 @@ impl StrataFs {
         if is_reserved(name) {
             return Err(Errno::EINVAL);
         }
-        if name.len() > 255 {
+        if name.len() > NAME_MAX {
             return Err(Errno::ENAMETOOLONG);
         }
         if name.is_empty() || name == "." || name == ".." || name.as_encoded_bytes().contains(&b'/') {
@@ -93,22 +95,25 @@ impl StrataFs {
         self.stack.lookup_child_in(dir, name, lower).map_err(errno)
     }
 
-    /// Writes `.wh.NAME` in the upper directory `dir`: a hard link to one shared empty file in
-    /// the work dir, as kernel overlayfs does, so deleting a tree allocates no inode per name
-    /// (on ext4 that is most of the cost of `rm -rf`). A name too long for the `.wh.` prefix
-    /// (over 251 bytes) gets an overlayfs-style whiteout (char device 0/0) instead.
+    /// Writes the whiteout of `name` in the upper directory `dir`. `.wh.NAME` is a hard link to
+    /// one shared empty file in the work dir, as kernel overlayfs does, so deleting a tree
+    /// allocates no inode per name (on ext4 that is most of the cost of `rm -rf`). A name too
+    /// long for the `.wh.` prefix gets the overlayfs form, a char device 0/0 at NAME
+    /// ([`whiteout_form`]).
     pub(crate) fn write_whiteout(&self, dir: &Path, name: &OsStr) -> R<()> {
         let fd = self.stack.dir_fd(0, dir).map_err(errno)?;
-        let wh = whiteout_name(name);
-        if wh.len() > 255 {
-            return nix::sys::stat::mknodat(
-                fd.as_fd(),
-                name,
-                nix::sys::stat::SFlag::S_IFCHR,
-                Mode::empty(),
-                0,
-            );
-        }
+        let wh = match whiteout_form(name) {
+            WhiteoutForm::File(wh) => wh,
+            WhiteoutForm::Device => {
+                return nix::sys::stat::mknodat(
+                    fd.as_fd(),
+                    name,
+                    nix::sys::stat::SFlag::S_IFCHR,
+                    Mode::empty(),
+                    0,
+                );
+            }
+        };
         self.link_whiteout(&fd, &wh).or_else(|e| {
             tracing::debug!("no shared whiteout ({e}): creating {wh:?}");
             touch(fd.as_fd(), &wh)
@@ -118,7 +123,7 @@ impl StrataFs {
     /// Whether the whiteout of `name` is an overlay 0/0 device at `name` itself (the `.wh.`
     /// form would be longer than NAME_MAX).
     pub(crate) fn whiteout_takes_the_name(&self, name: &OsStr) -> bool {
-        whiteout_name(name).len() > 255
+        matches!(whiteout_form(name), WhiteoutForm::Device)
     }
 
     /// Replaces the upper entry `name` of `dirfd` by its 0/0 whiteout in one step: the device
@@ -178,10 +183,13 @@ impl StrataFs {
         Err(Errno::EMLINK)
     }
 
-    /// Removes `.wh.NAME` from the upper directory `dir`, if there.
+    /// Removes `.wh.NAME` from the upper directory `dir`, if there. A whiteout in the device
+    /// form sits at NAME itself: whoever puts something there clears it first
+    /// ([`Self::clear_overlay_whiteout`]), so there is nothing left to remove.
     pub(crate) fn remove_whiteout(&self, dir: &Path, name: &OsStr) -> R<bool> {
+        let WhiteoutForm::File(wh) = whiteout_form(name) else { return Ok(false) };
         let fd = self.stack.dir_fd(0, dir).map_err(errno)?;
-        match unlinkat(fd.as_fd(), whiteout_name(name).as_os_str(), UnlinkatFlags::NoRemoveDir) {
+        match unlinkat(fd.as_fd(), wh.as_os_str(), UnlinkatFlags::NoRemoveDir) {
             Ok(()) => Ok(true),
             Err(Errno::ENOENT) => Ok(false),
             Err(e) => Err(e),

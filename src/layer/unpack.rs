@@ -17,8 +17,11 @@ use super::compression::{Compression, read_prefix};
 use super::extract::{Attrs, Node, Tree};
 use super::pipe::{Pump, pipe};
 use super::tarpath;
+use super::whiteout;
 use crate::oci::Digest;
 use crate::oci::digest::{Hasher, HashingReader};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 
 /// What one unpack saw, digests included.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +127,22 @@ fn display_raw(name: &[u8]) -> String {
 fn extract_entry<R: Read>(tree: &mut Tree, entry: &mut tar::Entry<'_, R>, name: &[u8]) -> Result<u64> {
     let path = tarpath::normalize(name)?;
     let attrs = attrs_of(entry)?;
+    let (parent, last) = tarpath::split_parent(&path);
+    if let Some(hidden) = whiteout::device_whiteout_of(OsStr::from_bytes(last)) {
+        // `.wh.` + a 252–255-byte name: no such file can exist, the whiteout is a 0/0 device.
+        let mut at = parent.to_vec();
+        if !at.is_empty() {
+            at.push(b'/');
+        }
+        at.extend_from_slice(hidden.as_bytes());
+        let attrs = Attrs { mode: 0, xattrs: Vec::new(), ..attrs };
+        if !tree.node(&at, Node::Char(0, 0), &attrs)? {
+            bail!(
+                "can't write this whiteout: its name is too long for a .wh. file, and mknod of a 0/0 device was refused"
+            );
+        }
+        return Ok(0);
+    }
     let header = entry.header();
     let device = || -> Result<(u64, u64)> {
         let major = header.device_major()?.context("device entry without a major number")?;
@@ -160,6 +179,7 @@ fn extract_entry<R: Read>(tree: &mut Tree, entry: &mut tar::Entry<'_, R>, name: 
         }
         EntryType::Char => {
             let (ma, mi) = device()?;
+            whiteout::check_layer_device(true, ma, mi)?;
             tree.node(&path, Node::Char(ma, mi), &attrs)?;
         }
         EntryType::Block => {
@@ -188,8 +208,9 @@ fn attrs_of<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Attrs> {
             } else if key == b"mtime" {
                 pax_mtime = Some(parse_pax_time(ext.value_bytes())?);
             } else if let Some(x) = key.strip_prefix(b"SCHILY.xattr.") {
-                use std::os::unix::ffi::OsStrExt;
-                attrs.xattrs.push((std::ffi::OsStr::from_bytes(x).to_owned(), ext.value_bytes().to_vec()));
+                let x = OsStr::from_bytes(x);
+                whiteout::check_layer_xattr(x)?;
+                attrs.xattrs.push((x.to_owned(), ext.value_bytes().to_vec()));
             }
         }
     }

@@ -70,12 +70,72 @@ pub fn is_opaque_marker(name: &OsStr) -> bool {
 
 /// overlayfs whiteout: a character device with device number 0/0.
 pub fn is_overlay_whiteout(meta: &std::fs::Metadata) -> bool {
-    meta.file_type().is_char_device() && meta.rdev() == 0
+    meta.file_type().is_char_device() && is_whiteout_device(libc::S_IFCHR, meta.rdev())
 }
 
 /// The same rule on a raw `stat` (the union works on `*at` syscalls, not `Metadata`).
 pub fn is_overlay_whiteout_stat(st: &nix::sys::stat::FileStat) -> bool {
-    st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == 0
+    is_whiteout_device(st.st_mode, st.st_rdev)
+}
+
+/// The longest file name Linux filesystems take (NAME_MAX).
+pub const NAME_MAX: usize = 255;
+
+/// How a directory on disk records that `name` is deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WhiteoutForm {
+    /// The OCI file `.wh.NAME` (strata's own form: a rootless user can write it).
+    File(std::ffi::OsString),
+    /// An overlayfs whiteout (char device 0/0) named NAME: the only form left for a name of
+    /// 252–255 bytes, whose `.wh.` file name would be over NAME_MAX. Tars still carry such a
+    /// whiteout as a `.wh.NAME` entry (a PAX long name): this is only the on-disk form.
+    Device,
+}
+
+/// The on-disk whiteout form for `name` (unpack, the mount's upper).
+pub fn whiteout_form(name: &OsStr) -> WhiteoutForm {
+    if WHITEOUT_PREFIX.len() + name.len() > NAME_MAX {
+        WhiteoutForm::Device
+    } else {
+        WhiteoutForm::File(whiteout_name(name))
+    }
+}
+
+/// For the tar entry name `.wh.NAME` whose file name would be over NAME_MAX, NAME: unpack
+/// writes that whiteout in the device form ([`WhiteoutForm::Device`]).
+pub fn device_whiteout_of(entry_name: &OsStr) -> Option<&OsStr> {
+    hidden_name(entry_name).filter(|_| entry_name.len() > NAME_MAX)
+}
+
+/// A file type and device number that is an overlayfs whiteout: character device 0/0.
+pub fn is_whiteout_device(mode: u32, rdev: u64) -> bool {
+    mode & libc::S_IFMT == libc::S_IFCHR && rdev == 0
+}
+
+/// The layer format strata takes in (import, load, pull) is OCI's: a layer deletes with `.wh.`
+/// entries and marks an opaque directory with `.wh..wh..opq`, nothing else. A character device
+/// 0/0 (an overlayfs whiteout once unpacked) is refused, or it would delete by accident.
+pub fn check_layer_device(is_char: bool, major: u64, minor: u64) -> Result<()> {
+    if is_char && major == 0 && minor == 0 {
+        bail!(
+            "a character device 0/0 is an overlayfs whiteout, which a layer can't carry \
+             (OCI layers delete with .wh. entries)"
+        );
+    }
+    Ok(())
+}
+
+/// The same rule for xattrs: overlayfs's and strata's private ones (an opaque marker, the
+/// implicit-directory marker) are refused, or they would hide lower files by accident.
+pub fn check_layer_xattr(name: &OsStr) -> Result<()> {
+    if is_private_xattr(name) {
+        bail!(
+            "xattr {} is overlayfs/strata bookkeeping, which a layer can't carry \
+             (OCI layers mark an opaque directory with a .wh..wh..opq entry)",
+            name.to_string_lossy()
+        );
+    }
+    Ok(())
 }
 
 /// True when an overlayfs opaque xattr's value means "opaque".
@@ -135,6 +195,20 @@ mod tests {
     }
 
     #[test]
+    fn long_names_whiteout_as_devices() {
+        let n251 = "x".repeat(251);
+        assert_eq!(whiteout_form(OsStr::new(&n251)), WhiteoutForm::File(whiteout_name(OsStr::new(&n251))));
+        assert_eq!(whiteout_form(OsStr::new(&"x".repeat(252))), WhiteoutForm::Device);
+        assert_eq!(whiteout_form(OsStr::new(&"x".repeat(255))), WhiteoutForm::Device);
+        let long = format!(".wh.{}", "x".repeat(252));
+        assert_eq!(device_whiteout_of(OsStr::new(&long)), Some(OsStr::new(&long[4..])));
+        assert_eq!(device_whiteout_of(OsStr::new(".wh.short")), None);
+        assert!(is_whiteout_device(libc::S_IFCHR | 0o644, 0));
+        assert!(!is_whiteout_device(libc::S_IFCHR, nix::sys::stat::makedev(1, 3)));
+        assert!(!is_whiteout_device(libc::S_IFBLK, 0));
+    }
+
+    #[test]
     fn overlay_markers() {
         assert!(is_opaque_xattr(OsStr::new("trusted.overlay.opaque"), b"y"));
         assert!(is_opaque_xattr(OsStr::new("user.overlay.opaque"), b"y"));
@@ -142,5 +216,17 @@ mod tests {
         assert!(is_private_xattr(OsStr::new("user.strata.origin")));
         assert!(is_private_xattr(OsStr::new("trusted.overlay.opaque")));
         assert!(!is_private_xattr(OsStr::new("security.capability")));
+    }
+
+    #[test]
+    fn layer_format_is_oci_only() {
+        assert!(check_layer_device(true, 0, 0).is_err());
+        assert!(check_layer_device(true, 1, 3).is_ok());
+        assert!(check_layer_device(false, 0, 0).is_ok());
+        assert!(check_layer_xattr(OsStr::new("trusted.overlay.opaque")).is_err());
+        assert!(check_layer_xattr(OsStr::new("trusted.strata.implicit")).is_err());
+        assert!(check_layer_xattr(OsStr::new("user.overlay.opaque")).is_err());
+        assert!(check_layer_xattr(OsStr::new("user.mime_type")).is_ok());
+        assert!(check_layer_xattr(OsStr::new("security.capability")).is_ok());
     }
 }
