@@ -81,7 +81,13 @@ impl StrataFs {
             | libc::O_DSYNC
             | libc::O_NONBLOCK;
         let oflags = OFlag::from_bits_truncate(flags & keep) | OFlag::O_NOFOLLOW;
-        let fd = self.stack.open_in(e.layer, &e.path, oflags, Mode::empty()).map_err(errno)?;
+        // The name may have gone since it was resolved (no lock is held here): ESTALE makes the
+        // kernel walk the path again rather than fail the open.
+        let fd =
+            self.stack.open_in(e.layer, &e.path, oflags, Mode::empty()).map_err(|err| match errno(err) {
+                Errno::ENOENT => Errno::ESTALE,
+                other => other,
+            })?;
         Ok(Opened {
             file: File::from(fd),
             upper: self.in_upper(&e),
