@@ -77,7 +77,7 @@ fn rename_middle(top: &Path, name: &str, middle: usize, what: &str) {
         .unwrap_or_else(|e| panic!("{what}: rename the directory at level {middle}: {e}"));
 }
 
-fn chain_names<'a>(name: &'a str, n: usize, middle: usize) -> Vec<&'a str> {
+fn chain_names(name: &str, n: usize, middle: usize) -> Vec<&str> {
     (0..n).map(|i| if i == middle { "moved" } else { name }).collect()
 }
 
