@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io;
-use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -11,7 +10,6 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use fuser::FileAttr;
-use lru::LruCache;
 use nix::errno::Errno;
 
 use super::attr::to_attr;
@@ -19,7 +17,6 @@ use super::handles::Handles;
 use super::ino::{InoMap, ROOT_INO};
 use super::nodes::Nodes;
 use crate::union::layer::{SafeFd, proc_path, stat_at};
-use crate::union::stack::is_within;
 use crate::union::{Entry, Stack};
 
 /// st_ino → the paths of a lower layer's hard-linked files.
@@ -58,7 +55,7 @@ pub struct StrataFs {
     /// Set once anything is written to the upper (shared with the session's owner, which
     /// syncs the upper's filesystem at the end only then).
     pub(crate) wrote: Arc<AtomicBool>,
-    entries: Mutex<LruCache<PathBuf, Entry>>,
+    entries: super::entries::EntryCache,
     /// Per lower layer: st_ino → paths of its hard-linked files (built on first need).
     pub(crate) links: Mutex<HashMap<usize, Arc<LinkMap>>>,
     /// Per-inode locks of copy-ups made outside the namespace lock.
@@ -116,7 +113,7 @@ impl StrataFs {
             passthrough,
             counter: AtomicU64::new(0),
             wrote: Arc::new(AtomicBool::new(false)),
-            entries: Mutex::new(LruCache::new(NonZeroUsize::new(ENTRY_CACHE).unwrap_or(NonZeroUsize::MIN))),
+            entries: super::entries::EntryCache::new(ENTRY_CACHE),
             links: Mutex::new(HashMap::new()),
             copy_locks: Default::default(),
         })
@@ -140,7 +137,7 @@ impl StrataFs {
     /// Forgets what is cached about `path` and everything below it (removed or renamed
     /// directory trees).
     pub(crate) fn changed(&self, path: &Path) {
-        lock(&self.entries).retain(|p, _| !is_within(p, path));
+        self.entries.forget_tree(path);
         self.stack.invalidate_tree(path);
     }
 
@@ -148,7 +145,7 @@ impl StrataFs {
     /// a whiteout over it removed): its entry and its parent's listing. Entries below it don't
     /// depend on it (a copied-up directory's children are looked up through its new entry).
     pub(crate) fn changed_one(&self, path: &Path) {
-        lock(&self.entries).pop(path);
+        self.entries.forget(path);
         if let Some(parent) = path.parent() {
             self.stack.invalidate_listing(parent);
         }
@@ -157,7 +154,7 @@ impl StrataFs {
     /// Forgets what is cached about the removed empty directory `path` (see
     /// [`Stack::invalidate_dir`]).
     pub(crate) fn changed_empty_dir(&self, path: &Path) {
-        lock(&self.entries).pop(path);
+        self.entries.forget(path);
         self.stack.invalidate_dir(path);
     }
 
@@ -169,7 +166,7 @@ impl StrataFs {
     /// Resolves a merged path: from its nearest cached ancestor (usually its parent) down,
     /// one name at a time and without recursion, so a tree of any depth resolves.
     pub(crate) fn lookup_path(&self, path: &Path) -> R<Entry> {
-        let cached = lock(&self.entries).get(path).cloned();
+        let cached = self.entries.get(path);
         if let Some(e) = cached {
             return self.refresh(e);
         }
@@ -180,14 +177,14 @@ impl StrataFs {
                 (Some(parent), Some(name)) => {
                     names.push(name);
                     at = parent;
-                    let cached = lock(&self.entries).get(at).cloned();
+                    let cached = self.entries.get(at);
                     if let Some(e) = cached {
                         break self.refresh(e)?;
                     }
                 }
                 _ => {
                     let root = self.stack.root().map_err(errno)?;
-                    lock(&self.entries).put(PathBuf::new(), root.clone());
+                    self.entries.put(&root);
                     break root;
                 }
             }
@@ -197,7 +194,7 @@ impl StrataFs {
                 return Err(Errno::ENOTDIR);
             }
             cur = self.stack.lookup_child(&cur, name).map_err(errno)?.ok_or(Errno::ENOENT)?;
-            lock(&self.entries).put(cur.path.clone(), cur.clone());
+            self.entries.put(&cur);
         }
         Ok(cur)
     }
@@ -232,7 +229,7 @@ impl StrataFs {
                 Ok(e)
             }
             _ => {
-                lock(&self.entries).pop(&e.path);
+                self.entries.forget(&e.path);
                 self.lookup_path(&e.path)
             }
         }
