@@ -9,7 +9,7 @@
 //!   `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` beneath its parent's fd (or the layer root,
 //!   in pieces below PATH_MAX), so no path length limits the tree and nothing leaves its layer.
 //! - State is split by lock: the namespace lock (`ns`, mutations exclusive), the node table,
-//!   the entry cache ([`entries`]), the stack's fd and listing caches, the open handles, and one
+//!   the entry cache (`entries.rs`), the stack's fd and listing caches, the open handles, and one
 //!   copy-up lock per inode: a large file is copied up with no namespace lock held.
 //! - Crash order: a whiteout is written before the upper entry it stands in for goes (unlink,
 //!   rmdir, rename), and a directory is made opaque before it moves onto a lower directory.
