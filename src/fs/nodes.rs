@@ -20,8 +20,6 @@ struct Node {
     paths: Vec<PathBuf>,
     lookups: u64,
     generation: u64,
-    /// For an alias node, the st_ino it stands for.
-    base: Option<u64>,
 }
 
 /// Alias node ids: a range no st_ino mapping produces in practice (layer index 0xff, bit 55).
@@ -31,8 +29,10 @@ const ALIAS_BASE: u64 = 0xff80_0000_0000_0000;
 #[derive(Debug)]
 pub struct Nodes {
     map: HashMap<u64, Node>,
-    /// st_ino → the alias node that now stands for it.
+    /// st_ino → the alias node that now stands for it, and back (kept apart from the nodes:
+    /// aliases are rare, nodes are many).
     aliases: HashMap<u64, u64>,
+    alias_of: HashMap<u64, u64>,
     next_alias: u64,
 }
 
@@ -46,8 +46,8 @@ impl Nodes {
     /// A table holding only the root.
     pub fn new() -> Nodes {
         let mut map = HashMap::new();
-        map.insert(ROOT_INO, Node { paths: vec![PathBuf::new()], lookups: 1, generation: 0, base: None });
-        Nodes { map, aliases: HashMap::new(), next_alias: 0 }
+        map.insert(ROOT_INO, Node { paths: vec![PathBuf::new()], lookups: 1, generation: 0 });
+        Nodes { map, aliases: HashMap::new(), alias_of: HashMap::new(), next_alias: 0 }
     }
 
     /// The node id of a live object whose st_ino is `st_ino`: the st_ino itself, or its alias;
@@ -60,7 +60,8 @@ impl Nodes {
                 self.next_alias += 1;
                 let id = ALIAS_BASE | self.next_alias;
                 self.aliases.insert(st_ino, id);
-                self.map.insert(id, Node { base: Some(st_ino), ..Node::default() });
+                self.alias_of.insert(id, st_ino);
+                self.map.insert(id, Node::default());
                 id
             }
             _ => cur,
@@ -108,9 +109,8 @@ impl Nodes {
         if let Some(node) = self.map.get_mut(&ino) {
             node.lookups = node.lookups.saturating_sub(n);
             if node.lookups == 0 {
-                let base = node.base;
                 self.map.remove(&ino);
-                if let Some(b) = base {
+                if let Some(b) = self.alias_of.remove(&ino) {
                     if self.aliases.get(&b) == Some(&ino) {
                         self.aliases.remove(&b);
                     }
@@ -181,6 +181,25 @@ fn join(base: &Path, rest: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reused_number_gets_an_alias() {
+        let mut n = Nodes::new();
+        assert_eq!(n.id_for(7), 7);
+        n.remember(7, Path::new("x"), 1);
+        n.remove_path(7, Path::new("x"));
+        // The kernel still holds node 7, nameless: the number's new object is another node.
+        let a = n.id_for(7);
+        assert_ne!(a, 7);
+        assert_eq!(n.id_for(7), a);
+        n.remember(a, Path::new("x"), 1);
+        // The old node's FORGET leaves the new one alone.
+        n.forget(7, 1);
+        assert_eq!(n.path(a), Some(PathBuf::from("x")));
+        assert_eq!(n.current(7), a);
+        n.forget(a, 1);
+        assert_eq!(n.current(7), 7);
+    }
 
     #[test]
     fn lifecycle() {
