@@ -8,11 +8,11 @@
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, Weak};
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, RenameFlags, readlinkat, renameat2};
@@ -24,7 +24,31 @@ use xattr::FileExt;
 use super::filesystem::{LinkMap, R, StrataFs, errno, lock};
 use super::ino::{InoMap, is_private_xattr};
 use crate::union::Entry;
+use crate::union::layer::SafeFd;
 use crate::union::layer::proc_path;
+
+/// Lower files at least this large are copied up outside the namespace lock.
+const UNLOCKED_COPY: i64 = 1 << 20;
+
+/// One lock per inode being copied up outside the namespace lock.
+#[derive(Debug, Default)]
+pub(crate) struct CopyLocks {
+    slots: Mutex<HashMap<u64, Weak<Mutex<()>>>>,
+}
+
+impl CopyLocks {
+    /// The copy-up lock of node `ino`.
+    pub(crate) fn slot(&self, ino: u64) -> Arc<Mutex<()>> {
+        let mut slots = lock(&self.slots);
+        if let Some(s) = slots.get(&ino).and_then(Weak::upgrade) {
+            return s;
+        }
+        slots.retain(|_, w| w.strong_count() > 0);
+        let s = Arc::new(Mutex::new(()));
+        slots.insert(ino, Arc::downgrade(&s));
+        s
+    }
+}
 
 impl StrataFs {
     fn work_fd(&self) -> R<BorrowedFd<'_>> {
@@ -48,6 +72,57 @@ impl StrataFs {
     }
 
     fn copy_up_data(&self, e: &Entry, data: bool) -> R<Entry> {
+        self.copy_up_with(e, data, None)
+    }
+
+    /// Copies up a large lower regular file's data with no namespace lock held, so other
+    /// requests go on meanwhile (a 1 GiB copy-up must not freeze `ls` elsewhere). The copy is
+    /// built in the work dir under the file's own copy-up lock (one copy per file at a time);
+    /// then, under the namespace lock, it is renamed into place if the name still shows that
+    /// lower file (else it is dropped). Callers then copy up as usual, which finds it done.
+    pub(crate) fn prepare_copy_up(&self, ino: u64) -> R<()> {
+        if self.read_only || self.work.is_none() {
+            return Ok(());
+        }
+        let wanted = |e: &Entry| {
+            !self.in_upper(e)
+                && e.stat.st_mode & libc::S_IFMT == libc::S_IFREG
+                && e.stat.st_size >= UNLOCKED_COPY
+        };
+        // A node without a name (or any other failure) is left to the request itself.
+        let Ok(e) = self.entry_shared(ino) else { return Ok(()) };
+        if !wanted(&e) {
+            return Ok(());
+        }
+        let slot = self.copy_locks.slot(ino);
+        let _copying = lock(&slot);
+        // Another request may have copied it while this one waited.
+        let e = self.entry_shared(ino)?;
+        if !wanted(&e) {
+            return Ok(());
+        }
+        self.wrote.store(true, Ordering::Relaxed);
+        let tmp = self.copy_to_work(&e, self.base_ino(&e), true)?;
+        let _ns = self.ns.write().unwrap_or_else(|e| e.into_inner());
+        let res = match self.entry(ino) {
+            Ok(now)
+                if !self.in_upper(&now)
+                    && now.path == e.path
+                    && now.layer == e.layer
+                    && now.stat.st_ino == e.stat.st_ino
+                    && now.stat.st_dev == e.stat.st_dev =>
+            {
+                self.copy_up_with(&now, true, Some(tmp.clone())).map(drop)
+            }
+            _ => Ok(()),
+        };
+        // Still in the work dir unless it was installed.
+        let _ = self.remove_work(&tmp, false);
+        res
+    }
+
+    /// Copies up `e`; `ready` is a copy of it already built in the work dir.
+    fn copy_up_with(&self, e: &Entry, data: bool, ready: Option<OsString>) -> R<Entry> {
         if self.read_only {
             return Err(Errno::EROFS);
         }
@@ -59,10 +134,29 @@ impl StrataFs {
         let (Some(parent), Some(name)) = (e.path.parent(), e.path.file_name()) else {
             return Err(Errno::EIO); // the root is always in the upper
         };
-        let pe = self.lookup_path(parent)?;
-        self.copy_up(&pe)?;
-        let origin = self.st_ino(e);
-        let tmp = self.copy_to_work(e, origin, data)?;
+        // The ancestors not yet in the upper, copied top-down without recursion (any depth).
+        let mut missing = Vec::new();
+        let mut at = parent;
+        loop {
+            let ae = self.lookup_path(at)?;
+            if self.in_upper(&ae) {
+                break;
+            }
+            let up = at.parent();
+            missing.push(ae);
+            match up {
+                Some(p) => at = p,
+                None => break,
+            }
+        }
+        for ae in missing.iter().rev() {
+            self.copy_up_data(ae, true)?;
+        }
+        let origin = self.base_ino(e);
+        let tmp = match ready {
+            Some(t) => t,
+            None => self.copy_to_work(e, origin, data)?,
+        };
         let work = self.work_fd()?;
         let updir = self.stack.dir_fd(0, parent).map_err(errno)?;
         // Copy-up changes nothing in the merged parent: keep its times.
@@ -97,8 +191,9 @@ impl StrataFs {
         let res = (|| -> R<()> {
             match st.st_mode & libc::S_IFMT {
                 libc::S_IFREG => {
-                    let src = self.stack.layers()[e.layer]
-                        .open_at(&e.path, OFlag::O_RDONLY | OFlag::O_NOFOLLOW, Mode::empty())
+                    let src = self
+                        .stack
+                        .open_in(e.layer, &e.path, OFlag::O_RDONLY | OFlag::O_NOFOLLOW, Mode::empty())
                         .map_err(errno)?;
                     let dst = nix::fcntl::openat(
                         work,
@@ -137,13 +232,14 @@ impl StrataFs {
                 kind => {
                     let sflag = SFlag::from_bits_truncate(kind);
                     mknodat(work, tmp.as_os_str(), sflag, perm, st.st_rdev)?;
+                    // chown (in finish_special) clears setuid/setgid: the mode goes after it.
+                    self.finish_special(work, &tmp, st, srcdir.as_fd(), name, origin)?;
                     nix::sys::stat::fchmodat(
                         work,
                         tmp.as_os_str(),
                         perm,
                         nix::sys::stat::FchmodatFlags::FollowSymlink,
                     )?;
-                    self.finish_special(work, &tmp, st, srcdir.as_fd(), name, origin)?;
                 }
             }
             Ok(())
@@ -240,12 +336,18 @@ impl StrataFs {
     /// Copies up `e` and, for a directory, everything visible below it; the upper directory
     /// then holds the whole merged subtree.
     pub(crate) fn copy_up_tree(&self, e: &Entry) -> R<Entry> {
-        let up = self.copy_up(e)?;
-        if e.is_dir() {
-            let listing = self.stack.list(&up).map_err(errno)?;
-            for child in listing.entries.iter() {
-                if let Some(ce) = self.child(&up, &child.name)? {
-                    self.copy_up_tree(&ce)?;
+        // An explicit work list, not recursion: a subtree of any depth.
+        let mut todo = vec![e.clone()];
+        while let Some(cur) = todo.pop() {
+            let up = self.copy_up(&cur)?;
+            if up.is_dir() {
+                let listing = self.stack.list(&up).map_err(errno)?;
+                for child in listing.entries.iter() {
+                    if let Some(ce) = self.child(&up, &child.name)? {
+                        if !self.in_upper(&ce) || ce.is_dir() {
+                            todo.push(ce);
+                        }
+                    }
                 }
             }
         }
@@ -337,6 +439,6 @@ fn set_times(dir: BorrowedFd<'_>, name: &OsStr, st: &FileStat) -> R<()> {
 }
 
 #[allow(dead_code)]
-fn raw(fd: &OwnedFd) -> i32 {
+fn raw(fd: &SafeFd) -> i32 {
     fd.as_raw_fd()
 }

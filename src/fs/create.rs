@@ -7,16 +7,17 @@ use std::path::Path;
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag};
-use nix::sys::stat::{Mode, SFlag, mkdirat, mknodat};
+use nix::sys::stat::{FchmodatFlags, Mode, SFlag, fchmod, fchmodat, mkdirat, mknodat};
 use nix::unistd::{linkat, symlinkat};
 
 use super::filesystem::{R, StrataFs};
 use super::upper::Caller;
 use crate::layer::whiteout::is_whiteout_device;
 use crate::union::Entry;
+use crate::union::layer::SafeFd;
 
 impl StrataFs {
-    fn new_name(&self, parent: u64, name: &OsStr) -> R<(Entry, std::sync::Arc<std::os::fd::OwnedFd>)> {
+    fn new_name(&self, parent: u64, name: &OsStr) -> R<(Entry, std::sync::Arc<SafeFd>)> {
         Self::check_name(name)?;
         if self.read_only {
             return Err(Errno::EROFS);
@@ -49,7 +50,9 @@ impl StrataFs {
             | OFlag::O_CLOEXEC
             | OFlag::O_NOFOLLOW;
         let file = File::from(nix::fcntl::openat(fd.as_fd(), name, oflags, perm)?);
-        if let Err(e) = self.set_owner(&fd, &pe, name, who) {
+        // Owner first, then the mode: chown clears setuid/setgid, and the daemon's own umask
+        // already took bits off the create mode.
+        if let Err(e) = self.set_owner(&fd, &pe, name, who).and_then(|()| fchmod(&file, perm)) {
             let _ = nix::unistd::unlinkat(fd.as_fd(), name, nix::unistd::UnlinkatFlags::NoRemoveDir);
             return Err(e);
         }
@@ -61,8 +64,12 @@ impl StrataFs {
     pub(crate) fn do_mkdir(&self, who: Caller, parent: u64, name: &OsStr, mode: u32, umask: u32) -> R<Entry> {
         let _ns = self.ns.write().unwrap_or_else(|e| e.into_inner());
         let (pe, fd) = self.new_name(parent, name)?;
-        mkdirat(fd.as_fd(), name, Mode::from_bits_truncate(mode & !umask & 0o7777))?;
+        // A directory inherits a setgid parent's setgid bit, as the kernel gives it.
+        let inherit = if pe.stat.st_mode & libc::S_ISGID != 0 { libc::S_ISGID } else { 0 };
+        let perm = Mode::from_bits_truncate((mode & !umask & 0o7777) | inherit);
+        mkdirat(fd.as_fd(), name, perm)?;
         self.set_owner(&fd, &pe, name, who)?;
+        fchmodat(fd.as_fd(), name, perm, FchmodatFlags::FollowSymlink)?;
         self.after_create(&pe, name, true)
     }
 
@@ -84,14 +91,11 @@ impl StrataFs {
         let _ns = self.ns.write().unwrap_or_else(|e| e.into_inner());
         let (pe, fd) = self.new_name(parent, name)?;
         let kind = SFlag::from_bits_truncate(mode & libc::S_IFMT);
-        mknodat(
-            fd.as_fd(),
-            name,
-            kind,
-            Mode::from_bits_truncate(mode & !umask & 0o7777),
-            rdev as libc::dev_t,
-        )?;
+        let perm = Mode::from_bits_truncate(mode & !umask & 0o7777);
+        mknodat(fd.as_fd(), name, kind, perm, rdev as libc::dev_t)?;
         self.set_owner(&fd, &pe, name, who)?;
+        // `name` is the node just made (no symlink): following it follows nothing.
+        fchmodat(fd.as_fd(), name, perm, FchmodatFlags::FollowSymlink)?;
         self.after_create(&pe, name, false)
     }
 
@@ -106,6 +110,7 @@ impl StrataFs {
 
     /// link(2): the file is copied up (with its other names) and linked in the upper.
     pub(crate) fn do_link(&self, ino: u64, parent: u64, name: &OsStr) -> R<Entry> {
+        self.prepare_copy_up(ino)?;
         let _ns = self.ns.write().unwrap_or_else(|e| e.into_inner());
         let src = self.entry(ino)?;
         if src.is_dir() {

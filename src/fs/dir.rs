@@ -14,7 +14,7 @@ use fuser::FileAttr;
 use nix::errno::Errno;
 
 use super::attr::kind;
-use super::filesystem::{R, StrataFs, errno};
+use super::filesystem::{R, StrataFs, errno, lock};
 use super::handles::DirStream;
 use crate::union::{Entry, ListEntry};
 
@@ -116,7 +116,7 @@ impl StrataFs {
             }
         }
         let dev = self.stack.layers().get(le.layer).map(|l| l.dev()).unwrap_or(0);
-        self.inos.map(dev, le.ino)
+        lock(&self.nodes).current(self.inos.map(dev, le.ino))
     }
 
     /// One readdirplus entry: the child entry and its attributes. While the listing is

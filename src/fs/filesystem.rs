@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io;
-use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -11,14 +10,13 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use fuser::FileAttr;
-use lru::LruCache;
 use nix::errno::Errno;
 
 use super::attr::to_attr;
 use super::handles::Handles;
 use super::ino::{InoMap, ROOT_INO};
 use super::nodes::Nodes;
-use crate::union::layer::{proc_path, stat_at};
+use crate::union::layer::{SafeFd, proc_path, stat_at};
 use crate::union::{Entry, Stack};
 
 /// st_ino → the paths of a lower layer's hard-linked files.
@@ -59,9 +57,11 @@ pub struct StrataFs {
     pub(crate) wrote: Arc<AtomicBool>,
     /// Entered by every request that changes the upper; a commit freezes it (freeze.rs).
     pub(crate) freeze: Arc<super::freeze::Gate>,
-    entries: Mutex<LruCache<PathBuf, Entry>>,
+    entries: super::entries::EntryCache,
     /// Per lower layer: st_ino → paths of its hard-linked files (built on first need).
     pub(crate) links: Mutex<HashMap<usize, Arc<LinkMap>>>,
+    /// Per-inode locks of copy-ups made outside the namespace lock.
+    pub(crate) copy_locks: super::copyup::CopyLocks,
 }
 
 impl std::fmt::Debug for StrataFs {
@@ -116,8 +116,9 @@ impl StrataFs {
             counter: AtomicU64::new(0),
             wrote: Arc::new(AtomicBool::new(false)),
             freeze: Arc::default(),
-            entries: Mutex::new(LruCache::new(NonZeroUsize::new(ENTRY_CACHE).unwrap_or(NonZeroUsize::MIN))),
+            entries: super::entries::EntryCache::new(ENTRY_CACHE),
             links: Mutex::new(HashMap::new()),
+            copy_locks: Default::default(),
         })
     }
 
@@ -144,7 +145,7 @@ impl StrataFs {
     /// Forgets what is cached about `path` and everything below it (removed or renamed
     /// directory trees).
     pub(crate) fn changed(&self, path: &Path) {
-        lock(&self.entries).retain(|p, _| !p.starts_with(path));
+        self.entries.forget_tree(path);
         self.stack.invalidate_tree(path);
     }
 
@@ -152,10 +153,17 @@ impl StrataFs {
     /// a whiteout over it removed): its entry and its parent's listing. Entries below it don't
     /// depend on it (a copied-up directory's children are looked up through its new entry).
     pub(crate) fn changed_one(&self, path: &Path) {
-        lock(&self.entries).pop(path);
+        self.entries.forget(path);
         if let Some(parent) = path.parent() {
             self.stack.invalidate_listing(parent);
         }
+    }
+
+    /// Forgets what is cached about the removed empty directory `path` (see
+    /// [`Stack::invalidate_dir`]).
+    pub(crate) fn changed_empty_dir(&self, path: &Path) {
+        self.entries.forget(path);
+        self.stack.invalidate_dir(path);
     }
 
     /// Forgets the cached listing of `dir` (a name was added to it).
@@ -163,24 +171,40 @@ impl StrataFs {
         self.stack.invalidate_listing(dir);
     }
 
-    /// Resolves a merged path.
+    /// Resolves a merged path: from its nearest cached ancestor (usually its parent) down,
+    /// one name at a time and without recursion, so a tree of any depth resolves.
     pub(crate) fn lookup_path(&self, path: &Path) -> R<Entry> {
-        let cached = lock(&self.entries).get(path).cloned();
+        let cached = self.entries.get(path);
         if let Some(e) = cached {
             return self.refresh(e);
         }
-        let e = match (path.parent(), path.file_name()) {
-            (Some(parent), Some(name)) => {
-                let pe = self.lookup_path(parent)?;
-                if !pe.is_dir() {
-                    return Err(Errno::ENOTDIR);
+        let mut names = Vec::new();
+        let mut at = path;
+        let mut cur = loop {
+            match (at.parent(), at.file_name()) {
+                (Some(parent), Some(name)) => {
+                    names.push(name);
+                    at = parent;
+                    let cached = self.entries.get(at);
+                    if let Some(e) = cached {
+                        break self.refresh(e)?;
+                    }
                 }
-                self.stack.lookup_child(&pe, name).map_err(errno)?.ok_or(Errno::ENOENT)?
+                _ => {
+                    let root = self.stack.root().map_err(errno)?;
+                    self.entries.put(&root);
+                    break root;
+                }
             }
-            _ => self.stack.root().map_err(errno)?,
         };
-        lock(&self.entries).put(path.to_path_buf(), e.clone());
-        Ok(e)
+        for name in names.into_iter().rev() {
+            if !cur.is_dir() {
+                return Err(Errno::ENOTDIR);
+            }
+            cur = self.stack.lookup_child(&cur, name).map_err(errno)?.ok_or(Errno::ENOENT)?;
+            self.entries.put(&cur);
+        }
+        Ok(cur)
     }
 
     /// Looks up `name` in the directory `parent`. A name over NAME_MAX can exist in no layer:
@@ -213,20 +237,36 @@ impl StrataFs {
                 Ok(e)
             }
             _ => {
-                lock(&self.entries).pop(&e.path);
+                self.entries.forget(&e.path);
                 self.lookup_path(&e.path)
             }
         }
     }
 
-    /// The entry of node `ino`.
-    pub(crate) fn entry(&self, ino: u64) -> R<Entry> {
-        let path = lock(&self.nodes).path(ino).ok_or(Errno::ENOENT)?;
-        self.lookup_path(&path)
+    /// The entry of node `ino`, under the shared namespace lock.
+    pub(crate) fn entry_shared(&self, ino: u64) -> R<Entry> {
+        let _ns = self.ns.read().unwrap_or_else(|e| e.into_inner());
+        self.entry(ino)
     }
 
-    /// The st_ino of an entry (see `ino.rs`).
+    /// The entry of node `ino`.
+    /// ESTALE when the node no longer has a name: the kernel then walks the path again
+    /// (`open(O_CREAT)` or `stat` racing with an unlink find the name's new object instead of
+    /// failing with ENOENT).
+    pub(crate) fn entry(&self, ino: u64) -> R<Entry> {
+        let path = lock(&self.nodes).path(ino).ok_or(Errno::ESTALE)?;
+        self.lookup_path(&path).map_err(|e| if e == Errno::ENOENT { Errno::ESTALE } else { e })
+    }
+
+    /// The node id (and st_ino) of a live entry: its stable st_ino, or a fresh alias when that
+    /// number's node is a dead one the kernel still holds (see `nodes.rs`).
     pub(crate) fn st_ino(&self, e: &Entry) -> u64 {
+        let base = self.base_ino(e);
+        lock(&self.nodes).id_for(base)
+    }
+
+    /// The stable st_ino of an entry (see `ino.rs`), recorded as the origin on copy-up.
+    pub(crate) fn base_ino(&self, e: &Entry) -> u64 {
         if e.path.as_os_str().is_empty() {
             return ROOT_INO;
         }
@@ -256,7 +296,7 @@ impl StrataFs {
 
     /// The directory fd (in `layer`) holding `e`, and `e`'s name in it. For the root, the
     /// root itself and ".".
-    pub(crate) fn parent_fd<'a>(&self, e: &'a Entry, layer: usize) -> R<(Arc<OwnedFd>, &'a OsStr)> {
+    pub(crate) fn parent_fd<'a>(&self, e: &'a Entry, layer: usize) -> R<(Arc<SafeFd>, &'a OsStr)> {
         match (e.path.parent(), e.path.file_name()) {
             (Some(p), Some(n)) => Ok((self.stack.dir_fd(layer, p).map_err(errno)?, n)),
             _ => Ok((self.stack.dir_fd(layer, Path::new("")).map_err(errno)?, OsStr::new("."))),

@@ -103,6 +103,11 @@ impl Handles {
         lock(&self.files).get(&fh).cloned()
     }
 
+    /// Any open file of node `ino`.
+    pub fn file_of(&self, ino: u64) -> Option<Arc<FileHandle>> {
+        lock(&self.files).values().find(|h| h.ino == ino).cloned()
+    }
+
     /// Closes `fh`.
     pub fn remove_file(&self, fh: u64) -> Option<Arc<FileHandle>> {
         lock(&self.files).remove(&fh)

@@ -38,7 +38,7 @@ pub(crate) struct SetAttr {
     pub fh: Option<u64>,
 }
 
-fn timespec(t: Option<TimeOrNow>) -> TimeSpec {
+pub(crate) fn timespec(t: Option<TimeOrNow>) -> TimeSpec {
     match t {
         None => TimeSpec::UTIME_OMIT,
         Some(TimeOrNow::Now) => TimeSpec::UTIME_NOW,
@@ -58,6 +58,9 @@ impl StrataFs {
         let acc = flags & libc::O_ACCMODE;
         let write = acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
         let e = if write {
+            if flags & libc::O_TRUNC == 0 {
+                self.prepare_copy_up(ino)?;
+            }
             let _ns = self.ns.write().unwrap_or_else(|e| e.into_inner());
             if self.read_only {
                 return Err(Errno::EROFS);
@@ -78,7 +81,13 @@ impl StrataFs {
             | libc::O_DSYNC
             | libc::O_NONBLOCK;
         let oflags = OFlag::from_bits_truncate(flags & keep) | OFlag::O_NOFOLLOW;
-        let fd = self.stack.layers()[e.layer].open_at(&e.path, oflags, Mode::empty()).map_err(errno)?;
+        // The name may have gone since it was resolved (no lock is held here): ESTALE makes the
+        // kernel walk the path again rather than fail the open.
+        let fd =
+            self.stack.open_in(e.layer, &e.path, oflags, Mode::empty()).map_err(|err| match errno(err) {
+                Errno::ENOENT => Errno::ESTALE,
+                other => other,
+            })?;
         Ok(Opened {
             file: File::from(fd),
             upper: self.in_upper(&e),
@@ -92,8 +101,9 @@ impl StrataFs {
     /// one can't serve: read-write for upper files opened for writing (O_WRONLY can't read).
     pub(crate) fn backing_file(&self, o: &Opened) -> R<File> {
         let acc = if o.upper && o.write { OFlag::O_RDWR } else { OFlag::O_RDONLY };
-        let fd = self.stack.layers()[o.entry.layer]
-            .open_at(&o.entry.path, acc | OFlag::O_NOFOLLOW, Mode::empty())
+        let fd = self
+            .stack
+            .open_in(o.entry.layer, &o.entry.path, acc | OFlag::O_NOFOLLOW, Mode::empty())
             .map_err(errno)?;
         Ok(File::from(fd))
     }
@@ -126,12 +136,19 @@ impl StrataFs {
     }
 
     /// chmod, chown, truncate, utimens: on the upper copy.
-    pub(crate) fn do_setattr(&self, ino: u64, a: &SetAttr) -> R<Entry> {
+    pub(crate) fn do_setattr(&self, ino: u64, a: &SetAttr) -> R<(FileAttr, std::time::Duration)> {
+        if a.size != Some(0) {
+            self.prepare_copy_up(ino)?;
+        }
         let _ns = self.ns.write().unwrap_or_else(|e| e.into_inner());
         if self.read_only {
             return Err(Errno::EROFS);
         }
-        let e = self.entry(ino)?;
+        let e = match self.entry(ino) {
+            Ok(e) => e,
+            Err(Errno::ESTALE) => return self.unlinked_setattr(ino, a),
+            Err(err) => return Err(err),
+        };
         let up = if a.size == Some(0) { self.copy_up_empty(&e)? } else { self.copy_up(&e)? };
         let (dfd, name) = self.parent_fd(&up, 0)?;
         let is_link = up.stat.st_mode & libc::S_IFMT == libc::S_IFLNK;
@@ -156,8 +173,9 @@ impl StrataFs {
             let res = match h {
                 Some(h) => h.file.set_len(size),
                 None => {
-                    let fd = self.stack.layers()[0]
-                        .open_at(&up.path, OFlag::O_WRONLY | OFlag::O_NOFOLLOW, Mode::empty())
+                    let fd = self
+                        .stack
+                        .open_in(0, &up.path, OFlag::O_WRONLY | OFlag::O_NOFOLLOW, Mode::empty())
                         .map_err(errno)?;
                     File::from(fd).set_len(size)
                 }
@@ -165,8 +183,9 @@ impl StrataFs {
             // An O_RDONLY handle can't truncate; a fresh fd can.
             if let Err(err) = res {
                 if err.raw_os_error() == Some(libc::EINVAL) || err.raw_os_error() == Some(libc::EBADF) {
-                    let fd = self.stack.layers()[0]
-                        .open_at(&up.path, OFlag::O_WRONLY | OFlag::O_NOFOLLOW, Mode::empty())
+                    let fd = self
+                        .stack
+                        .open_in(0, &up.path, OFlag::O_WRONLY | OFlag::O_NOFOLLOW, Mode::empty())
                         .map_err(errno)?;
                     File::from(fd).set_len(size).map_err(errno)?;
                 } else {
@@ -183,7 +202,17 @@ impl StrataFs {
                 UtimensatFlags::NoFollowSymlink,
             )?;
         }
-        self.lookup_path(&up.path)
+        let e = self.lookup_path(&up.path)?;
+        Ok((self.attr(&e), self.ttl(&e)))
+    }
+
+    /// getattr, by name or (for a node whose names are gone) through an open file of it.
+    pub(crate) fn do_getattr(&self, ino: u64, fh: Option<u64>) -> R<(FileAttr, std::time::Duration)> {
+        match self.entry_shared(ino) {
+            Ok(e) => Ok((self.attr(&e), self.ttl(&e))),
+            Err(Errno::ESTALE) => self.unlinked_attr(ino, fh),
+            Err(err) => Err(err),
+        }
     }
 
     /// readlink(2).
@@ -232,10 +261,5 @@ impl StrataFs {
         let f: Arc<File> = h.file.clone();
         let dup = f.try_clone().map_err(errno)?;
         nix::unistd::lseek(dup.as_fd(), offset, w)
-    }
-
-    /// Attributes after a change.
-    pub(crate) fn attr_of(&self, e: &Entry) -> FileAttr {
-        self.attr(e)
     }
 }

@@ -2,11 +2,18 @@
 //!
 //! A node has several paths when it is a hard-linked file. Lookup counts are honoured: the
 //! node is dropped when `forget` brings its count to zero.
+//!
+//! A name's new object gets a new node: when the layer filesystem reuses the inode number of
+//! an object whose node the kernel still holds (every name of it gone), the new object gets a
+//! fresh node id (an alias of its st_ino) instead of sharing the old node. Sharing it made the
+//! kernel see one node change type (file → directory), which it answers with EIO, and let the
+//! old node's FORGET drop the new one's count.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::ino::ROOT_INO;
+use crate::union::stack::is_within;
 
 #[derive(Debug, Default)]
 struct Node {
@@ -15,10 +22,18 @@ struct Node {
     generation: u64,
 }
 
+/// Alias node ids: a range no st_ino mapping produces in practice (layer index 0xff, bit 55).
+const ALIAS_BASE: u64 = 0xff80_0000_0000_0000;
+
 /// Node table.
 #[derive(Debug)]
 pub struct Nodes {
     map: HashMap<u64, Node>,
+    /// st_ino → the alias node that now stands for it, and back (kept apart from the nodes:
+    /// aliases are rare, nodes are many).
+    aliases: HashMap<u64, u64>,
+    alias_of: HashMap<u64, u64>,
+    next_alias: u64,
 }
 
 impl Default for Nodes {
@@ -32,7 +47,30 @@ impl Nodes {
     pub fn new() -> Nodes {
         let mut map = HashMap::new();
         map.insert(ROOT_INO, Node { paths: vec![PathBuf::new()], lookups: 1, generation: 0 });
-        Nodes { map }
+        Nodes { map, aliases: HashMap::new(), alias_of: HashMap::new(), next_alias: 0 }
+    }
+
+    /// The node id of a live object whose st_ino is `st_ino`: the st_ino itself, or its alias;
+    /// a new alias when the current node is a dead one the kernel still holds (every name of
+    /// it removed: the layer filesystem reused the inode number for a new object).
+    pub fn id_for(&mut self, st_ino: u64) -> u64 {
+        let cur = self.current(st_ino);
+        match self.map.get(&cur) {
+            Some(n) if cur != ROOT_INO && n.paths.is_empty() && n.lookups > 0 => {
+                self.next_alias += 1;
+                let id = ALIAS_BASE | self.next_alias;
+                self.aliases.insert(st_ino, id);
+                self.alias_of.insert(id, st_ino);
+                self.map.insert(id, Node::default());
+                id
+            }
+            _ => cur,
+        }
+    }
+
+    /// The node id now standing for `st_ino` (no new alias made).
+    pub fn current(&self, st_ino: u64) -> u64 {
+        self.aliases.get(&st_ino).copied().unwrap_or(st_ino)
     }
 
     /// A path of node `ino`.
@@ -72,6 +110,11 @@ impl Nodes {
             node.lookups = node.lookups.saturating_sub(n);
             if node.lookups == 0 {
                 self.map.remove(&ino);
+                if let Some(b) = self.alias_of.remove(&ino) {
+                    if self.aliases.get(&b) == Some(&ino) {
+                        self.aliases.remove(&b);
+                    }
+                }
             }
         }
     }
@@ -86,7 +129,7 @@ impl Nodes {
     /// Removes `path` and everything below it from every node.
     pub fn remove_tree(&mut self, path: &Path) {
         for node in self.map.values_mut() {
-            node.paths.retain(|p| !p.starts_with(path));
+            node.paths.retain(|p| !is_within(p, path));
         }
     }
 
@@ -94,8 +137,10 @@ impl Nodes {
     pub fn rename(&mut self, from: &Path, to: &Path) {
         for node in self.map.values_mut() {
             for p in node.paths.iter_mut() {
-                if let Ok(rest) = p.strip_prefix(from) {
-                    *p = if rest.as_os_str().is_empty() { to.to_path_buf() } else { to.join(rest) };
+                if is_within(p, from) {
+                    if let Ok(rest) = p.strip_prefix(from) {
+                        *p = join(to, rest);
+                    }
                 }
             }
         }
@@ -105,10 +150,14 @@ impl Nodes {
     pub fn exchange(&mut self, a: &Path, b: &Path) {
         for node in self.map.values_mut() {
             for p in node.paths.iter_mut() {
-                if let Ok(rest) = p.strip_prefix(a) {
-                    *p = join(b, rest);
-                } else if let Ok(rest) = p.strip_prefix(b) {
-                    *p = join(a, rest);
+                if is_within(p, a) {
+                    if let Ok(rest) = p.strip_prefix(a) {
+                        *p = join(b, rest);
+                    }
+                } else if is_within(p, b) {
+                    if let Ok(rest) = p.strip_prefix(b) {
+                        *p = join(a, rest);
+                    }
                 }
             }
         }
@@ -132,6 +181,25 @@ fn join(base: &Path, rest: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reused_number_gets_an_alias() {
+        let mut n = Nodes::new();
+        assert_eq!(n.id_for(7), 7);
+        n.remember(7, Path::new("x"), 1);
+        n.remove_path(7, Path::new("x"));
+        // The kernel still holds node 7, nameless: the number's new object is another node.
+        let a = n.id_for(7);
+        assert_ne!(a, 7);
+        assert_eq!(n.id_for(7), a);
+        n.remember(a, Path::new("x"), 1);
+        // The old node's FORGET leaves the new one alone.
+        n.forget(7, 1);
+        assert_eq!(n.path(a), Some(PathBuf::from("x")));
+        assert_eq!(n.current(7), a);
+        n.forget(a, 1);
+        assert_eq!(n.current(7), 7);
+    }
 
     #[test]
     fn lifecycle() {

@@ -34,7 +34,8 @@ fn run<T>(op: &str, f: impl FnOnce() -> R<T>) -> Result<T, fuser::Errno> {
                 | Errno::ENODATA
                 | Errno::ENOTEMPTY
                 | Errno::ENOTDIR
-                | Errno::EISDIR => {
+                | Errno::EISDIR
+                | Errno::ESTALE => {
                     tracing::debug!("{op}: {e}")
                 }
                 _ => tracing::warn!("{op}: {e}"),
@@ -158,12 +159,9 @@ impl Filesystem for StrataFs {
         lock(&self.nodes).forget(ino.0, nlookup);
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<Fh>, reply: ReplyAttr) {
-        match run("getattr", || {
-            let _ns = self.ns.read().unwrap_or_else(|e| e.into_inner());
-            self.entry(ino.0)
-        }) {
-            Ok(e) => reply.attr(&self.ttl(&e), &self.attr(&e)),
+    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<Fh>, reply: ReplyAttr) {
+        match run("getattr", || self.do_getattr(ino.0, fh.map(|f| f.0))) {
+            Ok((attr, ttl)) => reply.attr(&ttl, &attr),
             Err(err) => reply.error(err),
         }
     }
@@ -189,7 +187,7 @@ impl Filesystem for StrataFs {
         let _unfrozen = self.freeze.enter();
         let a = SetAttr { mode, uid, gid, size, atime, mtime, fh: fh.map(|f| f.0) };
         match run("setattr", || self.do_setattr(ino.0, &a)) {
-            Ok(e) => reply.attr(&self.ttl(&e), &self.attr_of(&e)),
+            Ok((attr, ttl)) => reply.attr(&ttl, &attr),
             Err(err) => reply.error(err),
         }
     }

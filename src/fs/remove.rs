@@ -8,6 +8,7 @@ use nix::unistd::{UnlinkatFlags, unlinkat};
 
 use super::filesystem::{R, StrataFs, errno, lock};
 use super::upper::read_upper_dir;
+use crate::union::layer::SafeFd;
 
 impl StrataFs {
     /// unlink(2).
@@ -38,8 +39,19 @@ impl StrataFs {
         let ino = self.st_ino(&e);
         let in_upper = self.in_upper(&e);
         let (pe, fd) = self.writable_dir(&pe)?;
+        // A lower entry needs a whiteout; an upper one only if it hid a lower one.
+        let whiteout = !in_upper || self.lower_entry(&pe, name)?.is_some();
+        // Crash order: the whiteout is written before the upper entry goes (it hides nothing in
+        // its own layer, and an upper directory with a whiteout beside it is no longer merged
+        // with the lower one), so a crash in between never brings a deleted lower name back.
+        if whiteout && !(in_upper && self.whiteout_takes_the_name(name)) {
+            self.write_whiteout(&pe.path, name)?;
+        }
         if in_upper {
-            if dir {
+            if whiteout && self.whiteout_takes_the_name(name) {
+                // The whiteout is a 0/0 device at the name itself: swapped in atomically.
+                self.swap_in_whiteout(&fd, name, dir)?;
+            } else if dir {
                 clear_dir(&fd, name)?;
                 unlinkat(fd.as_fd(), name, UnlinkatFlags::RemoveDir)?;
             } else {
@@ -47,27 +59,20 @@ impl StrataFs {
             }
         }
         if dir {
-            self.changed(&e.path);
+            self.changed_empty_dir(&e.path);
         } else {
             self.changed_one(&e.path);
         }
-        // A lower entry needs a whiteout; an upper one only if it hid a lower one.
-        if !in_upper || self.lower_entry(&pe, name)?.is_some() {
-            self.write_whiteout(&pe.path, name)?;
-        }
         let mut nodes = lock(&self.nodes);
-        if dir {
-            nodes.remove_tree(&e.path);
-        } else {
-            nodes.remove_path(ino, &e.path);
-        }
+        // An empty directory: its children's names went with them.
+        nodes.remove_path(ino, &e.path);
         Ok(())
     }
 }
 
 /// Empties an upper directory whose merged view is empty: it holds only whiteouts, the opaque
 /// marker, or overlay whiteouts.
-fn clear_dir(parent: &std::os::fd::OwnedFd, name: &OsStr) -> R<()> {
+pub(crate) fn clear_dir(parent: &SafeFd, name: &OsStr) -> R<()> {
     let (dfd, entries) = read_upper_dir(parent, name)?;
     for (n, _) in entries {
         match unlinkat(dfd.as_fd(), n.as_os_str(), UnlinkatFlags::NoRemoveDir) {

@@ -3,9 +3,11 @@
 //! upper, never EXDEV. A directory moved onto a name where a lower directory lies becomes
 //! opaque; whiteouts it carried for its old place are dropped.
 
-use std::ffi::OsStr;
-use std::os::fd::{AsFd, OwnedFd};
+use std::ffi::{OsStr, OsString};
+use std::os::fd::AsFd;
 use std::path::Path;
+
+use std::sync::Arc;
 
 use nix::dir::Type;
 use nix::errno::Errno;
@@ -14,8 +16,8 @@ use nix::unistd::{UnlinkatFlags, unlinkat};
 
 use super::filesystem::{R, StrataFs, errno, lock};
 use super::upper::read_upper_dir;
-use crate::layer::whiteout::{is_overlay_whiteout_stat, is_reserved};
-use crate::union::layer::stat_at;
+use crate::layer::whiteout::{OPAQUE_MARKER, is_overlay_whiteout_stat, is_reserved};
+use crate::union::layer::{SafeFd, stat_at};
 
 impl StrataFs {
     /// rename(2) / renameat2(2).
@@ -45,7 +47,7 @@ impl StrataFs {
         if src.path == dst_path {
             return Ok(());
         }
-        if dst_path.starts_with(&src.path) {
+        if crate::union::stack::is_within(&dst_path, &src.path) {
             return Err(Errno::EINVAL);
         }
         match (&dst, exchange, noreplace) {
@@ -85,26 +87,52 @@ impl StrataFs {
             self.fix_moved(&dst_path)?;
             return Ok(());
         }
+        // Crash order: every step leaves a tree where no deleted lower name shows again.
+        // 1. A directory moving onto a lower directory is made opaque first (it holds its whole
+        //    subtree already, so this changes nothing where it is).
+        if src.is_dir() && self.lower_entry(&npe, newname)?.is_some_and(|l| l.is_dir()) {
+            self.make_opaque(&src.path)?;
+        }
+        // 2. The whiteout for the old name, before the entry leaves it (a whiteout hides
+        //    nothing in its own layer, and stops a directory beside it merging).
+        let old_whiteout = self.lower_entry(&pe, name)?.is_some();
+        let rename_whiteout = old_whiteout && self.whiteout_takes_the_name(name);
+        if old_whiteout && !rename_whiteout {
+            self.write_whiteout(&pe.path, name)?;
+        }
+        // 3. An upper directory being replaced: whited out, then moved to the work dir and
+        //    removed there (its own whiteouts keep hiding the lower names until it is gone).
         if let Some(d) = &dst {
             if d.is_dir() {
                 if let Ok(d_up) = self.lookup_path(&d.path) {
                     if self.in_upper(&d_up) {
-                        scrub(&npfd, newname, false)?;
+                        if !self.whiteout_takes_the_name(newname) {
+                            self.write_whiteout(&npe.path, newname)?;
+                        }
+                        self.discard_upper_dir(&npfd, newname)?;
                     }
                 }
             }
         }
-        if dst.is_none() {
+        if dst.is_none() && src.is_dir() {
             // A deleted lower name's whiteout may sit at the new name itself (the char 0/0 form
-            // of a long name): it goes, or a directory could not be renamed over it.
+            // of a long name): it goes, or a directory could not be renamed over it (a file
+            // replaces it in the rename itself).
             self.clear_overlay_whiteout(&npfd, newname)?;
         }
-        renameat2(pfd.as_fd(), name, npfd.as_fd(), newname, RenameFlags::empty())?;
+        // 4. The move itself; a long old name gets its 0/0 whiteout in the same step.
+        let flags = if rename_whiteout { RenameFlags::RENAME_WHITEOUT } else { RenameFlags::empty() };
+        match renameat2(pfd.as_fd(), name, npfd.as_fd(), newname, flags) {
+            Err(Errno::EPERM | Errno::EINVAL) if rename_whiteout => {
+                // No RENAME_WHITEOUT (rootless): the device after the move.
+                renameat2(pfd.as_fd(), name, npfd.as_fd(), newname, RenameFlags::empty())?;
+                self.write_whiteout(&pe.path, name)?;
+            }
+            r => r?,
+        }
         self.changed(&src.path);
         self.changed(&dst_path);
-        if self.lower_entry(&pe, name)?.is_some() {
-            self.write_whiteout(&pe.path, name)?;
-        }
+        // 5. The new name's whiteout goes last.
         self.remove_whiteout(&npe.path, newname)?;
         {
             let mut nodes = lock(&self.nodes);
@@ -131,29 +159,58 @@ impl StrataFs {
         }
         let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else { return Ok(()) };
         let pfd = self.stack.dir_fd(0, parent).map_err(errno)?;
-        scrub(&pfd, name, true)?;
-        self.changed(path);
         let pe = self.lookup_path(parent)?;
-        if let Some(lower) = self.lower_entry(&pe, name)? {
-            if lower.is_dir() {
-                self.make_opaque(path)?;
-                self.changed(path);
-            }
+        // Opaque first, then the clean-up: never a moment where it merges with what it hides.
+        let opaque = self.lower_entry(&pe, name)?.is_some_and(|l| l.is_dir());
+        if opaque {
+            self.make_opaque(path)?;
         }
+        scrub(&pfd, name, true, opaque)?;
+        self.changed(path);
         Ok(())
+    }
+
+    /// Moves the upper directory `name` of `dirfd` (empty in the merged view) into the work
+    /// dir and removes it there.
+    fn discard_upper_dir(&self, dirfd: &SafeFd, name: &OsStr) -> R<()> {
+        let work = self.work.as_ref().ok_or(Errno::EROFS)?;
+        let tmp = self.temp_name();
+        renameat2(dirfd.as_fd(), name, work.as_fd(), tmp.as_os_str(), RenameFlags::RENAME_NOREPLACE)?;
+        let wfd =
+            SafeFd::root(Path::new(&format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(work))))
+                .map_err(errno)?;
+        super::remove::clear_dir(&wfd, &tmp)?;
+        unlinkat(work.as_fd(), tmp.as_os_str(), UnlinkatFlags::RemoveDir)
     }
 }
 
-/// Removes whiteouts and opaque markers in the upper directory `parent/name`; recursively
-/// when `deep`.
-fn scrub(parent: &OwnedFd, name: &OsStr, deep: bool) -> R<()> {
+/// Removes whiteouts and opaque markers in the upper directory `parent/name`; in the whole
+/// subtree when `deep` (an explicit work list of directory fds, not recursion: any depth).
+/// `keep_opaque`: the top directory keeps its opaque marker.
+fn scrub(parent: &SafeFd, name: &OsStr, deep: bool, keep_opaque: bool) -> R<()> {
+    let mut todo = scrub_one(parent, name, deep, keep_opaque)?;
+    while let Some((dfd, n)) = todo.pop() {
+        todo.extend(scrub_one(&dfd, &n, true, false)?);
+    }
+    Ok(())
+}
+
+/// Scrubs one directory; returns its subdirectories (with its fd) still to scrub.
+fn scrub_one(
+    parent: &SafeFd,
+    name: &OsStr,
+    deep: bool,
+    keep_opaque: bool,
+) -> R<Vec<(Arc<SafeFd>, OsString)>> {
     let (dfd, entries) = read_upper_dir(parent, name)?;
     let mut remove = Vec::new();
     let mut dirs = Vec::new();
     for (n, kind) in entries {
         let n = n.as_os_str();
         if is_reserved(n) {
-            remove.push(n.to_os_string());
+            if !(keep_opaque && n == OPAQUE_MARKER) {
+                remove.push(n.to_os_string());
+            }
             continue;
         }
         match kind {
@@ -176,8 +233,6 @@ fn scrub(parent: &OwnedFd, name: &OsStr, deep: bool) -> R<()> {
             Err(e) => return Err(e),
         }
     }
-    for n in dirs {
-        scrub(&dfd, &n, true)?;
-    }
-    Ok(())
+    let dfd = Arc::new(dfd);
+    Ok(dirs.into_iter().map(|n| (dfd.clone(), n)).collect())
 }

@@ -4,7 +4,7 @@
 //! tar of the upper. overlayfs-style whiteouts found in a user-supplied upper are replaced.
 
 use std::ffi::{OsStr, OsString};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use crate::layer::whiteout::{
     NAME_MAX, OPAQUE_MARKER, WhiteoutForm, is_overlay_whiteout_stat, is_reserved, whiteout_form,
 };
 use crate::union::Entry;
-use crate::union::layer::stat_at;
+use crate::union::layer::{SafeFd, stat_at};
 
 /// The work-dir file every `.wh.` whiteout of the upper is a hard link of (a `strata-` name:
 /// a mount starts with a fresh one, like any leftover of the work dir).
@@ -31,15 +31,9 @@ pub(crate) type UpperChild = (OsString, Option<Type>);
 
 /// Opens the upper directory `parent/name` and lists it (without `.` and `..`): the directory fd
 /// (for `*at` calls on the children) and each child's name and type as readdir reports it.
-pub(crate) fn read_upper_dir(parent: &OwnedFd, name: &OsStr) -> R<(OwnedFd, Vec<UpperChild>)> {
-    let fd = nix::fcntl::openat(
-        parent.as_fd(),
-        name,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )?;
-    let dfd = fd.try_clone().map_err(errno)?;
-    let mut d = Dir::from_fd(fd)?;
+pub(crate) fn read_upper_dir(parent: &SafeFd, name: &OsStr) -> R<(SafeFd, Vec<UpperChild>)> {
+    let dfd = parent.dir_beneath(Path::new(name)).map_err(errno)?;
+    let mut d = Dir::from_fd(dfd.reopen().map_err(errno)?.into_owned())?;
     let mut out = Vec::new();
     for ent in d.iter() {
         let ent = ent?;
@@ -83,7 +77,7 @@ impl StrataFs {
     }
 
     /// Copies up the directory `dir` and returns its upper entry and fd.
-    pub(crate) fn writable_dir(&self, dir: &Entry) -> R<(Entry, Arc<OwnedFd>)> {
+    pub(crate) fn writable_dir(&self, dir: &Entry) -> R<(Entry, Arc<SafeFd>)> {
         if !dir.is_dir() {
             return Err(Errno::ENOTDIR);
         }
@@ -126,9 +120,50 @@ impl StrataFs {
         })
     }
 
+    /// Whether the whiteout of `name` is an overlay 0/0 device at `name` itself (the `.wh.`
+    /// form would be longer than NAME_MAX).
+    pub(crate) fn whiteout_takes_the_name(&self, name: &OsStr) -> bool {
+        matches!(whiteout_form(name), WhiteoutForm::Device)
+    }
+
+    /// Replaces the upper entry `name` of `dirfd` by its 0/0 whiteout in one step: the device
+    /// is made in the work dir and exchanged with the entry (RENAME_EXCHANGE), then the old
+    /// entry is removed from the work dir (a crash leaves it there, for the next mount's
+    /// clean-up).
+    pub(crate) fn swap_in_whiteout(&self, dirfd: &SafeFd, name: &OsStr, dir: bool) -> R<()> {
+        let work = self.work.as_ref().ok_or(Errno::EROFS)?;
+        let tmp = self.temp_name();
+        nix::sys::stat::mknodat(
+            work.as_fd(),
+            tmp.as_os_str(),
+            nix::sys::stat::SFlag::S_IFCHR,
+            Mode::empty(),
+            0,
+        )?;
+        if let Err(e) = nix::fcntl::renameat2(
+            work.as_fd(),
+            tmp.as_os_str(),
+            dirfd.as_fd(),
+            name,
+            nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+        ) {
+            let _ = unlinkat(work.as_fd(), tmp.as_os_str(), UnlinkatFlags::NoRemoveDir);
+            return Err(e);
+        }
+        if dir {
+            let wfd =
+                SafeFd::root(Path::new(&format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(work))))
+                    .map_err(errno)?;
+            super::remove::clear_dir(&wfd, &tmp)?;
+            unlinkat(work.as_fd(), tmp.as_os_str(), UnlinkatFlags::RemoveDir)
+        } else {
+            unlinkat(work.as_fd(), tmp.as_os_str(), UnlinkatFlags::NoRemoveDir)
+        }
+    }
+
     /// Links the shared whiteout as `wh` in `dirfd`, making a new shared file when there is
     /// none yet or the old one has all the links the filesystem allows.
-    fn link_whiteout(&self, dirfd: &OwnedFd, wh: &OsStr) -> R<()> {
+    fn link_whiteout(&self, dirfd: &SafeFd, wh: &OsStr) -> R<()> {
         let work = self.work.as_ref().ok_or(Errno::EROFS)?;
         for _ in 0..3 {
             let linked = linkat(work.as_fd(), SHARED_WHITEOUT, dirfd.as_fd(), wh, AtFlags::empty());
@@ -162,7 +197,7 @@ impl StrataFs {
     }
 
     /// Removes an overlayfs whiteout (char device 0/0) occupying `name` in the upper dir.
-    pub(crate) fn clear_overlay_whiteout(&self, dirfd: &OwnedFd, name: &OsStr) -> R<()> {
+    pub(crate) fn clear_overlay_whiteout(&self, dirfd: &SafeFd, name: &OsStr) -> R<()> {
         if let Some(st) = stat_at(dirfd.as_fd(), name).map_err(errno)? {
             if is_overlay_whiteout_stat(&st) {
                 unlinkat(dirfd.as_fd(), name, UnlinkatFlags::NoRemoveDir)?;
@@ -178,7 +213,7 @@ impl StrataFs {
     }
 
     /// Gives a new upper entry its owner: the caller, with the group of a setgid parent.
-    pub(crate) fn set_owner(&self, dirfd: &OwnedFd, parent: &Entry, name: &OsStr, who: Caller) -> R<()> {
+    pub(crate) fn set_owner(&self, dirfd: &SafeFd, parent: &Entry, name: &OsStr, who: Caller) -> R<()> {
         let gid = if parent.stat.st_mode & libc::S_ISGID != 0 { parent.stat.st_gid } else { who.gid };
         super::copyup::tolerate_eperm(fchownat(
             dirfd.as_fd(),

@@ -10,16 +10,13 @@ use nix::errno::Errno;
 use super::filesystem::{R, StrataFs, errno};
 use super::ino::is_private_xattr;
 use crate::union::Entry;
+use crate::union::layer::SafeFd;
 use crate::union::layer::proc_path;
 
 impl StrataFs {
     /// Path for the xattr calls on `e` in `layer`, and whether to follow it (only for the root,
     /// which is the fd itself).
-    fn xattr_path(
-        &self,
-        e: &Entry,
-        layer: usize,
-    ) -> R<(PathBuf, bool, std::sync::Arc<std::os::fd::OwnedFd>)> {
+    fn xattr_path(&self, e: &Entry, layer: usize) -> R<(PathBuf, bool, std::sync::Arc<SafeFd>)> {
         let (fd, name) = self.parent_fd(e, layer)?;
         let root = e.path.as_os_str().is_empty();
         Ok((proc_path(fd.as_fd(), if root { OsStr::new("") } else { name }), root, fd))
@@ -30,7 +27,11 @@ impl StrataFs {
         if is_private_xattr(name) {
             return Err(Errno::ENODATA);
         }
-        let e = self.entry(ino)?;
+        let e = match self.entry(ino) {
+            Ok(e) => e,
+            Err(Errno::ESTALE) => return self.unlinked_getxattr(ino, name),
+            Err(err) => return Err(err),
+        };
         let (p, deref, _fd) = self.xattr_path(&e, e.layer)?;
         let v = if deref { xattr::get_deref(&p, name) } else { xattr::get(&p, name) };
         v.map_err(errno)?.ok_or(Errno::ENODATA)
@@ -38,7 +39,11 @@ impl StrataFs {
 
     /// listxattr(2): NUL-terminated names.
     pub(crate) fn do_listxattr(&self, ino: u64) -> R<Vec<u8>> {
-        let e = self.entry(ino)?;
+        let e = match self.entry(ino) {
+            Ok(e) => e,
+            Err(Errno::ESTALE) => return self.unlinked_listxattr(ino),
+            Err(err) => return Err(err),
+        };
         let (p, deref, _fd) = self.xattr_path(&e, e.layer)?;
         let names = if deref { xattr::list_deref(&p) } else { xattr::list(&p) }.map_err(errno)?;
         let mut out = Vec::new();
@@ -56,11 +61,16 @@ impl StrataFs {
         if is_private_xattr(name) {
             return Err(Errno::EPERM);
         }
+        self.prepare_copy_up(ino)?;
         let _ns = self.ns.write().unwrap_or_else(|e| e.into_inner());
         if self.read_only {
             return Err(Errno::EROFS);
         }
-        let e = self.copy_up(&self.entry(ino)?)?;
+        let e = match self.entry(ino) {
+            Ok(e) => self.copy_up(&e)?,
+            Err(Errno::ESTALE) => return self.unlinked_setxattr(ino, name, value, flags),
+            Err(err) => return Err(err),
+        };
         let (p, deref, _fd) = self.xattr_path(&e, 0)?;
         let cur = if deref { xattr::get_deref(&p, name) } else { xattr::get(&p, name) }.map_err(errno)?;
         if flags & libc::XATTR_CREATE != 0 && cur.is_some() {
@@ -81,7 +91,11 @@ impl StrataFs {
         if self.read_only {
             return Err(Errno::EROFS);
         }
-        let e = self.copy_up(&self.entry(ino)?)?;
+        let e = match self.entry(ino) {
+            Ok(e) => self.copy_up(&e)?,
+            Err(Errno::ESTALE) => return self.unlinked_removexattr(ino, name),
+            Err(err) => return Err(err),
+        };
         let (p, deref, _fd) = self.xattr_path(&e, 0)?;
         if deref { xattr::remove_deref(&p, name) } else { xattr::remove(&p, name) }.map_err(errno)
     }

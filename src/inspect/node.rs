@@ -47,7 +47,10 @@ pub fn data_size(e: &Entry) -> u64 {
 }
 
 /// The directory fd of the entry's parent in the entry's layer, and the entry's name.
-fn parent_fd(stack: &Stack, e: &Entry) -> io::Result<(std::sync::Arc<std::os::fd::OwnedFd>, OsString)> {
+fn parent_fd(
+    stack: &Stack,
+    e: &Entry,
+) -> io::Result<(std::sync::Arc<crate::union::layer::SafeFd>, OsString)> {
     let parent = e.path.parent().unwrap_or(std::path::Path::new(""));
     let name = if e.path.as_os_str().is_empty() { OsString::from(".") } else { e.name().to_os_string() };
     Ok((stack.dir_fd(e.layer, parent)?, name))

@@ -2,5 +2,6 @@
 pub mod daemon;
 pub mod fsio;
 pub mod fuse_mount;
+pub mod safefd;
 pub mod tty;
 pub mod userns;

@@ -1,8 +1,9 @@
 //! One layer root, and confined access to the files below it.
 //!
-//! Every path is resolved with `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS)` from the
-//! layer's root fd, and the last component is reached with `*at` calls and `AT_SYMLINK_NOFOLLOW`,
-//! so no access ever follows a symlink, inside or out of the layer.
+//! Every directory is a [`SafeFd`], reached with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`
+//! from the layer root or from its parent's `SafeFd` (see [`crate::sys::safefd`]), and the last
+//! component is reached with `*at` calls and `AT_SYMLINK_NOFOLLOW`, so no access ever follows a
+//! symlink, inside or out of the layer, and no path is limited by PATH_MAX.
 
 use std::ffi::OsStr;
 use std::io;
@@ -12,8 +13,10 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::AtFlags;
-use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+use nix::fcntl::OFlag;
 use nix::sys::stat::{FileStat, Mode, fstat, fstatat};
+
+pub use crate::sys::safefd::SafeFd;
 
 use crate::layer::whiteout::{IMPLICIT_DIR_XATTRS, OPAQUE_MARKER, OVERLAY_OPAQUE_XATTRS, is_opaque_value};
 
@@ -21,16 +24,14 @@ use crate::layer::whiteout::{IMPLICIT_DIR_XATTRS, OPAQUE_MARKER, OVERLAY_OPAQUE_
 #[derive(Debug)]
 pub struct Layer {
     path: PathBuf,
-    root: OwnedFd,
+    root: SafeFd,
     dev: u64,
 }
 
 impl Layer {
     /// Opens the directory `path` as a layer root.
     pub fn open(path: &Path) -> io::Result<Layer> {
-        let root =
-            nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-                .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("{}: {e}", path.display())))?;
+        let root = SafeFd::root(path)?;
         let st = fstat(&root)?;
         Ok(Layer { path: path.to_path_buf(), root, dev: st.st_dev })
     }
@@ -50,19 +51,20 @@ impl Layer {
         self.root.as_fd()
     }
 
-    /// Opens `rel` (relative to the layer root, "" = root) with `flags`, confined to the layer.
+    /// The root directory as a [`SafeFd`].
+    pub fn root_dir(&self) -> &SafeFd {
+        &self.root
+    }
+
+    /// Opens `rel` (relative to the layer root, "" = root) with `flags`, confined to the layer
+    /// (any length: walked in pieces below PATH_MAX).
     pub fn open_at(&self, rel: &Path, flags: OFlag, mode: Mode) -> io::Result<OwnedFd> {
-        let rel: &Path = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
-        let how = OpenHow::new()
-            .flags(flags | OFlag::O_CLOEXEC)
-            .mode(mode)
-            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_SYMLINKS);
-        Ok(openat2(&self.root, rel, how)?)
+        self.root.open_beneath(rel, flags, mode)
     }
 
     /// Opens the directory `rel` for reading and *at calls.
-    pub fn open_dir(&self, rel: &Path) -> io::Result<OwnedFd> {
-        self.open_at(rel, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty())
+    pub fn open_dir(&self, rel: &Path) -> io::Result<SafeFd> {
+        self.root.dir_beneath(rel)
     }
 }
 

@@ -3,13 +3,13 @@
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use nix::dir::{Dir, Type};
 
-use super::layer::{Layer, file_type, stat_at};
+use super::layer::{Layer, SafeFd, file_type, stat_at};
 use super::stack::{Entry, Stack, is_gone};
 use crate::layer::whiteout::{hidden_name, is_overlay_whiteout_stat, is_reserved};
 
@@ -48,13 +48,6 @@ fn kind_of(t: Option<Type>) -> Option<u32> {
     })
 }
 
-fn opened(slot: &mut Option<OwnedFd>, open: impl FnOnce() -> io::Result<OwnedFd>) -> io::Result<&OwnedFd> {
-    if slot.is_none() {
-        *slot = Some(open()?);
-    }
-    slot.as_ref().ok_or_else(|| io::Error::from_raw_os_error(libc::EIO))
-}
-
 /// One layer's own view of a directory: the names it holds and the names its whiteouts hide.
 pub struct LayerDir {
     /// Its names (whiteouts left out), in on-disk order.
@@ -67,9 +60,12 @@ pub struct LayerDir {
 /// from its whiteouts (both formats). Only char devices are stat'ed: the one file type that may
 /// be a whiteout.
 pub fn read_layer_dir(layer: &Layer, index: usize, path: &Path) -> io::Result<LayerDir> {
-    let mut d = Dir::from_fd(layer.open_dir(path)?)?;
-    // A second fd of the directory for `*at` calls, opened at the first char device.
-    let mut dfd: Option<OwnedFd> = None;
+    read_dir_fd(&layer.open_dir(path)?, index)
+}
+
+/// [`read_layer_dir`] of the directory open as `dir` (a [`SafeFd`] of layer `index`).
+pub fn read_dir_fd(dir: &SafeFd, index: usize) -> io::Result<LayerDir> {
+    let mut d = Dir::from_fd(dir.reopen()?.into_owned())?;
     let mut out = LayerDir { names: Vec::new(), whiteouts: Vec::new() };
     for ent in d.iter() {
         let ent = ent?;
@@ -83,7 +79,7 @@ pub fn read_layer_dir(layer: &Layer, index: usize, path: &Path) -> io::Result<La
         }
         let kind = match kind_of(ent.file_type()) {
             Some(k) => k,
-            None => match stat_at(opened(&mut dfd, || layer.open_dir(path))?.as_fd(), name)? {
+            None => match stat_at(dir.as_fd(), name)? {
                 Some(st) if is_overlay_whiteout_stat(&st) => {
                     out.whiteouts.push(name.to_os_string());
                     continue;
@@ -104,7 +100,7 @@ pub(crate) fn merge(stack: &Stack, dir: &Entry) -> io::Result<Listing> {
     // Names hidden by whiteouts of the layers above the one being read.
     let mut hidden: HashSet<OsString> = HashSet::new();
     for &l in &dir.layers {
-        let own = match read_layer_dir(&stack.layers()[l], l, &dir.path) {
+        let own = match stack.dir_fd(l, &dir.path).and_then(|fd| read_dir_fd(&fd, l)) {
             Ok(own) => own,
             Err(e) if is_gone(&e) => continue,
             Err(e) => return Err(e),

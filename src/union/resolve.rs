@@ -29,8 +29,7 @@ impl Stack {
 
     /// Opens a regular file entry for reading (in its layer, never following a symlink).
     pub fn open_file(&self, e: &Entry) -> io::Result<File> {
-        let fd =
-            self.layers()[e.layer].open_at(&e.path, OFlag::O_RDONLY | OFlag::O_NOFOLLOW, Mode::empty())?;
+        let fd = self.open_in(e.layer, &e.path, OFlag::O_RDONLY | OFlag::O_NOFOLLOW, Mode::empty())?;
         Ok(File::from(fd))
     }
 

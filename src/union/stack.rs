@@ -9,14 +9,16 @@ use std::ffi::OsStr;
 use std::io;
 use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use lru::LruCache;
-use nix::sys::stat::FileStat;
+use nix::fcntl::OFlag;
+use nix::sys::stat::{FileStat, Mode};
 
-use super::layer::{Layer, file_type, is_dir, is_implicit_dir, is_opaque_dir, stat_at};
+use super::layer::{Layer, SafeFd, file_type, is_dir, is_implicit_dir, is_opaque_dir, stat_at};
 use super::listing::{self, ListEntry, Listing};
 use crate::layer::whiteout::{is_overlay_whiteout_stat, is_reserved, whiteout_name};
 
@@ -64,7 +66,7 @@ struct Listings {
 pub struct Stack {
     layers: Vec<Layer>,
     writable: bool,
-    dir_fds: Mutex<LruCache<(usize, PathBuf), Arc<OwnedFd>>>,
+    dir_fds: Mutex<LruCache<(usize, PathBuf), Arc<SafeFd>>>,
     listings: Mutex<Listings>,
     /// Bumped whenever a cached listing is invalidated: a listing taken at generation G still
     /// describes the tree while the generation is G.
@@ -118,16 +120,39 @@ impl Stack {
         self.writable
     }
 
-    /// A directory fd for `rel` in `layer`, cached.
-    pub fn dir_fd(&self, layer: usize, rel: &Path) -> io::Result<Arc<OwnedFd>> {
+    /// A directory fd for `rel` in `layer`, cached. Opened beneath its parent's fd when that
+    /// one is cached (the common case: lookups walk down one level at a time), else beneath the
+    /// layer root in pieces below PATH_MAX: no depth limit, and never outside the layer.
+    pub fn dir_fd(&self, layer: usize, rel: &Path) -> io::Result<Arc<SafeFd>> {
         let key = (layer, rel.to_path_buf());
-        if let Some(fd) = lock(&self.dir_fds).get(&key) {
-            return Ok(fd.clone());
-        }
+        let parent = {
+            let mut c = lock(&self.dir_fds);
+            if let Some(fd) = c.get(&key) {
+                return Ok(fd.clone());
+            }
+            match (rel.parent(), rel.file_name()) {
+                (Some(p), Some(n)) => c.get(&(layer, p.to_path_buf())).cloned().map(|fd| (fd, n)),
+                _ => None,
+            }
+        };
         let l = self.layers.get(layer).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
-        let fd = Arc::new(l.open_dir(rel)?);
+        let fd = Arc::new(match parent {
+            Some((pfd, name)) => pfd.dir_beneath(Path::new(name))?,
+            None => l.open_dir(rel)?,
+        });
         lock(&self.dir_fds).put(key, fd.clone());
         Ok(fd)
+    }
+
+    /// Opens the file `rel` of `layer` beneath its parent directory's fd (never following a
+    /// symlink, never leaving the layer).
+    pub fn open_in(&self, layer: usize, rel: &Path, flags: OFlag, mode: Mode) -> io::Result<OwnedFd> {
+        match (rel.parent(), rel.file_name()) {
+            (Some(p), Some(n)) => {
+                self.dir_fd(layer, p)?.open_beneath(Path::new(n), flags | OFlag::O_NOFOLLOW, mode)
+            }
+            _ => self.dir_fd(layer, Path::new(""))?.open_beneath(Path::new(""), flags, mode),
+        }
     }
 
     /// The root of the merged view.
@@ -332,15 +357,32 @@ impl Stack {
         }
     }
 
+    /// Forgets what is cached about the directory `path` itself (its fds and listing) and its
+    /// parent's listing: enough for a removed *empty* directory, whose children were forgotten
+    /// one by one as they went (no walk over every cached path, which a deep `rm -rf` can't
+    /// afford).
+    pub fn invalidate_dir(&self, path: &Path) {
+        {
+            let mut fds = lock(&self.dir_fds);
+            for l in 0..self.layers.len() {
+                fds.pop(&(l, path.to_path_buf()));
+            }
+        }
+        self.invalidate_listing(path);
+        if let Some(parent) = path.parent() {
+            self.invalidate_listing(parent);
+        }
+    }
+
     /// Forgets everything cached about `path` and below it (it was removed or renamed), and the
     /// listing of its parent.
     pub fn invalidate_tree(&self, path: &Path) {
         self.generation.fetch_add(1, Ordering::AcqRel);
-        lock(&self.dir_fds).retain(|(_, p), _| !p.starts_with(path));
+        lock(&self.dir_fds).retain(|(_, p), _| !is_within(p, path));
         let mut c = lock(&self.listings);
         let mut dropped = 0;
         c.lru.retain(|p, l| {
-            let keep = !p.starts_with(path);
+            let keep = !is_within(p, path);
             if !keep {
                 dropped += l.entries.len();
             }
@@ -352,6 +394,16 @@ impl Stack {
             self.invalidate_listing(parent);
         }
     }
+}
+
+/// Whether `p` is `base` or below it. Compares bytes, so a deep path that is too short is
+/// rejected at once (`Path::starts_with` walks every component).
+pub fn is_within(p: &Path, base: &Path) -> bool {
+    let (p, b) = (p.as_os_str().as_bytes(), base.as_os_str().as_bytes());
+    if b.is_empty() {
+        return true;
+    }
+    p.len() >= b.len() && p.starts_with(b) && (p.len() == b.len() || p[b.len()] == b'/')
 }
 
 /// Errors that mean "not in this layer".
