@@ -1,6 +1,7 @@
 //! The registry client against a scripted HTTP server (tests/common/fake_http.rs), for what a
 //! real registry cannot be made to do on demand: 5xx answers retried with backoff, a download cut
-//! off and resumed with a Range request, a Basic challenge answered; manifest, token and error responses larger than strata accepts.
+//! off and resumed with a Range request, a Basic challenge answered; manifest, token and error
+//! responses larger than strata accepts.
 
 mod common;
 
