@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::PathBuf;
 
 use common::images::{Member, config_for, docker_archive, oci_layout, sha256_hex, tar_of};
@@ -211,4 +212,50 @@ fn containers_runtime_state_build_cache_and_mounts_are_not_damage() {
     assert!(ok && out.contains("The store is sound."), "{out}");
     assert!(!out.contains("Errors"), "{out}");
     assert!(out.contains("Dead containers") && out.contains(&format!("up ({})", &id[..12])), "{out}");
+}
+
+#[test]
+fn a_0_0_device_in_a_layer_tree_is_only_a_long_name_whiteout() {
+    // A layer deleting a 252-byte name: unpack can only write that whiteout as a 0/0 device.
+    let long = "x".repeat(252);
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |name: &str, kind: tar::EntryType, mode: u32| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_mtime(1_600_000_000);
+        h.set_size(0);
+        b.append_data(&mut h, name, std::io::empty()).unwrap();
+    };
+    add("d/", tar::EntryType::Directory, 0o755);
+    add("d/empty", tar::EntryType::Regular, 0o644);
+    add(&format!("d/.wh.{long}"), tar::EntryType::Regular, 0o644);
+    let layer = b.into_inner().unwrap();
+    let s = Strata::new();
+    let archive = s.path("img.tar");
+    docker_archive(&archive, &[layer], None, &["wh:1"]);
+    s.ok(&["load", "-i", archive.to_str().unwrap()]);
+    let fs = layer_dirs(&s).into_iter().find(|l| l.join("fs/d/empty").exists()).unwrap().join("fs");
+    let device = std::fs::symlink_metadata(fs.join("d").join(&long)).unwrap();
+    assert!(device.file_type().is_char_device() && device.rdev() == 0, "{device:?}");
+    let (ok, out) = check(&s, &[]);
+    assert!(ok && !out.contains("Errors"), "{out}");
+
+    // The same device under a short name (in place of an empty file: names and bytes still
+    // match the record) hides a lower file by accident: damage, re-derived by --repair.
+    std::fs::remove_file(fs.join("d/empty")).unwrap();
+    nix::sys::stat::mknod(
+        &fs.join("d/empty"),
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+        0,
+    )
+    .unwrap();
+    let (ok, out) = check(&s, &[]);
+    assert!(!ok && out.contains("/d/empty is a character device 0/0"), "{out}");
+    let (ok, out) = check(&s, &["--repair"]);
+    assert!(ok && out.contains("unpacked again from blob"), "{out}");
+    assert!(std::fs::symlink_metadata(fs.join("d/empty")).unwrap().is_file());
+    let (ok, out) = check(&s, &[]);
+    assert!(ok && !out.contains("Errors"), "{out}");
 }

@@ -11,6 +11,7 @@ use anyhow::Result;
 use super::layers::{LayerExpectation, TreeSummary};
 use super::usage::dir_size;
 use super::{ImageRecord, Store, blobs::Expected, records};
+use crate::layer::whiteout::{WhiteoutForm, is_overlay_whiteout, whiteout_form};
 use crate::oci::Digest;
 use crate::oci::image::config_diff_ids;
 
@@ -106,9 +107,13 @@ impl Store {
                 Err(e) => Some(format!("{e:#}")),
                 Ok(m) if m.diff_id != l => Some(format!("its meta names layer {}", m.diff_id)),
                 Ok(_) if !fs.is_dir() => Some("its tree (fs/) is missing".to_string()),
-                Ok(m) => match (m.tree, TreeSummary::of(&fs)) {
+                Ok(m) => match (m.tree, tree_and_stray_whiteouts(&fs)) {
                     (_, Err(e)) => Some(format!("its tree is unreadable: {e:#}")),
-                    (Some(want), Ok(got)) if want != got => Some(format!(
+                    (_, Ok((_, Some(stray)))) => Some(format!(
+                        "{stray} is a character device 0/0 (an overlayfs whiteout) but only a name of \
+                         252-255 bytes is stored that way (others are .wh. files)"
+                    )),
+                    (Some(want), Ok((got, None))) if want != got => Some(format!(
                         "its tree has {} names and {} bytes of files, {} and {} when stored",
                         got.names, got.bytes, want.names, want.bytes
                     )),
@@ -469,6 +474,22 @@ fn image_problems(store: &Store, img: &ImageRecord, good: &HashSet<Digest>) -> V
         Err(e) => out.push(format!("its config: {e:#}")),
     }
     out
+}
+
+/// A layer tree's summary, and the first 0/0 character device in it that is not a whiteout of
+/// a long name (unpack writes `.wh.` files for all others: such a device hides a lower file by
+/// accident). The rule is whiteout.rs's [`whiteout_form`].
+fn tree_and_stray_whiteouts(fs: &std::path::Path) -> Result<(TreeSummary, Option<String>)> {
+    let mut stray = None;
+    let sum = TreeSummary::walk(fs, |path, m| {
+        let device = is_overlay_whiteout(m);
+        let name = path.file_name().unwrap_or_default();
+        if device && stray.is_none() && whiteout_form(name) != WhiteoutForm::Device {
+            let inside = path.strip_prefix(fs).unwrap_or(path);
+            stray = Some(format!("/{}", inside.display()));
+        }
+    })?;
+    Ok((sum, stray))
 }
 
 /// Names in `dir` that are not a digest (what `list_layers` skips).
