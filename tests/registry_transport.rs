@@ -174,3 +174,15 @@ fn a_huge_error_body_is_not_buffered() {
     let err = format!("{:#}", fetch_manifest(&srv).unwrap_err());
     assert!(err.contains("404"), "{err}");
 }
+
+#[test]
+fn a_pull_of_an_oversized_manifest_fails_fast_and_stores_nothing() {
+    let srv = FakeServer::start(vec![probe(), chunked("200 OK", &[MANIFEST_TYPE], 16 << 20)]);
+    let s = common::strata::Strata::new();
+    common::strata::store_with_image(&s);
+    let before = s.snapshot();
+    let err = s.fails(&["pull", &format!("{}/x:t", srv.host())]);
+    assert!(err.contains("the manifest") && err.contains(MANIFEST_LIMIT), "{err} {:?}", srv.requests());
+    assert_eq!(s.snapshot(), before, "the failed pull changed the store");
+    assert_eq!(common::images::tmp_leftovers(&s.root()), Vec::<std::ffi::OsString>::new());
+}
