@@ -1,6 +1,7 @@
 //! The registry client against a scripted HTTP server (tests/common/fake_http.rs), for what a
 //! real registry cannot be made to do on demand: 5xx answers retried with backoff, a download cut
-//! off and resumed with a Range request, a Basic challenge answered.
+//! off and resumed with a Range request, a Basic challenge answered; manifest, token and error
+//! responses larger than strata accepts.
 
 mod common;
 
@@ -99,4 +100,89 @@ fn basic_challenge_is_answered_with_credentials() {
     let client = Client::new(&srv.host(), &opts).unwrap();
     client.send_expect(&Request::new("GET", "/v2/", ""), &[200]).unwrap();
     assert!(srv.requests()[2].contains("Basic dTpw"), "{:?}", srv.requests());
+}
+
+/// A chunked response (no Content-Length) streaming `len` bytes of JSON-looking filler, so only
+/// a reader that stops at its limit ends before the stream does.
+fn chunked(status: &str, headers: &[(&str, &str)], len: usize) -> Vec<u8> {
+    let mut out = format!("HTTP/1.1 {status}\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n");
+    for (k, v) in headers {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    out.push_str("\r\n");
+    let mut bytes = out.into_bytes();
+    let piece = vec![b' '; 64 << 10];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(piece.len());
+        bytes.extend_from_slice(format!("{n:x}\r\n").as_bytes());
+        bytes.extend_from_slice(&piece[..n]);
+        bytes.extend_from_slice(b"\r\n");
+        left -= n;
+    }
+    bytes.extend_from_slice(b"0\r\n\r\n");
+    bytes
+}
+
+const MANIFEST_LIMIT: &str = "4194304 bytes";
+const MANIFEST_TYPE: (&str, &str) = ("Content-Type", "application/vnd.oci.image.manifest.v1+json");
+
+fn fetch_manifest(srv: &FakeServer) -> anyhow::Result<strata::registry::resolve::Fetched> {
+    let client = Client::new(&srv.host(), &quick()).unwrap();
+    strata::registry::resolve::fetch(&client, "x", "t", None, "")
+}
+
+#[test]
+fn a_manifest_declaring_more_than_the_limit_is_refused_before_reading() {
+    // Claims 5 GiB and sends nothing: only the Content-Length check can end this at once.
+    let srv = FakeServer::start(vec![probe(), truncated("200 OK", &[MANIFEST_TYPE], b"", 5 << 30)]);
+    let started = std::time::Instant::now();
+    let err = format!("{:#}", fetch_manifest(&srv).unwrap_err());
+    assert!(err.contains("the manifest") && err.contains(MANIFEST_LIMIT), "{err}");
+    assert!(err.contains(&(5u64 << 30).to_string()), "names the declared size: {err}");
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+}
+
+#[test]
+fn a_chunked_manifest_streaming_past_the_limit_is_cut_off() {
+    // No Content-Length: the reader must stop at the limit and say so, not buffer 16 MiB.
+    let srv = FakeServer::start(vec![probe(), chunked("200 OK", &[MANIFEST_TYPE], 16 << 20)]);
+    let err = format!("{:#}", fetch_manifest(&srv).unwrap_err());
+    assert!(err.contains("the manifest") && err.contains(MANIFEST_LIMIT), "{err}");
+}
+
+#[test]
+fn a_token_response_streaming_past_the_limit_is_refused_with_its_name() {
+    // The challenge's realm is the fake server itself: its next connection is the token request.
+    let srv = FakeServer::start_with(|port| {
+        let realm = format!(r#"Bearer realm="http://127.0.0.1:{port}/token",service="x""#);
+        vec![
+            probe(),
+            reply("401 Unauthorized", &[("WWW-Authenticate", &realm)], b""),
+            chunked("200 OK", &[("Content-Type", "application/json")], 16 << 20),
+        ]
+    });
+    let err = format!("{:#}", fetch_manifest(&srv).unwrap_err());
+    assert!(err.contains("token from") && err.contains("1048576 bytes"), "{err}");
+    assert!(srv.requests()[2].starts_with("GET /token"), "{:?}", srv.requests());
+}
+
+#[test]
+fn a_huge_error_body_is_not_buffered() {
+    // A 404 whose body streams 16 MiB: the error is the status, read from a bounded prefix.
+    let srv = FakeServer::start(vec![probe(), chunked("404 Not Found", &[], 16 << 20)]);
+    let err = format!("{:#}", fetch_manifest(&srv).unwrap_err());
+    assert!(err.contains("404"), "{err}");
+}
+
+#[test]
+fn a_pull_of_an_oversized_manifest_fails_fast_and_stores_nothing() {
+    let srv = FakeServer::start(vec![probe(), chunked("200 OK", &[MANIFEST_TYPE], 16 << 20)]);
+    let s = common::strata::Strata::new();
+    common::strata::store_with_image(&s);
+    let before = s.snapshot();
+    let err = s.fails(&["pull", &format!("{}/x:t", srv.host())]);
+    assert!(err.contains("the manifest") && err.contains(MANIFEST_LIMIT), "{err} {:?}", srv.requests());
+    assert_eq!(s.snapshot(), before, "the failed pull changed the store");
+    assert_eq!(common::images::tmp_leftovers(&s.root()), Vec::<std::ffi::OsString>::new());
 }

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::PathBuf;
 
 use common::images::{Member, config_for, docker_archive, oci_layout, sha256_hex, tar_of};
@@ -142,4 +143,119 @@ fn reloading_an_image_with_another_manifest_leaves_no_old_manifest() {
     assert_eq!(second.len(), 3, "config, layer and one manifest: {second:?} (first load: {first:?})");
     let (ok, out) = check(&s, &[]);
     assert!(ok && !out.contains("Leftovers"), "{out}");
+}
+
+/// Unmounts on drop, so a failing test leaves no mount behind.
+struct Mounted<'a>(&'a Strata, PathBuf);
+
+impl Drop for Mounted<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.run(&["umount", self.1.to_str().unwrap()]);
+        if common::mount::is_mounted(&self.1) {
+            let _ = std::process::Command::new("umount").arg("-l").arg(&self.1).status();
+        }
+    }
+}
+
+#[test]
+fn containers_runtime_state_build_cache_and_mounts_are_not_damage() {
+    // `run` and `build` need a runtime and FUSE; under CI=true their absence fails (runtime_ready).
+    if !common::run::runtime_ready("runc") {
+        return;
+    }
+    assert!(common::mount::fuse_ready(), "this test needs /dev/fuse and root");
+    let s = Strata::new();
+    let _c = common::run::Cleanup(&s);
+    common::run::busybox_image(&s, "bb:1", &[]);
+    s.ok(&["create", "--name", "made", "bb:1", "true"]);
+    let id = common::run::run_code(&s, &["run", "-d", "--name", "up", "bb:1", "sleep", "100"], 0);
+    let id = id.trim().to_string();
+    common::run::run_code(&s, &["run", "--name", "done", "bb:1", "true"], 0);
+    let ctx = common::build::context(
+        &s,
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM bb:1\nRUN --mount=type=cache,target=/c echo hi > /c/x && echo built > /built\n",
+        )],
+    );
+    common::build::build_ok(&s, &["-t", "built:1", ctx.to_str().unwrap()]);
+    let at = s.path("mnt");
+    std::fs::create_dir_all(&at).unwrap();
+    s.ok(&["mount", "made", at.to_str().unwrap()]);
+    let _m = Mounted(&s, at.clone());
+
+    // What these commands leave must be there, or this test checks nothing.
+    let root = s.root();
+    for p in ["runtime/runc", "builder/cache", "builder/mounts"] {
+        assert!(root.join(p).is_dir(), "{p} is missing: the layout changed under this test");
+    }
+    let dir = root.join("containers").join(&id);
+    for f in ["rootfs", "config.json", "hosts", "hostname", "resolv.conf", "log", "state.json", "lock"] {
+        assert!(dir.join(f).exists(), "containers/<id>/{f} is missing: the layout changed under this test");
+    }
+    let (ok, out) = check(&s, &[]);
+    assert!(ok && out.contains("The store is sound."), "{out}");
+    assert!(!out.contains("Leftovers") && !out.contains("Errors"), "{out}");
+    assert!(out.contains("3 containers") && out.contains("2 mounts"), "{out}");
+
+    // A monitor killed with -9: the container is Dead, which is a state, not damage.
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap();
+    let pid = state["monitor_pid"].as_i64().unwrap() as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    common::run::eventually("the monitor gone", || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |st| st.contains(") Z"))
+    });
+    assert!(s.ok(&["ps", "-a"]).contains("Dead"));
+    let (ok, out) = check(&s, &[]);
+    assert!(ok && out.contains("The store is sound."), "{out}");
+    assert!(!out.contains("Errors"), "{out}");
+    assert!(out.contains("Dead containers") && out.contains(&format!("up ({})", &id[..12])), "{out}");
+}
+
+#[test]
+fn a_0_0_device_in_a_layer_tree_is_only_a_long_name_whiteout() {
+    // A layer deleting a 252-byte name: unpack can only write that whiteout as a 0/0 device.
+    let long = "x".repeat(252);
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |name: &str, kind: tar::EntryType, mode: u32| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_mtime(1_600_000_000);
+        h.set_size(0);
+        b.append_data(&mut h, name, std::io::empty()).unwrap();
+    };
+    add("d/", tar::EntryType::Directory, 0o755);
+    add("d/empty", tar::EntryType::Regular, 0o644);
+    add(&format!("d/.wh.{long}"), tar::EntryType::Regular, 0o644);
+    let layer = b.into_inner().unwrap();
+    let s = Strata::new();
+    let archive = s.path("img.tar");
+    docker_archive(&archive, &[layer], None, &["wh:1"]);
+    s.ok(&["load", "-i", archive.to_str().unwrap()]);
+    let fs = layer_dirs(&s).into_iter().find(|l| l.join("fs/d/empty").exists()).unwrap().join("fs");
+    let device = std::fs::symlink_metadata(fs.join("d").join(&long)).unwrap();
+    assert!(device.file_type().is_char_device() && device.rdev() == 0, "{device:?}");
+    let (ok, out) = check(&s, &[]);
+    assert!(ok && !out.contains("Errors"), "{out}");
+
+    // The same device under a short name (in place of an empty file: names and bytes still
+    // match the record) hides a lower file by accident: damage, re-derived by --repair.
+    std::fs::remove_file(fs.join("d/empty")).unwrap();
+    nix::sys::stat::mknod(
+        &fs.join("d/empty"),
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+        0,
+    )
+    .unwrap();
+    let (ok, out) = check(&s, &[]);
+    assert!(!ok && out.contains("/d/empty is a character device 0/0"), "{out}");
+    let (ok, out) = check(&s, &["--repair"]);
+    assert!(ok && out.contains("unpacked again from blob"), "{out}");
+    assert!(std::fs::symlink_metadata(fs.join("d/empty")).unwrap().is_file());
+    let (ok, out) = check(&s, &[]);
+    assert!(ok && !out.contains("Errors"), "{out}");
 }

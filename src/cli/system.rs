@@ -29,6 +29,12 @@ pub fn check(g: &Global, a: CheckArgs) -> Result<ExitCode> {
         "Checked {} blobs, {} layers, {} images, {} tags, {} containers, {} mounts",
         r.blobs, r.layers, r.images, r.tags, r.containers, r.mounts
     )?;
+    if !r.dead.is_empty() {
+        writeln!(out, "\nDead containers (their monitor is gone; `strata start` or `strata rm` them):")?;
+        for d in &r.dead {
+            writeln!(out, "  {d}")?;
+        }
+    }
     if !r.problems.is_empty() {
         writeln!(out, "\nErrors:")?;
         for p in &r.problems {

@@ -9,9 +9,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use super::challenge::{self, Challenge};
+use super::client::Client;
 use super::credentials::Credentials;
 use super::endpoint::{percent_encode, with_query};
 use super::errors::StatusError;
+
+/// A token answer is a small JSON document; a registry streaming more is refused, not buffered.
+const MAX_TOKEN_RESPONSE: u64 = 1 << 20;
 
 pub struct Auth {
     registry: String,
@@ -142,8 +146,9 @@ impl Auth {
         let what = || format!("token from {realm} for {}", self.registry);
         let mut resp = agent.run(req).with_context(|| format!("cannot get a {}", what()))?;
         let status = resp.status().as_u16();
-        let body = resp.body_mut().with_config().limit(1 << 20).read_to_vec().unwrap_or_default();
         if status != 200 {
+            // An error body only feeds the message: its first bytes are enough.
+            let body = resp.body_mut().with_config().limit(64 << 10).read_to_vec().unwrap_or_default();
             let err = StatusError::new(status, &body);
             let err = match (status, &self.creds) {
                 (401 | 403, Some(_)) => err.with_hint("incorrect username or password?"),
@@ -152,6 +157,7 @@ impl Auth {
             };
             return Err(err).with_context(what);
         }
+        let body = Client::read_small(resp, MAX_TOKEN_RESPONSE, &format!("the {}", what()))?;
         #[derive(serde::Deserialize)]
         struct Resp {
             token: Option<String>,

@@ -11,6 +11,7 @@ use anyhow::Result;
 use super::layers::{LayerExpectation, TreeSummary};
 use super::usage::dir_size;
 use super::{ImageRecord, Store, blobs::Expected, records};
+use crate::layer::whiteout::{WhiteoutForm, is_overlay_whiteout, whiteout_form};
 use crate::oci::Digest;
 use crate::oci::image::config_diff_ids;
 
@@ -43,6 +44,9 @@ pub struct Report {
     pub tags: usize,
     pub containers: usize,
     pub mounts: usize,
+    /// Containers recorded as running whose monitor is gone (`ps` says Dead): a state that
+    /// `start` or `rm` ends, not damage.
+    pub dead: Vec<String>,
     pub problems: Vec<Problem>,
     pub leftovers: Vec<Leftover>,
 }
@@ -103,9 +107,13 @@ impl Store {
                 Err(e) => Some(format!("{e:#}")),
                 Ok(m) if m.diff_id != l => Some(format!("its meta names layer {}", m.diff_id)),
                 Ok(_) if !fs.is_dir() => Some("its tree (fs/) is missing".to_string()),
-                Ok(m) => match (m.tree, TreeSummary::of(&fs)) {
+                Ok(m) => match (m.tree, tree_and_stray_whiteouts(&fs)) {
                     (_, Err(e)) => Some(format!("its tree is unreadable: {e:#}")),
-                    (Some(want), Ok(got)) if want != got => Some(format!(
+                    (_, Ok((_, Some(stray)))) => Some(format!(
+                        "{stray} is a character device 0/0 (an overlayfs whiteout) but only a name of \
+                         252-255 bytes is stored that way (others are .wh. files)"
+                    )),
+                    (Some(want), Ok((got, None))) if want != got => Some(format!(
                         "its tree has {} names and {} bytes of files, {} and {} when stored",
                         got.names, got.bytes, want.names, want.bytes
                     )),
@@ -234,9 +242,13 @@ impl Store {
             let meta = e.path().join("meta.json");
             let rec = records::read_optional::<super::containers::ContainerRecord>(&meta);
             match rec {
-                Ok(Some(c)) => {
+                Ok(Some(mut c)) => {
                     r.containers += 1;
                     let subject = format!("container {}", &name[..name.len().min(12)]);
+                    c.state = records::read_runtime(&e.path().join("state.json"));
+                    if crate::container::status::status(&c) == crate::container::status::Status::Dead {
+                        r.dead.push(format!("{} ({})", c.name, &name[..name.len().min(12)]));
+                    }
                     if c.id != name {
                         r.problem(&subject, format!("its record names container {:?}", c.id));
                     }
@@ -462,6 +474,22 @@ fn image_problems(store: &Store, img: &ImageRecord, good: &HashSet<Digest>) -> V
         Err(e) => out.push(format!("its config: {e:#}")),
     }
     out
+}
+
+/// A layer tree's summary, and the first 0/0 character device in it that is not a whiteout of
+/// a long name (unpack writes `.wh.` files for all others: such a device hides a lower file by
+/// accident). The rule is whiteout.rs's [`whiteout_form`].
+fn tree_and_stray_whiteouts(fs: &std::path::Path) -> Result<(TreeSummary, Option<String>)> {
+    let mut stray = None;
+    let sum = TreeSummary::walk(fs, |path, m| {
+        let device = is_overlay_whiteout(m);
+        let name = path.file_name().unwrap_or_default();
+        if device && stray.is_none() && whiteout_form(name) != WhiteoutForm::Device {
+            let inside = path.strip_prefix(fs).unwrap_or(path);
+            stray = Some(format!("/{}", inside.display()));
+        }
+    })?;
+    Ok((sum, stray))
 }
 
 /// Names in `dir` that are not a digest (what `list_layers` skips).

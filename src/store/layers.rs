@@ -38,6 +38,14 @@ pub struct TreeSummary {
 impl TreeSummary {
     /// Walks `dir` without following symlinks.
     pub fn of(dir: &std::path::Path) -> Result<TreeSummary> {
+        TreeSummary::walk(dir, |_, _| {})
+    }
+
+    /// `of`, showing each entry (its path and metadata) to `visit` on the way.
+    pub fn walk(
+        dir: &std::path::Path,
+        mut visit: impl FnMut(&std::path::Path, &std::fs::Metadata),
+    ) -> Result<TreeSummary> {
         use std::os::unix::fs::MetadataExt;
         let mut seen = std::collections::HashSet::new();
         let mut sum = TreeSummary { names: 0, bytes: 0 };
@@ -47,6 +55,7 @@ impl TreeSummary {
                 let e = e.with_context(|| format!("cannot read {}", d.display()))?;
                 let m = e.metadata().with_context(|| format!("cannot stat {}", e.path().display()))?;
                 sum.names += 1;
+                visit(&e.path(), &m);
                 if m.is_dir() {
                     todo.push(e.path());
                 } else if m.is_file() && (m.nlink() == 1 || seen.insert((m.dev(), m.ino()))) {

@@ -17,8 +17,14 @@ pub struct FakeServer {
 impl FakeServer {
     /// Serves `replies` one per connection, then stops.
     pub fn start(replies: Vec<Vec<u8>>) -> FakeServer {
+        FakeServer::start_with(|_| replies)
+    }
+
+    /// Like `start`, for a script that names the server's own port (a token realm, a redirect).
+    pub fn start_with(script: impl FnOnce(u16) -> Vec<Vec<u8>>) -> FakeServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
+        let replies = script(port);
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
         let thread = std::thread::spawn(move || {
