@@ -8,6 +8,7 @@ use clap::Args;
 
 use super::output::human_size;
 use super::{Global, open_store};
+use crate::container::status::{self, Status};
 use crate::store::LockMode;
 use crate::store::check::totals;
 
@@ -29,9 +30,17 @@ pub fn check(g: &Global, a: CheckArgs) -> Result<ExitCode> {
         "Checked {} blobs, {} layers, {} images, {} tags, {} containers, {} mounts",
         r.blobs, r.layers, r.images, r.tags, r.containers, r.mounts
     )?;
-    if !r.dead.is_empty() {
+    // Recorded as running with their monitor gone (`ps` says Dead): a state that `start` or `rm`
+    // ends, not damage to the store, so it is told apart here and not in the store's report.
+    let dead: Vec<String> = store
+        .containers()?
+        .iter()
+        .filter(|c| status::status(c) == Status::Dead)
+        .map(|c| format!("{} ({})", c.name, c.short_id()))
+        .collect();
+    if !dead.is_empty() {
         writeln!(out, "\nDead containers (their monitor is gone; `strata start` or `strata rm` them):")?;
-        for d in &r.dead {
+        for d in &dead {
             writeln!(out, "  {d}")?;
         }
     }

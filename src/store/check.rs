@@ -44,9 +44,6 @@ pub struct Report {
     pub tags: usize,
     pub containers: usize,
     pub mounts: usize,
-    /// Containers recorded as running whose monitor is gone (`ps` says Dead): a state that
-    /// `start` or `rm` ends, not damage.
-    pub dead: Vec<String>,
     pub problems: Vec<Problem>,
     pub leftovers: Vec<Leftover>,
 }
@@ -242,13 +239,9 @@ impl Store {
             let meta = e.path().join("meta.json");
             let rec = records::read_optional::<super::containers::ContainerRecord>(&meta);
             match rec {
-                Ok(Some(mut c)) => {
+                Ok(Some(c)) => {
                     r.containers += 1;
                     let subject = format!("container {}", &name[..name.len().min(12)]);
-                    c.state = records::read_runtime(&e.path().join("state.json"));
-                    if crate::container::status::status(&c) == crate::container::status::Status::Dead {
-                        r.dead.push(format!("{} ({})", c.name, &name[..name.len().min(12)]));
-                    }
                     if c.id != name {
                         r.problem(&subject, format!("its record names container {:?}", c.id));
                     }
