@@ -16,7 +16,7 @@
 //! `STRATA_PROP_SEED=<seed> STRATA_PROP_STEPS=500` to replay that round
 //! (`STRATA_PROP_LOG=FILE` writes its layers and every step there). Operations that hit known
 //! divergences are kept out of the generator (see [`Limits`]); `STRATA_PROP_ALL=1` lets them in
-//! (`STRATA_PROP_ALL=setid,exchange,nlink,umask` some of them).
+//! (`STRATA_PROP_ALL=exchange,nlink` some of them).
 
 mod common;
 
@@ -289,9 +289,8 @@ enum Op {
 
 /// Modes new files are created with.
 const CREATE_MODES: [u32; 6] = [0o644, 0o600, 0o755, 0o640, 0o444, 0o666];
-/// Kept out (unless STRATA_PROP_ALL), for fscore's item 3: the daemon's chown after creation
-/// clears setuid/setgid, `open(O_CREAT, 04755)` gives 0755 on strata, 04755 on kernel overlayfs.
-/// (`STRATA_PROP_ALL=setid STRATA_PROP_SEED=12`: step 52.)
+/// Setuid/setgid modes for new files (a chown after creation once cleared them on strata:
+/// seed 12, step 52).
 const CREATE_SETID_MODES: [u32; 2] = [0o4755, 0o2755];
 const MKDIR_MODES: [u32; 4] = [0o755, 0o700, 0o1777, 0o2775];
 const CHMOD_MODES: [u32; 8] = [0o644, 0o600, 0o755, 0o4755, 0o2755, 0o1777, 0o000, 0o700];
@@ -300,8 +299,6 @@ const XATTRS: [&str; 2] = ["user.x", "user.y"];
 /// What a round's generator leaves out, for divergences in fscore's area (see each use).
 #[derive(Clone, Copy, Debug)]
 struct Limits {
-    /// Files created with setuid/setgid bits ([`CREATE_SETID_MODES`]).
-    setid: bool,
     /// RENAME_EXCHANGE. Kept out when the lowers have hard links: with a lower file `c` whose
     /// other names are `b/x` and `d/y`, `renameat2(d, b, RENAME_EXCHANGE)` answers EEXIST on
     /// strata (copying up `d` links `b/x` up, which copies up `b`; do_rename then copies up `b`
@@ -381,7 +378,7 @@ fn random_op(r: &mut Rng, limits: Limits, known: &[(String, bool)]) -> Op {
     match r.below(100) {
         0..=11 => Op::Create {
             p: if r.chance(50) { new } else { file },
-            mode: if limits.setid && r.chance(20) {
+            mode: if r.chance(20) {
                 Oct(r.pick(&CREATE_SETID_MODES))
             } else {
                 Oct(r.pick(&CREATE_MODES))
@@ -647,16 +644,16 @@ fn round(seed: u64, steps: usize) {
     let mut r = Rng::new(seed);
     let mut layers = String::new();
     let mut merged = BTreeMap::new();
-    // STRATA_PROP_ALL=1 lets everything in, STRATA_PROP_ALL=setid,exchange,nlink,umask some of it
+    // STRATA_PROP_ALL=1 lets everything in, STRATA_PROP_ALL=exchange,nlink some of it
     // (to see whether the known divergences are gone).
     let all_env = std::env::var("STRATA_PROP_ALL").unwrap_or_default();
     let let_in = |what: &str| all_env == "1" || all_env.split(',').any(|w| w == what);
-    let mut limits = Limits { setid: let_in("setid"), exchange: true, nlink: true };
+    let mut limits = Limits { exchange: true, nlink: true };
     for (i, upper, top) in [(3, false, false), (2, true, false), (1, true, true)] {
         let layer = random_layer(&mut r, upper, top, &merged);
         merged = merge(&merged, &layer);
         if layer.values().any(|e| matches!(e, Lower::HardLink(_))) {
-            limits = Limits { setid: limits.setid, exchange: let_in("exchange"), nlink: let_in("nlink") };
+            limits = Limits { exchange: let_in("exchange"), nlink: let_in("nlink") };
         }
         layers.push_str(&format!("layer l{i}: {layer:?}\n"));
         let k = s.p(&format!("k{i}"));
@@ -684,13 +681,10 @@ fn round(seed: u64, steps: usize) {
     )
     .expect("kernel overlayfs (the reference) must mount here");
     let _k = KernelOverlay(kmnt.clone());
-    // The daemon's own umask is the callers' (022). Kept out (unless STRATA_PROP_ALL=umask), for
-    // fscore's item 3: a daemon started under another umask (077 here) applies it again to what
-    // it creates, kernel overlayfs only the caller's (`STRATA_PROP_ALL=umask`, seed 12, step 16:
-    // mkdir 02775 gives 0700 on strata, 0755 on kernel overlayfs).
-    if let_in("umask") {
-        nix::sys::stat::umask(Mode::from_bits_truncate(0o077));
-    }
+    // The daemon starts under another umask (077) than its callers (022): only the caller's may
+    // apply, as on kernel overlayfs (it once applied twice: seed 12, step 16, mkdir 02775 gave
+    // 0700 on strata, 0755 on kernel overlayfs).
+    nix::sys::stat::umask(Mode::from_bits_truncate(0o077));
     let mut m = s.mount_rw(3);
     nix::sys::stat::umask(Mode::from_bits_truncate(0o022));
     let mut log: Vec<String> = Vec::new();
