@@ -16,7 +16,7 @@
 //! `STRATA_PROP_SEED=<seed> STRATA_PROP_STEPS=500` to replay that round
 //! (`STRATA_PROP_LOG=FILE` writes its layers and every step there). Operations that hit known
 //! divergences are kept out of the generator (see [`Limits`]); `STRATA_PROP_ALL=1` lets them in
-//! (`STRATA_PROP_ALL=exchange,nlink` some of them).
+//! (`STRATA_PROP_ALL=nlink`).
 
 mod common;
 
@@ -299,12 +299,6 @@ const XATTRS: [&str; 2] = ["user.x", "user.y"];
 /// What a round's generator leaves out, for divergences in fscore's area (see each use).
 #[derive(Clone, Copy, Debug)]
 struct Limits {
-    /// RENAME_EXCHANGE. Kept out when the lowers have hard links: with a lower file `c` whose
-    /// other names are `b/x` and `d/y`, `renameat2(d, b, RENAME_EXCHANGE)` answers EEXIST on
-    /// strata (copying up `d` links `b/x` up, which copies up `b`; do_rename then copies up `b`
-    /// again from its stale entry), OK on kernel overlayfs (seed 108, step 7 of the first version
-    /// of this test; reproduced by hand).
-    exchange: bool,
     /// st_nlink of non-directories. Not compared when the lowers have hard links: strata counts
     /// a lower file's names as the lower layer does until copy-up, then the names it sees,
     /// where kernel overlayfs (index=on) keeps its own count. Unlinking one name of a lower
@@ -371,18 +365,14 @@ fn suited(r: &mut Rng, known: &[(String, bool)], kind: Option<bool>) -> String {
     }
 }
 
-fn random_op(r: &mut Rng, limits: Limits, known: &[(String, bool)]) -> Op {
+fn random_op(r: &mut Rng, known: &[(String, bool)]) -> Op {
     let p = pick_path(r, known);
     let (file, dir, new) =
         (suited(r, known, Some(false)), suited(r, known, Some(true)), suited(r, known, None));
     match r.below(100) {
         0..=11 => Op::Create {
             p: if r.chance(50) { new } else { file },
-            mode: if r.chance(20) {
-                Oct(r.pick(&CREATE_SETID_MODES))
-            } else {
-                Oct(r.pick(&CREATE_MODES))
-            },
+            mode: if r.chance(20) { Oct(r.pick(&CREATE_SETID_MODES)) } else { Oct(r.pick(&CREATE_MODES)) },
             excl: r.chance(50),
             trunc: r.chance(30),
             data: r.text(48),
@@ -396,7 +386,7 @@ fn random_op(r: &mut Rng, limits: Limits, known: &[(String, bool)]) -> Op {
         55..=66 => {
             let flags = match r.below(6) {
                 0 => libc::RENAME_NOREPLACE,
-                1 if limits.exchange => libc::RENAME_EXCHANGE,
+                1 => libc::RENAME_EXCHANGE,
                 _ => 0,
             };
             Op::Rename { a: p, b: pick_path(r, known), flags }
@@ -644,16 +634,16 @@ fn round(seed: u64, steps: usize) {
     let mut r = Rng::new(seed);
     let mut layers = String::new();
     let mut merged = BTreeMap::new();
-    // STRATA_PROP_ALL=1 lets everything in, STRATA_PROP_ALL=exchange,nlink some of it
+    // STRATA_PROP_ALL=1 (or nlink) lets the known divergence in
     // (to see whether the known divergences are gone).
     let all_env = std::env::var("STRATA_PROP_ALL").unwrap_or_default();
     let let_in = |what: &str| all_env == "1" || all_env.split(',').any(|w| w == what);
-    let mut limits = Limits { exchange: true, nlink: true };
+    let mut limits = Limits { nlink: true };
     for (i, upper, top) in [(3, false, false), (2, true, false), (1, true, true)] {
         let layer = random_layer(&mut r, upper, top, &merged);
         merged = merge(&merged, &layer);
         if layer.values().any(|e| matches!(e, Lower::HardLink(_))) {
-            limits = Limits { exchange: let_in("exchange"), nlink: let_in("nlink") };
+            limits = Limits { nlink: let_in("nlink") };
         }
         layers.push_str(&format!("layer l{i}: {layer:?}\n"));
         let k = s.p(&format!("k{i}"));
@@ -717,7 +707,7 @@ fn round(seed: u64, steps: usize) {
         if step % 10 == 0 {
             known = known_paths(&kmnt);
         }
-        let op = random_op(&mut r, limits, &known);
+        let op = random_op(&mut r, &known);
         let want = apply(&kmnt, &op, limits);
         if matches!((&op, &want.0), (Op::Rename { .. }, Err(libc::EXDEV))) {
             // Kernel overlayfs can't record this directory rename (the redirect path of a deep

@@ -81,3 +81,25 @@ fn rename_files_replace_noreplace_exchange() {
     assert_eq!(names(&m.path("empty_target")), ["old"]);
     assert_eq!(fs::read_to_string(m.path("target")).unwrap(), "n");
 }
+
+/// RENAME_EXCHANGE of two lower directories that hold names of one hard-linked lower file: copying
+/// the first up links the other's name up too, which copies the second directory up; the exchange
+/// must then use the second as it is now, not copy it up again (was EEXIST; kernel overlayfs: 0).
+#[test]
+fn exchange_of_directories_sharing_a_hard_linked_file() {
+    let Some(s) = Scratch::for_fuse(1) else { return };
+    s.write("l1/c", "shared");
+    for d in ["b", "d"] {
+        fs::create_dir(s.p(&format!("l1/{d}"))).unwrap();
+    }
+    fs::hard_link(s.p("l1/c"), s.p("l1/b/x")).unwrap();
+    fs::hard_link(s.p("l1/c"), s.p("l1/d/y")).unwrap();
+    let mut m = s.mount_rw(1);
+    renameat2(AT_FDCWD, &m.path("d"), AT_FDCWD, &m.path("b"), RenameFlags::RENAME_EXCHANGE)
+        .expect("exchange of two lower directories");
+    assert_eq!(names(&m.path("b")), ["y"]);
+    assert_eq!(names(&m.path("d")), ["x"]);
+    assert_eq!(fs::read_to_string(m.path("b/y")).unwrap(), "shared");
+    assert_eq!(fs::metadata(m.path("b/y")).unwrap().ino(), fs::metadata(m.path("d/x")).unwrap().ino());
+    m.unmount();
+}

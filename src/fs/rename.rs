@@ -71,10 +71,11 @@ impl StrataFs {
         let src_ino = self.st_ino(&src);
         let dst_ino = dst.as_ref().map(|d| self.st_ino(d));
         self.copy_up_tree(&src)?;
-        if exchange {
-            if let Some(d) = &dst {
-                self.copy_up_tree(d)?;
-            }
+        if exchange && dst.is_some() {
+            // Copying `src` up may have copied `dst` up already (a hard-linked lower file with
+            // names in both): copy up what the name shows now, not the entry seen before.
+            let d = self.child(&self.lookup_path(&npe.path)?, newname)?.ok_or(Errno::ENOENT)?;
+            self.copy_up_tree(&d)?;
         }
         let (pe, pfd) = self.writable_dir(&self.lookup_path(&pe.path)?)?;
         let (npe, npfd) = self.writable_dir(&self.lookup_path(&npe.path)?)?;
