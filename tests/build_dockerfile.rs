@@ -535,12 +535,14 @@ RUN echo new > /d/sub/new && echo changed again >> /d/change && rm /d/gone /d/{l
         build_with(&s, &["--log-level", "info", "-q", "-t", "moved:1", ctx.to_str().unwrap()], &epoch, None);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    // The files were moved, not written again: the non-empty regular files with one link
-    // (first RUN: keep gone long change big; second: new change a/b no (two links) suid owned).
+    // The files were moved, not written again: the regular files with one link (first RUN: keep
+    // gone f long change big; second: new change suid owned empty fresh and the opaque marker
+    // of /opq, not a and b (two links) nor the whiteouts (links of one file in the container's
+    // work dir).
     let moved: Vec<&str> = err.lines().filter(|l| l.contains(" entries moved from ")).collect();
     assert_eq!(moved.len(), 2, "{err}");
     assert!(moved[0].contains(": 6 of "), "{moved:?}");
-    assert!(moved[1].contains(": 5 of "), "{moved:?}");
+    assert!(moved[1].contains(": 7 of "), "{moved:?}");
 
     let t = tree(&s, "moved:1");
     assert_eq!(t["d/change"].4, "changed\nchanged again\n");
@@ -572,6 +574,13 @@ RUN echo new > /d/sub/new && echo changed again >> /d/change && rm /d/gone /d/{l
         compared += 1;
     }
     assert_eq!(compared, 3, "the base layer and two RUN layers");
+    let diff_ids = common::build::config(&s, "moved:1")["rootfs"]["diff_ids"].clone();
+    let last = diff_ids[2].as_str().unwrap().trim_start_matches("sha256:").to_string();
+    let fs = root.join("layers").join(last).join("fs");
+    assert!(fs.join("opq/.wh..wh..opq").is_file(), "the opaque marker is in the layer");
+    let long_whiteout = std::fs::symlink_metadata(fs.join("d").join(&long)).unwrap();
+    assert!(std::os::unix::fs::FileTypeExt::is_char_device(&long_whiteout.file_type()));
+    assert!(fs.join("etc/.wh.motd").is_file());
     let check = s.run(&["system", "check"]);
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
     assert_eq!(s.ok(&["ps", "-a", "-q"]), "", "no container is left");

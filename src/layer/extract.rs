@@ -156,10 +156,8 @@ impl Tree {
     /// (a second name in the source would share the layer's inode). `None`: write it instead.
     fn take_from_source(&mut self, path: &[u8], attrs: &Attrs, size: u64) -> Result<Option<File>> {
         use xattr::FileExt;
+        // Empty files too: a rename costs less than a create here and an unlink there.
         let Some(source) = &self.source else { return Ok(None) };
-        if size == 0 {
-            return Ok(None); // nothing to save
-        }
         let how = OpenHow::new().flags(OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC).resolve(
             ResolveFlag::RESOLVE_BENEATH
                 | ResolveFlag::RESOLVE_NO_SYMLINKS
