@@ -591,3 +591,50 @@ RUN echo new > /d/sub/new && echo changed again >> /d/change && rm /d/gone /d/{l
         .collect();
     assert!(tmp.is_empty(), "the container's directory is gone: {tmp:?}");
 }
+
+/// A build killed while a RUN step's layer is being made from its container's upper (the
+/// container already moved to `tmp/`, its files being moved into a staged layer) leaves nothing
+/// behind: no container, a store that checks clean once the next writer ran, and the same build
+/// succeeds.
+#[test]
+fn a_build_killed_while_moving_a_run_layer_leaves_a_clean_store() {
+    if !runtime_ready("runc") {
+        return;
+    }
+    let s = Strata::new();
+    busybox_image(&s, "bb:1", &[]);
+    let ctx = context(&s, "ctx", &[]);
+    dockerfile(
+        &ctx,
+        "FROM bb:1\nRUN mkdir /many && cd /many && i=0; while [ $i -lt 1000 ]; do echo $i > f$i; i=$((i+1)); done\n",
+    );
+    let tmp = s.root().join("tmp");
+    let mut child = s
+        .command(&["build", "-q", "-t", "killed:1", ctx.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut caught = false;
+    while std::time::Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+        let detached = std::fs::read_dir(&tmp)
+            .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("removed-container-")))
+            .unwrap_or(false);
+        if detached {
+            child.kill().unwrap();
+            caught = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_micros(500));
+    }
+    child.wait().unwrap();
+    assert!(caught, "the build was killed while its RUN layer was being made");
+    assert_eq!(s.ok(&["ps", "-a", "-q"]), "", "no container is left");
+    let (_, _) = build_ok(&s, &["-t", "killed:1", ctx.to_str().unwrap()]);
+    assert_eq!(tree(&s, "killed:1")["many/f999"].4, "999\n");
+    let check = s.run(&["system", "check"]);
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(!left.iter().any(|n| n.to_string_lossy().contains("container")), "{left:?}");
+}
