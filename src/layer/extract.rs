@@ -378,12 +378,12 @@ impl Tree {
         Err(e).with_context(|| format!("setting xattr {}", name.to_string_lossy()))
     }
 
-    /// Applies the deferred directory modes and mtimes, deepest first; says what was skipped.
     /// Regular files moved from the source tree so far (see [`Tree::take_files_from`]).
     pub fn moved(&self) -> u64 {
         self.moved
     }
 
+    /// Applies the deferred directory modes and mtimes, deepest first; says what was skipped.
     pub fn finish(mut self) -> Result<Skipped> {
         if self.overridden {
             // fuse-overlayfs reads the override xattrs of a layer only if its root has one.
