@@ -502,3 +502,139 @@ fn a_failing_run_leaves_no_image_and_no_container() {
     let (_, err) = build_ok(&s, &["-t", "fail:1", ctx.to_str().unwrap()]);
     assert_eq!(common::build::cached_steps(&err), vec!["COPY a /a"], "{err}");
 }
+
+/// A RUN step's layer is made by moving the files of its (discarded) upper dir into the layer
+/// tree instead of writing them again: the tree must still be exactly the unpack of the layer's
+/// blob (new, changed and deleted files, opaque dirs, long-name whiteouts, symlinks, hard links,
+/// owners, setuid), the store must check clean, and nothing of the container may be left.
+#[test]
+fn run_layers_equal_the_unpack_of_their_blobs() {
+    if !runtime_ready("runc") {
+        return;
+    }
+    let s = Strata::new();
+    busybox_image(&s, "bb:1", &[]);
+    let ctx = context(&s, "ctx", &[]);
+    let long = "l".repeat(253);
+    dockerfile(
+        &ctx,
+        &format!(
+            r#"FROM bb:1
+RUN mkdir -p /d/sub /opq/old && echo keep > /d/keep && echo gone > /d/gone && echo x > /opq/old/f \
+ && echo long > /d/{long} && echo changed > /d/change && dd if=/dev/zero of=/d/big bs=1k count=300 2>/dev/null
+RUN echo new > /d/sub/new && echo changed again >> /d/change && rm /d/gone /d/{long} /etc/motd \
+ && rm -rf /opq && mkdir /opq && echo fresh > /opq/fresh && ln -s ../d/keep /d/link \
+ && echo linked > /d/a && ln /d/a /d/b && echo suid > /d/suid && chmod 4750 /d/suid \
+ && echo owned > /d/owned && chown 1000:1000 /d/owned && chmod 600 /d/owned && touch /d/empty \
+ && mkdir /d/emptydir && mkfifo /d/fifo
+"#
+        ),
+    );
+    let epoch = [("SOURCE_DATE_EPOCH", "1700000000")];
+    let out =
+        build_with(&s, &["--log-level", "info", "-q", "-t", "moved:1", ctx.to_str().unwrap()], &epoch, None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    // The files were moved, not written again: the regular files with one link (first RUN: keep
+    // gone f long change big; second: new change suid owned empty fresh and the opaque marker
+    // of /opq, not a and b (two links) nor the whiteouts (links of one file in the container's
+    // work dir).
+    let moved: Vec<&str> = err.lines().filter(|l| l.contains(" entries moved from ")).collect();
+    assert_eq!(moved.len(), 2, "{err}");
+    assert!(moved[0].contains(": 6 of "), "{moved:?}");
+    assert!(moved[1].contains(": 7 of "), "{moved:?}");
+
+    let t = tree(&s, "moved:1");
+    assert_eq!(t["d/change"].4, "changed\nchanged again\n");
+    assert_eq!(t["d/keep"].4, "keep\n");
+    assert!(
+        !t.contains_key("d/gone") && !t.contains_key(&format!("d/{long}")) && !t.contains_key("etc/motd")
+    );
+    assert!(!t.contains_key("opq/old"), "the recreated dir is opaque: {:?}", under(&t, "opq"));
+    assert_eq!(t["opq/fresh"].4, "fresh\n");
+
+    // Every layer tree of the store against a fresh unpack of its blob.
+    let root = s.root();
+    let layers: Vec<String> = std::fs::read_dir(root.join("layers"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let mut compared = 0;
+    for blob in std::fs::read_dir(root.join("blobs/sha256")).unwrap() {
+        let blob = blob.unwrap().path();
+        let fresh = s.path(&format!("fresh-{compared}"));
+        std::fs::create_dir(&fresh).unwrap();
+        let Ok(unpacked) = strata::layer::unpack(std::fs::File::open(&blob).unwrap(), &fresh, None) else {
+            std::fs::remove_dir_all(&fresh).unwrap();
+            continue; // a config or a manifest
+        };
+        let hex = unpacked.diff_id.hex().to_string();
+        assert!(layers.contains(&hex), "blob {} has a layer", blob.display());
+        common::tree::assert_same_tree(&fresh, &root.join("layers").join(&hex).join("fs"));
+        compared += 1;
+    }
+    assert_eq!(compared, 3, "the base layer and two RUN layers");
+    let diff_ids = common::build::config(&s, "moved:1")["rootfs"]["diff_ids"].clone();
+    let last = diff_ids[2].as_str().unwrap().trim_start_matches("sha256:").to_string();
+    let fs = root.join("layers").join(last).join("fs");
+    assert!(fs.join("opq/.wh..wh..opq").is_file(), "the opaque marker is in the layer");
+    let long_whiteout = std::fs::symlink_metadata(fs.join("d").join(&long)).unwrap();
+    assert!(std::os::unix::fs::FileTypeExt::is_char_device(&long_whiteout.file_type()));
+    assert!(fs.join("etc/.wh.motd").is_file());
+    let check = s.run(&["system", "check"]);
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    assert_eq!(s.ok(&["ps", "-a", "-q"]), "", "no container is left");
+    let tmp: Vec<_> = std::fs::read_dir(root.join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().contains("container"))
+        .collect();
+    assert!(tmp.is_empty(), "the container's directory is gone: {tmp:?}");
+}
+
+/// A build killed while a RUN step's layer is being made from its container's upper (the
+/// container already moved to `tmp/`, its files being moved into a staged layer) leaves nothing
+/// behind: no container, a store that checks clean once the next writer ran, and the same build
+/// succeeds.
+#[test]
+fn a_build_killed_while_moving_a_run_layer_leaves_a_clean_store() {
+    if !runtime_ready("runc") {
+        return;
+    }
+    let s = Strata::new();
+    busybox_image(&s, "bb:1", &[]);
+    let ctx = context(&s, "ctx", &[]);
+    dockerfile(
+        &ctx,
+        "FROM bb:1\nRUN mkdir /many && cd /many && i=0; while [ $i -lt 1000 ]; do echo $i > f$i; i=$((i+1)); done\n",
+    );
+    let tmp = s.root().join("tmp");
+    let mut child = s
+        .command(&["build", "-q", "-t", "killed:1", ctx.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut caught = false;
+    while std::time::Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+        let detached = std::fs::read_dir(&tmp)
+            .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("removed-container-")))
+            .unwrap_or(false);
+        if detached {
+            child.kill().unwrap();
+            caught = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_micros(500));
+    }
+    child.wait().unwrap();
+    assert!(caught, "the build was killed while its RUN layer was being made");
+    assert_eq!(s.ok(&["ps", "-a", "-q"]), "", "no container is left");
+    let (_, _) = build_ok(&s, &["-t", "killed:1", ctx.to_str().unwrap()]);
+    assert_eq!(tree(&s, "killed:1")["many/f999"].4, "999\n");
+    let check = s.run(&["system", "check"]);
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(!left.iter().any(|n| n.to_string_lossy().contains("container")), "{left:?}");
+}

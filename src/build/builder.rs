@@ -841,7 +841,11 @@ impl<'a> Builder<'a> {
     }
 
     fn ingest(&self, store: &Store, dir: &Path) -> Result<LayerRef> {
-        store.ingest_upper(dir, &PackOptions { compression: Compression::Gzip, clamp_mtime: self.opts.epoch })
+        store.ingest_upper(dir, &self.pack_options())
+    }
+
+    fn pack_options(&self) -> PackOptions {
+        PackOptions { compression: Compression::Gzip, clamp_mtime: self.opts.epoch }
     }
 
     fn copy(
@@ -1120,20 +1124,29 @@ impl<'a> Builder<'a> {
         let started = std::time::Instant::now();
         let container = finished.container.id.clone();
         drop(script_dir);
+        // No stray container, whatever happens: out of the store first (into tmp/, cleared after a
+        // crash), so its upper's files can be moved into the layer instead of copied.
+        let doomed = store.detach_container(&container)?;
         let layer = if finished.exit_code != 0 {
             Err(format!(
                 "process \"{command}\" did not complete successfully: exit code: {}",
                 finished.exit_code
             ))
         } else {
-            let upper = store.container_upper(&container);
+            let upper = doomed.join("upper");
             let empty = std::fs::read_dir(&upper).map(|mut d| d.next().is_none()).unwrap_or(false);
-            if empty { Ok(None) } else { self.ingest(store, &upper).map(Some).map_err(|e| format!("{e:#}")) }
+            if empty {
+                Ok(None)
+            } else {
+                store
+                    .ingest_discarded_upper(&upper, &self.pack_options())
+                    .map(Some)
+                    .map_err(|e| format!("{e:#}"))
+            }
         };
         tracing::info!("RUN layer ingest took {:?}", started.elapsed());
-        // No stray container, whatever happened.
         let started = std::time::Instant::now();
-        store.remove_container(&container)?;
+        std::fs::remove_dir_all(&doomed).with_context(|| format!("cannot remove {}", doomed.display()))?;
         tracing::info!("RUN container removal took {:?}", started.elapsed());
         let layer = match layer {
             Ok(l) => l,

@@ -90,6 +90,11 @@ pub struct Tree {
     overridden: bool,
     buf: Vec<u8>,
     skipped: std::cell::Cell<Skipped>,
+    /// A tree the tar was packed from and that is being discarded (a build step's upper dir):
+    /// its regular files are moved in instead of written again (see [`Tree::take_from_source`]).
+    source: Option<File>,
+    /// Regular files moved from `source`.
+    moved: u64,
 }
 
 impl Tree {
@@ -114,11 +119,86 @@ impl Tree {
             always_chown: st.st_mode & libc::S_ISGID != 0,
             buf: vec![0; 1 << 20],
             skipped: Default::default(),
+            source: None,
+            moved: 0,
         })
+    }
+
+    /// Takes regular files from `source` (the tree the tar was packed from, which the caller
+    /// discards afterwards) by rename instead of writing their data again.
+    pub fn take_files_from(&mut self, source: &Path) -> Result<()> {
+        let dir =
+            nix::fcntl::open(source, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+                .with_context(|| format!("opening {}", source.display()))?;
+        self.source = Some(File::from(dir));
+        Ok(())
     }
 
     /// Writes a regular file with `size` bytes from `data`.
     pub fn file(&mut self, path: &[u8], attrs: &Attrs, size: u64, data: &mut dyn Read) -> Result<u64> {
+        let file = match self.take_from_source(path, attrs, size)? {
+            Some(file) => file,
+            None => self.write_file(path, size, data)?,
+        };
+        // Order matters: chown clears setuid bits and capabilities, so it goes first.
+        if !self.chown(Target::Fd(file.as_fd()), attrs)? {
+            self.overridden |=
+                override_stat::record(&file, attrs.uid, attrs.gid, attrs.mode, FileType::File)?;
+        }
+        fchmod(&file, mode(attrs.mode)).context("chmod")?;
+        self.set_xattrs_fd(&file, attrs)?;
+        futimens(&file, &attrs.mtime(), &attrs.mtime()).context("setting mtime")?;
+        Ok(size)
+    }
+
+    /// Moves `path` of the source tree to `path` here when it is the file the tar entry was
+    /// packed from: a regular file of `size` bytes, owned as the entry says, with no other link
+    /// (a second name in the source would share the layer's inode). `None`: write it instead.
+    fn take_from_source(&mut self, path: &[u8], attrs: &Attrs, size: u64) -> Result<Option<File>> {
+        use xattr::FileExt;
+        // Empty files too: a rename costs less than a create here and an unlink there.
+        let Some(source) = &self.source else { return Ok(None) };
+        let how = OpenHow::new().flags(OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC).resolve(
+            ResolveFlag::RESOLVE_BENEATH
+                | ResolveFlag::RESOLVE_NO_SYMLINKS
+                | ResolveFlag::RESOLVE_NO_MAGICLINKS,
+        );
+        let Ok(fd) = openat2(source.as_fd(), OsStr::from_bytes(path), how) else { return Ok(None) };
+        let file = File::from(fd);
+        let st = nix::sys::stat::fstat(&file).context("stat of the source file")?;
+        let is_reg = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFREG;
+        if !is_reg
+            || st.st_nlink != 1
+            || st.st_size as u64 != size
+            || (u64::from(st.st_uid), u64::from(st.st_gid)) != (attrs.uid, attrs.gid)
+        {
+            return Ok(None);
+        }
+        let (parent, name) = self.parent_of(path)?;
+        match fstatat(self.fd(parent), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(_) => self.remove(path)?,
+            Err(Errno::ENOENT) => {}
+            Err(e) => return Err(e).context("stat"),
+        }
+        let source = self.source.as_ref().expect("checked above");
+        nix::fcntl::renameat(source.as_fd(), OsStr::from_bytes(path), self.fd(parent), name)
+            .context("moving the file from the source tree")?;
+        let moved = fstatat(self.fd(parent), name, AtFlags::AT_SYMLINK_NOFOLLOW).context("stat")?;
+        if (moved.st_dev, moved.st_ino) != (st.st_dev, st.st_ino) {
+            bail!("internal error: the source file changed while it was moved");
+        }
+        self.moved += 1;
+        // The entry's xattrs are set by the caller; any other the source file had must go.
+        for k in file.list_xattr().context("listing xattrs")? {
+            if !attrs.xattrs.iter().any(|(n, _)| *n == k) {
+                file.remove_xattr(&k).with_context(|| format!("removing xattr {}", k.to_string_lossy()))?;
+            }
+        }
+        Ok(Some(file))
+    }
+
+    /// Creates `path` and writes `size` bytes from `data` into it.
+    fn write_file(&mut self, path: &[u8], size: u64, data: &mut dyn Read) -> Result<File> {
         let (parent, name) = self.parent_of(path)?;
         let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let fd = match openat(self.fd(parent), name, flags, Mode::from_bits_truncate(0o600)) {
@@ -140,15 +220,7 @@ impl Tree {
             file.write_all(&self.buf[..n]).context("writing file data")?;
             left -= n as u64;
         }
-        // Order matters: chown clears setuid bits and capabilities, so it goes first.
-        if !self.chown(Target::Fd(file.as_fd()), attrs)? {
-            self.overridden |=
-                override_stat::record(&file, attrs.uid, attrs.gid, attrs.mode, FileType::File)?;
-        }
-        fchmod(&file, mode(attrs.mode)).context("chmod")?;
-        self.set_xattrs_fd(&file, attrs)?;
-        futimens(&file, &attrs.mtime(), &attrs.mtime()).context("setting mtime")?;
-        Ok(size)
+        Ok(file)
     }
 
     /// Creates (or merges into) a directory; its mode and mtime are set in [`Tree::finish`].
@@ -304,6 +376,11 @@ impl Tree {
             return Ok(());
         }
         Err(e).with_context(|| format!("setting xattr {}", name.to_string_lossy()))
+    }
+
+    /// Regular files moved from the source tree so far (see [`Tree::take_files_from`]).
+    pub fn moved(&self) -> u64 {
+        self.moved
     }
 
     /// Applies the deferred directory modes and mtimes, deepest first; says what was skipped.

@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 
 use super::pack::{PackOptions, pack_dir};
-use super::unpack::{Unpacked, unpack};
+use super::unpack::{Unpacked, unpack, unpack_taking_files};
 use crate::store::blobs::{StagedBlob, read_limit, verify};
 use crate::store::layers::{LayerExpectation, LayerMeta, TreeSummary, now_unix};
 use crate::store::{LayerRef, Store, staging};
@@ -80,6 +80,18 @@ impl Store {
     /// compressed as asked, stored as a blob and unpacked as a layer tree. Cost follows the size of
     /// the upper dir, not of the image.
     pub fn ingest_upper(&self, upper: &Path, opts: &PackOptions) -> Result<LayerRef> {
+        self.ingest_upper_with(upper, opts, false)
+    }
+
+    /// [`Store::ingest_upper`] of an upper dir the caller discards afterwards (a build step's,
+    /// whose container was already moved to `tmp/`): its files are moved into the layer tree
+    /// instead of written a second time, so the step costs what it changed. The layer is exactly
+    /// what `ingest_upper` makes; the upper is left incomplete.
+    pub fn ingest_discarded_upper(&self, upper: &Path, opts: &PackOptions) -> Result<LayerRef> {
+        self.ingest_upper_with(upper, opts, true)
+    }
+
+    fn ingest_upper_with(&self, upper: &Path, opts: &PackOptions, take_files: bool) -> Result<LayerRef> {
         self.ensure_writable()?;
         let mut staged = self.stage_blob()?;
         let packed = pack_dir(upper, BufWriter::with_capacity(1 << 20, &mut staged), opts)
@@ -87,12 +99,25 @@ impl Store {
         let stage = StagedLayer::new(self)?;
         let reread =
             File::open(&staged.path).with_context(|| format!("cannot reopen {}", staged.path.display()))?;
-        let unpacked = unpack(reread, &stage.fs(), None)?;
+        let unpacked = if take_files && !self.has_layer(&packed.diff_id) {
+            unpack_taking_files(reread, &stage.fs(), upper)?
+        } else {
+            unpack(reread, &stage.fs(), None)?
+        };
         if unpacked.diff_id != packed.diff_id || unpacked.blob != packed.blob {
             bail!(
                 "internal error: the packed layer does not read back the same (diff_id {} vs {})",
                 packed.diff_id,
                 unpacked.diff_id
+            );
+        }
+        if take_files {
+            tracing::info!(
+                "layer {}: {} of {} entries moved from {}, not written again",
+                unpacked.diff_id,
+                unpacked.moved_files,
+                unpacked.entries,
+                upper.display()
             );
         }
         self.install_layer(stage, staged, &unpacked, packed.compression.media_type().to_string(), "commit")

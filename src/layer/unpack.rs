@@ -40,6 +40,8 @@ pub struct Unpacked {
     pub data_bytes: u64,
     /// What could not be restored without root (device nodes, file capabilities).
     pub skipped: Skipped,
+    /// Regular files moved from the source tree instead of written ([`unpack_taking_files`]).
+    pub moved_files: u64,
 }
 
 /// Chunks handed from the decompressing thread to the extracting one.
@@ -53,11 +55,30 @@ const CHUNKS_IN_FLIGHT: usize = 4;
 /// Reading, hashing and decompressing run on the calling thread; parsing and
 /// extracting on a second one, fed through a bounded pipe.
 pub fn unpack(input: impl Read, dest: &Path, blob_copy: Option<&mut dyn Write>) -> Result<Unpacked> {
+    unpack_into(input, dest, blob_copy, None)
+}
+
+/// [`unpack`] of a tar packed from `source`, a tree the caller discards afterwards: regular files
+/// are moved from `source` instead of written again when they are the very files packed (see
+/// `Tree::file`). Everything else, and the result, is exactly [`unpack`]'s.
+pub fn unpack_taking_files(input: impl Read, dest: &Path, source: &Path) -> Result<Unpacked> {
+    unpack_into(input, dest, None, Some(source))
+}
+
+fn unpack_into(
+    input: impl Read,
+    dest: &Path,
+    blob_copy: Option<&mut dyn Write>,
+    source: Option<&Path>,
+) -> Result<Unpacked> {
     let mut raw = RawSide { inner: input, hasher: Hasher::default(), copy: blob_copy };
     let prefix = read_prefix(&mut raw).context("reading the layer")?;
     let compression = Compression::detect(&prefix)?;
     let mut tar_side = HashingReader::new(compression.decoder(io::Cursor::new(prefix).chain(raw))?);
-    let tree = Tree::open(dest)?;
+    let mut tree = Tree::open(dest)?;
+    if let Some(source) = source {
+        tree.take_files_from(source)?;
+    }
 
     let (mut tx, rx) = pipe(CHUNKS_IN_FLIGHT, CHUNK);
     let (pumped, extracted) = std::thread::scope(|s| {
@@ -81,7 +102,7 @@ pub fn unpack(input: impl Read, dest: &Path, blob_copy: Option<&mut dyn Write>) 
     });
     // A decoding error explains whatever the extractor made of the cut-off stream.
     pumped.context(corrupt(compression))?;
-    let (entries, data_bytes, skipped) = extracted?;
+    let (entries, data_bytes, skipped, moved_files) = extracted?;
 
     let (decoder, diff_id, tar_size) = tar_side.finish();
     let mut raw = decoder.into_inner().into_inner().1;
@@ -90,11 +111,26 @@ pub fn unpack(input: impl Read, dest: &Path, blob_copy: Option<&mut dyn Write>) 
         copy.flush().context("writing the blob copy")?;
     }
     let (blob, blob_size) = raw.hasher.finish();
-    Ok(Unpacked { compression, blob, blob_size, diff_id, tar_size, entries, data_bytes, skipped })
+    Ok(Unpacked {
+        compression,
+        blob,
+        blob_size,
+        diff_id,
+        tar_size,
+        entries,
+        data_bytes,
+        skipped,
+        moved_files,
+    })
 }
 
-/// Parses the tar and restores every member; returns (entries, file bytes, what was skipped).
-fn extract_stream(input: impl Read, mut tree: Tree, compression: Compression) -> Result<(u64, u64, Skipped)> {
+/// Parses the tar and restores every member; returns (entries, file bytes, what was skipped,
+/// files moved from the source tree).
+fn extract_stream(
+    input: impl Read,
+    mut tree: Tree,
+    compression: Compression,
+) -> Result<(u64, u64, Skipped, u64)> {
     let pad_at = Rc::new(Cell::new(0));
     let padder = TailPad { inner: input, pos: 0, pad_at: pad_at.clone(), zeros: 0 };
     let mut archive = tar::Archive::new(HeaderGuard::new(padder));
@@ -116,8 +152,9 @@ fn extract_stream(input: impl Read, mut tree: Tree, compression: Compression) ->
         data_bytes += extract_entry(&mut tree, &mut entry, &name)
             .with_context(|| format!("tar entry {}", display_raw(&name)))?;
     }
+    let moved = tree.moved();
     let skipped = tree.finish()?;
-    Ok((entries, data_bytes, skipped))
+    Ok((entries, data_bytes, skipped, moved))
 }
 
 fn corrupt(c: Compression) -> String {

@@ -246,11 +246,19 @@ impl Store {
 
     /// Deletes a container and its writable layer (renamed into tmp first: never half-deleted).
     pub fn remove_container(&self, id: &str) -> Result<()> {
+        let doomed = self.detach_container(id)?;
+        std::fs::remove_dir_all(&doomed).with_context(|| format!("cannot remove {}", doomed.display()))
+    }
+
+    /// Takes a container out of the store for removal: its directory is renamed into `tmp/`
+    /// (returned), where the caller may still read or consume it (a build step's upper) before
+    /// deleting it; after a crash the next writer clears it.
+    pub fn detach_container(&self, id: &str) -> Result<PathBuf> {
         self.ensure_writable()?;
         let doomed = staging::tmp_path(&self.tmp_dir(), "removed-container");
         std::fs::rename(self.container_dir(id), &doomed)
             .with_context(|| format!("cannot remove container {id}"))?;
-        std::fs::remove_dir_all(&doomed).with_context(|| format!("cannot remove {}", doomed.display()))
+        Ok(doomed)
     }
 }
 
