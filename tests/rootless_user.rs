@@ -280,11 +280,16 @@ fn without_subordinate_ids_owners_go_to_the_override_xattr() {
     // Guarded before mounting: root may not even stat a FUSE mount of another user's.
     let _mounted = Mount::adopt(&mnt);
     let lower = format!("lowerdir={}", layer.display());
-    let out = user
+    // Its daemon may keep stdout and stderr open: pipes to them would never end, so a file.
+    let log = user.path("fo.log");
+    let err = std::fs::File::create(&log).unwrap();
+    let status = user
         .command("fuse-overlayfs", &["-o", &lower, mnt.to_str().unwrap()])
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(err)
+        .status()
         .expect("fuse-overlayfs (Debian package fuse-overlayfs) must be installed");
-    assert!(out.status.success(), "fuse-overlayfs: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(status.success(), "fuse-overlayfs: {}", std::fs::read_to_string(&log).unwrap_or_default());
     let script = format!("cd {} && stat -c '%u %g %a' usr/bin/su etc/shadow home/u", mnt.display());
     let out = user.command("sh", &["-c", &script]).output().unwrap();
     assert!(out.status.success(), "stat: {}", String::from_utf8_lossy(&out.stderr));

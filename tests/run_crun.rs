@@ -12,6 +12,10 @@ fn crun_runs_execs_and_stops() {
     if !runtime_ready("crun") {
         return;
     }
+    // The runtime makes the process's stdio the container user's (crun fchowns it): strata must
+    // hand it pipes of its own, never the host's /dev/null (the harness's stdin), a terminal or a
+    // file, or crun changes the owner of that host file.
+    let null_before = std::fs::metadata("/dev/null").unwrap();
     let s = Strata::new();
     let _c = Cleanup(&s);
     busybox_image(&s, "bb:1", &["USER app"]);
@@ -40,6 +44,13 @@ fn crun_runs_execs_and_stops() {
     s.ok(&["stop", "-t", "1", "c"]);
     assert_eq!(s.ok(&["wait", "c"]), "137\n");
     s.ok(&["rm", "c"]);
+    use std::os::unix::fs::MetadataExt;
+    let null_after = std::fs::metadata("/dev/null").unwrap();
+    assert_eq!(
+        (null_after.uid(), null_after.gid(), null_after.mode()),
+        (null_before.uid(), null_before.gid(), null_before.mode()),
+        "the host's /dev/null changed owner or mode"
+    );
     assert!(
         !s.root().join("runtime/crun").read_dir().is_ok_and(|mut d| d.next().is_some()),
         "crun state left"

@@ -315,8 +315,33 @@ pub fn exec(store: &Store, c: &ContainerRecord, o: &ExecOptions) -> Result<i32> 
         cmd.arg("--detach");
     }
     cmd.arg(&c.id).args(&o.args);
-    cmd.stdin(if o.interactive { Stdio::inherit() } else { Stdio::null() });
+    // Pipes of our own (see `stdio`), but for `-t`, where the runtime needs the terminal itself,
+    // and `-d`, whose output goes to a file of the container's.
+    let mut copiers = Vec::new();
+    if !o.tty {
+        cmd.stdin(if o.interactive {
+            super::stdio::forwarded_input()?
+        } else {
+            super::stdio::empty_input()?
+        });
+        if o.detach {
+            let out = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(store.container_dir(&c.id).join("exec.log"))?;
+            cmd.stdout(out.try_clone()?).stderr(out);
+        } else {
+            let (out, a) = super::stdio::forwarded_output(std::io::stdout())?;
+            let (err, b) = super::stdio::forwarded_output(std::io::stderr())?;
+            cmd.stdout(out).stderr(err);
+            copiers = vec![a, b];
+        }
+    }
     let status = cmd.status().with_context(|| format!("cannot run {}", rt.path.display()));
+    drop(cmd);
+    for c in copiers {
+        let _ = c.join();
+    }
     let err = runtime::last_error(&log);
     let _ = std::fs::remove_file(&log);
     let status = status?;

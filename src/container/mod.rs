@@ -27,6 +27,7 @@ pub mod pause;
 pub mod runtime;
 pub mod spec;
 pub mod status;
+pub mod stdio;
 pub mod umount;
 pub mod user;
 

@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -374,7 +374,7 @@ fn spawn_stdio(ready: &Ready, attached: Option<bool>, log: &LogWriter, gate: &Ga
         Some(stdin) => {
             let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
             let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-            let input = if stdin { Stdio::inherit() } else { Stdio::null() };
+            let input = if stdin { super::stdio::forwarded_input()? } else { super::stdio::empty_input()? };
             // Its own process group: a Ctrl-C reaches the container once, through us.
             let child = ready.spawn(input, out_w.into(), err_w.into(), true)?;
             let copiers = vec![
@@ -394,7 +394,7 @@ fn spawn_stdio(ready: &Ready, attached: Option<bool>, log: &LogWriter, gate: &Ga
         None => {
             let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
             let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-            let child = ready.spawn(Stdio::null(), out_w.into(), err_w.into(), true)?;
+            let child = ready.spawn(super::stdio::empty_input()?, out_w.into(), err_w.into(), true)?;
             Ok((
                 child,
                 vec![

@@ -4,7 +4,6 @@
 //! the caller to commit or remove.
 
 use std::io::{Read, Write};
-use std::process::Stdio;
 
 use anyhow::{Context, Result};
 
@@ -142,13 +141,18 @@ fn run_in(store: Store, c: &ContainerRecord, lock: ContainerLock, output: Output
     let ready = Ready::prepare(store, c, lock)?;
     let status = match output {
         Output::Inherit => {
-            let mut child = ready.spawn(Stdio::null(), Stdio::inherit(), Stdio::inherit(), false)?;
-            child.wait()?
+            let (out, out_copier) = super::stdio::forwarded_output(std::io::stdout())?;
+            let (err, err_copier) = super::stdio::forwarded_output(std::io::stderr())?;
+            let mut child = ready.spawn(super::stdio::empty_input()?, out, err, false)?;
+            let status = child.wait();
+            drop(child);
+            let _ = (out_copier.join(), err_copier.join());
+            status?
         }
         Output::Capture { stdout, stderr } => {
             let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
             let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-            let mut child = ready.spawn(Stdio::null(), out_w.into(), err_w.into(), false)?;
+            let mut child = ready.spawn(super::stdio::empty_input()?, out_w.into(), err_w.into(), false)?;
             // The output waits in the pipes until the start is decided: what the runtime prints
             // when the process can't start is the StartError's message, not the output.
             let gate = Gate::default();
