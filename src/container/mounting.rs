@@ -253,7 +253,7 @@ pub fn unmount_container_released(store: Store, c: &ContainerRecord, lazy: bool)
     let root = store.root().to_path_buf();
     drop(store);
     if let Some(pid) = pid {
-        umount::wait_daemon(pid, handle, UNMOUNT_TIMEOUT)?;
+        crate::fs::mount::wait_daemon(pid, handle, UNMOUNT_TIMEOUT)?;
     }
     clear_mount_record(&Store::open(&root, LockMode::Exclusive)?, c)
 }
@@ -291,7 +291,7 @@ pub fn unmount_image_released(store: Store, m: &ImageMount, lazy: bool) -> Resul
     let root = store.root().to_path_buf();
     drop(store);
     if let Some(pid) = pid {
-        umount::wait_daemon(pid, handle, UNMOUNT_TIMEOUT)?;
+        crate::fs::mount::wait_daemon(pid, handle, UNMOUNT_TIMEOUT)?;
     }
     Store::open(&root, LockMode::Exclusive)?.forget_image_mount(&m.mountpoint)
 }

@@ -7,14 +7,14 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
 use nix::errno::Errno;
 use nix::mount::{MntFlags, umount2};
 use nix::unistd::Pid;
 
-use crate::fs::mount::{absolute, is_alive, is_mounted};
+use crate::fs::mount::{absolute, is_mounted};
 use crate::sys::daemon::ProcessHandle;
 
 /// A process using something under a mountpoint.
@@ -137,30 +137,6 @@ pub fn detach(mountpoint: &Path, lazy: bool, what: &str) -> Result<()> {
     }
 }
 
-/// Waits up to `timeout` for daemon `pid` (taken as a handle before the unmount, so a reused pid
-/// is not mistaken for it) to exit.
-pub fn wait_daemon(
-    pid: Pid,
-    handle: Option<std::io::Result<Option<ProcessHandle>>>,
-    timeout: Duration,
-) -> Result<()> {
-    match handle {
-        Some(Ok(None)) => Ok(()),
-        Some(Ok(Some(h))) if h.wait_exit(timeout)? => Ok(()),
-        Some(Ok(Some(_))) => bail!("mount daemon {pid} still running after {timeout:?}"),
-        _ => {
-            let start = Instant::now();
-            while is_alive(pid) {
-                if start.elapsed() >= timeout {
-                    bail!("mount daemon {pid} still running after {timeout:?}");
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Ok(())
-        }
-    }
-}
-
 /// Unmounts (refusing a busy mount unless `lazy`) and, unless lazy, waits for the daemon.
 pub fn unmount_and_wait(
     mountpoint: &Path,
@@ -172,7 +148,7 @@ pub fn unmount_and_wait(
     let handle = pid.map(|p| ProcessHandle::open(p.as_raw()));
     detach(mountpoint, lazy, what)?;
     match pid {
-        Some(pid) if !lazy => wait_daemon(pid, handle, timeout),
+        Some(pid) if !lazy => crate::fs::mount::wait_daemon(pid, handle, timeout),
         _ => Ok(()),
     }
 }

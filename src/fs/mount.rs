@@ -357,11 +357,20 @@ pub fn unmount_and_wait(mountpoint: &Path, pid: Option<Pid>, timeout: Duration) 
     let handle = pid.map(|p| daemon::ProcessHandle::open(p.as_raw()));
     unmount(mountpoint)?;
     let Some(pid) = pid else { return Ok(()) };
+    wait_daemon(pid, handle, timeout)
+}
+
+/// Waits up to `timeout` for daemon `pid` to exit, through `handle` (taken before the unmount, so
+/// a reused pid is not mistaken for it), or by polling where there are no pidfds.
+pub fn wait_daemon(
+    pid: Pid,
+    handle: Option<std::io::Result<Option<daemon::ProcessHandle>>>,
+    timeout: Duration,
+) -> Result<()> {
     match handle {
         Some(Ok(None)) => Ok(()),
         Some(Ok(Some(h))) if h.wait_exit(timeout)? => Ok(()),
         Some(Ok(Some(_))) => bail!("mount daemon {pid} still running after {timeout:?}"),
-        // No pidfds: poll.
         _ => {
             let start = Instant::now();
             while is_alive(pid) {
