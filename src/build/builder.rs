@@ -1348,17 +1348,7 @@ fn display_ref(name: &str) -> String {
 
 /// Path.Clean of an absolute path.
 fn clean_abs(p: &str) -> String {
-    let mut out: Vec<&str> = Vec::new();
-    for c in p.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                out.pop();
-            }
-            c => out.push(c),
-        }
-    }
-    format!("/{}", out.join("/"))
+    format!("/{}", super::ignore::clean(p))
 }
 
 /// Go durations as HEALTHCHECK takes them (`30s`, `1m30s`, `500ms`), in nanoseconds.

@@ -73,7 +73,7 @@ impl Ignore {
 }
 
 /// Go's filepath.Clean on a `/` path, made relative (a leading `/` names the context root).
-fn clean(p: &str) -> String {
+pub(crate) fn clean(p: &str) -> String {
     let mut out: Vec<&str> = Vec::new();
     for c in p.split('/') {
         match c {

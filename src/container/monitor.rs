@@ -73,12 +73,7 @@ fn spawn_detached(root: &Path, c: &ContainerRecord, lock: ContainerLock) -> Resu
         }
         ForkResult::Child => {
             drop(rd);
-            let _ = nix::unistd::setsid();
-            match daemon::fork() {
-                Ok(ForkResult::Parent { .. }) => daemon::exit_now(0),
-                Ok(ForkResult::Child) => {}
-                Err(_) => daemon::exit_now(1),
-            }
+            daemon::detach_from_session();
             let dir = root.join("containers").join(&c.id);
             let _ = redirect_stdio(&dir.join("monitor.log"));
             let _ = std::env::set_current_dir("/");

@@ -223,12 +223,7 @@ pub fn mount_daemon(opts: &MountOptions, mountpoint: &Path) -> Result<Pid> {
         }
         ForkResult::Child => {
             drop(rd);
-            let _ = nix::unistd::setsid();
-            match daemon::fork() {
-                Ok(ForkResult::Parent { .. }) => daemon::exit_now(0),
-                Ok(ForkResult::Child) => {}
-                Err(_) => daemon::exit_now(1),
-            }
+            daemon::detach_from_session();
             let wr = std::cell::RefCell::new(Some(File::from(wr)));
             let code = match serve_daemon(opts, &mountpoint, &wr) {
                 Ok(()) => 0,

@@ -1,4 +1,4 @@
-//! fork(2) for daemonising a mount.
+//! fork(2) for daemonising a mount daemon or a container monitor.
 
 use nix::unistd::ForkResult;
 
@@ -17,6 +17,17 @@ pub fn fork() -> nix::Result<ForkResult> {
 pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit is async-signal-safe and takes no pointers.
     unsafe { libc::_exit(code) }
+}
+
+/// In the child of a first fork: a new session, then a second fork whose parent leaves at once,
+/// so the caller goes on as a daemon no terminal can reach and init reaps.
+pub fn detach_from_session() {
+    let _ = nix::unistd::setsid();
+    match fork() {
+        Ok(ForkResult::Parent { .. }) => exit_now(0),
+        Ok(ForkResult::Child) => {}
+        Err(_) => exit_now(1),
+    }
 }
 
 /// Raises the soft limit of open files to the hard limit (the daemon caches directory fds).
