@@ -130,18 +130,7 @@ fn glob(p: &[char], n: &[char]) -> bool {
             if negate {
                 class = &class[1..];
             }
-            let mut hit = false;
-            let mut i = 0;
-            while i < class.len() {
-                if i + 2 < class.len() && class[i + 1] == '-' {
-                    hit |= class[i] <= c && c <= class[i + 2];
-                    i += 3;
-                } else {
-                    hit |= class[i] == c;
-                    i += 1;
-                }
-            }
-            hit != negate && glob(&p[end + 1..], &n[1..])
+            class_matches(class, c) != negate && glob(&p[end + 1..], &n[1..])
         }
         Some('\\') if p.len() > 1 => n.first() == Some(&p[1]) && glob(&p[2..], &n[1..]),
         Some(c) => n.first() == Some(c) && glob(&p[1..], &n[1..]),
@@ -155,6 +144,26 @@ pub fn glob_component(pattern: &str, name: &str) -> bool {
 
 pub fn has_glob(s: &str) -> bool {
     s.contains(['*', '?', '['])
+}
+
+/// Whether `c` is in a bracket class's body (`a-z0-9_`, without the brackets and negation), as
+/// Go's path.Match reads it; shared with `images`' reference patterns.
+pub(crate) fn class_matches(class: &[char], c: char) -> bool {
+    let mut i = 0;
+    while i < class.len() {
+        if i + 2 < class.len() && class[i + 1] == '-' {
+            if class[i] <= c && c <= class[i + 2] {
+                return true;
+            }
+            i += 3;
+        } else {
+            if class[i] == c {
+                return true;
+            }
+            i += 1;
+        }
+    }
+    false
 }
 
 #[cfg(test)]

@@ -317,18 +317,7 @@ fn glob_match(pattern: &str, name: &str) -> bool {
                     Some('^') => (true, &p[2..end]),
                     _ => (false, &p[1..end]),
                 };
-                let mut hit = false;
-                let mut i = 0;
-                while i < class.len() {
-                    if i + 2 < class.len() && class[i + 1] == '-' {
-                        hit |= class[i] <= c && c <= class[i + 2];
-                        i += 3;
-                    } else {
-                        hit |= class[i] == c;
-                        i += 1;
-                    }
-                }
-                hit != negate && rec(&p[end + 1..], &n[1..])
+                crate::build::ignore::class_matches(class, c) != negate && rec(&p[end + 1..], &n[1..])
             }
             Some(&c) => n.first() == Some(&c) && rec(&p[1..], &n[1..]),
         }

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -24,7 +24,6 @@ use xattr::FileExt;
 use super::filesystem::{LinkMap, R, StrataFs, errno, lock};
 use super::ino::{InoMap, is_private_xattr};
 use crate::union::Entry;
-use crate::union::layer::SafeFd;
 use crate::union::layer::proc_path;
 
 /// Lower files at least this large are copied up outside the namespace lock.
@@ -436,9 +435,4 @@ fn set_times(dir: BorrowedFd<'_>, name: &OsStr, st: &FileStat) -> R<()> {
     let a = TimeSpec::new(st.st_atime, st.st_atime_nsec);
     let m = TimeSpec::new(st.st_mtime, st.st_mtime_nsec);
     utimensat(dir, name, &a, &m, UtimensatFlags::NoFollowSymlink)
-}
-
-#[allow(dead_code)]
-fn raw(fd: &SafeFd) -> i32 {
-    fd.as_raw_fd()
 }
