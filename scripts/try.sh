@@ -48,7 +48,7 @@ run strata images
 run strata history sample
 
 # The main job: a writable container layer over the image, mounted with strata's FUSE union fs.
-run strata create sample --name try
+run strata create --name try sample
 run strata mount try "$mnt"
 trap 'mountpoint -q "$mnt" && strata umount "$mnt"' EXIT
 printf '\n+ changing files through the mount at %s\n' "$mnt"

@@ -69,11 +69,11 @@ fn image_id(s: &Strata) -> String {
 fn create_ps_mount_umount_rm_and_rmi_protection() {
     let s = Strata::new();
     busybox_image(&s, "bb:1");
-    let id = s.ok(&["create", "bb:1", "--name", "web"]).trim().to_string();
+    let id = s.ok(&["create", "--name", "web", "bb:1"]).trim().to_string();
     assert_eq!(id.len(), 64);
     assert_eq!(s.ok(&["ps", "-q"]), "", "nothing mounted yet");
     assert!(s.ok(&["ps", "-a"]).contains("web"));
-    let err = s.fails(&["create", "bb:1", "--name", "web"]);
+    let err = s.fails(&["create", "--name", "web", "bb:1"]);
     assert!(err.contains("already in use"), "{err}");
     let err = s.fails(&["rmi", "bb:1"]);
     assert!(err.contains("in use by container"), "{err}");
@@ -120,7 +120,7 @@ fn image_mounts_are_read_only_and_block_rmi() {
 fn a_killed_daemon_leaves_the_writable_layer_and_umount_clears_it() {
     let s = Strata::new();
     busybox_image(&s, "bb:1");
-    let id = s.ok(&["create", "bb:1", "--name", "victim"]).trim().to_string();
+    let id = s.ok(&["create", "--name", "victim", "bb:1"]).trim().to_string();
     let m = Mounted::new(&s, "victim", "mnt");
     std::fs::write(m.at.join("kept"), "data").unwrap();
     let record: serde_json::Value = serde_json::from_slice(
@@ -171,7 +171,7 @@ fn tree(p: &Path) -> std::collections::BTreeMap<String, tar_fixtures::Info> {
 fn commit_round_trip_gives_the_same_merged_tree() {
     let s = Strata::new();
     load_fixture(&s);
-    s.ok(&["create", "fixture:1", "--name", "c"]);
+    s.ok(&["create", "--name", "c", "fixture:1"]);
     let before;
     {
         let m = Mounted::new(&s, "c", "work");
@@ -261,7 +261,7 @@ fn the_same_changes_in_another_order_give_the_same_layer() {
     load_fixture(&s);
     let mut ids = Vec::new();
     for (name, order) in [("fwd", CHANGES.to_vec()), ("rev", CHANGES.iter().rev().copied().collect())] {
-        s.ok(&["create", "fixture:1", "--name", name]);
+        s.ok(&["create", "--name", name, "fixture:1"]);
         {
             let m = Mounted::new(&s, name, &format!("m-{name}"));
             for c in order {
@@ -285,7 +285,7 @@ fn the_same_changes_in_another_order_give_the_same_layer() {
 fn runc_runs_a_container_on_the_mount() {
     let s = Strata::new();
     busybox_image(&s, "bb:1");
-    let id = s.ok(&["create", "bb:1", "--name", "run"]).trim().to_string();
+    let id = s.ok(&["create", "--name", "run", "bb:1"]).trim().to_string();
     let bundle = s.path("bundle");
     std::fs::create_dir_all(&bundle).unwrap();
     let m = Mounted::new(&s, "run", "bundle/rootfs");
@@ -320,7 +320,7 @@ fn runc_runs_a_container_on_the_mount() {
 fn commit_of_a_mounted_container_includes_unsynced_mmap_writes() {
     let s = Strata::new();
     busybox_image(&s, "bb:1");
-    s.ok(&["create", "bb:1", "--name", "mm"]);
+    s.ok(&["create", "--name", "mm", "bb:1"]);
     let m = Mounted::new(&s, "mm", "mnt");
     let file = m.at.join("etc/motd");
     // Keep a shared writable mapping dirty (no msync) while committing.

@@ -144,7 +144,7 @@ fn df_has_dockers_rows_and_explains_the_rest_with_v() {
     let f = sample(&s, "gzip");
     s.ok(&["import", f.to_str().unwrap(), "a:1"]);
     s.ok(&["import", f.to_str().unwrap(), "b:1", "-m", "same layer, another image"]);
-    s.ok(&["create", "a:1", "--name", "c"]);
+    s.ok(&["create", "--name", "c", "a:1"]);
     let rows: Vec<serde_json::Value> = s
         .ok(&["system", "df", "--format", "json"])
         .lines()

@@ -29,7 +29,7 @@ fn inspect_format_renders_go_templates_per_image() {
 fn inspect_shows_containers_too() {
     let s = Strata::new();
     let image = store_with_image(&s);
-    let id = s.ok(&["create", "foo:1", "--name", "web"]).trim().to_string();
+    let id = s.ok(&["create", "--name", "web", "foo:1"]).trim().to_string();
     let doc: serde_json::Value = serde_json::from_str(&s.ok(&["inspect", "web"])).unwrap();
     let c = &doc[0];
     assert_eq!(c["Id"], id.as_str());

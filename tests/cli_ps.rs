@@ -17,12 +17,12 @@ fn names(s: &Strata, args: &[&str]) -> Vec<String> {
 fn ps_filters_size_and_moved_image_names() {
     let s = Strata::new();
     let base = store_with_image(&s);
-    s.ok(&["create", "foo:1", "--name", "first"]);
+    s.ok(&["create", "--name", "first", "foo:1"]);
     std::fs::write(s.root().join("containers").join(ps_id(&s, "first")).join("upper/new.txt"), "x\n")
         .unwrap();
     s.ok(&["commit", "first", "child:1"]);
-    s.ok(&["create", "child:1", "--name", "second"]);
-    s.ok(&["create", "foo:1", "--name", "other"]);
+    s.ok(&["create", "--name", "second", "child:1"]);
+    s.ok(&["create", "--name", "other", "foo:1"]);
 
     // Nothing is mounted: plain ps shows nothing; a status filter for stopped ones implies -a.
     assert!(names(&s, &[]).is_empty());

@@ -201,7 +201,7 @@ fn kill_9_at_random_moments_leaves_only_what_the_next_writer_removes() {
     let t_save = d.time(&["save", "-o", &out_file, "ld:1"]);
     // The container's image is one no round removes.
     d.ok(&["import", &big, "base:1"]);
-    d.ok(&["create", "base:1", "--name", "c1"]);
+    d.ok(&["create", "--name", "c1", "base:1"]);
     let upper = d.s.root().join("containers").join(d.ok(&["ps", "-aq", "--no-trunc"]).trim()).join("upper");
     for i in 0..300 {
         std::fs::write(upper.join(format!("n{i}")), noise(1024, 50 + i)).unwrap();

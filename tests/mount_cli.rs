@@ -50,7 +50,7 @@ fn with_container() -> Strata {
     let tar = s.path("bb.tar");
     tar_dir(&rootfs, &tar, "plain");
     s.ok(&["import", tar.to_str().unwrap(), "bb:1"]);
-    s.ok(&["create", "bb:1", "--name", "web"]);
+    s.ok(&["create", "--name", "web", "bb:1"]);
     s
 }
 

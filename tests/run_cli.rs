@@ -52,6 +52,30 @@ fn exit_codes_are_dockers() {
 }
 
 #[test]
+fn everything_after_the_image_is_the_containers() {
+    let Some(s) = setup() else { return };
+    let _c = Cleanup(&s);
+    busybox_image(&s, "bb:1", &[]);
+    busybox_image(&s, "ep:1", &["ENTRYPOINT [\"echo\"]"]);
+    // As Docker: strata's flags end at the image; the rest goes to the entrypoint as they are.
+    assert_eq!(
+        run_code(&s, &["run", "--rm", "ep:1", "--name", "x", "--rm", "-d", "--help", "--"], 0),
+        "--name x --rm -d --help --\n"
+    );
+    assert_eq!(run_code(&s, &["run", "--rm", "bb:1", "sh", "-c", "echo --name"], 0), "--name\n");
+    let ls = run_code(&s, &["run", "--rm", "bb:1", "ls", "-l", "/etc/motd"], 0);
+    assert!(ls.starts_with("-rw") && ls.contains("/etc/motd"), "{ls}");
+    // create too: its name before the image, the command's flags after it
+    s.ok(&["create", "--name", "web", "bb:1", "echo", "--name", "other", "-d"]);
+    assert_eq!(run_code(&s, &["start", "-a", "web"], 0), "--name other -d\n");
+    assert_eq!(s.ok(&["ps", "-a", "--format", "{{.Names}}"]), "web\n");
+    // an unknown flag before the image is still strata's error
+    let o = s.run(&["run", "--rm", "--nosuch", "bb:1"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--nosuch"), "{o:?}");
+}
+
+#[test]
 fn env_workdir_and_user_come_from_the_image_and_the_flags() {
     let Some(s) = setup() else { return };
     let _c = Cleanup(&s);

@@ -50,7 +50,7 @@ fn twenty_mounts_of_one_container_one_wins() {
     let s = Strata::new();
     let _u = Unmount(&s, 20);
     store_with_image(&s);
-    s.ok(&["create", "foo:1", "--name", "c"]);
+    s.ok(&["create", "--name", "c", "foo:1"]);
     let jobs: Vec<Vec<String>> = (0..20)
         .map(|i| {
             let mp = s.path(&format!("mp{i}"));
@@ -90,7 +90,7 @@ fn rm_f_racing_with_mounts_never_removes_a_mounted_upper() {
     }
     for round in 0..8 {
         let name = format!("r{round}");
-        s.ok(&["create", "foo:1", "--name", &name]);
+        s.ok(&["create", "--name", &name, "foo:1"]);
         let id = s.ok(&["ps", "-a", "-q", "--no-trunc"]).lines().next().unwrap().to_string();
         let mut jobs: Vec<Vec<String>> = (0..3)
             .map(|i| vec!["mount".into(), name.clone(), s.path(&format!("mp{i}")).display().to_string()])

@@ -21,7 +21,7 @@ use crate::store::containers::ContainerRecord;
 use crate::store::{ImageRecord, LockMode, Store};
 
 /// The flags `run` and `create` share.
-#[derive(Args, Clone, Debug, Default)]
+#[derive(Args, Clone, Debug)]
 pub struct ContainerFlags {
     /// Assign a name to the container.
     #[arg(long)]
@@ -89,13 +89,24 @@ pub struct ContainerFlags {
     /// Pull the image: missing (default), always, never.
     #[arg(long, value_name = "missing|always|never", default_value = "missing")]
     pub pull: String,
-    pub image: String,
-    /// The command and its arguments (default: the image's Entrypoint and Cmd).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND [ARG...]")]
-    pub command: Vec<String>,
+    // One positional, so that everything after the image is the container's, as with Docker:
+    // clap takes no more flags once a trailing positional has its first value.
+    /// The image, then the command and its arguments (default: the image's Entrypoint and Cmd).
+    #[arg(required = true, trailing_var_arg = true, num_args = 1.., value_names = ["IMAGE", "COMMAND"])]
+    image_and_command: Vec<String>,
 }
 
 impl ContainerFlags {
+    /// The image named on the command line.
+    pub fn image(&self) -> &str {
+        self.image_and_command.first().map_or("", String::as_str)
+    }
+
+    /// COMMAND [ARG…] after the image.
+    pub fn command(&self) -> &[String] {
+        self.image_and_command.get(1..).unwrap_or_default()
+    }
+
     fn flags(&self, rm: bool) -> Result<RunFlags> {
         if !self.publish.is_empty() {
             bail!(
@@ -123,7 +134,7 @@ impl ContainerFlags {
             tty: self.tty,
             interactive: self.interactive,
             rm,
-            command: self.command.clone(),
+            command: self.command().to_vec(),
         })
     }
 }
@@ -179,8 +190,8 @@ fn create_from(
 ) -> Result<(Store, ContainerRecord)> {
     let flags = a.flags(rm)?;
     let store = open_store(g, LockMode::Exclusive)?;
-    let (store, image) = image_for(g, store, &a.image, &a.pull)?;
-    let c = lifecycle::create(&store, &image, &a.image, a.name.as_deref(), &flags, need_command)?;
+    let (store, image) = image_for(g, store, a.image(), &a.pull)?;
+    let c = lifecycle::create(&store, &image, a.image(), a.name.as_deref(), &flags, need_command)?;
     Ok((store, c))
 }
 
