@@ -243,3 +243,46 @@ fn stop_sends_the_images_stop_signal() {
     assert_eq!(s.ok(&["wait", "st"]), "0\n");
     assert_eq!(s.ok(&["logs", "st"]), "usr1\n");
 }
+
+#[test]
+fn detached_interactive_keeps_stdin_open_and_start_ai_attaches_it() {
+    let Some(s) = setup() else { return };
+    let _c = Cleanup(&s);
+    let running = |s: &Strata| s.ok(&["ps", "-q"]).lines().count();
+    // -d -i: the shell's stdin stays open (Docker's OpenStdin), so it waits until stopped
+    s.ok(&["run", "-d", "-i", "--name", "sh", "bb:1", "sh"]);
+    // without -i the shell reads the end of its input at once and exits 0
+    s.ok(&["run", "-d", "--name", "once", "bb:1", "sh"]);
+    assert_eq!(s.ok(&["wait", "once"]), "0\n");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(running(&s), 1, "{}", s.ok(&["ps", "-a"]));
+    assert_eq!(
+        run_code(&s, &["exec", "sh", "readlink", "/proc/1/fd/0"], 0).trim_end().get(..5),
+        Some("pipe:")
+    );
+    s.ok(&["stop", "-t", "1", "sh"]);
+    assert_eq!(s.ok(&["wait", "sh"]), "137\n");
+    // start (detached) keeps it open as well
+    s.ok(&["start", "sh"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(running(&s), 1, "{}", s.ok(&["ps", "-a"]));
+    s.ok(&["rm", "-f", "sh"]);
+    // start -a -i passes this stdin to a container created with -i, and closes it at its end
+    let start_ai = |s: &Strata, name: &str| {
+        let mut child = s
+            .command(&["start", "-a", "-i", name])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"typed\n").unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    s.ok(&["create", "-i", "--name", "cat", "bb:1", "cat"]);
+    assert_eq!(start_ai(&s, "cat"), "typed\n");
+    // as Docker's: not to one created without -i (its stdin is closed)
+    s.ok(&["create", "--name", "nocat", "bb:1", "cat"]);
+    assert_eq!(start_ai(&s, "nocat"), "");
+}

@@ -244,7 +244,7 @@ pub struct StartArgs {
     /// Attach: wait for the process, show its output, return its exit code.
     #[arg(short, long)]
     pub attach: bool,
-    /// Attach stdin (implies -a).
+    /// Attach stdin (implies -a) if the container was created with -i.
     #[arg(short, long)]
     pub interactive: bool,
 }
@@ -255,9 +255,18 @@ pub fn start(g: &Global, a: StartArgs) -> Result<ExitCode> {
             return docker_exit(|| bail!("you cannot start and attach multiple containers at once"));
         }
         return docker_exit(|| {
+            use std::io::IsTerminal;
             let store = open_store(g, LockMode::Shared)?;
             let c = store.resolve_container(&a.containers[0])?;
-            lifecycle::start(store, &c, Attach::Foreground { stdin: a.interactive })
+            // As Docker: -i attaches stdin only to a container created with -i (its stdin open).
+            let cfg = c.config.as_ref();
+            let stdin = a.interactive && cfg.is_some_and(|x| x.open_stdin);
+            if stdin && cfg.is_some_and(|x| x.tty) && !std::io::stdin().is_terminal() {
+                bail!(
+                    "the input device is not a TTY (-i of a container created with -t needs a terminal on stdin)"
+                );
+            }
+            lifecycle::start(store, &c, Attach::Foreground { stdin })
         });
     }
     each(g, &a.containers, |g, name| {

@@ -186,7 +186,7 @@ fn supervise(
     });
     let gate = Gate::default();
     let spawned = spawn_runtime(&ready, attached, &log, &gate);
-    let Spawned { mut child, copiers, pty, _terminal } = match spawned {
+    let Spawned { mut child, copiers, pty, _terminal, _stdin } = match spawned {
         Ok(x) => x,
         Err(e) => return fail(&mut st, StartError { code: 125, message: format!("{e:#}") }, report),
     };
@@ -286,8 +286,6 @@ fn record_exit(root: &Path, id: &str, st: &RunState) {
 
 type Copiers = Vec<std::thread::JoinHandle<()>>;
 
-/// Spawns the runtime with its stdio wired to the log (and this process's own stdio when
-/// attached), and the threads that copy.
 /// The runtime child and what serves its stdio.
 struct Spawned {
     child: Child,
@@ -296,6 +294,9 @@ struct Spawned {
     pty: Option<Arc<OwnedFd>>,
     /// The user's terminal, in raw mode until this is dropped.
     _terminal: Option<RawTerminal>,
+    /// The writing end of an `-i` container's stdin when nobody's input is attached to it: held
+    /// while the process runs, so its stdin stays open (Docker's OpenStdin).
+    _stdin: Option<OwnedFd>,
 }
 
 /// Puts this process's stdin (a terminal) in raw mode, as `docker run -it` does, so keys such as
@@ -324,24 +325,22 @@ impl Drop for RawTerminal {
     }
 }
 
+/// The stdin of a process nobody's input is attached to: open for good when the container was
+/// created with `-i` (a shell then waits instead of ending at EOF), else at its end at once.
+fn unattached_input(open_stdin: bool) -> Result<(std::process::Stdio, Option<OwnedFd>)> {
+    Ok(if open_stdin {
+        let (input, holder) = super::stdio::held_input()?;
+        (input, Some(holder))
+    } else {
+        (super::stdio::empty_input()?, None)
+    })
+}
+
+/// Spawns the runtime with its stdio wired to the log (and this process's own stdio when
+/// attached), and the threads that copy.
 fn spawn_runtime(ready: &Ready, attached: Option<bool>, log: &LogWriter, gate: &Gate) -> Result<Spawned> {
-    let (child, copiers) = match spawn_stdio(ready, attached, log, gate)? {
-        Stdio3::Done(child, copiers) => (child, copiers),
-        Stdio3::Pty(child, copiers, master, terminal) => {
-            return Ok(Spawned { child, copiers, pty: Some(master), _terminal: terminal });
-        }
-    };
-    Ok(Spawned { child, copiers, pty: None, _terminal: None })
-}
-
-enum Stdio3 {
-    Done(Child, Copiers),
-    Pty(Child, Copiers, Arc<OwnedFd>, Option<RawTerminal>),
-}
-
-fn spawn_stdio(ready: &Ready, attached: Option<bool>, log: &LogWriter, gate: &Gate) -> Result<Stdio3> {
     let tty = ready.config.tty;
-    let (child, copiers): (Child, Copiers) = match attached {
+    let spawned = match attached {
         // A pty of ours stands between this terminal and the runtime's (so the output is logged
         // too); the runtime sets up the container's own from it.
         Some(stdin) if tty => {
@@ -364,19 +363,23 @@ fn spawn_stdio(ready: &Ready, attached: Option<bool>, log: &LogWriter, gate: &Ga
             }
             let out = master.try_clone()?;
             let copiers = vec![copier(out, log.stream("stdout"), Some(Box::new(std::io::stdout())), gate)];
-            return Ok(Stdio3::Pty(child, copiers, master, terminal));
+            Spawned { child, copiers, pty: Some(master), _terminal: terminal, _stdin: None }
         }
         Some(stdin) => {
             let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
             let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-            let input = if stdin { super::stdio::forwarded_input()? } else { super::stdio::empty_input()? };
+            let (input, holder) = if stdin {
+                (super::stdio::forwarded_input()?, None)
+            } else {
+                unattached_input(ready.config.open_stdin)?
+            };
             // Its own process group: a Ctrl-C reaches the container once, through us.
             let child = ready.spawn(input, out_w.into(), err_w.into(), true)?;
             let copiers = vec![
                 copier(out_r, log.stream("stdout"), Some(Box::new(std::io::stdout())), gate),
                 copier(err_r, log.stream("stderr"), Some(Box::new(std::io::stderr())), gate),
             ];
-            Ok((child, copiers))
+            Spawned { child, copiers, pty: None, _terminal: None, _stdin: holder }
         }
         None if tty => {
             // No terminal here: a pty of our own stands in for one (the runtime proxies it).
@@ -384,23 +387,22 @@ fn spawn_stdio(ready: &Ready, attached: Option<bool>, log: &LogWriter, gate: &Ga
             let slave = pty.slave;
             let child =
                 ready.spawn(slave.try_clone()?.into(), slave.try_clone()?.into(), slave.into(), true)?;
-            Ok((child, vec![copier(pty.master, log.stream("stdout"), None, gate)]))
+            let copiers = vec![copier(pty.master, log.stream("stdout"), None, gate)];
+            Spawned { child, copiers, pty: None, _terminal: None, _stdin: None }
         }
         None => {
             let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
             let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-            let child = ready.spawn(super::stdio::empty_input()?, out_w.into(), err_w.into(), true)?;
-            Ok((
-                child,
-                vec![
-                    copier(out_r, log.stream("stdout"), None, gate),
-                    copier(err_r, log.stream("stderr"), None, gate),
-                ],
-            ))
+            let (input, holder) = unattached_input(ready.config.open_stdin)?;
+            let child = ready.spawn(input, out_w.into(), err_w.into(), true)?;
+            let copiers = vec![
+                copier(out_r, log.stream("stdout"), None, gate),
+                copier(err_r, log.stream("stderr"), None, gate),
+            ];
+            Spawned { child, copiers, pty: None, _terminal: None, _stdin: holder }
         }
-    }
-    .map_err(|e: anyhow::Error| e)?;
-    Ok(Stdio3::Done(child, copiers))
+    };
+    Ok(spawned)
 }
 
 fn copier(

@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
 use std::process::Stdio;
 use std::thread::JoinHandle;
 
@@ -14,6 +15,14 @@ use nix::unistd::pipe2;
 pub fn empty_input() -> io::Result<Stdio> {
     let (r, _w) = pipe2(OFlag::O_CLOEXEC)?;
     Ok(r.into())
+}
+
+/// Input that stays open and gives nothing, as a container's stdin under Docker's `-i` when
+/// nobody's input is attached: a shell waits on it instead of ending at EOF. It stays open while
+/// the returned writing end is held.
+pub fn held_input() -> io::Result<(Stdio, OwnedFd)> {
+    let (r, w) = pipe2(OFlag::O_CLOEXEC)?;
+    Ok((r.into(), w))
 }
 
 /// This process's stdin, forwarded through a pipe. The copying thread is not joined: it ends
