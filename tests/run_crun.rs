@@ -40,6 +40,11 @@ fn crun_runs_execs_and_stops() {
     eventually("up", || s.run(&["logs", "c"]).stdout == b"up\n");
     assert_eq!(run_code(&s, &["exec", "-u", "root", "c", "id", "-u"], 0), "0\n");
     assert_eq!(run_code(&s, &["exec", "c", "id", "-u"], 0), "1000\n");
+    // the image's supplementary groups, as runc gives them (crun's exec has no flag for them)
+    assert_eq!(run_code(&s, &["exec", "c", "id", "-G"], 0), "1000 2000\n");
+    assert_eq!(run_code(&s, &["exec", "-u", "app:app", "c", "id", "-G"], 0), "1000\n");
+    // -t: a pty of strata's own, with no terminal here
+    assert!(run_code(&s, &["exec", "-t", "c", "tty"], 0).starts_with("/dev/pts/"));
     assert!(s.ok(&["top", "c"]).contains("sleep 60"));
     s.ok(&["stop", "-t", "1", "c"]);
     assert_eq!(s.ok(&["wait", "c"]), "137\n");

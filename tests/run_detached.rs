@@ -100,7 +100,10 @@ fn logs_exec_top_and_stop_of_a_process_that_ignores_sigterm() {
         "x\n/tmp\n1000\n"
     );
     run_code(&s, &["exec", "d", "sh", "-c", "exit 5"], 5);
-    run_code(&s, &["exec", "d", "nosuch"], 127);
+    let o = s.run(&["exec", "d", "nosuch"]);
+    assert_eq!(o.status.code(), Some(127));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.starts_with("strata: error: ") && err.lines().count() == 1, "one error line: {err}");
     // top lists the container's processes
     let top = s.ok(&["top", "d"]);
     assert!(top.starts_with("UID") && top.contains("sleep 100"), "{top}");

@@ -1,6 +1,6 @@
 //! Attached runs: `-t` gives the process a pty of this terminal's size (script(1) is the terminal
 //! here), logged too; Ctrl-C typed on it reaches the process, and SIGTERM sent to `strata run`
-//! reaches it too; `-d -t` logs what the pty shows.
+//! reaches it too; `-d -t` logs what the pty shows; `exec -t` gets a pty of strata's own.
 
 mod common;
 
@@ -108,4 +108,42 @@ fn detached_t_logs_the_pty() {
     eventually("the log", || String::from_utf8_lossy(&s.run(&["logs", "t"]).stdout).contains("done"));
     let log = String::from_utf8(s.run(&["logs", "t"]).stdout).unwrap();
     assert!(log.starts_with("/dev/pts/") && log.contains("\r\n"), "a terminal's output: {log:?}");
+}
+
+#[test]
+fn exec_t_gets_a_pty_of_its_own() {
+    let Some(s) = setup() else { return };
+    let _c = Cleanup(&s);
+    s.ok(&["run", "-d", "--name", "e", "bb:1", "sleep", "60"]);
+    // no terminal here (stdin is a pipe): the runtime still gets one, strata's
+    let o =
+        s.command(&["exec", "-t", "e", "sh", "-c", "tty; echo $TERM"]).stdin(Stdio::null()).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.starts_with("/dev/pts/") && text.contains("xterm\r\n"), "{text:?}");
+    // -i -t without a terminal is Docker's error
+    let o = s.command(&["exec", "-it", "e", "true"]).stdin(Stdio::null()).output().unwrap();
+    assert_eq!(o.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a TTY"), "{o:?}");
+    // -it in a terminal: its size, what is typed, the exit code; the user's terminal is left as
+    // it was (the runtime makes its process's terminal the container user's)
+    let mut child = in_terminal(
+        &s,
+        "exec -it -u app e sh -c 'stat -c %u $(tty); stty size; echo ready; read line; echo got-$line; exit 6'; stat -c %u:%a $(tty)",
+    );
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("ready") {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "no ready line: {seen}");
+        seen.push_str(&line);
+    }
+    child.stdin.as_mut().unwrap().write_all(b"typed\r").unwrap();
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(seen.contains("1000\r\n27 91\r\n"), "the container's pty, the user's size: {seen:?}");
+    assert!(rest.contains("got-typed"), "{rest:?}");
+    let terminal = rest.lines().last().unwrap_or_default().trim();
+    assert!(terminal.starts_with("0:"), "the user's terminal still root's: {rest:?}");
 }

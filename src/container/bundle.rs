@@ -229,9 +229,7 @@ pub fn runtime_config(
     if cfg.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
         env.push("TERM=xterm".into());
     }
-    Ok(json!({
-        "ociVersion": "1.0.2",
-        "process": {
+    let mut process = json!({
             "terminal": cfg.tty,
             "user": {"uid": user.uid, "gid": user.gid, "additionalGids": user.additional_gids},
             "args": cfg.args,
@@ -239,12 +237,28 @@ pub fn runtime_config(
             "cwd": if cfg.working_dir.is_empty() { "/" } else { cfg.working_dir.as_str() },
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
             "noNewPrivileges": false,
-        },
+    });
+    if let Some(size) = console_size().filter(|_| cfg.tty) {
+        process["consoleSize"] = size;
+    }
+    Ok(json!({
+        "ociVersion": "1.0.2",
+        "process": process,
         "root": {"path": rootfs, "readonly": cfg.read_only},
         "hostname": cfg.hostname,
         "mounts": mounts,
         "linux": linux,
     }))
+}
+
+/// The size of this process's terminal (stdout's, else stdin's) as a process's `consoleSize`:
+/// the container's terminal has it from the start (the runtime's own resize comes a moment late).
+pub fn console_size() -> Option<Value> {
+    use std::os::fd::AsFd;
+    let ws = crate::sys::tty::window_size(std::io::stdout().as_fd())
+        .or_else(|| crate::sys::tty::window_size(std::io::stdin().as_fd()))
+        .filter(|ws| ws.ws_row > 0 && ws.ws_col > 0)?;
+    Some(json!({"height": ws.ws_row, "width": ws.ws_col}))
 }
 
 /// Where `--init` puts its init in the container (Docker's path).

@@ -265,10 +265,20 @@ pub struct ExecOptions {
 }
 
 /// Runs another process in a running container; its exit code (Docker's 126/127 when it can't
-/// be run).
+/// be run). The runtime gets a process spec of the container's own (capabilities, limits) with
+/// the command, env, cwd and user (supplementary groups included) of this exec.
 pub fn exec(store: &Store, c: &ContainerRecord, o: &ExecOptions) -> Result<i32> {
+    use std::io::IsTerminal;
     if status::status(c) != Status::Running {
         bail!("container {} is not running", c.name);
+    }
+    if o.tty && o.detach {
+        bail!(
+            "exec -d -t is not supported: a detached exec's output goes to a file, with no terminal; drop -t"
+        );
+    }
+    if o.tty && o.interactive && !std::io::stdin().is_terminal() {
+        bail!("the input device is not a TTY (-t with -i needs a terminal on stdin)");
     }
     let cfg = c.config.clone().unwrap_or_default();
     let image = store.image(&c.image)?;
@@ -279,16 +289,122 @@ pub fn exec(store: &Store, c: &ContainerRecord, o: &ExecOptions) -> Result<i32> 
     let user = super::user::resolve(&stack, o.user.as_deref().unwrap_or(&cfg.user))?;
     drop(stack);
     let rt = runtime_of(store, c)?;
-    let log = store.container_dir(&c.id).join(format!("exec-{}.log", std::process::id()));
+    let dir = store.container_dir(&c.id);
+    let scratch = Scratch::new(&dir, &format!("exec-{}", std::process::id()));
+    let process = exec_process(&dir, &cfg, &user, o)?;
+    std::fs::write(scratch.path("json"), serde_json::to_vec(&process)?)
+        .with_context(|| format!("cannot write {}", scratch.path("json").display()))?;
+    let log = scratch.path("log");
     let mut cmd = rt.command(Some(&log));
-    cmd.arg("exec");
-    cmd.arg("--cwd").arg(
-        o.workdir.as_deref().filter(|w| !w.is_empty()).unwrap_or(if cfg.working_dir.is_empty() {
-            "/"
+    cmd.arg("exec").arg("--process").arg(scratch.path("json"));
+    if o.detach {
+        cmd.arg("--detach");
+    } else {
+        cmd.arg("--pid-file").arg(scratch.path("pid"));
+    }
+    cmd.arg(&c.id);
+    // Pipes (or a pty) of our own, never this process's stdio (see `stdio`). The output is held
+    // back until the process runs: what the runtime prints when it can't start it is our error.
+    let gate = super::engine::Gate::default();
+    let mut copiers = Vec::new();
+    let mut pty = None;
+    let mut _terminal = None;
+    if o.tty {
+        // SIGWINCH waits for the thread that passes window sizes on (threads inherit the mask).
+        let mut winch = nix::sys::signal::SigSet::empty();
+        winch.add(nix::sys::signal::Signal::SIGWINCH);
+        let _ = winch.thread_block();
+        let (master, [i, out, err]) = super::stdio::open_pty()?;
+        cmd.stdin(i).stdout(out).stderr(err);
+        if o.interactive {
+            _terminal = super::stdio::RawTerminal::new();
+            super::stdio::forward_input_to(&master);
+        }
+        copiers.push(super::stdio::copy_out(master.try_clone()?, std::io::stdout(), &gate)?);
+        pty = Some((master, winch));
+    } else {
+        cmd.stdin(if o.interactive {
+            super::stdio::forwarded_input()?
         } else {
-            &cfg.working_dir
-        }),
-    );
+            super::stdio::empty_input()?
+        });
+        if o.detach {
+            let out = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("exec.log"))?;
+            cmd.stdout(out.try_clone()?).stderr(out);
+        } else {
+            let (out, a) = super::stdio::gated_output(std::io::stdout(), &gate)?;
+            let (err, b) = super::stdio::gated_output(std::io::stderr(), &gate)?;
+            cmd.stdout(out).stderr(err);
+            copiers = vec![a, b];
+        }
+    }
+    let spawned = cmd.spawn().with_context(|| format!("cannot run {}", rt.path.display()));
+    // Our copies of the process's stdio go, so its output ends when it does.
+    drop(cmd);
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => {
+            gate.decide(false);
+            return Err(e);
+        }
+    };
+    if let Some((master, winch)) = pty {
+        let runtime = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = std::thread::Builder::new().name("winch".into()).spawn(move || {
+            while winch.wait().is_ok() {
+                super::stdio::pass_window_size(&master, runtime);
+            }
+        });
+    }
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break Ok(s),
+            Ok(None) if o.detach => {}
+            Ok(None) => {
+                if std::fs::read_to_string(scratch.path("pid")).is_ok_and(|p| !p.trim().is_empty()) {
+                    gate.decide(true);
+                    break child.wait();
+                }
+            }
+            Err(e) => break Err(e),
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let status = status.with_context(|| format!("waiting for {}", rt.name));
+    let err = runtime::last_error(&log);
+    use std::os::unix::process::ExitStatusExt;
+    let code = status.as_ref().map_or(125, |s| s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0)));
+    gate.decide(status.is_ok() && (code == 0 || err.is_none()));
+    for c in copiers {
+        let _ = c.join();
+    }
+    status?;
+    match err {
+        Some(msg) if code != 0 => {
+            Err(StartError { code: runtime::classify(&msg) as i32, message: format!("{}: {msg}", rt.name) }
+                .into())
+        }
+        _ => Ok(code),
+    }
+}
+
+/// The process spec of an exec: the container's own (capabilities, rlimits, no-new-privileges as
+/// its bundle has them) with this exec's command, env, cwd, user and terminal.
+fn exec_process(
+    dir: &Path,
+    cfg: &crate::store::containers::RunConfig,
+    user: &super::user::ResolvedUser,
+    o: &ExecOptions,
+) -> Result<serde_json::Value> {
+    let bundle = dir.join("config.json");
+    let config: serde_json::Value = std::fs::read(&bundle)
+        .map_err(anyhow::Error::from)
+        .and_then(|b| Ok(serde_json::from_slice(&b)?))
+        .with_context(|| format!("reading the container's runtime bundle {}", bundle.display()))?;
+    let mut p = config["process"].clone();
+    if !p.is_object() {
+        bail!("the container's runtime bundle {} has no process", bundle.display());
+    }
     let mut env = cfg.env.clone();
     for e in &o.env {
         let key = e.split('=').next().unwrap_or_default();
@@ -298,61 +414,52 @@ pub fn exec(store: &Store, c: &ContainerRecord, o: &ExecOptions) -> Result<i32> 
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", user.home));
     }
-    for e in &env {
-        cmd.arg("--env").arg(e);
+    if o.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
     }
-    cmd.arg("--user").arg(format!("{}:{}", user.uid, user.gid));
-    // crun 1.8's exec has no --additional-gids: there the process gets the user's own group only.
-    if rt.name == "runc" {
-        for g in &user.additional_gids {
-            cmd.arg("--additional-gids").arg(g.to_string());
+    let cwd = match o.workdir.as_deref().filter(|w| !w.is_empty()) {
+        Some(w) => w,
+        None if cfg.working_dir.is_empty() => "/",
+        None => &cfg.working_dir,
+    };
+    p["args"] = serde_json::json!(o.args);
+    p["env"] = serde_json::json!(env);
+    p["cwd"] = serde_json::json!(cwd);
+    p["user"] = serde_json::json!({"uid": user.uid, "gid": user.gid, "additionalGids": user.additional_gids});
+    p["terminal"] = serde_json::json!(o.tty);
+    match super::bundle::console_size().filter(|_| o.tty) {
+        Some(size) => p["consoleSize"] = size,
+        None => {
+            if let Some(m) = p.as_object_mut() {
+                m.remove("consoleSize");
+            }
         }
     }
-    if o.tty {
-        cmd.arg("--tty");
+    Ok(p)
+}
+
+/// Files of one exec in the container's directory (`<stem>.json`, `.log`, `.pid`), removed
+/// when dropped.
+struct Scratch {
+    dir: std::path::PathBuf,
+    stem: String,
+}
+
+impl Scratch {
+    fn new(dir: &Path, stem: &str) -> Scratch {
+        Scratch { dir: dir.to_path_buf(), stem: stem.to_string() }
     }
-    if o.detach {
-        cmd.arg("--detach");
+
+    fn path(&self, ext: &str) -> std::path::PathBuf {
+        self.dir.join(format!("{}.{ext}", self.stem))
     }
-    cmd.arg(&c.id).args(&o.args);
-    // Pipes of our own (see `stdio`), but for `-t`, where the runtime needs the terminal itself,
-    // and `-d`, whose output goes to a file of the container's.
-    let mut copiers = Vec::new();
-    if !o.tty {
-        cmd.stdin(if o.interactive {
-            super::stdio::forwarded_input()?
-        } else {
-            super::stdio::empty_input()?
-        });
-        if o.detach {
-            let out = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(store.container_dir(&c.id).join("exec.log"))?;
-            cmd.stdout(out.try_clone()?).stderr(out);
-        } else {
-            let (out, a) = super::stdio::forwarded_output(std::io::stdout())?;
-            let (err, b) = super::stdio::forwarded_output(std::io::stderr())?;
-            cmd.stdout(out).stderr(err);
-            copiers = vec![a, b];
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        for ext in ["json", "log", "pid"] {
+            let _ = std::fs::remove_file(self.path(ext));
         }
-    }
-    let status = cmd.status().with_context(|| format!("cannot run {}", rt.path.display()));
-    drop(cmd);
-    for c in copiers {
-        let _ = c.join();
-    }
-    let err = runtime::last_error(&log);
-    let _ = std::fs::remove_file(&log);
-    let status = status?;
-    use std::os::unix::process::ExitStatusExt;
-    let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-    match err {
-        Some(msg) if code != 0 => {
-            Err(StartError { code: runtime::classify(&msg) as i32, message: format!("{}: {msg}", rt.name) }
-                .into())
-        }
-        _ => Ok(code),
     }
 }
 

@@ -20,6 +20,7 @@ use super::engine::{Gate, Ready, StartError};
 use super::lock::ContainerLock;
 use super::logs::{self, LogWriter, StreamLog};
 use super::status::{now_ms, process_start};
+use super::stdio::RawTerminal;
 use crate::store::containers::{ContainerRecord, RunState, write_container_runtime};
 use crate::store::{LockMode, Store};
 use crate::sys::daemon;
@@ -197,11 +198,7 @@ fn supervise(
                 match (&pty, sig) {
                     // The user's terminal changed size: so does the pty we give the runtime
                     // (which passes it on to the container's).
-                    (Some(master), Signal::SIGWINCH) => {
-                        if let Some(ws) = crate::sys::tty::window_size(std::io::stdout().as_fd()) {
-                            let _ = crate::sys::tty::set_window_size(master.as_fd(), &ws);
-                        }
-                    }
+                    (Some(master), Signal::SIGWINCH) => super::stdio::pass_window_size(master, pid),
                     (None, Signal::SIGWINCH) => {}
                     _ => {
                         let _ = nix::sys::signal::kill(pid, sig);
@@ -299,32 +296,6 @@ struct Spawned {
     _stdin: Option<OwnedFd>,
 }
 
-/// Puts this process's stdin (a terminal) in raw mode, as `docker run -it` does, so keys such as
-/// Ctrl-C reach the container's terminal; restores it when dropped.
-struct RawTerminal(nix::sys::termios::Termios);
-
-impl RawTerminal {
-    fn new() -> Option<RawTerminal> {
-        use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
-        let stdin = std::io::stdin();
-        let saved = tcgetattr(stdin.as_fd()).ok()?;
-        let mut raw = saved.clone();
-        cfmakeraw(&mut raw);
-        tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw).ok()?;
-        Some(RawTerminal(saved))
-    }
-}
-
-impl Drop for RawTerminal {
-    fn drop(&mut self) {
-        let _ = nix::sys::termios::tcsetattr(
-            std::io::stdin().as_fd(),
-            nix::sys::termios::SetArg::TCSANOW,
-            &self.0,
-        );
-    }
-}
-
 /// The stdin of a process nobody's input is attached to: open for good when the container was
 /// created with `-i` (a shell then waits instead of ending at EOF), else at its end at once.
 fn unattached_input(open_stdin: bool) -> Result<(std::process::Stdio, Option<OwnedFd>)> {
@@ -344,22 +315,11 @@ fn spawn_runtime(ready: &Ready, attached: Option<bool>, log: &LogWriter, gate: &
         // A pty of ours stands between this terminal and the runtime's (so the output is logged
         // too); the runtime sets up the container's own from it.
         Some(stdin) if tty => {
-            use std::io::IsTerminal;
-            let size = crate::sys::tty::window_size(std::io::stdout().as_fd())
-                .or_else(|| crate::sys::tty::window_size(std::io::stdin().as_fd()));
-            let pty = nix::pty::openpty(size.as_ref(), None)?;
-            let slave = pty.slave;
-            let child =
-                ready.spawn(slave.try_clone()?.into(), slave.try_clone()?.into(), slave.into(), true)?;
-            let master = Arc::new(pty.master);
-            let terminal = if stdin && std::io::stdin().is_terminal() { RawTerminal::new() } else { None };
+            let (master, [i, o, e]) = super::stdio::open_pty()?;
+            let child = ready.spawn(i, o, e, true)?;
+            let terminal = if stdin { RawTerminal::new() } else { None };
             if stdin {
-                let to = master.clone();
-                // Not joined: it ends with the process (a read of the user's terminal blocks).
-                let _ = std::thread::Builder::new().name("stdin".into()).spawn(move || {
-                    let Ok(fd) = to.try_clone() else { return };
-                    let _ = std::io::copy(&mut std::io::stdin().lock(), &mut File::from(fd));
-                });
+                super::stdio::forward_input_to(&master);
             }
             let out = master.try_clone()?;
             let copiers = vec![copier(out, log.stream("stdout"), Some(Box::new(std::io::stdout())), gate)];
@@ -382,12 +342,10 @@ fn spawn_runtime(ready: &Ready, attached: Option<bool>, log: &LogWriter, gate: &
             Spawned { child, copiers, pty: None, _terminal: None, _stdin: holder }
         }
         None if tty => {
-            // No terminal here: a pty of our own stands in for one (the runtime proxies it).
-            let pty = nix::pty::openpty(None, None)?;
-            let slave = pty.slave;
-            let child =
-                ready.spawn(slave.try_clone()?.into(), slave.try_clone()?.into(), slave.into(), true)?;
-            let copiers = vec![copier(pty.master, log.stream("stdout"), None, gate)];
+            // No terminal here: the pty alone stands in for one (the runtime proxies it).
+            let (master, [i, o, e]) = super::stdio::open_pty()?;
+            let child = ready.spawn(i, o, e, true)?;
+            let copiers = vec![copier(master.try_clone()?, log.stream("stdout"), None, gate)];
             Spawned { child, copiers, pty: None, _terminal: None, _stdin: None }
         }
         None => {
