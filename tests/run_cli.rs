@@ -311,3 +311,90 @@ fn stdin_init_logs_since_and_mount_of_a_running_container() {
     assert!(err.contains("running"), "{err}");
     s.ok(&["rm", "-f", "r"]);
 }
+
+#[test]
+fn a_debootstrapped_debian_image_runs_as_under_docker() {
+    let Some(s) = setup() else { return };
+    let Some(tar) = common::run::debian_rootfs_tar() else { return };
+    let _c = Cleanup(&s);
+    let tar = tar.to_str().unwrap();
+    let changes = [
+        "ENV APP=site LANG=C.UTF-8",
+        "WORKDIR /srv/site",
+        "USER www-data",
+        r#"CMD ["bash", "-c", "echo $APP"]"#,
+    ];
+    let mut args = vec!["import", tar, "deb:1"];
+    for c in &changes {
+        args.extend(["-c", c]);
+    }
+    s.ok(&args);
+    // the image's Cmd, Env, WorkingDir and User (by name, from the image's /etc/passwd)
+    assert_eq!(run_code(&s, &["run", "--rm", "deb:1"], 0), "site\n");
+    let out =
+        run_code(&s, &["run", "--rm", "deb:1", "bash", "-c", "echo $APP $LANG; pwd; id; echo $HOME"], 0);
+    assert_eq!(
+        out,
+        "site C.UTF-8\n/srv/site\nuid=33(www-data) gid=33(www-data) groups=33(www-data)\n/var/www\n"
+    );
+    // dpkg's database and the image's users, without apt or the network
+    let out = run_code(
+        &s,
+        &[
+            "run",
+            "--rm",
+            "-u",
+            "root",
+            "deb:1",
+            "sh",
+            "-c",
+            "dpkg -l | grep -c '^ii'; dpkg -s coreutils | grep '^Status'; id www-data; id -un",
+        ],
+        0,
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].parse::<u32>().unwrap() > 50, "installed packages: {out}");
+    assert_eq!(
+        lines[1..],
+        ["Status: install ok installed", "uid=33(www-data) gid=33(www-data) groups=33(www-data)", "root"]
+    );
+    // Docker's exit codes with Debian's shells and binaries
+    run_code(&s, &["run", "--rm", "deb:1", "bash", "-c", "exit 3"], 3);
+    run_code(&s, &["run", "--rm", "deb:1", "nosuch"], 127);
+    run_code(&s, &["run", "--rm", "deb:1", "/etc/passwd"], 126);
+    // what useradd and a write change lands in the diff, the generated /etc files do not
+    run_code(
+        &s,
+        &[
+            "run",
+            "--name",
+            "w",
+            "-u",
+            "root",
+            "deb:1",
+            "bash",
+            "-c",
+            "useradd -m -s /bin/bash alice && echo hi > index.html",
+        ],
+        0,
+    );
+    let diff = s.ok(&["diff", "w"]);
+    for want in ["C /etc/passwd", "C /etc/shadow", "A /home/alice", "A /srv/site/index.html"] {
+        assert!(diff.lines().any(|l| l == want), "{want:?} not in the diff:\n{diff}");
+    }
+    for generated in ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"] {
+        assert!(!diff.lines().any(|l| l.ends_with(generated)), "{generated} in the diff:\n{diff}");
+    }
+    // the commit runs, with the new user found by name in its own /etc/passwd
+    s.ok(&["commit", "w", "deb:2"]);
+    let out = run_code(
+        &s,
+        &["run", "--rm", "-u", "alice", "deb:2", "bash", "-c", "id -un; echo $HOME; pwd; cat index.html"],
+        0,
+    );
+    assert_eq!(out, "alice\n/home/alice\n/srv/site\nhi\n");
+    // exec in a running Debian container, by user name
+    s.ok(&["run", "-d", "--name", "d", "deb:2", "sleep", "60"]);
+    assert_eq!(run_code(&s, &["exec", "-u", "alice", "d", "id", "-un"], 0), "alice\n");
+    s.ok(&["rm", "-f", "d", "w"]);
+}

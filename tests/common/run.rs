@@ -115,3 +115,61 @@ pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// Where the debootstrap'd Debian rootfs is cached: shared with scripts/bench.sh
+/// (`$BENCH_CACHE`, /var/cache/strata-bench by default), so the machine builds it once.
+fn debian_cache() -> std::path::PathBuf {
+    std::env::var_os("BENCH_CACHE").map_or_else(|| "/var/cache/strata-bench".into(), Into::into)
+}
+
+/// A Debian bookworm minbase rootfs made by debootstrap, as a plain tar: the cached one, else
+/// built once with `debootstrap --variant=minbase` from the Debian mirror (a few minutes; under a
+/// lock, so tests running at once build it once). `None` (skipped) when it can't be had; a
+/// failure under `CI=true`.
+pub fn debian_rootfs_tar() -> Option<std::path::PathBuf> {
+    let cache = debian_cache();
+    let (rootfs, tar) = (cache.join("rootfs"), cache.join("debian-rootfs.tar"));
+    if tar.is_file() {
+        return Some(tar);
+    }
+    let fail = |why: String| {
+        assert!(!ci(), "CI=true: no Debian rootfs for the tests: {why}");
+        eprintln!("skipping: no Debian rootfs ({why})");
+        None
+    };
+    if let Err(e) = std::fs::create_dir_all(&cache) {
+        return fail(format!("cannot create {}: {e}", cache.display()));
+    }
+    let lock = std::fs::File::create(cache.join("debian-rootfs.lock")).unwrap();
+    let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).unwrap();
+    if tar.is_file() {
+        return Some(tar); // another test made it meanwhile
+    }
+    if !rootfs.is_dir() {
+        let partial = cache.join("rootfs.tmp");
+        let _ = std::fs::remove_dir_all(&partial);
+        eprintln!(
+            "building the Debian rootfs once: debootstrap --variant=minbase bookworm {}",
+            partial.display()
+        );
+        let st = Command::new("debootstrap")
+            .args(["--variant=minbase", "bookworm"])
+            .arg(&partial)
+            .arg("http://deb.debian.org/debian")
+            .stdout(std::process::Stdio::null())
+            .status();
+        match st {
+            Ok(st) if st.success() => std::fs::rename(&partial, &rootfs).unwrap(),
+            other => {
+                let _ = std::fs::remove_dir_all(&partial);
+                return fail(format!(
+                    "debootstrap failed: {other:?} (Debian package debootstrap, and the mirror)"
+                ));
+            }
+        }
+    }
+    let partial = cache.join("debian-rootfs.tar.tmp");
+    super::strata::tar_dir(&rootfs, &partial, "plain");
+    std::fs::rename(&partial, &tar).unwrap();
+    Some(tar)
+}
