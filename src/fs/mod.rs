@@ -43,6 +43,7 @@ pub mod nodes;
 mod ops;
 mod remove;
 mod rename;
+mod tmpfile;
 mod unlinked;
 pub mod upper;
 mod xattrs;

@@ -214,7 +214,7 @@ impl StrataFs {
 
     /// Gives a new upper entry its owner: the caller, with the group of a setgid parent.
     pub(crate) fn set_owner(&self, dirfd: &SafeFd, parent: &Entry, name: &OsStr, who: Caller) -> R<()> {
-        let gid = if parent.stat.st_mode & libc::S_ISGID != 0 { parent.stat.st_gid } else { who.gid };
+        let gid = new_gid(parent, who);
         super::copyup::tolerate_eperm(fchownat(
             dirfd.as_fd(),
             name,
@@ -242,4 +242,9 @@ impl StrataFs {
         }
         self.lookup_path(&path)
     }
+}
+
+/// The group of a new entry made by `who` in `parent`: the parent's when it is setgid.
+pub(crate) fn new_gid(parent: &Entry, who: Caller) -> u32 {
+    if parent.stat.st_mode & libc::S_ISGID != 0 { parent.stat.st_gid } else { who.gid }
 }
