@@ -253,7 +253,11 @@ impl Filesystem for StrataFs {
         reply: ReplyEmpty,
     ) {
         let _unfrozen = self.freeze.enter();
-        match run("rename", || self.do_rename(parent.0, name, newparent.0, newname, flags.bits())) {
+        match run("rename", || {
+            // What moves is copied up first without holding the namespace lock (copyup.rs).
+            self.prepare_rename(parent.0, name, newparent.0, newname, flags.bits())?;
+            self.do_rename(parent.0, name, newparent.0, newname, flags.bits())
+        }) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
