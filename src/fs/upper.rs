@@ -206,6 +206,49 @@ impl StrataFs {
         Ok(())
     }
 
+    /// Moves the entry `name` of `from` to `to_name` of `to` when a 0/0 whiteout (a deleted
+    /// lower name too long for `.wh.`) sits there: the two swap places in one step
+    /// (RENAME_EXCHANGE), so the lower name never shows in between, as it would if the whiteout
+    /// were removed first (a directory can't replace a device in a plain rename). The device left
+    /// at the old name then goes, unless `keep` (it is the old name's own whiteout). Returns
+    /// false, having done nothing, when no such whiteout is there.
+    pub(crate) fn move_onto_overlay_whiteout(
+        &self,
+        from: &SafeFd,
+        name: &OsStr,
+        to: &SafeFd,
+        to_name: &OsStr,
+        keep: bool,
+    ) -> R<bool> {
+        match stat_at(to.as_fd(), to_name).map_err(errno)? {
+            Some(st) if is_overlay_whiteout_stat(&st) => {}
+            _ => return Ok(false),
+        }
+        let exchanged = nix::fcntl::renameat2(
+            from.as_fd(),
+            name,
+            to.as_fd(),
+            to_name,
+            nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+        );
+        match exchanged {
+            Ok(()) => {}
+            Err(Errno::EINVAL) => {
+                // No RENAME_EXCHANGE on this filesystem: the whiteout goes first after all.
+                self.clear_overlay_whiteout(to, to_name)?;
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        }
+        if !keep {
+            match unlinkat(from.as_fd(), name, UnlinkatFlags::NoRemoveDir) {
+                Ok(()) | Err(Errno::ENOENT) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
     /// Marks the upper directory `dir` opaque.
     pub(crate) fn make_opaque(&self, dir: &Path) -> R<()> {
         let fd = self.stack.dir_fd(0, dir).map_err(errno)?;
