@@ -162,6 +162,64 @@ fn names_of_252_to_255_bytes_work_and_256_is_too_long() {
     assert_eq!(names(&m.path("low")), listed, "the same after a remount");
 }
 
+/// Undoes `chattr +i` on a path, also when the test panics (the scratch tree can't be removed
+/// otherwise).
+struct Immutable(PathBuf);
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
+/// A directory renamed onto a deleted lower name of 255 bytes (whose whiteout is a 0/0 device
+/// at the name itself) never lets the lower name show: the directory and the whiteout swap
+/// places in one step. Before, the whiteout was removed first, so a rename failing (or a crash)
+/// right after brought the deleted file back; a rename of an immutable directory fails there.
+#[test]
+fn a_directory_renamed_onto_a_long_whiteout_never_uncovers_the_lower_name() {
+    let Some(s) = Scratch::for_fuse(1) else { return };
+    let long = name('w', 255);
+    s.write(&format!("l1/p/{long}"), "deleted lower file");
+    s.write("l1/p/keep", "k");
+    let m = s.mount_rw(1);
+    let p = m.path("p");
+    fs::remove_file(p.join(&long)).unwrap();
+    assert!(is_whiteout_device(&s.p("upper/p").join(&long)), "the whiteout is a 0/0 device at the name");
+    fs::create_dir(p.join("src")).unwrap();
+    fs::write(p.join("src/inside"), "i").unwrap();
+    let up_src = s.p("upper/p/src");
+    let chattr = std::process::Command::new("chattr").arg("+i").arg(&up_src).output().expect("run chattr");
+    if !chattr.status.success() {
+        missing(&format!("chattr +i on the upper's filesystem: {}", String::from_utf8_lossy(&chattr.stderr)));
+        return;
+    }
+    let guard = Immutable(up_src);
+    let r = fs::rename(p.join("src"), p.join(&long));
+    assert_eq!(
+        r.as_ref().map_err(|e| e.raw_os_error()),
+        Err(Some(libc::EPERM)),
+        "rename of an immutable dir"
+    );
+    assert_eq!(
+        fs::symlink_metadata(p.join(&long)).map_err(|e| e.raw_os_error()).map(|_| ()),
+        Err(Some(libc::ENOENT)),
+        "the deleted lower file shows again after a failed rename onto its whiteout"
+    );
+    assert_eq!(names(&p), ["keep", "src"]);
+    drop(guard);
+    // Now it moves, and the old name leaves nothing behind (nothing below it to hide).
+    fs::rename(p.join("src"), p.join(&long)).unwrap();
+    assert_eq!(names(&p), vec!["keep".to_string(), long.clone()]);
+    assert_eq!(names(&p.join(&long)), ["inside"]);
+    assert_eq!(names(&s.p("upper/p")), vec![long.clone()]);
+    let mut m = m;
+    m.unmount();
+    let m = s.mount_rw(1);
+    assert_eq!(names(&m.path("p")), vec!["keep".to_string(), long.clone()], "the same after a remount");
+    assert_eq!(fs::read_to_string(m.path("p").join(&long).join("inside")).unwrap(), "i");
+}
+
 /// A rootfs with long names, imported as an image.
 fn import_long_names(s: &Strata) {
     let rootfs = s.path("rootfs");

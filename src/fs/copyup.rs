@@ -26,10 +26,7 @@ use super::ino::{InoMap, is_private_xattr};
 use crate::union::Entry;
 use crate::union::layer::proc_path;
 
-/// Lower files at least this large are copied up outside the namespace lock.
-const UNLOCKED_COPY: i64 = 1 << 20;
-
-/// One lock per inode being copied up outside the namespace lock.
+/// One lock per lower file being copied up outside the namespace lock (keyed by its st_ino).
 #[derive(Debug, Default)]
 pub(crate) struct CopyLocks {
     slots: Mutex<HashMap<u64, Weak<Mutex<()>>>>,
@@ -74,39 +71,41 @@ impl StrataFs {
         self.copy_up_with(e, data, None)
     }
 
-    /// Copies up a large lower regular file's data with no namespace lock held, so other
-    /// requests go on meanwhile (a 1 GiB copy-up must not freeze `ls` elsewhere). The copy is
-    /// built in the work dir under the file's own copy-up lock (one copy per file at a time);
-    /// then, under the namespace lock, it is renamed into place if the name still shows that
-    /// lower file (else it is dropped). Callers then copy up as usual, which finds it done.
+    /// Copies up the lower regular file of node `ino` with no namespace lock held (see
+    /// [`Self::copy_up_unlocked`]). Callers then copy up as usual, which finds it done.
     pub(crate) fn prepare_copy_up(&self, ino: u64) -> R<()> {
         if self.read_only || self.work.is_none() {
             return Ok(());
         }
-        let wanted = |e: &Entry| {
-            !self.in_upper(e)
-                && e.stat.st_mode & libc::S_IFMT == libc::S_IFREG
-                && e.stat.st_size >= UNLOCKED_COPY
-        };
         // A node without a name (or any other failure) is left to the request itself.
         let Ok(e) = self.entry_shared(ino) else { return Ok(()) };
-        if !wanted(&e) {
-            return Ok(());
-        }
-        let slot = self.copy_locks.slot(ino);
+        self.copy_up_unlocked(&e.path)
+    }
+
+    /// Copies up the lower regular file at `path` with no namespace lock held, so other
+    /// requests go on meanwhile (a 1 GiB copy-up must not freeze `ls` elsewhere, and copy-ups
+    /// of different files run side by side). The copy is built in the work dir under the
+    /// file's own copy-up lock (one copy per file at a time); then, under the namespace lock,
+    /// it is renamed into place if the name still shows that lower file (else it is dropped).
+    /// Anything else at `path` is left alone.
+    fn copy_up_unlocked(&self, path: &Path) -> R<()> {
+        let look = || {
+            let _ns = self.ns.read().unwrap_or_else(|e| e.into_inner());
+            self.lookup_path(path).ok()
+        };
+        let wanted = |e: &Entry| !self.in_upper(e) && e.stat.st_mode & libc::S_IFMT == libc::S_IFREG;
+        let Some(e) = look().filter(wanted) else { return Ok(()) };
+        let origin = self.base_ino(&e);
+        let slot = self.copy_locks.slot(origin);
         let _copying = lock(&slot);
         // Another request may have copied it while this one waited.
-        let e = self.entry_shared(ino)?;
-        if !wanted(&e) {
-            return Ok(());
-        }
+        let Some(e) = look().filter(wanted) else { return Ok(()) };
         self.wrote.store(true, Ordering::Relaxed);
-        let tmp = self.copy_to_work(&e, self.base_ino(&e), true)?;
+        let tmp = self.copy_to_work(&e, origin, true)?;
         let _ns = self.ns.write().unwrap_or_else(|e| e.into_inner());
-        let res = match self.entry(ino) {
+        let res = match self.lookup_path(path) {
             Ok(now)
                 if !self.in_upper(&now)
-                    && now.path == e.path
                     && now.layer == e.layer
                     && now.stat.st_ino == e.stat.st_ino
                     && now.stat.st_dev == e.stat.st_dev =>
@@ -118,6 +117,93 @@ impl StrataFs {
         // Still in the work dir unless it was installed.
         let _ = self.remove_work(&tmp, false);
         res
+    }
+
+    /// Before a rename: copies up what it will move (a directory's whole subtree, or a file)
+    /// while holding the namespace lock only a moment per entry, file data not at all, so a
+    /// rename of a big lower tree does not stall the mount. The rename itself then finds it
+    /// done. Copy-ups change nothing in the merged view, so a rename that fails after this
+    /// loses nothing; one that is bound to fail (a name missing, a non-empty directory or any
+    /// name with RENAME_NOREPLACE in the way, a move into itself) copies nothing.
+    pub(crate) fn prepare_rename(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        newparent: u64,
+        newname: &OsStr,
+        flags: u32,
+    ) -> R<()> {
+        if self.read_only || self.work.is_none() {
+            return Ok(());
+        }
+        let exchange = flags & libc::RENAME_EXCHANGE != 0;
+        let moved = {
+            let _ns = self.ns.read().unwrap_or_else(|e| e.into_inner());
+            let (Ok(pe), Ok(npe)) = (self.entry(parent), self.entry(newparent)) else { return Ok(()) };
+            let Ok(Some(src)) = self.child(&pe, name) else { return Ok(()) };
+            let Ok(dst) = self.child(&npe, newname) else { return Ok(()) };
+            if crate::union::stack::is_within(&npe.path.join(newname), &src.path) {
+                return Ok(());
+            }
+            match dst {
+                None if exchange => return Ok(()),
+                None => vec![src.path],
+                Some(d) if exchange => vec![src.path, d.path],
+                Some(_) if flags & libc::RENAME_NOREPLACE != 0 => return Ok(()),
+                Some(d) if d.is_dir() && !self.stack.list(&d).is_ok_and(|l| l.entries.is_empty()) => {
+                    return Ok(());
+                }
+                Some(_) => vec![src.path],
+            }
+        };
+        for p in moved {
+            self.prepare_copy_up_tree(&p)?;
+        }
+        Ok(())
+    }
+
+    /// Copies up the entry at `path` and, for a directory, everything visible below it, one
+    /// entry at a time (see [`Self::prepare_rename`]).
+    fn prepare_copy_up_tree(&self, path: &Path) -> R<()> {
+        // An explicit work list, not recursion: a subtree of any depth.
+        let mut todo = vec![path.to_path_buf()];
+        while let Some(p) = todo.pop() {
+            let e = {
+                let _ns = self.ns.read().unwrap_or_else(|e| e.into_inner());
+                match self.lookup_path(&p) {
+                    Ok(e) => e,
+                    Err(_) => continue, // gone meanwhile: nothing to copy
+                }
+            };
+            if e.stat.st_mode & libc::S_IFMT == libc::S_IFREG {
+                self.copy_up_unlocked(&p)?;
+                continue;
+            }
+            let up = if self.in_upper(&e) {
+                e
+            } else {
+                // A directory, symlink or device: metadata only, quick.
+                let _ns = self.ns.write().unwrap_or_else(|e| e.into_inner());
+                match self.lookup_path(&p) {
+                    Ok(e) => self.copy_up(&e)?,
+                    Err(_) => continue,
+                }
+            };
+            // An upper directory merged with no lower one holds its whole subtree already.
+            if !up.is_dir() || !up.is_merged() {
+                continue;
+            }
+            let _ns = self.ns.read().unwrap_or_else(|e| e.into_inner());
+            let Ok(listing) = self.stack.list(&up) else { continue };
+            for child in listing.entries.iter() {
+                if let Ok(Some(ce)) = self.child(&up, &child.name) {
+                    if !self.in_upper(&ce) || ce.is_dir() {
+                        todo.push(ce.path);
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Copies up `e`; `ready` is a copy of it already built in the work dir.
@@ -339,7 +425,8 @@ impl StrataFs {
         let mut todo = vec![e.clone()];
         while let Some(cur) = todo.pop() {
             let up = self.copy_up(&cur)?;
-            if up.is_dir() {
+            // An upper directory merged with no lower one holds its whole subtree already.
+            if up.is_dir() && up.is_merged() {
                 let listing = self.stack.list(&up).map_err(errno)?;
                 for child in listing.entries.iter() {
                     if let Some(ce) = self.child(&up, &child.name)? {

@@ -17,7 +17,7 @@ use crate::union::Entry;
 use crate::union::layer::SafeFd;
 
 impl StrataFs {
-    fn new_name(&self, parent: u64, name: &OsStr) -> R<(Entry, std::sync::Arc<SafeFd>)> {
+    pub(crate) fn new_name(&self, parent: u64, name: &OsStr) -> R<(Entry, std::sync::Arc<SafeFd>)> {
         Self::check_name(name)?;
         if self.read_only {
             return Err(Errno::EROFS);

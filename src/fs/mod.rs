@@ -10,7 +10,8 @@
 //!   in pieces below PATH_MAX), so no path length limits the tree and nothing leaves its layer.
 //! - State is split by lock: the namespace lock (`ns`, mutations exclusive), the node table,
 //!   the entry cache (`entries.rs`), the stack's fd and listing caches, the open handles, and one
-//!   copy-up lock per inode: a large file is copied up with no namespace lock held.
+//!   copy-up lock per file: file data is copied up with no namespace lock held (also a renamed
+//!   directory's subtree, before the rename).
 //! - Crash order: a whiteout is written before the upper entry it stands in for goes (unlink,
 //!   rmdir, rename), and a directory is made opaque before it moves onto a lower directory.
 //! - Reads go to the layer holding the entry; the first change copies it up into
@@ -43,6 +44,7 @@ pub mod nodes;
 mod ops;
 mod remove;
 mod rename;
+mod tmpfile;
 mod unlinked;
 pub mod upper;
 mod xattrs;

@@ -174,6 +174,35 @@ impl Nodes {
     }
 }
 
+/// Nodes born without a name: an `O_TMPFILE` file (`tmpfile.rs`) until `linkat` names it.
+impl Nodes {
+    /// A node for a new nameless file whose st_ino is `st_ino`, held once by the kernel: the
+    /// st_ino itself, or a fresh alias when a node of that number is still known (the kernel
+    /// may hold the old object's). Returns (node id, generation).
+    pub fn add_nameless(&mut self, st_ino: u64) -> (u64, u64) {
+        let mut id = self.current(st_ino);
+        if self.map.contains_key(&id) {
+            self.next_alias += 1;
+            id = ALIAS_BASE | self.next_alias;
+            self.aliases.insert(st_ino, id);
+            self.alias_of.insert(id, st_ino);
+        }
+        let node = self.map.entry(id).or_default();
+        node.lookups += 1;
+        (id, node.generation)
+    }
+
+    /// The nameless node `ino` got the name `path` (and one more kernel reference): the same
+    /// object, so its generation stays (a new one would make the kernel drop the open file's
+    /// inode as stale). None when the node is gone or has a name already.
+    pub fn name_nameless(&mut self, ino: u64, path: &Path) -> Option<u64> {
+        let node = self.map.get_mut(&ino).filter(|n| n.paths.is_empty())?;
+        node.paths.push(path.to_path_buf());
+        node.lookups += 1;
+        Some(node.generation)
+    }
+}
+
 fn join(base: &Path, rest: &Path) -> PathBuf {
     if rest.as_os_str().is_empty() { base.to_path_buf() } else { base.join(rest) }
 }
@@ -199,6 +228,24 @@ mod tests {
         assert_eq!(n.current(7), a);
         n.forget(a, 1);
         assert_eq!(n.current(7), 7);
+    }
+
+    #[test]
+    fn a_nameless_node_keeps_its_generation_when_named() {
+        let mut n = Nodes::new();
+        let (id, g) = n.add_nameless(9);
+        assert_eq!(id, 9);
+        assert_eq!(n.path(9), None);
+        assert_eq!(n.name_nameless(9, Path::new("t")), Some(g));
+        assert_eq!(n.name_nameless(9, Path::new("u")), None, "named already");
+        assert_eq!(n.id_for(9), 9);
+        // A number still known (the kernel holds its old object): a fresh alias.
+        let (a, _) = n.add_nameless(9);
+        assert_ne!(a, 9);
+        assert_eq!(n.path(a), None);
+        n.forget(a, 1);
+        n.forget(9, 2);
+        assert!(n.is_empty());
     }
 
     #[test]

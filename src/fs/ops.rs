@@ -253,7 +253,11 @@ impl Filesystem for StrataFs {
         reply: ReplyEmpty,
     ) {
         let _unfrozen = self.freeze.enter();
-        match run("rename", || self.do_rename(parent.0, name, newparent.0, newname, flags.bits())) {
+        match run("rename", || {
+            // What moves is copied up first without holding the namespace lock (copyup.rs).
+            self.prepare_rename(parent.0, name, newparent.0, newname, flags.bits())?;
+            self.do_rename(parent.0, name, newparent.0, newname, flags.bits())
+        }) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
@@ -261,6 +265,14 @@ impl Filesystem for StrataFs {
 
     fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
         let _unfrozen = self.freeze.enter();
+        // A node with no name (an O_TMPFILE file) gets its first one (tmpfile.rs).
+        if lock(&self.nodes).path(ino.0).is_none() {
+            match run("link", || self.do_link_nameless(ino.0, newparent.0, newname)) {
+                Ok((attr, ttl, generation)) => reply.entry(&ttl, &attr, Generation(generation)),
+                Err(e) => reply.error(e),
+            }
+            return;
+        }
         let r = run("link", || self.do_link(ino.0, newparent.0, newname));
         self.reply_entry(reply, r);
     }
@@ -485,6 +497,37 @@ impl Filesystem for StrataFs {
                 match backing {
                     Some(b) => reply.created_passthrough(&ttl, &attr, Generation(generation), Fh(fh), fl, &b),
                     None => reply.created(&ttl, &attr, Generation(generation), Fh(fh), fl),
+                }
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn tmpfile(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        mode: u32,
+        umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let _unfrozen = self.freeze.enter();
+        match run("tmpfile", || self.do_tmpfile(caller(req), parent.0, mode, umask)) {
+            Ok(t) => {
+                let (generation, attr) = (t.generation, t.attr);
+                let (fh, fl, backing) = self.register_tmpfile(t, |f| reply.open_backing(f));
+                // No name to cache: TTL zero, its attributes come from the open file.
+                match backing {
+                    Some(b) => reply.created_passthrough(
+                        &Duration::ZERO,
+                        &attr,
+                        Generation(generation),
+                        Fh(fh),
+                        fl,
+                        &b,
+                    ),
+                    None => reply.created(&Duration::ZERO, &attr, Generation(generation), Fh(fh), fl),
                 }
             }
             Err(e) => reply.error(e),

@@ -115,15 +115,14 @@ impl StrataFs {
                 }
             }
         }
-        if dst.is_none() && src.is_dir() {
-            // A deleted lower name's whiteout may sit at the new name itself (the char 0/0 form
-            // of a long name): it goes, or a directory could not be renamed over it (a file
-            // replaces it in the rename itself).
-            self.clear_overlay_whiteout(&npfd, newname)?;
-        }
+        // A deleted lower name's whiteout may sit at the new name itself (the char 0/0 form of
+        // a long name): a directory swaps places with it (a file replaces it in the rename).
+        let moved = dst.is_none()
+            && src.is_dir()
+            && self.move_onto_overlay_whiteout(&pfd, name, &npfd, newname, rename_whiteout)?;
         // 4. The move itself; a long old name gets its 0/0 whiteout in the same step.
         let flags = if rename_whiteout { RenameFlags::RENAME_WHITEOUT } else { RenameFlags::empty() };
-        match renameat2(pfd.as_fd(), name, npfd.as_fd(), newname, flags) {
+        match if moved { Ok(()) } else { renameat2(pfd.as_fd(), name, npfd.as_fd(), newname, flags) } {
             Err(Errno::EPERM | Errno::EINVAL) if rename_whiteout => {
                 // No RENAME_WHITEOUT (rootless): the device after the move.
                 renameat2(pfd.as_fd(), name, npfd.as_fd(), newname, RenameFlags::empty())?;

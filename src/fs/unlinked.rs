@@ -24,7 +24,7 @@ use super::io::{SetAttr, timespec};
 
 impl StrataFs {
     /// An open file of node `ino` (the request's handle first); ESTALE when there is none.
-    fn open_file_of(&self, ino: u64, fh: Option<u64>) -> R<Arc<FileHandle>> {
+    pub(crate) fn open_file_of(&self, ino: u64, fh: Option<u64>) -> R<Arc<FileHandle>> {
         fh.and_then(|f| self.handles.file(f))
             .filter(|h| h.ino == ino)
             .or_else(|| self.handles.file_of(ino))

@@ -206,6 +206,49 @@ impl StrataFs {
         Ok(())
     }
 
+    /// Moves the entry `name` of `from` to `to_name` of `to` when a 0/0 whiteout (a deleted
+    /// lower name too long for `.wh.`) sits there: the two swap places in one step
+    /// (RENAME_EXCHANGE), so the lower name never shows in between, as it would if the whiteout
+    /// were removed first (a directory can't replace a device in a plain rename). The device left
+    /// at the old name then goes, unless `keep` (it is the old name's own whiteout). Returns
+    /// false, having done nothing, when no such whiteout is there.
+    pub(crate) fn move_onto_overlay_whiteout(
+        &self,
+        from: &SafeFd,
+        name: &OsStr,
+        to: &SafeFd,
+        to_name: &OsStr,
+        keep: bool,
+    ) -> R<bool> {
+        match stat_at(to.as_fd(), to_name).map_err(errno)? {
+            Some(st) if is_overlay_whiteout_stat(&st) => {}
+            _ => return Ok(false),
+        }
+        let exchanged = nix::fcntl::renameat2(
+            from.as_fd(),
+            name,
+            to.as_fd(),
+            to_name,
+            nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+        );
+        match exchanged {
+            Ok(()) => {}
+            Err(Errno::EINVAL) => {
+                // No RENAME_EXCHANGE on this filesystem: the whiteout goes first after all.
+                self.clear_overlay_whiteout(to, to_name)?;
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        }
+        if !keep {
+            match unlinkat(from.as_fd(), name, UnlinkatFlags::NoRemoveDir) {
+                Ok(()) | Err(Errno::ENOENT) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
     /// Marks the upper directory `dir` opaque.
     pub(crate) fn make_opaque(&self, dir: &Path) -> R<()> {
         let fd = self.stack.dir_fd(0, dir).map_err(errno)?;
@@ -214,7 +257,7 @@ impl StrataFs {
 
     /// Gives a new upper entry its owner: the caller, with the group of a setgid parent.
     pub(crate) fn set_owner(&self, dirfd: &SafeFd, parent: &Entry, name: &OsStr, who: Caller) -> R<()> {
-        let gid = if parent.stat.st_mode & libc::S_ISGID != 0 { parent.stat.st_gid } else { who.gid };
+        let gid = new_gid(parent, who);
         super::copyup::tolerate_eperm(fchownat(
             dirfd.as_fd(),
             name,
@@ -242,4 +285,9 @@ impl StrataFs {
         }
         self.lookup_path(&path)
     }
+}
+
+/// The group of a new entry made by `who` in `parent`: the parent's when it is setgid.
+pub(crate) fn new_gid(parent: &Entry, who: Caller) -> u32 {
+    if parent.stat.st_mode & libc::S_ISGID != 0 { parent.stat.st_gid } else { who.gid }
 }

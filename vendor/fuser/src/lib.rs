@@ -855,6 +855,27 @@ pub trait Filesystem: Send + Sync + 'static {
         reply.error(Errno::ENOSYS);
     }
 
+    /// Create and open an unnamed regular file in the directory `parent` (`open(2)` with
+    /// `O_TMPFILE`). Answered like `create`: the new node (with no name; the kernel may later
+    /// give it one with `link`) and an open file handle. ENOSYS makes the kernel answer
+    /// EOPNOTSUPP to `O_TMPFILE` from then on. (strata patch 1.)
+    #[cfg(target_os = "linux")]
+    fn tmpfile(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        warn!(
+            "[Not Implemented] tmpfile(parent: {parent:#x?}, mode: {mode}, \
+            umask: {umask:#x?}, flags: {flags:#x?})"
+        );
+        reply.error(Errno::ENOSYS);
+    }
+
     /// Test for a POSIX file lock.
     fn getlk(
         &self,
