@@ -79,7 +79,7 @@ impl StrataFs {
         }
         // A node without a name (or any other failure) is left to the request itself.
         let Ok(e) = self.entry_shared(ino) else { return Ok(()) };
-        self.copy_up_unlocked(&e.path)
+        self.copy_up_unlocked(&e.path.clone(), Some(e))
     }
 
     /// Copies up the lower regular file at `path` with no namespace lock held, so other
@@ -88,35 +88,46 @@ impl StrataFs {
     /// file's own copy-up lock (one copy per file at a time); then, under the namespace lock,
     /// it is renamed into place if the name still shows that lower file (else it is dropped).
     /// Anything else at `path` is left alone.
-    fn copy_up_unlocked(&self, path: &Path) -> R<()> {
+    fn copy_up_unlocked(&self, path: &Path, found: Option<Entry>) -> R<()> {
         let look = || {
             let _ns = self.ns.read().unwrap_or_else(|e| e.into_inner());
             self.lookup_path(path).ok()
         };
         let wanted = |e: &Entry| !self.in_upper(e) && e.stat.st_mode & libc::S_IFMT == libc::S_IFREG;
-        let Some(e) = look().filter(wanted) else { return Ok(()) };
+        let Some(e) = found.or_else(look).filter(wanted) else { return Ok(()) };
         let origin = self.base_ino(&e);
         let slot = self.copy_locks.slot(origin);
-        let _copying = lock(&slot);
-        // Another request may have copied it while this one waited.
-        let Some(e) = look().filter(wanted) else { return Ok(()) };
+        let (_copying, e) = match slot.try_lock() {
+            Ok(g) => (g, e),
+            Err(_) => {
+                let g = lock(&slot);
+                // Another request was copying it: done now, most likely.
+                let Some(e) = look().filter(wanted) else { return Ok(()) };
+                (g, e)
+            }
+        };
         self.wrote.store(true, Ordering::Relaxed);
         let tmp = self.copy_to_work(&e, origin, true)?;
         let _ns = self.ns.write().unwrap_or_else(|e| e.into_inner());
-        let res = match self.lookup_path(path) {
+        match self.lookup_path(path) {
             Ok(now)
                 if !self.in_upper(&now)
                     && now.layer == e.layer
                     && now.stat.st_ino == e.stat.st_ino
                     && now.stat.st_dev == e.stat.st_dev =>
             {
-                self.copy_up_with(&now, true, Some(tmp.clone())).map(drop)
+                // Installed by its rename; a failure may leave it in the work dir.
+                let r = self.copy_up_with(&now, true, Some(tmp.clone())).map(drop);
+                if r.is_err() {
+                    let _ = self.remove_work(&tmp, false);
+                }
+                r
             }
-            _ => Ok(()),
-        };
-        // Still in the work dir unless it was installed.
-        let _ = self.remove_work(&tmp, false);
-        res
+            _ => {
+                let _ = self.remove_work(&tmp, false);
+                Ok(())
+            }
+        }
     }
 
     /// Before a rename: copies up what it will move (a directory's whole subtree, or a file)
@@ -176,7 +187,7 @@ impl StrataFs {
                 }
             };
             if e.stat.st_mode & libc::S_IFMT == libc::S_IFREG {
-                self.copy_up_unlocked(&p)?;
+                self.copy_up_unlocked(&p, Some(e))?;
                 continue;
             }
             let up = if self.in_upper(&e) {
