@@ -9,11 +9,11 @@ use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 
+use nix::dir::Type;
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, RenameFlags, readlinkat, renameat2};
 use nix::sys::stat::{FileStat, Mode, SFlag, UtimensatFlags, fchmod, mkdirat, mknodat, utimensat};
@@ -23,8 +23,9 @@ use xattr::FileExt;
 
 use super::filesystem::{LinkMap, R, StrataFs, errno, lock};
 use super::ino::{InoMap, is_private_xattr};
+use super::upper::read_upper_dir;
 use crate::union::Entry;
-use crate::union::layer::proc_path;
+use crate::union::layer::{SafeFd, proc_path, stat_at};
 
 /// One lock per lower file being copied up outside the namespace lock (keyed by its st_ino).
 #[derive(Debug, Default)]
@@ -404,23 +405,39 @@ impl StrataFs {
         Ok(())
     }
 
-    /// st_ino → paths of every multiply-linked regular file of a lower layer.
+    /// st_ino → paths of every multiply-linked regular file of a lower layer. The layer is
+    /// walked through directory fds, each opened beneath its parent's, so hard links deeper
+    /// than PATH_MAX are found too; a directory's fd stays open only while subdirectories of it
+    /// wait to be listed.
     fn hardlinks(&self, layer: usize) -> R<Arc<LinkMap>> {
         if let Some(m) = lock(&self.links).get(&layer) {
             return Ok(m.clone());
         }
-        let mut map: HashMap<u64, Vec<PathBuf>> = HashMap::new();
-        let root = self.stack.layers()[layer].path().to_path_buf();
-        let mut stack = vec![PathBuf::new()];
-        while let Some(rel) = stack.pop() {
-            let Ok(rd) = std::fs::read_dir(root.join(&rel)) else { continue };
-            for ent in rd.flatten() {
-                let Ok(md) = ent.metadata() else { continue };
-                let p = rel.join(ent.file_name());
-                if md.is_dir() {
-                    stack.push(p);
-                } else if md.is_file() && md.nlink() > 1 {
-                    map.entry(md.ino()).or_default().push(p);
+        let mut map: LinkMap = HashMap::new();
+        let root = self.stack.dir_fd(layer, Path::new("")).map_err(errno)?;
+        // (the parent's fd, the directory's path in the layer): directories still to list.
+        let mut todo: Vec<(Arc<SafeFd>, PathBuf)> = vec![(root, PathBuf::new())];
+        while let Some((parent, rel)) = todo.pop() {
+            let name = rel.file_name().unwrap_or(OsStr::new(""));
+            // Unreadable or gone: skipped, as a plain walk would.
+            let Ok((dfd, children)) = read_upper_dir(&parent, name) else { continue };
+            drop(parent);
+            let dfd = Arc::new(dfd);
+            for (n, kind) in children {
+                match kind {
+                    Some(Type::Directory) => todo.push((dfd.clone(), rel.join(&n))),
+                    // A regular file, or a type readdir did not tell: its stat decides.
+                    Some(Type::File) | None => {
+                        let Ok(Some(st)) = stat_at(dfd.as_fd(), &n) else { continue };
+                        match st.st_mode & libc::S_IFMT {
+                            libc::S_IFDIR => todo.push((dfd.clone(), rel.join(&n))),
+                            libc::S_IFREG if st.st_nlink > 1 => {
+                                map.entry(st.st_ino).or_default().push(rel.join(&n))
+                            }
+                            _ => {}
+                        }
+                    }
+                    Some(_) => {}
                 }
             }
         }
