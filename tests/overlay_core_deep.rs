@@ -143,3 +143,36 @@ fn deeper_than_path_max_in_the_upper_and_a_lower_layer() {
     assert!(names(&m.mountpoint).is_empty(), "still empty after a remount");
     assert!(std::fs::metadata(s.p("l1/d")).unwrap().ino() > 0, "the lower layer still has its chain");
 }
+
+/// A lower file hard-linked from the top of the layer and from a directory deeper than PATH_MAX
+/// stays one file when copied up through its top name: the deep name shows the change and the
+/// same st_ino (the layer's hard links are found through directory fds, not whole paths, which
+/// skipped every link below PATH_MAX).
+#[test]
+fn a_hard_link_deeper_than_path_max_stays_one_file_on_copy_up() {
+    let Some(s) = Scratch::for_fuse(1) else { return };
+    // 30 levels of 200-byte names: paths of about 6,000 bytes.
+    let name = "h".repeat(200);
+    let n = 30;
+    make_chain(&s.p("l1"), &name, n, "lower layer (on disk)");
+    let bottom = walk(&s.p("l1"), &vec![name.as_str(); n], "lower layer (on disk)");
+    nix::unistd::linkat(&bottom, "f", root(&s.p("l1")), "top", nix::fcntl::AtFlags::empty()).unwrap();
+    drop(bottom);
+    let m = s.mount_rw(1);
+    let mnt = m.mountpoint.clone();
+    let top_ino = std::fs::metadata(mnt.join("top")).unwrap().ino();
+    append_at(&root(&mnt), "top", b"+top");
+    let bottom = walk(&mnt, &vec![name.as_str(); n], "through the mount");
+    assert_eq!(read_at(&bottom, "f"), "bottom+top", "the deep name shows the copied-up file");
+    let st = fstatat(bottom.as_fd(), "f", nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).unwrap();
+    assert_eq!(st.st_ino, top_ino, "one st_ino for both names");
+    assert_eq!(st.st_nlink, 2, "two names of one file");
+    // And the other way round: a write through the deep name shows at the top.
+    append_at(&bottom, "f", b"+deep");
+    assert_eq!(read_at(&root(&mnt), "top"), "bottom+top+deep");
+    let up = walk(&s.p("upper"), &vec![name.as_str(); n], "upper layer (on disk): the deep name linked");
+    let st = fstatat(up.as_fd(), "f", nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).unwrap();
+    assert_eq!(st.st_nlink, 2, "the upper's deep name is a link of the top one's copy");
+    let lower = walk(&s.p("l1"), &vec![name.as_str(); n], "lower layer (on disk)");
+    assert_eq!(read_at(&lower, "f"), "bottom", "the lower layer is untouched");
+}

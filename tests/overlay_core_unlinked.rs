@@ -4,7 +4,8 @@
 //!
 //! `O_TMPFILE` (FUSE TMPFILE) behaves as on kernel overlayfs: an unnamed file that can be
 //! written, read back and fstat'ed (st_nlink 0), then named with `linkat`, over a deleted lower
-//! name too; never linked, it leaves nothing in the upper.
+//! name too; never linked, it leaves nothing in the upper. Also on a rootless mount (the daemon
+//! an ordinary user's, through fusermount3).
 
 mod common;
 
@@ -209,4 +210,55 @@ fn tmpfile_case(strata_opts: &str) {
     assert!(stray.is_empty(), "work dir leftovers: {stray:?}");
     assert_eq!(fs::read_to_string(s.p("upper/d/named")).unwrap(), "made unnamed, then named");
     assert_eq!(fs::read_to_string(s.p("l1/d/gone")).unwrap(), "deleted lower", "the lower is untouched");
+}
+
+#[test]
+fn o_tmpfile_on_a_rootless_mount() {
+    use common::user::{TestUser, dev_fuse_for_users};
+    if !fuse_ready() {
+        return;
+    }
+    let Some(user) = TestUser::with_subids() else { return };
+    if !dev_fuse_for_users() {
+        return;
+    }
+    let s = Scratch::new(1);
+    fs::set_permissions(s.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    s.write("l1/d/x", "lower");
+    for d in ["l1", "l1/d", "l1/d/x", "upper", "work", "mnt"] {
+        user.give(&s.p(d));
+    }
+    let opts = s.rw_opts(1);
+    let mnt = s.p("mnt");
+    let out = user.command(BIN, &["-o", &opts, mnt.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "rootless strata-overlay: {}", String::from_utf8_lossy(&out.stderr));
+    let mut m = Mount::adopt(&mnt);
+    // The user's own process (a mount without allow_other admits no other uid, not even a
+    // process of root's that only switched its effective uid): O_TMPFILE, write, fstat, then
+    // named through /proc (AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH), read back by the name.
+    let script = r#"
+import ctypes, os, sys
+d = sys.argv[1]
+fd = os.open(d, os.O_TMPFILE | os.O_RDWR, 0o640)
+os.write(fd, b"rootless")
+st = os.fstat(fd)
+print("fstat", st.st_nlink, st.st_uid, oct(st.st_mode & 0o7777))
+libc = ctypes.CDLL(None, use_errno=True)
+r = libc.linkat(-100, b"/proc/self/fd/%d" % fd, -100, os.fsencode(d + "/named"), 0x400)
+print("linkat", r, ctypes.get_errno())
+print("named", open(d + "/named").read(), os.fstat(fd).st_nlink)
+"#;
+    let d = m.path("d");
+    let out = user.command("python3", &["-c", script, d.to_str().unwrap()]).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "as {}: {said}{}", user.name, String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        said.lines().collect::<Vec<_>>(),
+        [format!("fstat 0 {} 0o640", user.uid).as_str(), "linkat 0 0", "named rootless 1"],
+        "O_TMPFILE on a rootless mount"
+    );
+    m.unmount();
+    let md = fs::metadata(s.p("upper/d/named")).expect("the named file is in the upper");
+    assert_eq!((md.uid(), md.mode() & 0o7777, md.len()), (user.uid, 0o640, 8));
+    assert_eq!(names(&s.p("upper/d")), ["named"]);
 }

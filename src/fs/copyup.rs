@@ -9,11 +9,11 @@ use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 
+use nix::dir::Type;
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, RenameFlags, readlinkat, renameat2};
 use nix::sys::stat::{FileStat, Mode, SFlag, UtimensatFlags, fchmod, mkdirat, mknodat, utimensat};
@@ -23,8 +23,9 @@ use xattr::FileExt;
 
 use super::filesystem::{LinkMap, R, StrataFs, errno, lock};
 use super::ino::{InoMap, is_private_xattr};
+use super::upper::read_upper_dir;
 use crate::union::Entry;
-use crate::union::layer::proc_path;
+use crate::union::layer::{SafeFd, proc_path, stat_at};
 
 /// One lock per lower file being copied up outside the namespace lock (keyed by its st_ino).
 #[derive(Debug, Default)]
@@ -79,7 +80,7 @@ impl StrataFs {
         }
         // A node without a name (or any other failure) is left to the request itself.
         let Ok(e) = self.entry_shared(ino) else { return Ok(()) };
-        self.copy_up_unlocked(&e.path)
+        self.copy_up_unlocked(&e.path.clone(), Some(e))
     }
 
     /// Copies up the lower regular file at `path` with no namespace lock held, so other
@@ -88,35 +89,46 @@ impl StrataFs {
     /// file's own copy-up lock (one copy per file at a time); then, under the namespace lock,
     /// it is renamed into place if the name still shows that lower file (else it is dropped).
     /// Anything else at `path` is left alone.
-    fn copy_up_unlocked(&self, path: &Path) -> R<()> {
+    fn copy_up_unlocked(&self, path: &Path, found: Option<Entry>) -> R<()> {
         let look = || {
             let _ns = self.ns.read().unwrap_or_else(|e| e.into_inner());
             self.lookup_path(path).ok()
         };
         let wanted = |e: &Entry| !self.in_upper(e) && e.stat.st_mode & libc::S_IFMT == libc::S_IFREG;
-        let Some(e) = look().filter(wanted) else { return Ok(()) };
+        let Some(e) = found.or_else(look).filter(wanted) else { return Ok(()) };
         let origin = self.base_ino(&e);
         let slot = self.copy_locks.slot(origin);
-        let _copying = lock(&slot);
-        // Another request may have copied it while this one waited.
-        let Some(e) = look().filter(wanted) else { return Ok(()) };
+        let (_copying, e) = match slot.try_lock() {
+            Ok(g) => (g, e),
+            Err(_) => {
+                let g = lock(&slot);
+                // Another request was copying it: done now, most likely.
+                let Some(e) = look().filter(wanted) else { return Ok(()) };
+                (g, e)
+            }
+        };
         self.wrote.store(true, Ordering::Relaxed);
         let tmp = self.copy_to_work(&e, origin, true)?;
         let _ns = self.ns.write().unwrap_or_else(|e| e.into_inner());
-        let res = match self.lookup_path(path) {
+        match self.lookup_path(path) {
             Ok(now)
                 if !self.in_upper(&now)
                     && now.layer == e.layer
                     && now.stat.st_ino == e.stat.st_ino
                     && now.stat.st_dev == e.stat.st_dev =>
             {
-                self.copy_up_with(&now, true, Some(tmp.clone())).map(drop)
+                // Installed by its rename; a failure may leave it in the work dir.
+                let r = self.copy_up_with(&now, true, Some(tmp.clone())).map(drop);
+                if r.is_err() {
+                    let _ = self.remove_work(&tmp, false);
+                }
+                r
             }
-            _ => Ok(()),
-        };
-        // Still in the work dir unless it was installed.
-        let _ = self.remove_work(&tmp, false);
-        res
+            _ => {
+                let _ = self.remove_work(&tmp, false);
+                Ok(())
+            }
+        }
     }
 
     /// Before a rename: copies up what it will move (a directory's whole subtree, or a file)
@@ -176,7 +188,7 @@ impl StrataFs {
                 }
             };
             if e.stat.st_mode & libc::S_IFMT == libc::S_IFREG {
-                self.copy_up_unlocked(&p)?;
+                self.copy_up_unlocked(&p, Some(e))?;
                 continue;
             }
             let up = if self.in_upper(&e) {
@@ -393,23 +405,39 @@ impl StrataFs {
         Ok(())
     }
 
-    /// st_ino → paths of every multiply-linked regular file of a lower layer.
+    /// st_ino → paths of every multiply-linked regular file of a lower layer. The layer is
+    /// walked through directory fds, each opened beneath its parent's, so hard links deeper
+    /// than PATH_MAX are found too; a directory's fd stays open only while subdirectories of it
+    /// wait to be listed.
     fn hardlinks(&self, layer: usize) -> R<Arc<LinkMap>> {
         if let Some(m) = lock(&self.links).get(&layer) {
             return Ok(m.clone());
         }
-        let mut map: HashMap<u64, Vec<PathBuf>> = HashMap::new();
-        let root = self.stack.layers()[layer].path().to_path_buf();
-        let mut stack = vec![PathBuf::new()];
-        while let Some(rel) = stack.pop() {
-            let Ok(rd) = std::fs::read_dir(root.join(&rel)) else { continue };
-            for ent in rd.flatten() {
-                let Ok(md) = ent.metadata() else { continue };
-                let p = rel.join(ent.file_name());
-                if md.is_dir() {
-                    stack.push(p);
-                } else if md.is_file() && md.nlink() > 1 {
-                    map.entry(md.ino()).or_default().push(p);
+        let mut map: LinkMap = HashMap::new();
+        let root = self.stack.dir_fd(layer, Path::new("")).map_err(errno)?;
+        // (the parent's fd, the directory's path in the layer): directories still to list.
+        let mut todo: Vec<(Arc<SafeFd>, PathBuf)> = vec![(root, PathBuf::new())];
+        while let Some((parent, rel)) = todo.pop() {
+            let name = rel.file_name().unwrap_or(OsStr::new(""));
+            // Unreadable or gone: skipped, as a plain walk would.
+            let Ok((dfd, children)) = read_upper_dir(&parent, name) else { continue };
+            drop(parent);
+            let dfd = Arc::new(dfd);
+            for (n, kind) in children {
+                match kind {
+                    Some(Type::Directory) => todo.push((dfd.clone(), rel.join(&n))),
+                    // A regular file, or a type readdir did not tell: its stat decides.
+                    Some(Type::File) | None => {
+                        let Ok(Some(st)) = stat_at(dfd.as_fd(), &n) else { continue };
+                        match st.st_mode & libc::S_IFMT {
+                            libc::S_IFDIR => todo.push((dfd.clone(), rel.join(&n))),
+                            libc::S_IFREG if st.st_nlink > 1 => {
+                                map.entry(st.st_ino).or_default().push(rel.join(&n))
+                            }
+                            _ => {}
+                        }
+                    }
+                    Some(_) => {}
                 }
             }
         }

@@ -19,6 +19,8 @@
 //!   directory deleted and recreated becomes opaque ([`upper`]); names starting with `.wh.`
 //!   are refused with EINVAL.
 //! - Any directory can be renamed: its subtree is copied up, then renamed.
+//! - `O_TMPFILE` (`tmpfile.rs`): an unnamed file in the parent's upper directory, a node with no
+//!   name until `linkat` gives it one.
 //! - Data of opened files goes through FUSE passthrough when the kernel allows it (root,
 //!   kernel ≥ 6.9), else through read/write requests. Permission checks are the kernel's
 //!   (`default_permissions`). POSIX and BSD locks are handled by the kernel (not forwarded).
