@@ -345,3 +345,47 @@ fn commit_of_a_mounted_container_includes_unsynced_mmap_writes() {
     let fresh = Mounted::new(&s, "mm:1", "fresh");
     assert_eq!(std::fs::read_to_string(fresh.at.join("etc/motd")).unwrap(), "HELLO from strata\n");
 }
+
+#[test]
+fn rm_f_of_a_mounted_container_waits_for_its_daemon_without_the_store_lock() {
+    let s = Strata::new();
+    busybox_image(&s, "bb:1");
+    let id = s.ok(&["create", "--name", "m", "bb:1"]).trim().to_string();
+    let m = Mounted::new(&s, "m", "mnt");
+    std::fs::write(m.at.join("written"), "data").unwrap();
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(s.root().join("containers").join(&id).join("mount.json")).unwrap(),
+    )
+    .unwrap();
+    let daemon = nix::unistd::Pid::from_raw(record["pid"].as_i64().unwrap() as i32);
+    // A daemon slow to write everything and exit: stopped, it can't exit at all.
+    nix::sys::signal::kill(daemon, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let resume = || nix::sys::signal::kill(daemon, nix::sys::signal::Signal::SIGCONT);
+    let mut rm = s.command(&["rm", "-f", "m"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    common::run::eventually("the unmount", || !common::mount::is_mounted(&m.at));
+    // Meanwhile other commands take the store: `ps` answers while rm still waits.
+    let mut ps = s.command(&["ps", "-a", "-q"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let start = std::time::Instant::now();
+    let answered = loop {
+        if ps.try_wait().unwrap().is_some() {
+            break true;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(5) {
+            break false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let still_waiting = rm.try_wait().unwrap().is_none();
+    resume().unwrap();
+    if !answered {
+        let _ = ps.kill();
+    }
+    assert!(answered, "ps waited for the store lock rm -f held while its daemon was stopped");
+    assert!(still_waiting, "rm -f did not wait for the stopped daemon");
+    // Once the daemon has exited, the container is gone.
+    let out = rm.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "m\n");
+    assert_eq!(s.ok(&["ps", "-a", "-q"]), "");
+    assert!(!s.root().join("containers").join(&id).exists());
+}

@@ -398,3 +398,57 @@ fn a_debootstrapped_debian_image_runs_as_under_docker() {
     assert_eq!(run_code(&s, &["exec", "-u", "alice", "d", "id", "-un"], 0), "alice\n");
     s.ok(&["rm", "-f", "d", "w"]);
 }
+
+#[test]
+fn pull_policies_a_runtime_path_and_exec_i_and_d() {
+    let Some(s) = setup() else { return };
+    let _c = Cleanup(&s);
+    let reg = common::registry::Registry::start(common::registry::Auth::None);
+    let name = format!("{}/bb:1", reg.host());
+    busybox_image(&s, &name, &[r#"CMD ["echo", "pulled"]"#]);
+    common::registry::ok(&s, &["push", &name]);
+    common::registry::ok(&s, &["rmi", &name]);
+    let run = |args: &[&str]| common::registry::strata_cmd(&s, args).output().unwrap();
+    // --pull never: a missing image is strata's error
+    let o = run(&["run", "--rm", "--pull", "never", &name]);
+    assert_eq!(o.status.code(), Some(125), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no such image"), "{o:?}");
+    // missing (the default): pulled, then run
+    let o = run(&["run", "--rm", &name]);
+    assert_eq!(
+        (o.status.code(), String::from_utf8_lossy(&o.stdout).as_ref()),
+        (Some(0), "pulled\n"),
+        "{o:?}"
+    );
+    let manifests = || reg.requests().iter().filter(|r| r.contains("/manifests/")).count();
+    let before = manifests();
+    // present: missing does not ask the registry; always does
+    run_code(&s, &["run", "--rm", &name], 0);
+    assert_eq!(manifests(), before);
+    let o = run(&["run", "--rm", "--pull", "always", &name]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(manifests() > before, "--pull always asked the registry");
+    // --runtime as a path
+    let runc = String::from_utf8(
+        std::process::Command::new("sh").args(["-c", "command -v runc"]).output().unwrap().stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        run_code(&s, &["run", "--rm", "--runtime", runc.trim(), &name, "echo", "by path"], 0),
+        "by path\n"
+    );
+    // exec -i passes stdin on; exec -d runs in the background
+    s.ok(&["run", "-d", "--name", "x", &name, "sleep", "60"]);
+    let mut cat = s
+        .command(&["exec", "-i", "x", "cat"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut cat.stdin.take().unwrap(), b"typed\n").unwrap();
+    assert_eq!(cat.wait_with_output().unwrap().stdout, b"typed\n");
+    assert_eq!(run_code(&s, &["exec", "x", "cat"], 0), "", "without -i the input is empty");
+    assert_eq!(run_code(&s, &["exec", "-d", "x", "sh", "-c", "sleep 0.2; echo bg > /bg"], 0), "");
+    common::run::eventually("the detached exec", || s.run(&["exec", "x", "cat", "/bg"]).stdout == b"bg\n");
+    s.ok(&["rm", "-f", "x"]);
+}

@@ -17,10 +17,10 @@ use crate::inspect::{change, container_diff};
 use crate::layer::{Compression, PackOptions};
 use crate::oci::Reference;
 use crate::oci::image::HistoryEntry;
+use crate::store::LockMode;
 use crate::store::containers::ContainerRecord;
 use crate::store::derive::Derivation;
 use crate::store::usage::dir_size;
-use crate::store::{LockMode, Store};
 
 #[derive(Args)]
 pub struct PsArgs {
@@ -153,10 +153,9 @@ pub struct RmArgs {
 }
 
 pub fn rm(g: &Global, a: RmArgs) -> Result<ExitCode> {
-    let store = open_store(g, LockMode::Exclusive)?;
     let mut code = ExitCode::SUCCESS;
     for name in &a.containers {
-        match remove_one(&store, name, a.force) {
+        match remove_one(g, name, a.force) {
             Ok(()) => writeln!(std::io::stdout(), "{name}")?,
             Err(e) => {
                 eprintln!("strata: error: {e:#}");
@@ -167,9 +166,19 @@ pub fn rm(g: &Global, a: RmArgs) -> Result<ExitCode> {
     Ok(code)
 }
 
-fn remove_one(store: &Store, name: &str, force: bool) -> Result<()> {
+fn remove_one(g: &Global, name: &str, force: bool) -> Result<()> {
+    let store = open_store(g, LockMode::Exclusive)?;
     let c = store.resolve_container(name)?;
-    lifecycle::remove(store, &c, force)
+    let mounted = containers::current_mount_state(&store, &c.id).is_mounted();
+    if force && mounted && status::status(&c) != Status::Running {
+        // As `strata umount`: the wait for the daemon to write everything and exit holds no
+        // store lock, so other commands go on meanwhile; then the container goes.
+        containers::unmount_container_released(store, &c, false)?;
+        let store = open_store(g, LockMode::Exclusive)?;
+        let c = store.resolve_container(&c.id)?;
+        return lifecycle::remove(&store, &c, force);
+    }
+    lifecycle::remove(&store, &c, force)
 }
 
 #[derive(Args)]

@@ -181,8 +181,7 @@ pub fn wait(dir: &Path, c: &ContainerRecord) -> Result<i32> {
         if !dir.exists() {
             // Removed (--rm): its monitor left the final state for us.
             let root = dir.parent().and_then(Path::parent).unwrap_or(dir);
-            let exits = super::monitor::exits_dir(root);
-            if let Some(st) = read_container_runtime::<RunState>(&exits, &format!("{}.json", c.id)) {
+            if let Some(st) = super::monitor::recorded_exit(root, &c.id) {
                 last = Some(st);
             }
             return last

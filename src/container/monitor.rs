@@ -257,27 +257,47 @@ fn supervise(
 }
 
 /// Where the final state of removed (`--rm`) containers stays for a minute, so `strata wait`
-/// still learns the exit code of a container that is gone.
-pub fn exits_dir(root: &Path) -> std::path::PathBuf {
+/// still learns the exit code of a container that is gone: `runtime/exits/<minute>/<id>.json`,
+/// one directory per minute of the clock, so forgetting old ones is one look at a few
+/// directories, not at every exit of the last minute.
+fn exits_dir(root: &Path) -> std::path::PathBuf {
     root.join("runtime").join("exits")
 }
 
+fn unix_minute() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() / 60)
+}
+
+/// The final state a removed container's monitor left, if it is still kept.
+pub fn recorded_exit(root: &Path, id: &str) -> Option<RunState> {
+    let now = unix_minute();
+    [now, now.saturating_sub(1), now.saturating_sub(2)].into_iter().find_map(|m| {
+        crate::store::containers::read_container_runtime(
+            &exits_dir(root).join(m.to_string()),
+            &format!("{id}.json"),
+        )
+    })
+}
+
 fn record_exit(root: &Path, id: &str, st: &RunState) {
-    let dir = exits_dir(root);
+    let exits = exits_dir(root);
+    let now = unix_minute();
+    let dir = exits.join(now.to_string());
     if super::runtime::private_dir(&dir).is_err() {
         return;
     }
-    // Forget those older than a minute.
-    if let Ok(entries) = std::fs::read_dir(&dir) {
-        for e in entries.flatten() {
-            let old = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
-            if old.is_some_and(|age| age > Duration::from_secs(60)) {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-    }
     if let Err(e) = write_container_runtime(&dir, &format!("{id}.json"), Some(st)) {
         tracing::warn!("{e:#}");
+    }
+    // Forget those of minutes before the last whole one (kept 60 to 120 s).
+    if let Ok(entries) = std::fs::read_dir(&exits) {
+        for e in entries.flatten() {
+            let minute = e.file_name().to_str().and_then(|n| n.parse::<u64>().ok());
+            if minute.is_none_or(|m| m + 1 < now) {
+                let p = e.path();
+                let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+            }
+        }
     }
 }
 
