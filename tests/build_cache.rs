@@ -163,3 +163,51 @@ fn bind_mounted_files_are_in_the_run_key() {
     assert!(cached_steps(&err).is_empty(), "{err}");
     assert_eq!(s.ok(&["cat", "b:2", "/v"]), "2\n");
 }
+
+/// `system df`'s Build Cache row as Docker prints it: the records, and the bytes only the cache
+/// holds (a stage the result copies one small file from keeps its big layer in the cache alone),
+/// all reclaimable, no percentage; `builder prune` frees them and the row reads 0 again.
+#[test]
+fn df_build_cache_row_counts_what_only_the_cache_holds() {
+    let s = Strata::new();
+    common::run::busybox_image(&s, "bb:1", &[]);
+    let cache_row = |s: &Strata| -> serde_json::Value {
+        s.ok(&["system", "df", "--format", "json"])
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|r| r["Type"] == "Build Cache")
+            .unwrap()
+    };
+    let empty = cache_row(&s);
+    assert_eq!(
+        (&empty["TotalCount"], &empty["Size"], &empty["Reclaimable"]),
+        (&"0".into(), &"0B".into(), &"0B".into())
+    );
+    let big = "x".repeat(200_000);
+    let ctx = context(&s, "ctx", &[("big", &big), ("small", "s\n")]);
+    dockerfile(
+        &ctx,
+        "FROM bb:1 AS first\nCOPY big /big\nCOPY small /small\nFROM bb:1\nCOPY --from=first /small /copied\n",
+    );
+    build_ok(&s, &["-t", "res:1", ctx.to_str().unwrap()]);
+    let row = cache_row(&s);
+    assert_eq!(row["TotalCount"], "3", "three steps: {row}");
+    assert_eq!(row["Active"], "0", "{row}");
+    assert_eq!(row["Size"], "200kB", "the first stage's layers (200,000 + 2 bytes): {row}");
+    assert_eq!(row["Reclaimable"], "200kB", "all of it, without a percentage as Docker: {row}");
+    let table = s.ok(&["system", "df"]);
+    let line = table.lines().find(|l| l.starts_with("Build Cache")).unwrap();
+    assert_eq!(line.split_whitespace().collect::<Vec<_>>(), ["Build", "Cache", "3", "0", "200kB", "200kB"]);
+    let v = s.ok(&["system", "df", "-v"]);
+    assert!(v.contains("Build cache usage: 200kB") && v.contains("CACHE ID") && v.contains("regular"), "{v}");
+
+    s.ok(&["builder", "prune", "-f"]);
+    let row = cache_row(&s);
+    assert_eq!(
+        (&row["TotalCount"], &row["Size"], &row["Reclaimable"]),
+        (&"0".into(), &"0B".into(), &"0B".into())
+    );
+    assert_eq!(s.ok(&["cat", "res:1", "/copied"]), "s\n", "the result stays");
+    let check = s.run(&["system", "check"]);
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+}
