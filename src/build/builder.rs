@@ -14,7 +14,7 @@ use super::parse::{self, Args, Instruction};
 use super::progress::Progress;
 use super::tree::{DirTree, ImageTree, Kind, Meta, Tree};
 use super::vars::{Lexer, key_values};
-use crate::container::{Output, ProcessSpec, run_to_completion};
+use crate::container::{Cancel, Output, ProcessSpec, run_cancellable};
 use crate::layer::compression::Compression;
 use crate::layer::pack::PackOptions;
 use crate::oci::image::{Descriptor, HistoryEntry, Platform, build_manifest, config_bytes, extend_config};
@@ -57,6 +57,8 @@ pub struct Options {
     pub platform: Option<Platform>,
     /// SOURCE_DATE_EPOCH: history and config times, and the clamp for file mtimes.
     pub epoch: Option<i64>,
+    /// Stops the build from another thread (Ctrl-C): a running RUN is killed, no later step runs.
+    pub cancel: std::sync::Arc<Cancel>,
 }
 
 struct Stage {
@@ -388,6 +390,7 @@ impl<'a> Builder<'a> {
                 self.progress.note(&format!("[warning] build-arg {k} was not consumed by any ARG"));
             }
         }
+        self.check_cancelled()?;
         let store = slot.as_ref().context("internal error: the store was not given back")?;
         let mut st = results.remove(&target).expect("the target was built");
         let step = self.progress.step("exporting to image");
@@ -479,17 +482,26 @@ impl<'a> Builder<'a> {
         from_step.done();
         let mut k = 1;
         for ins in steps {
+            self.check_cancelled()?;
             let shown = is_fs_step(&ins.keyword);
             if shown {
                 k += 1;
             }
             self.dispatch(slot, &mut st, ins, if shown { Some(prefix(k)) } else { None }, done).map_err(
                 |e| {
-                    if e.downcast_ref::<StepFailed>().is_some() { e } else { self.err(ins, e) }
+                    if e.downcast_ref::<StepFailed>().is_some() || e.downcast_ref::<Cancelled>().is_some() {
+                        e
+                    } else {
+                        self.err(ins, e)
+                    }
                 },
             )?;
         }
         Ok(st)
+    }
+
+    fn check_cancelled(&self) -> Result<()> {
+        if self.opts.cancel.is_cancelled() { Err(Cancelled.into()) } else { Ok(()) }
     }
 
     /// Substitution environment: ENV first, then the stage's ARGs.
@@ -1098,19 +1110,25 @@ impl<'a> Builder<'a> {
         let mut out = step.output();
         let mut err = step.output();
         let started = std::time::Instant::now();
-        let ran = run_to_completion(
+        let ran = run_cancellable(
             owned,
             &image.id,
             &spec,
             Output::Capture { stdout: &mut out, stderr: &mut err },
+            &self.opts.cancel,
         );
         drop((out, err));
         let command = argv.join(" ");
         let failed = |msg: String| step_failed(&self.opts.dockerfile_name, ins, &msg);
+        let cancelled = self.opts.cancel.is_cancelled();
         let finished = match ran {
             Ok(f) => f,
             Err(e) => {
                 *slot = Some(Store::open(&root, LockMode::Exclusive)?);
+                if cancelled {
+                    step.canceled();
+                    return Err(Cancelled.into());
+                }
                 let code = e.downcast_ref::<crate::container::StartError>().map(|s| s.code).unwrap_or(125);
                 let msg =
                     format!("process \"{command}\" did not complete successfully: exit code: {code}: {e:#}");
@@ -1127,7 +1145,9 @@ impl<'a> Builder<'a> {
         // No stray container, whatever happens: out of the store first (into tmp/, cleared after a
         // crash), so its upper's files can be moved into the layer instead of copied.
         let doomed = store.detach_container(&container)?;
-        let layer = if finished.exit_code != 0 {
+        let layer = if cancelled {
+            Err(String::new())
+        } else if finished.exit_code != 0 {
             Err(format!(
                 "process \"{command}\" did not complete successfully: exit code: {}",
                 finished.exit_code
@@ -1150,6 +1170,10 @@ impl<'a> Builder<'a> {
         tracing::info!("RUN container removal took {:?}", started.elapsed());
         let layer = match layer {
             Ok(l) => l,
+            Err(_) if cancelled => {
+                step.canceled();
+                return Err(Cancelled.into());
+            }
             Err(msg) => {
                 step.error(&msg);
                 return Err(failed(msg));
@@ -1287,6 +1311,18 @@ impl std::fmt::Display for StepFailed {
 }
 
 impl std::error::Error for StepFailed {}
+
+/// The build was cancelled (Ctrl-C, SIGTERM): BuildKit's words for it.
+#[derive(Debug)]
+pub struct Cancelled;
+
+impl std::fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Canceled: context canceled")
+    }
+}
+
+impl std::error::Error for Cancelled {}
 
 /// The heredoc of `RUN <<EOF` with nothing else on the line.
 fn lone_heredoc(ins: &Instruction) -> Option<&parse::Heredoc> {
