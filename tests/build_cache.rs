@@ -63,24 +63,80 @@ fn one_changed_file_reruns_from_its_copy() {
     assert_ne!(out1, out2);
 }
 
+/// As BuildKit: a step's result lives in the build cache only, so `images -a` after a
+/// multi-stage build lists the base and the tagged result, nothing per step (an untagged result
+/// when no -t is given, as Docker). The cache still hits after `rmi` of the result (the cache
+/// holds its layers), `builder prune` keeps what images use, and after `rmi` and prune nothing
+/// of the build is left: no layer, no blob, a store that checks clean.
 #[test]
-fn builder_prune_empties_the_cache_and_keeps_tagged_images() {
+fn intermediate_results_stay_in_the_cache_not_in_images() {
     let s = Strata::new();
-    common::run::busybox_image(&s, "bb:1", &[]);
+    let base = common::run::busybox_image(&s, "bb:1", &[]);
     let ctx = context(&s, "ctx", &[("a", "a\n"), ("b", "b\n")]);
-    dockerfile(&ctx, DOCKERFILE);
+    let df = "FROM bb:1 AS first\nCOPY a /a\nENV X=1\nCOPY b /b\n\
+              FROM bb:1\nCOPY --from=first /a /a\nLABEL l=1\nCOPY b /b2\n";
+    dockerfile(&ctx, df);
     let c = ctx.to_str().unwrap();
-    build_ok(&s, &["-t", "keep:1", c]);
-    let images_before = s.ok(&["images", "-a", "-q"]).lines().count();
-    assert!(images_before > 2, "intermediate images are kept for the cache");
+    let store_files = |s: &Strata, dir: &str| s.root().join(dir).read_dir().map_or(0, |d| d.count());
+    let (layers0, blobs0) = (store_files(&s, "layers"), store_files(&s, "blobs/sha256"));
+    let all_images = |s: &Strata| {
+        let mut v: Vec<String> =
+            s.ok(&["images", "-a", "-q", "--no-trunc"]).lines().map(String::from).collect();
+        v.sort();
+        v
+    };
+    let (out, _) = build_ok(&s, &["-q", "-t", "keep:1", c]);
+    let kept = id_of(&out);
+    let mut want = vec![base.clone(), kept.clone()];
+    want.sort();
+    assert_eq!(all_images(&s), want, "the base and the result only");
+    let (_, err) = build_ok(&s, &["-t", "keep:1", c]);
+    assert_eq!(
+        cached_steps(&err),
+        vec!["COPY a /a", "COPY b /b", "COPY --from=first /a /a", "COPY b /b2"],
+        "{err}"
+    );
+    assert_eq!(all_images(&s), want);
+
+    // The result removed: the cache still holds its layers and hits; the same image comes back.
+    s.ok(&["rmi", "keep:1"]);
+    assert_eq!(all_images(&s), vec![base.clone()]);
+    let check = s.run(&["system", "check"]);
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+    let (out, err) = build_ok(&s, &["-t", "keep:1", c]);
+    assert_eq!(cached_steps(&err).len(), 4, "{err}{out}");
+    assert_eq!(s.ok(&["images", "-q", "--no-trunc", "keep:1"]).trim(), kept);
+    assert_eq!(s.ok(&["cat", "keep:1", "/b2"]), "b\n");
+
+    // No -t: the result is an untagged image, listed as Docker lists it.
+    dockerfile(&ctx, &format!("{df}LABEL m=2\n"));
+    let (out, _) = build_ok(&s, &["-q", c]);
+    let untagged = id_of(&out);
+    let listed = s.ok(&["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"]);
+    assert!(listed.contains(&format!("<none>:<none> {}", &untagged[7..19])), "{listed}");
+    assert_eq!(all_images(&s).len(), 3, "{listed}");
+
+    // Prune: what images use stays (a layer shared by the cache and an image included).
     let out = s.ok(&["builder", "prune", "-f"]);
-    assert!(out.contains("Deleted build cache objects") && out.contains("Total reclaimed space"), "{out}");
-    assert!(!s.root().join("builder/cache").read_dir().unwrap().any(|_| true), "no cache entry left");
-    let left = s.ok(&["images", "-q"]);
-    assert_eq!(left.lines().count(), 2, "bb:1 and keep:1 stay: {left}");
-    assert_eq!(s.ok(&["cat", "keep:1", "/b"]), "b\n");
+    assert!(out.contains("Deleted build cache objects:") && out.contains("Total reclaimed space"), "{out}");
+    assert!(!s.root().join("builder/cache").read_dir().unwrap().any(|_| true), "no cache record left");
+    assert_eq!(s.ok(&["cat", "keep:1", "/a"]), "a\n");
+    assert_eq!(s.ok(&["cat", untagged.as_str(), "/b2"]), "b\n");
+    let check = s.run(&["system", "check"]);
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success() && !report.contains("Leftovers"), "{report}");
     let (_, err) = build_ok(&s, &[c]);
     assert!(cached_steps(&err).is_empty(), "{err}");
+
+    // Everything of the build removed: the store holds what it held before it.
+    s.ok(&["rmi", "keep:1", untagged.as_str()]);
+    s.ok(&["builder", "prune", "-f"]);
+    assert_eq!(all_images(&s), vec![base.clone()]);
+    assert_eq!((store_files(&s, "layers"), store_files(&s, "blobs/sha256")), (layers0, blobs0));
+    let check = s.run(&["system", "check"]);
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success() && !report.contains("Leftovers"), "{report}");
+    assert!(s.ok(&["ls", "bb:1", "/bin"]).contains("busybox"));
 }
 
 /// Two fresh stores, the same base tar and context, SOURCE_DATE_EPOCH: the same image id.

@@ -244,7 +244,14 @@ pub fn builder_prune(g: &Global, _a: BuilderPruneArgs) -> Result<ExitCode> {
     let store = open_store(g, LockMode::Exclusive)?;
     let p = crate::build::cache::prune(&store)?;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "Deleted build cache objects: {} entries, {} intermediate images", p.entries, p.images)?;
+    // Docker's output: the objects deleted (when there are any), then the total.
+    if !p.ids.is_empty() {
+        writeln!(out, "Deleted build cache objects:")?;
+        for id in &p.ids {
+            writeln!(out, "{}", id.get(..25).unwrap_or(id))?;
+        }
+        writeln!(out)?;
+    }
     writeln!(out, "Total reclaimed space: {}", human_size(p.bytes))?;
     Ok(ExitCode::SUCCESS)
 }
