@@ -492,11 +492,13 @@ fn a_failing_run_leaves_no_image_and_no_container() {
     assert!(!err.contains("never"), "later steps do not run: {err}");
     assert_eq!(s.ok(&["ps", "-a", "-q"]), "");
     assert!(s.run(&["inspect", "fail:1"]).status.code() != Some(0));
+    assert_eq!(s.ok(&["images", "-a", "-q"]).lines().count(), 1, "no image but the base");
     // A command that cannot start: 127.
     dockerfile(&ctx, "FROM bb:1\nCOPY a /a\nRUN [\"/nosuch\"]\n");
     let (_, err) = build_fails(&s, &["-t", "fail:1", ctx.to_str().unwrap()]);
     assert!(err.contains("exit code: 127"), "{err}");
     assert_eq!(s.ok(&["ps", "-a", "-q"]), "");
+    assert_eq!(s.ok(&["images", "-a", "-q"]).lines().count(), 1, "no image but the base");
     // The steps before the failure stay cached.
     dockerfile(&ctx, "FROM bb:1\nCOPY a /a\nRUN echo fixed > /fixed\n");
     let (_, err) = build_ok(&s, &["-t", "fail:1", ctx.to_str().unwrap()]);
