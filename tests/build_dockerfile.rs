@@ -751,3 +751,59 @@ fn a_signal_during_run_cancels_the_build_and_leaves_nothing() {
     let t = tree(&s, "cancelled:1");
     assert!(t.contains_key("done") && !t.contains_key("partial"), "{:?}", t.keys().collect::<Vec<_>>());
 }
+
+/// A real package manager in a RUN step, offline: a debootstrap'd Debian base (minbase; the
+/// rootfs tar in STRATA_DEBIAN_ROOTFS, as `scripts/bench.sh` caches it in
+/// /var/cache/strata-bench/debian-rootfs.tar) installs a .deb made here from the context with
+/// `apt-get install ./file.deb`, then `dpkg -r` removes another. Kept out of CI (it needs the
+/// 200 MB rootfs): `STRATA_DEBIAN_ROOTFS=… cargo nextest run --test build_dockerfile --run-ignored all -E 'test(debian)'`.
+#[test]
+#[ignore = "needs a debootstrap'd Debian rootfs tar in STRATA_DEBIAN_ROOTFS"]
+fn debian_base_installs_a_local_deb_with_apt() {
+    assert!(runtime_ready("runc"), "runc is needed");
+    let tar = std::env::var("STRATA_DEBIAN_ROOTFS").expect("STRATA_DEBIAN_ROOTFS: a Debian rootfs tar");
+    let s = Strata::new();
+    s.ok(&["import", &tar, "debian:local"]);
+    let ctx = context(&s, "ctx", &[]);
+    for (name, script) in [("strata-hello", "echo hello from a package"), ("strata-gone", "true")] {
+        let pkg = s.path(name);
+        std::fs::create_dir_all(pkg.join("DEBIAN")).unwrap();
+        std::fs::create_dir_all(pkg.join("usr/bin")).unwrap();
+        std::fs::write(
+            pkg.join("DEBIAN/control"),
+            format!(
+                "Package: {name}\nVersion: 1.0\nArchitecture: all\nMaintainer: strata tests <t@example.com>\nDescription: test package\n"
+            ),
+        )
+        .unwrap();
+        let bin = pkg.join("usr/bin").join(name);
+        std::fs::write(&bin, format!("#!/bin/sh\n{script}\n")).unwrap();
+        std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let out = std::process::Command::new("dpkg-deb")
+            .args(["--root-owner-group", "--build"])
+            .arg(&pkg)
+            .arg(ctx.join(format!("{name}.deb")))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "dpkg-deb: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    dockerfile(
+        &ctx,
+        "FROM debian:local\nCOPY *.deb /tmp/debs/\n\
+         RUN apt-get install -y /tmp/debs/strata-hello.deb /tmp/debs/strata-gone.deb && rm -r /tmp/debs\n\
+         RUN dpkg -r strata-gone && strata-hello > /hello.txt\n",
+    );
+    let (_, err) = build_ok(&s, &["-t", "deb:1", ctx.to_str().unwrap()]);
+    let t = tree(&s, "deb:1");
+    assert_eq!(t["hello.txt"].4, "hello from a package\n", "{err}");
+    assert_eq!(t["usr/bin/strata-hello"].1, 0o755);
+    assert!(
+        !t.contains_key("usr/bin/strata-gone") && !t.contains_key("tmp/debs"),
+        "removed in a later layer"
+    );
+    let status = &t["var/lib/dpkg/status"].4;
+    assert!(status.contains("Package: strata-hello\nStatus: install ok installed"), "dpkg's database");
+    assert!(!status.contains("Package: strata-gone\nStatus: install ok installed"));
+    let check = s.run(&["system", "check"]);
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+}
