@@ -1115,7 +1115,9 @@ impl<'a> Builder<'a> {
             store.add_image(&image, &[])?;
         }
         let forget = |store: &Store| -> Result<()> {
-            if temporary {
+            // Another build's RUN on the same base may run on it now: then that one's to keep.
+            let used = || store.containers().map(|cs| cs.iter().any(|c| c.image == image.id));
+            if temporary && !used()? {
                 store.expect_garbage()?;
                 store.remove_image_record(&image.id)?;
             }

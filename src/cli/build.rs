@@ -207,7 +207,8 @@ fn cancel_on_signals(
         set.add(s);
     }
     // Blocked here, and so in every thread started from now on: only the watcher takes them
-    // (the runtime and other children start with an empty mask).
+    // (the runtime and other children start with an empty mask). The watcher waits in sigwait
+    // holding nothing, so a RUN's mount daemon can still be forked beside it.
     if let Err(e) = set.thread_block() {
         tracing::warn!("cannot block signals ({e}): Ctrl-C will not clean up a RUN step");
         return got;
