@@ -143,6 +143,21 @@ fn intermediate_results_stay_in_the_cache_not_in_images() {
     let report = String::from_utf8_lossy(&check.stdout);
     assert!(check.status.success() && !report.contains("Leftovers"), "{report}");
     assert!(s.ok(&["ls", "bb:1", "/bin"]).contains("busybox"));
+
+    // A record an older strata wrote named a hidden intermediate image: a miss, and prune
+    // removes that image when nothing else holds it.
+    let (out, _) = build_ok(&s, &["-q", c]);
+    let old_style = id_of(&out);
+    let key = "0".repeat(64);
+    std::fs::write(
+        s.root().join("builder/cache").join(&key),
+        format!("{{\"image\":\"{old_style}\",\"created\":0}}"),
+    )
+    .unwrap();
+    s.ok(&["builder", "prune", "-f"]);
+    assert_eq!(all_images(&s), vec![base.clone()], "the old record's image went with it");
+    let check = s.run(&["system", "check"]);
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
 }
 
 /// Two fresh stores, the same base tar and context, SOURCE_DATE_EPOCH: the same image id.

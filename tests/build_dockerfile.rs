@@ -675,8 +675,13 @@ fn a_signal_during_run_cancels_the_build_and_leaves_nothing() {
     busybox_image(&s, "bb:1", &[]);
     let ctx = context(&s, "ctx", &[("a", "a\n")]);
     let root = s.root().to_string_lossy().into_owned();
+    // A sleep no other test (or another copy of this one) runs, to look for among all processes.
+    let sleep = format!("sleep {}", 40_000 + std::process::id() % 20_000);
     for (signal, to_group) in [(nix::sys::signal::SIGINT, true), (nix::sys::signal::SIGTERM, false)] {
-        dockerfile(&ctx, "FROM bb:1\nCOPY a /a\nRUN echo started; echo partial > /partial; sleep 31337\n");
+        dockerfile(
+            &ctx,
+            &format!("FROM bb:1\nCOPY a /a\nRUN echo started; echo partial > /partial; {sleep}\n"),
+        );
         let images_before = s.ok(&["images", "-a", "-q", "--no-trunc"]);
         let mut child = s
             .command(&["build", "--progress", "plain", "-t", "cancelled:1", ctx.to_str().unwrap()])
@@ -728,7 +733,7 @@ fn a_signal_during_run_cancels_the_build_and_leaves_nothing() {
         assert!(!mounts.contains(&root), "{signal}: a mount is left: {mounts}");
         let left = processes_with(&root);
         assert!(left.is_empty(), "{signal}: processes of this store are left: {left:?}");
-        let sleeping = processes_with("sleep 31337");
+        let sleeping = processes_with(&sleep);
         assert!(sleeping.is_empty(), "{signal}: the RUN's process is left: {sleeping:?}");
         let runtime_state: Vec<_> = std::fs::read_dir(s.root().join("runtime/runc"))
             .unwrap()
