@@ -492,11 +492,13 @@ fn a_failing_run_leaves_no_image_and_no_container() {
     assert!(!err.contains("never"), "later steps do not run: {err}");
     assert_eq!(s.ok(&["ps", "-a", "-q"]), "");
     assert!(s.run(&["inspect", "fail:1"]).status.code() != Some(0));
+    assert_eq!(s.ok(&["images", "-a", "-q"]).lines().count(), 1, "no image but the base");
     // A command that cannot start: 127.
     dockerfile(&ctx, "FROM bb:1\nCOPY a /a\nRUN [\"/nosuch\"]\n");
     let (_, err) = build_fails(&s, &["-t", "fail:1", ctx.to_str().unwrap()]);
     assert!(err.contains("exit code: 127"), "{err}");
     assert_eq!(s.ok(&["ps", "-a", "-q"]), "");
+    assert_eq!(s.ok(&["images", "-a", "-q"]).lines().count(), 1, "no image but the base");
     // The steps before the failure stay cached.
     dockerfile(&ctx, "FROM bb:1\nCOPY a /a\nRUN echo fixed > /fixed\n");
     let (_, err) = build_ok(&s, &["-t", "fail:1", ctx.to_str().unwrap()]);
@@ -637,4 +639,176 @@ fn a_build_killed_while_moving_a_run_layer_leaves_a_clean_store() {
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
     let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().map(|e| e.file_name()).collect();
     assert!(!left.iter().any(|n| n.to_string_lossy().contains("container")), "{left:?}");
+}
+
+/// Processes (other than zombies) whose command line contains `needle`.
+fn processes_with(needle: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.bytes().all(|b| b.is_ascii_digit()) || name == std::process::id().to_string() {
+            continue;
+        }
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        let zombie = std::fs::read_to_string(e.path().join("stat")).is_ok_and(|s| s.contains(") Z"));
+        if cmd.contains(needle) && !zombie {
+            out.push(format!("{name}: {cmd}"));
+        }
+    }
+    out
+}
+
+/// Ctrl-C (SIGINT to the build's process group, as a terminal sends it) or SIGTERM to strata
+/// while a RUN step runs cancels the build as BuildKit does: exit status 128 + the signal, the
+/// step shown CANCELED, and nothing left: no container, no mount, no process, no runtime state,
+/// no partial image or cache entry; the store checks clean and a rebuild reuses the steps
+/// before the RUN.
+#[test]
+fn a_signal_during_run_cancels_the_build_and_leaves_nothing() {
+    if !runtime_ready("runc") {
+        return;
+    }
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    let s = Strata::new();
+    busybox_image(&s, "bb:1", &[]);
+    let ctx = context(&s, "ctx", &[("a", "a\n")]);
+    let root = s.root().to_string_lossy().into_owned();
+    // A sleep no other test (or another copy of this one) runs, to look for among all processes.
+    let sleep = format!("sleep {}", 40_000 + std::process::id() % 20_000);
+    for (signal, to_group) in [(nix::sys::signal::SIGINT, true), (nix::sys::signal::SIGTERM, false)] {
+        dockerfile(
+            &ctx,
+            &format!("FROM bb:1\nCOPY a /a\nRUN echo started; echo partial > /partial; {sleep}\n"),
+        );
+        let images_before = s.ok(&["images", "-a", "-q", "--no-trunc"]);
+        let mut child = s
+            .command(&["build", "--progress", "plain", "-t", "cancelled:1", ctx.to_str().unwrap()])
+            .process_group(0)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in std::io::BufReader::new(stderr).lines() {
+                let line = line.unwrap();
+                if line.ends_with(" started") {
+                    let _ = tx.send(());
+                }
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
+        });
+        let started = rx.recv_timeout(std::time::Duration::from_secs(60)).is_ok();
+        let target = nix::unistd::Pid::from_raw(if to_group { -pid } else { pid });
+        if started {
+            nix::sys::signal::kill(target, signal).unwrap();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let status = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break Some(st);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                child.wait().unwrap();
+                break None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let err = reader.join().unwrap();
+        assert!(started, "the RUN step started: {err}");
+        let status = status.unwrap_or_else(|| panic!("{signal}: the build did not end within 30 s: {err}"));
+        assert_eq!(status.code(), Some(128 + signal as i32), "{signal}: {err}");
+        assert!(err.contains(" CANCELED\n"), "{signal}: the step shows CANCELED: {err}");
+        assert!(err.contains("ERROR: failed to solve: Canceled: context canceled"), "{err}");
+        assert_eq!(s.ok(&["ps", "-a", "-q"]), "", "{signal}: no container is left");
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+        assert!(!mounts.contains(&root), "{signal}: a mount is left: {mounts}");
+        let left = processes_with(&root);
+        assert!(left.is_empty(), "{signal}: processes of this store are left: {left:?}");
+        let sleeping = processes_with(&sleep);
+        assert!(sleeping.is_empty(), "{signal}: the RUN's process is left: {sleeping:?}");
+        let runtime_state: Vec<_> = std::fs::read_dir(s.root().join("runtime/runc"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(runtime_state.is_empty(), "{signal}: runc state is left: {runtime_state:?}");
+        assert!(s.run(&["inspect", "cancelled:1"]).status.code() != Some(0), "no image is tagged");
+        let check = s.run(&["system", "check"]);
+        let report = String::from_utf8_lossy(&check.stdout);
+        assert!(check.status.success() && !report.contains("Leftovers"), "{signal}: {report}");
+        assert_eq!(s.ok(&["images", "-a", "-q", "--no-trunc"]), images_before, "{signal}: no image is left");
+        let records = s.root().join("builder/cache").read_dir().unwrap().count();
+        assert_eq!(records, 1, "{signal}: the COPY's cache record only, none for the RUN");
+    }
+    // The steps before the RUN stay cached; the RUN runs again.
+    dockerfile(&ctx, "FROM bb:1\nCOPY a /a\nRUN echo done > /done\n");
+    let (_, err) = build_ok(&s, &["-t", "cancelled:1", ctx.to_str().unwrap()]);
+    assert_eq!(common::build::cached_steps(&err), vec!["COPY a /a"], "{err}");
+    let t = tree(&s, "cancelled:1");
+    assert!(t.contains_key("done") && !t.contains_key("partial"), "{:?}", t.keys().collect::<Vec<_>>());
+}
+
+/// A real package manager in a RUN step, offline: a debootstrap'd Debian base (minbase; the
+/// rootfs tar in STRATA_DEBIAN_ROOTFS, as `scripts/bench.sh` caches it in
+/// /var/cache/strata-bench/debian-rootfs.tar) installs a .deb made here from the context with
+/// `apt-get install ./file.deb`, then `dpkg -r` removes another. Kept out of CI (it needs the
+/// 200 MB rootfs): `STRATA_DEBIAN_ROOTFS=… cargo nextest run --test build_dockerfile --run-ignored all -E 'test(debian)'`.
+#[test]
+#[ignore = "needs a debootstrap'd Debian rootfs tar in STRATA_DEBIAN_ROOTFS"]
+fn debian_base_installs_a_local_deb_with_apt() {
+    assert!(runtime_ready("runc"), "runc is needed");
+    let tar = std::env::var("STRATA_DEBIAN_ROOTFS").expect("STRATA_DEBIAN_ROOTFS: a Debian rootfs tar");
+    let s = Strata::new();
+    s.ok(&["import", &tar, "debian:local"]);
+    let ctx = context(&s, "ctx", &[]);
+    for (name, script) in [("strata-hello", "echo hello from a package"), ("strata-gone", "true")] {
+        let pkg = s.path(name);
+        std::fs::create_dir_all(pkg.join("DEBIAN")).unwrap();
+        std::fs::create_dir_all(pkg.join("usr/bin")).unwrap();
+        std::fs::write(
+            pkg.join("DEBIAN/control"),
+            format!(
+                "Package: {name}\nVersion: 1.0\nArchitecture: all\nMaintainer: strata tests <t@example.com>\nDescription: test package\n"
+            ),
+        )
+        .unwrap();
+        let bin = pkg.join("usr/bin").join(name);
+        std::fs::write(&bin, format!("#!/bin/sh\n{script}\n")).unwrap();
+        std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let out = std::process::Command::new("dpkg-deb")
+            .args(["--root-owner-group", "--build"])
+            .arg(&pkg)
+            .arg(ctx.join(format!("{name}.deb")))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "dpkg-deb: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    dockerfile(
+        &ctx,
+        "FROM debian:local\nCOPY *.deb /tmp/debs/\n\
+         RUN apt-get install -y /tmp/debs/strata-hello.deb /tmp/debs/strata-gone.deb && rm -r /tmp/debs\n\
+         RUN dpkg -r strata-gone && strata-hello > /hello.txt\n",
+    );
+    let (_, err) = build_ok(&s, &["-t", "deb:1", ctx.to_str().unwrap()]);
+    let t = tree(&s, "deb:1");
+    assert_eq!(t["hello.txt"].4, "hello from a package\n", "{err}");
+    assert_eq!(t["usr/bin/strata-hello"].1, 0o755);
+    assert!(
+        !t.contains_key("usr/bin/strata-gone") && !t.contains_key("tmp/debs"),
+        "removed in a later layer"
+    );
+    let status = &t["var/lib/dpkg/status"].4;
+    assert!(status.contains("Package: strata-hello\nStatus: install ok installed"), "dpkg's database");
+    assert!(!status.contains("Package: strata-gone\nStatus: install ok installed"));
+    let check = s.run(&["system", "check"]);
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
 }

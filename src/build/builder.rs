@@ -1,5 +1,5 @@
-//! The builder: stages, ARG/ENV scoping, one image per instruction (layer or config only), the
-//! cache, and the final tags.
+//! The builder: stages, ARG/ENV scoping, one result per instruction (layer or config only) kept in
+//! the cache, and the exported image with its tags.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -14,7 +14,7 @@ use super::parse::{self, Args, Instruction};
 use super::progress::Progress;
 use super::tree::{DirTree, ImageTree, Kind, Meta, Tree};
 use super::vars::{Lexer, key_values};
-use crate::container::{Output, ProcessSpec, run_to_completion};
+use crate::container::{Cancel, Output, ProcessSpec, run_cancellable};
 use crate::layer::compression::Compression;
 use crate::layer::pack::PackOptions;
 use crate::oci::image::{Descriptor, HistoryEntry, Platform, build_manifest, config_bytes, extend_config};
@@ -57,6 +57,8 @@ pub struct Options {
     pub platform: Option<Platform>,
     /// SOURCE_DATE_EPOCH: history and config times, and the clamp for file mtimes.
     pub epoch: Option<i64>,
+    /// Stops the build from another thread (Ctrl-C): a running RUN is killed, no later step runs.
+    pub cancel: std::sync::Arc<Cancel>,
 }
 
 struct Stage {
@@ -66,11 +68,17 @@ struct Stage {
     body: Vec<Instruction>,
 }
 
-/// Where a stage stands: the image so far (None only for scratch before any step).
+/// Where a stage stands: the result so far, a config blob and layers (no image record: only
+/// the exported result becomes one).
 #[derive(Clone)]
 struct State {
-    image: Option<ImageRecord>,
+    /// The config blob's digest, the id an image of it would have (None only for scratch before
+    /// any step).
+    id: Option<Digest>,
+    layers: Vec<LayerRef>,
     config: Value,
+    /// The stored image the stage is built on, if any: the exported image's parent.
+    base: Option<Digest>,
     /// Declared ARGs and their values (None: declared without a value).
     args: BTreeMap<String, Option<String>>,
     /// CMD was set in this stage (ENTRYPOINT then keeps it).
@@ -79,7 +87,7 @@ struct State {
 
 impl State {
     fn layers(&self) -> Vec<LayerRef> {
-        self.image.as_ref().map(|i| i.layers.clone()).unwrap_or_default()
+        self.layers.clone()
     }
 
     fn cfg(&mut self) -> &mut Map<String, Value> {
@@ -111,7 +119,7 @@ impl State {
     }
 
     fn id(&self) -> String {
-        self.image.as_ref().map(|i| i.id.to_string()).unwrap_or_else(|| "scratch".into())
+        self.id.as_ref().map(|i| i.to_string()).unwrap_or_else(|| "scratch".into())
     }
 
     /// Args with a value, as the step sees them (cache key, RUN environment).
@@ -388,19 +396,20 @@ impl<'a> Builder<'a> {
                 self.progress.note(&format!("[warning] build-arg {k} was not consumed by any ARG"));
             }
         }
+        self.check_cancelled()?;
         let store = slot.as_ref().context("internal error: the store was not given back")?;
         let mut st = results.remove(&target).expect("the target was built");
         let step = self.progress.step("exporting to image");
-        if !self.opts.labels.is_empty() || st.image.is_none() {
+        if !self.opts.labels.is_empty() || st.id.is_none() {
             let labels = st.cfg().entry("Labels").or_insert_with(|| json!({}));
             if let Some(m) = labels.as_object_mut() {
                 for (k, v) in &self.opts.labels {
                     m.insert(k.clone(), v.clone().into());
                 }
             }
-            self.write_image(store, &mut st, None, None)?;
+            self.commit(store, &mut st, None, None)?;
         }
-        let image = st.image.clone().expect("written above");
+        let image = self.image_record(store, &st)?;
         step.status("exporting layers done");
         step.status(&format!("writing image {} done", image.id));
         store.add_image(&image, &self.opts.tags)?;
@@ -424,20 +433,33 @@ impl<'a> Builder<'a> {
         let triggers: Vec<Instruction>;
         let mut st = if base == "scratch" {
             triggers = Vec::new();
-            State { image: None, config: scratch_config(), args: BTreeMap::new(), cmd_set: false }
+            State {
+                id: None,
+                layers: Vec::new(),
+                config: scratch_config(),
+                base: None,
+                args: BTreeMap::new(),
+                cmd_set: false,
+            }
         } else {
-            let (image, config) = match from_stage {
+            let mut st = match from_stage {
                 Some(j) => {
                     let s = done.get(&j).context("internal error: a needed stage was not built")?;
-                    (s.image.clone(), s.config.clone())
+                    State { args: BTreeMap::new(), cmd_set: false, ..s.clone() }
                 }
                 None => {
                     let img = store.resolve_image(&base).map_err(|e| self.err(&stage.from, e))?;
-                    let cfg = store.base_config(&img)?;
-                    (Some(img), cfg)
+                    let config = store.base_config(&img)?;
+                    State {
+                        id: Some(img.id.clone()),
+                        layers: img.layers,
+                        config,
+                        base: Some(img.id),
+                        args: BTreeMap::new(),
+                        cmd_set: false,
+                    }
                 }
             };
-            let mut st = State { image, config, args: BTreeMap::new(), cmd_set: false };
             let on_build: Vec<String> = st
                 .get("OnBuild")
                 .and_then(Value::as_array)
@@ -473,23 +495,32 @@ impl<'a> Builder<'a> {
             if label.is_empty() { format!("[{k}/{fs_steps}]") } else { format!("[{label} {k}/{fs_steps}]") }
         };
         let from_step = self.progress.step(&format!("{} FROM {}", prefix(1), display_ref(&base)));
-        if let Some(img) = &st.image {
-            from_step.status(&format!("resolve {} done", img.id));
+        if let Some(id) = &st.id {
+            from_step.status(&format!("resolve {id} done"));
         }
         from_step.done();
         let mut k = 1;
         for ins in steps {
+            self.check_cancelled()?;
             let shown = is_fs_step(&ins.keyword);
             if shown {
                 k += 1;
             }
             self.dispatch(slot, &mut st, ins, if shown { Some(prefix(k)) } else { None }, done).map_err(
                 |e| {
-                    if e.downcast_ref::<StepFailed>().is_some() { e } else { self.err(ins, e) }
+                    if e.downcast_ref::<StepFailed>().is_some() || e.downcast_ref::<Cancelled>().is_some() {
+                        e
+                    } else {
+                        self.err(ins, e)
+                    }
                 },
             )?;
         }
         Ok(st)
+    }
+
+    fn check_cancelled(&self) -> Result<()> {
+        if self.opts.cancel.is_cancelled() { Err(Cancelled.into()) } else { Ok(()) }
     }
 
     /// Substitution environment: ENV first, then the stage's ARGs.
@@ -518,9 +549,12 @@ impl<'a> Builder<'a> {
         if self.opts.no_cache {
             return Ok(false);
         }
-        let Some(img) = cache::get(store, key) else { return Ok(false) };
-        st.config = store.image_config(&img)?;
-        st.image = Some(img);
+        let Some(hit) = cache::get(store, key) else { return Ok(false) };
+        let bytes = store.read_blob(&hit.config)?;
+        st.config = serde_json::from_slice(&bytes)
+            .with_context(|| format!("build cache: config {} is corrupt", hit.config.short()))?;
+        st.id = Some(hit.config);
+        st.layers = hit.layers;
         Ok(true)
     }
 
@@ -767,8 +801,8 @@ impl<'a> Builder<'a> {
                     w.apply(&tree.tree, &[])?;
                     Some(self.ingest(store, &stage_dir.0)?)
                 };
-                self.write_image(store, st, layer, Some(created_by))?;
-                cache::put(store, &key, &st.image.as_ref().expect("written").id)?;
+                self.commit(store, st, layer, Some(created_by))?;
+                self.remember(store, &key, st)?;
                 step.done();
                 Ok(())
             }
@@ -832,8 +866,8 @@ impl<'a> Builder<'a> {
             return Ok(());
         }
         change(st)?;
-        self.write_image(store, st, None, Some(created_by))?;
-        cache::put(store, &key, &st.image.as_ref().expect("written").id)
+        self.commit(store, st, None, Some(created_by))?;
+        self.remember(store, &key, st)
     }
 
     fn image_tree(&self, store: &Store, st: &State) -> Result<BaseTree> {
@@ -962,8 +996,8 @@ impl<'a> Builder<'a> {
         let mut w = copy::Writer::new(&stage_dir.0, &base.tree, new_owner, self.now);
         w.apply(source_tree, &plan.ops)?;
         let layer = self.ingest(store, &stage_dir.0)?;
-        self.write_image(store, st, Some(layer), Some(created_by))?;
-        cache::put(store, &key, &st.image.as_ref().expect("written").id)?;
+        self.commit(store, st, Some(layer), Some(created_by))?;
+        self.remember(store, &key, st)?;
         step.done();
         Ok(())
     }
@@ -1069,13 +1103,25 @@ impl<'a> Builder<'a> {
             }
             None => None,
         };
-        let image = match &st.image {
-            Some(i) => i.clone(),
-            None => {
-                // RUN on an empty scratch image: give it an (empty) image record to run on.
-                self.write_image(store, st, None, None)?;
-                st.image.clone().expect("written")
+        if st.id.is_none() {
+            // RUN on an empty scratch image: give it an (empty) config to run on.
+            self.commit(store, st, None, None)?;
+        }
+        // A container runs on an image record: one for this step's base, unless the store has
+        // it already (a tagged base), removed again once the container is gone.
+        let image = self.image_record(store, st)?;
+        let temporary = !store.has_image(&image.id);
+        if temporary {
+            store.add_image(&image, &[])?;
+        }
+        let forget = |store: &Store| -> Result<()> {
+            // Another build's RUN on the same base may run on it now: then that one's to keep.
+            let used = || store.containers().map(|cs| cs.iter().any(|c| c.image == image.id));
+            if temporary && !used()? {
+                store.expect_garbage()?;
+                store.remove_image_record(&image.id)?;
             }
+            Ok(())
         };
         let spec = ProcessSpec {
             args: argv.clone(),
@@ -1098,19 +1144,27 @@ impl<'a> Builder<'a> {
         let mut out = step.output();
         let mut err = step.output();
         let started = std::time::Instant::now();
-        let ran = run_to_completion(
+        let ran = run_cancellable(
             owned,
             &image.id,
             &spec,
             Output::Capture { stdout: &mut out, stderr: &mut err },
+            &self.opts.cancel,
         );
         drop((out, err));
         let command = argv.join(" ");
         let failed = |msg: String| step_failed(&self.opts.dockerfile_name, ins, &msg);
+        let cancelled = self.opts.cancel.is_cancelled();
         let finished = match ran {
             Ok(f) => f,
             Err(e) => {
-                *slot = Some(Store::open(&root, LockMode::Exclusive)?);
+                let store = Store::open(&root, LockMode::Exclusive)?;
+                forget(&store)?;
+                *slot = Some(store);
+                if cancelled {
+                    step.canceled();
+                    return Err(Cancelled.into());
+                }
                 let code = e.downcast_ref::<crate::container::StartError>().map(|s| s.code).unwrap_or(125);
                 let msg =
                     format!("process \"{command}\" did not complete successfully: exit code: {code}: {e:#}");
@@ -1127,7 +1181,10 @@ impl<'a> Builder<'a> {
         // No stray container, whatever happens: out of the store first (into tmp/, cleared after a
         // crash), so its upper's files can be moved into the layer instead of copied.
         let doomed = store.detach_container(&container)?;
-        let layer = if finished.exit_code != 0 {
+        forget(store)?;
+        let layer = if cancelled {
+            Err(String::new())
+        } else if finished.exit_code != 0 {
             Err(format!(
                 "process \"{command}\" did not complete successfully: exit code: {}",
                 finished.exit_code
@@ -1150,13 +1207,17 @@ impl<'a> Builder<'a> {
         tracing::info!("RUN container removal took {:?}", started.elapsed());
         let layer = match layer {
             Ok(l) => l,
+            Err(_) if cancelled => {
+                step.canceled();
+                return Err(Cancelled.into());
+            }
             Err(msg) => {
                 step.error(&msg);
                 return Err(failed(msg));
             }
         };
-        self.write_image(store, st, layer, Some(created_by))?;
-        cache::put(store, &key, &st.image.as_ref().expect("written").id)?;
+        self.commit(store, st, layer, Some(created_by))?;
+        self.remember(store, &key, st)?;
         step.done();
         Ok(())
     }
@@ -1207,9 +1268,9 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// Writes the state's config (plus a layer and a history entry when given) as a new image
-    /// record whose parent is the current one.
-    fn write_image(
+    /// The step's result: the state's config (plus a layer and a history entry when given)
+    /// stored as a blob, the layer added to the state's. No image record (see [`Self::image_record`]).
+    fn commit(
         &self,
         store: &Store,
         st: &mut State,
@@ -1249,26 +1310,43 @@ impl<'a> Builder<'a> {
             config["author"] = a.into();
         }
         let bytes = config_bytes(&config);
-        let id = store.put_blob_bytes(&bytes)?;
-        let config_desc = Descriptor::new(media::OCI_CONFIG, &id, bytes.len() as u64);
-        let descs: Vec<_> = layers
+        st.id = Some(store.put_blob_bytes(&bytes)?);
+        st.layers = layers;
+        st.config = config;
+        Ok(())
+    }
+
+    /// The cache remembers the step's result under `key`.
+    fn remember(&self, store: &Store, key: &str, st: &State) -> Result<()> {
+        let id = st.id.as_ref().context("internal error: a step without a result")?;
+        cache::put(store, key, id, &st.layers)
+    }
+
+    /// An image record of the state (its manifest stored; the record not written unless the
+    /// store has it already): what a build exports, or what a RUN's container runs on.
+    fn image_record(&self, store: &Store, st: &State) -> Result<ImageRecord> {
+        let id = st.id.clone().context("internal error: an image without a config")?;
+        if store.has_image(&id) {
+            // The same config stored already (the base itself): kept as it is, manifest and all.
+            return store.image(&id);
+        }
+        let size = store.blob_size(&id)?;
+        let config_desc = Descriptor::new(media::OCI_CONFIG, &id, size);
+        let descs: Vec<_> = st
+            .layers
             .iter()
             .map(|l| Descriptor::new(&oci_layer_type(&l.media_type), &l.blob, l.blob_size))
             .collect();
         let manifest = store.put_blob_bytes(&build_manifest(&config_desc, &descs))?;
-        let record = ImageRecord {
+        Ok(ImageRecord {
             id,
             manifest,
             manifest_media_type: media::OCI_MANIFEST.to_string(),
-            layers,
+            layers: st.layers.clone(),
             repo_digests: Vec::new(),
             added: crate::store::layers::now_unix(),
-            parent: st.image.as_ref().map(|i| i.id.clone()),
-        };
-        store.add_image(&record, &[])?;
-        st.config = config;
-        st.image = Some(store.image(&record.id)?);
-        Ok(())
+            parent: st.base.clone(),
+        })
     }
 }
 
@@ -1287,6 +1365,18 @@ impl std::fmt::Display for StepFailed {
 }
 
 impl std::error::Error for StepFailed {}
+
+/// The build was cancelled (Ctrl-C, SIGTERM): BuildKit's words for it.
+#[derive(Debug)]
+pub struct Cancelled;
+
+impl std::fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Canceled: context canceled")
+    }
+}
+
+impl std::error::Error for Cancelled {}
 
 /// The heredoc of `RUN <<EOF` with nothing else on the line.
 fn lone_heredoc(ins: &Instruction) -> Option<&parse::Heredoc> {

@@ -61,6 +61,11 @@ impl Step<'_> {
         self.progress.print(&format!("#{} DONE {t:.1}s\n", self.n));
     }
 
+    /// The build was cancelled during this step (BuildKit's `#N CANCELED`).
+    pub fn canceled(self) {
+        self.progress.print(&format!("#{} CANCELED\n", self.n));
+    }
+
     pub fn error(self, message: &str) {
         self.progress.print(&format!("#{} ERROR: {message}\n", self.n));
     }

@@ -11,7 +11,7 @@ use clap::Args;
 use super::images::{fixed_time, parse_tag};
 use super::output::human_size;
 use super::{Global, open_store};
-use crate::build::builder::{Builder, Options, StepFailed};
+use crate::build::builder::{Builder, Cancelled, Options, StepFailed};
 use crate::build::context::{self, Stdin};
 use crate::build::progress::Progress;
 use crate::oci::image::Platform;
@@ -157,6 +157,7 @@ pub fn build(g: &Global, a: BuildArgs) -> Result<ExitCode> {
         labels,
         platform,
         epoch,
+        cancel: Default::default(),
     };
     let builder = Builder::new(&opts, &progress)?;
     // An absolute root: RUN containers' bundles name paths in the store.
@@ -165,12 +166,18 @@ pub fn build(g: &Global, a: BuildArgs) -> Result<ExitCode> {
     let open = |mode| Store::open(&root, mode);
     builder.fetch_images(&open)?;
     let store = open(LockMode::Exclusive)?;
+    let signal = cancel_on_signals(&opts.cancel);
     let built = match builder.build(store) {
         Ok(b) => b,
         Err(e) => {
             if let Some(f) = e.downcast_ref::<StepFailed>() {
                 eprintln!("ERROR: failed to solve: {f}");
                 return Ok(ExitCode::FAILURE);
+            }
+            if let Some(c) = e.downcast_ref::<Cancelled>() {
+                eprintln!("ERROR: failed to solve: {c}");
+                let n = signal.load(std::sync::atomic::Ordering::SeqCst);
+                return Ok(ExitCode::from(128 + n.clamp(1, 127) as u8));
             }
             return Err(e);
         }
@@ -183,6 +190,45 @@ pub fn build(g: &Global, a: BuildArgs) -> Result<ExitCode> {
         writeln!(std::io::stdout(), "{}", built.image)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Ctrl-C, SIGTERM or SIGHUP cancels the build as BuildKit does: a running RUN is killed and
+/// its container removed, no later step runs, the steps before stay cached; the exit status is
+/// 128 + the signal. A second signal leaves at once (what the next writer clears then).
+/// Returns the signal that cancelled (0 until one does).
+fn cancel_on_signals(
+    cancel: &std::sync::Arc<crate::container::Cancel>,
+) -> std::sync::Arc<std::sync::atomic::AtomicI32> {
+    use nix::sys::signal::{SigSet, Signal};
+    use std::sync::atomic::{AtomicI32, Ordering};
+    let got = std::sync::Arc::new(AtomicI32::new(0));
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        set.add(s);
+    }
+    // Blocked here, and so in every thread started from now on: only the watcher takes them
+    // (the runtime and other children start with an empty mask). The watcher waits in sigwait
+    // holding nothing, so a RUN's mount daemon can still be forked beside it.
+    if let Err(e) = set.thread_block() {
+        tracing::warn!("cannot block signals ({e}): Ctrl-C will not clean up a RUN step");
+        return got;
+    }
+    let (cancel, seen) = (cancel.clone(), got.clone());
+    let spawned = std::thread::Builder::new().name("build-signals".into()).spawn(move || {
+        while let Ok(signal) = set.wait() {
+            if seen.swap(signal as i32, Ordering::SeqCst) != 0 {
+                eprintln!("strata: {signal} again: leaving without cleaning up");
+                std::process::exit(128 + signal as i32);
+            }
+            eprintln!("strata: {signal}: cancelling the build");
+            cancel.cancel();
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!("no signal thread ({e}): Ctrl-C will not clean up a RUN step");
+        let _ = set.thread_unblock();
+    }
+    got
 }
 
 #[derive(Args)]
@@ -199,7 +245,14 @@ pub fn builder_prune(g: &Global, _a: BuilderPruneArgs) -> Result<ExitCode> {
     let store = open_store(g, LockMode::Exclusive)?;
     let p = crate::build::cache::prune(&store)?;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "Deleted build cache objects: {} entries, {} intermediate images", p.entries, p.images)?;
+    // Docker's output: the objects deleted (when there are any), then the total.
+    if !p.ids.is_empty() {
+        writeln!(out, "Deleted build cache objects:")?;
+        for id in &p.ids {
+            writeln!(out, "{}", id.get(..25).unwrap_or(id))?;
+        }
+        writeln!(out)?;
+    }
     writeln!(out, "Total reclaimed space: {}", human_size(p.bytes))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -641,7 +641,7 @@ pub fn df(g: &Global, a: DfArgs) -> Result<ExitCode> {
     };
     // Docker's rows. Images: the unpacked layers images use, each counted once (what Docker's
     // SIZE counts); the compressed blobs kept for push and save, and what no image uses, are in
-    // the -v breakdown. strata has no volumes; builds keep no cache outside images yet.
+    // the -v breakdown. strata has no volumes.
     let active_images = u.images.iter().filter(|i| i.containers > 0).count();
     add("Images", u.images.len(), active_images, u.images_size, u.images_reclaimable);
     let csize: u64 = u.containers.iter().map(|c| c.size).sum();
@@ -649,7 +649,16 @@ pub fn df(g: &Global, a: DfArgs) -> Result<ExitCode> {
     let idle: u64 = u.containers.iter().filter(|c| c.record.mount.is_none()).map(|c| c.size).sum();
     add("Containers", u.containers.len(), mounted, csize, idle);
     add("Local Volumes", 0, 0, 0, 0);
-    add("Build Cache", 0, 0, 0, 0);
+    // As Docker prints it: what only the build cache holds, all of it reclaimable (no build
+    // runs while `df` holds the store lock), without a percentage.
+    let cache = crate::build::cache::usage(&store)?;
+    let mut r = Row::new();
+    r.insert("Type", "Build Cache".to_string());
+    r.insert("TotalCount", cache.records.len().to_string());
+    r.insert("Active", "0".to_string());
+    r.insert("Size", human_size(cache.size));
+    r.insert("Reclaimable", human_size(cache.size));
+    summary.push(r);
     let mut out = std::io::stdout().lock();
     if a.format.as_deref() == Some("json") {
         for r in &summary {
@@ -722,6 +731,28 @@ pub fn df(g: &Global, a: DfArgs) -> Result<ExitCode> {
             ("CreatedSince", "CREATED"),
             ("Mounted", "MOUNTPOINT"),
             ("Names", "NAMES"),
+        ];
+        output::print_table(&mut out, &cols, &rows)?;
+        writeln!(out, "\nBuild cache usage: {}\n", human_size(cache.size))?;
+        let rows: Vec<Row> = cache
+            .records
+            .iter()
+            .map(|c| {
+                let mut r = Row::new();
+                r.insert("ID", c.id.get(..25).unwrap_or(&c.id).to_string());
+                r.insert("Kind", c.kind.to_string());
+                r.insert("Size", human_size(c.size));
+                r.insert("CreatedSince", time_ago(c.created, now));
+                r.insert("Shared", c.shared.to_string());
+                r
+            })
+            .collect();
+        let cols = [
+            ("ID", "CACHE ID"),
+            ("Kind", "CACHE TYPE"),
+            ("Size", "SIZE"),
+            ("CreatedSince", "CREATED"),
+            ("Shared", "SHARED"),
         ];
         output::print_table(&mut out, &cols, &rows)?;
         writeln!(out, "\nStore space usage:\n")?;

@@ -139,7 +139,7 @@ pub enum Command {
 
 #[derive(Subcommand)]
 pub enum BuilderCommand {
-    /// Remove the build cache: cache entries, cache mounts, and intermediate images only it kept.
+    /// Remove the build cache: step results (layers no image uses), cache mounts.
     Prune(build::BuilderPruneArgs),
 }
 

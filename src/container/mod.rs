@@ -32,4 +32,4 @@ pub mod umount;
 pub mod user;
 
 pub use engine::StartError;
-pub use oneshot::{Finished, Output, ProcessSpec, run_to_completion};
+pub use oneshot::{Cancel, Finished, Output, ProcessSpec, run_cancellable, run_to_completion};

@@ -4,11 +4,13 @@
 //! the caller to commit or remove.
 
 use std::io::{Read, Write};
+use std::sync::Mutex;
 
 use anyhow::{Context, Result};
 
 use super::engine::{Gate, Ready};
 use super::lock::ContainerLock;
+use super::runtime::Runtime;
 use crate::oci::Digest;
 use crate::store::containers::{ContainerRecord, MountSpec, RunConfig};
 use crate::store::{LockMode, Store};
@@ -69,6 +71,64 @@ pub struct Finished {
     pub exit_code: i32,
 }
 
+/// Stops a run from another thread (a signal watcher): once cancelled, the run's process is
+/// killed through the runtime (SIGKILL) as soon as it runs, and the run ends as a killed process
+/// does (exit code 137) with its container handed back as usual.
+#[derive(Default)]
+pub struct Cancel(Mutex<CancelState>);
+
+#[derive(Default)]
+struct CancelState {
+    cancelled: bool,
+    /// The process running now: its runtime and container id.
+    running: Option<(Runtime, String)>,
+}
+
+impl Cancel {
+    pub fn cancel(&self) {
+        let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        s.cancelled = true;
+        if let Some((runtime, id)) = &s.running {
+            kill(runtime, id);
+        }
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).cancelled
+    }
+
+    /// The process runs (the runtime wrote its pid): killed at once if cancelled already.
+    fn running(&self, runtime: &Runtime, id: &str) {
+        let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if s.cancelled {
+            kill(runtime, id);
+        }
+        s.running = Some((runtime.clone(), id.to_string()));
+    }
+
+    fn ended(&self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).running = None;
+    }
+}
+
+fn kill(runtime: &Runtime, id: &str) {
+    // The container's first process: the others die with its pid namespace.
+    if let Err(e) = runtime.kill(id, "KILL", false) {
+        tracing::warn!("cancelling the run: {e:#}");
+    }
+}
+
+/// [`run_to_completion`] that `cancel` can stop from another thread.
+pub fn run_cancellable(
+    store: Store,
+    image: &Digest,
+    spec: &ProcessSpec,
+    output: Output<'_>,
+    cancel: &Cancel,
+) -> Result<Finished> {
+    run(store, image, spec, output, cancel)
+}
+
 /// Runs `spec` to completion in a new container of `image`. `store` must be opened exclusive; it
 /// is released while the process runs (other strata commands go on) and reopened exclusive.
 /// Forks a mount daemon: call while the process is single-threaded.
@@ -81,13 +141,23 @@ pub fn run_to_completion(
     spec: &ProcessSpec,
     output: Output<'_>,
 ) -> Result<Finished> {
+    run(store, image, spec, output, &Cancel::default())
+}
+
+fn run(
+    store: Store,
+    image: &Digest,
+    spec: &ProcessSpec,
+    output: Output<'_>,
+    cancel: &Cancel,
+) -> Result<Finished> {
     let root = store.root().to_path_buf();
     let image_rec = store.image(image)?;
     let config = run_config(spec)?;
     let c = store.create_container(&image_rec.id, &image_rec.id.to_string(), None, Some(config))?;
     let dir = store.container_dir(&c.id);
     let lock = ContainerLock::try_acquire(&dir)?.context("a new container is locked by someone else")?;
-    let run = run_in(store, &c, lock, output);
+    let run = run_in(store, &c, lock, output, cancel);
     let store = Store::open(&root, LockMode::Exclusive)?;
     match run {
         Ok(exit_code) => {
@@ -137,14 +207,28 @@ pub fn host_name() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-fn run_in(store: Store, c: &ContainerRecord, lock: ContainerLock, output: Output<'_>) -> Result<i32> {
+fn run_in(
+    store: Store,
+    c: &ContainerRecord,
+    lock: ContainerLock,
+    output: Output<'_>,
+    cancel: &Cancel,
+) -> Result<i32> {
     let ready = Ready::prepare(store, c, lock)?;
     let status = match output {
         Output::Inherit => {
             let (out, out_copier) = super::stdio::forwarded_output(std::io::stdout())?;
             let (err, err_copier) = super::stdio::forwarded_output(std::io::stderr())?;
             let mut child = ready.spawn(super::stdio::empty_input()?, out, err, false)?;
-            let status = child.wait();
+            let status = match ready.wait_started(&mut child) {
+                Ok(None) => {
+                    cancel.running(&ready.runtime, &ready.id);
+                    child.wait()
+                }
+                Ok(Some(s)) => Ok(s),
+                Err(e) => Err(e),
+            };
+            cancel.ended();
             drop(child);
             let _ = (out_copier.join(), err_copier.join());
             status?
@@ -162,11 +246,13 @@ fn run_in(store: Store, c: &ContainerRecord, lock: ContainerLock, output: Output
                 let status = match ready.wait_started(&mut child) {
                     Ok(None) => {
                         gate.decide(true);
+                        cancel.running(&ready.runtime, &ready.id);
                         child.wait()
                     }
                     Ok(Some(s)) => Ok(s),
                     Err(e) => Err(e),
                 };
+                cancel.ended();
                 let ok = status.as_ref().is_ok_and(|s| ready.outcome(*s).is_ok());
                 gate.decide(ok);
                 status

@@ -152,6 +152,18 @@ impl Store {
             }
         }
 
+        // Build cache records keep what they name as image records do (problems are not
+        // damage there: a record whose layer or config is gone is a cache miss).
+        for (_, rec) in self.cache_records()? {
+            for rec in rec.into_iter() {
+                live_blobs.insert(rec.config);
+                for l in rec.layers {
+                    live_blobs.insert(l.blob.clone());
+                    live_layers.entry(l.diff_id).or_insert((l.blob, l.blob_size, l.media_type));
+                }
+            }
+        }
+
         // Incomplete layers: re-derived from their blob when an image needs them and it is good.
         for (l, e) in incomplete {
             let Some((blob, size, media_type)) = live_layers.get(&l) else {

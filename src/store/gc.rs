@@ -16,8 +16,8 @@ pub struct Collected {
 }
 
 impl Store {
-    /// Removes every layer and blob not referenced by an image record, and then the
-    /// `gc-pending` mark: right after a full collection there is no garbage.
+    /// Removes every layer and blob not referenced by an image record or a build cache
+    /// record, and then the `gc-pending` mark: right after a full collection there is no garbage.
     pub fn collect_garbage(&self) -> Result<Collected> {
         self.ensure_writable()?;
         let mut live_layers = HashSet::new();
@@ -28,6 +28,15 @@ impl Store {
             for l in &img.layers {
                 live_layers.insert(l.diff_id.clone());
                 live_blobs.insert(l.blob.clone());
+            }
+        }
+        for (_, r) in self.cache_records()? {
+            for r in r.into_iter() {
+                live_blobs.insert(r.config);
+                for l in r.layers {
+                    live_layers.insert(l.diff_id);
+                    live_blobs.insert(l.blob);
+                }
             }
         }
         let mut out = Collected::default();

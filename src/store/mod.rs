@@ -6,6 +6,7 @@
 //! or it is collected as garbage. Every directory is closed to other users ([`perms`]).
 
 pub mod blobs;
+pub mod build_cache;
 pub mod check;
 pub mod containers;
 pub mod derive;

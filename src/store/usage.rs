@@ -33,7 +33,7 @@ pub struct Usage {
     /// Layers referenced by some image.
     pub layers_active: usize,
     pub layers_size: u64,
-    /// Layers and blobs no image references (what prune removes).
+    /// Layers and blobs no image nor build cache record references (what prune removes).
     pub orphan_bytes: u64,
     pub blobs_size: u64,
 }
@@ -62,15 +62,26 @@ impl Store {
         let images_size: u64 = users.keys().map(|d| size_of(d)).sum();
         let images_reclaimable: u64 =
             users.keys().filter(|d| !active_layers.contains(*d)).map(|d| size_of(d)).sum();
-        let live_blobs: HashSet<Digest> = images
+        let mut live_blobs: HashSet<Digest> = images
             .iter()
             .flat_map(|i| {
                 [i.id.clone(), i.manifest.clone()].into_iter().chain(i.layers.iter().map(|l| l.blob.clone()))
             })
             .collect();
+        let mut cached: HashSet<Digest> = HashSet::new();
+        for (_, r) in self.cache_records()? {
+            for r in r.into_iter() {
+                live_blobs.insert(r.config);
+                live_blobs.extend(r.layers.iter().map(|l| l.blob.clone()));
+                cached.extend(r.layers.into_iter().map(|l| l.diff_id));
+            }
+        }
         let mut blobs_size = 0;
-        let mut orphan_bytes: u64 =
-            layer_size.iter().filter(|(d, _)| !users.contains_key(d)).map(|(_, s)| s).sum();
+        let mut orphan_bytes: u64 = layer_size
+            .iter()
+            .filter(|(d, _)| !users.contains_key(d) && !cached.contains(*d))
+            .map(|(_, s)| s)
+            .sum();
         for b in self.list_blobs()? {
             let s = self.blob_size(&b).unwrap_or(0);
             blobs_size += s;
