@@ -639,7 +639,7 @@ bench_run() {
   echo 'root:x:0:0:root:/root:/bin/sh' >"$bb/etc/passwd"
   tar -C "$bb" -cf "$work/run/bb.tar" .
   "$strata" --root "$store" import "$work/run/bb.tar" bb:1 >/dev/null
-  id=$("$strata" --root "$store" load --oci "$(debian_oci):bookworm" | loaded_id)
+  id=$("$strata" --root "$store" load --oci "$(debian_oci):bookworm" | loaded_id "$store")
   "$strata" --root "$store" tag "$id" debian:1
   cleanups+=("umount -l '$work'/run/*/floor-mnt 2>/dev/null; fusermount3 -u '$work'/run/*/fuse-mnt 2>/dev/null")
   for img in bb:1 debian:1; do

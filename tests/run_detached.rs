@@ -289,3 +289,36 @@ fn detached_interactive_keeps_stdin_open_and_start_ai_attaches_it() {
     s.ok(&["create", "--name", "nocat", "bb:1", "cat"]);
     assert_eq!(start_ai(&s, "nocat"), "");
 }
+
+/// Whether `child` ends within `secs` seconds.
+fn ends_within(child: &mut std::process::Child, secs: u64) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(secs) {
+        if child.try_wait().unwrap().is_some() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+#[test]
+fn an_exec_in_progress_blocks_no_other_command() {
+    let Some(s) = setup() else { return };
+    let _c = Cleanup(&s);
+    s.ok(&["run", "-d", "--name", "x", "bb:1", "sleep", "60"]);
+    // an interactive exec waiting for its input, as a shell would
+    let mut exec =
+        s.command(&["exec", "-i", "x", "cat"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    eventually("the exec runs", || s.ok(&["top", "x"]).contains("cat"));
+    // meanwhile a command that takes the store for writing goes on
+    let mut create = s.command(&["create", "--name", "y", "bb:1"]).stdout(Stdio::null()).spawn().unwrap();
+    let created = ends_within(&mut create, 5);
+    drop(exec.stdin.take());
+    let _ = exec.wait();
+    if !created {
+        let _ = create.kill();
+    }
+    assert!(created, "create waited for the store lock an exec held");
+    assert!(s.ok(&["ps", "-a", "--format", "{{.Names}}"]).contains('y'));
+}

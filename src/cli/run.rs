@@ -436,7 +436,7 @@ pub fn exec(g: &Global, a: ExecArgs) -> Result<ExitCode> {
             interactive: a.interactive,
             detach: a.detach,
         };
-        lifecycle::exec(&store, &c, &o)
+        lifecycle::exec(store, &c, &o)
     })
 }
 

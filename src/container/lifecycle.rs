@@ -265,8 +265,10 @@ pub struct ExecOptions {
 
 /// Runs another process in a running container; its exit code (Docker's 126/127 when it can't
 /// be run). The runtime gets a process spec of the container's own (capabilities, limits) with
-/// the command, env, cwd and user (supplementary groups included) of this exec.
-pub fn exec(store: &Store, c: &ContainerRecord, o: &ExecOptions) -> Result<i32> {
+/// the command, env, cwd and user (supplementary groups included) of this exec. The store is
+/// given back before the process runs: an exec lasts as long as it likes, and no other command
+/// waits for it.
+pub fn exec(store: Store, c: &ContainerRecord, o: &ExecOptions) -> Result<i32> {
     use std::io::IsTerminal;
     if status::status(c) != Status::Running {
         bail!("container {} is not running", c.name);
@@ -282,13 +284,14 @@ pub fn exec(store: &Store, c: &ContainerRecord, o: &ExecOptions) -> Result<i32> 
     let cfg = c.config.clone().unwrap_or_default();
     let image = store.image(&c.image)?;
     let stack = crate::union::Stack::new(
-        &mounting::image_lowers(store, &image),
+        &mounting::image_lowers(&store, &image),
         Some(&store.container_upper(&c.id)),
     )?;
     let user = super::user::resolve(&stack, o.user.as_deref().unwrap_or(&cfg.user))?;
     drop(stack);
-    let rt = runtime_of(store, c)?;
+    let rt = runtime_of(&store, c)?;
     let dir = store.container_dir(&c.id);
+    drop(store);
     let scratch = Scratch::new(&dir, &format!("exec-{}", std::process::id()));
     let process = exec_process(&dir, &cfg, &user, o)?;
     std::fs::write(scratch.path("json"), serde_json::to_vec(&process)?)

@@ -222,7 +222,16 @@ impl Store {
                 .with_context(|| format!("cannot create {}", stage.display()))?;
         }
         std::fs::write(stage.join("meta.json"), serde_json::to_vec_pretty(&rec)?)?;
-        staging::rename_in(&stage, &self.container_dir(&id))?;
+        if rec.config.as_ref().is_some_and(|c| c.auto_remove) {
+            // A --rm container does not outlive its process: a crash may forget it whole (not
+            // half: the rename is atomic, and its staging dir is cleared by the next writer), so
+            // its creation costs no journal commit.
+            std::fs::rename(&stage, self.container_dir(&id)).with_context(|| {
+                format!("cannot move {} to {}", stage.display(), self.container_dir(&id).display())
+            })?;
+        } else {
+            staging::rename_in(&stage, &self.container_dir(&id))?;
+        }
         Ok(rec)
     }
 
