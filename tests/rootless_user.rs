@@ -52,8 +52,14 @@ fn owners_rootfs(dir: &Path, extras: bool) {
 
 /// The fixture as a tar in a directory both root and `user` can read; returns the tar's path.
 fn owners_tar(user: &TestUser, extras: bool) -> String {
+    owners_tar_with(user, extras, "true")
+}
+
+/// [`owners_tar`], with `script` run in the rootfs (as root) before it is packed.
+fn owners_tar_with(user: &TestUser, extras: bool, script: &str) -> String {
     let rootfs = user.path("rootfs");
     owners_rootfs(&rootfs, extras);
+    sh(&format!("cd {}; {script}", rootfs.display()));
     let tar = user.path("owners.tar");
     tar_dir(&rootfs, &tar, "plain");
     std::fs::set_permissions(&tar, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -422,6 +428,171 @@ fn rootless_mount_through_fusermount3_and_commit() {
                 && l.contains(&format!(" {owner} "))
                 && l.starts_with(mode)),
             "{name} {owner} {mode} not in\n{list}"
+        );
+    }
+}
+
+/// The layer diff_ids of an image in a store, bottom first.
+fn diff_ids(json: &str) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    v[0]["RootFS"]["Layers"].as_array().expect("RootFS.Layers").iter().map(|l| l.to_string()).collect()
+}
+
+/// Runs `script` with `sh -euc` as the user; returns stdout.
+fn user_sh(user: &TestUser, script: &str) -> String {
+    let out = user.command("sh", &["-euc", script]).output().unwrap();
+    assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// What the stat lines below show: name, owner, mode, type and device numbers.
+const STAT: &str = "stat -c '%n %u %g %a %F %t %T'";
+const SHOWN: &str =
+    "usr/bin/su usr/bin/su-again usr/bin/wall etc/shadow home/u var/www tmp dev/null dev/sda far";
+
+/// Without a subordinate range, every view of a layer shows what its override xattrs record, as
+/// root's store shows the owners it could set: `strata ls`, export, a mount through fusermount3
+/// (where the xattr itself never shows and can't be set), and a commit, whose layer (tar headers
+/// from the recorded values, no xattr in it) and saved archives are the ones root makes for the
+/// same changes.
+#[test]
+fn without_subordinate_ids_every_view_shows_the_recorded_owners() {
+    if !dev_fuse_for_users() {
+        return;
+    }
+    let Some(user) = TestUser::without_subids() else { return };
+    // A symlink can't carry the xattr: one the image gives a third owner shows the image root's
+    // (the common root-owned symlink is faithful), so here the link is root's.
+    let tar = owners_tar_with(&user, true, "chown -h 0:0 home/u/link");
+    let root = Strata::new();
+    let epoch = [("SOURCE_DATE_EPOCH", "1000000000")];
+    let as_root =
+        |args: &[&str]| common::strata::expect_ok(root.command(args).envs(epoch).output().unwrap(), args);
+    let as_user =
+        |args: &[&str]| common::strata::expect_ok(user.strata(args).envs(epoch).output().unwrap(), args);
+    assert_eq!(as_user(&["import", &tar, "owners:1"]), as_root(&["import", &tar, "owners:1"]));
+
+    // Offline views.
+    assert_eq!(as_user(&["ls", "-l", "-R", "owners:1"]), as_root(&["ls", "-l", "-R", "owners:1"]));
+    let (user_export, root_export) = (user.path("export.tar"), root.path("export.tar"));
+    as_user(&["export", "-o", user_export.to_str().unwrap(), "owners:1"]);
+    as_root(&["export", "-o", root_export.to_str().unwrap(), "owners:1"]);
+    assert_eq!(listing(&user_export), listing(&root_export));
+    assert!(std::fs::read(&user_export).unwrap() == std::fs::read(&root_export).unwrap(), "exports differ");
+
+    // Through a read-only mount of the image: the recorded owners, modes and types.
+    let ro = user.path("ro");
+    std::fs::create_dir(&ro).unwrap();
+    user.give(&ro);
+    as_user(&["mount", "owners:1", ro.to_str().unwrap()]);
+    let mut ro_mount = Mount::adopt(&ro);
+    let shown = user_sh(&user, &format!("cd {}; {STAT} {SHOWN}", ro.display()));
+    assert_eq!(
+        shown,
+        "usr/bin/su 0 0 4755 regular file 0 0\nusr/bin/su-again 0 0 4755 regular file 0 0\n\
+         usr/bin/wall 0 5 2755 regular file 0 0\netc/shadow 0 42 640 regular file 0 0\n\
+         home/u 1000 1000 700 directory 0 0\nvar/www 33 33 750 directory 0 0\n\
+         tmp 0 0 1777 directory 0 0\ndev/null 0 0 666 character special file 1 3\n\
+         dev/sda 0 6 660 block special file 8 0\nfar 70000 70001 644 regular file 0 0\n"
+    );
+    // The xattr never shows: not listed, not readable.
+    let listed =
+        user_sh(&user, &format!("getfattr -d -m - {}/usr/bin/su {}/tmp", ro.display(), ro.display()));
+    assert!(!listed.contains("override_stat"), "{listed}");
+    let out = user
+        .command("getfattr", &["-n", OVERRIDE, &format!("{}/usr/bin/su", ro.display())])
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("No such attribute"));
+    user.ok(&["umount", ro.to_str().unwrap()]);
+    ro_mount.forget();
+
+    // The same changes through a container's mount, as the user and as root (root then gives
+    // its new files the user's ids, which is what the user's mount gives them).
+    let changes = "umask 022; echo made > tmp/new; chmod 4750 tmp/new; mkfifo tmp/fifo; ln -s new tmp/link; \
+                   echo more > tmp/new2; rm tmp/new2";
+    let user_cid = as_user(&["create", "--name", "c", "owners:1"]).trim().to_string();
+    let rw = user.path("rw");
+    std::fs::create_dir(&rw).unwrap();
+    user.give(&rw);
+    as_user(&["mount", &user_cid, rw.to_str().unwrap()]);
+    let mut rw_mount = Mount::adopt(&rw);
+    user_sh(&user, &format!("cd {}; {changes}", rw.display()));
+    // The override xattr can't be set through the mount, on a copied-up file or a new one.
+    for f in ["tmp", "tmp/new"] {
+        let p = format!("{}/{f}", rw.display());
+        let out = user.command("setfattr", &["-n", OVERRIDE, "-v", "0:0:0644:file", &p]).output().unwrap();
+        assert!(!out.status.success(), "setfattr {f} succeeded");
+    }
+    let shown = user_sh(&user, &format!("cd {}; {STAT} tmp tmp/new tmp/fifo", rw.display()));
+    let (u, g) = (user.uid, user.gid);
+    assert_eq!(
+        shown,
+        format!(
+            "tmp 0 0 1777 directory 0 0\ntmp/new {u} {g} 4750 regular file 0 0\ntmp/fifo {u} {g} 644 fifo 0 0\n"
+        )
+    );
+    user.ok(&["umount", rw.to_str().unwrap()]);
+    rw_mount.forget();
+
+    let root_cid = as_root(&["create", "--name", "c", "owners:1"]).trim().to_string();
+    let root_rw = root.path("rw");
+    std::fs::create_dir(&root_rw).unwrap();
+    as_root(&["mount", &root_cid, root_rw.to_str().unwrap()]);
+    let mut root_mount = Mount::adopt(&root_rw);
+    sh(&format!(
+        "cd {}; umask 022; {changes}; chown {u}:{g} tmp/new tmp/fifo; chown -h {u}:{g} tmp/link; chmod 4750 tmp/new",
+        root_rw.display()
+    ));
+    as_root(&["umount", root_rw.to_str().unwrap()]);
+    root_mount.forget();
+
+    let user_image = as_user(&["commit", "c", "owners:2"]);
+    let root_image = as_root(&["commit", "c", "owners:2"]);
+    let (user_layers, root_layers) =
+        (diff_ids(&as_user(&["inspect", "owners:2"])), diff_ids(&as_root(&["inspect", "owners:2"])));
+    assert_eq!(user_layers.len(), 2);
+    assert_eq!(user_layers, root_layers, "the committed layers differ");
+    let export = user.path("committed.tar");
+    as_user(&["export", "-o", export.to_str().unwrap(), "owners:2"]);
+    let list = listing(&export);
+    assert!(list.lines().any(|l| l.starts_with("drwxrwxrwt 0/0 ") && l.ends_with(" tmp/")), "{list}");
+    // Saved in every format: the same bytes as root's save of its commit.
+    assert_eq!(user_image, root_image, "image ids differ");
+    for format in ["docker-archive", "oci-archive"] {
+        let (a, b) = (user.path(&format!("{format}.tar")), root.path(&format!("{format}.tar")));
+        as_user(&["save", "--format", format, "-o", a.to_str().unwrap(), "owners:2"]);
+        as_root(&["save", "--format", format, "-o", b.to_str().unwrap(), "owners:2"]);
+        assert!(std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(), "{format}: saves differ");
+        let members = listing(&a);
+        assert!(!members.is_empty());
+    }
+    let (a, b) = (user.path("oci-dir"), root.path("oci-dir"));
+    as_user(&["save", "--format", "oci-dir", "-o", a.to_str().unwrap(), "owners:2"]);
+    as_root(&["save", "--format", "oci-dir", "-o", b.to_str().unwrap(), "owners:2"]);
+    let blobs = |d: &Path| {
+        let mut v: Vec<String> = std::fs::read_dir(d.join("blobs/sha256"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(blobs(&a), blobs(&b));
+    // No layer blob the user saved carries the xattr.
+    let layer_tar = user.path("layer.tar");
+    for blob in blobs(&a) {
+        let p = a.join("blobs/sha256").join(&blob);
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("(zcat -f {} > {}) 2>/dev/null", p.display(), layer_tar.display()))
+            .status()
+            .unwrap();
+        assert!(out.success());
+        let bytes = std::fs::read(&layer_tar).unwrap();
+        assert!(
+            !bytes.windows(OVERRIDE.len()).any(|w| w == OVERRIDE.as_bytes()),
+            "blob {blob} has the xattr"
         );
     }
 }

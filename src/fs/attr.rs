@@ -1,9 +1,19 @@
-//! lstat results as FUSE attributes.
+//! lstat results as FUSE attributes, and chown/chmod of an upper file: for real, or recorded in
+//! the override xattr (`layer::override_stat`) where an unprivileged daemon can't make them.
 
+use std::ffi::OsStr;
+use std::os::fd::BorrowedFd;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{FileAttr, FileType, INodeNo};
-use nix::sys::stat::FileStat;
+use nix::errno::Errno;
+use nix::fcntl::AtFlags;
+use nix::sys::stat::{FchmodatFlags, FileStat, Mode, fchmodat};
+use nix::unistd::{Gid, Uid, fchownat};
+
+use super::filesystem::{R, StrataFs, errno};
+use crate::layer::override_stat::{self, OverrideStat};
+use crate::union::layer::stat_at;
 
 fn time(sec: i64, nsec: i64) -> SystemTime {
     let nsec = nsec.clamp(0, 999_999_999) as u32;
@@ -68,5 +78,84 @@ pub fn dot_attr(ino: u64) -> FileAttr {
         rdev: 0,
         blksize: 4096,
         flags: 0,
+    }
+}
+
+impl StrataFs {
+    /// chown and chmod of `name` in the upper directory `dir` (already copied up). A file that
+    /// carries an override xattr has its recorded owner and mode changed, the file on disk stays
+    /// as it is; a chown the daemon may not make (EPERM: an unprivileged daemon, an owner other
+    /// than its own) is recorded the same way, as fuse-overlayfs does. Ids come in as the kernel
+    /// sends them and are recorded in the layers' own frame (`override_stat::from_host`).
+    pub(crate) fn chown_chmod(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &OsStr,
+        is_link: bool,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        mode: Option<u32>,
+    ) -> R<()> {
+        if uid.is_none() && gid.is_none() && mode.is_none() {
+            return Ok(());
+        }
+        let upper = self.stack.layers().first().ok_or(Errno::EROFS)?;
+        let recorded = match upper.overrides() {
+            Some(m) if !is_link => override_stat::read_at(dir, name, m.xattr).map_err(errno)?,
+            _ => None,
+        };
+        if let Some(o) = recorded {
+            return self.record(dir, name, o, uid, gid, mode);
+        }
+        if uid.is_some() || gid.is_some() {
+            let r = fchownat(
+                dir,
+                name,
+                uid.map(Uid::from_raw),
+                gid.map(Gid::from_raw),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            );
+            match r {
+                Err(Errno::EPERM) if !is_link && !nix::unistd::geteuid().is_root() => {
+                    let st = stat_at(dir, name).map_err(errno)?.ok_or(Errno::ENOENT)?;
+                    upper.mark_overrides().map_err(errno)?;
+                    return self.record(dir, name, override_stat::of_stat(&st), uid, gid, mode);
+                }
+                r => r?,
+            }
+        }
+        if let Some(m) = mode {
+            if is_link {
+                return Err(Errno::EOPNOTSUPP);
+            }
+            // `name` is not a symlink, so following it is following nothing.
+            fchmodat(dir, name, Mode::from_bits_truncate(m & 0o7777), FchmodatFlags::FollowSymlink)?;
+        }
+        Ok(())
+    }
+
+    /// Writes `o` with the requested changes on `name` (the upper's override xattr).
+    fn record(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &OsStr,
+        mut o: OverrideStat,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        mode: Option<u32>,
+    ) -> R<()> {
+        let (u, g) = override_stat::from_host(uid.unwrap_or(0), gid.unwrap_or(0));
+        if uid.is_some() {
+            o.uid = u;
+        }
+        if gid.is_some() {
+            o.gid = g;
+        }
+        if let Some(m) = mode {
+            o.mode = m & 0o7777;
+        }
+        let xname =
+            self.stack.layers().first().and_then(|l| l.overrides()).map_or(override_stat::XATTR, |m| m.xattr);
+        override_stat::write_at(dir, name, xname, &o).map_err(errno)
     }
 }

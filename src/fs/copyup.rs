@@ -185,7 +185,10 @@ impl StrataFs {
         let work = self.work_fd()?;
         let tmp = self.temp_name();
         let (srcdir, name) = self.parent_fd(e, e.layer)?;
-        let st = &e.stat;
+        // The file as it is on disk: what an override xattr records (copied with the others)
+        // is not something to recreate (a device node the user can't make).
+        let disk = self.stack.disk_stat(e).map_err(errno)?;
+        let st = &disk;
         let perm = Mode::from_bits_truncate(st.st_mode & 0o7777);
         let res = (|| -> R<()> {
             match st.st_mode & libc::S_IFMT {

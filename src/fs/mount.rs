@@ -50,6 +50,9 @@ pub struct MountOptions {
     pub passthrough: bool,
     /// Where the daemon answers freezes of the upper (a commit of the mount in use; freeze.rs).
     pub control_socket: Option<PathBuf>,
+    /// The user namespace the layers were written in, for a daemon serving from outside it:
+    /// owners recorded in override xattrs are shown through its mapping (`layer::override_stat`).
+    pub namespace_frame: Option<crate::sys::userns::IdMaps>,
 }
 
 impl Default for MountOptions {
@@ -67,6 +70,7 @@ impl Default for MountOptions {
             threads: std::thread::available_parallelism().map(|n| n.get().clamp(2, 8)).unwrap_or(4),
             passthrough: true,
             control_socket: None,
+            namespace_frame: None,
         }
     }
 }
@@ -111,6 +115,9 @@ fn build(opts: &MountOptions) -> Result<(StrataFs, FuseMount<'_>, Config)> {
 /// Mounts and serves until unmounted. `ready` runs once the kernel handshake is done.
 pub fn mount_with(opts: &MountOptions, mountpoint: &Path, ready: impl FnOnce()) -> Result<()> {
     daemon::raise_nofile_limit();
+    if let Some(m) = &opts.namespace_frame {
+        crate::layer::override_stat::set_namespace_frame(m.clone());
+    }
     let mountpoint = &absolute(mountpoint)?;
     let (fs, mount, config) = build(opts)?;
     let wrote = fs.wrote_flag();

@@ -16,14 +16,36 @@
 //! still reads only those three fields). Like containers/storage, a type is recognised by its
 //! prefix and device fields after the minor are ignored, so newer writers stay readable.
 
+use std::ffi::OsStr;
 use std::fmt;
 use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
+use nix::sys::stat::FileStat;
 use thiserror::Error;
 use xattr::FileExt;
 
+use crate::sys::userns::IdMaps;
+
 /// The xattr name shared with containers/storage and fuse-overlayfs.
 pub const XATTR: &str = "user.containers.override_stat";
+
+/// What fuse-overlayfs writes in its upper with `-o xattr_permissions=2` (`UID:GID:MODE`, MODE
+/// with the file type bits, e.g. `0:0:104755`); read like [`XATTR`], which wins when both exist.
+pub const FUSE_OVERLAYFS_XATTR: &str = "user.fuseoverlayfs.override_stat";
+
+/// Both names, in the order they are looked up.
+const NAMES: [&str; 2] = [XATTR, FUSE_OVERLAYFS_XATTR];
+
+/// Whether `name` is an override xattr: it describes the file, it is not part of it, so it
+/// never shows through a mount and never goes into a layer tar (the tar header carries the
+/// values instead).
+pub fn is_override_xattr(name: &OsStr) -> bool {
+    NAMES.iter().any(|n| OsStr::new(n) == name)
+}
 
 /// The file type part of the value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +163,191 @@ impl OverrideStat {
     pub fn st_mode(&self, disk_mode: u32) -> u32 {
         let kind = self.file_type.map_or(disk_mode & libc::S_IFMT, FileType::s_ifmt);
         kind | (self.mode & 0o7777)
+    }
+}
+
+/// A layer whose files may carry override xattrs: fuse-overlayfs' rule is that the layer root
+/// carries one, so the common layer pays no xattr read per file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Marker {
+    /// The xattr name the layer uses ([`XATTR`], or fuse-overlayfs' own in its uppers).
+    pub xattr: &'static str,
+    /// The layer root's owner on disk (whoever wrote the layer)...
+    pub disk_owner: (u32, u32),
+    /// ... and the owner its xattr records.
+    pub recorded_owner: (u32, u32),
+}
+
+impl Marker {
+    /// A symlink can carry no `user.*` xattr, so its owner can't be recorded: one owned on disk
+    /// by the layer's writer stands for the owner the layer root records (the image's root for
+    /// an unpacked layer, the user for an upper). The recorded ids, when that applies.
+    pub fn symlink_owner(&self, st: &FileStat) -> Option<(u32, u32)> {
+        if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
+            return None;
+        }
+        self.link_owner(st.st_uid, st.st_gid)
+    }
+
+    /// [`Marker::symlink_owner`] for a symlink owned by `uid`:`gid` on disk.
+    pub fn link_owner(&self, uid: u32, gid: u32) -> Option<(u32, u32)> {
+        ((uid, gid) == self.disk_owner).then_some(self.recorded_owner)
+    }
+}
+
+/// The marker of the layer whose root is open as `root`, if it has one.
+pub fn layer_marker(root: BorrowedFd<'_>) -> io::Result<Option<Marker>> {
+    let st = nix::sys::stat::fstat(root)?;
+    for n in NAMES {
+        if let Some(o) = read_at(root, OsStr::new(""), n)? {
+            return Ok(Some(Marker {
+                xattr: n,
+                disk_owner: (st.st_uid, st.st_gid),
+                recorded_owner: (o.uid, o.gid),
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// The stat of an entry of a marked layer as views show it: `st` from disk with what its
+/// xattr records (`recorded`, read under `marker.xattr`) applied, or a symlink's stand-in owner.
+pub fn present(st: &mut FileStat, marker: &Marker, recorded: Option<&OverrideStat>) {
+    match recorded {
+        Some(o) => apply(st, o),
+        None => {
+            if let Some((uid, gid)) = marker.symlink_owner(st) {
+                (st.st_uid, st.st_gid) = to_host(uid, gid);
+            }
+        }
+    }
+}
+
+/// The recorded stat of `name` in the open directory `dir` under the xattr `xname`. A value
+/// that does not parse is logged and ignored: the file then shows as it is on disk.
+/// An empty `name` (or ".") is `dir` itself.
+pub fn read_at(dir: BorrowedFd<'_>, name: &OsStr, xname: &str) -> io::Result<Option<OverrideStat>> {
+    read(&fd_path(dir, name), xname, name.is_empty() || name == ".")
+}
+
+/// Like [`read_at`], for a path (never following a final symlink).
+pub fn read_path(path: &Path, xname: &str) -> io::Result<Option<OverrideStat>> {
+    read(path, xname, false)
+}
+
+fn read(path: &Path, xname: &str, deref: bool) -> io::Result<Option<OverrideStat>> {
+    let v = if deref { xattr::get_deref(path, xname) } else { xattr::get(path, xname) };
+    let v = match v {
+        Ok(v) => v,
+        // No xattr support, or a symlink's `user.*` (never set): nothing recorded.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTSUP | libc::EPERM | libc::ENODATA)) => None,
+        Err(e) => return Err(e),
+    };
+    Ok(v.and_then(|v| match OverrideStat::parse(&v) {
+        Ok(o) => Some(o),
+        Err(e) => {
+            tracing::warn!("{}: {e}; shown as it is on disk", path.display());
+            None
+        }
+    }))
+}
+
+/// The recorded stat of a path under either name ([`XATTR`] first), for the offline tools that
+/// read an upper directory fuse-overlayfs or strata wrote (commit).
+pub fn read_any(path: &Path) -> io::Result<Option<OverrideStat>> {
+    for n in NAMES {
+        if let Some(o) = read_path(path, n)? {
+            return Ok(Some(o));
+        }
+    }
+    Ok(None)
+}
+
+/// Applies a recorded stat to the one from disk: owner, permissions and, for a non-directory,
+/// the type and device number. A directory stays a directory and a non-directory never becomes
+/// one, whatever the value says: the tree's shape is the disk's.
+pub fn apply(st: &mut FileStat, o: &OverrideStat) {
+    let disk_kind = st.st_mode & libc::S_IFMT;
+    let mut kind = o.file_type.map_or(disk_kind, FileType::s_ifmt);
+    if (kind == libc::S_IFDIR) != (disk_kind == libc::S_IFDIR) {
+        kind = disk_kind;
+    }
+    (st.st_uid, st.st_gid) = to_host(o.uid, o.gid);
+    st.st_mode = kind | (o.mode & 0o7777);
+    if kind != disk_kind {
+        st.st_rdev = o.file_type.map_or(0, FileType::rdev);
+        st.st_size = 0;
+        st.st_blocks = 0;
+    }
+}
+
+/// The value that records `st` (a stat taken by this process) as it is: owner, permissions,
+/// type; to be changed and written when a chown or chmod can't be made for real.
+pub fn of_stat(st: &FileStat) -> OverrideStat {
+    let file_type = match st.st_mode & libc::S_IFMT {
+        libc::S_IFDIR => FileType::Dir,
+        libc::S_IFLNK => FileType::Symlink,
+        libc::S_IFIFO => FileType::Pipe,
+        libc::S_IFSOCK => FileType::Socket,
+        libc::S_IFCHR | libc::S_IFBLK => {
+            let (major, minor) = (nix::sys::stat::major(st.st_rdev), nix::sys::stat::minor(st.st_rdev));
+            if st.st_mode & libc::S_IFMT == libc::S_IFCHR {
+                FileType::Char { major, minor }
+            } else {
+                FileType::Block { major, minor }
+            }
+        }
+        _ => FileType::File,
+    };
+    let (uid, gid) = from_host(st.st_uid, st.st_gid);
+    OverrideStat { uid, gid, mode: st.st_mode & 0o7777, file_type: Some(file_type) }
+}
+
+/// Writes `o` on `name` in the open directory `dir` (a regular file or directory; "" is `dir`
+/// itself) under the xattr `xname`.
+pub fn write_at(dir: BorrowedFd<'_>, name: &OsStr, xname: &str, o: &OverrideStat) -> io::Result<()> {
+    let p = fd_path(dir, name);
+    if name.is_empty() || name == "." {
+        xattr::set_deref(p, xname, o.format().as_bytes())
+    } else {
+        xattr::set(p, xname, o.format().as_bytes())
+    }
+}
+
+/// `/proc/self/fd/N/NAME`: the `l*xattr` calls have no `*at` form.
+fn fd_path(dir: BorrowedFd<'_>, name: &OsStr) -> PathBuf {
+    let mut p = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    if !name.is_empty() && name != "." {
+        p.push(name);
+    }
+    p
+}
+
+/// The id frame recorded values are in, for a mount daemon serving from outside the user
+/// namespace its layers were written in: recorded ids are namespace ids (image ids), so they
+/// are shown through the namespace's mapping, and ids a chown sends are recorded back through
+/// it. Unset (the default, and everywhere else) the values are used as they are.
+static HOST_FRAME: OnceLock<IdMaps> = OnceLock::new();
+
+/// Sets the frame for this process (a mount daemon, once, before serving).
+pub fn set_namespace_frame(maps: IdMaps) {
+    let _ = HOST_FRAME.set(maps);
+}
+
+/// A recorded (namespace) uid and gid as seen from where the daemon runs; ids the namespace
+/// does not map are shown as they are.
+pub fn to_host(uid: u32, gid: u32) -> (u32, u32) {
+    match HOST_FRAME.get() {
+        Some(m) => (m.uid_to_host(uid).unwrap_or(uid), m.gid_to_host(gid).unwrap_or(gid)),
+        None => (uid, gid),
+    }
+}
+
+/// The inverse of [`to_host`], for a uid and gid a chown through the mount asked for.
+pub fn from_host(uid: u32, gid: u32) -> (u32, u32) {
+    match HOST_FRAME.get() {
+        Some(m) => (m.uid_from_host(uid).unwrap_or(uid), m.gid_from_host(gid).unwrap_or(gid)),
+        None => (uid, gid),
     }
 }
 
