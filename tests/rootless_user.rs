@@ -324,8 +324,16 @@ fn in_the_namespace_what_cannot_be_mapped_goes_to_the_override_xattr() {
     assert!(std::fs::symlink_metadata(layer.join("dev/sda")).unwrap().is_file());
     // The layer root says "this layer has overrides" (fuse-overlayfs looks there).
     assert_eq!(xattr("").as_deref(), Some("0:0:0755:dir"));
-    for rel in ["usr/bin/su", "etc/shadow", "home/u/notes", "var/www"] {
-        assert_eq!(xattr(rel), None, "{rel}");
+    // The layer is marked, so every file and directory carries a value, as containers/storage
+    // writes such a layer (fuse-overlayfs 1.10 refuses a file of a marked layer without one);
+    // the mapped ones are chowned for real as well.
+    for (rel, want) in [
+        ("usr/bin/su", "0:0:4755:file"),
+        ("etc/shadow", "0:42:0640:file"),
+        ("home/u/notes", "1000:1000:0600:file"),
+        ("var/www", "33:33:0750:dir"),
+    ] {
+        assert_eq!(xattr(rel).as_deref(), Some(want), "{rel}");
     }
     assert_eq!(owner("etc/shadow"), (user.uid, SUB_START + 41));
 }
@@ -447,6 +455,7 @@ fn user_sh(user: &TestUser, script: &str) -> String {
 
 /// What the stat lines below show: name, owner, mode, type and device numbers.
 const STAT: &str = "stat -c '%n %u %g %a %F %t %T'";
+const OWNERS: &str = "stat -c '%n %u %g %a'";
 const SHOWN: &str =
     "usr/bin/su usr/bin/su-again usr/bin/wall etc/shadow home/u var/www tmp dev/null dev/sda far";
 
@@ -595,4 +604,153 @@ fn without_subordinate_ids_every_view_shows_the_recorded_owners() {
             "blob {blob} has the xattr"
         );
     }
+}
+
+/// With a subordinate range the mount daemon serves from outside the namespace: owners recorded
+/// in override xattrs are shown through the namespace's mapping, and a chown or chmod made from
+/// the namespace that the daemon can't make for real (it may not chown to subordinate ids) is
+/// recorded in the namespace's own ids: a commit has them. fuse-overlayfs, mounting the same
+/// stack inside the namespace as Podman does, shows the same owners.
+#[test]
+fn chown_and_chmod_through_a_rootless_mount_are_recorded() {
+    if !dev_fuse_for_users() {
+        return;
+    }
+    let Some(user) = TestUser::with_subids() else { return };
+    let tar = owners_tar(&user, true);
+    user.ok(&["import", &tar, "owners:1"]);
+    let cid = user.ok(&["create", "owners:1"]).trim().to_string();
+    let rw = user.path("rw");
+    std::fs::create_dir(&rw).unwrap();
+    user.give(&rw);
+    user.ok(&["mount", &cid, rw.to_str().unwrap()]);
+    let mut rw_mount = Mount::adopt(&rw);
+    let r = rw.display();
+    let (u, s) = (user.uid, SUB_START);
+    // Outside: a recorded owner through the mapping (image gid 6 is subordinate id 5), an owner
+    // beyond the range as it is.
+    assert_eq!(
+        user_sh(&user, &format!("cd {r}; {STAT} dev/sda far")),
+        format!("dev/sda {u} {} 660 block special file 8 0\nfar 70000 70001 644 regular file 0 0\n", s + 5)
+    );
+    let inside = |script: &str| user.ok(&["unshare", "sh", "-euc", script]);
+    assert_eq!(inside(&format!("cd {r}; {STAT} dev/sda")), "dev/sda 0 6 660 block special file 8 0\n");
+    inside(&format!(
+        "cd {r}; chmod 0600 dev/sda; echo x > tmp/new; chown 1:2 tmp/new; chmod 4755 tmp/new; \
+         mkdir tmp/d; chown 33:33 tmp/d"
+    ));
+    assert_eq!(
+        inside(&format!("cd {r}; {STAT} dev/sda tmp/new tmp/d")),
+        "dev/sda 0 6 600 block special file 8 0\ntmp/new 1 2 4755 regular file 0 0\ntmp/d 33 33 755 directory 0 0\n"
+    );
+    assert_eq!(
+        user_sh(&user, &format!("cd {r}; {STAT} tmp/new")),
+        format!("tmp/new {s} {} 4755 regular file 0 0\n", s + 1)
+    );
+    // The upper keeps them in the xattr, in the namespace's ids; the files stay the user's.
+    let upper = user.store().join("containers").join(&cid).join("upper");
+    let recorded =
+        |rel: &str| xattr::get(upper.join(rel), OVERRIDE).unwrap().map(|v| String::from_utf8(v).unwrap());
+    assert_eq!(recorded("tmp/new").as_deref(), Some("1:2:4755:file"));
+    assert_eq!(recorded("dev/sda").as_deref(), Some("0:6:0600:block-8-0"));
+    assert_eq!(std::fs::metadata(upper.join("tmp/new")).unwrap().uid(), u);
+
+    // fuse-overlayfs, in the namespace (its own mount there), over the same stack.
+    let layer = layer_fs(&user, "owners:1");
+    let (fo, work) = (user.path("fo"), user.path("fo-work"));
+    for d in [&fo, &work] {
+        std::fs::create_dir(d).unwrap();
+        user.give(d);
+    }
+    let script = format!(
+        "fuse-overlayfs -o lowerdir={},upperdir={},workdir={} {} </dev/null >/dev/null 2>&1; \
+         cd {}; {OWNERS} dev/sda tmp/new tmp/d usr/bin/su; cd /; fusermount3 -u {}",
+        layer.display(),
+        upper.display(),
+        work.display(),
+        fo.display(),
+        fo.display(),
+        fo.display()
+    );
+    // Owners and modes: fuse-overlayfs 1.10 reads no file type (dev/sda is a plain file there).
+    let strata_view = inside(&format!("cd {r}; {OWNERS} dev/sda tmp/new tmp/d usr/bin/su"));
+    user.ok(&["umount", rw.to_str().unwrap()]);
+    rw_mount.forget();
+    assert_eq!(inside(&script), strata_view);
+
+    // Committed in the namespace: the recorded owners and modes are the tar's.
+    user.ok(&["commit", &cid, "owners:2"]);
+    let export = user.path("committed.tar");
+    user.ok(&["export", "-o", export.to_str().unwrap(), "owners:2"]);
+    let list = listing(&export);
+    for (mode, owner, name) in [
+        ("brw-------", "0/6", "dev/sda"),
+        ("-rwsr-xr-x", "1/2", "tmp/new"),
+        ("drwxr-xr-x", "33/33", "tmp/d/"),
+    ] {
+        assert!(
+            list.lines().any(|l| l.starts_with(mode)
+                && l.contains(&format!(" {owner} "))
+                && l.ends_with(&format!(" {name}"))),
+            "{mode} {owner} {name} not in\n{list}"
+        );
+    }
+}
+
+/// fuse-overlayfs with `-o xattr_permissions=2` (run by a user without a subordinate range over
+/// a strata layer) writes `user.fuseoverlayfs.override_stat` in its upper; strata-overlay mounts
+/// that stack and shows what fuse-overlayfs showed.
+#[test]
+fn strata_mounts_a_stack_fuse_overlayfs_wrote_with_override_xattrs() {
+    if !dev_fuse_for_users() {
+        return;
+    }
+    let Some(user) = TestUser::without_subids() else { return };
+    let tar = owners_tar(&user, true);
+    user.ok(&["import", &tar, "owners:1"]);
+    let layer = layer_fs(&user, "owners:1");
+    let dirs: Vec<_> = ["upper", "w1", "w2", "fo", "so"].iter().map(|d| user.path(d)).collect();
+    for d in &dirs {
+        std::fs::create_dir(d).unwrap();
+        user.give(d);
+    }
+    let [upper, w1, w2, fo, so] = [&dirs[0], &dirs[1], &dirs[2], &dirs[3], &dirs[4]];
+    // Not dev/null: fuse-overlayfs 1.10 reads only UID:GID:MODE and shows the empty file that
+    // stands for the device (strata shows the device, as later fuse-overlayfs do).
+    let shown = "tmp tmp/new tmp/d usr/bin/su etc/shadow";
+    let fo_view = {
+        let _guard = Mount::adopt(fo);
+        user_sh(
+            &user,
+            &format!(
+                "fuse-overlayfs -o xattr_permissions=2,lowerdir={},upperdir={},workdir={} {} </dev/null >/dev/null 2>&1
+                 cd {}; umask 022; echo x > tmp/new; chmod 4711 tmp/new; mkdir tmp/d; chmod 0700 tmp/d
+                 {STAT} {shown}; cd /; fusermount3 -u {}",
+                layer.display(),
+                upper.display(),
+                w1.display(),
+                fo.display(),
+                fo.display(),
+                fo.display()
+            ),
+        )
+    };
+    let written = Command::new("getfattr").args(["-R", "-d", "-m", "-"]).arg(upper).output().unwrap();
+    let written = String::from_utf8_lossy(&written.stdout);
+    assert!(written.contains("user.fuseoverlayfs.override_stat"), "{written}");
+    let opts = format!("lowerdir={},upperdir={},workdir={}", layer.display(), upper.display(), w2.display());
+    let so_view = {
+        let _guard = Mount::adopt(so);
+        user_sh(
+            &user,
+            &format!(
+                "{} -o {opts} {} </dev/null >/dev/null 2>&1; cd {}; {STAT} {shown}; cd /; fusermount3 -u {}",
+                env!("CARGO_BIN_EXE_strata-overlay"),
+                so.display(),
+                so.display(),
+                so.display()
+            ),
+        )
+    };
+    assert_eq!(so_view, fo_view, "upper's xattrs:\n{written}");
 }

@@ -2,7 +2,7 @@
 //! the override xattr (`layer::override_stat`) where an unprivileged daemon can't make them.
 
 use std::ffi::OsStr;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{FileAttr, FileType, INodeNo};
@@ -132,6 +132,22 @@ impl StrataFs {
             fchmodat(dir, name, Mode::from_bits_truncate(m & 0o7777), FchmodatFlags::FollowSymlink)?;
         }
         Ok(())
+    }
+
+    /// In an upper whose files carry override xattrs, gives the new or copied-up regular file or
+    /// directory `path` one recording it as it is, unless it has one: fuse-overlayfs (1.10)
+    /// refuses a file of a marked layer without it (`override_stat::record_missing`).
+    pub(crate) fn record_new(&self, path: &std::path::Path) -> R<()> {
+        let Some(marker) = self.stack.layers().first().and_then(|l| l.overrides()) else { return Ok(()) };
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else { return Ok(()) };
+        let dir = self.stack.dir_fd(0, parent).map_err(errno)?;
+        let Some(st) = stat_at(dir.as_fd(), name).map_err(errno)? else { return Ok(()) };
+        if !matches!(st.st_mode & libc::S_IFMT, libc::S_IFREG | libc::S_IFDIR)
+            || override_stat::read_at(dir.as_fd(), name, marker.xattr).map_err(errno)?.is_some()
+        {
+            return Ok(());
+        }
+        override_stat::write_at(dir.as_fd(), name, marker.xattr, &override_stat::of_stat(&st)).map_err(errno)
     }
 
     /// Writes `o` with the requested changes on `name` (the upper's override xattr).

@@ -170,6 +170,7 @@ impl StrataFs {
             self.link_aliases(e, origin)?;
         }
         self.changed_one(&e.path);
+        self.record_new(&e.path)?;
         tracing::debug!(path = %e.path.display(), "copied up");
         self.lookup_path(&e.path)
     }

@@ -240,6 +240,7 @@ impl StrataFs {
         } else {
             self.added(&parent.path);
         }
+        self.record_new(&path)?;
         self.lookup_path(&path)
     }
 }

@@ -314,6 +314,49 @@ pub fn write_at(dir: BorrowedFd<'_>, name: &OsStr, xname: &str, o: &OverrideStat
     }
 }
 
+/// Gives every regular file and directory below the open layer root `root` that has no value
+/// one recording it as it is on disk (symlinks and special files can't carry one). A layer is
+/// marked as a whole: fuse-overlayfs (1.10) answers ENODATA for a file of a marked layer that
+/// lacks the xattr, as containers/storage never writes such a layer. Whiteout files are left
+/// as they are. Returns how many were written.
+pub fn record_missing(root: &File) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::PermissionsExt;
+    let mut written = 0;
+    let mut dirs = vec![fd_path(std::os::fd::AsFd::as_fd(root), OsStr::new(""))];
+    while let Some(dir) = dirs.pop() {
+        for ent in std::fs::read_dir(&dir)? {
+            let ent = ent?;
+            let ft = ent.file_type()?;
+            if !(ft.is_file() || ft.is_dir()) || ent.file_name().as_bytes().starts_with(b".wh.") {
+                continue;
+            }
+            let path = ent.path();
+            if ft.is_dir() {
+                dirs.push(path.clone());
+            }
+            if read_any(&path)?.is_some() {
+                continue;
+            }
+            let st = nix::sys::stat::lstat(&path)?;
+            let value = of_stat(&st).format();
+            match xattr::set(&path, XATTR, value.as_bytes()) {
+                // A read-only file or directory of our own: writable for the moment of the write.
+                Err(e) if e.raw_os_error() == Some(libc::EACCES) => {
+                    let mode = st.st_mode & 0o7777;
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode | 0o200))?;
+                    let r = xattr::set(&path, XATTR, value.as_bytes());
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+                    r?;
+                }
+                r => r?,
+            }
+            written += 1;
+        }
+    }
+    Ok(written)
+}
+
 /// `/proc/self/fd/N/NAME`: the `l*xattr` calls have no `*at` form.
 fn fd_path(dir: BorrowedFd<'_>, name: &OsStr) -> PathBuf {
     let mut p = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
@@ -499,6 +542,54 @@ mod tests {
         assert_eq!(dev.file_type.unwrap().rdev(), libc::makedev(1, 3));
         let old = st(0, 0, 0o4755, None);
         assert_eq!(old.st_mode(libc::S_IFREG | 0o755), libc::S_IFREG | 0o4755);
+    }
+
+    fn disk(mode: u32, uid: u32) -> FileStat {
+        let mut st = any_stat();
+        st.st_mode = mode;
+        st.st_uid = uid;
+        st.st_gid = uid;
+        st.st_size = 9;
+        st
+    }
+
+    fn any_stat() -> FileStat {
+        let f = std::fs::File::open("/").unwrap();
+        let mut st = nix::sys::stat::fstat(&f).unwrap();
+        (st.st_mode, st.st_uid, st.st_gid, st.st_rdev, st.st_size) = (0, 0, 0, 0, 0);
+        st
+    }
+
+    #[test]
+    fn applied_values_never_change_the_tree_shape() {
+        let mut st = disk(libc::S_IFREG | 0o600, 1000);
+        apply(&mut st, &st(0, 5, 0o620, Some(FileType::Char { major: 136, minor: 3 })));
+        assert_eq!((st.st_mode, st.st_uid, st.st_gid), (libc::S_IFCHR | 0o620, 0, 5));
+        assert_eq!((st.st_rdev, st.st_size), (libc::makedev(136, 3), 0));
+        // A directory stays one, a file never becomes one.
+        let mut d = disk(libc::S_IFDIR | 0o755, 1000);
+        apply(&mut d, &st(0, 0, 0o700, Some(FileType::File)));
+        assert_eq!(d.st_mode, libc::S_IFDIR | 0o700);
+        let mut f = disk(libc::S_IFREG | 0o644, 1000);
+        apply(&mut f, &st(0, 0, 0o755, Some(FileType::Dir)));
+        assert_eq!(f.st_mode, libc::S_IFREG | 0o755);
+        // What is recorded round-trips through of_stat.
+        assert_eq!(of_stat(&st), st(0, 5, 0o620, Some(FileType::Char { major: 136, minor: 3 })));
+    }
+
+    #[test]
+    fn a_symlink_of_the_layer_writer_takes_the_root_owner() {
+        let m = Marker { xattr: XATTR, disk_owner: (1000, 1000), recorded_owner: (0, 0) };
+        let mut link = disk(libc::S_IFLNK | 0o777, 1000);
+        present(&mut link, &m, None);
+        assert_eq!((link.st_uid, link.st_gid), (0, 0));
+        let mut other = disk(libc::S_IFLNK | 0o777, 7);
+        present(&mut other, &m, None);
+        assert_eq!(other.st_uid, 7);
+        // A file without a value stays as it is on disk.
+        let mut file = disk(libc::S_IFREG | 0o644, 1000);
+        present(&mut file, &m, None);
+        assert_eq!(file.st_uid, 1000);
     }
 
     #[test]
