@@ -562,10 +562,10 @@ mod tests {
 
     #[test]
     fn applied_values_never_change_the_tree_shape() {
-        let mut st = disk(libc::S_IFREG | 0o600, 1000);
-        apply(&mut st, &st(0, 5, 0o620, Some(FileType::Char { major: 136, minor: 3 })));
-        assert_eq!((st.st_mode, st.st_uid, st.st_gid), (libc::S_IFCHR | 0o620, 0, 5));
-        assert_eq!((st.st_rdev, st.st_size), (libc::makedev(136, 3), 0));
+        let mut dev = disk(libc::S_IFREG | 0o600, 1000);
+        apply(&mut dev, &st(0, 5, 0o620, Some(FileType::Char { major: 136, minor: 3 })));
+        assert_eq!((dev.st_mode, dev.st_uid, dev.st_gid), (libc::S_IFCHR | 0o620, 0, 5));
+        assert_eq!((dev.st_rdev, dev.st_size), (libc::makedev(136, 3), 0));
         // A directory stays one, a file never becomes one.
         let mut d = disk(libc::S_IFDIR | 0o755, 1000);
         apply(&mut d, &st(0, 0, 0o700, Some(FileType::File)));
@@ -574,7 +574,7 @@ mod tests {
         apply(&mut f, &st(0, 0, 0o755, Some(FileType::Dir)));
         assert_eq!(f.st_mode, libc::S_IFREG | 0o755);
         // What is recorded round-trips through of_stat.
-        assert_eq!(of_stat(&st), st(0, 5, 0o620, Some(FileType::Char { major: 136, minor: 3 })));
+        assert_eq!(of_stat(&dev), st(0, 5, 0o620, Some(FileType::Char { major: 136, minor: 3 })));
     }
 
     #[test]
