@@ -588,6 +588,16 @@ fn without_subordinate_ids_every_view_shows_the_recorded_owners() {
         v
     };
     assert_eq!(blobs(&a), blobs(&b));
+    // Pushed to a loopback registry: the same manifest digest.
+    let registry = Registry::start(Auth::None);
+    let digest = |out: &str| out.lines().find_map(|l| l.split(": digest: ").nth(1)).map(str::to_string);
+    let (user_ref, root_ref) =
+        (format!("{}/user/owners:2", registry.host()), format!("{}/root/owners:2", registry.host()));
+    as_user(&["tag", "owners:2", &user_ref]);
+    as_root(&["tag", "owners:2", &root_ref]);
+    let (pushed_user, pushed_root) = (as_user(&["push", &user_ref]), as_root(&["push", &root_ref]));
+    assert!(digest(&pushed_user).is_some(), "{pushed_user}");
+    assert_eq!(digest(&pushed_user), digest(&pushed_root));
     // No layer blob the user saved carries the xattr.
     let layer_tar = user.path("layer.tar");
     for blob in blobs(&a) {
