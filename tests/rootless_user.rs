@@ -645,6 +645,14 @@ fn chown_and_chmod_through_a_rootless_mount_are_recorded() {
     );
     let inside = |script: &str| user.ok(&["unshare", "sh", "-euc", script]);
     assert_eq!(inside(&format!("cd {r}; {STAT} dev/sda")), "dev/sda 0 6 660 block special file 8 0\n");
+    // The daemon serves from the namespace: a 0600 file of image uid 1000 (subordinate id 999,
+    // in a 0700 directory of that owner) reads through the mount from the namespace.
+    assert_eq!(inside(&format!("cat {r}/home/u/notes")), "mine\n");
+    let daemon =
+        std::fs::read_to_string(user.store().join("containers").join(&cid).join("mount.json")).unwrap();
+    let pid = serde_json::from_str::<serde_json::Value>(&daemon).unwrap()["pid"].as_i64().unwrap();
+    let uid_map = std::fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap();
+    assert_eq!(lines(&uid_map)[0], ["0", &u.to_string(), "1"]);
     inside(&format!(
         "cd {r}; chmod 0600 dev/sda; echo x > tmp/new; chown 1:2 tmp/new; chmod 4755 tmp/new; \
          mkdir tmp/d; chown 33:33 tmp/d"

@@ -13,7 +13,35 @@ use nix::unistd::{Gid, Uid, fchownat};
 
 use super::filesystem::{R, StrataFs, errno};
 use crate::layer::override_stat::{self, OverrideStat};
+use crate::sys::userns::IdMaps;
 use crate::union::layer::stat_at;
+
+/// The user namespace a rootless mount daemon serves from (`MountOptions::namespace_frame`): it
+/// sees files with namespace ids, the kernel speaks the ids outside it, since fusermount3 made
+/// the mount there. Unset, ids pass as they are.
+static FRAME: std::sync::OnceLock<IdMaps> = std::sync::OnceLock::new();
+
+/// Sets the namespace this daemon serves from (once, when it enters it).
+pub fn set_frame(maps: IdMaps) {
+    let _ = FRAME.set(maps);
+}
+
+/// A uid and gid seen in the namespace as the kernel outside knows them; unmapped ones (none can
+/// be: the namespace sees them as the overflow id) pass as they are.
+pub(crate) fn host_ids(uid: u32, gid: u32) -> (u32, u32) {
+    match FRAME.get() {
+        Some(m) => (m.uid_to_host(uid).unwrap_or(uid), m.gid_to_host(gid).unwrap_or(gid)),
+        None => (uid, gid),
+    }
+}
+
+/// A uid and gid the kernel sent (a caller, a chown) as the namespace knows them.
+pub(crate) fn ns_ids(uid: u32, gid: u32) -> (u32, u32) {
+    match FRAME.get() {
+        Some(m) => (m.uid_from_host(uid).unwrap_or(uid), m.gid_from_host(gid).unwrap_or(gid)),
+        None => (uid, gid),
+    }
+}
 
 fn time(sec: i64, nsec: i64) -> SystemTime {
     let nsec = nsec.clamp(0, 999_999_999) as u32;
@@ -51,8 +79,8 @@ pub fn to_attr(st: &FileStat, ino: u64, merged_dir: bool) -> FileAttr {
         kind: kind(st.st_mode),
         perm: (st.st_mode & 0o7777) as u16,
         nlink: if merged_dir { 1 } else { st.st_nlink.min(u32::MAX as u64) as u32 },
-        uid: st.st_uid,
-        gid: st.st_gid,
+        uid: host_ids(st.st_uid, st.st_gid).0,
+        gid: host_ids(st.st_uid, st.st_gid).1,
         rdev: st.st_rdev as u32,
         blksize: st.st_blksize.clamp(512, 1 << 20) as u32,
         flags: 0,
@@ -85,8 +113,8 @@ impl StrataFs {
     /// chown and chmod of `name` in the upper directory `dir` (already copied up). A file that
     /// carries an override xattr has its recorded owner and mode changed, the file on disk stays
     /// as it is; a chown the daemon may not make (EPERM: an unprivileged daemon, an owner other
-    /// than its own) is recorded the same way, as fuse-overlayfs does. Ids come in as the kernel
-    /// sends them and are recorded in the layers' own frame (`override_stat::from_host`).
+    /// than its own, an id the namespace does not map) is recorded the same way, as fuse-overlayfs
+    /// does. Ids come in as the kernel sends them ([`ns_ids`]).
     pub(crate) fn chown_chmod(
         &self,
         dir: BorrowedFd<'_>,
@@ -99,6 +127,8 @@ impl StrataFs {
         if uid.is_none() && gid.is_none() && mode.is_none() {
             return Ok(());
         }
+        let (u, g) = ns_ids(uid.unwrap_or(0), gid.unwrap_or(0));
+        let (uid, gid) = (uid.map(|_| u), gid.map(|_| g));
         let upper = self.stack.layers().first().ok_or(Errno::EROFS)?;
         let recorded = match upper.overrides() {
             Some(m) if !is_link => override_stat::read_at(dir, name, m.xattr).map_err(errno)?,
@@ -116,7 +146,8 @@ impl StrataFs {
                 AtFlags::AT_SYMLINK_NOFOLLOW,
             );
             match r {
-                Err(Errno::EPERM) if !is_link && !nix::unistd::geteuid().is_root() => {
+                // EINVAL: an id the namespace does not map.
+                Err(Errno::EPERM | Errno::EINVAL) if !is_link && !crate::sys::userns::privileged() => {
                     let st = stat_at(dir, name).map_err(errno)?.ok_or(Errno::ENOENT)?;
                     upper.mark_overrides().map_err(errno)?;
                     return self.record(dir, name, override_stat::of_stat(&st), uid, gid, mode);
@@ -160,11 +191,10 @@ impl StrataFs {
         gid: Option<u32>,
         mode: Option<u32>,
     ) -> R<()> {
-        let (u, g) = override_stat::from_host(uid.unwrap_or(0), gid.unwrap_or(0));
-        if uid.is_some() {
+        if let Some(u) = uid {
             o.uid = u;
         }
-        if gid.is_some() {
+        if let Some(g) = gid {
             o.gid = g;
         }
         if let Some(m) = mode {

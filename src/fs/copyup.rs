@@ -362,7 +362,7 @@ impl StrataFs {
 /// (rootless mounts), with a log line. As root EPERM is a real error.
 pub(crate) fn tolerate_eperm(r: R<()>) -> R<()> {
     match r {
-        Err(Errno::EPERM) if !nix::unistd::geteuid().is_root() => {
+        Err(Errno::EPERM) if !crate::sys::userns::privileged() => {
             tracing::debug!("chown not permitted (rootless): owner not preserved");
             Ok(())
         }

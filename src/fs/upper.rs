@@ -214,11 +214,12 @@ impl StrataFs {
 
     /// Gives a new upper entry its owner: the caller, with the group of a setgid parent.
     pub(crate) fn set_owner(&self, dirfd: &SafeFd, parent: &Entry, name: &OsStr, who: Caller) -> R<()> {
-        let gid = if parent.stat.st_mode & libc::S_ISGID != 0 { parent.stat.st_gid } else { who.gid };
+        let (uid, gid) = super::attr::ns_ids(who.uid, who.gid);
+        let gid = if parent.stat.st_mode & libc::S_ISGID != 0 { parent.stat.st_gid } else { gid };
         super::copyup::tolerate_eperm(fchownat(
             dirfd.as_fd(),
             name,
-            Some(Uid::from_raw(who.uid)),
+            Some(Uid::from_raw(uid)),
             Some(Gid::from_raw(gid)),
             AtFlags::AT_SYMLINK_NOFOLLOW,
         ))

@@ -22,13 +22,10 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use nix::sys::stat::FileStat;
 use thiserror::Error;
 use xattr::FileExt;
-
-use crate::sys::userns::IdMaps;
 
 /// The xattr name shared with containers/storage and fuse-overlayfs.
 pub const XATTR: &str = "user.containers.override_stat";
@@ -216,8 +213,8 @@ pub fn present(st: &mut FileStat, marker: &Marker, recorded: Option<&OverrideSta
     match recorded {
         Some(o) => apply(st, o),
         None => {
-            if let Some((uid, gid)) = marker.symlink_owner(st) {
-                (st.st_uid, st.st_gid) = to_host(uid, gid);
+            if let Some(ids) = marker.symlink_owner(st) {
+                (st.st_uid, st.st_gid) = ids;
             }
         }
     }
@@ -272,7 +269,7 @@ pub fn apply(st: &mut FileStat, o: &OverrideStat) {
     if (kind == libc::S_IFDIR) != (disk_kind == libc::S_IFDIR) {
         kind = disk_kind;
     }
-    (st.st_uid, st.st_gid) = to_host(o.uid, o.gid);
+    (st.st_uid, st.st_gid) = (o.uid, o.gid);
     st.st_mode = kind | (o.mode & 0o7777);
     if kind != disk_kind {
         st.st_rdev = o.file_type.map_or(0, FileType::rdev);
@@ -281,8 +278,8 @@ pub fn apply(st: &mut FileStat, o: &OverrideStat) {
     }
 }
 
-/// The value that records `st` (a stat taken by this process) as it is: owner, permissions,
-/// type; to be changed and written when a chown or chmod can't be made for real.
+/// The value that records `st` as it is: owner, permissions, type; to be changed and written
+/// when a chown or chmod can't be made for real.
 pub fn of_stat(st: &FileStat) -> OverrideStat {
     let file_type = match st.st_mode & libc::S_IFMT {
         libc::S_IFDIR => FileType::Dir,
@@ -299,8 +296,7 @@ pub fn of_stat(st: &FileStat) -> OverrideStat {
         }
         _ => FileType::File,
     };
-    let (uid, gid) = from_host(st.st_uid, st.st_gid);
-    OverrideStat { uid, gid, mode: st.st_mode & 0o7777, file_type: Some(file_type) }
+    OverrideStat { uid: st.st_uid, gid: st.st_gid, mode: st.st_mode & 0o7777, file_type: Some(file_type) }
 }
 
 /// Writes `o` on `name` in the open directory `dir` (a regular file or directory; "" is `dir`
@@ -364,34 +360,6 @@ fn fd_path(dir: BorrowedFd<'_>, name: &OsStr) -> PathBuf {
         p.push(name);
     }
     p
-}
-
-/// The id frame recorded values are in, for a mount daemon serving from outside the user
-/// namespace its layers were written in: recorded ids are namespace ids (image ids), so they
-/// are shown through the namespace's mapping, and ids a chown sends are recorded back through
-/// it. Unset (the default, and everywhere else) the values are used as they are.
-static HOST_FRAME: OnceLock<IdMaps> = OnceLock::new();
-
-/// Sets the frame for this process (a mount daemon, once, before serving).
-pub fn set_namespace_frame(maps: IdMaps) {
-    let _ = HOST_FRAME.set(maps);
-}
-
-/// A recorded (namespace) uid and gid as seen from where the daemon runs; ids the namespace
-/// does not map are shown as they are.
-pub fn to_host(uid: u32, gid: u32) -> (u32, u32) {
-    match HOST_FRAME.get() {
-        Some(m) => (m.uid_to_host(uid).unwrap_or(uid), m.gid_to_host(gid).unwrap_or(gid)),
-        None => (uid, gid),
-    }
-}
-
-/// The inverse of [`to_host`], for a uid and gid a chown through the mount asked for.
-pub fn from_host(uid: u32, gid: u32) -> (u32, u32) {
-    match HOST_FRAME.get() {
-        Some(m) => (m.uid_from_host(uid).unwrap_or(uid), m.gid_from_host(gid).unwrap_or(gid)),
-        None => (uid, gid),
-    }
 }
 
 fn parse_type(t: &str) -> Option<FileType> {

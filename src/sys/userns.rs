@@ -208,6 +208,59 @@ pub fn frame_for_mounts() -> Option<IdMaps> {
     IdMaps::for_current_user().ok().flatten()
 }
 
+/// Moves this process, which must be single-threaded, into a new user namespace with `maps`
+/// (a mount daemon, once fusermount3 gave it the mount, so it reads files of subordinate owners
+/// as the namespace's root). A helper forked first stays outside and runs newuidmap/newgidmap on
+/// it, as [`reexec`]'s parent does; it is gone when this returns.
+pub fn enter_here(maps: &IdMaps) -> Result<(), UsernsError> {
+    for helper in ["newuidmap", "newgidmap"] {
+        if find_in_path(helper).is_none() {
+            return Err(UsernsError::NoHelper(helper));
+        }
+    }
+    let (ready_r, ready_w) = nix::unistd::pipe().map_err(std::io::Error::from)?;
+    let (go_r, go_w) = nix::unistd::pipe().map_err(std::io::Error::from)?;
+    let me = std::process::id() as i32;
+    let helper = match super::daemon::fork().map_err(std::io::Error::from)? {
+        nix::unistd::ForkResult::Child => {
+            drop((ready_w, go_r));
+            let mut byte = [0u8; 1];
+            let unshared = File::from(ready_r).read(&mut byte).is_ok_and(|n| n == 1);
+            let code = match unshared.then(|| map_ids(me, maps)) {
+                Some(Ok(())) => File::from(go_w).write_all(b"1").map_or(1, |()| 0),
+                Some(Err(e)) => {
+                    tracing::error!("mapping the ids of the mount daemon: {e}");
+                    1
+                }
+                None => 1,
+            };
+            super::daemon::exit_now(code)
+        }
+        nix::unistd::ForkResult::Parent { child } => child,
+    };
+    drop((ready_r, go_w));
+    let unshared = nix::sched::unshare(CloneFlags::CLONE_NEWUSER);
+    if unshared.is_ok() {
+        File::from(ready_w).write_all(b"1")?;
+    } else {
+        drop(ready_w);
+    }
+    let mut byte = [0u8; 1];
+    let mapped = File::from(go_r).read(&mut byte).is_ok_and(|n| n == 1);
+    let _ = waitpid(helper, None);
+    unshared.map_err(UsernsError::Unshare)?;
+    if !mapped {
+        return Err(
+            std::io::Error::other("newuidmap/newgidmap failed for the mount daemon (see its log)").into()
+        );
+    }
+    nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+        .map_err(std::io::Error::from)?;
+    nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+        .map_err(std::io::Error::from)?;
+    Ok(())
+}
+
 /// Which namespaces the child creates besides the user namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
