@@ -772,3 +772,68 @@ fn strata_mounts_a_stack_fuse_overlayfs_wrote_with_override_xattrs() {
     };
     assert_eq!(so_view, fo_view, "upper's xattrs:\n{written}");
 }
+
+/// `strata run` as a user with a subordinate range, with runc and crun: the container's root is
+/// the user, its other ids the range (as the layers were unpacked); a file the container makes
+/// is root's in the committed layer; cgroup limits without a delegated cgroup v2 subtree are
+/// ignored with one line that says so.
+#[test]
+fn rootless_run_with_runc_and_crun() {
+    if !dev_fuse_for_users() {
+        return;
+    }
+    let Some(user) = TestUser::with_subids() else { return };
+    let rootfs = user.path("bb");
+    common::strata::busybox_rootfs(&rootfs);
+    std::os::unix::fs::symlink("busybox", rootfs.join("bin/id")).unwrap();
+    let tar = user.path("bb.tar");
+    tar_dir(&rootfs, &tar, "plain");
+    std::fs::set_permissions(&tar, std::fs::Permissions::from_mode(0o644)).unwrap();
+    user.ok(&["import", tar.to_str().unwrap(), "bb:1"]);
+    let (u, s) = (user.uid.to_string(), SUB_START.to_string());
+    for runtime in ["runc", "crun"] {
+        let id = user.ok(&["run", "--rm", "--runtime", runtime, "bb:1", "id"]);
+        assert!(id.starts_with("uid=0(root) gid=0"), "{runtime}: {id}");
+        assert_eq!(
+            lines(&user.ok(&["run", "--rm", "--runtime", runtime, "bb:1", "cat", "/proc/self/uid_map"])),
+            [["0", &u, "1"], ["1", &s, &SUB_COUNT.to_string()]],
+            "{runtime}"
+        );
+        let name = format!("made-{runtime}");
+        user.ok(&[
+            "run",
+            "--name",
+            &name,
+            "--runtime",
+            runtime,
+            "bb:1",
+            "sh",
+            "-c",
+            "echo hi > /made; mkdir /d",
+        ]);
+        user.ok(&["commit", &name, &format!("bb:{runtime}")]);
+        let export = user.path(&format!("{runtime}.tar"));
+        user.ok(&["export", "-o", export.to_str().unwrap(), &format!("bb:{runtime}")]);
+        let list = listing(&export);
+        for name in ["made", "d/"] {
+            assert!(
+                list.lines().any(|l| l.contains(" 0/0 ") && l.ends_with(&format!(" {name}"))),
+                "{runtime}: {name} not root's in\n{list}"
+            );
+        }
+    }
+    let out = user.run(&["run", "--rm", "--memory", "64m", "--pids-limit", "50", "bb:1", "echo", "limited"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "limited\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    // A subtree is delegated to the user when the user owns it (the test runs in the cgroup
+    // the user's strata starts in).
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let rel = cgroup.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("/").trim();
+    let dir = Path::new("/sys/fs/cgroup").join(rel.trim_start_matches('/'));
+    let delegated = std::fs::metadata(&dir).is_ok_and(|m| m.uid() == user.uid);
+    if !delegated {
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("rootless") && err.contains("ignored") && err.contains("memory"), "{err}");
+    }
+}
