@@ -26,11 +26,10 @@ rl_setup() {
   grep -q "^$rl_user:" /etc/subuid || { echo "bench rootless: $rl_user has no range in /etc/subuid" >&2; exit 1; }
   [ "$(stat -c %a /dev/fuse)" = 666 ] || { echo "bench rootless: /dev/fuse must be 0666 (chmod 0666 /dev/fuse)" >&2; exit 1; }
   rl_uid=$(id -u "$rl_user"); rl_gid=$(id -g "$rl_user")
-  rl_home="$work/rootless"
+  rl_home="$work/rootless"; rl_store="$rl_home/store"
   rm -rf "$rl_home"; mkdir -p "$rl_home"
   chown "$rl_uid:$rl_gid" "$rl_home"; chmod 0755 "$work"; chmod 0700 "$rl_home"
   rl_as mkdir -p "$rl_home/run" "$rl_home/mp"
-  rl_store="$rl_home/store"
   # Whatever is left mounted or stored comes off as the user (root can't stat a user's FUSE mount).
   cleanups+=("rl_as '$strata' umount '$rl_home/mp' >/dev/null 2>&1; fusermount3 -u '$rl_home/mp' 2>/dev/null; rl_ns 'rm -rf $rl_home/store $rl_home/bundle $rl_home/upper $rl_home/wk' >/dev/null 2>&1; rm -rf '$rl_home'")
 }
@@ -40,12 +39,18 @@ rl_as() {
   setpriv --reuid="$rl_uid" --regid="$rl_gid" --init-groups -- env -i PATH=/usr/local/bin:/usr/bin:/bin \
     HOME="$rl_home" USER="$rl_user" XDG_RUNTIME_DIR="$rl_home/run" STRATA_ROOT="$rl_store" "$@"
 }
+# rl_layout LAYOUT: a copy of the cached OCI layout the user can read (umoci writes it 0600).
+rl_layout() {
+  local out; out="$rl_home/$(basename "$1")"
+  [ -d "$out" ] || { cp -a "$1" "$out"; chown -R "$rl_uid:$rl_gid" "$out"; }
+  echo "$out"
+}
 # rl_ns SCRIPT: SCRIPT (sh -eu) in the user's namespace, as root there.
 rl_ns() { rl_as "$strata" unshare sh -euc "$1"; }
 
 # ---- load -------------------------------------------------------------------------------------
 bench_rootless_load() {
-  local layout i; layout=$(debian_oci)
+  local layout i; layout=$(rl_layout "$(debian_oci)")
   rl_clean() { rl_ns "rm -rf $rl_store $rl_home/bundle"; settle "$layout"/blobs/sha256/*; }
   for i in $(seq "$runs"); do
     echo "load run $i/$runs" >&2
@@ -119,7 +124,7 @@ rl_settle() { settle; warm_tree "$rl_store/layers"; }
 bench_rootless_mount() {
   local layout id r t
   tools_from BENCH_ROOTLESS_TOOLS "strata fuse-overlayfs-1.10 fuse-overlayfs-2.0"
-  layout=$(bench_layout)
+  layout=$(rl_layout "$(bench_layout)")
   echo "+ strata load --oci $layout:bench (as $rl_user)" >&2
   id=$(rl_as "$strata" load --oci "$layout:bench" | sed -n 's/^Loaded image ID: sha256:\([0-9a-f]*\).*/\1/p; s/^Loaded image: //p' | tail -1)
   rl_as "$strata" tag "$id" bench:latest
