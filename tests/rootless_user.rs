@@ -775,7 +775,8 @@ fn strata_mounts_a_stack_fuse_overlayfs_wrote_with_override_xattrs() {
 
 /// `strata run` as a user with a subordinate range, with runc and crun: the container's root is
 /// the user, its other ids the range (as the layers were unpacked); a file the container makes
-/// is root's in the committed layer; cgroup limits without a delegated cgroup v2 subtree are
+/// is root's in the committed layer; `strata build` of a small Dockerfile gives its files the
+/// owners root's build gives them; cgroup limits without a delegated cgroup v2 subtree are
 /// ignored with one line that says so.
 #[test]
 fn rootless_run_with_runc_and_crun() {
@@ -822,6 +823,28 @@ fn rootless_run_with_runc_and_crun() {
             );
         }
     }
+    // build: RUN as the container's root, COPY's owners recorded where the user can't chown.
+    let ctx = user.path("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(ctx.join("f"), "file\n").unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM bb:1\nRUN id -u > /who\nCOPY f /f\nCOPY --chown=33:33 f /g\nRUN ln -s f /l\n",
+    )
+    .unwrap();
+    sh(&format!("chmod -R a+rX {}", ctx.display()));
+    user.ok(&["build", "-q", "-t", "bb:built", ctx.to_str().unwrap()]);
+    let built = user.path("built.tar");
+    user.ok(&["export", "-o", built.to_str().unwrap(), "bb:built"]);
+    let list = listing(&built);
+    for (owner, name) in [("0/0", "who"), ("0/0", "f"), ("33/33", "g"), ("0/0", "l -> f")] {
+        assert!(
+            list.lines().any(|l| l.contains(&format!(" {owner} ")) && l.ends_with(&format!(" {name}"))),
+            "{owner} {name} not in\n{list}"
+        );
+    }
+    assert_eq!(user.ok(&["run", "--rm", "bb:built", "cat", "/who", "/g"]), "0\nfile\n");
+
     let out = user.run(&["run", "--rm", "--memory", "64m", "--pids-limit", "50", "bb:1", "echo", "limited"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "limited\n");

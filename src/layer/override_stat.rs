@@ -310,6 +310,35 @@ pub fn write_at(dir: BorrowedFd<'_>, name: &OsStr, xname: &str, o: &OverrideStat
     }
 }
 
+/// chown (and chmod, unless a symlink) of `path`; where an unprivileged process may not chown
+/// it (EPERM, or EINVAL for an id its namespace does not map), the mode is set and the owner
+/// recorded in [`XATTR`] instead. A symlink can't carry it: its owner is left to the layer
+/// root's (see [`Marker::symlink_owner`]). `Ok(true)` when something was recorded.
+pub fn chown_or_record(path: &Path, uid: u32, gid: u32, mode: u32) -> io::Result<bool> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::os::unix::fs::lchown(path, Some(uid), Some(gid)) {
+        Ok(()) => {}
+        Err(e)
+            if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EINVAL))
+                && !crate::sys::userns::privileged() =>
+        {
+            let st = nix::sys::stat::lstat(path)?;
+            if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+                return Ok(false);
+            }
+            let o = OverrideStat { uid, gid, mode: mode & 0o7777, ..of_stat(&st) };
+            xattr::set(path, XATTR, o.format().as_bytes())?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o7777))?;
+            return Ok(true);
+        }
+        Err(e) => return Err(e),
+    }
+    if !std::fs::symlink_metadata(path)?.file_type().is_symlink() {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o7777))?;
+    }
+    Ok(false)
+}
+
 /// Gives every regular file and directory below the open layer root `root` that has no value
 /// one recording it as it is on disk (symlinks and special files can't carry one). A layer is
 /// marked as a whole: fuse-overlayfs (1.10) answers ENODATA for a file of a marked layer that
