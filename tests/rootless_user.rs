@@ -665,6 +665,11 @@ fn chown_and_chmod_through_a_rootless_mount_are_recorded() {
         user_sh(&user, &format!("cd {r}; {STAT} tmp/new")),
         format!("tmp/new {s} {} 4755 regular file 0 0\n", s + 1)
     );
+    // A device node can't be made through any FUSE mount but by root in the initial namespace:
+    // the kernel refuses it (EPERM) before the daemon could record one.
+    let out = user.strata(&["unshare", "mknod", &format!("{r}/tmp/null"), "c", "1", "3"]).output().unwrap();
+    assert!(!out.status.success(), "mknod through a rootless mount succeeded");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Operation not permitted"));
     // The upper keeps them in the xattr, in the namespace's ids; the files stay the user's.
     let upper = user.store().join("containers").join(&cid).join("upper");
     let recorded =
