@@ -52,8 +52,14 @@ fn owners_rootfs(dir: &Path, extras: bool) {
 
 /// The fixture as a tar in a directory both root and `user` can read; returns the tar's path.
 fn owners_tar(user: &TestUser, extras: bool) -> String {
+    owners_tar_with(user, extras, "true")
+}
+
+/// [`owners_tar`], with `script` run in the rootfs (as root) before it is packed.
+fn owners_tar_with(user: &TestUser, extras: bool, script: &str) -> String {
     let rootfs = user.path("rootfs");
     owners_rootfs(&rootfs, extras);
+    sh(&format!("cd {}; {script}", rootfs.display()));
     let tar = user.path("owners.tar");
     tar_dir(&rootfs, &tar, "plain");
     std::fs::set_permissions(&tar, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -318,8 +324,16 @@ fn in_the_namespace_what_cannot_be_mapped_goes_to_the_override_xattr() {
     assert!(std::fs::symlink_metadata(layer.join("dev/sda")).unwrap().is_file());
     // The layer root says "this layer has overrides" (fuse-overlayfs looks there).
     assert_eq!(xattr("").as_deref(), Some("0:0:0755:dir"));
-    for rel in ["usr/bin/su", "etc/shadow", "home/u/notes", "var/www"] {
-        assert_eq!(xattr(rel), None, "{rel}");
+    // The layer is marked, so every file and directory carries a value, as containers/storage
+    // writes such a layer (fuse-overlayfs 1.10 refuses a file of a marked layer without one);
+    // the mapped ones are chowned for real as well.
+    for (rel, want) in [
+        ("usr/bin/su", "0:0:4755:file"),
+        ("etc/shadow", "0:42:0640:file"),
+        ("home/u/notes", "1000:1000:0600:file"),
+        ("var/www", "33:33:0750:dir"),
+    ] {
+        assert_eq!(xattr(rel).as_deref(), Some(want), "{rel}");
     }
     assert_eq!(owner("etc/shadow"), (user.uid, SUB_START + 41));
 }
@@ -423,5 +437,431 @@ fn rootless_mount_through_fusermount3_and_commit() {
                 && l.starts_with(mode)),
             "{name} {owner} {mode} not in\n{list}"
         );
+    }
+}
+
+/// The layer diff_ids of an image in a store, bottom first.
+fn diff_ids(json: &str) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    v[0]["RootFS"]["Layers"].as_array().expect("RootFS.Layers").iter().map(|l| l.to_string()).collect()
+}
+
+/// Runs `script` with `sh -euc` as the user; returns stdout.
+fn user_sh(user: &TestUser, script: &str) -> String {
+    let out = user.command("sh", &["-euc", script]).output().unwrap();
+    assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// What the stat lines below show: name, owner, mode, type and device numbers.
+const STAT: &str = "stat -c '%n %u %g %a %F %t %T'";
+const OWNERS: &str = "stat -c '%n %u %g %a'";
+const SHOWN: &str =
+    "usr/bin/su usr/bin/su-again usr/bin/wall etc/shadow home/u var/www tmp dev/null dev/sda far";
+
+/// Without a subordinate range, every view of a layer shows what its override xattrs record, as
+/// root's store shows the owners it could set: `strata ls`, export, a mount through fusermount3
+/// (where the xattr itself never shows and can't be set), and a commit, whose layer (tar headers
+/// from the recorded values, no xattr in it) and saved archives are the ones root makes for the
+/// same changes.
+#[test]
+fn without_subordinate_ids_every_view_shows_the_recorded_owners() {
+    if !dev_fuse_for_users() {
+        return;
+    }
+    let Some(user) = TestUser::without_subids() else { return };
+    // A symlink can't carry the xattr: one the image gives a third owner shows the image root's
+    // (the common root-owned symlink is faithful), so here the link is root's.
+    let tar = owners_tar_with(&user, true, "chown -h 0:0 home/u/link");
+    let root = Strata::new();
+    let epoch = [("SOURCE_DATE_EPOCH", "1000000000")];
+    let as_root =
+        |args: &[&str]| common::strata::expect_ok(root.command(args).envs(epoch).output().unwrap(), args);
+    let as_user =
+        |args: &[&str]| common::strata::expect_ok(user.strata(args).envs(epoch).output().unwrap(), args);
+    assert_eq!(as_user(&["import", &tar, "owners:1"]), as_root(&["import", &tar, "owners:1"]));
+
+    // Offline views.
+    assert_eq!(as_user(&["ls", "-l", "-R", "owners:1"]), as_root(&["ls", "-l", "-R", "owners:1"]));
+    let (user_export, root_export) = (user.path("export.tar"), root.path("export.tar"));
+    as_user(&["export", "-o", user_export.to_str().unwrap(), "owners:1"]);
+    as_root(&["export", "-o", root_export.to_str().unwrap(), "owners:1"]);
+    assert_eq!(listing(&user_export), listing(&root_export));
+    assert!(std::fs::read(&user_export).unwrap() == std::fs::read(&root_export).unwrap(), "exports differ");
+
+    // Through a read-only mount of the image: the recorded owners, modes and types.
+    let ro = user.path("ro");
+    std::fs::create_dir(&ro).unwrap();
+    user.give(&ro);
+    as_user(&["mount", "owners:1", ro.to_str().unwrap()]);
+    let mut ro_mount = Mount::adopt(&ro);
+    let shown = user_sh(&user, &format!("cd {}; {STAT} {SHOWN}", ro.display()));
+    assert_eq!(
+        shown,
+        "usr/bin/su 0 0 4755 regular file 0 0\nusr/bin/su-again 0 0 4755 regular file 0 0\n\
+         usr/bin/wall 0 5 2755 regular file 0 0\netc/shadow 0 42 640 regular file 0 0\n\
+         home/u 1000 1000 700 directory 0 0\nvar/www 33 33 750 directory 0 0\n\
+         tmp 0 0 1777 directory 0 0\ndev/null 0 0 666 character special file 1 3\n\
+         dev/sda 0 6 660 block special file 8 0\nfar 70000 70001 644 regular file 0 0\n"
+    );
+    // The xattr never shows: not listed, not readable.
+    let listed =
+        user_sh(&user, &format!("getfattr -d -m - {}/usr/bin/su {}/tmp", ro.display(), ro.display()));
+    assert!(!listed.contains("override_stat"), "{listed}");
+    let out = user
+        .command("getfattr", &["-n", OVERRIDE, &format!("{}/usr/bin/su", ro.display())])
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("No such attribute"));
+    user.ok(&["umount", ro.to_str().unwrap()]);
+    ro_mount.forget();
+
+    // The same changes through a container's mount, as the user and as root (root then gives
+    // its new files the user's ids, which is what the user's mount gives them).
+    let changes = "umask 022; echo made > tmp/new; chmod 4750 tmp/new; mkfifo tmp/fifo; ln -s new tmp/link; \
+                   echo more > tmp/new2; rm tmp/new2";
+    let user_cid = as_user(&["create", "--name", "c", "owners:1"]).trim().to_string();
+    let rw = user.path("rw");
+    std::fs::create_dir(&rw).unwrap();
+    user.give(&rw);
+    as_user(&["mount", &user_cid, rw.to_str().unwrap()]);
+    let mut rw_mount = Mount::adopt(&rw);
+    user_sh(&user, &format!("cd {}; {changes}", rw.display()));
+    // The override xattr can't be set through the mount, on a copied-up file or a new one.
+    for f in ["tmp", "tmp/new"] {
+        let p = format!("{}/{f}", rw.display());
+        let out = user.command("setfattr", &["-n", OVERRIDE, "-v", "0:0:0644:file", &p]).output().unwrap();
+        assert!(!out.status.success(), "setfattr {f} succeeded");
+    }
+    let shown = user_sh(&user, &format!("cd {}; {STAT} tmp tmp/new tmp/fifo", rw.display()));
+    let (u, g) = (user.uid, user.gid);
+    assert_eq!(
+        shown,
+        format!(
+            "tmp 0 0 1777 directory 0 0\ntmp/new {u} {g} 4750 regular file 0 0\ntmp/fifo {u} {g} 644 fifo 0 0\n"
+        )
+    );
+    user.ok(&["umount", rw.to_str().unwrap()]);
+    rw_mount.forget();
+
+    let root_cid = as_root(&["create", "--name", "c", "owners:1"]).trim().to_string();
+    let root_rw = root.path("rw");
+    std::fs::create_dir(&root_rw).unwrap();
+    as_root(&["mount", &root_cid, root_rw.to_str().unwrap()]);
+    let mut root_mount = Mount::adopt(&root_rw);
+    sh(&format!(
+        "cd {}; umask 022; {changes}; chown {u}:{g} tmp/new tmp/fifo; chown -h {u}:{g} tmp/link; chmod 4750 tmp/new",
+        root_rw.display()
+    ));
+    as_root(&["umount", root_rw.to_str().unwrap()]);
+    root_mount.forget();
+
+    let user_image = as_user(&["commit", "c", "owners:2"]);
+    let root_image = as_root(&["commit", "c", "owners:2"]);
+    let (user_layers, root_layers) =
+        (diff_ids(&as_user(&["inspect", "owners:2"])), diff_ids(&as_root(&["inspect", "owners:2"])));
+    assert_eq!(user_layers.len(), 2);
+    assert_eq!(user_layers, root_layers, "the committed layers differ");
+    let export = user.path("committed.tar");
+    as_user(&["export", "-o", export.to_str().unwrap(), "owners:2"]);
+    let list = listing(&export);
+    assert!(list.lines().any(|l| l.starts_with("drwxrwxrwt 0/0 ") && l.ends_with(" tmp/")), "{list}");
+    // Saved in every format: the same bytes as root's save of its commit.
+    assert_eq!(user_image, root_image, "image ids differ");
+    for format in ["docker-archive", "oci-archive"] {
+        let (a, b) = (user.path(&format!("{format}.tar")), root.path(&format!("{format}.tar")));
+        as_user(&["save", "--format", format, "-o", a.to_str().unwrap(), "owners:2"]);
+        as_root(&["save", "--format", format, "-o", b.to_str().unwrap(), "owners:2"]);
+        assert!(std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(), "{format}: saves differ");
+        let members = listing(&a);
+        assert!(!members.is_empty());
+    }
+    let (a, b) = (user.path("oci-dir"), root.path("oci-dir"));
+    as_user(&["save", "--format", "oci-dir", "-o", a.to_str().unwrap(), "owners:2"]);
+    as_root(&["save", "--format", "oci-dir", "-o", b.to_str().unwrap(), "owners:2"]);
+    let blobs = |d: &Path| {
+        let mut v: Vec<String> = std::fs::read_dir(d.join("blobs/sha256"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(blobs(&a), blobs(&b));
+    // Pushed to a loopback registry: the same manifest digest.
+    let registry = Registry::start(Auth::None);
+    let digest = |out: &str| out.lines().find_map(|l| l.split(": digest: ").nth(1)).map(str::to_string);
+    let (user_ref, root_ref) =
+        (format!("{}/user/owners:2", registry.host()), format!("{}/root/owners:2", registry.host()));
+    as_user(&["tag", "owners:2", &user_ref]);
+    as_root(&["tag", "owners:2", &root_ref]);
+    let (pushed_user, pushed_root) = (as_user(&["push", &user_ref]), as_root(&["push", &root_ref]));
+    assert!(digest(&pushed_user).is_some(), "{pushed_user}");
+    assert_eq!(digest(&pushed_user), digest(&pushed_root));
+    // No layer blob the user saved carries the xattr.
+    let layer_tar = user.path("layer.tar");
+    for blob in blobs(&a) {
+        let p = a.join("blobs/sha256").join(&blob);
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("(zcat -f {} > {}) 2>/dev/null", p.display(), layer_tar.display()))
+            .status()
+            .unwrap();
+        assert!(out.success());
+        let bytes = std::fs::read(&layer_tar).unwrap();
+        assert!(
+            !bytes.windows(OVERRIDE.len()).any(|w| w == OVERRIDE.as_bytes()),
+            "blob {blob} has the xattr"
+        );
+    }
+}
+
+/// With a subordinate range the mount daemon serves from outside the namespace: owners recorded
+/// in override xattrs are shown through the namespace's mapping, and a chown or chmod made from
+/// the namespace that the daemon can't make for real (it may not chown to subordinate ids) is
+/// recorded in the namespace's own ids: a commit has them. fuse-overlayfs, mounting the same
+/// stack inside the namespace as Podman does, shows the same owners.
+#[test]
+fn chown_and_chmod_through_a_rootless_mount_are_recorded() {
+    if !dev_fuse_for_users() {
+        return;
+    }
+    let Some(user) = TestUser::with_subids() else { return };
+    let tar = owners_tar(&user, true);
+    user.ok(&["import", &tar, "owners:1"]);
+    let cid = user.ok(&["create", "owners:1"]).trim().to_string();
+    let rw = user.path("rw");
+    std::fs::create_dir(&rw).unwrap();
+    user.give(&rw);
+    user.ok(&["mount", &cid, rw.to_str().unwrap()]);
+    let mut rw_mount = Mount::adopt(&rw);
+    let r = rw.display();
+    let (u, s) = (user.uid, SUB_START);
+    // Outside: a recorded owner through the mapping (image gid 6 is subordinate id 5), an owner
+    // beyond the range as it is.
+    assert_eq!(
+        user_sh(&user, &format!("cd {r}; {STAT} dev/sda far")),
+        format!("dev/sda {u} {} 660 block special file 8 0\nfar 70000 70001 644 regular file 0 0\n", s + 5)
+    );
+    let inside = |script: &str| user.ok(&["unshare", "sh", "-euc", script]);
+    assert_eq!(inside(&format!("cd {r}; {STAT} dev/sda")), "dev/sda 0 6 660 block special file 8 0\n");
+    // The daemon serves from the namespace: a 0600 file of image uid 1000 (subordinate id 999,
+    // in a 0700 directory of that owner) reads through the mount from the namespace.
+    assert_eq!(inside(&format!("cat {r}/home/u/notes")), "mine\n");
+    let daemon =
+        std::fs::read_to_string(user.store().join("containers").join(&cid).join("mount.json")).unwrap();
+    let pid = serde_json::from_str::<serde_json::Value>(&daemon).unwrap()["pid"].as_i64().unwrap();
+    let uid_map = std::fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap();
+    assert_eq!(lines(&uid_map)[0], ["0", &u.to_string(), "1"]);
+    inside(&format!(
+        "cd {r}; chmod 0600 dev/sda; echo x > tmp/new; chown 1:2 tmp/new; chmod 4755 tmp/new; \
+         mkdir tmp/d; chown 33:33 tmp/d"
+    ));
+    assert_eq!(
+        inside(&format!("cd {r}; {STAT} dev/sda tmp/new tmp/d")),
+        "dev/sda 0 6 600 block special file 8 0\ntmp/new 1 2 4755 regular file 0 0\ntmp/d 33 33 755 directory 0 0\n"
+    );
+    assert_eq!(
+        user_sh(&user, &format!("cd {r}; {STAT} tmp/new")),
+        format!("tmp/new {s} {} 4755 regular file 0 0\n", s + 1)
+    );
+    // A device node can't be made through any FUSE mount but by root in the initial namespace:
+    // the kernel refuses it (EPERM) before the daemon could record one.
+    let out = user.strata(&["unshare", "mknod", &format!("{r}/tmp/null"), "c", "1", "3"]).output().unwrap();
+    assert!(!out.status.success(), "mknod through a rootless mount succeeded");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Operation not permitted"));
+    // The upper keeps them in the xattr, in the namespace's ids; the files stay the user's.
+    let upper = user.store().join("containers").join(&cid).join("upper");
+    let recorded =
+        |rel: &str| xattr::get(upper.join(rel), OVERRIDE).unwrap().map(|v| String::from_utf8(v).unwrap());
+    assert_eq!(recorded("tmp/new").as_deref(), Some("1:2:4755:file"));
+    assert_eq!(recorded("dev/sda").as_deref(), Some("0:6:0600:block-8-0"));
+    assert_eq!(std::fs::metadata(upper.join("tmp/new")).unwrap().uid(), u);
+
+    // fuse-overlayfs, in the namespace (its own mount there), over the same stack.
+    let layer = layer_fs(&user, "owners:1");
+    let (fo, work) = (user.path("fo"), user.path("fo-work"));
+    for d in [&fo, &work] {
+        std::fs::create_dir(d).unwrap();
+        user.give(d);
+    }
+    let script = format!(
+        "fuse-overlayfs -o lowerdir={},upperdir={},workdir={} {} </dev/null >/dev/null 2>&1; \
+         cd {}; {OWNERS} dev/sda tmp/new tmp/d usr/bin/su; cd /; fusermount3 -u {}",
+        layer.display(),
+        upper.display(),
+        work.display(),
+        fo.display(),
+        fo.display(),
+        fo.display()
+    );
+    // Owners and modes: fuse-overlayfs 1.10 reads no file type (dev/sda is a plain file there).
+    let strata_view = inside(&format!("cd {r}; {OWNERS} dev/sda tmp/new tmp/d usr/bin/su"));
+    user.ok(&["umount", rw.to_str().unwrap()]);
+    rw_mount.forget();
+    assert_eq!(inside(&script), strata_view);
+
+    // Committed in the namespace: the recorded owners and modes are the tar's.
+    user.ok(&["commit", &cid, "owners:2"]);
+    let export = user.path("committed.tar");
+    user.ok(&["export", "-o", export.to_str().unwrap(), "owners:2"]);
+    let list = listing(&export);
+    for (mode, owner, name) in [
+        ("brw-------", "0/6", "dev/sda"),
+        ("-rwsr-xr-x", "1/2", "tmp/new"),
+        ("drwxr-xr-x", "33/33", "tmp/d/"),
+    ] {
+        assert!(
+            list.lines().any(|l| l.starts_with(mode)
+                && l.contains(&format!(" {owner} "))
+                && l.ends_with(&format!(" {name}"))),
+            "{mode} {owner} {name} not in\n{list}"
+        );
+    }
+}
+
+/// fuse-overlayfs with `-o xattr_permissions=2` (run by a user without a subordinate range over
+/// a strata layer) writes `user.fuseoverlayfs.override_stat` in its upper; strata-overlay mounts
+/// that stack and shows what fuse-overlayfs showed.
+#[test]
+fn strata_mounts_a_stack_fuse_overlayfs_wrote_with_override_xattrs() {
+    if !dev_fuse_for_users() {
+        return;
+    }
+    let Some(user) = TestUser::without_subids() else { return };
+    let tar = owners_tar(&user, true);
+    user.ok(&["import", &tar, "owners:1"]);
+    let layer = layer_fs(&user, "owners:1");
+    let dirs: Vec<_> = ["upper", "w1", "w2", "fo", "so"].iter().map(|d| user.path(d)).collect();
+    for d in &dirs {
+        std::fs::create_dir(d).unwrap();
+        user.give(d);
+    }
+    let [upper, w1, w2, fo, so] = [&dirs[0], &dirs[1], &dirs[2], &dirs[3], &dirs[4]];
+    // Not dev/null: fuse-overlayfs 1.10 reads only UID:GID:MODE and shows the empty file that
+    // stands for the device (strata shows the device, as later fuse-overlayfs do).
+    let shown = "tmp tmp/new tmp/d usr/bin/su etc/shadow";
+    let fo_view = {
+        let _guard = Mount::adopt(fo);
+        user_sh(
+            &user,
+            &format!(
+                "fuse-overlayfs -o xattr_permissions=2,lowerdir={},upperdir={},workdir={} {} </dev/null >/dev/null 2>&1
+                 cd {}; umask 022; echo x > tmp/new; chmod 4711 tmp/new; mkdir tmp/d; chmod 0700 tmp/d
+                 {STAT} {shown}; cd /; fusermount3 -u {}",
+                layer.display(),
+                upper.display(),
+                w1.display(),
+                fo.display(),
+                fo.display(),
+                fo.display()
+            ),
+        )
+    };
+    let written = Command::new("getfattr").args(["-R", "-d", "-m", "-"]).arg(upper).output().unwrap();
+    let written = String::from_utf8_lossy(&written.stdout);
+    assert!(written.contains("user.fuseoverlayfs.override_stat"), "{written}");
+    let opts = format!("lowerdir={},upperdir={},workdir={}", layer.display(), upper.display(), w2.display());
+    let so_view = {
+        let _guard = Mount::adopt(so);
+        user_sh(
+            &user,
+            &format!(
+                "{} -o {opts} {} </dev/null >/dev/null 2>&1; cd {}; {STAT} {shown}; cd /; fusermount3 -u {}",
+                env!("CARGO_BIN_EXE_strata-overlay"),
+                so.display(),
+                so.display(),
+                so.display()
+            ),
+        )
+    };
+    assert_eq!(so_view, fo_view, "upper's xattrs:\n{written}");
+}
+
+/// `strata run` as a user with a subordinate range, with runc and crun: the container's root is
+/// the user, its other ids the range (as the layers were unpacked); a file the container makes
+/// is root's in the committed layer; `strata build` of a small Dockerfile gives its files the
+/// owners root's build gives them; cgroup limits without a delegated cgroup v2 subtree are
+/// ignored with one line that says so.
+#[test]
+fn rootless_run_with_runc_and_crun() {
+    if !dev_fuse_for_users() {
+        return;
+    }
+    let Some(user) = TestUser::with_subids() else { return };
+    let rootfs = user.path("bb");
+    common::strata::busybox_rootfs(&rootfs);
+    std::os::unix::fs::symlink("busybox", rootfs.join("bin/id")).unwrap();
+    let tar = user.path("bb.tar");
+    tar_dir(&rootfs, &tar, "plain");
+    std::fs::set_permissions(&tar, std::fs::Permissions::from_mode(0o644)).unwrap();
+    user.ok(&["import", tar.to_str().unwrap(), "bb:1"]);
+    let (u, s) = (user.uid.to_string(), SUB_START.to_string());
+    for runtime in ["runc", "crun"] {
+        let id = user.ok(&["run", "--rm", "--runtime", runtime, "bb:1", "id"]);
+        assert!(id.starts_with("uid=0(root) gid=0"), "{runtime}: {id}");
+        assert_eq!(
+            lines(&user.ok(&["run", "--rm", "--runtime", runtime, "bb:1", "cat", "/proc/self/uid_map"])),
+            [["0", &u, "1"], ["1", &s, &SUB_COUNT.to_string()]],
+            "{runtime}"
+        );
+        let name = format!("made-{runtime}");
+        user.ok(&[
+            "run",
+            "--name",
+            &name,
+            "--runtime",
+            runtime,
+            "bb:1",
+            "sh",
+            "-c",
+            "echo hi > /made; mkdir /d",
+        ]);
+        user.ok(&["commit", &name, &format!("bb:{runtime}")]);
+        let export = user.path(&format!("{runtime}.tar"));
+        user.ok(&["export", "-o", export.to_str().unwrap(), &format!("bb:{runtime}")]);
+        let list = listing(&export);
+        for name in ["made", "d/"] {
+            assert!(
+                list.lines().any(|l| l.contains(" 0/0 ") && l.ends_with(&format!(" {name}"))),
+                "{runtime}: {name} not root's in\n{list}"
+            );
+        }
+    }
+    // build: RUN as the container's root, COPY's owners recorded where the user can't chown.
+    let ctx = user.path("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(ctx.join("f"), "file\n").unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM bb:1\nRUN id -u > /who\nCOPY f /f\nCOPY --chown=33:33 f /g\nRUN ln -s f /l\n",
+    )
+    .unwrap();
+    sh(&format!("chmod -R a+rX {}", ctx.display()));
+    user.ok(&["build", "-q", "-t", "bb:built", ctx.to_str().unwrap()]);
+    let built = user.path("built.tar");
+    user.ok(&["export", "-o", built.to_str().unwrap(), "bb:built"]);
+    let list = listing(&built);
+    for (owner, name) in [("0/0", "who"), ("0/0", "f"), ("33/33", "g"), ("0/0", "l -> f")] {
+        assert!(
+            list.lines().any(|l| l.contains(&format!(" {owner} ")) && l.ends_with(&format!(" {name}"))),
+            "{owner} {name} not in\n{list}"
+        );
+    }
+    assert_eq!(user.ok(&["run", "--rm", "bb:built", "cat", "/who", "/g"]), "0\nfile\n");
+
+    let out = user.run(&["run", "--rm", "--memory", "64m", "--pids-limit", "50", "bb:1", "echo", "limited"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "limited\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    // A subtree is delegated to the user when the user owns it (the test runs in the cgroup
+    // the user's strata starts in).
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let rel = cgroup.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("/").trim();
+    let dir = Path::new("/sys/fs/cgroup").join(rel.trim_start_matches('/'));
+    let delegated = std::fs::metadata(&dir).is_ok_and(|m| m.uid() == user.uid);
+    if !delegated {
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("rootless") && err.contains("ignored") && err.contains("memory"), "{err}");
     }
 }

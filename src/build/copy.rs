@@ -13,9 +13,10 @@ use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::layer::override_stat;
 use anyhow::{Context, Result, bail};
 use sha2::{Digest as _, Sha256};
 
@@ -343,11 +344,13 @@ pub struct Writer<'a> {
     pub new_owner: (u32, u32),
     pub now: i64,
     dir_times: BTreeMap<PathBuf, i64>,
+    /// Some owner went to the override xattr (rootless): the stage root is marked at the end.
+    recorded: bool,
 }
 
 impl<'a> Writer<'a> {
     pub fn new(stage: &'a Path, base: &'a dyn Base, new_owner: (u32, u32), now: i64) -> Writer<'a> {
-        Writer { stage, base, new_owner, now, dir_times: BTreeMap::new() }
+        Writer { stage, base, new_owner, now, dir_times: BTreeMap::new(), recorded: false }
     }
 
     /// Makes `rel` and its parents exist as directories in the stage.
@@ -389,10 +392,8 @@ impl<'a> Writer<'a> {
             }
             Err(_) => std::fs::create_dir(&p).with_context(|| format!("cannot create {}", p.display()))?,
         }
-        std::os::unix::fs::lchown(&p, Some(meta.uid), Some(meta.gid))
+        self.recorded |= override_stat::chown_or_record(&p, meta.uid, meta.gid, meta.mode)
             .with_context(|| format!("cannot chown {}", p.display()))?;
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(meta.mode))
-            .with_context(|| format!("cannot chmod {}", p.display()))?;
         self.dir_times.insert(rel.to_path_buf(), meta.mtime);
         Ok(())
     }
@@ -433,19 +434,19 @@ impl<'a> Writer<'a> {
                     let mut to = create(&p)?;
                     std::io::copy(&mut from, &mut to)
                         .with_context(|| format!("copying {}", src.display()))?;
-                    finish_file(&p, to, meta)?;
+                    self.recorded |= finish_file(&p, to, meta)?;
                 }
                 Op::Content { dest, bytes, meta } => {
                     let p = self.prepare(dest)?;
                     let mut to = create(&p)?;
                     to.write_all(bytes).with_context(|| format!("cannot write {}", p.display()))?;
-                    finish_file(&p, to, meta)?;
+                    self.recorded |= finish_file(&p, to, meta)?;
                 }
                 Op::Symlink { dest, target, meta } => {
                     let p = self.prepare(dest)?;
                     std::os::unix::fs::symlink(target, &p)
                         .with_context(|| format!("cannot create {}", p.display()))?;
-                    std::os::unix::fs::lchown(&p, Some(meta.uid), Some(meta.gid))
+                    self.recorded |= override_stat::chown_or_record(&p, meta.uid, meta.gid, 0o777)
                         .with_context(|| format!("cannot chown {}", p.display()))?;
                     set_times(&p, meta.mtime, false)?;
                 }
@@ -469,6 +470,12 @@ impl<'a> Writer<'a> {
         for (rel, t) in dirs {
             set_times(&self.stage.join(rel), t, true)?;
         }
+        if self.recorded {
+            // Rootless: owners went to the override xattr; the marked root makes the pack read
+            // them, and a symlink of ours stands for root's (`layer::override_stat`).
+            let root = File::open(self.stage).with_context(|| format!("opening {}", self.stage.display()))?;
+            override_stat::mark_layer_root(&root, 0, 0, 0o755)?;
+        }
         Ok(())
     }
 }
@@ -482,14 +489,14 @@ fn create(p: &Path) -> Result<File> {
         .with_context(|| format!("cannot create {}", p.display()))
 }
 
-fn finish_file(p: &Path, f: File, meta: &Meta) -> Result<()> {
-    std::os::unix::fs::fchown(&f, Some(meta.uid), Some(meta.gid))
-        .with_context(|| format!("cannot chown {}", p.display()))?;
-    // After chown: chown clears setuid/setgid bits.
-    f.set_permissions(std::fs::Permissions::from_mode(meta.mode))
-        .with_context(|| format!("cannot chmod {}", p.display()))?;
+/// Owner (recorded when it can't be given: `Ok(true)`), then mode (chown clears setuid/setgid
+/// bits), then times.
+fn finish_file(p: &Path, f: File, meta: &Meta) -> Result<bool> {
     drop(f);
-    set_times(p, meta.mtime, true)
+    let recorded = override_stat::chown_or_record(p, meta.uid, meta.gid, meta.mode)
+        .with_context(|| format!("cannot chown {}", p.display()))?;
+    set_times(p, meta.mtime, true)?;
+    Ok(recorded)
 }
 
 fn set_times(p: &Path, mtime: i64, follow: bool) -> Result<()> {

@@ -91,11 +91,18 @@ impl Ready {
             }
         }
         std::fs::create_dir_all(&rootfs).with_context(|| format!("cannot create {}", rootfs.display()))?;
-        let config = super::bundle::runtime_config(&cfg, &user, &rootfs, &dir, &c.id)?;
+        let mut config = super::bundle::runtime_config(&cfg, &user, &rootfs, &dir, &c.id)?;
+        let rootless = super::rootless::rootless();
+        if rootless {
+            let maps = crate::sys::userns::IdMaps::require()?;
+            super::rootless::adapt(&mut config, &maps, runtime.in_user_namespace())?;
+        }
         std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&config)?)
             .with_context(|| format!("cannot write {}", dir.join("config.json").display()))?;
         // allow_other: the container's users are not the daemon's (permission checks stay the kernel's).
-        let mut opts = mounting::container_mount_options(&store, c, true)?;
+        // Rootless, only where fusermount3 permits it (else the container's root alone can).
+        let allow_other = !rootless || super::rootless::allow_other_permitted();
+        let mut opts = mounting::container_mount_options(&store, c, allow_other)?;
         opts.read_only = cfg.read_only;
         drop(store);
         let mut ready = Ready {

@@ -24,6 +24,7 @@ pub mod mounting;
 pub mod mountpoint;
 pub mod oneshot;
 pub mod pause;
+pub mod rootless;
 pub mod runtime;
 pub mod spec;
 pub mod status;

@@ -115,6 +115,7 @@ pub fn container_mount_options(
         fsname: format!("strata:{}", c.short_id()),
         log_file: Some(store.container_dir(&c.id).join("mount.log")),
         control_socket: Some(store.container_dir(&c.id).join(CONTROL_SOCKET)),
+        namespace_frame: crate::sys::userns::frame_for_mounts(),
         ..MountOptions::default()
     })
 }
@@ -166,6 +167,7 @@ pub fn mount_image(store: Store, image: &ImageRecord, req: &MountRequest) -> Res
         read_only: true,
         allow_other: req.allow_other,
         fsname: format!("strata:{}", image.id.short()),
+        namespace_frame: crate::sys::userns::frame_for_mounts(),
         ..MountOptions::default()
     };
     let root = store.root().to_path_buf();

@@ -87,9 +87,30 @@ impl Runtime {
         Ok(Runtime { state_root, name, path, private_cgroup_ns })
     }
 
+    /// Rootless crun on a hybrid cgroup host runs inside strata's user namespace (see
+    /// [`Runtime::command`]): the container then gets no user namespace of its own.
+    pub fn in_user_namespace(&self) -> bool {
+        self.private_cgroup_ns && super::rootless::rootless()
+    }
+
     /// The runtime with its global flags: `--root`, and `--log` (JSON lines) when given.
     pub fn command(&self, log: Option<&Path>) -> Command {
-        let mut c = if self.private_cgroup_ns {
+        // Rootless: no mount namespace of its own to make (that needs privileges); crun leaves
+        // cgroups alone unless a delegated subtree is there (see `rootless`).
+        let rootless = super::rootless::rootless();
+        let mut c = if self.in_user_namespace() {
+            // That mount namespace takes a user namespace for a user: strata's own, where the
+            // container then needs none (`rootless::adapt`); cgroup2 is covered, not unmounted
+            // (a mount inherited from a more privileged namespace is locked).
+            let store = self.state_root.parent().and_then(Path::parent).unwrap_or(Path::new("."));
+            let mut c = Command::new(std::env::current_exe().unwrap_or_else(|_| PathBuf::from("strata")));
+            c.arg("--root")
+                .arg(store)
+                .args(["unshare", "sh", "-c"])
+                .arg("mount -t tmpfs tmpfs /sys/fs/cgroup/unified 2>/dev/null; exec \"$0\" \"$@\"")
+                .arg(&self.path);
+            c
+        } else if self.private_cgroup_ns {
             let mut c = Command::new("unshare");
             c.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
                 .arg("umount -l /sys/fs/cgroup/unified 2>/dev/null; exec \"$0\" \"$@\"")
@@ -99,6 +120,9 @@ impl Runtime {
             Command::new(&self.path)
         };
         c.arg("--root").arg(&self.state_root);
+        if rootless && self.name == "crun" && !super::rootless::cgroup_delegated() {
+            c.arg("--cgroup-manager=disabled");
+        }
         if let Some(log) = log {
             if self.name == "crun" {
                 c.arg(format!("--log=file:{}", log.display())).arg("--log-format=json");

@@ -1,9 +1,47 @@
-//! lstat results as FUSE attributes.
+//! lstat results as FUSE attributes, and chown/chmod of an upper file: for real, or recorded in
+//! the override xattr (`layer::override_stat`) where an unprivileged daemon can't make them.
 
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{FileAttr, FileType, INodeNo};
-use nix::sys::stat::FileStat;
+use nix::errno::Errno;
+use nix::fcntl::AtFlags;
+use nix::sys::stat::{FchmodatFlags, FileStat, Mode, fchmodat};
+use nix::unistd::{Gid, Uid, fchownat};
+
+use super::filesystem::{R, StrataFs, errno};
+use crate::layer::override_stat::{self, OverrideStat};
+use crate::sys::userns::IdMaps;
+use crate::union::layer::stat_at;
+
+/// The user namespace a rootless mount daemon serves from (`MountOptions::namespace_frame`): it
+/// sees files with namespace ids, the kernel speaks the ids outside it, since fusermount3 made
+/// the mount there. Unset, ids pass as they are.
+static FRAME: std::sync::OnceLock<IdMaps> = std::sync::OnceLock::new();
+
+/// Sets the namespace this daemon serves from (once, when it enters it).
+pub fn set_frame(maps: IdMaps) {
+    let _ = FRAME.set(maps);
+}
+
+/// A uid and gid seen in the namespace as the kernel outside knows them; unmapped ones (none can
+/// be: the namespace sees them as the overflow id) pass as they are.
+pub(crate) fn host_ids(uid: u32, gid: u32) -> (u32, u32) {
+    match FRAME.get() {
+        Some(m) => (m.uid_to_host(uid).unwrap_or(uid), m.gid_to_host(gid).unwrap_or(gid)),
+        None => (uid, gid),
+    }
+}
+
+/// A uid and gid the kernel sent (a caller, a chown) as the namespace knows them.
+pub(crate) fn ns_ids(uid: u32, gid: u32) -> (u32, u32) {
+    match FRAME.get() {
+        Some(m) => (m.uid_from_host(uid).unwrap_or(uid), m.gid_from_host(gid).unwrap_or(gid)),
+        None => (uid, gid),
+    }
+}
 
 fn time(sec: i64, nsec: i64) -> SystemTime {
     let nsec = nsec.clamp(0, 999_999_999) as u32;
@@ -41,8 +79,8 @@ pub fn to_attr(st: &FileStat, ino: u64, merged_dir: bool) -> FileAttr {
         kind: kind(st.st_mode),
         perm: (st.st_mode & 0o7777) as u16,
         nlink: if merged_dir { 1 } else { st.st_nlink.min(u32::MAX as u64) as u32 },
-        uid: st.st_uid,
-        gid: st.st_gid,
+        uid: host_ids(st.st_uid, st.st_gid).0,
+        gid: host_ids(st.st_uid, st.st_gid).1,
         rdev: st.st_rdev as u32,
         blksize: st.st_blksize.clamp(512, 1 << 20) as u32,
         flags: 0,
@@ -68,5 +106,102 @@ pub fn dot_attr(ino: u64) -> FileAttr {
         rdev: 0,
         blksize: 4096,
         flags: 0,
+    }
+}
+
+impl StrataFs {
+    /// chown and chmod of `name` in the upper directory `dir` (already copied up). A file that
+    /// carries an override xattr has its recorded owner and mode changed, the file on disk stays
+    /// as it is; a chown the daemon may not make (EPERM: an unprivileged daemon, an owner other
+    /// than its own, an id the namespace does not map) is recorded the same way, as fuse-overlayfs
+    /// does. Ids come in as the kernel sends them ([`ns_ids`]).
+    pub(crate) fn chown_chmod(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &OsStr,
+        is_link: bool,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        mode: Option<u32>,
+    ) -> R<()> {
+        if uid.is_none() && gid.is_none() && mode.is_none() {
+            return Ok(());
+        }
+        let (u, g) = ns_ids(uid.unwrap_or(0), gid.unwrap_or(0));
+        let (uid, gid) = (uid.map(|_| u), gid.map(|_| g));
+        let upper = self.stack.layers().first().ok_or(Errno::EROFS)?;
+        let recorded = match upper.overrides() {
+            Some(m) if !is_link => override_stat::read_at(dir, name, m.xattr).map_err(errno)?,
+            _ => None,
+        };
+        if let Some(o) = recorded {
+            return self.record(dir, name, o, uid, gid, mode);
+        }
+        if uid.is_some() || gid.is_some() {
+            let r = fchownat(
+                dir,
+                name,
+                uid.map(Uid::from_raw),
+                gid.map(Gid::from_raw),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            );
+            match r {
+                // EINVAL: an id the namespace does not map.
+                Err(Errno::EPERM | Errno::EINVAL) if !is_link && !crate::sys::userns::privileged() => {
+                    let st = stat_at(dir, name).map_err(errno)?.ok_or(Errno::ENOENT)?;
+                    upper.mark_overrides().map_err(errno)?;
+                    return self.record(dir, name, override_stat::of_stat(&st), uid, gid, mode);
+                }
+                r => r?,
+            }
+        }
+        if let Some(m) = mode {
+            if is_link {
+                return Err(Errno::EOPNOTSUPP);
+            }
+            // `name` is not a symlink, so following it is following nothing.
+            fchmodat(dir, name, Mode::from_bits_truncate(m & 0o7777), FchmodatFlags::FollowSymlink)?;
+        }
+        Ok(())
+    }
+
+    /// In an upper whose files carry override xattrs, gives the new or copied-up regular file or
+    /// directory `path` one recording it as it is, unless it has one: fuse-overlayfs (1.10)
+    /// refuses a file of a marked layer without it (`override_stat::record_missing`).
+    pub(crate) fn record_new(&self, path: &std::path::Path) -> R<()> {
+        let Some(marker) = self.stack.layers().first().and_then(|l| l.overrides()) else { return Ok(()) };
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else { return Ok(()) };
+        let dir = self.stack.dir_fd(0, parent).map_err(errno)?;
+        let Some(st) = stat_at(dir.as_fd(), name).map_err(errno)? else { return Ok(()) };
+        if !matches!(st.st_mode & libc::S_IFMT, libc::S_IFREG | libc::S_IFDIR)
+            || override_stat::read_at(dir.as_fd(), name, marker.xattr).map_err(errno)?.is_some()
+        {
+            return Ok(());
+        }
+        override_stat::write_at(dir.as_fd(), name, marker.xattr, &override_stat::of_stat(&st)).map_err(errno)
+    }
+
+    /// Writes `o` with the requested changes on `name` (the upper's override xattr).
+    fn record(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &OsStr,
+        mut o: OverrideStat,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        mode: Option<u32>,
+    ) -> R<()> {
+        if let Some(u) = uid {
+            o.uid = u;
+        }
+        if let Some(g) = gid {
+            o.gid = g;
+        }
+        if let Some(m) = mode {
+            o.mode = m & 0o7777;
+        }
+        let xname =
+            self.stack.layers().first().and_then(|l| l.overrides()).map_or(override_stat::XATTR, |m| m.xattr);
+        override_stat::write_at(dir, name, xname, &o).map_err(errno)
     }
 }

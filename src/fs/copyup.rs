@@ -268,6 +268,7 @@ impl StrataFs {
             self.link_aliases(e, origin)?;
         }
         self.changed_one(&e.path);
+        self.record_new(&e.path)?;
         tracing::debug!(path = %e.path.display(), "copied up");
         self.lookup_path(&e.path)
     }
@@ -283,7 +284,10 @@ impl StrataFs {
         let work = self.work_fd()?;
         let tmp = self.temp_name();
         let (srcdir, name) = self.parent_fd(e, e.layer)?;
-        let st = &e.stat;
+        // The file as it is on disk: what an override xattr records (copied with the others)
+        // is not something to recreate (a device node the user can't make).
+        let disk = self.stack.disk_stat(e).map_err(errno)?;
+        let st = &disk;
         let perm = Mode::from_bits_truncate(st.st_mode & 0o7777);
         let res = (|| -> R<()> {
             match st.st_mode & libc::S_IFMT {
@@ -473,7 +477,7 @@ impl StrataFs {
 /// (rootless mounts), with a log line. As root EPERM is a real error.
 pub(crate) fn tolerate_eperm(r: R<()>) -> R<()> {
     match r {
-        Err(Errno::EPERM) if !nix::unistd::geteuid().is_root() => {
+        Err(Errno::EPERM) if !crate::sys::userns::privileged() => {
             tracing::debug!("chown not permitted (rootless): owner not preserved");
             Ok(())
         }

@@ -16,7 +16,7 @@ use super::attr::to_attr;
 use super::handles::Handles;
 use super::ino::{InoMap, ROOT_INO};
 use super::nodes::Nodes;
-use crate::union::layer::{SafeFd, proc_path, stat_at};
+use crate::union::layer::{SafeFd, proc_path};
 use crate::union::{Entry, Stack};
 
 /// st_ino → the paths of a lower layer's hard-linked files.
@@ -221,16 +221,7 @@ impl StrataFs {
         if !self.in_upper(&e) {
             return Ok(e);
         }
-        let st = match (e.path.parent(), e.path.file_name()) {
-            (Some(parent), Some(name)) => {
-                let fd = self.stack.dir_fd(0, parent).map_err(errno)?;
-                stat_at(fd.as_fd(), name).map_err(errno)?
-            }
-            _ => {
-                let fd = self.stack.dir_fd(0, Path::new("")).map_err(errno)?;
-                Some(nix::sys::stat::fstat(fd.as_fd())?)
-            }
-        };
+        let st = self.stack.stat_in(0, &e.path).map_err(errno)?;
         match st {
             Some(st) if (st.st_mode & libc::S_IFMT) == (e.stat.st_mode & libc::S_IFMT) => {
                 e.stat = st;

@@ -8,10 +8,9 @@ use std::time::SystemTime;
 
 use fuser::{FileAttr, TimeOrNow};
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag};
-use nix::sys::stat::{FchmodatFlags, Mode, UtimensatFlags, fchmodat, utimensat};
+use nix::fcntl::OFlag;
+use nix::sys::stat::{Mode, UtimensatFlags, utimensat};
 use nix::sys::time::TimeSpec;
-use nix::unistd::{Gid, Uid, fchownat};
 
 use super::filesystem::{R, StrataFs, errno};
 use crate::union::Entry;
@@ -152,22 +151,7 @@ impl StrataFs {
         let up = if a.size == Some(0) { self.copy_up_empty(&e)? } else { self.copy_up(&e)? };
         let (dfd, name) = self.parent_fd(&up, 0)?;
         let is_link = up.stat.st_mode & libc::S_IFMT == libc::S_IFLNK;
-        if a.uid.is_some() || a.gid.is_some() {
-            fchownat(
-                dfd.as_fd(),
-                name,
-                a.uid.map(Uid::from_raw),
-                a.gid.map(Gid::from_raw),
-                AtFlags::AT_SYMLINK_NOFOLLOW,
-            )?;
-        }
-        if let Some(m) = a.mode {
-            if is_link {
-                return Err(Errno::EOPNOTSUPP);
-            }
-            // `name` is not a symlink, so following it is following nothing.
-            fchmodat(dfd.as_fd(), name, Mode::from_bits_truncate(m & 0o7777), FchmodatFlags::FollowSymlink)?;
-        }
+        self.chown_chmod(dfd.as_fd(), name, is_link, a.uid, a.gid, a.mode)?;
         if let Some(size) = a.size {
             let h = a.fh.and_then(|fh| self.handles.file(fh)).filter(|h| h.upper);
             let res = match h {

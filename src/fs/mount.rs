@@ -50,6 +50,9 @@ pub struct MountOptions {
     pub passthrough: bool,
     /// Where the daemon answers freezes of the upper (a commit of the mount in use; freeze.rs).
     pub control_socket: Option<PathBuf>,
+    /// The user namespace the layers were written in (a rootless user's with a subordinate
+    /// range): the daemon enters it once mounted and serves from there (`fs::attr::set_frame`).
+    pub namespace_frame: Option<crate::sys::userns::IdMaps>,
 }
 
 impl Default for MountOptions {
@@ -67,6 +70,7 @@ impl Default for MountOptions {
             threads: std::thread::available_parallelism().map(|n| n.get().clamp(2, 8)).unwrap_or(4),
             passthrough: true,
             control_socket: None,
+            namespace_frame: None,
         }
     }
 }
@@ -111,9 +115,27 @@ fn build(opts: &MountOptions) -> Result<(StrataFs, FuseMount<'_>, Config)> {
 /// Mounts and serves until unmounted. `ready` runs once the kernel handshake is done.
 pub fn mount_with(opts: &MountOptions, mountpoint: &Path, ready: impl FnOnce()) -> Result<()> {
     daemon::raise_nofile_limit();
+
     let mountpoint = &absolute(mountpoint)?;
     let (fs, mount, config) = build(opts)?;
     let wrote = fs.wrote_flag();
+    let upper = fs.stack().upper().map(|u| u.path().to_path_buf());
+    // fuser's owner check compares with our euid, 0 once in a user namespace; without
+    // allow_other the kernel lets only the mount's owner in anyway.
+    let acl =
+        if opts.allow_other || opts.namespace_frame.is_some() { SessionACL::All } else { SessionACL::Owner };
+    let signals = block_unmount_signals();
+    let dev = mount.mount(mountpoint).with_context(|| format!("mounting on {}", mountpoint.display()))?;
+    // A rootless daemon serves from the user namespace its layers were written in (no thread
+    // may exist yet): it reads files of subordinate owners there. fusermount3 can't work there,
+    // so the mount is made first.
+    if let Some(m) = &opts.namespace_frame {
+        if let Err(e) = crate::sys::userns::enter_here(m) {
+            let _ = fuse_mount::unmount_if_ours(&dev, mountpoint);
+            return Err(e).context("entering the user namespace");
+        }
+        super::attr::set_frame(m.clone());
+    }
     let _control = match &opts.control_socket {
         Some(p) => Some(
             super::freeze::serve(p, fs.freeze_gate())
@@ -121,10 +143,6 @@ pub fn mount_with(opts: &MountOptions, mountpoint: &Path, ready: impl FnOnce()) 
         ),
         None => None,
     };
-    let upper = fs.stack().upper().map(|u| u.path().to_path_buf());
-    let acl = if opts.allow_other { SessionACL::All } else { SessionACL::Owner };
-    let signals = block_unmount_signals();
-    let dev = mount.mount(mountpoint).with_context(|| format!("mounting on {}", mountpoint.display()))?;
     // Kept to ask the connection, once the session is over, whether the mount is still ours.
     let probe = dev.try_clone()?;
     let session = fuser::Session::from_fd(fs, dev, acl, config);
@@ -175,6 +193,11 @@ fn unmount_on_signals(set: SigSet, mountpoint: PathBuf) {
             tracing::info!("{sig}: unmounting {}", mountpoint.display());
             if let Err(e) = fuse_mount::detach(&mountpoint) {
                 tracing::warn!("unmount on {sig} failed: {e}");
+                // In a user namespace neither umount2 nor fusermount3 works: ending the daemon
+                // ends the connection (`strata umount` clears the mount left behind).
+                if crate::sys::userns::in_user_namespace() {
+                    super::super::sys::daemon::exit_now(128 + sig as i32);
+                }
             }
         }
     });

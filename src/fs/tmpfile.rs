@@ -25,7 +25,7 @@ use super::attr::to_attr;
 use super::copyup::tolerate_eperm;
 use super::filesystem::{R, StrataFs, lock};
 use super::handles::FileHandle;
-use super::upper::{Caller, new_gid};
+use super::upper::{Caller, new_owner};
 
 /// A new unnamed file: its open upper file, node id, generation and attributes.
 pub(crate) struct TmpFile {
@@ -53,11 +53,8 @@ impl StrataFs {
         let file = File::from(nix::fcntl::openat(dirfd.as_fd(), ".", flags, perm)?);
         // Owner first, then the mode: chown clears setuid/setgid, and the daemon's own umask
         // already took bits off the create mode (as in `do_create`).
-        tolerate_eperm(fchown(
-            file.as_fd(),
-            Some(Uid::from_raw(who.uid)),
-            Some(Gid::from_raw(new_gid(&pe, who))),
-        ))?;
+        let (uid, gid) = new_owner(&pe, who);
+        tolerate_eperm(fchown(file.as_fd(), Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid))))?;
         fchmod(file.as_fd(), perm)?;
         let st = fstat(file.as_fd())?;
         let (ino, generation) = lock(&self.nodes).add_nameless(self.inos.map(st.st_dev, st.st_ino));

@@ -74,7 +74,7 @@ impl StrataFs {
         let h = self.open_file_of(ino, None)?;
         let mut out = Vec::new();
         for n in h.file.list_xattr().map_err(errno)? {
-            if !is_private_xattr(&n) {
+            if !is_private_xattr(&n) && !crate::layer::override_stat::is_override_xattr(&n) {
                 out.extend_from_slice(n.as_bytes());
                 out.push(0);
             }

@@ -257,11 +257,11 @@ impl StrataFs {
 
     /// Gives a new upper entry its owner: the caller, with the group of a setgid parent.
     pub(crate) fn set_owner(&self, dirfd: &SafeFd, parent: &Entry, name: &OsStr, who: Caller) -> R<()> {
-        let gid = new_gid(parent, who);
+        let (uid, gid) = new_owner(parent, who);
         super::copyup::tolerate_eperm(fchownat(
             dirfd.as_fd(),
             name,
-            Some(Uid::from_raw(who.uid)),
+            Some(Uid::from_raw(uid)),
             Some(Gid::from_raw(gid)),
             AtFlags::AT_SYMLINK_NOFOLLOW,
         ))
@@ -283,11 +283,14 @@ impl StrataFs {
         } else {
             self.added(&parent.path);
         }
+        self.record_new(&path)?;
         self.lookup_path(&path)
     }
 }
 
-/// The group of a new entry made by `who` in `parent`: the parent's when it is setgid.
-pub(crate) fn new_gid(parent: &Entry, who: Caller) -> u32 {
-    if parent.stat.st_mode & libc::S_ISGID != 0 { parent.stat.st_gid } else { who.gid }
+/// The owner of a new entry made by `who` in `parent`, as the layer's namespace knows the ids:
+/// the caller, with the parent's group when it is setgid.
+pub(crate) fn new_owner(parent: &Entry, who: Caller) -> (u32, u32) {
+    let (uid, gid) = super::attr::ns_ids(who.uid, who.gid);
+    (uid, if parent.stat.st_mode & libc::S_ISGID != 0 { parent.stat.st_gid } else { gid })
 }

@@ -1,4 +1,5 @@
-//! Extended attributes through the mount; strata's private names never show.
+//! Extended attributes through the mount; strata's private names never show, nor do the override
+//! xattrs (`layer::override_stat`): what they record shows as the file's owner, mode and type.
 
 use std::ffi::OsStr;
 use std::os::fd::AsFd;
@@ -9,9 +10,15 @@ use nix::errno::Errno;
 
 use super::filesystem::{R, StrataFs, errno};
 use super::ino::is_private_xattr;
+use crate::layer::override_stat::is_override_xattr;
 use crate::union::Entry;
 use crate::union::layer::SafeFd;
 use crate::union::layer::proc_path;
+
+/// Names that never show through the mount and can't be set through it.
+fn hidden(name: &OsStr) -> bool {
+    is_private_xattr(name) || is_override_xattr(name)
+}
 
 impl StrataFs {
     /// Path for the xattr calls on `e` in `layer`, and whether to follow it (only for the root,
@@ -24,7 +31,7 @@ impl StrataFs {
 
     /// getxattr(2).
     pub(crate) fn do_getxattr(&self, ino: u64, name: &OsStr) -> R<Vec<u8>> {
-        if is_private_xattr(name) {
+        if hidden(name) {
             return Err(Errno::ENODATA);
         }
         let e = match self.entry(ino) {
@@ -48,7 +55,7 @@ impl StrataFs {
         let names = if deref { xattr::list_deref(&p) } else { xattr::list(&p) }.map_err(errno)?;
         let mut out = Vec::new();
         for n in names {
-            if !is_private_xattr(&n) {
+            if !hidden(&n) {
                 out.extend_from_slice(n.as_bytes());
                 out.push(0);
             }
@@ -58,7 +65,7 @@ impl StrataFs {
 
     /// setxattr(2) with XATTR_CREATE / XATTR_REPLACE.
     pub(crate) fn do_setxattr(&self, ino: u64, name: &OsStr, value: &[u8], flags: i32) -> R<()> {
-        if is_private_xattr(name) {
+        if hidden(name) {
             return Err(Errno::EPERM);
         }
         self.prepare_copy_up(ino)?;
@@ -84,7 +91,7 @@ impl StrataFs {
 
     /// removexattr(2).
     pub(crate) fn do_removexattr(&self, ino: u64, name: &OsStr) -> R<()> {
-        if is_private_xattr(name) {
+        if hidden(name) {
             return Err(Errno::ENODATA);
         }
         let _ns = self.ns.write().unwrap_or_else(|e| e.into_inner());

@@ -7,6 +7,7 @@ use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStringExt;
 
+use crate::layer::override_stat::is_override_xattr;
 use crate::layer::whiteout::is_private_xattr;
 use crate::oci::Digest;
 use crate::oci::digest::HashingWriter;
@@ -61,7 +62,8 @@ pub fn read_link(stack: &Stack, e: &Entry) -> io::Result<Vec<u8>> {
     Ok(stack.read_link(e)?.into_vec())
 }
 
-/// The entry's xattrs, sorted, without strata's and overlayfs's private ones. Symlinks have none
+/// The entry's xattrs, sorted, without strata's and overlayfs's private ones and the override
+/// xattrs (their values are the entry's stat already). Symlinks have none
 /// we can read without following them.
 pub fn xattrs(stack: &Stack, e: &Entry) -> io::Result<Vec<(OsString, Vec<u8>)>> {
     if is_symlink(e) {
@@ -75,7 +77,7 @@ pub fn xattrs(stack: &Stack, e: &Entry) -> io::Result<Vec<(OsString, Vec<u8>)>> 
         Err(e) => return Err(e),
     };
     let mut out = Vec::new();
-    for n in names.filter(|n| !is_private_xattr(n)) {
+    for n in names.filter(|n| !is_private_xattr(n) && !is_override_xattr(n)) {
         if let Some(v) = xattr::get(&p, &n)? {
             out.push((n, v));
         }

@@ -408,6 +408,11 @@ impl Tree {
             fchmod(&dir, mode(attrs.mode)).with_context(ctx)?;
             futimens(&dir, &attrs.mtime(), &attrs.mtime()).with_context(ctx)?;
         }
+        if self.overridden {
+            // The layer is marked: the files that needed no value get one too (fuse-overlayfs).
+            override_stat::record_missing(&self.root)
+                .context("recording the owners of the layer's other files in the override xattr")?;
+        }
         Ok(self.skipped.get())
     }
 

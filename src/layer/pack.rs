@@ -8,6 +8,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io::{BufWriter, Write};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
@@ -51,6 +52,11 @@ pub fn pack_dir(root: &Path, out: impl Write, opts: &PackOptions) -> Result<Pack
     let encoder = opts.compression.encoder(HashingWriter::new(out))?;
     let tar_side = BufWriter::with_capacity(1 << 20, HashingWriter::new(encoder));
     let mut w = TarEntryWriter::new(tar_side, opts.clamp_mtime);
+    let root_dir = std::fs::File::open(root).with_context(|| format!("opening {}", root.display()))?;
+    w.set_marker(
+        super::override_stat::layer_marker(root_dir.as_fd())
+            .with_context(|| format!("reading the override marker of {}", root.display()))?,
+    );
     walk(&mut w, root, &mut Vec::new())?;
     let entries = w.entries();
     let tar_side = w.finish()?;

@@ -16,7 +16,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-use super::whiteout;
+use super::{override_stat, whiteout};
 
 /// What kind of entry, with what it needs beyond the common attributes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +64,7 @@ impl EntryMeta {
         let meta = std::fs::symlink_metadata(path).with_context(|| format!("stat {}", path.display()))?;
         let mut m = Self::from_metadata(&meta, path)?;
         m.xattrs = read_xattrs(path)?;
+        m.take_override(path)?;
         Ok(m)
     }
 
@@ -98,6 +99,42 @@ impl EntryMeta {
     }
 }
 
+impl EntryMeta {
+    /// Takes what an override xattr among `self.xattrs` records (`layer::override_stat`) as
+    /// the entry's owner, mode and type, and drops the xattr: it never goes into a tar. A
+    /// directory stays a directory and nothing else becomes one (the walk follows the disk).
+    fn take_override(&mut self, path: &Path) -> Result<()> {
+        let mut found = None;
+        for n in [override_stat::XATTR, override_stat::FUSE_OVERLAYFS_XATTR] {
+            if let Some(i) = self.xattrs.iter().position(|(name, _)| name == n) {
+                let (_, v) = self.xattrs.remove(i);
+                found = found.or(Some(v));
+            }
+        }
+        if let Some(v) = found {
+            let o = override_stat::OverrideStat::parse(&v).with_context(|| format!("{}", path.display()))?;
+            self.apply_override(&o);
+        }
+        Ok(())
+    }
+
+    /// Applies a recorded stat (see [`EntryMeta::take_override`]).
+    pub fn apply_override(&mut self, o: &override_stat::OverrideStat) {
+        use override_stat::FileType as T;
+        self.uid = u64::from(o.uid);
+        self.gid = u64::from(o.gid);
+        self.mode = o.mode & 0o7777;
+        let is_dir = self.kind == EntryKind::Dir;
+        match (o.file_type, &self.kind) {
+            (_, EntryKind::HardLink { .. }) | (None, _) => {}
+            (Some(T::Char { major, minor }), _) if !is_dir => self.kind = EntryKind::Char { major, minor },
+            (Some(T::Block { major, minor }), _) if !is_dir => self.kind = EntryKind::Block { major, minor },
+            (Some(T::Pipe), _) if !is_dir => self.kind = EntryKind::Fifo,
+            _ => {}
+        }
+    }
+}
+
 /// xattrs of `path` (not following symlinks), sorted, private ones left out.
 pub fn read_xattrs(path: &Path) -> Result<Vec<(OsString, Vec<u8>)>> {
     let names = match xattr::list(path) {
@@ -127,12 +164,27 @@ pub struct TarEntryWriter<W: Write> {
     links: HashMap<(u64, u64), Vec<u8>>,
     entries: u64,
     buf: Vec<u8>,
+    /// The marker of the directory packed, when its files carry override xattrs: a symlink's
+    /// owner comes from it (`override_stat::Marker::symlink_owner`).
+    marker: Option<override_stat::Marker>,
 }
 
 impl<W: Write> TarEntryWriter<W> {
     /// `clamp_mtime` (SOURCE_DATE_EPOCH-style): later mtimes are written as it.
     pub fn new(out: W, clamp_mtime: Option<i64>) -> Self {
-        TarEntryWriter { out, clamp_mtime, links: HashMap::new(), entries: 0, buf: vec![0; 1 << 20] }
+        TarEntryWriter {
+            out,
+            clamp_mtime,
+            links: HashMap::new(),
+            entries: 0,
+            buf: vec![0; 1 << 20],
+            marker: None,
+        }
+    }
+
+    /// Packs the files of a layer marked with `marker` (see [`TarEntryWriter::marker`]).
+    pub fn set_marker(&mut self, marker: Option<override_stat::Marker>) {
+        self.marker = marker;
     }
 
     pub fn entries(&self) -> u64 {
@@ -150,12 +202,23 @@ impl<W: Write> TarEntryWriter<W> {
                 let mut m = EntryMeta::from_metadata(&meta, source)?;
                 m.kind = EntryKind::HardLink { target: first.clone() };
                 m.xattrs = Vec::new();
+                if let Some(o) =
+                    override_stat::read_any(source).with_context(|| format!("{}", source.display()))?
+                {
+                    m.apply_override(&o);
+                }
                 return self.append(name, &m, None);
             }
             self.links.insert(key, name.to_vec());
         }
         let mut m = EntryMeta::from_metadata(&meta, source)?;
         m.xattrs = read_xattrs(source)?;
+        m.take_override(source)?;
+        if let (EntryKind::Symlink { .. }, Some(marker)) = (&m.kind, &self.marker) {
+            if let Some((uid, gid)) = marker.link_owner(meta.uid(), meta.gid()) {
+                (m.uid, m.gid) = (u64::from(uid), u64::from(gid));
+            }
+        }
         if let EntryKind::File { .. } = m.kind {
             let mut f = File::options()
                 .read(true)

@@ -138,6 +138,26 @@ impl IdMaps {
         Err(UsernsError::NoSubIds { kind, user, file })
     }
 
+    /// The id outside the namespace of the namespace's `uid` (0 is the user, 1… the ranges).
+    pub fn uid_to_host(&self, uid: u32) -> Option<u32> {
+        to_host(self.uid, &self.uids, uid)
+    }
+
+    /// The id outside the namespace of the namespace's `gid`.
+    pub fn gid_to_host(&self, gid: u32) -> Option<u32> {
+        to_host(self.gid, &self.gids, gid)
+    }
+
+    /// The namespace's uid for the outside `uid`, if the namespace maps it.
+    pub fn uid_from_host(&self, uid: u32) -> Option<u32> {
+        from_host(self.uid, &self.uids, uid)
+    }
+
+    /// The namespace's gid for the outside `gid`, if the namespace maps it.
+    pub fn gid_from_host(&self, gid: u32) -> Option<u32> {
+        from_host(self.gid, &self.gids, gid)
+    }
+
     /// newuidmap/newgidmap arguments after the pid: `0 ID 1`, then `NEXT START COUNT` per range.
     fn args(own: u32, ranges: &[SubRange]) -> Vec<String> {
         let mut out = vec!["0".to_string(), own.to_string(), "1".to_string()];
@@ -148,6 +168,97 @@ impl IdMaps {
         }
         out
     }
+}
+
+/// The mapping [`IdMaps::args`] sets up: 0 → `own`, then the ranges one after the other from 1.
+fn to_host(own: u32, ranges: &[SubRange], id: u32) -> Option<u32> {
+    if id == 0 {
+        return Some(own);
+    }
+    let mut next = 1u64;
+    for r in ranges {
+        if (next..next + r.count).contains(&u64::from(id)) {
+            return u32::try_from(r.start + (u64::from(id) - next)).ok();
+        }
+        next += r.count;
+    }
+    None
+}
+
+fn from_host(own: u32, ranges: &[SubRange], id: u32) -> Option<u32> {
+    if id == own {
+        return Some(0);
+    }
+    let mut next = 1u64;
+    for r in ranges {
+        if (r.start..r.start + r.count).contains(&u64::from(id)) {
+            return u32::try_from(next + (u64::from(id) - r.start)).ok();
+        }
+        next += r.count;
+    }
+    None
+}
+
+/// The namespace a mount daemon's layers were written in, when it serves from outside it: an
+/// unprivileged user with a subordinate range, not in a user namespace (`None` otherwise).
+pub fn frame_for_mounts() -> Option<IdMaps> {
+    if privileged() || in_user_namespace() {
+        return None;
+    }
+    IdMaps::for_current_user().ok().flatten()
+}
+
+/// Moves this process, which must be single-threaded, into a new user namespace with `maps`
+/// (a mount daemon, once fusermount3 gave it the mount, so it reads files of subordinate owners
+/// as the namespace's root). A helper forked first stays outside and runs newuidmap/newgidmap on
+/// it, as [`reexec`]'s parent does; it is gone when this returns.
+pub fn enter_here(maps: &IdMaps) -> Result<(), UsernsError> {
+    for helper in ["newuidmap", "newgidmap"] {
+        if find_in_path(helper).is_none() {
+            return Err(UsernsError::NoHelper(helper));
+        }
+    }
+    let (ready_r, ready_w) = nix::unistd::pipe().map_err(std::io::Error::from)?;
+    let (go_r, go_w) = nix::unistd::pipe().map_err(std::io::Error::from)?;
+    let me = std::process::id() as i32;
+    let helper = match super::daemon::fork().map_err(std::io::Error::from)? {
+        nix::unistd::ForkResult::Child => {
+            drop((ready_w, go_r));
+            let mut byte = [0u8; 1];
+            let unshared = File::from(ready_r).read(&mut byte).is_ok_and(|n| n == 1);
+            let code = match unshared.then(|| map_ids(me, maps)) {
+                Some(Ok(())) => File::from(go_w).write_all(b"1").map_or(1, |()| 0),
+                Some(Err(e)) => {
+                    tracing::error!("mapping the ids of the mount daemon: {e}");
+                    1
+                }
+                None => 1,
+            };
+            super::daemon::exit_now(code)
+        }
+        nix::unistd::ForkResult::Parent { child } => child,
+    };
+    drop((ready_r, go_w));
+    let unshared = nix::sched::unshare(CloneFlags::CLONE_NEWUSER);
+    if unshared.is_ok() {
+        File::from(ready_w).write_all(b"1")?;
+    } else {
+        drop(ready_w);
+    }
+    let mut byte = [0u8; 1];
+    let mapped = File::from(go_r).read(&mut byte).is_ok_and(|n| n == 1);
+    let _ = waitpid(helper, None);
+    unshared.map_err(UsernsError::Unshare)?;
+    if !mapped {
+        return Err(
+            std::io::Error::other("newuidmap/newgidmap failed for the mount daemon (see its log)").into()
+        );
+    }
+    nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+        .map_err(std::io::Error::from)?;
+    nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+        .map_err(std::io::Error::from)?;
+    Ok(())
 }
 
 /// Which namespaces the child creates besides the user namespace.
@@ -342,5 +453,21 @@ mod tests {
             IdMaps::args(1000, &ranges),
             ["0", "1000", "1", "1", "100000", "65536", "65537", "500000", "10"]
         );
+    }
+
+    #[test]
+    fn ids_map_both_ways_as_the_namespace_does() {
+        let ranges = vec![SubRange { start: 100000, count: 65536 }, SubRange { start: 500000, count: 10 }];
+        let m = IdMaps { uid: 1000, gid: 1001, uids: ranges.clone(), gids: ranges };
+        assert_eq!(m.uid_to_host(0), Some(1000));
+        assert_eq!(m.gid_to_host(0), Some(1001));
+        assert_eq!(m.uid_to_host(1), Some(100000));
+        assert_eq!(m.uid_to_host(65536), Some(165535));
+        assert_eq!(m.uid_to_host(65537), Some(500000));
+        assert_eq!(m.uid_to_host(65547), None);
+        for id in [0, 1, 42, 65536, 65537, 65546] {
+            assert_eq!(m.uid_from_host(m.uid_to_host(id).unwrap()), Some(id));
+        }
+        assert_eq!(m.uid_from_host(7), None);
     }
 }

@@ -18,6 +18,7 @@ use nix::sys::stat::{FileStat, Mode, fstat, fstatat};
 
 pub use crate::sys::safefd::SafeFd;
 
+use crate::layer::override_stat;
 use crate::layer::whiteout::{IMPLICIT_DIR_XATTRS, OPAQUE_MARKER, OVERLAY_OPAQUE_XATTRS, is_opaque_value};
 
 /// A layer directory, opened once.
@@ -26,6 +27,8 @@ pub struct Layer {
     path: PathBuf,
     root: SafeFd,
     dev: u64,
+    /// Set when this layer's files may carry override xattrs (its root is marked).
+    overrides: std::sync::OnceLock<override_stat::Marker>,
 }
 
 impl Layer {
@@ -33,7 +36,32 @@ impl Layer {
     pub fn open(path: &Path) -> io::Result<Layer> {
         let root = SafeFd::root(path)?;
         let st = fstat(&root)?;
-        Ok(Layer { path: path.to_path_buf(), root, dev: st.st_dev })
+        let overrides = std::sync::OnceLock::new();
+        if let Some(marker) = override_stat::layer_marker(root.as_fd())? {
+            let _ = overrides.set(marker);
+        }
+        Ok(Layer { path: path.to_path_buf(), root, dev: st.st_dev, overrides })
+    }
+
+    /// How this layer's files record what they can't be (`layer::override_stat`), if they do.
+    pub fn overrides(&self) -> Option<&override_stat::Marker> {
+        self.overrides.get()
+    }
+
+    /// Marks the layer root as one whose files carry override xattrs (a rootless chown recorded
+    /// one, or copy-up brought some up from below): readers, fuse-overlayfs too, look at them.
+    pub fn mark_overrides(&self) -> io::Result<()> {
+        if self.overrides().is_none() {
+            let st = fstat(&self.root)?;
+            let o = override_stat::of_stat(&st);
+            override_stat::write_at(self.root.as_fd(), OsStr::new(""), override_stat::XATTR, &o)?;
+            let _ = self.overrides.set(override_stat::Marker {
+                xattr: override_stat::XATTR,
+                disk_owner: (st.st_uid, st.st_gid),
+                recorded_owner: (o.uid, o.gid),
+            });
+        }
+        Ok(())
     }
 
     /// The directory this layer was opened from.

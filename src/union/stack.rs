@@ -8,7 +8,7 @@
 use std::ffi::OsStr;
 use std::io;
 use std::num::NonZeroUsize;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +20,7 @@ use nix::sys::stat::{FileStat, Mode};
 
 use super::layer::{Layer, SafeFd, file_type, is_dir, is_implicit_dir, is_opaque_dir, stat_at};
 use super::listing::{self, ListEntry, Listing};
+use crate::layer::override_stat;
 use crate::layer::whiteout::{is_overlay_whiteout_stat, is_reserved, whiteout_name};
 
 const DIR_FD_CACHE: usize = 512;
@@ -96,6 +97,10 @@ impl Stack {
         if layers.is_empty() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "no layers"));
         }
+        // Copy-up brings lower files' override xattrs up: the upper must be read the same way.
+        if upper.is_some() && layers[1..].iter().any(|l| l.overrides().is_some()) {
+            layers[0].mark_overrides()?;
+        }
         Ok(Stack {
             layers,
             writable: upper.is_some(),
@@ -165,13 +170,19 @@ impl Stack {
         for i in 0..self.layers.len() {
             let fd = self.dir_fd(i, Path::new(""))?;
             match &attrs {
-                None => attrs = Some((i, nix::sys::stat::fstat(fd.as_fd())?)),
+                None => {
+                    attrs = Some((
+                        i,
+                        self.present(i, fd.as_fd(), OsStr::new(""), nix::sys::stat::fstat(fd.as_fd())?)?,
+                    ))
+                }
                 Some((top, _)) => {
                     if implicit.is_none() {
                         implicit = Some(self.implicit(*top, Path::new(""))?);
                     }
                     if implicit == Some(true) && !is_implicit_dir(fd.as_fd())? {
-                        attrs = Some((i, nix::sys::stat::fstat(fd.as_fd())?));
+                        let st = nix::sys::stat::fstat(fd.as_fd())?;
+                        attrs = Some((i, self.present(i, fd.as_fd(), OsStr::new(""), st)?));
                         implicit = Some(false);
                     }
                 }
@@ -246,7 +257,8 @@ impl Stack {
                 match &mut found {
                     None => {
                         let d = is_dir(&st);
-                        found = Some(Entry { path: path.clone(), layer: l, stat: st, layers: vec![l] });
+                        let stat = self.present(l, dir.as_fd(), name, st)?;
+                        found = Some(Entry { path: path.clone(), layer: l, stat, layers: vec![l] });
                         if !d || !below || self.opaque(l, &path)? {
                             break;
                         }
@@ -259,6 +271,7 @@ impl Stack {
                             implicit = Some(self.implicit(e.layer, &path)?);
                         }
                         if implicit == Some(true) && !self.implicit(l, &path)? {
+                            let st = self.present(l, dir.as_fd(), name, st)?;
                             (e.layer, e.stat, implicit) = (l, st, Some(false));
                         }
                         e.layers.push(l);
@@ -295,11 +308,55 @@ impl Stack {
             Some(st) if file_type(&st) == le.kind => Ok(Some(Entry {
                 path: dir.path.join(&le.name),
                 layer: le.layer,
-                stat: st,
+                stat: self.present(le.layer, fd.as_fd(), &le.name, st)?,
                 layers: vec![le.layer],
             })),
             _ => self.lookup_child(dir, &le.name),
         }
+    }
+
+    /// The stat of `path` in `layer` as the merged view shows it; `None` when not there.
+    pub fn stat_in(&self, layer: usize, path: &Path) -> io::Result<Option<FileStat>> {
+        let (parent, name) = match (path.parent(), path.file_name()) {
+            (Some(p), Some(n)) => (p, n),
+            _ => (Path::new(""), OsStr::new("")),
+        };
+        let dir = self.dir_fd(layer, parent)?;
+        let st = if name.is_empty() {
+            Some(nix::sys::stat::fstat(dir.as_fd())?)
+        } else {
+            stat_at(dir.as_fd(), name)?
+        };
+        st.map(|st| self.present(layer, dir.as_fd(), name, st)).transpose()
+    }
+
+    /// The stat of `e` as it is on disk, without what an override xattr records.
+    pub fn disk_stat(&self, e: &Entry) -> io::Result<FileStat> {
+        if self.layers.get(e.layer).and_then(Layer::overrides).is_none() {
+            return Ok(e.stat);
+        }
+        let (parent, name) = match (e.path.parent(), e.path.file_name()) {
+            (Some(p), Some(n)) => (p, n),
+            _ => (Path::new(""), OsStr::new(".")),
+        };
+        let dir = self.dir_fd(e.layer, parent)?;
+        stat_at(dir.as_fd(), name)?.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
+    }
+
+    /// The stat of `name` in `dir` (of `layer`) as the merged view shows it: `st` from disk with
+    /// the layer's override xattr applied (`layer::override_stat`; only in marked layers).
+    fn present(
+        &self,
+        layer: usize,
+        dir: BorrowedFd<'_>,
+        name: &OsStr,
+        mut st: FileStat,
+    ) -> io::Result<FileStat> {
+        if let Some(marker) = self.layers.get(layer).and_then(Layer::overrides) {
+            let recorded = override_stat::read_at(dir, name, marker.xattr)?;
+            override_stat::present(&mut st, marker, recorded.as_ref());
+        }
+        Ok(st)
     }
 
     fn implicit(&self, layer: usize, path: &Path) -> io::Result<bool> {
