@@ -322,3 +322,23 @@ fn an_exec_in_progress_blocks_no_other_command() {
     assert!(created, "create waited for the store lock an exec held");
     assert!(s.ok(&["ps", "-a", "--format", "{{.Names}}"]).contains('y'));
 }
+
+#[test]
+fn a_slow_stop_blocks_no_other_command() {
+    let Some(s) = setup() else { return };
+    let _c = Cleanup(&s);
+    // sleep as pid 1 ignores SIGTERM: stop waits its whole -t before SIGKILL
+    s.ok(&["run", "-d", "--name", "x", "bb:1", "sleep", "60"]);
+    let mut stop = s.command(&["stop", "-t", "4", "x"]).stdout(Stdio::null()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut create = s.command(&["create", "--name", "y", "bb:1"]).stdout(Stdio::null()).spawn().unwrap();
+    let created = ends_within(&mut create, 2);
+    let stopping = stop.try_wait().unwrap().is_none();
+    let _ = stop.wait();
+    if !created {
+        let _ = create.wait();
+    }
+    assert!(stopping, "stop -t 4 ended before its timeout");
+    assert!(created, "create waited for the store lock a stop held");
+    assert_eq!(s.ok(&["wait", "x"]), "137\n");
+}
