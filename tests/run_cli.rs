@@ -143,6 +143,20 @@ fn mounts_capabilities_and_networks() {
     let rw = format!("{}:/data", host.display());
     run_code(&s, &["run", "--rm", "-v", &rw, "bb:1", "sh", "-c", "echo x > /data/new"], 0);
     assert_eq!(std::fs::read_to_string(host.join("new")).unwrap(), "x\n");
+    // inspect shows them as Docker does: Mounts, HostConfig.Binds and Tmpfs
+    s.ok(&["create", "--name", "m", "-v", &ro, "--tmpfs", "/scratch", "bb:1", "true"]);
+    let i: serde_json::Value = serde_json::from_str(&s.ok(&["inspect", "m"])).unwrap();
+    let m = &i[0]["Mounts"];
+    assert_eq!(m[0]["Type"], "bind", "{m}");
+    assert_eq!(m[0]["Source"], host.to_str().unwrap());
+    assert_eq!(
+        (m[0]["Destination"].as_str(), m[0]["RW"].as_bool(), m[0]["Mode"].as_str()),
+        (Some("/data"), Some(false), Some("ro"))
+    );
+    assert_eq!((m[1]["Type"].as_str(), m[1]["Destination"].as_str()), (Some("tmpfs"), Some("/scratch")));
+    assert_eq!(i[0]["HostConfig"]["Binds"][0], ro.as_str());
+    assert!(i[0]["HostConfig"]["Tmpfs"].get("/scratch").is_some(), "{}", i[0]["HostConfig"]);
+    s.ok(&["rm", "m"]);
     // --tmpfs, --read-only
     let mounts = run_code(&s, &["run", "--rm", "--tmpfs", "/scratch", "bb:1", "cat", "/proc/mounts"], 0);
     assert!(mounts.lines().any(|l| l.starts_with("tmpfs /scratch tmpfs")), "{mounts}");

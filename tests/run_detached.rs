@@ -322,3 +322,53 @@ fn an_exec_in_progress_blocks_no_other_command() {
     assert!(created, "create waited for the store lock an exec held");
     assert!(s.ok(&["ps", "-a", "--format", "{{.Names}}"]).contains('y'));
 }
+
+#[test]
+fn a_slow_stop_blocks_no_other_command() {
+    let Some(s) = setup() else { return };
+    let _c = Cleanup(&s);
+    // sleep as pid 1 ignores SIGTERM: stop waits its whole -t before SIGKILL
+    s.ok(&["run", "-d", "--name", "x", "bb:1", "sleep", "60"]);
+    let mut stop = s.command(&["stop", "-t", "4", "x"]).stdout(Stdio::null()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut create = s.command(&["create", "--name", "y", "bb:1"]).stdout(Stdio::null()).spawn().unwrap();
+    let created = ends_within(&mut create, 2);
+    let stopping = stop.try_wait().unwrap().is_none();
+    let _ = stop.wait();
+    if !created {
+        let _ = create.wait();
+    }
+    assert!(stopping, "stop -t 4 ended before its timeout");
+    assert!(created, "create waited for the store lock a stop held");
+    assert_eq!(s.ok(&["wait", "x"]), "137\n");
+}
+
+#[test]
+fn rm_f_of_a_running_container_waits_without_the_store_lock() {
+    let Some(s) = setup() else { return };
+    let _c = Cleanup(&s);
+    let id = run_code(&s, &["run", "-d", "--name", "x", "bb:1", "sleep", "60"], 0).trim().to_string();
+    let mount: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(s.root().join("containers").join(&id).join("mount.json")).unwrap(),
+    )
+    .unwrap();
+    let daemon = nix::unistd::Pid::from_raw(mount["pid"].as_i64().unwrap() as i32);
+    // A mount daemon slow to write everything and exit (stopped: it can't), so the monitor's
+    // end, and rm -f with it, waits.
+    nix::sys::signal::kill(daemon, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let mut rm = s.command(&["rm", "-f", "x"]).stdout(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut ps = s.command(&["ps", "-a", "-q"]).stdout(Stdio::null()).spawn().unwrap();
+    let answered = ends_within(&mut ps, 5);
+    let waiting = rm.try_wait().unwrap().is_none();
+    nix::sys::signal::kill(daemon, nix::sys::signal::Signal::SIGCONT).unwrap();
+    if !answered {
+        let _ = ps.kill();
+    }
+    let out = rm.wait_with_output().unwrap();
+    assert!(answered, "ps waited for the store lock rm -f held while the container stopped");
+    assert!(waiting, "rm -f did not wait for the container to stop");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(s.ok(&["ps", "-a", "-q"]), "");
+    assert!(mounts_under(&s).is_empty(), "{:?}", mounts_under(&s));
+}

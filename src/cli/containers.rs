@@ -169,6 +169,22 @@ pub fn rm(g: &Global, a: RmArgs) -> Result<ExitCode> {
 fn remove_one(g: &Global, name: &str, force: bool) -> Result<()> {
     let store = open_store(g, LockMode::Exclusive)?;
     let c = store.resolve_container(name)?;
+    if force && status::status(&c) == Status::Running {
+        // Killed, then waited for (its monitor unmounts and lets the daemon write everything)
+        // without the store lock; then removed, unless it was a --rm one its monitor removed.
+        let _ = lifecycle::kill(&store, &c, "SIGKILL", true);
+        let dir = store.container_dir(&c.id);
+        drop(store);
+        if !lifecycle::wait_stopped(&dir, &c, std::time::Duration::from_secs(60)) {
+            bail!("container {} did not stop after SIGKILL", c.name);
+        }
+        let store = open_store(g, LockMode::Exclusive)?;
+        return match store.resolve_container(&c.id) {
+            Ok(c) => lifecycle::remove(&store, &c, force),
+            Err(_) if !dir.exists() => Ok(()),
+            Err(e) => Err(e),
+        };
+    }
     let mounted = containers::current_mount_state(&store, &c.id).is_mounted();
     if force && mounted && status::status(&c) != Status::Running {
         // As `strata umount`: the wait for the daemon to write everything and exit holds no

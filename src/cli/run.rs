@@ -311,7 +311,7 @@ pub fn stop(g: &Global, a: StopArgs) -> Result<ExitCode> {
     each(g, &a.containers, |g, name| {
         let store = open_store(g, LockMode::Shared)?;
         let c = store.resolve_container(name)?;
-        lifecycle::stop(&store, &c, Duration::from_secs(a.time), a.signal.as_deref())
+        lifecycle::stop(store, &c, Duration::from_secs(a.time), a.signal.as_deref())
     })
 }
 
@@ -328,7 +328,8 @@ pub fn restart(g: &Global, a: RestartArgs) -> Result<ExitCode> {
     each(g, &a.containers, |g, name| {
         let store = open_store(g, LockMode::Shared)?;
         let c = store.resolve_container(name)?;
-        lifecycle::stop(&store, &c, Duration::from_secs(a.time), None)?;
+        lifecycle::stop(store, &c, Duration::from_secs(a.time), None)?;
+        let store = open_store(g, LockMode::Shared)?;
         let c = lifecycle::reload(&store, &c)?;
         lifecycle::start(store, &c, Attach::Detached).map(|_| ())
     })

@@ -110,13 +110,9 @@ pub fn start(store: Store, c: &ContainerRecord, attach: Attach) -> Result<i32> {
     monitor::start(&root, c, lock, attach)
 }
 
-/// Whether the container still runs (its monitor is alive).
-pub fn is_running(store: &Store, c: &ContainerRecord) -> bool {
-    reload(store, c).is_ok_and(|c| status::status(&c) == Status::Running)
-}
-
-/// Waits until the container's monitor is gone (or it disappeared); whether it did in `timeout`.
-pub fn wait_stopped(store: &Store, c: &ContainerRecord, timeout: Duration) -> bool {
+/// Waits until the container's monitor is gone (or the container was removed); whether it was
+/// in `timeout`. Needs no store lock: `dir` is the container's directory, whose state it reads.
+pub fn wait_stopped(dir: &Path, c: &ContainerRecord, timeout: Duration) -> bool {
     let start = Instant::now();
     let handle = c
         .state
@@ -126,7 +122,12 @@ pub fn wait_stopped(store: &Store, c: &ContainerRecord, timeout: Duration) -> bo
     if let Some(h) = handle {
         return h.wait_exit(timeout).unwrap_or(false);
     }
-    while is_running(store, c) {
+    let running = || {
+        let mut now = c.clone();
+        now.state = read_container_runtime(dir, "state.json");
+        dir.exists() && status::status(&now) == Status::Running
+    };
+    while running() {
         if start.elapsed() >= timeout {
             return false;
         }
@@ -155,20 +156,24 @@ pub fn normalize_signal(s: &str) -> Result<String> {
     Ok(name)
 }
 
-/// Docker's stop: the stop signal, then SIGKILL after `timeout`; waits until it has ended.
-pub fn stop(store: &Store, c: &ContainerRecord, timeout: Duration, signal: Option<&str>) -> Result<()> {
+/// Docker's stop: the stop signal, then SIGKILL after `timeout`; waits until it has ended. The
+/// store is given back first: no other command waits for a slow stop.
+pub fn stop(store: Store, c: &ContainerRecord, timeout: Duration, signal: Option<&str>) -> Result<()> {
     if status::status(c) != Status::Running {
         return Ok(());
     }
     let cfg_signal = c.config.as_ref().map(|x| x.stop_signal.as_str()).filter(|s| !s.is_empty());
-    let sig = signal.or(cfg_signal).unwrap_or("SIGTERM");
+    let sig = normalize_signal(signal.or(cfg_signal).unwrap_or("SIGTERM"))?;
+    let rt = runtime_of(&store, c)?;
+    let dir = store.container_dir(&c.id);
+    drop(store);
     // The process may end between our look and the signal: that is a stop too.
-    let _ = kill(store, c, sig, false);
-    if wait_stopped(store, c, timeout) {
+    let _ = rt.kill(&c.id, &sig, false);
+    if wait_stopped(&dir, c, timeout) {
         return Ok(());
     }
-    let _ = kill(store, c, "SIGKILL", true);
-    if !wait_stopped(store, c, Duration::from_secs(30)) {
+    let _ = rt.kill(&c.id, "SIGKILL", true);
+    if !wait_stopped(&dir, c, Duration::from_secs(30)) {
         bail!("container {} did not stop after SIGKILL", c.name);
     }
     Ok(())
@@ -216,7 +221,7 @@ pub fn remove(store: &Store, c: &ContainerRecord, force: bool) -> Result<()> {
         ),
         Status::Running => {
             let _ = kill(store, c, "SIGKILL", true);
-            if !wait_stopped(store, c, LOCK_WAIT) {
+            if !wait_stopped(&store.container_dir(&c.id), c, LOCK_WAIT) {
                 bail!("container {} did not stop after SIGKILL", c.name);
             }
             if !store.container_dir(&c.id).exists() {

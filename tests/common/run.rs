@@ -152,8 +152,9 @@ pub fn debian_rootfs_tar() -> Option<std::path::PathBuf> {
             "building the Debian rootfs once: debootstrap --variant=minbase bookworm {}",
             partial.display()
         );
-        let st = Command::new("debootstrap")
-            .args(["--variant=minbase", "bookworm"])
+        // Bounded: a mirror that stops answering fails the test instead of hanging it.
+        let st = Command::new("timeout")
+            .args(["600", "debootstrap", "--variant=minbase", "bookworm"])
             .arg(&partial)
             .arg("http://deb.debian.org/debian")
             .stdout(std::process::Stdio::null())
