@@ -358,3 +358,39 @@ fn owners_and_names_are_in_the_key_and_the_output_reads_like_buildkit() {
     assert_eq!(code, 1);
     assert!(err.contains(other) && err.contains("for this machine"), "{err}");
 }
+
+/// `system check` looks at the build cache: a record it can't read (or an older strata's) or
+/// one naming a layer that is gone is a leftover (a miss for ever, not damage); --repair removes
+/// it, and a sound record keeps what it names out of the leftovers.
+#[test]
+fn system_check_reports_stale_cache_records() {
+    let s = Strata::new();
+    common::run::busybox_image(&s, "bb:1", &[]);
+    let ctx = context(&s, "ctx", &[("a", "a\n")]);
+    dockerfile(&ctx, "FROM bb:1 AS first\nCOPY a /a\nFROM bb:1\nCOPY --from=first /a /b\n");
+    build_ok(&s, &["-t", "r:1", ctx.to_str().unwrap()]);
+    let check = |args: &[&str]| {
+        let mut all = vec!["system", "check"];
+        all.extend_from_slice(args);
+        let out = s.run(&all);
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (ok, report) = check(&[]);
+    assert!(ok && !report.contains("Leftovers"), "the first stage's layer is the cache's: {report}");
+    let dir = s.root().join("builder/cache");
+    let good = dir.read_dir().unwrap().next().unwrap().unwrap().path();
+    let mut rec: serde_json::Value = serde_json::from_slice(&std::fs::read(&good).unwrap()).unwrap();
+    let gone = format!("sha256:{}", "e".repeat(64));
+    rec["layers"].as_array_mut().unwrap().last_mut().unwrap()["diff_id"] = gone.clone().into();
+    std::fs::write(dir.join("1".repeat(64)), serde_json::to_vec(&rec).unwrap()).unwrap();
+    std::fs::write(dir.join("2".repeat(64)), "not a record").unwrap();
+    let (ok, report) = check(&[]);
+    assert!(ok, "stale records are not damage: {report}");
+    assert!(report.contains(&format!("names layer {gone}, which is missing")), "{report}");
+    assert!(report.contains("unreadable or from an older strata"), "{report}");
+    let (ok, report) = check(&["--repair"]);
+    assert!(ok && report.matches("removed").count() >= 2, "{report}");
+    assert!(!dir.join("1".repeat(64)).exists() && !dir.join("2".repeat(64)).exists() && good.exists());
+    let (ok, report) = check(&[]);
+    assert!(ok && !report.contains("Leftovers"), "{report}");
+}

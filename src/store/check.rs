@@ -152,9 +152,37 @@ impl Store {
             }
         }
 
-        // Build cache records keep what they name as image records do (problems are not
-        // damage there: a record whose layer or config is gone is a cache miss).
-        for (_, rec) in self.cache_records()? {
+        // Build cache records keep what they name as image records do. One that can't be read
+        // (or an older strata's) or names what is gone is not damage, only a cache miss for ever:
+        // a leftover, which --repair (or `builder prune`) removes.
+        for (key, rec) in self.cache_records()? {
+            let gone = rec.as_ref().and_then(|r| {
+                let missing = r.layers.iter().find(|l| !self.layer_dir(&l.diff_id).exists());
+                missing
+                    .map(|l| format!("layer {}", l.diff_id))
+                    .or_else(|| (!self.blob_path(&r.config).exists()).then(|| format!("config {}", r.config)))
+            });
+            let why = match (&rec, gone) {
+                (None, _) => Some("unreadable or from an older strata".to_string()),
+                (Some(_), Some(what)) => Some(format!("names {what}, which is missing")),
+                (Some(_), None) => None,
+            };
+            if let Some(why) = why {
+                let p = self.build_cache_dir().join(&key);
+                r.leftovers.push(Leftover {
+                    kind: "cache record",
+                    name: format!("builder/cache/{key} ({why})"),
+                    bytes: p.metadata().map(|m| m.len()).unwrap_or(0),
+                    next_writer_removes: false,
+                    removed: false,
+                });
+                if repair {
+                    self.remove_cache_record(&key)?;
+                    r.leftovers.last_mut().expect("just pushed").removed = true;
+                    continue;
+                }
+            }
+            // What a record names stays until the record goes (as garbage collection sees it).
             for rec in rec.into_iter() {
                 live_blobs.insert(rec.config);
                 for l in rec.layers {
