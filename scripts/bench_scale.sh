@@ -128,7 +128,7 @@ scale_fixture() {
   local name="$1" layout id lower l i=0; shift
   layout=$(scale_layout "$name" "$@")
   echo "+ strata load --oci $layout:scale" >&2
-  id=$("$strata" --root "$mstore" load --oci "$layout:scale" | loaded_id)
+  id=$("$strata" --root "$mstore" load --oci "$layout:scale" | loaded_id "$mstore")
   "$strata" --root "$mstore" tag "$id" "$name:latest"
   m_image="$name:latest"
   lower=$(layer_dirs "$mstore" "$m_image")
