@@ -204,7 +204,6 @@ report_matrix() {
 }
 
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))" "$@"; }
-# The store id of the image a `strata load` printed.
 # The id of the image `load` just printed: `Loaded image ID: ID`, or `Loaded image: NAME` (a
 # bare-tag OCI layout is named DIR:TAG) looked up with `images -q` in store $1.
 loaded_id() {
