@@ -88,16 +88,17 @@ impl Store {
         Ok(removing)
     }
 
-    /// The image record, then its tags (each only if it still points at the image).
+    /// The tags (each only if it still points at the image), then the image record: a kill in
+    /// between leaves an untagged image for the intent's replay, never a tag naming nothing.
     pub(crate) fn remove_image_and_tags(&self, r: &Removing) -> Result<()> {
-        if self.has_image(&r.id) {
-            self.remove_image_record(&r.id)?;
-        }
         let mut all = self.tags()?;
         let before = all.len();
         all.retain(|t, id| !(id == &r.id && r.tags.contains(t)));
         if all.len() != before {
             self.write_tags(&all)?;
+        }
+        if self.has_image(&r.id) {
+            self.remove_image_record(&r.id)?;
         }
         Ok(())
     }
