@@ -57,8 +57,16 @@ impl Entry {
     }
 }
 
+/// A merged path's bytes as a cache key: hashing and comparing a `Path` walks its components,
+/// a cost that grows with the depth on every lookup of a deep tree.
+type PathKey = Vec<u8>;
+
+fn key(p: &Path) -> PathKey {
+    p.as_os_str().as_bytes().to_vec()
+}
+
 struct Listings {
-    lru: LruCache<PathBuf, Arc<Listing>>,
+    lru: LruCache<PathKey, Arc<Listing>>,
     entries: usize,
 }
 
@@ -66,7 +74,7 @@ struct Listings {
 pub struct Stack {
     layers: Vec<Layer>,
     writable: bool,
-    dir_fds: Mutex<LruCache<(usize, PathBuf), Arc<SafeFd>>>,
+    dir_fds: Mutex<LruCache<(usize, PathKey), Arc<SafeFd>>>,
     listings: Mutex<Listings>,
     /// Bumped whenever a cached listing is invalidated: a listing taken at generation G still
     /// describes the tree while the generation is G.
@@ -124,14 +132,14 @@ impl Stack {
     /// one is cached (the common case: lookups walk down one level at a time), else beneath the
     /// layer root in pieces below PATH_MAX: no depth limit, and never outside the layer.
     pub fn dir_fd(&self, layer: usize, rel: &Path) -> io::Result<Arc<SafeFd>> {
-        let key = (layer, rel.to_path_buf());
+        let key = (layer, key(rel));
         let parent = {
             let mut c = lock(&self.dir_fds);
             if let Some(fd) = c.get(&key) {
                 return Ok(fd.clone());
             }
             match (rel.parent(), rel.file_name()) {
-                (Some(p), Some(n)) => c.get(&(layer, p.to_path_buf())).cloned().map(|fd| (fd, n)),
+                (Some(p), Some(n)) => c.get(&(layer, self::key(p))).cloned().map(|fd| (fd, n)),
                 _ => None,
             }
         };
@@ -320,7 +328,7 @@ impl Stack {
 
     /// The merged listing of a directory (whiteouts removed), cached.
     pub fn list(&self, dir: &Entry) -> io::Result<Arc<Listing>> {
-        if let Some(l) = lock(&self.listings).lru.get(&dir.path) {
+        if let Some(l) = lock(&self.listings).lru.get(dir.path.as_os_str().as_bytes()) {
             if l.layers == dir.layers {
                 return Ok(l.clone());
             }
@@ -329,7 +337,7 @@ impl Stack {
         let n = listing.entries.len();
         if n <= LISTING_BUDGET / 4 {
             let mut c = lock(&self.listings);
-            if let Some(old) = c.lru.put(dir.path.clone(), listing.clone()) {
+            if let Some(old) = c.lru.put(key(&dir.path), listing.clone()) {
                 c.entries -= old.entries.len();
             }
             c.entries += n;
@@ -352,7 +360,7 @@ impl Stack {
     pub fn invalidate_listing(&self, dir: &Path) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         let mut c = lock(&self.listings);
-        if let Some(old) = c.lru.pop(dir) {
+        if let Some(old) = c.lru.pop(dir.as_os_str().as_bytes()) {
             c.entries -= old.entries.len();
         }
     }
@@ -365,7 +373,7 @@ impl Stack {
         {
             let mut fds = lock(&self.dir_fds);
             for l in 0..self.layers.len() {
-                fds.pop(&(l, path.to_path_buf()));
+                fds.pop(&(l, key(path)));
             }
         }
         self.invalidate_listing(path);
@@ -378,11 +386,12 @@ impl Stack {
     /// listing of its parent.
     pub fn invalidate_tree(&self, path: &Path) {
         self.generation.fetch_add(1, Ordering::AcqRel);
-        lock(&self.dir_fds).retain(|(_, p), _| !is_within(p, path));
+        let within = |p: &[u8]| is_within(Path::new(OsStr::from_bytes(p)), path);
+        lock(&self.dir_fds).retain(|(_, p), _| !within(p));
         let mut c = lock(&self.listings);
         let mut dropped = 0;
         c.lru.retain(|p, l| {
-            let keep = !is_within(p, path);
+            let keep = !within(p);
             if !keep {
                 dropped += l.entries.len();
             }
