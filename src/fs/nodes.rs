@@ -6,7 +6,7 @@
 //! changed in place: a rename moves one link and re-paths only the nodes cached below it, an
 //! unlink drops one link, and nothing scans the table (a rename cost what the whole table held
 //! before: 1,000 `mv` took 10× longer after a `find` over 100,000 entries). Paths are keyed by
-//! their bytes (hashing a `Path` walks its components, a cost that grows with the depth).
+//! their bytes, hashed in constant time ([`PathHash`]), so a deep tree costs no more per lookup.
 //!
 //! Lookup counts are honoured: a node is dropped when `forget` brings its count to zero and no
 //! cached child hangs below it (a child's link keeps its parent, so a path can always be rebuilt).
@@ -27,6 +27,7 @@ use nix::sys::stat::FileStat;
 
 use super::ino::ROOT_INO;
 use crate::union::Entry;
+use crate::union::pathhash::PathHash;
 
 /// A merged path as bytes ("" for the root; components joined by one `/`).
 type Key = Arc<[u8]>;
@@ -108,7 +109,7 @@ const ENTRY_BUDGET: usize = 8192;
 pub struct Nodes {
     map: HashMap<u64, Node>,
     /// Every link's path → its node.
-    by_path: HashMap<Key, u64>,
+    by_path: HashMap<Key, u64, PathHash>,
     /// st_ino → the alias node that now stands for it, and back (kept apart from the nodes:
     /// aliases are rare, nodes are many).
     aliases: HashMap<u64, u64>,
@@ -133,7 +134,8 @@ impl Nodes {
         let mut map = HashMap::new();
         let link = Link { parent: ROOT_INO, path: root.clone(), entry: None };
         map.insert(ROOT_INO, Node { links: vec![link], lookups: 1, ..Node::default() });
-        let by_path = HashMap::from([(root, ROOT_INO)]);
+        let mut by_path = HashMap::with_hasher(PathHash);
+        by_path.insert(root, ROOT_INO);
         Nodes {
             map,
             by_path,

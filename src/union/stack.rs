@@ -20,6 +20,7 @@ use nix::sys::stat::{FileStat, Mode};
 
 use super::layer::{Layer, SafeFd, file_type, is_dir, is_implicit_dir, is_opaque_dir, stat_at};
 use super::listing::{self, ListEntry, Listing};
+use super::pathhash::PathHash;
 use crate::layer::whiteout::{is_overlay_whiteout_stat, is_reserved, whiteout_name};
 
 const DIR_FD_CACHE: usize = 512;
@@ -66,7 +67,7 @@ fn key(p: &Path) -> PathKey {
 }
 
 struct Listings {
-    lru: LruCache<PathKey, Arc<Listing>>,
+    lru: LruCache<PathKey, Arc<Listing>, PathHash>,
     entries: usize,
 }
 
@@ -74,7 +75,7 @@ struct Listings {
 pub struct Stack {
     layers: Vec<Layer>,
     writable: bool,
-    dir_fds: Mutex<LruCache<(usize, PathKey), Arc<SafeFd>>>,
+    dir_fds: Mutex<LruCache<(usize, PathKey), Arc<SafeFd>, PathHash>>,
     listings: Mutex<Listings>,
     /// Bumped whenever a cached listing is invalidated: a listing taken at generation G still
     /// describes the tree while the generation is G.
@@ -107,8 +108,11 @@ impl Stack {
         Ok(Stack {
             layers,
             writable: upper.is_some(),
-            dir_fds: Mutex::new(LruCache::new(NonZeroUsize::new(DIR_FD_CACHE).unwrap_or(NonZeroUsize::MIN))),
-            listings: Mutex::new(Listings { lru: LruCache::unbounded(), entries: 0 }),
+            dir_fds: Mutex::new(LruCache::with_hasher(
+                NonZeroUsize::new(DIR_FD_CACHE).unwrap_or(NonZeroUsize::MIN),
+                PathHash,
+            )),
+            listings: Mutex::new(Listings { lru: LruCache::unbounded_with_hasher(PathHash), entries: 0 }),
             generation: AtomicU64::new(0),
         })
     }
