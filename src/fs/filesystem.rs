@@ -44,7 +44,8 @@ pub struct StrataFs {
     pub(crate) stack: Stack,
     pub(crate) work: Option<OwnedFd>,
     pub(crate) inos: InoMap,
-    pub(crate) nodes: Mutex<Nodes>,
+    /// The node tree, shared with the stack, which keeps directory fds on its links.
+    pub(crate) nodes: Arc<Mutex<Nodes>>,
     pub(crate) handles: Handles,
     /// Namespace lock: mutations exclusive, lookups shared.
     pub(crate) ns: RwLock<()>,
@@ -100,6 +101,8 @@ impl StrataFs {
                 ));
             }
         }
+        let nodes = Arc::new(Mutex::new(Nodes::new()));
+        stack.set_fd_store(nodes.clone());
         let privileged = nix::unistd::geteuid().is_root();
         let inos = InoMap::new(stack.layers().iter().map(|l| l.dev()), privileged);
         Ok(StrataFs {
@@ -107,7 +110,7 @@ impl StrataFs {
             stack,
             work,
             inos,
-            nodes: Mutex::new(Nodes::new()),
+            nodes,
             handles: Handles::default(),
             ns: RwLock::new(()),
             passthrough,

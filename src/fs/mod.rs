@@ -9,6 +9,9 @@
 //! - Every layer access goes through a [`crate::sys::safefd::SafeFd`]: a directory opened with
 //!   `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` beneath its parent's fd (or the layer root,
 //!   in pieces below PATH_MAX), so no path length limits the tree and nothing leaves its layer.
+//!   The directories the kernel holds keep their fds on their nodes (`nodes.rs`, a
+//!   [`crate::union::stack::DirFdStore`]), so a request deep in a tree opens at most one
+//!   component.
 //! - State is split by lock: the namespace lock (`ns`, mutations exclusive), the node table,
 //!   the stack's fd and listing caches, the open handles, and one
 //!   copy-up lock per inode: a large file is copied up with no namespace lock held.

@@ -27,7 +27,9 @@ use nix::sys::stat::FileStat;
 
 use super::ino::ROOT_INO;
 use crate::union::Entry;
+use crate::union::layer::SafeFd;
 use crate::union::pathhash::PathHash;
+use crate::union::stack::DirFdStore;
 
 /// A merged path as bytes ("" for the root; components joined by one `/`).
 type Key = Arc<[u8]>;
@@ -75,6 +77,8 @@ struct Link {
     /// The entry lookup found at this name, until something changes there (at most
     /// [`ENTRY_BUDGET`] links hold one).
     entry: Option<Box<Resolved>>,
+    /// A directory's fd in each layer where it was opened (layer, fd), until it moves.
+    fds: Vec<(usize, Arc<SafeFd>)>,
 }
 
 #[derive(Debug, Default)]
@@ -119,6 +123,11 @@ pub struct Nodes {
     /// how many links hold one now.
     cached_order: VecDeque<(u64, Key)>,
     cached_count: usize,
+    /// The same for directory fds, and how many the links may hold (half the process's limit
+    /// of open files).
+    fd_order: VecDeque<(u64, Key)>,
+    fd_count: usize,
+    fd_budget: usize,
 }
 
 impl Default for Nodes {
@@ -132,7 +141,7 @@ impl Nodes {
     pub fn new() -> Nodes {
         let root: Key = Arc::from(&b""[..]);
         let mut map = HashMap::new();
-        let link = Link { parent: ROOT_INO, path: root.clone(), entry: None };
+        let link = Link { parent: ROOT_INO, path: root.clone(), entry: None, fds: Vec::new() };
         map.insert(ROOT_INO, Node { links: vec![link], lookups: 1, ..Node::default() });
         let mut by_path = HashMap::with_hasher(PathHash);
         by_path.insert(root, ROOT_INO);
@@ -144,6 +153,9 @@ impl Nodes {
             next_alias: 0,
             cached_order: VecDeque::new(),
             cached_count: 0,
+            fd_order: VecDeque::new(),
+            fd_count: 0,
+            fd_budget: usize::try_from(crate::sys::safefd::open_files_limit() / 2).unwrap_or(usize::MAX),
         }
     }
 
@@ -226,7 +238,7 @@ impl Nodes {
         }
         self.by_path.insert(path.clone(), ino);
         if let Some(n) = self.map.get_mut(&ino) {
-            n.links.push(Link { parent, path, entry: None });
+            n.links.push(Link { parent, path, entry: None, fds: Vec::new() });
         }
     }
 
@@ -239,6 +251,7 @@ impl Nodes {
         if link.entry.is_some() {
             self.cached_count -= 1;
         }
+        self.fd_count -= link.fds.len();
         if self.by_path.get(path) == Some(&ino) {
             self.by_path.remove(path);
         }
@@ -350,12 +363,21 @@ impl Nodes {
         }
     }
 
+    /// Closes the directory fds kept at the link `path` of node `id`.
+    fn drop_fds(&mut self, id: u64, path: &[u8]) {
+        if let Some(l) = self.map.get_mut(&id).and_then(|n| n.link_mut(path)) {
+            self.fd_count -= l.fds.len();
+            l.fds.clear();
+        }
+    }
+
     /// Gives every link below node `ino` (now at `path`) its new path, and forgets the entries
-    /// cached there (a moved directory's children merge with other layers).
+    /// and fds kept there (a moved directory's children merge with other layers).
     fn repath(&mut self, ino: u64, path: &[u8]) {
         let mut todo = vec![(ino, Key::from(path))];
         while let Some((id, p)) = todo.pop() {
             self.drop_entry(id, &p);
+            self.drop_fds(id, &p);
             for (c, old) in self.child_links(id) {
                 let new = join(&p, name_of(&old));
                 let Some(l) = self.map.get_mut(&c).and_then(|n| n.link_mut(&old)) else { continue };
@@ -453,11 +475,48 @@ impl Nodes {
         }
     }
 
-    /// Forgets the entries cached at `path` and below it (what is cached there, no more).
+    /// Forgets the entries and directory fds kept at `path` and below it (what is kept there,
+    /// no more): it moved, or what merges below it changed.
     pub fn uncache_tree(&mut self, path: &Path) {
         for (id, p) in self.subtree(bytes(path)) {
             self.drop_entry(id, &p);
+            self.drop_fds(id, &p);
         }
+    }
+
+    /// The fd of the directory `dir` in `layer`, if its link keeps one.
+    pub fn dir_fd(&self, layer: usize, dir: &Path) -> Option<Arc<SafeFd>> {
+        let k = bytes(dir);
+        let l = self.map.get(self.by_path.get(k)?)?.link(k)?;
+        l.fds.iter().find(|(i, _)| *i == layer).map(|(_, fd)| fd.clone())
+    }
+
+    /// Keeps the fd of the directory `dir` in `layer` on its link, if a node has that name
+    /// (the oldest kept goes once the budget is reached). True if kept.
+    pub fn keep_dir_fd(&mut self, layer: usize, dir: &Path, fd: &Arc<SafeFd>) -> bool {
+        let k = bytes(dir);
+        let Some((key, &id)) = self.by_path.get_key_value(k) else { return false };
+        let key = key.clone();
+        let Some(l) = self.map.get_mut(&id).and_then(|n| n.link_mut(k)) else { return false };
+        if let Some(slot) = l.fds.iter_mut().find(|(i, _)| *i == layer) {
+            slot.1 = fd.clone();
+            return true;
+        }
+        if l.fds.is_empty() {
+            self.fd_order.push_back((id, key));
+        }
+        l.fds.push((layer, fd.clone()));
+        self.fd_count += 1;
+        while self.fd_count > self.fd_budget {
+            let Some((id, k)) = self.fd_order.pop_front() else { break };
+            self.drop_fds(id, &k);
+        }
+        if self.fd_order.len() > 4 * self.fd_budget.max(1024) {
+            let map = &self.map;
+            self.fd_order
+                .retain(|(id, k)| map.get(id).and_then(|n| n.link(k)).is_some_and(|l| !l.fds.is_empty()));
+        }
+        true
     }
 
     /// Number of nodes (for tests and logs).
@@ -468,6 +527,17 @@ impl Nodes {
     /// Whether only the root is left.
     pub fn is_empty(&self) -> bool {
         self.map.len() <= 1
+    }
+}
+
+/// The node tree keeps directory fds on the links of the nodes the kernel holds.
+impl DirFdStore for std::sync::Mutex<Nodes> {
+    fn get(&self, layer: usize, dir: &Path) -> Option<Arc<SafeFd>> {
+        super::filesystem::lock(self).dir_fd(layer, dir)
+    }
+
+    fn put(&self, layer: usize, dir: &Path, fd: &Arc<SafeFd>) -> bool {
+        super::filesystem::lock(self).keep_dir_fd(layer, dir, fd)
     }
 }
 
@@ -550,6 +620,34 @@ mod tests {
         assert!(n.cached_order.len() <= 4 * ENTRY_BUDGET + 1);
         n.remove_path(10 + ENTRY_BUDGET as u64 + 99, p(&format!("f{}", ENTRY_BUDGET + 99)));
         assert_eq!(n.cached_count, ENTRY_BUDGET - 1);
+    }
+
+    #[test]
+    fn directory_fds_stay_until_they_move_and_within_the_budget() {
+        let mut n = Nodes::new();
+        n.fd_budget = 3;
+        let fd = Arc::new(SafeFd::root(Path::new("/")).unwrap());
+        n.remember(4, p("a"), 1);
+        n.remember(5, p("a/b"), 1);
+        assert!(n.keep_dir_fd(0, p("a"), &fd));
+        assert!(n.keep_dir_fd(1, p("a"), &fd));
+        assert!(n.keep_dir_fd(0, p("a/b"), &fd));
+        assert!(!n.keep_dir_fd(0, p("nothing/here"), &fd), "only a node's name keeps an fd");
+        assert!(n.dir_fd(1, p("a")).is_some() && n.dir_fd(0, p("a/b")).is_some());
+        assert!(n.dir_fd(2, p("a")).is_none());
+        // A moved directory's fds go, with those below it.
+        n.rename(p("a"), p("c"));
+        assert!(n.dir_fd(0, p("c")).is_none() && n.dir_fd(0, p("c/b")).is_none());
+        assert_eq!(n.fd_count, 0);
+        // The oldest go first once the budget is reached.
+        for (i, d) in ["c", "c/b"].iter().enumerate() {
+            n.keep_dir_fd(0, p(d), &fd);
+            n.keep_dir_fd(1 + i, p(d), &fd);
+        }
+        assert_eq!(n.fd_count, 2);
+        assert!(n.dir_fd(0, p("c")).is_none() && n.dir_fd(0, p("c/b")).is_some());
+        n.forget(5, 1);
+        assert_eq!(n.fd_count, 0, "a forgotten node's fds close with it");
     }
 
     #[test]

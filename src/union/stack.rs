@@ -12,7 +12,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use lru::LruCache;
 use nix::fcntl::OFlag;
@@ -80,6 +80,19 @@ pub struct Stack {
     /// Bumped whenever a cached listing is invalidated: a listing taken at generation G still
     /// describes the tree while the generation is G.
     generation: AtomicU64,
+    fd_store: OnceLock<Arc<dyn DirFdStore>>,
+}
+
+/// Directory fds kept beyond the stack's own LRU: the FUSE filesystem keeps each directory's fds
+/// on its node while the kernel holds that node, so a request deep in a tree finds its
+/// directory's fd (or its parent's, to open it beneath with one component) and never walks from
+/// the layer root again. The store forgets what changes (renames, removals); the stack asks it
+/// first and offers it every directory it opens.
+pub trait DirFdStore: Send + Sync {
+    /// The fd of the directory `dir` in `layer`, if kept.
+    fn get(&self, layer: usize, dir: &Path) -> Option<Arc<SafeFd>>;
+    /// Offers the fd of `dir` in `layer`; true if kept (then the stack's LRU need not hold it).
+    fn put(&self, layer: usize, dir: &Path, fd: &Arc<SafeFd>) -> bool;
 }
 
 impl std::fmt::Debug for Stack {
@@ -114,6 +127,7 @@ impl Stack {
             )),
             listings: Mutex::new(Listings { lru: LruCache::unbounded_with_hasher(PathHash), entries: 0 }),
             generation: AtomicU64::new(0),
+            fd_store: OnceLock::new(),
         })
     }
 
@@ -136,6 +150,10 @@ impl Stack {
     /// one is cached (the common case: lookups walk down one level at a time), else beneath the
     /// layer root in pieces below PATH_MAX: no depth limit, and never outside the layer.
     pub fn dir_fd(&self, layer: usize, rel: &Path) -> io::Result<Arc<SafeFd>> {
+        let store = self.fd_store.get();
+        if let Some(fd) = store.and_then(|s| s.get(layer, rel)) {
+            return Ok(fd);
+        }
         let key = (layer, key(rel));
         let parent = {
             let mut c = lock(&self.dir_fds);
@@ -147,13 +165,27 @@ impl Stack {
                 _ => None,
             }
         };
+        let parent = parent.or_else(|| match (rel.parent(), rel.file_name(), store) {
+            (Some(p), Some(n), Some(s)) => s.get(layer, p).map(|fd| (fd, n)),
+            _ => None,
+        });
         let l = self.layers.get(layer).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
         let fd = Arc::new(match parent {
             Some((pfd, name)) => pfd.dir_beneath(Path::new(name))?,
             None => l.open_dir(rel)?,
         });
-        lock(&self.dir_fds).put(key, fd.clone());
+        match store {
+            Some(s) if s.put(layer, rel, &fd) => {}
+            _ => {
+                lock(&self.dir_fds).put(key, fd.clone());
+            }
+        }
         Ok(fd)
+    }
+
+    /// Keeps directory fds in `store` too (once; see [`DirFdStore`]).
+    pub fn set_fd_store(&self, store: Arc<dyn DirFdStore>) {
+        let _ = self.fd_store.set(store);
     }
 
     /// Opens the file `rel` of `layer` beneath its parent directory's fd (never following a
