@@ -42,7 +42,7 @@ dpkg_fixture() {
   cleanups+=("m_cleanup; rm -rf '$mstore' '$work/upper' '$work/ovl-work'")
   rm -rf "$mstore"; mkdir -p "$mp" "$work/peer"
   echo "+ strata load --oci $layout:bookworm" >&2
-  id=$("$strata" --root "$mstore" load --oci "$layout:bookworm" | loaded_id)
+  id=$("$strata" --root "$mstore" load --oci "$layout:bookworm" | loaded_id "$mstore")
   "$strata" --root "$mstore" tag "$id" "$m_image"
   peer_lower=$(layer_dirs "$mstore" "$m_image")
   deb_names=()

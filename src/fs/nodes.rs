@@ -104,6 +104,10 @@ impl Node {
 /// Alias node ids: a range no st_ino mapping produces in practice (layer index 0xff, bit 55).
 const ALIAS_BASE: u64 = 0xff80_0000_0000_0000;
 
+/// The most directory fds the links keep, whatever the open-files limit (each pins a dentry and
+/// an inode of its layer in the kernel's memory).
+const MAX_DIR_FDS: usize = 65_536;
+
 /// How many links may hold a cached entry at once (the oldest cached goes first): the kernel may
 /// hold millions of names, and a cached entry costs about 200 bytes.
 const ENTRY_BUDGET: usize = 8192;
@@ -124,7 +128,7 @@ pub struct Nodes {
     cached_order: VecDeque<(u64, Key)>,
     cached_count: usize,
     /// The same for directory fds, and how many the links may hold (half the process's limit
-    /// of open files).
+    /// of open files, at most [`MAX_DIR_FDS`]).
     fd_order: VecDeque<(u64, Key)>,
     fd_count: usize,
     fd_budget: usize,
@@ -155,7 +159,9 @@ impl Nodes {
             cached_count: 0,
             fd_order: VecDeque::new(),
             fd_count: 0,
-            fd_budget: usize::try_from(crate::sys::safefd::open_files_limit() / 2).unwrap_or(usize::MAX),
+            fd_budget: usize::try_from(crate::sys::safefd::open_files_limit() / 2)
+                .unwrap_or(usize::MAX)
+                .min(MAX_DIR_FDS),
         }
     }
 
