@@ -312,9 +312,11 @@ impl Nodes {
 
     /// `path` no longer names `ino` (unlink / rmdir).
     pub fn remove_path(&mut self, ino: u64, path: &Path) {
-        if self.at(path) == Some(ino) {
+        // The name is gone, whichever node the tree has there.
+        if self.at(path).is_some() {
             self.remove_tree(path);
-        } else if let Some(parent) = self.unlink(ino, bytes(path)) {
+        }
+        if let Some(parent) = self.unlink(ino, bytes(path)) {
             self.drop_unused(ino);
             self.drop_unused(parent);
         }
