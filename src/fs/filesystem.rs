@@ -34,7 +34,6 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-const ENTRY_CACHE: usize = 8192;
 /// Kernel cache time for entries and attributes of immutable lower-layer files.
 pub(crate) const TTL_LOWER: Duration = Duration::from_secs(3600);
 /// Kernel cache time for upper-layer attributes.
@@ -45,7 +44,8 @@ pub struct StrataFs {
     pub(crate) stack: Stack,
     pub(crate) work: Option<OwnedFd>,
     pub(crate) inos: InoMap,
-    pub(crate) nodes: Mutex<Nodes>,
+    /// The node tree, shared with the stack, which keeps directory fds on its links.
+    pub(crate) nodes: Arc<Mutex<Nodes>>,
     pub(crate) handles: Handles,
     /// Namespace lock: mutations exclusive, lookups shared.
     pub(crate) ns: RwLock<()>,
@@ -57,7 +57,6 @@ pub struct StrataFs {
     pub(crate) wrote: Arc<AtomicBool>,
     /// Entered by every request that changes the upper; a commit freezes it (freeze.rs).
     pub(crate) freeze: Arc<super::freeze::Gate>,
-    entries: super::entries::EntryCache,
     /// Per lower layer: st_ino → paths of its hard-linked files (built on first need).
     pub(crate) links: Mutex<HashMap<usize, Arc<LinkMap>>>,
     /// Per-inode locks of copy-ups made outside the namespace lock.
@@ -102,6 +101,8 @@ impl StrataFs {
                 ));
             }
         }
+        let nodes = Arc::new(Mutex::new(Nodes::new()));
+        stack.set_fd_store(nodes.clone());
         let privileged = nix::unistd::geteuid().is_root();
         let inos = InoMap::new(stack.layers().iter().map(|l| l.dev()), privileged);
         Ok(StrataFs {
@@ -109,14 +110,13 @@ impl StrataFs {
             stack,
             work,
             inos,
-            nodes: Mutex::new(Nodes::new()),
+            nodes,
             handles: Handles::default(),
             ns: RwLock::new(()),
             passthrough,
             counter: AtomicU64::new(0),
             wrote: Arc::new(AtomicBool::new(false)),
             freeze: Arc::default(),
-            entries: super::entries::EntryCache::new(ENTRY_CACHE),
             links: Mutex::new(HashMap::new()),
             copy_locks: Default::default(),
         })
@@ -145,7 +145,7 @@ impl StrataFs {
     /// Forgets what is cached about `path` and everything below it (removed or renamed
     /// directory trees).
     pub(crate) fn changed(&self, path: &Path) {
-        self.entries.forget_tree(path);
+        lock(&self.nodes).uncache_tree(path);
         self.stack.invalidate_tree(path);
     }
 
@@ -153,7 +153,7 @@ impl StrataFs {
     /// a whiteout over it removed): its entry and its parent's listing. Entries below it don't
     /// depend on it (a copied-up directory's children are looked up through its new entry).
     pub(crate) fn changed_one(&self, path: &Path) {
-        self.entries.forget(path);
+        lock(&self.nodes).uncache(path);
         if let Some(parent) = path.parent() {
             self.stack.invalidate_listing(parent);
         }
@@ -162,7 +162,7 @@ impl StrataFs {
     /// Forgets what is cached about the removed empty directory `path` (see
     /// [`Stack::invalidate_dir`]).
     pub(crate) fn changed_empty_dir(&self, path: &Path) {
-        self.entries.forget(path);
+        lock(&self.nodes).uncache(path);
         self.stack.invalidate_dir(path);
     }
 
@@ -172,9 +172,10 @@ impl StrataFs {
     }
 
     /// Resolves a merged path: from its nearest cached ancestor (usually its parent) down,
-    /// one name at a time and without recursion, so a tree of any depth resolves.
+    /// one name at a time and without recursion, so a tree of any depth resolves. Entries are
+    /// cached on the node tree's links (`nodes.rs`), so only names the kernel holds are cached.
     pub(crate) fn lookup_path(&self, path: &Path) -> R<Entry> {
-        let cached = self.entries.get(path);
+        let cached = lock(&self.nodes).cached(path);
         if let Some(e) = cached {
             return self.refresh(e);
         }
@@ -185,14 +186,14 @@ impl StrataFs {
                 (Some(parent), Some(name)) => {
                     names.push(name);
                     at = parent;
-                    let cached = self.entries.get(at);
+                    let cached = lock(&self.nodes).cached(at);
                     if let Some(e) = cached {
                         break self.refresh(e)?;
                     }
                 }
                 _ => {
                     let root = self.stack.root().map_err(errno)?;
-                    self.entries.put(&root);
+                    lock(&self.nodes).cache(&root);
                     break root;
                 }
             }
@@ -202,7 +203,7 @@ impl StrataFs {
                 return Err(Errno::ENOTDIR);
             }
             cur = self.stack.lookup_child(&cur, name).map_err(errno)?.ok_or(Errno::ENOENT)?;
-            self.entries.put(&cur);
+            lock(&self.nodes).cache(&cur);
         }
         Ok(cur)
     }
@@ -228,7 +229,7 @@ impl StrataFs {
                 Ok(e)
             }
             _ => {
-                self.entries.forget(&e.path);
+                lock(&self.nodes).uncache(&e.path);
                 self.lookup_path(&e.path)
             }
         }
@@ -245,8 +246,12 @@ impl StrataFs {
     /// (`open(O_CREAT)` or `stat` racing with an unlink find the name's new object instead of
     /// failing with ENOENT).
     pub(crate) fn entry(&self, ino: u64) -> R<Entry> {
-        let path = lock(&self.nodes).path(ino).ok_or(Errno::ESTALE)?;
-        self.lookup_path(&path).map_err(|e| if e == Errno::ENOENT { Errno::ESTALE } else { e })
+        let (path, cached) = lock(&self.nodes).path_and_entry(ino).ok_or(Errno::ESTALE)?;
+        let e = match cached {
+            Some(e) => self.refresh(e),
+            None => self.lookup_path(&path),
+        };
+        e.map_err(|e| if e == Errno::ENOENT { Errno::ESTALE } else { e })
     }
 
     /// The node id (and st_ino) of a live entry: its stable st_ino, or a fresh alias when that

@@ -1,17 +1,21 @@
 //! The FUSE filesystem on top of `union/` (fuser 0.18, no libfuse).
 //!
 //! - Node ids are the files' st_ino ([`ino`]): stable across copy-up and remounts, shared by
-//!   hard links. [`nodes`] maps them to merged paths and honours lookup counts; a name's new
+//!   hard links. [`nodes`] is the node tree (each name a link to its parent node, the entry
+//!   cache on the links; a rename moves one link) and honours lookup counts; a name's new
 //!   object whose inode number the layer reused gets a fresh alias id, and a node with no name
 //!   left answers ESTALE (the kernel walks the path again) or is served by an open file of it
 //!   (fstat & co. on an unlinked descriptor).
 //! - Every layer access goes through a [`crate::sys::safefd::SafeFd`]: a directory opened with
 //!   `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` beneath its parent's fd (or the layer root,
 //!   in pieces below PATH_MAX), so no path length limits the tree and nothing leaves its layer.
+//!   The directories the kernel holds keep their fds on their nodes (`nodes.rs`, a
+//!   [`crate::union::stack::DirFdStore`]), so a request deep in a tree opens at most one
+//!   component.
 //! - State is split by lock: the namespace lock (`ns`, mutations exclusive), the node table,
-//!   the entry cache (`entries.rs`), the stack's fd and listing caches, the open handles, and one
-//!   copy-up lock per file: file data is copied up with no namespace lock held (also a renamed
-//!   directory's subtree, before the rename).
+//!   the stack's fd and listing caches, the open handles, and one copy-up lock per file: file
+//!   data is copied up with no namespace lock held (also a renamed directory's subtree, before
+//!   the rename).
 //! - Crash order: a whiteout is written before the upper entry it stands in for goes (unlink,
 //!   rmdir, rename), and a directory is made opaque before it moves onto a lower directory.
 //! - Reads go to the layer holding the entry; the first change copies it up into
@@ -35,7 +39,6 @@ pub mod attr;
 mod copyup;
 mod create;
 mod dir;
-mod entries;
 pub mod filesystem;
 pub mod freeze;
 pub mod handles;

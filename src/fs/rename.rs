@@ -81,8 +81,8 @@ impl StrataFs {
         let (npe, npfd) = self.writable_dir(&self.lookup_path(&npe.path)?)?;
         if exchange {
             renameat2(pfd.as_fd(), name, npfd.as_fd(), newname, RenameFlags::RENAME_EXCHANGE)?;
-            self.changed(&src.path);
-            self.changed(&dst_path);
+            self.moved(src.is_dir(), &src.path);
+            self.moved(dst.as_ref().is_some_and(|d| d.is_dir()), &dst_path);
             lock(&self.nodes).exchange(&src.path, &dst_path);
             self.fix_moved(&src.path)?;
             self.fix_moved(&dst_path)?;
@@ -130,8 +130,8 @@ impl StrataFs {
             }
             r => r?,
         }
-        self.changed(&src.path);
-        self.changed(&dst_path);
+        self.moved(src.is_dir(), &src.path);
+        self.moved(src.is_dir(), &dst_path);
         // 5. The new name's whiteout goes last.
         self.remove_whiteout(&npe.path, newname)?;
         {
@@ -146,8 +146,19 @@ impl StrataFs {
             nodes.rename(&src.path, &dst_path);
         }
         let _ = src_ino;
-        self.changed(&dst_path);
+        self.moved(src.is_dir(), &dst_path);
         self.fix_moved(&dst_path)
+    }
+
+    /// Forgets what is cached about a name a rename changed: the whole subtree of a directory,
+    /// only the entry itself (and its parent's listing) for anything else, so renaming a file
+    /// costs the same however much is cached.
+    fn moved(&self, dir: bool, path: &Path) {
+        if dir {
+            self.changed(path);
+        } else {
+            self.changed_one(path);
+        }
     }
 
     /// A directory now at `path` in the upper holds its whole subtree: drop the whiteouts it

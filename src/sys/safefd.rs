@@ -101,6 +101,15 @@ impl SafeFd {
     }
 }
 
+/// How many files this process may hold open (the soft `RLIMIT_NOFILE`; 1024 if unknown): caches
+/// of directory fds size themselves by it.
+pub fn open_files_limit() -> u64 {
+    let mut lim = libc::rlimit { rlim_cur: 1024, rlim_max: 1024 };
+    // SAFETY: `lim` is a valid, exclusively borrowed rlimit for getrlimit to fill.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
+    if ok { lim.rlim_cur } else { 1024 }
+}
+
 impl AsFd for SafeFd {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.0.as_fd()

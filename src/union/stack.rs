@@ -12,7 +12,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use lru::LruCache;
 use nix::fcntl::OFlag;
@@ -20,6 +20,7 @@ use nix::sys::stat::{FileStat, Mode};
 
 use super::layer::{Layer, SafeFd, file_type, is_dir, is_implicit_dir, is_opaque_dir, stat_at};
 use super::listing::{self, ListEntry, Listing};
+use super::pathhash::PathHash;
 use crate::layer::override_stat;
 use crate::layer::whiteout::{is_overlay_whiteout_stat, is_reserved, whiteout_name};
 
@@ -58,8 +59,16 @@ impl Entry {
     }
 }
 
+/// A merged path's bytes as a cache key: hashing and comparing a `Path` walks its components,
+/// a cost that grows with the depth on every lookup of a deep tree.
+type PathKey = Vec<u8>;
+
+fn key(p: &Path) -> PathKey {
+    p.as_os_str().as_bytes().to_vec()
+}
+
 struct Listings {
-    lru: LruCache<PathBuf, Arc<Listing>>,
+    lru: LruCache<PathKey, Arc<Listing>, PathHash>,
     entries: usize,
 }
 
@@ -67,11 +76,24 @@ struct Listings {
 pub struct Stack {
     layers: Vec<Layer>,
     writable: bool,
-    dir_fds: Mutex<LruCache<(usize, PathBuf), Arc<SafeFd>>>,
+    dir_fds: Mutex<LruCache<(usize, PathKey), Arc<SafeFd>, PathHash>>,
     listings: Mutex<Listings>,
     /// Bumped whenever a cached listing is invalidated: a listing taken at generation G still
     /// describes the tree while the generation is G.
     generation: AtomicU64,
+    fd_store: OnceLock<Arc<dyn DirFdStore>>,
+}
+
+/// Directory fds kept beyond the stack's own LRU: the FUSE filesystem keeps each directory's fds
+/// on its node while the kernel holds that node, so a request deep in a tree finds its
+/// directory's fd (or its parent's, to open it beneath with one component) and never walks from
+/// the layer root again. The store forgets what changes (renames, removals); the stack asks it
+/// first and offers it every directory it opens.
+pub trait DirFdStore: Send + Sync {
+    /// The fd of the directory `dir` in `layer`, if kept.
+    fn get(&self, layer: usize, dir: &Path) -> Option<Arc<SafeFd>>;
+    /// Offers the fd of `dir` in `layer`; true if kept (then the stack's LRU need not hold it).
+    fn put(&self, layer: usize, dir: &Path, fd: &Arc<SafeFd>) -> bool;
 }
 
 impl std::fmt::Debug for Stack {
@@ -104,9 +126,13 @@ impl Stack {
         Ok(Stack {
             layers,
             writable: upper.is_some(),
-            dir_fds: Mutex::new(LruCache::new(NonZeroUsize::new(DIR_FD_CACHE).unwrap_or(NonZeroUsize::MIN))),
-            listings: Mutex::new(Listings { lru: LruCache::unbounded(), entries: 0 }),
+            dir_fds: Mutex::new(LruCache::with_hasher(
+                NonZeroUsize::new(DIR_FD_CACHE).unwrap_or(NonZeroUsize::MIN),
+                PathHash,
+            )),
+            listings: Mutex::new(Listings { lru: LruCache::unbounded_with_hasher(PathHash), entries: 0 }),
             generation: AtomicU64::new(0),
+            fd_store: OnceLock::new(),
         })
     }
 
@@ -129,24 +155,42 @@ impl Stack {
     /// one is cached (the common case: lookups walk down one level at a time), else beneath the
     /// layer root in pieces below PATH_MAX: no depth limit, and never outside the layer.
     pub fn dir_fd(&self, layer: usize, rel: &Path) -> io::Result<Arc<SafeFd>> {
-        let key = (layer, rel.to_path_buf());
+        let store = self.fd_store.get();
+        if let Some(fd) = store.and_then(|s| s.get(layer, rel)) {
+            return Ok(fd);
+        }
+        let key = (layer, key(rel));
         let parent = {
             let mut c = lock(&self.dir_fds);
             if let Some(fd) = c.get(&key) {
                 return Ok(fd.clone());
             }
             match (rel.parent(), rel.file_name()) {
-                (Some(p), Some(n)) => c.get(&(layer, p.to_path_buf())).cloned().map(|fd| (fd, n)),
+                (Some(p), Some(n)) => c.get(&(layer, self::key(p))).cloned().map(|fd| (fd, n)),
                 _ => None,
             }
         };
+        let parent = parent.or_else(|| match (rel.parent(), rel.file_name(), store) {
+            (Some(p), Some(n), Some(s)) => s.get(layer, p).map(|fd| (fd, n)),
+            _ => None,
+        });
         let l = self.layers.get(layer).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
         let fd = Arc::new(match parent {
             Some((pfd, name)) => pfd.dir_beneath(Path::new(name))?,
             None => l.open_dir(rel)?,
         });
-        lock(&self.dir_fds).put(key, fd.clone());
+        match store {
+            Some(s) if s.put(layer, rel, &fd) => {}
+            _ => {
+                lock(&self.dir_fds).put(key, fd.clone());
+            }
+        }
         Ok(fd)
+    }
+
+    /// Keeps directory fds in `store` too (once; see [`DirFdStore`]).
+    pub fn set_fd_store(&self, store: Arc<dyn DirFdStore>) {
+        let _ = self.fd_store.set(store);
     }
 
     /// Opens the file `rel` of `layer` beneath its parent directory's fd (never following a
@@ -377,7 +421,7 @@ impl Stack {
 
     /// The merged listing of a directory (whiteouts removed), cached.
     pub fn list(&self, dir: &Entry) -> io::Result<Arc<Listing>> {
-        if let Some(l) = lock(&self.listings).lru.get(&dir.path) {
+        if let Some(l) = lock(&self.listings).lru.get(dir.path.as_os_str().as_bytes()) {
             if l.layers == dir.layers {
                 return Ok(l.clone());
             }
@@ -386,7 +430,7 @@ impl Stack {
         let n = listing.entries.len();
         if n <= LISTING_BUDGET / 4 {
             let mut c = lock(&self.listings);
-            if let Some(old) = c.lru.put(dir.path.clone(), listing.clone()) {
+            if let Some(old) = c.lru.put(key(&dir.path), listing.clone()) {
                 c.entries -= old.entries.len();
             }
             c.entries += n;
@@ -409,7 +453,7 @@ impl Stack {
     pub fn invalidate_listing(&self, dir: &Path) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         let mut c = lock(&self.listings);
-        if let Some(old) = c.lru.pop(dir) {
+        if let Some(old) = c.lru.pop(dir.as_os_str().as_bytes()) {
             c.entries -= old.entries.len();
         }
     }
@@ -422,7 +466,7 @@ impl Stack {
         {
             let mut fds = lock(&self.dir_fds);
             for l in 0..self.layers.len() {
-                fds.pop(&(l, path.to_path_buf()));
+                fds.pop(&(l, key(path)));
             }
         }
         self.invalidate_listing(path);
@@ -435,11 +479,12 @@ impl Stack {
     /// listing of its parent.
     pub fn invalidate_tree(&self, path: &Path) {
         self.generation.fetch_add(1, Ordering::AcqRel);
-        lock(&self.dir_fds).retain(|(_, p), _| !is_within(p, path));
+        let within = |p: &[u8]| is_within(Path::new(OsStr::from_bytes(p)), path);
+        lock(&self.dir_fds).retain(|(_, p), _| !within(p));
         let mut c = lock(&self.listings);
         let mut dropped = 0;
         c.lru.retain(|p, l| {
-            let keep = !is_within(p, path);
+            let keep = !within(p);
             if !keep {
                 dropped += l.entries.len();
             }

@@ -172,7 +172,20 @@ pub struct Scratch {
 impl Scratch {
     /// Creates the tree with `n` lower dirs.
     pub fn new(n: usize) -> Scratch {
-        let dir = tempfile::Builder::new().prefix("strata-fs-test").tempdir().expect("tempdir");
+        Scratch::with_dir(n, tempfile::Builder::new().prefix("strata-fs-test").tempdir().expect("tempdir"))
+    }
+
+    /// [`Scratch::for_fuse`] on tmpfs (/dev/shm): for tests whose cost would otherwise be the
+    /// disk's (e.g. removing a tree 10,000 levels deep takes ext4 half a minute).
+    pub fn for_fuse_on_tmpfs(n: usize) -> Option<Scratch> {
+        fuse_ready().then(|| {
+            let dir =
+                tempfile::Builder::new().prefix("strata-fs-test").tempdir_in("/dev/shm").expect("tmpfs dir");
+            Scratch::with_dir(n, dir)
+        })
+    }
+
+    fn with_dir(n: usize, dir: tempfile::TempDir) -> Scratch {
         for i in 1..=n {
             std::fs::create_dir(dir.path().join(format!("l{i}"))).unwrap();
         }
