@@ -82,6 +82,12 @@ fn io_uring_default() -> bool {
     !matches!(std::env::var("STRATA_IO_URING").as_deref(), Ok("0" | "no" | "false" | "off"))
 }
 
+/// io_uring threads per CPU queue, each with one ring entry: `STRATA_IO_URING_THREADS` (1–8),
+/// default 1 (a thread blocked in a slow request holds that CPU's queue meanwhile).
+fn io_uring_threads() -> usize {
+    std::env::var("STRATA_IO_URING_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(1).clamp(1, 8)
+}
+
 fn build(opts: &MountOptions) -> Result<(StrataFs, FuseMount<'_>, Config)> {
     let mut lowers = opts.lowers.clone();
     let (upper, work) = if opts.read_only {
@@ -117,7 +123,7 @@ fn build(opts: &MountOptions) -> Result<(StrataFs, FuseMount<'_>, Config)> {
     config.n_threads = Some(opts.threads.max(1));
     config.clone_fd = true;
     config.io_uring = opts.io_uring;
-    config.io_uring_threads_per_queue = 1;
+    config.io_uring_threads_per_queue = io_uring_threads();
     Ok((fs, mount, config))
 }
 
