@@ -320,10 +320,7 @@ m_mount() {
   local o="lowerdir=$peer_lower,upperdir=$work/upper,workdir=$work/ovl-work"
   case "$1" in
     strata) STRATA_IO_URING=0 "$strata" --root "$mstore" mount "$cur_c" "$mp" ;;
-    strata-uring)
-      STRATA_IO_URING=1 "$strata" --root "$mstore" mount "$cur_c" "$mp" &&
-        grep -q 'transport="io_uring"' "$mstore/containers/$cur_c/mount.log" ||
-        { echo "strata-uring: the mount is not served through io_uring (see $mstore/containers/$cur_c/mount.log)" >&2; return 1; } ;;
+    strata-uring) STRATA_IO_URING=1 "$strata" --root "$mstore" mount "$cur_c" "$mp" && uring_check ;;
     strata-overlay) STRATA_IO_URING=0 "$strata_overlay" -o "$o" "$mp" ;;
     fuse-overlayfs-1.10) "$fofs1" -o "$o" "$mp" ;;
     fuse-overlayfs-2.0) "$fofs2" -o "$o" "$mp" ;;
@@ -444,6 +441,13 @@ bench_mount() {
     MATRIX_BASE=strata-uring report_matrix "${tools[*]}" "${mount_cases[@]}"
   fi
   [ "${BENCH_RSS:-1}" = 0 ] || bench_rss
+}
+# A strata-uring daemon holds its io_uring instances (one per CPU queue): else it fell back.
+uring_check() {
+  local pid fd n=0
+  pid=$(json 'd["pid"]' <"$mstore/containers/$cur_c/mount.json")
+  for fd in /proc/"$pid"/fd/*; do [ "$(readlink "$fd")" != "anon_inode:[io_uring]" ] || n=$((n + 1)); done
+  [ "$n" -gt 0 ] || { echo "strata-uring: daemon $pid holds no io_uring: not served through io_uring" >&2; return 1; }
 }
 # FUSE over io_uring is the admin's choice (the fuse module's enable_uring): a run with
 # strata-uring turns it on and puts the old value back when it ends.

@@ -111,7 +111,7 @@ fn io_uring(param: &Path) -> String {
             } else if opted_out {
                 "available, enabled, not used (STRATA_IO_URING=0): mounts use /dev/fuse".into()
             } else {
-                "available, enabled: new mounts serve through it, one queue per CPU (the mount log says so)"
+                "available, enabled: new mounts serve through it, one queue per CPU (--log-level info shows it in the mount log)"
                     .into()
             }
         }
