@@ -67,6 +67,7 @@ impl Daemon {
             .arg(&mp)
             .env("STRATA_LOG", "info")
             .env_remove("STRATA_IO_URING")
+            .env_remove("STRATA_IO_URING_THREADS")
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).unwrap())
             .spawn()
