@@ -308,11 +308,12 @@ convert_whiteouts() {
 # directories of that store (whiteouts converted where a layer has any), fresh upper and work
 # directories. Tools: strata, strata-uring, strata-overlay, fuse-overlayfs-1.10, fuse-overlayfs-2.0,
 # kernel. strata and strata-overlay serve through /dev/fuse (STRATA_IO_URING=0); strata-uring is
-# strata through FUSE over io_uring (the run sets the fuse module's enable_uring and restores it).
+# strata through FUSE over io_uring (the run sets the fuse module's enable_uring and restores it),
+# strata-uring-nopin the same with its queue threads left unpinned (STRATA_IO_URING_PIN=0).
 m_image=bench:latest
 m_prepare() {
   case "$1" in
-    strata|strata-uring) cur_c=$("$strata" --root "$mstore" create "$m_image") ;;
+    strata|strata-uring*) cur_c=$("$strata" --root "$mstore" create "$m_image") ;;
     *) rm -rf "$work/upper" "$work/ovl-work"; mkdir -p "$work/upper" "$work/ovl-work" ;;
   esac
 }
@@ -321,6 +322,7 @@ m_mount() {
   case "$1" in
     strata) STRATA_IO_URING=0 "$strata" --root "$mstore" mount "$cur_c" "$mp" ;;
     strata-uring) STRATA_IO_URING=1 "$strata" --root "$mstore" mount "$cur_c" "$mp" ;;
+    strata-uring-nopin) STRATA_IO_URING=1 STRATA_IO_URING_PIN=0 "$strata" --root "$mstore" mount "$cur_c" "$mp" ;;
     strata-overlay) STRATA_IO_URING=0 "$strata_overlay" -o "$o" "$mp" ;;
     fuse-overlayfs-1.10) "$fofs1" -o "$o" "$mp" ;;
     fuse-overlayfs-2.0) "$fofs2" -o "$o" "$mp" ;;
@@ -330,18 +332,18 @@ m_mount() {
 }
 m_umount() {
   case "$1" in
-    strata|strata-uring) "$strata" --root "$mstore" umount "$mp" ;;
+    strata|strata-uring*) "$strata" --root "$mstore" umount "$mp" ;;
     strata-overlay|fuse-overlayfs-*) fusermount3 -u "$mp" ;;
     kernel) umount "$mp" ;;
   esac
 }
 m_discard() {
   case "$1" in
-    strata|strata-uring) "$strata" --root "$mstore" rm "$cur_c" >/dev/null ;;
+    strata|strata-uring*) "$strata" --root "$mstore" rm "$cur_c" >/dev/null ;;
     *) rm -rf "$work/upper" "$work/ovl-work" ;;
   esac
 }
-m_up() { m_prepare "$1" && m_mount "$1" && { [ "$1" != strata-uring ] || uring_check; }; }
+m_up() { m_prepare "$1" && m_mount "$1" && { [[ "$1" != strata-uring* ]] || uring_check; }; }
 m_settle() { settle; warm_tree "$mstore/layers" "$work/peer"; }
 # The big file read through the mount is in the page cache for every tool (a settle may have
 # dropped it): the case measures the mount, not the disk.
@@ -352,7 +354,7 @@ m_mount_umount() { m_mount "$1" && m_umount "$1"; }
 daemon_pid() {
   local exe p
   case "$1" in
-    strata|strata-uring) json 'd["pid"]' <"$mstore/containers/$cur_c/mount.json"; return ;;
+    strata|strata-uring*) json 'd["pid"]' <"$mstore/containers/$cur_c/mount.json"; return ;;
     strata-overlay) exe="$strata_overlay" ;;
     fuse-overlayfs-1.10) exe="$fofs1" ;;
     fuse-overlayfs-2.0) exe="$fofs2" ;;
@@ -390,7 +392,7 @@ mount_cases=("mount+umount" "stat all, fresh mount" "stat all, warm" "read all (
 bench_mount() {
   local layout id lower l hex tools t i r
   tools_from BENCH_MOUNT_TOOLS "strata strata-uring strata-overlay fuse-overlayfs-2.0 fuse-overlayfs-1.10 kernel"
-  [[ " ${tools[*]} " != *" strata-uring "* ]] || uring_param_on
+  [[ " ${tools[*]} " != *" strata-uring"* ]] || uring_param_on
   layout=$(bench_layout)
   mstore="$work/mount-store"; mp="$work/mp"
   cleanups+=("m_cleanup; rm -rf '$mstore' '$work/peer' '$work/upper' '$work/ovl-work'")

@@ -124,6 +124,8 @@ fn build(opts: &MountOptions) -> Result<(StrataFs, FuseMount<'_>, Config)> {
     config.clone_fd = true;
     config.io_uring = opts.io_uring;
     config.io_uring_threads_per_queue = io_uring_threads();
+    // STRATA_IO_URING_PIN=0: the queue threads float instead of running on their queue's CPU.
+    config.io_uring_unpinned = std::env::var("STRATA_IO_URING_PIN").as_deref() == Ok("0");
     Ok((fs, mount, config))
 }
 

@@ -547,7 +547,8 @@ impl<FS: Filesystem> Session<FS> {
             .max(usize::from(config.max_pages()) * page)
             .max(32 * page);
         let per_queue = self.config.io_uring_threads_per_queue.max(1);
-        match crate::uring::Rings::new(per_queue, 1, payload) {
+        let pin = !self.config.io_uring_unpinned;
+        match crate::uring::Rings::new(per_queue, 1, payload, pin) {
             Ok(rings) => {
                 config.requested.insert(InitFlags::FUSE_OVER_IO_URING);
                 self.transport.set_queues(rings.queues);

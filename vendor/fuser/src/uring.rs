@@ -329,6 +329,7 @@ pub(crate) struct Rings {
 /// One thread's ring and entries, all for queue `qid`.
 pub(crate) struct QueueThread {
     qid: u16,
+    pin: bool,
     ring: IoUring<squeue::Entry128, cqueue::Entry>,
     slots: Vec<Arc<RingSlot>>,
 }
@@ -342,7 +343,7 @@ impl std::fmt::Debug for QueueThread {
 impl Rings {
     /// Sets up `threads_per_queue` rings for each possible CPU, `entries` entries each, with
     /// payload buffers of `payload_len` (raised to the kernel's minimum).
-    pub(crate) fn new(threads_per_queue: usize, entries: usize, payload_len: usize) -> io::Result<Rings> {
+    pub(crate) fn new(threads_per_queue: usize, entries: usize, payload_len: usize, pin: bool) -> io::Result<Rings> {
         let queues = possible_cpus()?;
         if queues > usize::from(u16::MAX) {
             return Err(io::Error::other(format!("{queues} CPUs: more queues than FUSE can name")));
@@ -370,7 +371,7 @@ impl Rings {
                 }
                 let slots =
                     (0..entries).map(|_| RingSlot::new(payload_len).map(Arc::new)).collect::<io::Result<_>>()?;
-                threads.push(QueueThread { qid: qid as u16, ring, slots });
+                threads.push(QueueThread { qid: qid as u16, pin, ring, slots });
             }
         }
         Ok(Rings { threads, queues })
@@ -440,8 +441,10 @@ impl QueueThread {
         se: SessionEventLoop<FS>,
         stats: Arc<TransportStats>,
     ) -> io::Result<()> {
-        let QueueThread { qid, mut ring, slots } = self;
-        pin_to_cpu(usize::from(qid));
+        let QueueThread { qid, pin, mut ring, slots } = self;
+        if pin {
+            pin_to_cpu(usize::from(qid));
+        }
         let fd = types::Fd(se.ch.as_fd().as_raw_fd());
         for (i, slot) in slots.iter().enumerate() {
             let iov = slot.buf.iov.as_ptr() as u64;

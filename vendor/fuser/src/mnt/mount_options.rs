@@ -23,6 +23,8 @@ pub struct Config {
     pub io_uring: bool,
     /// io_uring threads (each with one ring entry) per CPU queue; 0 means 1.
     pub io_uring_threads_per_queue: usize,
+    /// Leave io_uring threads unpinned (by default each runs on its queue's CPU).
+    pub io_uring_unpinned: bool,
 }
 
 /// Mount options accepted by the FUSE filesystem type
