@@ -178,8 +178,8 @@ bench_import() {
 # applied to every median, e.g. 1e6/COUNT for µs per name) and MATRIX_FMT change the figures.
 report_matrix() {
   local -a tools cases; read -ra tools <<<"$1"; shift; cases=("$@")
-  local t c s=strata others=() unit="${MATRIX_UNIT:-s}" scale="${MATRIX_SCALE:-1}" fmt="${MATRIX_FMT:-%.3f}"
-  [[ " ${tools[*]} " == *" strata "* ]] || s=strata-overlay
+  local t c s="${MATRIX_BASE:-strata}" others=() unit="${MATRIX_UNIT:-s}" scale="${MATRIX_SCALE:-1}" fmt="${MATRIX_FMT:-%.3f}"
+  [[ " ${tools[*]} " == *" $s "* ]] || s="strata-overlay"
   [[ " ${tools[*]} " == *" $s "* ]] || s=""   # no strata in the run: no ratios
   for t in "${tools[@]}"; do [ -z "$s" ] || [ "$t" = "$s" ] || others+=("$t"); done
   printf '\n| workload |'; for t in "${tools[@]}"; do printf ' %s (%s) |' "$t" "$unit"; done
@@ -306,19 +306,24 @@ convert_whiteouts() {
 # m_prepare TOOL (a fresh writable layer), m_mount TOOL, m_umount TOOL, m_discard TOOL.
 # strata: a new container of the bench image ($m_image) in its store. The peers: the same layer
 # directories of that store (whiteouts converted where a layer has any), fresh upper and work
-# directories. Tools: strata, strata-overlay, fuse-overlayfs-1.10, fuse-overlayfs-2.0, kernel.
+# directories. Tools: strata, strata-uring, strata-overlay, fuse-overlayfs-1.10, fuse-overlayfs-2.0,
+# kernel. strata and strata-overlay serve through /dev/fuse (STRATA_IO_URING=0); strata-uring is
+# strata through FUSE over io_uring (the run sets the fuse module's enable_uring and restores it),
+# strata-uring-nopin the same with its queue threads left unpinned (STRATA_IO_URING_PIN=0).
 m_image=bench:latest
 m_prepare() {
   case "$1" in
-    strata) cur_c=$("$strata" --root "$mstore" create "$m_image") ;;
+    strata|strata-uring*) cur_c=$("$strata" --root "$mstore" create "$m_image") ;;
     *) rm -rf "$work/upper" "$work/ovl-work"; mkdir -p "$work/upper" "$work/ovl-work" ;;
   esac
 }
 m_mount() {
   local o="lowerdir=$peer_lower,upperdir=$work/upper,workdir=$work/ovl-work"
   case "$1" in
-    strata) "$strata" --root "$mstore" mount "$cur_c" "$mp" ;;
-    strata-overlay) "$strata_overlay" -o "$o" "$mp" ;;
+    strata) STRATA_IO_URING=0 "$strata" --root "$mstore" mount "$cur_c" "$mp" ;;
+    strata-uring) STRATA_IO_URING=1 "$strata" --root "$mstore" mount "$cur_c" "$mp" ;;
+    strata-uring-nopin) STRATA_IO_URING=1 STRATA_IO_URING_PIN=0 "$strata" --root "$mstore" mount "$cur_c" "$mp" ;;
+    strata-overlay) STRATA_IO_URING=0 "$strata_overlay" -o "$o" "$mp" ;;
     fuse-overlayfs-1.10) "$fofs1" -o "$o" "$mp" ;;
     fuse-overlayfs-2.0) "$fofs2" -o "$o" "$mp" ;;
     kernel) mount -t overlay overlay -o "$o" "$mp" ;;
@@ -327,18 +332,18 @@ m_mount() {
 }
 m_umount() {
   case "$1" in
-    strata) "$strata" --root "$mstore" umount "$mp" ;;
+    strata|strata-uring*) "$strata" --root "$mstore" umount "$mp" ;;
     strata-overlay|fuse-overlayfs-*) fusermount3 -u "$mp" ;;
     kernel) umount "$mp" ;;
   esac
 }
 m_discard() {
   case "$1" in
-    strata) "$strata" --root "$mstore" rm "$cur_c" >/dev/null ;;
+    strata|strata-uring*) "$strata" --root "$mstore" rm "$cur_c" >/dev/null ;;
     *) rm -rf "$work/upper" "$work/ovl-work" ;;
   esac
 }
-m_up() { m_prepare "$1" && m_mount "$1"; }
+m_up() { m_prepare "$1" && m_mount "$1" && { [[ "$1" != strata-uring* ]] || uring_check; }; }
 m_settle() { settle; warm_tree "$mstore/layers" "$work/peer"; }
 # The big file read through the mount is in the page cache for every tool (a settle may have
 # dropped it): the case measures the mount, not the disk.
@@ -349,7 +354,7 @@ m_mount_umount() { m_mount "$1" && m_umount "$1"; }
 daemon_pid() {
   local exe p
   case "$1" in
-    strata) json 'd["pid"]' <"$mstore/containers/$cur_c/mount.json"; return ;;
+    strata|strata-uring*) json 'd["pid"]' <"$mstore/containers/$cur_c/mount.json"; return ;;
     strata-overlay) exe="$strata_overlay" ;;
     fuse-overlayfs-1.10) exe="$fofs1" ;;
     fuse-overlayfs-2.0) exe="$fofs2" ;;
@@ -386,7 +391,8 @@ mount_cases=("mount+umount" "stat all, fresh mount" "stat all, warm" "read all (
 
 bench_mount() {
   local layout id lower l hex tools t i r
-  tools_from BENCH_MOUNT_TOOLS "strata strata-overlay fuse-overlayfs-2.0 fuse-overlayfs-1.10 kernel"
+  tools_from BENCH_MOUNT_TOOLS "strata strata-uring strata-overlay fuse-overlayfs-2.0 fuse-overlayfs-1.10 kernel"
+  [[ " ${tools[*]} " != *" strata-uring"* ]] || uring_param_on
   layout=$(bench_layout)
   mstore="$work/mount-store"; mp="$work/mp"
   cleanups+=("m_cleanup; rm -rf '$mstore' '$work/peer' '$work/upper' '$work/ovl-work'")
@@ -432,7 +438,27 @@ bench_mount() {
   echo
   echo "mount benchmark: $runs runs, work dir $work ($(stat -f -c %T "$work")), $(nproc) cores, kernel $(uname -r); $(tool_versions)"
   report_matrix "${tools[*]}" "${mount_cases[@]}"
-  bench_rss
+  if [[ " ${tools[*]} " == *" strata-uring "* ]]; then
+    echo; echo "The same, as strata-uring's ratios:"
+    MATRIX_BASE=strata-uring report_matrix "${tools[*]}" "${mount_cases[@]}"
+  fi
+  [ "${BENCH_RSS:-1}" = 0 ] || bench_rss
+}
+# A strata-uring daemon holds its io_uring instances (one per CPU queue): else it fell back.
+# Checked after every untimed mount (python's start-up would weigh in the mount+umount case).
+uring_check() {
+  local pid fd n=0
+  pid=$(json 'd["pid"]' <"$mstore/containers/$cur_c/mount.json")
+  for fd in /proc/"$pid"/fd/*; do [ "$(readlink "$fd")" != "anon_inode:[io_uring]" ] || n=$((n + 1)); done
+  [ "$n" -gt 0 ] || { echo "strata-uring: daemon $pid holds no io_uring: not served through io_uring" >&2; return 1; }
+}
+# FUSE over io_uring is the admin's choice (the fuse module's enable_uring): a run with
+# strata-uring turns it on and puts the old value back when it ends.
+uring_param_on() {
+  local p=/sys/module/fuse/parameters/enable_uring
+  [ -w "$p" ] || { echo "strata-uring: $p missing or not writable (kernel without CONFIG_FUSE_IO_URING?)" >&2; exit 1; }
+  cleanups+=("echo '$(cat "$p")' >'$p'")
+  echo Y >"$p"
 }
 
 # The daemons' memory for a directory of 100,000 entries (issue 3): an image whose one layer holds

@@ -16,6 +16,9 @@ fn version_names_the_build() {
 
 #[test]
 fn info_shows_the_store_and_the_kernel_features() {
+    // tests/overlay_uring.rs flips enable_uring (below) under this lock while its mounts start.
+    let lock = std::fs::File::create("/tmp/strata-test-enable-uring.lock").unwrap();
+    let _uring = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockShared).map_err(|(_, e)| e).unwrap();
     let s = Strata::new();
     s.ok(&["images"]);
     let out = s.ok(&["info"]);

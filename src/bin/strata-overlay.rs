@@ -3,7 +3,9 @@
 //! `strata-overlay [-f] [-d] -o lowerdir=A:B:C[,upperdir=U,workdir=W][,ro][,allow_other] MOUNTPOINT`
 //! `strata-overlay SOURCE MOUNTPOINT -o OPTIONS` (as run by `mount -t fuse.strata-overlay`)
 //!
-//! lowerdir lists the TOP layer first. Without upperdir the mount is read-only. Harmless
+//! lowerdir lists the TOP layer first. Without upperdir the mount is read-only. `io_uring`
+//! (the default, or `STRATA_IO_URING`) serves through FUSE over io_uring when the kernel offers
+//! it, `noio_uring` never does; `nopassthrough`, `threads=N` as for `strata mount`. Harmless
 //! options strata does not implement are accepted with a log line; others are refused.
 //! Run as root it turns `allow_other` on by itself, as fuse-overlayfs does (tools mounting
 //! through `mount -t fuse.strata-overlay` for other users rely on it); permission checks stay
@@ -157,6 +159,8 @@ fn build(a: &Args) -> Result<(MountOptions, PathBuf), String> {
             ("rw", None) => {}
             ("allow_other", None) => m.allow_other = true,
             ("nopassthrough", None) => m.passthrough = false,
+            ("io_uring", None) => m.io_uring = true,
+            ("noio_uring", None) => m.io_uring = false,
             ("threads", Some(v)) => m.threads = v.parse().map_err(|_| format!("bad threads={v}"))?,
             (f, None) if fuse_mount::flag(f).is_some() => m.flags.push(f.to_string()),
             (f, None) if IGNORED.contains(&f) => tracing::info!("option {f} accepted and ignored"),

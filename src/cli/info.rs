@@ -97,12 +97,31 @@ fn passthrough() -> String {
     }
 }
 
-/// What the fuse module's `enable_uring` parameter says (strata does not use io_uring yet).
+/// Whether new mounts serve through FUSE over io_uring: the fuse module's `enable_uring`
+/// parameter (the admin's choice), io_uring itself (`kernel.io_uring_disabled`), and strata's
+/// own switch (`STRATA_IO_URING=0`, `strata-overlay -o noio_uring`).
 fn io_uring(param: &Path) -> String {
+    let off_by_sysctl = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+        .is_ok_and(|v| v.trim() == "2" || (v.trim() == "1" && !nix::unistd::geteuid().is_root()));
+    let opted_out = matches!(std::env::var("STRATA_IO_URING").as_deref(), Ok("0" | "no" | "false" | "off"));
     match std::fs::read_to_string(param) {
-        Ok(v) if v.trim() == "Y" || v.trim() == "1" => "available, enabled (not used by strata yet)".into(),
-        Ok(_) => format!("available, disabled ({} is N; not used by strata yet)", param.display()),
-        Err(_) => "not in this kernel".into(),
+        Ok(v) if v.trim() == "Y" || v.trim() == "1" => {
+            if off_by_sysctl {
+                "available, enabled, but io_uring is off for this user (kernel.io_uring_disabled): mounts use /dev/fuse".into()
+            } else if opted_out {
+                "available, enabled, not used (STRATA_IO_URING=0): mounts use /dev/fuse".into()
+            } else {
+                "available, enabled: new mounts serve through it, one queue per CPU (--log-level info shows it in the mount log)"
+                    .into()
+            }
+        }
+        Ok(_) => format!(
+            "available, disabled: mounts use /dev/fuse (the admin enables it: echo Y > {})",
+            param.display()
+        ),
+        Err(_) => {
+            "not in this kernel (Linux 6.14+ built with CONFIG_FUSE_IO_URING): mounts use /dev/fuse".into()
+        }
     }
 }
 

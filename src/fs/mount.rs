@@ -53,6 +53,10 @@ pub struct MountOptions {
     /// The user namespace the layers were written in (a rootless user's with a subordinate
     /// range): the daemon enters it once mounted and serves from there (`fs::attr::set_frame`).
     pub namespace_frame: Option<crate::sys::userns::IdMaps>,
+    /// Serve through FUSE over io_uring when the kernel offers it (the admin's choice:
+    /// `/sys/module/fuse/parameters/enable_uring`); /dev/fuse otherwise. Default: on, or
+    /// `STRATA_IO_URING=0|1`.
+    pub io_uring: bool,
 }
 
 impl Default for MountOptions {
@@ -71,8 +75,21 @@ impl Default for MountOptions {
             passthrough: true,
             control_socket: None,
             namespace_frame: None,
+            io_uring: io_uring_default(),
         }
     }
+}
+
+/// `STRATA_IO_URING=0` (or `1`) overrides the default, which is to use io_uring whenever the
+/// kernel offers it.
+fn io_uring_default() -> bool {
+    !matches!(std::env::var("STRATA_IO_URING").as_deref(), Ok("0" | "no" | "false" | "off"))
+}
+
+/// io_uring threads per CPU queue, each with one ring entry: `STRATA_IO_URING_THREADS` (1–8),
+/// default 1 (a thread blocked in a slow request holds that CPU's queue meanwhile).
+fn io_uring_threads() -> usize {
+    std::env::var("STRATA_IO_URING_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(1).clamp(1, 8)
 }
 
 fn build(opts: &MountOptions) -> Result<(StrataFs, FuseMount<'_>, Config)> {
@@ -109,6 +126,10 @@ fn build(opts: &MountOptions) -> Result<(StrataFs, FuseMount<'_>, Config)> {
     let mut config = Config::default();
     config.n_threads = Some(opts.threads.max(1));
     config.clone_fd = true;
+    config.io_uring = opts.io_uring;
+    config.io_uring_threads_per_queue = io_uring_threads();
+    // STRATA_IO_URING_PIN=0: the queue threads float instead of running on their queue's CPU.
+    config.io_uring_unpinned = std::env::var("STRATA_IO_URING_PIN").as_deref() == Ok("0");
     Ok((fs, mount, config))
 }
 
@@ -146,8 +167,11 @@ pub fn mount_with(opts: &MountOptions, mountpoint: &Path, ready: impl FnOnce()) 
     // Kept to ask the connection, once the session is over, whether the mount is still ours.
     let probe = dev.try_clone()?;
     let session = fuser::Session::from_fd(fs, dev, acl, config);
+    let transport = session.as_ref().ok().map(|s| s.transport());
     let served = session.and_then(|s| {
-        tracing::info!(mountpoint = %mountpoint.display(), "mounted");
+        let t = s.transport();
+        let how = if t.io_uring_queues() > 0 { "io_uring" } else { "/dev/fuse" };
+        tracing::info!(mountpoint = %mountpoint.display(), transport = how, io_uring = %t.io_uring_note(), "mounted");
         if let Some(set) = signals {
             unmount_on_signals(set, mountpoint.to_path_buf());
         }
@@ -156,6 +180,15 @@ pub fn mount_with(opts: &MountOptions, mountpoint: &Path, ready: impl FnOnce()) 
     });
     if let Err(e) = fuse_mount::unmount_if_ours(&probe, mountpoint) {
         tracing::warn!("unmounting {} after the session: {e}", mountpoint.display());
+    }
+    if let Some(t) = transport {
+        // Tests read this line to tell io_uring from a silent fallback.
+        tracing::info!(
+            io_uring_requests = t.io_uring_requests(),
+            dev_fuse_requests = t.dev_fuse_requests(),
+            io_uring_register_failures = t.io_uring_register_failures(),
+            "FUSE requests served"
+        );
     }
     served.context("FUSE session")?;
     // What the mount wrote is durable before the daemon exits (`strata umount` waits for that);

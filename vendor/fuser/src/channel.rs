@@ -53,7 +53,18 @@ impl Channel {
     pub(crate) fn sender(&self) -> ChannelSender {
         // Since write/writev syscalls are threadsafe, we can simply create
         // a sender by using the same file and use it in other threads.
-        ChannelSender(self.0.clone())
+        ChannelSender {
+            dev: self.0.clone(),
+            #[cfg(target_os = "linux")]
+            ring: None,
+        }
+    }
+
+    /// A sender whose replies go into an io_uring entry (`uring.rs`) instead of /dev/fuse;
+    /// passthrough's backing-file ioctls still use the device.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn ring_sender(&self, slot: Arc<crate::uring::RingSlot>) -> ChannelSender {
+        ChannelSender { dev: self.0.clone(), ring: Some(slot) }
     }
 
     /// Clone the FUSE device fd using FUSE_DEV_IOC_CLONE ioctl.
@@ -80,11 +91,20 @@ impl Channel {
 }
 
 #[derive(Clone, Debug)]
-pub(crate) struct ChannelSender(Arc<DevFuse>);
+pub(crate) struct ChannelSender {
+    dev: Arc<DevFuse>,
+    /// The io_uring entry that holds the request being answered, if it came through one.
+    #[cfg(target_os = "linux")]
+    ring: Option<Arc<crate::uring::RingSlot>>,
+}
 
 impl ChannelSender {
     pub(crate) fn send(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<()> {
-        let rc = nix::sys::uio::writev(&self.0, bufs)?;
+        #[cfg(target_os = "linux")]
+        if let Some(slot) = &self.ring {
+            return slot.reply(bufs);
+        }
+        let rc = nix::sys::uio::writev(&self.dev, bufs)?;
         // writev is atomic, so do not need to check how many bytes are written.
         // libfuse does not do it either
         // https://github.com/libfuse/libfuse/blob/6278995cca991978abd25ebb2c20ebd3fc9e8a13/lib/fuse_lowlevel.c#L267
@@ -93,10 +113,10 @@ impl ChannelSender {
     }
 
     pub(crate) fn open_backing(&self, fd: BorrowedFd<'_>) -> std::io::Result<BackingId> {
-        BackingId::create(&self.0, fd)
+        BackingId::create(&self.dev, fd)
     }
 
     pub(crate) unsafe fn wrap_backing(&self, id: u32) -> BackingId {
-        unsafe { BackingId::wrap_raw(&self.0, id) }
+        unsafe { BackingId::wrap_raw(&self.dev, id) }
     }
 }

@@ -139,6 +139,11 @@ pub struct Session<FS: Filesystem> {
     /// The field is set to `Some` when the init message is received.
     pub(crate) proto_version: Option<Version>,
     pub(crate) config: Config,
+    /// The io_uring queues accepted in INIT, served by their own threads in `run`.
+    #[cfg(target_os = "linux")]
+    uring: Option<crate::uring::Rings>,
+    #[cfg(target_os = "linux")]
+    transport: Arc<crate::uring::TransportStats>,
 }
 
 impl<FS: Filesystem> AsFd for Session<FS> {
@@ -186,6 +191,10 @@ impl<FS: Filesystem> Session<FS> {
             session_owner: geteuid(),
             proto_version: None,
             config: options.clone(),
+            #[cfg(target_os = "linux")]
+            uring: None,
+            #[cfg(target_os = "linux")]
+            transport: Arc::default(),
         };
 
         session.handshake()?;
@@ -214,6 +223,10 @@ impl<FS: Filesystem> Session<FS> {
             session_owner: geteuid(),
             proto_version: None,
             config,
+            #[cfg(target_os = "linux")]
+            uring: None,
+            #[cfg(target_os = "linux")]
+            transport: Arc::default(),
         };
 
         session.handshake()?;
@@ -252,6 +265,10 @@ impl<FS: Filesystem> Session<FS> {
             session_owner,
             proto_version: _,
             config,
+            #[cfg(target_os = "linux")]
+            uring,
+            #[cfg(target_os = "linux")]
+            transport,
         } = self;
 
         let n_threads = config.n_threads.unwrap_or(1);
@@ -286,6 +303,8 @@ impl<FS: Filesystem> Session<FS> {
                 channels.push(ch.clone());
             }
         }
+        #[cfg(target_os = "linux")]
+        let ring_ch = ch.clone();
         channels.push(ch);
 
         let mut threads = Vec::with_capacity(n_threads);
@@ -298,11 +317,34 @@ impl<FS: Filesystem> Session<FS> {
                 ch,
                 allowed,
                 session_owner,
+                #[cfg(target_os = "linux")]
+                transport: transport.clone(),
             };
             threads.push(
                 thread::Builder::new()
                     .name(thread_name)
                     .spawn(move || event_loop.event_loop())?,
+            );
+        }
+
+        // FUSE over io_uring: one thread per ring, beside the /dev/fuse threads (which get
+        // FORGET and INTERRUPT, and everything if the kernel turns io_uring off).
+        #[cfg(target_os = "linux")]
+        for (i, queue) in uring.into_iter().flat_map(|r| r.threads).enumerate() {
+            let thread_name = format!("fuser-uring-{i}");
+            let event_loop = SessionEventLoop {
+                thread_name: thread_name.clone(),
+                filesystem: filesystem.clone(),
+                ch: ring_ch.clone(),
+                allowed,
+                session_owner,
+                transport: transport.clone(),
+            };
+            let transport = transport.clone();
+            threads.push(
+                thread::Builder::new()
+                    .name(thread_name)
+                    .spawn(move || queue.serve(event_loop, transport))?,
             );
         }
 
@@ -432,6 +474,9 @@ impl<FS: Filesystem> Session<FS> {
             // Remember the ABI version supported by kernel and mark the session initialized.
             self.proto_version = Some(v);
 
+            #[cfg(target_os = "linux")]
+            self.negotiate_io_uring(init.capabilities(), &mut config);
+
             // Log capability status for debugging
             for bit in 0..64 {
                 let bitflags = InitFlags::from_bits_retain(1 << bit);
@@ -477,6 +522,57 @@ impl<FS: Filesystem> Session<FS> {
         }
     }
 
+    /// Accepts FUSE over io_uring in the INIT reply only if the kernel offers it and this
+    /// session's rings are set up: once accepted, the kernel holds every request until the
+    /// rings register (or one fails to), so nothing may be left to chance after the reply.
+    #[cfg(target_os = "linux")]
+    fn negotiate_io_uring(&mut self, offered: InitFlags, config: &mut KernelConfig) {
+        let wanted = self.config.io_uring || config.requested.contains(InitFlags::FUSE_OVER_IO_URING);
+        config.requested.remove(InitFlags::FUSE_OVER_IO_URING);
+        if !wanted {
+            self.transport.set_note("not requested");
+            return;
+        }
+        if !offered.contains(InitFlags::FUSE_OVER_IO_URING) {
+            self.transport.set_note(
+                "the kernel does not offer it (needs Linux 6.14+ built with CONFIG_FUSE_IO_URING \
+                 and /sys/module/fuse/parameters/enable_uring set to Y)",
+            );
+            return;
+        }
+        // The kernel's largest request: max(FUSE_MIN_READ_BUFFER, max_write, max_pages pages),
+        // where max_pages is 32 unless negotiated.
+        let page = page_size::get();
+        let payload = (config.max_write as usize)
+            .max(usize::from(config.max_pages()) * page)
+            .max(32 * page);
+        let per_queue = self.config.io_uring_threads_per_queue.max(1);
+        let pin = !self.config.io_uring_unpinned;
+        match crate::uring::Rings::new(per_queue, 1, payload, pin) {
+            Ok(rings) => {
+                config.requested.insert(InitFlags::FUSE_OVER_IO_URING);
+                self.transport.set_queues(rings.queues);
+                self.transport.set_note(format!(
+                    "{} queues, {per_queue} thread(s) each, {} KiB payload per entry",
+                    rings.queues,
+                    payload / 1024
+                ));
+                self.uring = Some(rings);
+            }
+            Err(e) => {
+                warn!("FUSE over io_uring not used: setting up the rings failed: {e}");
+                self.transport.set_note(format!("setting up the rings failed: {e}"));
+            }
+        }
+    }
+
+    /// What the transport is doing: whether io_uring was accepted, and requests served each
+    /// way (the counters keep moving while the session runs).
+    #[cfg(target_os = "linux")]
+    pub fn transport(&self) -> Arc<crate::uring::TransportStats> {
+        self.transport.clone()
+    }
+
     /// Unmount the filesystem
     pub fn unmount(&mut self) -> io::Result<()> {
         self.mount.umount()
@@ -518,6 +614,8 @@ pub(crate) struct SessionEventLoop<FS: Filesystem> {
     pub(crate) filesystem: Arc<FilesystemHolder<FS>>,
     pub(crate) allowed: SessionACL,
     pub(crate) session_owner: Uid,
+    #[cfg(target_os = "linux")]
+    pub(crate) transport: Arc<crate::uring::TransportStats>,
 }
 
 impl<FS: Filesystem> SessionEventLoop<FS> {
@@ -529,7 +627,12 @@ impl<FS: Filesystem> SessionEventLoop<FS> {
         loop {
             // Read the next request from the given channel to kernel driver
             // The kernel driver makes sure that we get exactly one request per read
-            match self.ch.receive_retrying(buf) {
+            let received = self.ch.receive_retrying(buf);
+            #[cfg(target_os = "linux")]
+            if received.is_ok() {
+                self.transport.count_dev_request();
+            }
+            match received {
                 Ok(size) => match RequestWithSender::new(self.ch.sender(), &buf[..size]) {
                     // Dispatch request
                     Some(req) => {

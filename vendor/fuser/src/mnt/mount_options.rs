@@ -18,6 +18,13 @@ pub struct Config {
     /// This enables more efficient request processing
     /// when multiple threads are used. Requires Linux 4.5+.
     pub clone_fd: bool,
+    /// Serve through FUSE over io_uring when the kernel offers it (Linux 6.14+ with the fuse
+    /// module's `enable_uring` set), falling back to /dev/fuse otherwise (strata patch 2).
+    pub io_uring: bool,
+    /// io_uring threads (each with one ring entry) per CPU queue; 0 means 1.
+    pub io_uring_threads_per_queue: usize,
+    /// Leave io_uring threads unpinned (by default each runs on its queue's CPU).
+    pub io_uring_unpinned: bool,
 }
 
 /// Mount options accepted by the FUSE filesystem type

@@ -1,0 +1,316 @@
+//! FUSE over io_uring: a real workload through the kernel on a mount served through the ring
+//! (the daemon's own count of requests served each way tells the ring from a silent fallback),
+//! FUSE passthrough still taking reads off the daemon, and a clean fallback to /dev/fuse when
+//! the fuse module's `enable_uring` parameter is off or the mount says `noio_uring`.
+//!
+//! `enable_uring` is global: each test sets it under a lock for the mount's set-up only (the
+//! kernel decides at INIT) and puts the old value back at once.
+
+mod common;
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::mount::*;
+
+const PARAM: &str = "/sys/module/fuse/parameters/enable_uring";
+
+/// `enable_uring` set to a value until dropped (then restored), with other tests of this
+/// binary kept out meanwhile.
+struct UringParam {
+    old: String,
+    _lock: nix::fcntl::Flock<fs::File>,
+}
+
+impl UringParam {
+    fn set(on: bool) -> Option<UringParam> {
+        if !Path::new(PARAM).exists() {
+            missing("the fuse module has no enable_uring parameter (kernel without CONFIG_FUSE_IO_URING)");
+            return None;
+        }
+        let f = fs::File::create("/tmp/strata-test-enable-uring.lock").expect("lock file");
+        let lock = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| e)
+            .expect("flock");
+        let old = fs::read_to_string(PARAM).expect("read enable_uring").trim().to_string();
+        fs::write(PARAM, if on { "Y" } else { "N" }).expect("write enable_uring");
+        Some(UringParam { old, _lock: lock })
+    }
+}
+
+impl Drop for UringParam {
+    fn drop(&mut self) {
+        let _ = fs::write(PARAM, &self.old);
+    }
+}
+
+/// strata-overlay in the foreground, its log (info) in a file.
+struct Daemon {
+    child: Child,
+    mp: PathBuf,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Mounts with `param` set while the kernel's INIT is answered, then restores it.
+    fn start(s: &Scratch, extra: &str, uring_on: bool) -> Option<Daemon> {
+        let param = UringParam::set(uring_on)?;
+        let mp = fs::canonicalize(s.p("mnt")).unwrap();
+        let log = s.p("daemon.log");
+        let opts = if extra.is_empty() { s.rw_opts(1) } else { format!("{},{extra}", s.rw_opts(1)) };
+        let child = Command::new(BIN)
+            .args(["-f", "-o", &opts])
+            .arg(&mp)
+            .env("STRATA_LOG", "info")
+            .env_remove("STRATA_IO_URING")
+            .env_remove("STRATA_IO_URING_THREADS")
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("strata-overlay");
+        let mut d = Daemon { child, mp, log };
+        let start = Instant::now();
+        while !is_mounted(&d.mp) {
+            assert!(d.child.try_wait().unwrap().is_none(), "strata-overlay exited: {}", d.log_text());
+            assert!(start.elapsed() < Duration::from_secs(20), "no mount after 20 s: {}", d.log_text());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // A stat answers only once INIT is done (and, with io_uring, the rings are registered).
+        fs::metadata(&d.mp).expect("stat the mount root");
+        drop(param);
+        Some(d)
+    }
+
+    fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// io_uring instances the daemon holds open (anon_inode:[io_uring] fds).
+    fn ring_fds(&self) -> usize {
+        fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .unwrap()
+            .flatten()
+            .filter(|e| fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy() == "anon_inode:[io_uring]"))
+            .count()
+    }
+
+    /// Completions the kernel posted on the daemon's rings (`CqTail` in their fdinfo): the
+    /// kernel's own count, beside the daemon's.
+    fn ring_completions(&self) -> u64 {
+        let pid = self.child.id();
+        let mut total = 0;
+        for e in fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
+            if !fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy() == "anon_inode:[io_uring]") {
+                continue;
+            }
+            let info = fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", e.file_name().to_string_lossy()))
+                .unwrap();
+            let tail =
+                info.lines().find_map(|l| l.strip_prefix("CqTail:")).unwrap_or_else(|| panic!("{info}"));
+            total += tail.trim().parse::<u64>().unwrap();
+        }
+        total
+    }
+
+    /// Unmounts, waits for the daemon and returns its log.
+    fn finish(mut self) -> String {
+        nix::mount::umount2(&self.mp, nix::mount::MntFlags::empty()).expect("umount");
+        let start = Instant::now();
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(start.elapsed() < Duration::from_secs(20), "daemon still running: {}", self.log_text());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let st = self.child.wait().unwrap();
+        let log = self.log_text();
+        assert!(st.success(), "daemon exit {st:?}: {log}");
+        log
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if is_mounted(&self.mp) {
+            let _ = nix::mount::umount2(&self.mp, nix::mount::MntFlags::MNT_DETACH);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The daemon's closing count: (through io_uring, through /dev/fuse, failed registrations).
+fn served(log: &str) -> (u64, u64, u64) {
+    let line = log.lines().find(|l| l.contains("FUSE requests served")).unwrap_or_else(|| panic!("{log}"));
+    let field = |name: &str| -> u64 {
+        let v = line.split(&format!("{name}=")).nth(1).unwrap_or_else(|| panic!("{name} in {line}"));
+        v.split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+    };
+    (field("io_uring_requests"), field("dev_fuse_requests"), field("io_uring_register_failures"))
+}
+
+fn possible_cpus() -> usize {
+    let text = fs::read_to_string("/sys/devices/system/cpu/possible").unwrap();
+    text.trim().split([',', '-']).filter_map(|n| n.parse::<usize>().ok()).max().unwrap() + 1
+}
+
+const FILES: usize = 300;
+
+/// Lower content the workload reads, appends to (copy-up), renames and removes.
+fn lower_fixture(s: &Scratch) {
+    for i in 0..40 {
+        s.write(&format!("l1/lower/f{i:03}"), &format!("lower {i}\n"));
+    }
+}
+
+/// Creates, writes, reads, renames, lists, links and unlinks a few hundred files through the
+/// mount, checking every result.
+fn workload(mp: &Path) {
+    let dirs = ["a", "b", "c/d"];
+    for d in dirs {
+        fs::create_dir_all(mp.join(d)).unwrap();
+    }
+    for i in 0..FILES {
+        let p = mp.join(dirs[i % 3]).join(format!("file{i:04}"));
+        let mut f = fs::File::create(&p).unwrap();
+        writeln!(f, "content of {i}").unwrap();
+        f.write_all(&vec![b'x'; i * 37]).unwrap();
+    }
+    for i in 0..FILES {
+        let p = mp.join(dirs[i % 3]).join(format!("file{i:04}"));
+        let data = fs::read(&p).unwrap();
+        assert!(data.starts_with(format!("content of {i}\n").as_bytes()), "{}", p.display());
+        assert_eq!(data.len(), format!("content of {i}\n").len() + i * 37, "{}", p.display());
+    }
+    // renames: within a directory and across directories
+    for i in (0..FILES).step_by(3) {
+        let from = mp.join("a").join(format!("file{i:04}"));
+        let to = if i % 2 == 0 {
+            mp.join("a").join(format!("renamed{i:04}"))
+        } else {
+            mp.join("b").join(format!("moved{i:04}"))
+        };
+        fs::rename(&from, &to).unwrap();
+    }
+    // hard links
+    for i in (1..FILES).step_by(3).take(50) {
+        let src = mp.join("b").join(format!("file{i:04}"));
+        let dst = mp.join("c").join(format!("link{i:04}"));
+        fs::hard_link(&src, &dst).unwrap();
+        assert_eq!(fs::metadata(&src).unwrap().ino(), fs::metadata(&dst).unwrap().ino());
+        assert_eq!(fs::metadata(&dst).unwrap().nlink(), 2);
+    }
+    // unlinks
+    for i in (2..FILES).step_by(3).take(60) {
+        fs::remove_file(mp.join("c/d").join(format!("file{i:04}"))).unwrap();
+    }
+    // the lower files: read, append (copy-up), rename one, remove one
+    for i in 0..40 {
+        let p = mp.join("lower").join(format!("f{i:03}"));
+        assert_eq!(fs::read_to_string(&p).unwrap(), format!("lower {i}\n"));
+        if i % 4 == 0 {
+            fs::OpenOptions::new().append(true).open(&p).unwrap().write_all(b"more\n").unwrap();
+        }
+    }
+    fs::rename(mp.join("lower/f001"), mp.join("lower/g001")).unwrap();
+    fs::remove_file(mp.join("lower/f002")).unwrap();
+    // readdir sees exactly what is there
+    let a = names(&mp.join("a"));
+    assert_eq!(a.len(), FILES / 3 - moved(), "{a:?}");
+    assert!(a.iter().all(|n| n.starts_with("renamed")), "{a:?}");
+    let b = names(&mp.join("b"));
+    assert_eq!(b.len(), FILES / 3 + moved());
+    let c = names(&mp.join("c"));
+    assert_eq!(c.len(), 50 + 1, "{c:?}"); // the links and d/
+    assert_eq!(names(&mp.join("c/d")).len(), FILES / 3 - 60);
+    let lower = names(&mp.join("lower"));
+    assert_eq!(lower.len(), 39);
+    assert!(lower.contains(&"g001".to_string()) && !lower.contains(&"f002".to_string()));
+    assert_eq!(fs::read_to_string(mp.join("lower/f004")).unwrap(), "lower 4\nmore\n");
+}
+
+/// Files the workload moves from a/ to b/.
+fn moved() -> usize {
+    (0..FILES).step_by(3).filter(|i| i % 2 == 1).count()
+}
+
+/// What the workload left in the upper, checked after unmount.
+fn check_upper(s: &Scratch) {
+    assert_eq!(names(&s.p("upper/a")).len(), FILES / 3 - moved());
+    assert_eq!(fs::read_to_string(s.p("upper/lower/f004")).unwrap(), "lower 4\nmore\n");
+    assert!(s.p("upper/lower/.wh.f002").exists());
+    let link = s.p("upper/c/link0001");
+    assert_eq!(fs::metadata(&link).unwrap().nlink(), 2);
+}
+
+#[test]
+fn workload_is_served_through_the_ring() {
+    let Some(s) = Scratch::for_fuse(1) else { return };
+    lower_fixture(&s);
+    let Some(d) = Daemon::start(&s, "io_uring", true) else { return };
+    let rings = d.ring_fds();
+    assert_eq!(rings, possible_cpus(), "one ring per CPU queue in the daemon: {}", d.log_text());
+    workload(&d.mp);
+    let completions = d.ring_completions();
+    let log = d.finish();
+    assert!(log.contains("transport=\"io_uring\""), "{log}");
+    let (ring, dev, failed) = served(&log);
+    assert!(completions + 10 >= ring && completions > 5 * FILES as u64, "kernel: {completions} completions");
+    assert_eq!(failed, 0, "{log}");
+    // Every create alone is several requests; with a silent fallback this count is 0.
+    assert!(ring > 5 * FILES as u64, "only {ring} requests through io_uring: {log}");
+    assert!(ring > 10 * dev, "{ring} through io_uring, {dev} through /dev/fuse: {log}");
+    assert!(!log.contains(" WARN ") && !log.contains(" ERROR "), "{log}");
+    check_upper(&s);
+}
+
+/// Passthrough still keeps file data off the daemon with io_uring on: reading 64 MiB takes a
+/// handful of requests, where without passthrough it takes at least one READ per MiB.
+#[test]
+fn passthrough_keeps_reads_off_the_ring() {
+    let Some(s) = Scratch::for_fuse(1) else { return };
+    let big = vec![7u8; 64 << 20];
+    fs::create_dir_all(s.p("l1")).unwrap();
+    fs::write(s.p("l1/big"), &big).unwrap();
+    let mut counts = Vec::new();
+    for extra in ["io_uring", "io_uring,nopassthrough"] {
+        let Some(d) = Daemon::start(&s, extra, true) else { return };
+        let read = fs::read(d.mp.join("big")).unwrap();
+        assert!(read == big, "{extra}: 64 MiB read back wrong");
+        let log = d.finish();
+        assert!(log.contains("transport=\"io_uring\""), "{log}");
+        let (ring, _, _) = served(&log);
+        counts.push(ring);
+    }
+    assert!(counts[0] < 40, "with passthrough the reads reached the daemon: {} requests", counts[0]);
+    assert!(counts[1] >= 64, "without passthrough: only {} requests", counts[1]);
+}
+
+#[test]
+fn falls_back_to_dev_fuse_when_the_kernel_says_no_or_the_mount_does() {
+    let Some(s) = Scratch::for_fuse(1) else { return };
+    lower_fixture(&s);
+    // The parameter off: the kernel does not offer io_uring in INIT.
+    let Some(d) = Daemon::start(&s, "io_uring", false) else { return };
+    assert_eq!(d.ring_fds(), 0, "no rings when the kernel does not offer io_uring");
+    workload(&d.mp);
+    let log = d.finish();
+    assert!(log.contains("transport=\"/dev/fuse\""), "{log}");
+    assert!(log.contains("the kernel does not offer it"), "the log says why: {log}");
+    let (ring, dev, failed) = served(&log);
+    assert_eq!((ring, failed), (0, 0), "{log}");
+    assert!(dev > 5 * FILES as u64, "{log}");
+    check_upper(&s);
+    // The parameter on, but the mount opts out.
+    fs::remove_dir_all(s.p("upper")).unwrap();
+    fs::create_dir(s.p("upper")).unwrap();
+    let Some(d) = Daemon::start(&s, "noio_uring", true) else { return };
+    assert_eq!(d.ring_fds(), 0);
+    workload(&d.mp);
+    let log = d.finish();
+    assert!(log.contains("transport=\"/dev/fuse\"") && log.contains("not requested"), "{log}");
+    assert_eq!(served(&log).0, 0, "{log}");
+    check_upper(&s);
+}
