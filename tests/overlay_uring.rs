@@ -251,7 +251,9 @@ fn workload_is_served_through_the_ring() {
     lower_fixture(&s);
     let Some(d) = Daemon::start(&s, "io_uring", true) else { return };
     let rings = d.ring_fds();
-    assert_eq!(rings, possible_cpus(), "one ring per CPU queue in the daemon: {}", d.log_text());
+    // Two threads, each with its own ring, per CPU queue (the default: a slow request holds
+    // only one of them).
+    assert_eq!(rings, 2 * possible_cpus(), "two rings per CPU queue in the daemon: {}", d.log_text());
     workload(&d.mp);
     let completions = d.ring_completions();
     let log = d.finish();
@@ -313,4 +315,60 @@ fn falls_back_to_dev_fuse_when_the_kernel_says_no_or_the_mount_does() {
     assert!(log.contains("transport=\"/dev/fuse\"") && log.contains("not requested"), "{log}");
     assert_eq!(served(&log).0, 0, "{log}");
     check_upper(&s);
+}
+
+/// A slow request (the copy-up of a big lower file, made by the OPEN for writing) holds only one
+/// of its CPU queue's threads: stats made from the same CPU are answered meanwhile. With one
+/// thread per queue they waited for the whole copy.
+#[test]
+fn a_slow_request_does_not_hold_its_cpu_queue() {
+    let Some(s) = Scratch::for_fuse(1) else { return };
+    for i in 0..50 {
+        s.write(&format!("l1/other/f{i}"), "x");
+    }
+    let chunk = vec![7u8; 1 << 20];
+    let mut big = fs::File::create(s.p("l1/big")).unwrap();
+    for _ in 0..512 {
+        big.write_all(&chunk).unwrap();
+    }
+    drop(big);
+    let Some(d) = Daemon::start(&s, "io_uring", true) else { return };
+    // Every request below comes from CPU 0, so the kernel puts them all on queue 0.
+    let on_cpu0 = || {
+        let mut set = nix::sched::CpuSet::new();
+        set.set(0).unwrap();
+        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).unwrap();
+    };
+    fs::symlink_metadata(d.mp.join("other/f0")).unwrap();
+    let big = d.mp.join("big");
+    let copier = std::thread::spawn(move || {
+        on_cpu0();
+        let t = Instant::now();
+        fs::OpenOptions::new().append(true).open(&big).unwrap().write_all(b"more").unwrap();
+        t.elapsed()
+    });
+    on_cpu0();
+    std::thread::sleep(Duration::from_millis(20));
+    let mut worst = Duration::ZERO;
+    let mut n = 0;
+    while !copier.is_finished() {
+        let t = Instant::now();
+        fs::symlink_metadata(d.mp.join(format!("other/f{}", n % 50))).unwrap();
+        let _ = fs::symlink_metadata(d.mp.join(format!("other/missing-{n}")));
+        worst = worst.max(t.elapsed());
+        n += 1;
+    }
+    let copy = copier.join().unwrap();
+    let mut all = nix::sched::CpuSet::new();
+    for c in 0..possible_cpus() {
+        let _ = all.set(c);
+    }
+    let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &all);
+    assert!(copy > Duration::from_millis(30), "the copy-up was too quick to measure anything ({copy:?})");
+    assert!(
+        worst < copy / 2,
+        "a stat on the copy-up's CPU waited {worst:?} while the copy-up took {copy:?} ({n} stats): {}",
+        d.log_text()
+    );
+    assert!(d.log_text().contains("transport=\"io_uring\""));
 }

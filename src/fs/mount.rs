@@ -87,9 +87,11 @@ fn io_uring_default() -> bool {
 }
 
 /// io_uring threads per CPU queue, each with one ring entry: `STRATA_IO_URING_THREADS` (1–8),
-/// default 1 (a thread blocked in a slow request holds that CPU's queue meanwhile).
+/// default 2: a thread busy with a slow request (a copy-up of a big file, a renamed tree) holds
+/// its ring entry, so with one the other requests of that CPU waited for it (a `stat` held for
+/// the whole 512 MiB copy of overlay_core_copyup_stall).
 fn io_uring_threads() -> usize {
-    std::env::var("STRATA_IO_URING_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(1).clamp(1, 8)
+    std::env::var("STRATA_IO_URING_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(2).clamp(1, 8)
 }
 
 fn build(opts: &MountOptions) -> Result<(StrataFs, FuseMount<'_>, Config)> {
