@@ -44,6 +44,10 @@ else
 fi
 strata="$bin/strata"
 strata_overlay="$bin/strata-overlay"
+# STRATA_BASE_BIN=DIR: the mount benchmark's strata-overlay-base column is the strata-overlay in
+# DIR (an older build), for a before/after in one interleaved run
+# (BENCH_MOUNT_TOOLS="strata-overlay strata-overlay-base ...").
+strata_overlay_base="${STRATA_BASE_BIN:-}/strata-overlay"
 
 # The peers: Debian's fuse-overlayfs 1.10 (C), and fuse-overlayfs 2.0, its Rust rewrite (passthrough,
 # one thread per CPU), which Debian does not package: installed once from crates.io into $cache (or
@@ -310,6 +314,7 @@ convert_whiteouts() {
 # kernel. strata and strata-overlay serve through /dev/fuse (STRATA_IO_URING=0); strata-uring is
 # strata through FUSE over io_uring (the run sets the fuse module's enable_uring and restores it),
 # strata-uring-nopin the same with its queue threads left unpinned (STRATA_IO_URING_PIN=0).
+# strata-overlay-base: the strata-overlay of $STRATA_BASE_BIN (see above).
 m_image=bench:latest
 m_prepare() {
   case "$1" in
@@ -324,6 +329,7 @@ m_mount() {
     strata-uring) STRATA_IO_URING=1 "$strata" --root "$mstore" mount "$cur_c" "$mp" ;;
     strata-uring-nopin) STRATA_IO_URING=1 STRATA_IO_URING_PIN=0 "$strata" --root "$mstore" mount "$cur_c" "$mp" ;;
     strata-overlay) STRATA_IO_URING=0 "$strata_overlay" -o "$o" "$mp" ;;
+    strata-overlay-base) STRATA_IO_URING=0 "$strata_overlay_base" -o "$o" "$mp" ;;
     fuse-overlayfs-1.10) "$fofs1" -o "$o" "$mp" ;;
     fuse-overlayfs-2.0) "$fofs2" -o "$o" "$mp" ;;
     kernel) mount -t overlay overlay -o "$o" "$mp" ;;
@@ -333,7 +339,7 @@ m_mount() {
 m_umount() {
   case "$1" in
     strata|strata-uring*) "$strata" --root "$mstore" umount "$mp" ;;
-    strata-overlay|fuse-overlayfs-*) fusermount3 -u "$mp" ;;
+    strata-overlay*|fuse-overlayfs-*) fusermount3 -u "$mp" ;;
     kernel) umount "$mp" ;;
   esac
 }
@@ -356,6 +362,7 @@ daemon_pid() {
   case "$1" in
     strata|strata-uring*) json 'd["pid"]' <"$mstore/containers/$cur_c/mount.json"; return ;;
     strata-overlay) exe="$strata_overlay" ;;
+    strata-overlay-base) exe="$strata_overlay_base" ;;
     fuse-overlayfs-1.10) exe="$fofs1" ;;
     fuse-overlayfs-2.0) exe="$fofs2" ;;
     *) return 1 ;;
@@ -393,6 +400,8 @@ bench_mount() {
   local layout id lower l hex tools t i r
   tools_from BENCH_MOUNT_TOOLS "strata strata-uring strata-overlay fuse-overlayfs-2.0 fuse-overlayfs-1.10 kernel"
   [[ " ${tools[*]} " != *" strata-uring"* ]] || uring_param_on
+  [[ " ${tools[*]} " != *" strata-overlay-base "* ]] || [ -x "$strata_overlay_base" ] \
+    || { echo "strata-overlay-base: set STRATA_BASE_BIN to a directory holding an older strata-overlay" >&2; exit 1; }
   layout=$(bench_layout)
   mstore="$work/mount-store"; mp="$work/mp"
   cleanups+=("m_cleanup; rm -rf '$mstore' '$work/peer' '$work/upper' '$work/ovl-work'")
