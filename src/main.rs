@@ -3,11 +3,10 @@
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::Parser;
 use clap::error::{Error, ErrorKind};
 
 fn main() -> ExitCode {
-    let cli = match strata::cli::Cli::try_parse() {
+    let cli = match strata::cli::Cli::parse_args() {
         Ok(cli) => cli,
         // --help and --version print to stdout and exit 0.
         Err(e) if !e.use_stderr() => e.exit(),

@@ -138,7 +138,7 @@ fn build(opts: &MountOptions) -> Result<(StrataFs, FuseMount<'_>, Config)> {
 /// Mounts and serves until unmounted. `ready` runs once the kernel handshake is done.
 pub fn mount_with(opts: &MountOptions, mountpoint: &Path, ready: impl FnOnce()) -> Result<()> {
     daemon::raise_nofile_limit();
-
+    daemon::large_allocations_from_mmap();
     let mountpoint = &absolute(mountpoint)?;
     let (fs, mount, config) = build(opts)?;
     let wrote = fs.wrote_flag();
