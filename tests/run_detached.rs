@@ -205,6 +205,31 @@ fn a_monitor_killed_with_9_leaves_a_dead_container_that_start_and_rm_clean() {
     assert!(!alive.contains("sleep"), "the container's sleep (pid {pid}) still runs");
 }
 
+/// `rm -f` of a container whose monitor was killed: the runtime's process still holds the
+/// mount, so it must go first (as plain `rm` does). rm -f waited 60 s for a mount daemon that
+/// could not exit, then failed.
+#[test]
+fn rm_f_of_a_dead_container_stops_its_process_first() {
+    let Some(s) = setup() else { return };
+    let _c = Cleanup(&s);
+    let id = run_code(&s, &["run", "-d", "--name", "d", "bb:1", "sleep", "100"], 0);
+    let id = id.trim().to_string();
+    let monitor = state(&s, &id)["monitor_pid"].as_i64().unwrap() as i32;
+    let pid = state(&s, &id)["pid"].as_i64().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(monitor), nix::sys::signal::Signal::SIGKILL).unwrap();
+    eventually("the monitor gone", || {
+        std::fs::read_to_string(format!("/proc/{monitor}/stat")).map_or(true, |st| st.contains(") Z"))
+    });
+    assert!(s.ok(&["ps", "-a"]).contains("Dead"));
+    let t = std::time::Instant::now();
+    s.ok(&["rm", "-f", "d"]);
+    assert!(t.elapsed() < std::time::Duration::from_secs(20), "rm -f took {:?}", t.elapsed());
+    assert_eq!(s.ok(&["ps", "-a", "-q"]), "");
+    assert!(mounts_under(&s).is_empty(), "{:?}", mounts_under(&s));
+    let alive = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    assert!(!alive.contains("sleep"), "the container's sleep (pid {pid}) still runs");
+}
+
 #[test]
 fn rm_detached_leaves_nothing() {
     let Some(s) = setup() else { return };

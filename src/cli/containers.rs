@@ -186,9 +186,10 @@ fn remove_one(g: &Global, name: &str, force: bool) -> Result<()> {
         };
     }
     let mounted = containers::current_mount_state(&store, &c.id).is_mounted();
-    if force && mounted && status::status(&c) != Status::Running {
+    if force && mounted && !matches!(status::status(&c), Status::Running | Status::Dead) {
         // As `strata umount`: the wait for the daemon to write everything and exit holds no
-        // store lock, so other commands go on meanwhile; then the container goes.
+        // store lock, so other commands go on meanwhile; then the container goes. (A Dead one's
+        // process, which a killed monitor left, still holds the mount: `remove` stops it first.)
         containers::unmount_container_released(store, &c, false)?;
         let store = open_store(g, LockMode::Exclusive)?;
         let c = store.resolve_container(&c.id)?;
