@@ -125,15 +125,7 @@ fn create_modes_match_kernel_overlayfs() {
     for d in ["kl", "ku", "kw", "kmnt"] {
         fs::create_dir(s.p(d)).unwrap();
     }
-    sh(&format!("cp -a {}/. {}", s.p("l1").display(), s.p("kl").display()));
-    sh(&format!(
-        "mount -t overlay overlay -o lowerdir={},upperdir={},workdir={} {}",
-        s.p("kl").display(),
-        s.p("ku").display(),
-        s.p("kw").display(),
-        s.p("kmnt").display()
-    ));
-    let kernel = Mount::adopt(&s.p("kmnt"));
+    let kernel = kernel_overlay_of_l1(&s);
     let strata = s.mount_rw(1);
     let t = std::time::Instant::now();
     for umask in [0, 0o22] {
@@ -249,15 +241,7 @@ fn create_modes_match_kernel_overlayfs_as_another_user() {
         user.give(&p);
         fs::set_permissions(&p, fs::Permissions::from_mode(m)).unwrap();
     }
-    sh(&format!("cp -a {}/. {}", s.p("l1").display(), s.p("kl").display()));
-    sh(&format!(
-        "mount -t overlay overlay -o lowerdir={},upperdir={},workdir={} {}",
-        s.p("kl").display(),
-        s.p("ku").display(),
-        s.p("kw").display(),
-        s.p("kmnt").display()
-    ));
-    let kernel = Mount::adopt(&s.p("kmnt"));
+    let kernel = kernel_overlay_of_l1(&s);
     // As root strata-overlay turns allow_other on by itself; default_permissions always.
     let strata = s.mount_rw(1);
     {
@@ -296,4 +280,18 @@ fn create_modes_match_kernel_overlayfs_as_another_user() {
     // The setgid directory did what it is for: its group on new entries.
     let g = owned_modes(&strata.mountpoint.join("g"));
     assert!(g.iter().all(|e| e.3 == 0 && e.2 == user.uid), "owners in /g: {:?}", &g[..3]);
+}
+
+/// Kernel overlayfs over a copy of the scratch's lower layer `l1` (in `kl`, with `ku`, `kw`,
+/// mounted on `kmnt`: directories the caller made).
+fn kernel_overlay_of_l1(s: &Scratch) -> Mount {
+    sh(&format!("cp -a {}/. {}", s.p("l1").display(), s.p("kl").display()));
+    sh(&format!(
+        "mount -t overlay overlay -o lowerdir={},upperdir={},workdir={} {}",
+        s.p("kl").display(),
+        s.p("ku").display(),
+        s.p("kw").display(),
+        s.p("kmnt").display()
+    ));
+    Mount::adopt(&s.p("kmnt"))
 }
