@@ -23,8 +23,10 @@ echo "+ cargo clippy --all-targets -- -D warnings"
 cargo clippy --quiet --all-targets -- -D warnings
 if cargo nextest --version >/dev/null 2>&1; then
   echo "+ cargo nextest run"
-  # One retry: a FUSE test that fails once and then passes is reported as FLAKY, not hidden.
-  cargo nextest run --no-fail-fast --retries 1 --failure-output final "$@"
+  # One retry: a FUSE test that fails once and then passes is reported as FLAKY, not hidden; its
+  # failed try's output is printed when it happens (with `final` alone a flaky try left no trace
+  # of why), and every final failure's again at the end.
+  cargo nextest run --no-fail-fast --retries 1 --failure-output immediate-final "$@"
 else
   echo "+ cargo test"
   cargo test --no-fail-fast "$@"
