@@ -88,13 +88,7 @@ fn copy_up_all(dir: &Path) {
 }
 
 fn modes(dir: &Path) -> Vec<(String, u32)> {
-    let mut v: Vec<(String, u32)> = fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.metadata().unwrap().mode()))
-        .collect();
-    v.sort();
-    v
+    owned_modes(dir).into_iter().map(|(name, mode, _, _)| (name, mode)).collect()
 }
 
 #[test]

@@ -118,17 +118,6 @@ fn kill(runtime: &Runtime, id: &str) {
     }
 }
 
-/// [`run_to_completion`] that `cancel` can stop from another thread.
-pub fn run_cancellable(
-    store: Store,
-    image: &Digest,
-    spec: &ProcessSpec,
-    output: Output<'_>,
-    cancel: &Cancel,
-) -> Result<Finished> {
-    run(store, image, spec, output, cancel)
-}
-
 /// Runs `spec` to completion in a new container of `image`. `store` must be opened exclusive; it
 /// is released while the process runs (other strata commands go on) and reopened exclusive.
 /// Forks a mount daemon: call while the process is single-threaded.
@@ -141,10 +130,11 @@ pub fn run_to_completion(
     spec: &ProcessSpec,
     output: Output<'_>,
 ) -> Result<Finished> {
-    run(store, image, spec, output, &Cancel::default())
+    run_cancellable(store, image, spec, output, &Cancel::default())
 }
 
-fn run(
+/// [`run_to_completion`] that `cancel` can stop from another thread.
+pub fn run_cancellable(
     store: Store,
     image: &Digest,
     spec: &ProcessSpec,
