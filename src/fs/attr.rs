@@ -167,17 +167,24 @@ impl StrataFs {
 
     /// In an upper whose files carry override xattrs, gives the new or copied-up regular file or
     /// directory `path` one recording it as it is, unless it has one: fuse-overlayfs (1.10)
-    /// refuses a file of a marked layer without it (`override_stat::record_missing`).
-    pub(crate) fn record_new(&self, path: &std::path::Path) -> R<()> {
+    /// refuses a file of a marked layer without it (`override_stat::record_missing`). `made`:
+    /// the stat of a regular file the caller just created (so it has no xattr yet).
+    pub(crate) fn record_new(&self, path: &std::path::Path, made: Option<&FileStat>) -> R<()> {
         let Some(marker) = self.stack.layers().first().and_then(|l| l.overrides()) else { return Ok(()) };
         let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else { return Ok(()) };
         let dir = self.stack.dir_fd(0, parent).map_err(errno)?;
-        let Some(st) = stat_at(dir.as_fd(), name).map_err(errno)? else { return Ok(()) };
-        if !matches!(st.st_mode & libc::S_IFMT, libc::S_IFREG | libc::S_IFDIR)
-            || override_stat::read_at(dir.as_fd(), name, marker.xattr).map_err(errno)?.is_some()
-        {
-            return Ok(());
-        }
+        let st = match made {
+            Some(st) => *st,
+            None => {
+                let Some(st) = stat_at(dir.as_fd(), name).map_err(errno)? else { return Ok(()) };
+                if !matches!(st.st_mode & libc::S_IFMT, libc::S_IFREG | libc::S_IFDIR)
+                    || override_stat::read_at(dir.as_fd(), name, marker.xattr).map_err(errno)?.is_some()
+                {
+                    return Ok(());
+                }
+                st
+            }
+        };
         override_stat::write_at(dir.as_fd(), name, marker.xattr, &override_stat::of_stat(&st)).map_err(errno)
     }
 

@@ -268,7 +268,7 @@ impl StrataFs {
             self.link_aliases(e, origin)?;
         }
         self.changed_one(&e.path);
-        self.record_new(&e.path)?;
+        self.record_new(&e.path, None)?;
         tracing::debug!(path = %e.path.display(), "copied up");
         self.lookup_path(&e.path)
     }

@@ -26,9 +26,18 @@ impl StrataFs {
         if self.child(&pe, name)?.is_some() {
             return Err(Errno::EEXIST);
         }
-        let (pe, fd) = self.writable_dir(&pe)?;
-        self.clear_overlay_whiteout(&fd, name)?;
-        Ok((pe, fd))
+        self.writable_dir(&pe)
+    }
+
+    /// Makes `name` in the upper directory `fd` with `make`, which fails with EEXIST when the
+    /// name is taken (as O_EXCL, mkdirat, mknodat, symlinkat and linkat do). Past `new_name`,
+    /// what takes it can only be an overlayfs whiteout (char device 0/0, hiding a lower name):
+    /// it goes and `make` runs again. So the common case costs no stat of its own.
+    pub(crate) fn make_new<T>(&self, fd: &SafeFd, name: &OsStr, make: impl Fn() -> nix::Result<T>) -> R<T> {
+        match make() {
+            Err(Errno::EEXIST) if self.clear_overlay_whiteout(fd, name)? => make(),
+            r => r,
+        }
     }
 
     /// create(2) with O_CREAT|O_EXCL semantics; returns the entry and the open upper file.
@@ -49,14 +58,26 @@ impl StrataFs {
             | OFlag::O_EXCL
             | OFlag::O_CLOEXEC
             | OFlag::O_NOFOLLOW;
-        let file = File::from(nix::fcntl::openat(fd.as_fd(), name, oflags, perm)?);
+        let file =
+            File::from(self.make_new(&fd, name, || nix::fcntl::openat(fd.as_fd(), name, oflags, perm))?);
         // Owner first, then the mode: chown clears setuid/setgid, and the daemon's own umask
-        // already took bits off the create mode.
-        if let Err(e) = self.set_owner(&fd, &pe, name, who).and_then(|()| fchmod(&file, perm)) {
-            let _ = nix::unistd::unlinkat(fd.as_fd(), name, nix::unistd::UnlinkatFlags::NoRemoveDir);
-            return Err(e);
-        }
-        let e = self.after_create(&pe, name, false)?;
+        // may have taken bits off the create mode. The file's stat tells whether a chmod is due.
+        let made = self.set_owner(&fd, &pe, name, who).and_then(|()| {
+            let st = nix::sys::stat::fstat(&file)?;
+            if st.st_mode & 0o7777 == perm.bits() {
+                return Ok(st);
+            }
+            fchmod(&file, perm)?;
+            nix::sys::stat::fstat(&file)
+        });
+        let st = match made {
+            Ok(st) => st,
+            Err(e) => {
+                let _ = nix::unistd::unlinkat(fd.as_fd(), name, nix::unistd::UnlinkatFlags::NoRemoveDir);
+                return Err(e);
+            }
+        };
+        let e = self.after_create(&pe, name, false, Some(st))?;
         Ok((e, file))
     }
 
@@ -67,10 +88,10 @@ impl StrataFs {
         // A directory inherits a setgid parent's setgid bit, as the kernel gives it.
         let inherit = if pe.stat.st_mode & libc::S_ISGID != 0 { libc::S_ISGID } else { 0 };
         let perm = Mode::from_bits_truncate((mode & !umask & 0o7777) | inherit);
-        mkdirat(fd.as_fd(), name, perm)?;
+        self.make_new(&fd, name, || mkdirat(fd.as_fd(), name, perm))?;
         self.set_owner(&fd, &pe, name, who)?;
         fchmodat(fd.as_fd(), name, perm, FchmodatFlags::FollowSymlink)?;
-        self.after_create(&pe, name, true)
+        self.after_create(&pe, name, true, None)
     }
 
     /// mknod(2): FIFOs, sockets, devices, regular files; never a char device 0/0.
@@ -92,20 +113,20 @@ impl StrataFs {
         let (pe, fd) = self.new_name(parent, name)?;
         let kind = SFlag::from_bits_truncate(mode & libc::S_IFMT);
         let perm = Mode::from_bits_truncate(mode & !umask & 0o7777);
-        mknodat(fd.as_fd(), name, kind, perm, rdev as libc::dev_t)?;
+        self.make_new(&fd, name, || mknodat(fd.as_fd(), name, kind, perm, rdev as libc::dev_t))?;
         self.set_owner(&fd, &pe, name, who)?;
         // `name` is the node just made (no symlink): following it follows nothing.
         fchmodat(fd.as_fd(), name, perm, FchmodatFlags::FollowSymlink)?;
-        self.after_create(&pe, name, false)
+        self.after_create(&pe, name, false, None)
     }
 
     /// symlink(2).
     pub(crate) fn do_symlink(&self, who: Caller, parent: u64, name: &OsStr, target: &Path) -> R<Entry> {
         let _ns = self.ns.write().unwrap_or_else(|e| e.into_inner());
         let (pe, fd) = self.new_name(parent, name)?;
-        symlinkat(target, fd.as_fd(), name)?;
+        self.make_new(&fd, name, || symlinkat(target, fd.as_fd(), name))?;
         self.set_owner(&fd, &pe, name, who)?;
-        self.after_create(&pe, name, false)
+        self.after_create(&pe, name, false, None)
     }
 
     /// link(2): the file is copied up (with its other names) and linked in the upper.
@@ -119,9 +140,9 @@ impl StrataFs {
         let (pe, fd) = self.new_name(parent, name)?;
         let src = self.copy_up(&src)?;
         let (sfd, sname) = self.parent_fd(&src, 0)?;
-        linkat(sfd.as_fd(), sname, fd.as_fd(), name, AtFlags::empty())?;
+        self.make_new(&fd, name, || linkat(sfd.as_fd(), sname, fd.as_fd(), name, AtFlags::empty()))?;
         // The other names' cached stats hold the old link count.
         self.changed_one(&src.path);
-        self.after_create(&pe, name, false)
+        self.after_create(&pe, name, false, None)
     }
 }

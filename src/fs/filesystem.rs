@@ -14,7 +14,7 @@ use nix::errno::Errno;
 
 use super::attr::to_attr;
 use super::handles::Handles;
-use super::ino::{InoMap, ROOT_INO};
+use super::ino::{InoMap, OriginKey, ROOT_INO};
 use super::nodes::Nodes;
 use crate::union::layer::{SafeFd, proc_path};
 use crate::union::{Entry, Stack};
@@ -50,7 +50,10 @@ pub struct StrataFs {
     /// Namespace lock: mutations exclusive, lookups shared.
     pub(crate) ns: RwLock<()>,
     pub(crate) read_only: bool,
-    pub(crate) passthrough: bool,
+    /// Whether opens get a passthrough backing: asked for at INIT, and off for good once the
+    /// kernel refuses one (it wants CAP_SYS_ADMIN in the initial user namespace, which a
+    /// rootless daemon lacks), so that no open pays for a second refusal.
+    pub(crate) passthrough: AtomicBool,
     pub(crate) counter: AtomicU64,
     /// Set once anything is written to the upper (shared with the session's owner, which
     /// syncs the upper's filesystem at the end only then).
@@ -113,7 +116,7 @@ impl StrataFs {
             nodes,
             handles: Handles::default(),
             ns: RwLock::new(()),
-            passthrough,
+            passthrough: AtomicBool::new(passthrough),
             counter: AtomicU64::new(0),
             wrote: Arc::new(AtomicBool::new(false)),
             freeze: Arc::default(),
@@ -275,9 +278,17 @@ impl StrataFs {
     }
 
     fn origin(&self, e: &Entry) -> Option<u64> {
+        let key = OriginKey::of(&e.stat);
+        if let Some(known) = self.inos.cached_origin(key) {
+            return known;
+        }
         let (fd, name) = self.parent_fd(e, 0).ok()?;
-        let v = xattr::get(proc_path(fd.as_fd(), name), self.inos.origin_xattr).ok()??;
-        InoMap::decode(&v)
+        // Only an answer is remembered, not a failure to read.
+        let origin = xattr::get(proc_path(fd.as_fd(), name), self.inos.origin_xattr)
+            .ok()?
+            .and_then(|v| InoMap::decode(&v));
+        self.inos.note_origin(key, origin);
+        origin
     }
 
     /// FUSE attributes of an entry.
@@ -296,6 +307,24 @@ impl StrataFs {
         match (e.path.parent(), e.path.file_name()) {
             (Some(p), Some(n)) => Ok((self.stack.dir_fd(layer, p).map_err(errno)?, n)),
             _ => Ok((self.stack.dir_fd(layer, Path::new("")).map_err(errno)?, OsStr::new("."))),
+        }
+    }
+
+    /// Whether to ask for a passthrough backing.
+    pub(crate) fn passthrough(&self) -> bool {
+        self.passthrough.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// An open's passthrough backing was refused: with EPERM, passthrough is off from now on.
+    pub(crate) fn backing_refused(&self, e: &io::Error) {
+        if e.raw_os_error() == Some(libc::EPERM) {
+            if self.passthrough.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                tracing::info!(
+                    "FUSE passthrough refused by the kernel (EPERM): reads and writes go through the daemon"
+                );
+            }
+        } else {
+            tracing::debug!("passthrough not used: {e}");
         }
     }
 

@@ -84,7 +84,7 @@ impl StrataFs {
         let ino = self.st_ino(&o.entry);
         let mut flags = FopenFlags::empty();
         let mut backing = None;
-        if self.passthrough {
+        if self.passthrough() {
             let writable = o.upper && o.write;
             match self.handles.backing(ino) {
                 Some((b, up, w)) if up == o.upper && (w || !writable) => backing = Some(b),
@@ -99,7 +99,7 @@ impl StrataFs {
                         self.handles.set_backing(ino, &b, o.upper, writable);
                         backing = Some(b);
                     }
-                    Err(e) => tracing::debug!("passthrough not used: {e}"),
+                    Err(e) => self.backing_refused(&e),
                 },
             }
         }
@@ -130,12 +130,12 @@ impl Filesystem for StrataFs {
         }
         let _ = config.set_max_write(1 << 20);
         let _ = config.set_max_background(64);
-        if self.passthrough {
+        if self.passthrough() {
             let ok = config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
                 && config.set_max_stack_depth(1).is_ok();
-            self.passthrough = ok;
+            *self.passthrough.get_mut() = ok;
         }
-        tracing::info!(passthrough = self.passthrough, "FUSE session initialised");
+        tracing::info!(passthrough = self.passthrough(), "FUSE session initialised");
         Ok(())
     }
 
@@ -484,6 +484,16 @@ impl Filesystem for StrataFs {
         reply: ReplyCreate,
     ) {
         let _unfrozen = self.freeze.enter();
+        // A passthrough backing serves every later open of the file, readers too: a write-only
+        // create is opened read-write here so that its own fd can be that backing (no reopen).
+        // The kernel still keeps the caller's file write-only.
+        let flags =
+            if self.passthrough() && flags & libc::O_ACCMODE == libc::O_WRONLY && flags & libc::O_APPEND == 0
+            {
+                (flags & !libc::O_ACCMODE) | libc::O_RDWR
+            } else {
+                flags
+            };
         match run("create", || {
             let (e, file) = self.do_create(caller(req), parent.0, name, mode, umask, flags)?;
             let write = flags & libc::O_ACCMODE != libc::O_RDONLY;

@@ -69,14 +69,14 @@ impl StrataFs {
         open_backing: impl FnOnce(&File) -> std::io::Result<BackingId>,
     ) -> (u64, FopenFlags, Option<Arc<BackingId>>) {
         let mut backing = None;
-        if self.passthrough {
+        if self.passthrough() {
             match open_backing(&t.file) {
                 Ok(b) => {
                     let b = Arc::new(b);
                     self.handles.set_backing(t.ino, &b, true, true);
                     backing = Some(b);
                 }
-                Err(e) => tracing::debug!("passthrough not used: {e}"),
+                Err(e) => self.backing_refused(&e),
             }
         }
         let fh = self.handles.add_file(FileHandle {
@@ -115,14 +115,16 @@ impl StrataFs {
         // CAP_DAC_READ_SEARCH, which a rootless daemon lacks. An unlinked file that was not
         // made with O_TMPFILE can't be linked again: the upper filesystem answers ENOENT.
         let proc = format!("/proc/self/fd/{}", h.file.as_raw_fd());
-        linkat(AT_FDCWD, proc.as_str(), dirfd.as_fd(), name, AtFlags::AT_SYMLINK_FOLLOW)?;
+        self.make_new(&dirfd, name, || {
+            linkat(AT_FDCWD, proc.as_str(), dirfd.as_fd(), name, AtFlags::AT_SYMLINK_FOLLOW)
+        })?;
         let path = pe.path.join(name);
         let Some(generation) = lock(&self.nodes).name_nameless(ino, &path) else {
             // The kernel forgot the node meanwhile: undo.
             let _ = nix::unistd::unlinkat(dirfd.as_fd(), name, nix::unistd::UnlinkatFlags::NoRemoveDir);
             return Err(Errno::ENOENT);
         };
-        let e = self.after_create(&pe, name, false)?;
+        let e = self.after_create(&pe, name, false, None)?;
         Ok((to_attr(&e.stat, ino, false), self.ttl(&e), generation))
     }
 }

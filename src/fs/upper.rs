@@ -12,7 +12,7 @@ use std::sync::Arc;
 use nix::dir::{Dir, Type};
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag};
-use nix::sys::stat::Mode;
+use nix::sys::stat::{FileStat, Mode};
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchownat, linkat, unlinkat};
 
 use super::filesystem::{R, StrataFs, errno};
@@ -196,14 +196,16 @@ impl StrataFs {
         }
     }
 
-    /// Removes an overlayfs whiteout (char device 0/0) occupying `name` in the upper dir.
-    pub(crate) fn clear_overlay_whiteout(&self, dirfd: &SafeFd, name: &OsStr) -> R<()> {
-        if let Some(st) = stat_at(dirfd.as_fd(), name).map_err(errno)? {
-            if is_overlay_whiteout_stat(&st) {
+    /// Removes an overlayfs whiteout (char device 0/0) occupying `name` in the upper dir;
+    /// whether there was one.
+    pub(crate) fn clear_overlay_whiteout(&self, dirfd: &SafeFd, name: &OsStr) -> R<bool> {
+        match stat_at(dirfd.as_fd(), name).map_err(errno)? {
+            Some(st) if is_overlay_whiteout_stat(&st) => {
                 unlinkat(dirfd.as_fd(), name, UnlinkatFlags::NoRemoveDir)?;
+                Ok(true)
             }
+            _ => Ok(false),
         }
-        Ok(())
     }
 
     /// Moves the entry `name` of `from` to `to_name` of `to` when a 0/0 whiteout (a deleted
@@ -268,23 +270,43 @@ impl StrataFs {
     }
 
     /// After `name` was created in the upper directory `parent`: a new directory over a hidden
-    /// lower directory becomes opaque, then the whiteout goes. Returns the new entry.
-    pub(crate) fn after_create(&self, parent: &Entry, name: &OsStr, is_dir: bool) -> R<Entry> {
+    /// lower directory becomes opaque, then the whiteout goes. Returns the new entry; `made` is
+    /// its stat when the caller has one (of the file it made), else it is looked up.
+    pub(crate) fn after_create(
+        &self,
+        parent: &Entry,
+        name: &OsStr,
+        is_dir: bool,
+        made: Option<FileStat>,
+    ) -> R<Entry> {
         let path = parent.path.join(name);
-        if is_dir {
+        // A directory of the upper alone (new, or opaque) hides no lower name and so never got
+        // a whiteout: nothing to look for.
+        let over_lowers = parent.layers.iter().any(|&l| l != 0);
+        if is_dir && over_lowers {
             if let Some(lower) = self.lower_entry(parent, name)? {
                 if lower.is_dir() {
                     self.make_opaque(&path)?;
                 }
             }
         }
-        if self.remove_whiteout(&parent.path, name)? {
+        if over_lowers && self.remove_whiteout(&parent.path, name)? {
             self.changed_one(&path);
         } else {
             self.added(&parent.path);
         }
-        self.record_new(&path)?;
-        self.lookup_path(&path)
+        match made {
+            // Nothing to record (no override xattrs in this upper): the caller's stat is the
+            // entry's, and a file just made has no origin.
+            Some(stat) if self.stack.layers().first().and_then(|l| l.overrides()).is_none() => {
+                self.inos.note_origin(super::ino::OriginKey::of(&stat), None);
+                Ok(Entry { path, layer: 0, stat, layers: vec![0] })
+            }
+            _ => {
+                self.record_new(&path, made.as_ref())?;
+                self.lookup_path(&path)
+            }
+        }
     }
 }
 
