@@ -17,8 +17,8 @@ use fuser::{
 };
 use nix::errno::Errno;
 
-use super::attr::dot_attr;
-use super::filesystem::{R, StrataFs, lock};
+use super::attr::{dot_attr, negative_attr};
+use super::filesystem::{R, StrataFs, TTL_UPPER, lock};
 use super::handles::FileHandle;
 use super::io::{Opened, SetAttr};
 use super::upper::Caller;
@@ -150,9 +150,17 @@ impl Filesystem for StrataFs {
             if !pe.is_dir() {
                 return Err(Errno::ENOTDIR);
             }
-            self.child(&pe, name)?.ok_or(Errno::ENOENT)
+            self.child(&pe, name)
         });
-        self.reply_entry(reply, r);
+        match r {
+            Ok(Some(e)) => self.reply_entry(reply, Ok(e)),
+            // A name in no layer: node id 0 with a timeout is the protocol's cached ENOENT, so
+            // asking again for a missing name (what package managers do a lot) stays in the
+            // kernel. A name can only appear through this mount (the layers below never change),
+            // and the kernel drops the negative entry itself when it makes one there.
+            Ok(None) => reply.entry(&TTL_UPPER, &negative_attr(), Generation(0)),
+            Err(e) => reply.error(e),
+        }
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
