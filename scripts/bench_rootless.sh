@@ -100,14 +100,18 @@ rl_case() {
   [ "$n" = "${#names[@]}" ] || { echo "bench rootless: $tool: ${names[*]}: $n timings of ${#names[@]}" >&2; exit 1; }
 }
 
-# mount+umount, timed as the user runs it: strata's commands; fuse-overlayfs and umount in the
-# namespace session (what Podman does).
+# mount+umount, timed as the user runs it: strata's commands from the user's shell; fuse-overlayfs
+# and umount in the namespace session (what Podman does). Both are timed by a shell already
+# running as the user (not around setpriv and env, which would add two process starts to strata's
+# time and none to fuse-overlayfs').
 rl_mount_umount() {
   local tool="$1" t0 t1 c out
   case "$tool" in
     strata)
       c=$(rl_as "$strata" create bench:latest)
-      t0=$(now); rl_as "$strata" mount "$c" "$rl_home/mp"; rl_as "$strata" umount "$rl_home/mp"; t1=$(now)
+      out=$(rl_as sh -euc "t=\$(date +%s.%N); '$strata' mount '$c' '$rl_home/mp'; '$strata' umount '$rl_home/mp'
+        echo \"T \$t \$(date +%s.%N)\"")
+      read -r _ t0 t1 < <(printf '%s\n' "$out" | grep '^T ')
       rl_as "$strata" rm "$c" >/dev/null ;;
     fuse-overlayfs-*)
       local fo="$fofs1"; [ "$tool" = fuse-overlayfs-1.10 ] || fo="$fofs2"
