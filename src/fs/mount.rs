@@ -148,15 +148,19 @@ pub fn mount_with(opts: &MountOptions, mountpoint: &Path, ready: impl FnOnce()) 
     let acl =
         if opts.allow_other || opts.namespace_frame.is_some() { SessionACL::All } else { SessionACL::Owner };
     let signals = block_unmount_signals();
-    let dev = mount.mount(mountpoint).with_context(|| format!("mounting on {}", mountpoint.display()))?;
+    let mounting = || format!("mounting on {}", mountpoint.display());
+    let pending = mount.start(mountpoint).with_context(mounting)?;
     // A rootless daemon serves from the user namespace its layers were written in (no thread
     // may exist yet): it reads files of subordinate owners there. fusermount3 can't work there,
-    // so the mount is made first.
+    // so it was started first, outside; it mounts while this process enters the namespace
+    // (newuidmap and newgidmap run at the same time as fusermount3).
+    let entered = opts.namespace_frame.as_ref().map(crate::sys::userns::enter_here);
+    let dev = pending.finish().with_context(mounting)?;
+    if let Some(Err(e)) = entered {
+        let _ = fuse_mount::unmount_if_ours(&dev, mountpoint);
+        return Err(e).context("entering the user namespace");
+    }
     if let Some(m) = &opts.namespace_frame {
-        if let Err(e) = crate::sys::userns::enter_here(m) {
-            let _ = fuse_mount::unmount_if_ours(&dev, mountpoint);
-            return Err(e).context("entering the user namespace");
-        }
         super::attr::set_frame(m.clone());
     }
     let _control = match &opts.control_socket {

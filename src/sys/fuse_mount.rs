@@ -58,13 +58,21 @@ impl FuseMount<'_> {
     /// request is waiting on it). Unprivileged, or where mount(2) says EPERM, goes through
     /// fusermount3.
     pub fn mount(&self, mountpoint: &Path) -> io::Result<OwnedFd> {
+        self.start(mountpoint)?.finish()
+    }
+
+    /// Starts mounting on `mountpoint`: as root mount(2) is done when this returns; otherwise
+    /// fusermount3 is running and [`PendingMount::finish`] collects the fd it sends, so the
+    /// caller can do other set-up in the meantime (a rootless daemon enters its user
+    /// namespace while fusermount3 mounts: two helper processes at once instead of in turn).
+    pub fn start(&self, mountpoint: &Path) -> io::Result<PendingMount> {
         if nix::unistd::geteuid().is_root() {
             match self.mount_direct(mountpoint) {
                 Err(e) if e.raw_os_error() == Some(libc::EPERM) => {}
-                r => return r,
+                r => return r.map(PendingMount::Done),
             }
         }
-        self.mount_fusermount(mountpoint)
+        self.spawn_fusermount(mountpoint)
     }
 
     fn mount_direct(&self, mountpoint: &Path) -> io::Result<OwnedFd> {
@@ -88,7 +96,7 @@ impl FuseMount<'_> {
         Ok(dev)
     }
 
-    fn mount_fusermount(&self, mountpoint: &Path) -> io::Result<OwnedFd> {
+    fn spawn_fusermount(&self, mountpoint: &Path) -> io::Result<PendingMount> {
         let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)?;
         // fusermount3 finds its end in _FUSE_COMMFD: a copy without close-on-exec, closed here
         // once the child has it.
@@ -113,9 +121,27 @@ impl FuseMount<'_> {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| io::Error::new(e.kind(), format!("running fusermount3: {e}")))?;
+        // Only fusermount3 holds its end now: when it exits without sending, our read ends.
         drop((inherited, theirs));
-        let received = receive_fd(&ours);
-        drop(ours);
+        Ok(PendingMount::Fusermount { child, sock: ours })
+    }
+}
+
+/// A mount being made: done (mount(2)), or fusermount3 still running.
+pub enum PendingMount {
+    Done(OwnedFd),
+    Fusermount { child: std::process::Child, sock: OwnedFd },
+}
+
+impl PendingMount {
+    /// The connection's `/dev/fuse` fd once the mount exists (fusermount3's error otherwise).
+    pub fn finish(self) -> io::Result<OwnedFd> {
+        let (child, sock) = match self {
+            PendingMount::Done(fd) => return Ok(fd),
+            PendingMount::Fusermount { child, sock } => (child, sock),
+        };
+        let received = receive_fd(&sock);
+        drop(sock);
         let out = child.wait_with_output()?;
         match received {
             Ok(fd) => Ok(fd),

@@ -319,23 +319,39 @@ pub fn reexec(maps: &IdMaps, scope: Scope, env: &[(&str, OsString)]) -> Result<E
     Ok(wait_forwarding_signals(Pid::from_raw(pid)))
 }
 
+/// Runs newuidmap and newgidmap on `pid`, both at once: they write different files, and each
+/// is a setuid start that reads the shadow configuration (about as long as strata's own start).
 fn map_ids(pid: i32, maps: &IdMaps) -> Result<(), UsernsError> {
+    let mut running = Vec::with_capacity(2);
     for (helper, own, ranges) in [("newuidmap", maps.uid, &maps.uids), ("newgidmap", maps.gid, &maps.gids)] {
-        let out = Command::new(find_in_path(helper).ok_or(UsernsError::NoHelper(helper))?)
+        let child = Command::new(find_in_path(helper).ok_or(UsernsError::NoHelper(helper))?)
             .arg(pid.to_string())
             .args(IdMaps::args(own, ranges))
             .stdin(std::process::Stdio::null())
-            .output()
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .map_err(|e| match e.kind() {
                 std::io::ErrorKind::NotFound => UsernsError::NoHelper(helper),
                 _ => UsernsError::Io(e),
-            })?;
-        if !out.status.success() {
+            });
+        running.push((helper, child));
+    }
+    // Every helper started is waited for, whatever the other did.
+    let mut first_error = None;
+    for (helper, child) in running {
+        let result = child.and_then(|c| c.wait_with_output().map_err(UsernsError::Io)).and_then(|out| {
+            if out.status.success() {
+                return Ok(());
+            }
             let why = String::from_utf8_lossy(&out.stderr).trim().to_string();
-            return Err(UsernsError::MapFailed { helper, pid, why });
+            Err(UsernsError::MapFailed { helper, pid, why })
+        });
+        if let Err(e) = result {
+            first_error.get_or_insert(e);
         }
     }
-    Ok(())
+    first_error.map_or(Ok(()), Err)
 }
 
 /// Waits for the child; SIGTERM and SIGHUP sent to us go on to it (SIGINT and SIGQUIT from a
