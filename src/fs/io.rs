@@ -107,10 +107,10 @@ impl StrataFs {
         Ok(File::from(fd))
     }
 
-    /// read(2) at an offset.
-    pub(crate) fn do_read(&self, fh: u64, offset: u64, size: u32) -> R<Vec<u8>> {
+    /// read(2) at an offset, into `buf` (the reply's own buffer: see `ops::read`); returns the
+    /// bytes read, fewer than asked only at the end of the file.
+    pub(crate) fn do_read(&self, fh: u64, offset: u64, buf: &mut [u8]) -> R<usize> {
         let h = self.handles.file(fh).ok_or(Errno::EBADF)?;
-        let mut buf = vec![0u8; size as usize];
         let mut done = 0;
         while done < buf.len() {
             match h.file.read_at(&mut buf[done..], offset + done as u64) {
@@ -120,8 +120,7 @@ impl StrataFs {
                 Err(e) => return Err(errno(e)),
             }
         }
-        buf.truncate(done);
-        Ok(buf)
+        Ok(done)
     }
 
     /// write(2) at an offset.

@@ -1,3 +1,4 @@
+use std::cell::RefCell;
 use std::io;
 use std::os::fd::AsFd;
 use std::os::fd::BorrowedFd;
@@ -6,7 +7,18 @@ use std::sync::Arc;
 use nix::errno::Errno;
 
 use crate::dev_fuse::DevFuse;
+use crate::ll::RequestId;
+use crate::ll::ResponseErrno;
+use crate::ll::ResponseSlice;
+use crate::ll::reply::Response;
 use crate::passthrough::BackingId;
+
+thread_local! {
+    /// The body of this thread's /dev/fuse replies built with `send_filled` (READ data): kept
+    /// and reused, as a fresh buffer per request costs an mmap, a page fault per page and a
+    /// munmap (glibc serves allocations of 128 KiB and more with mmap).
+    static REPLY_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
 
 /// A raw communication channel to the FUSE kernel driver
 #[derive(Debug, Clone)]
@@ -110,6 +122,40 @@ impl ChannelSender {
         // https://github.com/libfuse/libfuse/blob/6278995cca991978abd25ebb2c20ebd3fc9e8a13/lib/fuse_lowlevel.c#L267
         debug_assert_eq!(bufs.iter().map(|b| b.len()).sum::<usize>(), rc);
         Ok(())
+    }
+
+    /// Sends a reply whose body `fill` writes in place: into the io_uring entry's payload, or
+    /// into this thread's reply buffer, then to /dev/fuse.
+    pub(crate) fn send_filled(
+        &self,
+        unique: RequestId,
+        size: usize,
+        fill: impl FnOnce(&mut [u8]) -> Result<usize, crate::Errno>,
+    ) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        if let Some(slot) = &self.ring {
+            if size <= slot.payload_len() {
+                return slot.reply_filled(unique, size, fill);
+            }
+            // Too big for the entry: `send` below answers EIO, as for any reply that can't fit.
+        }
+        REPLY_BUF.with(|cell| {
+            // A fill that itself replied to another request would find the buffer taken.
+            let mut spare = Vec::new();
+            let mut held = cell.try_borrow_mut();
+            let buf = match held.as_deref_mut() {
+                Ok(buf) => buf,
+                Err(_) => &mut spare,
+            };
+            if buf.len() < size {
+                // Grows to the largest request once; zeroed so `fill` gets initialised bytes.
+                buf.resize(size, 0);
+            }
+            match fill(&mut buf[..size]) {
+                Ok(n) => ResponseSlice(&buf[..n.min(size)]).with_iovec(unique, |iov| self.send(iov)),
+                Err(e) => ResponseErrno(e).with_iovec(unique, |iov| self.send(iov)),
+            }
+        })
     }
 
     pub(crate) fn open_backing(&self, fd: BorrowedFd<'_>) -> std::io::Result<BackingId> {
