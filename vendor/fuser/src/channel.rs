@@ -158,6 +158,32 @@ impl ChannelSender {
         })
     }
 
+    /// Sends the reply to READ `unique`: up to `size` bytes of `file` from `offset` (fewer at
+    /// its end). Through /dev/fuse a big reply is spliced (`splice.rs`); otherwise the data is
+    /// read into the buffer the reply leaves from (`send_filled`). Returns the sending error,
+    /// and the read error that was answered in place of data.
+    pub(crate) fn send_file(
+        &self,
+        unique: RequestId,
+        file: BorrowedFd<'_>,
+        offset: u64,
+        size: usize,
+    ) -> (io::Result<()>, Option<crate::Errno>) {
+        #[cfg(target_os = "linux")]
+        if self.ring.is_none() && size >= crate::splice::MIN_SPLICE {
+            if let crate::splice::Spliced::Sent(res) =
+                crate::splice::send(self.dev.as_fd(), unique, file, offset, size)
+            {
+                return (res, None);
+            }
+        }
+        let mut failed = None;
+        let sent = self.send_filled(unique, size, |buf| {
+            read_full(file, offset, buf).inspect_err(|e| failed = Some(*e))
+        });
+        (sent, failed)
+    }
+
     pub(crate) fn open_backing(&self, fd: BorrowedFd<'_>) -> std::io::Result<BackingId> {
         BackingId::create(&self.dev, fd)
     }
@@ -165,4 +191,19 @@ impl ChannelSender {
     pub(crate) unsafe fn wrap_backing(&self, id: u32) -> BackingId {
         unsafe { BackingId::wrap_raw(&self.dev, id) }
     }
+}
+
+/// Reads `buf.len()` bytes of `file` from `offset`, fewer only at its end.
+pub(crate) fn read_full(file: BorrowedFd<'_>, offset: u64, buf: &mut [u8]) -> Result<usize, crate::Errno> {
+    let mut done = 0;
+    while done < buf.len() {
+        let at = i64::try_from(offset + done as u64).map_err(|_| crate::Errno::EINVAL)?;
+        match nix::sys::uio::pread(file, &mut buf[done..], at) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(crate::Errno::from_i32(e as i32)),
+        }
+    }
+    Ok(done)
 }

@@ -59,22 +59,22 @@ impl ReplySender {
         }
     }
 
-    /// Send a reply whose body `fill` writes in place (see `ReplyData::data_with`).
-    pub(crate) fn send_filled(
+    /// Send the reply to a READ from a file (see `ReplyData::data_from_file`).
+    pub(crate) fn send_file(
         &self,
         unique: ll::RequestId,
+        file: BorrowedFd<'_>,
+        offset: u64,
         size: usize,
-        fill: impl FnOnce(&mut [u8]) -> Result<usize, Errno>,
-    ) -> std::io::Result<()> {
+    ) -> (std::io::Result<()>, Option<Errno>) {
         match self {
-            ReplySender::Channel(sender) => sender.send_filled(unique, size, fill),
+            ReplySender::Channel(sender) => sender.send_file(unique, file, offset, size),
             #[cfg(test)]
             _ => {
                 let mut buf = vec![0u8; size];
-                match fill(&mut buf) {
-                    Ok(n) => ll::ResponseSlice(&buf[..n.min(size)])
-                        .with_iovec(unique, |iov| self.send(iov)),
-                    Err(e) => ll::ResponseErrno(e).with_iovec(unique, |iov| self.send(iov)),
+                match crate::channel::read_full(file, offset, &mut buf) {
+                    Ok(n) => (ll::ResponseSlice(&buf[..n]).with_iovec(unique, |iov| self.send(iov)), None),
+                    Err(e) => (ll::ResponseErrno(e).with_iovec(unique, |iov| self.send(iov)), Some(e)),
                 }
             }
         }
@@ -162,16 +162,19 @@ impl ReplyRaw {
         self.send_ll_mut(response);
     }
 
-    /// Reply with a body written in place by `fill` (see `ReplyData::data_with`).
-    pub(crate) fn send_filled(
+    /// Reply with data of a file (see `ReplyData::data_from_file`).
+    pub(crate) fn send_file(
         mut self,
+        file: BorrowedFd<'_>,
+        offset: u64,
         size: usize,
-        fill: impl FnOnce(&mut [u8]) -> Result<usize, Errno>,
-    ) {
-        let Some(sender) = self.sender.take() else { return };
-        if let Err(err) = sender.send_filled(self.unique, size, fill) {
+    ) -> Result<(), Errno> {
+        let Some(sender) = self.sender.take() else { return Ok(()) };
+        let (sent, failed) = sender.send_file(self.unique, file, offset, size);
+        if let Err(err) = sent {
             error!("Failed to send FUSE reply: {err}");
         }
+        failed.map_or(Ok(()), Err)
     }
 
     /// Reply to a request with the given error code
@@ -242,14 +245,13 @@ impl ReplyData {
         self.reply.send_ll(&ll::ResponseSlice(data));
     }
 
-    /// Reply with up to `size` bytes that `fill` writes straight into the buffer the reply
-    /// leaves from: the io_uring entry's payload, or (through /dev/fuse) a buffer the calling
-    /// thread keeps and reuses. `fill` returns how many bytes it wrote (fewer than `size` at
-    /// the end of a file), or an error to answer instead. Unlike building a `Vec` for `data`,
-    /// nothing is allocated per request, so big READs cost no page faults, and io_uring saves
-    /// a copy.
-    pub fn data_with(self, size: usize, fill: impl FnOnce(&mut [u8]) -> Result<usize, Errno>) {
-        self.reply.send_filled(size, fill);
+    /// Reply with up to `size` bytes of `file` from `offset` (fewer at its end), with no
+    /// buffer allocated per request: through /dev/fuse a big reply goes from the file's pages
+    /// to the kernel by splice, as libfuse sends it (one copy), a small one through a buffer
+    /// the thread reuses; into an io_uring entry it is read straight into the payload.
+    /// Returns the read error that was answered in place of the data, for the caller to log.
+    pub fn data_from_file(self, file: BorrowedFd<'_>, offset: u64, size: usize) -> Result<(), Errno> {
+        self.reply.send_file(file, offset, size)
     }
 
     /// Reply to a request with the given error code
