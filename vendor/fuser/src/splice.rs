@@ -3,12 +3,12 @@
 //! the pipe is spliced into /dev/fuse, where the kernel copies each page once into the FUSE
 //! file's page cache. A `pread` into a buffer and a `writev` from it copy the data twice.
 //!
-//! Each request thread keeps one pipe, sized for the largest reply it has sent. Whatever
-//! can't go this way — a pipe that can't be made big enough (an unprivileged user is held to
-//! `/proc/sys/fs/pipe-max-size`), a file that doesn't splice, a reply shorter than asked (the
-//! header already in the pipe names the length asked for) — is answered by the caller through
-//! a buffer instead, and a pipe left holding anything is dropped so its leftovers can't reach
-//! the next reply.
+//! Each request thread keeps one pipe, sized for the largest reply it has sent. The header goes
+//! in first, so the reply's length comes from the file's size beforehand (a READ across the
+//! end of the file is cut to it). Whatever can't go this way — a small reply, a pipe that can't
+//! be made big enough (an unprivileged user is held to `/proc/sys/fs/pipe-max-size`), a file
+//! that doesn't splice or shrank meanwhile — is answered by the caller through a buffer, and a
+//! pipe left holding anything is emptied or dropped so nothing reaches the next reply.
 
 use std::cell::RefCell;
 use std::io;
@@ -51,29 +51,34 @@ pub(crate) enum Spliced {
     Fallback,
 }
 
-/// Sends the reply to READ `unique`: `size` bytes of `file` from `offset`, which must all be
-/// there.
+/// Sends the reply to READ `unique`: up to `size` bytes of `file` from `offset`, as many as the
+/// file holds there now.
 pub(crate) fn send(dev: BorrowedFd<'_>, unique: RequestId, file: BorrowedFd<'_>, offset: u64, size: usize) -> Spliced {
     let Ok(offset) = i64::try_from(offset) else { return Spliced::Fallback };
+    // The header goes in first, so the length must be known: a read across the end of the file
+    // (the last READ of nearly every file) is cut to the size now rather than found short.
+    let Ok(st) = nix::sys::stat::fstat(file) else { return Spliced::Fallback };
+    let size = size.min(usize::try_from(st.st_size.saturating_sub(offset)).unwrap_or(0));
+    if size < MIN_SPLICE {
+        return Spliced::Fallback;
+    }
     PIPE.with(|cell| {
         let Ok(mut held) = cell.try_borrow_mut() else { return Spliced::Fallback };
         let page = page_size::get();
         // One pipe buffer for the header, one per page of data, one more if `offset` is not
         // page-aligned.
         let needed = (size.div_ceil(page) + 2) * page;
-        let pipe = match held.take() {
-            Some(p) if p.capacity >= needed => p,
-            Some(p) => match grow(p, needed) {
-                Some(p) => p,
-                None => return Spliced::Fallback,
-            },
-            None => match nix::unistd::pipe2(OFlag::O_CLOEXEC).ok().and_then(|(read, write)| {
-                grow(Pipe { read, write, capacity: 0 }, needed)
-            }) {
-                Some(p) => p,
-                None => return Spliced::Fallback,
-            },
-        };
+        if held.is_none() {
+            let Ok((read, write)) = nix::unistd::pipe2(OFlag::O_CLOEXEC) else { return Spliced::Fallback };
+            *held = Some(Pipe { read, write, capacity: 0 });
+        }
+        let Some(pipe) = held.as_mut() else { return Spliced::Fallback };
+        // A pipe that can't grow (the user's limit) still serves smaller replies.
+        if pipe.capacity < needed && !grow(pipe, needed) {
+            return Spliced::Fallback;
+        }
+        // Out of `held` until it is known to be empty again.
+        let Some(pipe) = held.take() else { return Spliced::Fallback };
         let header = fuse_out_header { len: (OUT_HEADER + size) as u32, error: 0, unique: unique.0 };
         match nix::unistd::write(&pipe.write, header.as_bytes()) {
             Ok(OUT_HEADER) => {}
@@ -90,7 +95,11 @@ pub(crate) fn send(dev: BorrowedFd<'_>, unique: RequestId, file: BorrowedFd<'_>,
             }
         }
         if got < size {
-            // The pipe holds a header that doesn't fit what was read: drop it.
+            // The file shrank meanwhile, or doesn't splice: the header in the pipe doesn't fit
+            // what is behind it. Empty the pipe (or drop it) and answer through a buffer.
+            if drain(&pipe, OUT_HEADER + got) {
+                *held = Some(pipe);
+            }
             return Spliced::Fallback;
         }
         let total = OUT_HEADER + size;
@@ -111,10 +120,30 @@ pub(crate) fn send(dev: BorrowedFd<'_>, unique: RequestId, file: BorrowedFd<'_>,
     })
 }
 
-/// Sizes the pipe for `needed` bytes (the kernel rounds up to a power of two pages).
-fn grow(mut pipe: Pipe, needed: usize) -> Option<Pipe> {
-    let asked = i32::try_from(needed).ok()?;
-    let got = fcntl(pipe.write.as_fd(), FcntlArg::F_SETPIPE_SZ(asked)).ok()?;
-    pipe.capacity = usize::try_from(got).ok()?;
-    (pipe.capacity >= needed).then_some(pipe)
+/// Sizes the (empty) pipe for `needed` bytes (the kernel rounds up to a power of two pages);
+/// false if it may not be that big.
+fn grow(pipe: &mut Pipe, needed: usize) -> bool {
+    let Ok(asked) = i32::try_from(needed) else { return false };
+    match fcntl(pipe.write.as_fd(), FcntlArg::F_SETPIPE_SZ(asked)) {
+        Ok(got) => {
+            pipe.capacity = usize::try_from(got).unwrap_or(0);
+            pipe.capacity >= needed
+        }
+        Err(_) => false,
+    }
+}
+
+/// Reads and discards the `len` bytes the pipe holds; false if that failed.
+fn drain(pipe: &Pipe, mut len: usize) -> bool {
+    let mut sink = [0u8; 16384];
+    while len > 0 {
+        let n = len.min(sink.len());
+        match nix::unistd::read(&pipe.read, &mut sink[..n]) {
+            Ok(0) => return false,
+            Ok(k) => len -= k,
+            Err(Errno::EINTR) => {}
+            Err(_) => return false,
+        }
+    }
+    true
 }
