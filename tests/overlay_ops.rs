@@ -300,3 +300,42 @@ fn reads_through(m: &Mount, s: &Scratch, data: &[u8], extra: &str) {
         assert!(fs::read(s.p("upper/big")).unwrap() == new, "{extra}: the upper copy");
     }
 }
+
+/// Reads racing a writer that truncates and rewrites the file: a READ whose file shrinks
+/// between the daemon's size check and its splice is answered through a buffer after the pipe
+/// is emptied. Every read returns a prefix of the data (each rewrite writes the same bytes), and
+/// nothing left in a pipe reaches a later reply (which the kernel would refuse, failing the read).
+/// `STRATA_TEST_READ_RACE_SECS` runs it longer (default 1 s).
+#[test]
+fn reads_racing_truncation_return_whole_data() {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let Some(s) = Scratch::for_fuse(1) else { return };
+    let m = Mount::overlay(&format!("{},nopassthrough", s.rw_opts(1)), &s.p("mnt"));
+    let data = common::registry::noise(1 << 20, 13);
+    fs::write(m.path("racy"), &data).unwrap();
+    let secs = std::env::var("STRATA_TEST_READ_RACE_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(1.0);
+    let until = std::time::Instant::now() + std::time::Duration::from_secs_f64(secs);
+    let (path, wdata) = (m.path("racy"), data.clone());
+    let writer = std::thread::spawn(move || {
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        while std::time::Instant::now() < until {
+            f.set_len(0).unwrap();
+            f.write_all_at(&wdata, 0).unwrap();
+        }
+    });
+    let f = OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(m.path("racy")).unwrap();
+    let mut buf = vec![0u8; 256 << 10];
+    let mut reads = 0;
+    while std::time::Instant::now() < until {
+        for off in [0u64, 4096, 300_001] {
+            let n = f.read_at(&mut buf, off).unwrap_or_else(|e| panic!("read at {off}: {e}"));
+            let o = off as usize;
+            assert!(buf[..n] == data[o..o + n], "read {n} at {off}: not the file's bytes");
+            reads += 1;
+        }
+    }
+    writer.join().unwrap();
+    assert!(reads > 10, "only {reads} reads");
+    drop(f);
+    assert!(fs::read(m.path("racy")).unwrap() == data);
+}
