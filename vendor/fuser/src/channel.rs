@@ -197,7 +197,10 @@ impl ChannelSender {
 pub(crate) fn read_full(file: BorrowedFd<'_>, offset: u64, buf: &mut [u8]) -> Result<usize, crate::Errno> {
     let mut done = 0;
     while done < buf.len() {
-        let at = i64::try_from(offset + done as u64).map_err(|_| crate::Errno::EINVAL)?;
+        let at = offset
+            .checked_add(done as u64)
+            .and_then(|at| i64::try_from(at).ok())
+            .ok_or(crate::Errno::EINVAL)?;
         match nix::sys::uio::pread(file, &mut buf[done..], at) {
             Ok(0) => break,
             Ok(n) => done += n,
