@@ -249,3 +249,93 @@ fn locks_and_shared_mmap() {
     sh(&format!("python3 -c \"{}\"", py.replace('"', "\\\"")));
     assert!(fs::read_to_string(&p).unwrap().starts_with("MMAPD"));
 }
+
+/// File data through the kernel at odd offsets and sizes, across and past the end of the file,
+/// with and without passthrough. Without it every READ reaches the daemon (O_DIRECT: as the
+/// reader asked, not in readahead's page-aligned pieces), whose replies are spliced from the
+/// layer file or read into a reused buffer; a handle opened before a copy-up keeps reading
+/// whole, consistent data while another writes the file.
+#[test]
+fn reads_at_odd_offsets_and_sizes_and_the_end() {
+    let Some(s) = Scratch::for_fuse(1) else { return };
+    let data = common::registry::noise((3 << 20) + 12345, 7);
+    fs::write(s.p("l1/big"), &data).unwrap();
+    fs::write(s.p("l1/small"), b"0123456789").unwrap();
+    for extra in ["nopassthrough", "passthrough"] {
+        fs::remove_dir_all(s.p("upper")).unwrap();
+        fs::create_dir(s.p("upper")).unwrap();
+        let opts = if extra == "passthrough" { s.rw_opts(1) } else { format!("{},{extra}", s.rw_opts(1)) };
+        let mut m = Mount::overlay(&opts, &s.p("mnt"));
+        reads_through(&m, &s, &data, extra);
+        m.unmount();
+    }
+}
+
+fn reads_through(m: &Mount, s: &Scratch, data: &[u8], extra: &str) {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let big = File::open(m.path("big")).unwrap();
+    check_reads(&big, data, &format!("{extra}, buffered"));
+    let small = fs::read(m.path("small")).unwrap();
+    assert_eq!(small, b"0123456789", "{extra}");
+    // With passthrough, O_DIRECT reaches the layer file's filesystem, which wants aligned
+    // offsets (kernel overlayfs answers EINVAL alike).
+    if extra == "nopassthrough" {
+        let direct = OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(m.path("big")).unwrap();
+        check_reads(&direct, data, &format!("{extra}, O_DIRECT"));
+        // Copy-up while `direct` is open, then a write at an odd offset.
+        let w = OpenOptions::new().write(true).open(m.path("big")).unwrap();
+        w.write_all_at(b"NEW DATA", 100_003).unwrap();
+        drop(w);
+        let mut new = data.to_vec();
+        new[100_003..100_011].copy_from_slice(b"NEW DATA");
+        let mut buf = vec![0u8; 200_000];
+        let n = direct.read_at(&mut buf, 50_000).unwrap();
+        assert_eq!(n, 200_000, "{extra}: read after copy-up");
+        assert!(
+            buf == data[50_000..250_000] || buf == new[50_000..250_000],
+            "{extra}: a handle opened before the copy-up read neither the old nor the new data"
+        );
+        let fresh = OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(m.path("big")).unwrap();
+        check_reads(&fresh, &new, &format!("{extra}, O_DIRECT after copy-up"));
+        assert!(fs::read(s.p("upper/big")).unwrap() == new, "{extra}: the upper copy");
+    }
+}
+
+/// Reads racing a writer that truncates and rewrites the file: a READ whose file shrinks
+/// between the daemon's size check and its splice is answered through a buffer after the pipe
+/// is emptied. Every read returns a prefix of the data (each rewrite writes the same bytes), and
+/// nothing left in a pipe reaches a later reply (which the kernel would refuse, failing the read).
+/// `STRATA_TEST_READ_RACE_SECS` runs it longer (default 1 s).
+#[test]
+fn reads_racing_truncation_return_whole_data() {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let Some(s) = Scratch::for_fuse(1) else { return };
+    let m = Mount::overlay(&format!("{},nopassthrough", s.rw_opts(1)), &s.p("mnt"));
+    let data = common::registry::noise(1 << 20, 13);
+    fs::write(m.path("racy"), &data).unwrap();
+    let secs = std::env::var("STRATA_TEST_READ_RACE_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(1.0);
+    let until = std::time::Instant::now() + std::time::Duration::from_secs_f64(secs);
+    let (path, wdata) = (m.path("racy"), data.clone());
+    let writer = std::thread::spawn(move || {
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        while std::time::Instant::now() < until {
+            f.set_len(0).unwrap();
+            f.write_all_at(&wdata, 0).unwrap();
+        }
+    });
+    let f = OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(m.path("racy")).unwrap();
+    let mut buf = vec![0u8; 256 << 10];
+    let mut reads = 0;
+    while std::time::Instant::now() < until {
+        for off in [0u64, 4096, 300_001] {
+            let n = f.read_at(&mut buf, off).unwrap_or_else(|e| panic!("read at {off}: {e}"));
+            let o = off as usize;
+            assert!(buf[..n] == data[o..o + n], "read {n} at {off}: not the file's bytes");
+            reads += 1;
+        }
+    }
+    writer.join().unwrap();
+    assert!(reads > 10, "only {reads} reads");
+    drop(f);
+    assert!(fs::read(m.path("racy")).unwrap() == data);
+}

@@ -405,3 +405,31 @@ fn idle_ring_entries_take_no_memory() {
     );
     d.finish();
 }
+
+/// READ replies written straight into the ring entry's payload: odd offsets and sizes, the
+/// largest READ, across and past the end of the file (O_DIRECT, so each read reaches the daemon
+/// as asked), and buffered reads through readahead, all served through the ring.
+#[test]
+fn reads_at_odd_offsets_and_sizes_through_the_ring() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let Some(s) = Scratch::for_fuse(1) else { return };
+    let data = common::registry::noise((3 << 20) + 12345, 11);
+    fs::write(s.p("l1/big"), &data).unwrap();
+    let Some(d) = Daemon::start(&s, "io_uring,nopassthrough", true) else { return };
+    let before = d.ring_completions();
+    let direct =
+        fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(d.mp.join("big")).unwrap();
+    check_reads(&direct, &data, "io_uring, O_DIRECT");
+    let buffered = fs::File::open(d.mp.join("big")).unwrap();
+    check_reads(&buffered, &data, "io_uring, buffered");
+    drop((direct, buffered));
+    let completions = d.ring_completions() - before;
+    let log = d.finish();
+    assert!(log.contains("transport=\"io_uring\""), "{log}");
+    // At least one READ per case, and per MiB of the whole-file reads.
+    assert!(
+        completions >= 2 * read_cases(data.len() as u64).len() as u64,
+        "{completions} completions: {log}"
+    );
+    assert!(!log.contains(" WARN ") && !log.contains(" ERROR "), "{log}");
+}

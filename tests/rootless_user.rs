@@ -865,3 +865,54 @@ fn rootless_run_with_runc_and_crun() {
         assert!(err.contains("rootless") && err.contains("ignored") && err.contains("memory"), "{err}");
     }
 }
+
+/// A user's mount serves file data from the daemon (no passthrough without CAP_SYS_ADMIN), whose
+/// splice pipes are held to `/proc/sys/fs/pipe-max-size`: reads as the user at odd offsets and
+/// sizes, the largest READ (1 MiB, too big for the user's pipe: answered through a buffer),
+/// across and past the end of the file, and a whole buffered read, all return the file's bytes.
+#[test]
+fn rootless_reads_at_odd_offsets_and_sizes() {
+    let Some(user) = TestUser::without_subids() else { return };
+    if !dev_fuse_for_users() {
+        return;
+    }
+    let data = common::registry::noise((3 << 20) + 12345, 3);
+    for d in ["l", "u", "w", "mnt", "out"] {
+        std::fs::create_dir(user.path(d)).unwrap();
+        user.give(&user.path(d));
+    }
+    std::fs::write(user.path("l/big"), &data).unwrap();
+    user.give(&user.path("l/big"));
+    let mnt = user.path("mnt");
+    let mut mounted = Mount::adopt(&mnt);
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        user.path("l").display(),
+        user.path("u").display(),
+        user.path("w").display()
+    );
+    let out = user
+        .command(common::mount::BIN, &["-o", &opts, mnt.to_str().unwrap()])
+        .env("STRATA_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "strata-overlay as the user: {}", String::from_utf8_lossy(&out.stderr));
+    let cases = common::mount::read_cases(data.len() as u64);
+    let mut script = format!("cat {m}/big > out/all\n", m = mnt.display());
+    for (i, (off, n)) in cases.iter().enumerate() {
+        script += &format!(
+            "dd if={m}/big of=out/{i} iflag=direct,skip_bytes,count_bytes skip={off} count={n} bs={n} status=none\n",
+            m = mnt.display()
+        );
+    }
+    let run = user.command("sh", &["-euc", &script]).output().unwrap();
+    assert!(run.status.success(), "reads as the user: {}", String::from_utf8_lossy(&run.stderr));
+    mounted.unmount();
+    assert!(std::fs::read(user.path("out/all")).unwrap() == data, "a whole buffered read");
+    for (i, (off, n)) in cases.iter().enumerate() {
+        let got = std::fs::read(user.path(&format!("out/{i}"))).unwrap();
+        let (start, end) = ((*off as usize).min(data.len()), (*off as usize + n).min(data.len()));
+        assert_eq!(got.len(), end - start, "read {n} at {off}: length");
+        assert!(got == data[start..end], "read {n} at {off}: wrong bytes");
+    }
+}

@@ -107,23 +107,6 @@ impl StrataFs {
         Ok(File::from(fd))
     }
 
-    /// read(2) at an offset.
-    pub(crate) fn do_read(&self, fh: u64, offset: u64, size: u32) -> R<Vec<u8>> {
-        let h = self.handles.file(fh).ok_or(Errno::EBADF)?;
-        let mut buf = vec![0u8; size as usize];
-        let mut done = 0;
-        while done < buf.len() {
-            match h.file.read_at(&mut buf[done..], offset + done as u64) {
-                Ok(0) => break,
-                Ok(n) => done += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(errno(e)),
-            }
-        }
-        buf.truncate(done);
-        Ok(buf)
-    }
-
     /// write(2) at an offset.
     pub(crate) fn do_write(&self, fh: u64, offset: u64, data: &[u8]) -> R<u32> {
         let h = self.handles.file(fh).ok_or(Errno::EBADF)?;

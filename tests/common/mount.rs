@@ -250,3 +250,45 @@ pub fn names(dir: &Path) -> Vec<String> {
     v.sort();
     v
 }
+
+/// (offset, length) pairs for the read checks: tiny and odd, one page and a byte across a page
+/// edge, big enough to be spliced (≥ 32 KiB) at odd offsets, the largest READ the kernel sends
+/// (1 MiB: its pipe is bigger than an unprivileged user may make one), a read the kernel splits,
+/// across the end of the file (a short reply), at and past the end.
+pub fn read_cases(len: u64) -> Vec<(u64, usize)> {
+    vec![
+        (0, 1),
+        (1, 4095),
+        (4095, 2),
+        (12345, 70001),
+        (65536, 1 << 20),
+        (7, (1 << 20) + 13),
+        (len - 50001, 100_000),
+        (len - 1, 10),
+        (len, 10),
+        (len + 4096, 10),
+        (0, len as usize + 1),
+    ]
+}
+
+/// Reads `f` at every case, each until the end or its length, and compares with `want`.
+pub fn check_reads(f: &std::fs::File, want: &[u8], what: &str) {
+    use std::os::unix::fs::FileExt;
+    for (off, n) in read_cases(want.len() as u64) {
+        let mut buf = vec![0u8; n];
+        let mut got = 0;
+        while got < n {
+            match f
+                .read_at(&mut buf[got..], off + got as u64)
+                .unwrap_or_else(|e| panic!("{what}: read {n} at {off}: {e}"))
+            {
+                0 => break,
+                k => got += k,
+            }
+        }
+        let start = (off as usize).min(want.len());
+        let end = (off as usize + n).min(want.len());
+        assert_eq!(got, end - start, "{what}: read {n} at {off}: length");
+        assert!(buf[..got] == want[start..end], "{what}: read {n} at {off}: wrong bytes");
+    }
+}

@@ -1,3 +1,4 @@
+use std::cell::RefCell;
 use std::io;
 use std::os::fd::AsFd;
 use std::os::fd::BorrowedFd;
@@ -6,7 +7,18 @@ use std::sync::Arc;
 use nix::errno::Errno;
 
 use crate::dev_fuse::DevFuse;
+use crate::ll::RequestId;
+use crate::ll::ResponseErrno;
+use crate::ll::ResponseSlice;
+use crate::ll::reply::Response;
 use crate::passthrough::BackingId;
+
+thread_local! {
+    /// The body of this thread's /dev/fuse replies built with `send_filled` (READ data): kept
+    /// and reused, as a fresh buffer per request costs an mmap, a page fault per page and a
+    /// munmap (glibc serves allocations of 128 KiB and more with mmap).
+    static REPLY_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
 
 /// A raw communication channel to the FUSE kernel driver
 #[derive(Debug, Clone)]
@@ -112,6 +124,66 @@ impl ChannelSender {
         Ok(())
     }
 
+    /// Sends a reply whose body `fill` writes in place: into the io_uring entry's payload, or
+    /// into this thread's reply buffer, then to /dev/fuse.
+    pub(crate) fn send_filled(
+        &self,
+        unique: RequestId,
+        size: usize,
+        fill: impl FnOnce(&mut [u8]) -> Result<usize, crate::Errno>,
+    ) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        if let Some(slot) = &self.ring {
+            if size <= slot.payload_len() {
+                return slot.reply_filled(unique, size, fill);
+            }
+            // Too big for the entry: `send` below answers EIO, as for any reply that can't fit.
+        }
+        REPLY_BUF.with(|cell| {
+            // A fill that itself replied to another request would find the buffer taken.
+            let mut spare = Vec::new();
+            let mut held = cell.try_borrow_mut();
+            let buf = match held.as_deref_mut() {
+                Ok(buf) => buf,
+                Err(_) => &mut spare,
+            };
+            if buf.len() < size {
+                // Grows to the largest request once; zeroed so `fill` gets initialised bytes.
+                buf.resize(size, 0);
+            }
+            match fill(&mut buf[..size]) {
+                Ok(n) => ResponseSlice(&buf[..n.min(size)]).with_iovec(unique, |iov| self.send(iov)),
+                Err(e) => ResponseErrno(e).with_iovec(unique, |iov| self.send(iov)),
+            }
+        })
+    }
+
+    /// Sends the reply to READ `unique`: up to `size` bytes of `file` from `offset` (fewer at
+    /// its end). Through /dev/fuse a big reply is spliced (`splice.rs`); otherwise the data is
+    /// read into the buffer the reply leaves from (`send_filled`). Returns the sending error,
+    /// and the read error that was answered in place of data.
+    pub(crate) fn send_file(
+        &self,
+        unique: RequestId,
+        file: BorrowedFd<'_>,
+        offset: u64,
+        size: usize,
+    ) -> (io::Result<()>, Option<crate::Errno>) {
+        #[cfg(target_os = "linux")]
+        if self.ring.is_none() && size >= crate::splice::MIN_SPLICE {
+            if let crate::splice::Spliced::Sent(res) =
+                crate::splice::send(self.dev.as_fd(), unique, file, offset, size)
+            {
+                return (res, None);
+            }
+        }
+        let mut failed = None;
+        let sent = self.send_filled(unique, size, |buf| {
+            read_full(file, offset, buf).inspect_err(|e| failed = Some(*e))
+        });
+        (sent, failed)
+    }
+
     pub(crate) fn open_backing(&self, fd: BorrowedFd<'_>) -> std::io::Result<BackingId> {
         BackingId::create(&self.dev, fd)
     }
@@ -119,4 +191,22 @@ impl ChannelSender {
     pub(crate) unsafe fn wrap_backing(&self, id: u32) -> BackingId {
         unsafe { BackingId::wrap_raw(&self.dev, id) }
     }
+}
+
+/// Reads `buf.len()` bytes of `file` from `offset`, fewer only at its end.
+pub(crate) fn read_full(file: BorrowedFd<'_>, offset: u64, buf: &mut [u8]) -> Result<usize, crate::Errno> {
+    let mut done = 0;
+    while done < buf.len() {
+        let at = offset
+            .checked_add(done as u64)
+            .and_then(|at| i64::try_from(at).ok())
+            .ok_or(crate::Errno::EINVAL)?;
+        match nix::sys::uio::pread(file, &mut buf[done..], at) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(crate::Errno::from_i32(e as i32)),
+        }
+    }
+    Ok(done)
 }

@@ -59,6 +59,27 @@ impl ReplySender {
         }
     }
 
+    /// Send the reply to a READ from a file (see `ReplyData::data_from_file`).
+    pub(crate) fn send_file(
+        &self,
+        unique: ll::RequestId,
+        file: BorrowedFd<'_>,
+        offset: u64,
+        size: usize,
+    ) -> (std::io::Result<()>, Option<Errno>) {
+        match self {
+            ReplySender::Channel(sender) => sender.send_file(unique, file, offset, size),
+            #[cfg(test)]
+            _ => {
+                let mut buf = vec![0u8; size];
+                match crate::channel::read_full(file, offset, &mut buf) {
+                    Ok(n) => (ll::ResponseSlice(&buf[..n]).with_iovec(unique, |iov| self.send(iov)), None),
+                    Err(e) => (ll::ResponseErrno(e).with_iovec(unique, |iov| self.send(iov)), Some(e)),
+                }
+            }
+        }
+    }
+
     /// Open a backing file
     pub(crate) fn open_backing(&self, fd: BorrowedFd<'_>) -> std::io::Result<BackingId> {
         match self {
@@ -141,6 +162,21 @@ impl ReplyRaw {
         self.send_ll_mut(response);
     }
 
+    /// Reply with data of a file (see `ReplyData::data_from_file`).
+    pub(crate) fn send_file(
+        mut self,
+        file: BorrowedFd<'_>,
+        offset: u64,
+        size: usize,
+    ) -> Result<(), Errno> {
+        let Some(sender) = self.sender.take() else { return Ok(()) };
+        let (sent, failed) = sender.send_file(self.unique, file, offset, size);
+        if let Err(err) = sent {
+            error!("Failed to send FUSE reply: {err}");
+        }
+        failed.map_or(Ok(()), Err)
+    }
+
     /// Reply to a request with the given error code
     pub(crate) fn error(self, err: ll::Errno) {
         self.send_ll(&ll::ResponseErrno(err));
@@ -207,6 +243,15 @@ impl ReplyData {
     /// Reply to a request with the given data
     pub fn data(self, data: &[u8]) {
         self.reply.send_ll(&ll::ResponseSlice(data));
+    }
+
+    /// Reply with up to `size` bytes of `file` from `offset` (fewer at its end), with no
+    /// buffer allocated per request: through /dev/fuse a big reply goes from the file's pages
+    /// to the kernel by splice, as libfuse sends it (one copy), a small one through a buffer
+    /// the thread reuses; into an io_uring entry it is read straight into the payload.
+    /// Returns the read error that was answered in place of the data, for the caller to log.
+    pub fn data_from_file(self, file: BorrowedFd<'_>, offset: u64, size: usize) -> Result<(), Errno> {
+        self.reply.send_file(file, offset, size)
     }
 
     /// Reply to a request with the given error code

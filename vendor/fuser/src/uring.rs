@@ -306,6 +306,47 @@ impl RingSlot {
         Ok(())
     }
 
+    /// The largest reply body the entry holds.
+    pub(crate) fn payload_len(&self) -> usize {
+        self.buf.payload_len
+    }
+
+    /// Writes a reply whose body `fill` puts straight into the entry's payload (no buffer in
+    /// between: a READ's data is read into the memory the kernel copies it from).
+    /// `size` ≤ `payload_len()`.
+    pub(crate) fn reply_filled(
+        &self,
+        unique: ll::RequestId,
+        size: usize,
+        fill: impl FnOnce(&mut [u8]) -> Result<usize, crate::Errno>,
+    ) -> io::Result<()> {
+        let mut replied = self.replied.lock().unwrap_or_else(PoisonError::into_inner);
+        if *replied {
+            return Err(io::Error::other("a second reply to one FUSE request"));
+        }
+        let size = size.min(self.buf.payload_len);
+        // SAFETY: the entry is ours until committed (see RingSlot) and its payload holds
+        // payload_len ≥ size initialised (zeroed at allocation) bytes. Nothing else refers to
+        // the payload meanwhile: the request was copied out of it before dispatch (`handle`),
+        // and replies write it only under `replied`, which is held here.
+        let body = unsafe { std::slice::from_raw_parts_mut(self.buf.payload(), size) };
+        let (len, error) = match fill(body) {
+            Ok(n) => (n.min(size), 0),
+            Err(e) => (0, -e.code()),
+        };
+        let out = ll::fuse_abi::fuse_out_header { len: (OUT_HEADER + len) as u32, error, unique: unique.0 };
+        let bytes = zerocopy::IntoBytes::as_bytes(&out);
+        let header = self.buf.header();
+        // SAFETY: as above; the header buffer holds IN_OUT_SZ ≥ OUT_HEADER bytes.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), (*header).in_out.as_mut_ptr(), OUT_HEADER);
+            (*header).ent.payload_sz = len as u32;
+        }
+        *replied = true;
+        self.answered.notify_all();
+        Ok(())
+    }
+
     fn is_replied(&self) -> bool {
         *self.replied.lock().unwrap_or_else(PoisonError::into_inner)
     }
