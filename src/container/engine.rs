@@ -12,6 +12,7 @@ use nix::unistd::Pid;
 use super::lock::ContainerLock;
 use super::mounting::{self, MountState, UNMOUNT_TIMEOUT};
 use super::runtime::{self, Runtime};
+use super::started::Started;
 use super::{init_layer, user};
 use crate::store::Store;
 use crate::store::containers::{ContainerRecord, MountRecord, RunConfig, write_container_runtime};
@@ -166,23 +167,10 @@ impl Ready {
         }
     }
 
-    /// Waits until the process runs (the runtime wrote the pid file: `None`) or the runtime ended
-    /// before that (its status).
-    pub fn wait_started(&self, child: &mut Child) -> std::io::Result<Option<ExitStatus>> {
-        loop {
-            if let Some(s) = child.try_wait()? {
-                return Ok(Some(s));
-            }
-            if self.container_pid().is_some() {
-                return Ok(None);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(2));
-        }
-    }
-
-    /// The container's first process, once the runtime has written its pid file.
-    pub fn container_pid(&self) -> Option<i32> {
-        std::fs::read_to_string(self.pid_file()).ok()?.trim().parse().ok()
+    /// Waits until the process runs (the runtime wrote the pid file) or the runtime ended before
+    /// that (its status).
+    pub fn wait_started(&self, child: &mut Child) -> std::io::Result<Started> {
+        super::started::wait(child, &self.pid_file())
     }
 
     /// Deletes what the runtime keeps, unmounts (waiting for the daemon to write everything) and

@@ -10,7 +10,6 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::process::Child;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use nix::sys::signal::{SigSet, Signal};
@@ -19,6 +18,7 @@ use nix::unistd::ForkResult;
 use super::engine::{Gate, Ready, StartError};
 use super::lock::ContainerLock;
 use super::logs::{self, LogWriter, StreamLog};
+use super::started::Started;
 use super::status::{now_ms, process_start};
 use super::stdio::RawTerminal;
 use crate::store::containers::{ContainerRecord, RunState, write_container_runtime};
@@ -209,22 +209,18 @@ fn supervise(
     }
     // Started once the runtime has written the pid file; a runtime that ends first failed.
     let mut reported = false;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break Ok(s),
-            Ok(None) => {}
-            Err(e) => break Err(e),
-        }
-        if !reported && let Some(pid) = ready.container_pid() {
+    let status = match ready.wait_started(&mut child) {
+        Ok(Started::Ended(s)) => Ok(s),
+        Ok(Started::Running(pid)) => {
             tracing::debug!(pid, "the container's process runs");
             st.pid = pid;
             save(&st);
             gate.decide(true);
             report(Ok(()));
             reported = true;
-            break child.wait();
+            child.wait()
         }
-        std::thread::sleep(Duration::from_millis(2));
+        Err(e) => Err(e),
     };
     tracing::debug!("the runtime exited");
     let outcome = match status {
