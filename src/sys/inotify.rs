@@ -1,14 +1,28 @@
 //! inotify(7) on one directory: an fd that becomes readable when a file in it is written and
 //! closed, or renamed into it (how runtimes leave a pid file), so a waiter sleeps in poll(2)
 //! instead of looking again every few milliseconds.
+//!
+//! Closing an inotify fd that still has (or just had) a watch blocks for an SRCU grace period
+//! while the kernel reaps the watch (`fsnotify_destroy_group` → `fsnotify_wait_marks_destroyed`):
+//! 5–15 ms measured here, which would land on `strata run`'s critical path. Left alone for about a
+//! jiffy, the kernel reaps a removed watch in the background and the close costs microseconds. So
+//! dropping a [`DirWatch`] removes its watch at once and keeps the fd open: it is closed when the
+//! next one is dropped, or at the process's exit, a few milliseconds later.
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::Mutex;
 
-pub struct DirWatch(OwnedFd);
+pub struct DirWatch {
+    fd: Option<OwnedFd>,
+    wd: i32,
+}
+
+/// The fd of the last dropped watch, kept open until its watch is reaped (see the module doc).
+static RETIRED: Mutex<Option<OwnedFd>> = Mutex::new(None);
 
 impl DirWatch {
     /// Watches `dir` for files closed after writing (`IN_CLOSE_WRITE`) or moved in (`IN_MOVED_TO`).
@@ -23,23 +37,37 @@ impl DirWatch {
         // SAFETY: `raw` is the fd inotify_init1 just returned, owned by nothing else.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let mask = libc::IN_CLOSE_WRITE | libc::IN_MOVED_TO | libc::IN_ONLYDIR;
-        // SAFETY: `fd` is a live inotify fd and `path` a NUL-terminated string that outlives the call.
-        if unsafe { libc::inotify_add_watch(raw, path.as_ptr(), mask) } < 0 {
+        // SAFETY: `raw` is a live inotify fd (owned by `fd`) and `path` a NUL-terminated string
+        // that outlives the call.
+        let wd = unsafe { libc::inotify_add_watch(raw, path.as_ptr(), mask) };
+        if wd < 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(DirWatch(fd))
+        Ok(DirWatch { fd: Some(fd), wd })
     }
 
     /// Reads the pending events away (their names don't matter: the waiter looks at the file), so
     /// the fd polls readable again only for new ones.
     pub fn drain(&self) {
+        let Some(fd) = &self.fd else { return };
         let mut buf = [0u8; 4096];
-        while nix::unistd::read(&self.0, &mut buf).is_ok_and(|n| n > 0) {}
+        while nix::unistd::read(fd, &mut buf).is_ok_and(|n| n > 0) {}
     }
 }
 
 impl AsFd for DirWatch {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.0.as_fd()
+        self.fd.as_ref().expect("a DirWatch has its fd until dropped").as_fd()
+    }
+}
+
+impl Drop for DirWatch {
+    fn drop(&mut self) {
+        let Some(fd) = self.fd.take() else { return };
+        // SAFETY: `fd` is a live inotify fd and `wd` the watch it returned; no pointers.
+        unsafe { libc::inotify_rm_watch(fd.as_raw_fd(), self.wd) };
+        // The one retired before this was dropped long enough ago to close cheaply.
+        let older = RETIRED.lock().unwrap_or_else(|p| p.into_inner()).replace(fd);
+        drop(older);
     }
 }
