@@ -170,6 +170,7 @@ impl Ready {
     /// Waits until the process runs (the runtime wrote the pid file) or the runtime ended before
     /// that (its status).
     pub fn wait_started(&self, child: &mut Child) -> std::io::Result<Started> {
+        super::warm::warm_up(&self.rootfs, &self.config);
         super::started::wait(child, &self.pid_file())
     }
 

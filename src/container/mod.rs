@@ -33,6 +33,7 @@ pub mod status;
 pub mod stdio;
 pub mod umount;
 pub mod user;
+pub mod warm;
 
 pub use engine::StartError;
 pub use oneshot::{Cancel, Finished, Output, ProcessSpec, run_cancellable, run_to_completion};
