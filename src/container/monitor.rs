@@ -143,16 +143,17 @@ fn supervise(
         }
     };
     let auto_remove = c.config.as_ref().is_some_and(|x| x.auto_remove);
-    let remove = || {
+    // A --rm container goes; its final state stays among the exit records for `wait` (and in
+    // its directory only if that can't go).
+    let remove = |st: &RunState| {
         if !auto_remove {
             return;
         }
         tracing::debug!("removing (--rm)");
-        if let Some(st) = crate::store::containers::read_container_runtime::<RunState>(&dir, "state.json") {
-            record_exit(root, &c.id, &st);
-        }
+        record_exit(root, &c.id, st);
         if let Err(e) = Store::remove_container_unlocked(root, &c.id) {
             tracing::warn!("--rm: {e:#}");
+            save(st);
         }
         tracing::debug!("removed (--rm)");
     };
@@ -166,7 +167,7 @@ fn supervise(
             save(st);
             let code = e.code;
             report(Err(e));
-            remove();
+            remove(st);
             code
         };
     let ready = Store::open(root, LockMode::Shared).and_then(|store| Ready::prepare(store, c, lock));
@@ -240,7 +241,9 @@ fn supervise(
             st.status = "exited".into();
             st.exit_code = code;
             st.finished_at = now_ms();
-            save(&st);
+            if !auto_remove {
+                save(&st);
+            }
             if !reported {
                 report(Ok(()));
             }
@@ -248,7 +251,7 @@ fn supervise(
         }
         Err(e) => return fail(&mut st, e, report),
     };
-    remove();
+    remove(&st);
     code
 }
 
