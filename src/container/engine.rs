@@ -37,6 +37,8 @@ pub struct Ready {
     pub runtime: Runtime,
     pub config: RunConfig,
     mount_pid: Option<Pid>,
+    /// What the runtime will look up in the fresh mount (see `warm`).
+    warm: Vec<PathBuf>,
     _lock: ContainerLock,
 }
 
@@ -78,6 +80,7 @@ impl Ready {
             }
         }
         init_layer::prepare(&init_layer::path(&store, &c.id), &stack, &dirs, &files)?;
+        let warm = super::warm::paths(&stack, &cfg);
         drop(stack);
         super::bundle::write_host_files(&dir, &cfg)?;
         let runtime = Runtime::find(&cfg.runtime, store.root())?;
@@ -114,6 +117,7 @@ impl Ready {
             runtime,
             config: cfg,
             mount_pid: None,
+            warm,
             _lock: lock,
         };
         tracing::debug!(container = %c.short_id(), "bundle ready; mounting");
@@ -170,7 +174,7 @@ impl Ready {
     /// Waits until the process runs (the runtime wrote the pid file) or the runtime ended before
     /// that (its status).
     pub fn wait_started(&self, child: &mut Child) -> std::io::Result<Started> {
-        super::warm::warm_up(&self.rootfs, &self.config);
+        super::warm::warm_up(&self.rootfs, &self.warm);
         super::started::wait(child, &self.pid_file())
     }
 
