@@ -16,6 +16,7 @@ use super::started::Started;
 use super::{init_layer, user};
 use crate::store::Store;
 use crate::store::containers::{ContainerRecord, MountRecord, RunConfig, write_container_runtime};
+use crate::sys::daemon::ProcessHandle;
 use crate::union::Stack;
 
 /// The runtime could not start the process: Docker's exit code for it and the runtime's message.
@@ -181,22 +182,49 @@ impl Ready {
     /// Deletes what the runtime keeps, unmounts (waiting for the daemon to write everything) and
     /// releases the container.
     pub fn finish(mut self) -> Result<()> {
-        self.take_down()
+        self.take_down(None)
     }
 
-    fn take_down(&mut self) -> Result<()> {
+    /// As [`Ready::finish`], with `meanwhile` run as soon as the union is unmounted, while its
+    /// daemon is still exiting (it writes nothing more by then, only lets go of what it holds):
+    /// a `--rm` removal then overlaps the daemon's exit instead of following it. Unmounting
+    /// failed: `meanwhile` runs at the end, as it would after `finish`.
+    pub fn finish_then(mut self, meanwhile: impl FnOnce()) -> Result<()> {
+        let mut meanwhile = Some(meanwhile);
+        let mut run = || {
+            if let Some(f) = meanwhile.take() {
+                f()
+            }
+        };
+        self.take_down(Some(&mut run))
+    }
+
+    fn take_down(&mut self, mut meanwhile: Option<&mut dyn FnMut()>) -> Result<()> {
         let Some(pid) = self.mount_pid.take() else { return Ok(()) };
         self.runtime.delete(&self.id);
-        let unmounted = crate::fs::mount::unmount_and_wait(&self.rootfs, Some(pid), UNMOUNT_TIMEOUT);
+        // Taken before unmounting, so it names the daemon even if its pid is reused once it exits.
+        let handle = ProcessHandle::open(pid.as_raw());
+        let unmounted = crate::fs::mount::unmount(&self.rootfs);
         tracing::debug!(container = %self.id.get(..12).unwrap_or(&self.id), "unmounted");
-        write_container_runtime::<MountRecord>(&self.dir, "mount.json", None)?;
-        unmounted.with_context(|| format!("unmounting container {}", self.name))
+        if unmounted.is_ok()
+            && let Some(f) = meanwhile.as_mut()
+        {
+            f();
+        }
+        let exited =
+            unmounted.and_then(|()| crate::fs::mount::wait_daemon(pid, Some(handle), UNMOUNT_TIMEOUT));
+        let forgotten = write_container_runtime::<MountRecord>(&self.dir, "mount.json", None);
+        if let Some(f) = meanwhile {
+            f();
+        }
+        forgotten?;
+        exited.with_context(|| format!("unmounting container {}", self.name))
     }
 }
 
 impl Drop for Ready {
     fn drop(&mut self) {
-        if let Err(e) = self.take_down() {
+        if let Err(e) = self.take_down(None) {
             tracing::warn!("{e:#}");
         }
     }

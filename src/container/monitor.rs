@@ -232,15 +232,19 @@ fn supervise(
     for c in copiers {
         let _ = c.join();
     }
-    let finished = ready.finish();
+    if let Ok(code) = outcome {
+        st.status = "exited".into();
+        st.exit_code = code;
+        st.finished_at = now_ms();
+    }
+    // A --rm container that ran goes while its mount daemon exits.
+    let remove_now = auto_remove && outcome.is_ok();
+    let finished = if remove_now { ready.finish_then(|| remove(&st)) } else { ready.finish() };
     if let Err(e) = &finished {
         tracing::warn!("{e:#}");
     }
     let code = match outcome {
         Ok(code) => {
-            st.status = "exited".into();
-            st.exit_code = code;
-            st.finished_at = now_ms();
             if !auto_remove {
                 save(&st);
             }
@@ -251,7 +255,9 @@ fn supervise(
         }
         Err(e) => return fail(&mut st, e, report),
     };
-    remove(&st);
+    if !remove_now {
+        remove(&st);
+    }
     code
 }
 
