@@ -186,9 +186,10 @@ impl Ready {
     }
 
     /// As [`Ready::finish`], with `meanwhile` run as soon as the union is unmounted, while its
-    /// daemon is still exiting (it writes nothing more by then, only lets go of what it holds):
-    /// a `--rm` removal then overlaps the daemon's exit instead of following it. Unmounting
-    /// failed: `meanwhile` runs at the end, as it would after `finish`.
+    /// daemon is still exiting (the kernel sends it no more requests; it lets go of what it
+    /// holds): a `--rm` removal then overlaps the daemon's exit instead of following it (should a
+    /// straggler still leave a file in the renamed directory, it is the next writer's garbage in
+    /// `tmp/`). Unmounting failed: `meanwhile` runs at the end, as it would after `finish`.
     pub fn finish_then(mut self, meanwhile: impl FnOnce()) -> Result<()> {
         let mut meanwhile = Some(meanwhile);
         let mut run = || {
