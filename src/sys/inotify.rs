@@ -6,23 +6,25 @@
 //! while the kernel reaps the watch (`fsnotify_destroy_group` → `fsnotify_wait_marks_destroyed`):
 //! 5–15 ms measured here, which would land on `strata run`'s critical path. Left alone for about a
 //! jiffy, the kernel reaps a removed watch in the background and the close costs microseconds. So
-//! dropping a [`DirWatch`] removes its watch at once and keeps the fd open: it is closed when the
-//! next one is dropped, or at the process's exit, a few milliseconds later.
+//! dropping a [`DirWatch`] removes its watch at once and leaves the close to a short-lived thread
+//! a little later (or to the process's exit, if that comes first). Not kept open for good: a
+//! monitor lives as long as its container, and inotify instances are limited per user.
 
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::Mutex;
+use std::time::Duration;
 
 pub struct DirWatch {
     fd: Option<OwnedFd>,
     wd: i32,
 }
 
-/// The fd of the last dropped watch, kept open until its watch is reaped (see the module doc).
-static RETIRED: Mutex<Option<OwnedFd>> = Mutex::new(None);
+/// How long after removing its watch an inotify fd is closed: the kernel has reaped the watch by
+/// then (a jiffy and a grace period; measured: ≥ 4 ms suffices here).
+const REAPED: Duration = Duration::from_millis(20);
 
 impl DirWatch {
     /// Watches `dir` for files closed after writing (`IN_CLOSE_WRITE`) or moved in (`IN_MOVED_TO`).
@@ -66,8 +68,10 @@ impl Drop for DirWatch {
         let Some(fd) = self.fd.take() else { return };
         // SAFETY: `fd` is a live inotify fd and `wd` the watch it returned; no pointers.
         unsafe { libc::inotify_rm_watch(fd.as_raw_fd(), self.wd) };
-        // The one retired before this was dropped long enough ago to close cheaply.
-        let older = RETIRED.lock().unwrap_or_else(|p| p.into_inner()).replace(fd);
-        drop(older);
+        // No thread to be had: the fd closes here (it waits, that's all).
+        let _ = std::thread::Builder::new().name("inotify-close".into()).spawn(move || {
+            std::thread::sleep(REAPED);
+            drop(fd);
+        });
     }
 }
