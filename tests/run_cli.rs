@@ -466,3 +466,69 @@ fn pull_policies_a_runtime_path_and_exec_i_and_d() {
     common::run::eventually("the detached exec", || s.run(&["exec", "x", "cat", "/bg"]).stdout == b"bg\n");
     s.ok(&["rm", "-f", "x"]);
 }
+
+/// Voluntary context switches of every thread of process `pid` so far.
+fn context_switches(pid: u32) -> u64 {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .flat_map(|s| {
+            s.lines()
+                .filter_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                .map(|v| v.trim().parse::<u64>().unwrap())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
+/// `strata run` and `exec` sleep while the runtime starts the process: they wake when it writes
+/// the pid file or exits, never to look again every few milliseconds (which took CPU from the
+/// runtime on a busy machine). A runtime that takes 1.5 s before it starts: in half a second of
+/// that, strata's threads wake a few times at most.
+#[test]
+fn waiting_for_the_runtime_to_start_takes_no_wakeups() {
+    let Some(s) = setup() else { return };
+    let _c = Cleanup(&s);
+    busybox_image(&s, "bb:1", &[]);
+    let dir = s.path("slow-runtime");
+    std::fs::create_dir_all(&dir).unwrap();
+    let started = dir.join("starting");
+    let runc = String::from_utf8(
+        std::process::Command::new("sh").args(["-c", "command -v runc"]).output().unwrap().stdout,
+    )
+    .unwrap();
+    // Named runc, so strata speaks runc to it; slow only to run and exec.
+    let wrapper = dir.join("runc");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\ncase \" $* \" in *\" run \"*|*\" exec \"*) touch {}; sleep 1.5;; esac\nexec {} \"$@\"\n",
+            started.display(),
+            runc.trim()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let wrapper = wrapper.to_str().unwrap();
+    // Wakeups of `strata ARGS` in 0.5 s while the runtime is starting; then its output.
+    let wakeups = |args: &[&str]| {
+        let _ = std::fs::remove_file(&started);
+        let child = s.command(args).stdout(std::process::Stdio::piped()).spawn().unwrap();
+        common::run::eventually("the runtime to start", || started.exists());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let before = context_switches(child.id());
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let woke = context_switches(child.id()) - before;
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "strata {args:?}: {o:?}");
+        (woke, String::from_utf8(o.stdout).unwrap())
+    };
+    let (woke, out) = wakeups(&["run", "--rm", "--runtime", wrapper, "bb:1", "echo", "ran"]);
+    assert_eq!(out, "ran\n");
+    assert!(woke < 20, "strata run woke {woke} times in 0.5 s while the runtime started");
+    s.ok(&["run", "-d", "--name", "slow", "--runtime", wrapper, "bb:1", "sleep", "60"]);
+    let (woke, out) = wakeups(&["exec", "slow", "echo", "exec ran"]);
+    assert_eq!(out, "exec ran\n");
+    assert!(woke < 20, "strata exec woke {woke} times in 0.5 s while the runtime started");
+}

@@ -397,3 +397,25 @@ fn rm_f_of_a_running_container_waits_without_the_store_lock() {
     assert_eq!(s.ok(&["ps", "-a", "-q"]), "");
     assert!(mounts_under(&s).is_empty(), "{:?}", mounts_under(&s));
 }
+
+/// A monitor waits for its container's process to start on an inotify watch, and lets go of it
+/// shortly after: it lives as long as the container, and inotify instances are limited per user
+/// (128 by default), so a kept one per running container would run them out.
+#[test]
+fn a_running_containers_monitor_holds_no_inotify_instance() {
+    let Some(s) = setup() else { return };
+    let _c = Cleanup(&s);
+    let id = run_code(&s, &["run", "-d", "bb:1", "sleep", "60"], 0);
+    let monitor = state(&s, id.trim())["monitor_pid"].as_i64().unwrap();
+    let inotify_fds = || {
+        std::fs::read_dir(format!("/proc/{monitor}/fd"))
+            .unwrap()
+            .flatten()
+            .filter(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().contains("inotify")))
+            .count()
+    };
+    eventually("the monitor's inotify fd closed", || inotify_fds() == 0);
+    // And it stays so (nothing opens another while the process runs).
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(inotify_fds(), 0);
+}

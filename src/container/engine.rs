@@ -12,9 +12,11 @@ use nix::unistd::Pid;
 use super::lock::ContainerLock;
 use super::mounting::{self, MountState, UNMOUNT_TIMEOUT};
 use super::runtime::{self, Runtime};
+use super::started::Started;
 use super::{init_layer, user};
 use crate::store::Store;
 use crate::store::containers::{ContainerRecord, MountRecord, RunConfig, write_container_runtime};
+use crate::sys::daemon::ProcessHandle;
 use crate::union::Stack;
 
 /// The runtime could not start the process: Docker's exit code for it and the runtime's message.
@@ -36,6 +38,8 @@ pub struct Ready {
     pub runtime: Runtime,
     pub config: RunConfig,
     mount_pid: Option<Pid>,
+    /// What the runtime will look up in the fresh mount (see `warm`).
+    warm: Vec<PathBuf>,
     _lock: ContainerLock,
 }
 
@@ -77,6 +81,7 @@ impl Ready {
             }
         }
         init_layer::prepare(&init_layer::path(&store, &c.id), &stack, &dirs, &files)?;
+        let warm = super::warm::paths(&stack, &cfg);
         drop(stack);
         super::bundle::write_host_files(&dir, &cfg)?;
         let runtime = Runtime::find(&cfg.runtime, store.root())?;
@@ -113,6 +118,7 @@ impl Ready {
             runtime,
             config: cfg,
             mount_pid: None,
+            warm,
             _lock: lock,
         };
         tracing::debug!(container = %c.short_id(), "bundle ready; mounting");
@@ -166,44 +172,60 @@ impl Ready {
         }
     }
 
-    /// Waits until the process runs (the runtime wrote the pid file: `None`) or the runtime ended
-    /// before that (its status).
-    pub fn wait_started(&self, child: &mut Child) -> std::io::Result<Option<ExitStatus>> {
-        loop {
-            if let Some(s) = child.try_wait()? {
-                return Ok(Some(s));
-            }
-            if self.container_pid().is_some() {
-                return Ok(None);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(2));
-        }
-    }
-
-    /// The container's first process, once the runtime has written its pid file.
-    pub fn container_pid(&self) -> Option<i32> {
-        std::fs::read_to_string(self.pid_file()).ok()?.trim().parse().ok()
+    /// Waits until the process runs (the runtime wrote the pid file) or the runtime ended before
+    /// that (its status).
+    pub fn wait_started(&self, child: &mut Child) -> std::io::Result<Started> {
+        super::warm::warm_up(&self.rootfs, &self.warm);
+        super::started::wait(child, &self.pid_file())
     }
 
     /// Deletes what the runtime keeps, unmounts (waiting for the daemon to write everything) and
     /// releases the container.
     pub fn finish(mut self) -> Result<()> {
-        self.take_down()
+        self.take_down(None)
     }
 
-    fn take_down(&mut self) -> Result<()> {
+    /// As [`Ready::finish`], with `meanwhile` run as soon as the union is unmounted, while its
+    /// daemon is still exiting (the kernel sends it no more requests; it lets go of what it
+    /// holds): a `--rm` removal then overlaps the daemon's exit instead of following it (should a
+    /// straggler still leave a file in the renamed directory, it is the next writer's garbage in
+    /// `tmp/`). Unmounting failed: `meanwhile` runs at the end, as it would after `finish`.
+    pub fn finish_then(mut self, meanwhile: impl FnOnce()) -> Result<()> {
+        let mut meanwhile = Some(meanwhile);
+        let mut run = || {
+            if let Some(f) = meanwhile.take() {
+                f()
+            }
+        };
+        self.take_down(Some(&mut run))
+    }
+
+    fn take_down(&mut self, mut meanwhile: Option<&mut dyn FnMut()>) -> Result<()> {
         let Some(pid) = self.mount_pid.take() else { return Ok(()) };
         self.runtime.delete(&self.id);
-        let unmounted = crate::fs::mount::unmount_and_wait(&self.rootfs, Some(pid), UNMOUNT_TIMEOUT);
+        // Taken before unmounting, so it names the daemon even if its pid is reused once it exits.
+        let handle = ProcessHandle::open(pid.as_raw());
+        let unmounted = crate::fs::mount::unmount(&self.rootfs);
         tracing::debug!(container = %self.id.get(..12).unwrap_or(&self.id), "unmounted");
-        write_container_runtime::<MountRecord>(&self.dir, "mount.json", None)?;
-        unmounted.with_context(|| format!("unmounting container {}", self.name))
+        if unmounted.is_ok()
+            && let Some(f) = meanwhile.as_mut()
+        {
+            f();
+        }
+        let exited =
+            unmounted.and_then(|()| crate::fs::mount::wait_daemon(pid, Some(handle), UNMOUNT_TIMEOUT));
+        let forgotten = write_container_runtime::<MountRecord>(&self.dir, "mount.json", None);
+        if let Some(f) = meanwhile {
+            f();
+        }
+        forgotten?;
+        exited.with_context(|| format!("unmounting container {}", self.name))
     }
 }
 
 impl Drop for Ready {
     fn drop(&mut self) {
-        if let Err(e) = self.take_down() {
+        if let Err(e) = self.take_down(None) {
             tracing::warn!("{e:#}");
         }
     }

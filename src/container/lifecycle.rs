@@ -13,6 +13,7 @@ use super::monitor::{self, Attach};
 use super::mounting::{self, MountState};
 use super::runtime::{self, Runtime};
 use super::spec::{self, RunFlags};
+use super::started::Started;
 use super::status::{self, Status, now_ms};
 use crate::store::containers::{
     ContainerRecord, MountRecord, RunState, new_container_id, read_container_runtime,
@@ -363,19 +364,18 @@ pub fn exec(store: Store, c: &ContainerRecord, o: &ExecOptions) -> Result<i32> {
             }
         });
     }
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break Ok(s),
-            Ok(None) if o.detach => {}
-            Ok(None) => {
-                if std::fs::read_to_string(scratch.path("pid")).is_ok_and(|p| !p.trim().is_empty()) {
-                    gate.decide(true);
-                    break child.wait();
-                }
+    // A detached exec's runtime exits once the process runs; else the pid file says it runs.
+    let status = if o.detach {
+        child.wait()
+    } else {
+        match super::started::wait(&mut child, &scratch.path("pid")) {
+            Ok(Started::Running(_)) => {
+                gate.decide(true);
+                child.wait()
             }
-            Err(e) => break Err(e),
+            Ok(Started::Ended(s)) => Ok(s),
+            Err(e) => Err(e),
         }
-        std::thread::sleep(Duration::from_millis(2));
     };
     let status = status.with_context(|| format!("waiting for {}", rt.name));
     let err = runtime::last_error(&log);

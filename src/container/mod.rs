@@ -10,6 +10,7 @@
 //!   its [`logs`] and state; [`status`] tells Created, Running, Exited and Dead apart.
 //! - [`spec`]: a container's process from its image's config and the `run` flags.
 //! - [`lifecycle`]: start, stop, kill, wait, remove, exec, top; [`inspect`]: Docker's container JSON.
+//! - [`started`]: waiting, on events, for a runtime to start a process (`run`, `exec`).
 //! - [`oneshot`]: the library API a `RUN` step uses: run one process to completion.
 
 pub mod bundle;
@@ -27,10 +28,12 @@ pub mod pause;
 pub mod rootless;
 pub mod runtime;
 pub mod spec;
+pub mod started;
 pub mod status;
 pub mod stdio;
 pub mod umount;
 pub mod user;
+pub mod warm;
 
 pub use engine::StartError;
 pub use oneshot::{Cancel, Finished, Output, ProcessSpec, run_cancellable, run_to_completion};

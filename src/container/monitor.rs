@@ -10,7 +10,6 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::process::Child;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use nix::sys::signal::{SigSet, Signal};
@@ -19,6 +18,7 @@ use nix::unistd::ForkResult;
 use super::engine::{Gate, Ready, StartError};
 use super::lock::ContainerLock;
 use super::logs::{self, LogWriter, StreamLog};
+use super::started::Started;
 use super::status::{now_ms, process_start};
 use super::stdio::RawTerminal;
 use crate::store::containers::{ContainerRecord, RunState, write_container_runtime};
@@ -143,16 +143,17 @@ fn supervise(
         }
     };
     let auto_remove = c.config.as_ref().is_some_and(|x| x.auto_remove);
-    let remove = || {
+    // A --rm container goes; its final state stays among the exit records for `wait` (and in
+    // its directory only if that can't go).
+    let remove = |st: &RunState| {
         if !auto_remove {
             return;
         }
         tracing::debug!("removing (--rm)");
-        if let Some(st) = crate::store::containers::read_container_runtime::<RunState>(&dir, "state.json") {
-            record_exit(root, &c.id, &st);
-        }
+        record_exit(root, &c.id, st);
         if let Err(e) = Store::remove_container_unlocked(root, &c.id) {
             tracing::warn!("--rm: {e:#}");
+            save(st);
         }
         tracing::debug!("removed (--rm)");
     };
@@ -166,7 +167,7 @@ fn supervise(
             save(st);
             let code = e.code;
             report(Err(e));
-            remove();
+            remove(st);
             code
         };
     let ready = Store::open(root, LockMode::Shared).and_then(|store| Ready::prepare(store, c, lock));
@@ -209,22 +210,18 @@ fn supervise(
     }
     // Started once the runtime has written the pid file; a runtime that ends first failed.
     let mut reported = false;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break Ok(s),
-            Ok(None) => {}
-            Err(e) => break Err(e),
-        }
-        if !reported && let Some(pid) = ready.container_pid() {
+    let status = match ready.wait_started(&mut child) {
+        Ok(Started::Ended(s)) => Ok(s),
+        Ok(Started::Running(pid)) => {
             tracing::debug!(pid, "the container's process runs");
             st.pid = pid;
             save(&st);
             gate.decide(true);
             report(Ok(()));
             reported = true;
-            break child.wait();
+            child.wait()
         }
-        std::thread::sleep(Duration::from_millis(2));
+        Err(e) => Err(e),
     };
     tracing::debug!("the runtime exited");
     let outcome = match status {
@@ -235,16 +232,22 @@ fn supervise(
     for c in copiers {
         let _ = c.join();
     }
-    let finished = ready.finish();
+    if let Ok(code) = outcome {
+        st.status = "exited".into();
+        st.exit_code = code;
+        st.finished_at = now_ms();
+    }
+    // A --rm container that ran goes while its mount daemon exits.
+    let remove_now = auto_remove && outcome.is_ok();
+    let finished = if remove_now { ready.finish_then(|| remove(&st)) } else { ready.finish() };
     if let Err(e) = &finished {
         tracing::warn!("{e:#}");
     }
     let code = match outcome {
         Ok(code) => {
-            st.status = "exited".into();
-            st.exit_code = code;
-            st.finished_at = now_ms();
-            save(&st);
+            if !auto_remove {
+                save(&st);
+            }
             if !reported {
                 report(Ok(()));
             }
@@ -252,7 +255,9 @@ fn supervise(
         }
         Err(e) => return fail(&mut st, e, report),
     };
-    remove();
+    if !remove_now {
+        remove(&st);
+    }
     code
 }
 

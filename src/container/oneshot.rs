@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use super::engine::{Gate, Ready};
 use super::lock::ContainerLock;
 use super::runtime::Runtime;
+use super::started::Started;
 use crate::oci::Digest;
 use crate::store::containers::{ContainerRecord, MountSpec, RunConfig};
 use crate::store::{LockMode, Store};
@@ -211,11 +212,11 @@ fn run_in(
             let (err, err_copier) = super::stdio::forwarded_output(std::io::stderr())?;
             let mut child = ready.spawn(super::stdio::empty_input()?, out, err, false)?;
             let status = match ready.wait_started(&mut child) {
-                Ok(None) => {
+                Ok(Started::Running(_)) => {
                     cancel.running(&ready.runtime, &ready.id);
                     child.wait()
                 }
-                Ok(Some(s)) => Ok(s),
+                Ok(Started::Ended(s)) => Ok(s),
                 Err(e) => Err(e),
             };
             cancel.ended();
@@ -234,12 +235,12 @@ fn run_in(
                 s.spawn(|| copy(std::fs::File::from(out_r), stdout, &gate));
                 s.spawn(|| copy(std::fs::File::from(err_r), stderr, &gate));
                 let status = match ready.wait_started(&mut child) {
-                    Ok(None) => {
+                    Ok(Started::Running(_)) => {
                         gate.decide(true);
                         cancel.running(&ready.runtime, &ready.id);
                         child.wait()
                     }
-                    Ok(Some(s)) => Ok(s),
+                    Ok(Started::Ended(s)) => Ok(s),
                     Err(e) => Err(e),
                 };
                 cancel.ended();

@@ -62,6 +62,13 @@ pub fn raise_nofile_limit() {
 /// process even once its pid is reused.
 pub struct ProcessHandle(std::os::fd::OwnedFd);
 
+/// Readable once the process has exited (to poll together with other fds).
+impl std::os::fd::AsFd for ProcessHandle {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
 impl ProcessHandle {
     /// A handle on process `pid`; `Ok(None)` when it is gone already, an error when the kernel
     /// has no pidfds (before 5.3), so the caller can fall back to polling.

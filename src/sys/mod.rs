@@ -2,6 +2,7 @@
 pub mod daemon;
 pub mod fsio;
 pub mod fuse_mount;
+pub mod inotify;
 pub mod safefd;
 pub mod tty;
 pub mod userns;
