@@ -21,7 +21,7 @@ use nix::sys::stat::{FileStat, Mode};
 use super::layer::{Layer, SafeFd, file_type, is_dir, is_implicit_dir, is_opaque_dir, stat_at};
 use super::listing::{self, ListEntry, Listing};
 use super::pathhash::PathHash;
-use crate::layer::override_stat;
+use crate::layer::override_stat::{self, OverrideStat};
 use crate::layer::whiteout::{is_overlay_whiteout_stat, is_reserved, whiteout_name};
 
 const DIR_FD_CACHE: usize = 512;
@@ -82,7 +82,17 @@ pub struct Stack {
     /// describes the tree while the generation is G.
     generation: AtomicU64,
     fd_store: OnceLock<Arc<dyn DirFdStore>>,
+    /// Override xattrs already read in marked layers, by layer, inode and ctime: a new value
+    /// (setxattr), any other change of the inode and a reused inode number all move the ctime,
+    /// so a key never names a file whose value changed since. Spares a getxattr per stat.
+    overrides: Mutex<LruCache<OverrideKey, Option<OverrideStat>>>,
 }
+
+/// (layer, st_ino, st_ctime, st_ctime_nsec) of a file in a marked layer.
+type OverrideKey = (usize, u64, i64, i64);
+
+/// How many override values are remembered (a few MB at most).
+const OVERRIDES_KEPT: usize = 1 << 16;
 
 /// Directory fds kept beyond the stack's own LRU: the FUSE filesystem keeps each directory's fds
 /// on its node while the kernel holds that node, so a request deep in a tree finds its
@@ -133,6 +143,9 @@ impl Stack {
             listings: Mutex::new(Listings { lru: LruCache::unbounded_with_hasher(PathHash), entries: 0 }),
             generation: AtomicU64::new(0),
             fd_store: OnceLock::new(),
+            overrides: Mutex::new(LruCache::new(
+                NonZeroUsize::new(OVERRIDES_KEPT).unwrap_or(NonZeroUsize::MIN),
+            )),
         })
     }
 
@@ -397,7 +410,16 @@ impl Stack {
         mut st: FileStat,
     ) -> io::Result<FileStat> {
         if let Some(marker) = self.layers.get(layer).and_then(Layer::overrides) {
-            let recorded = override_stat::read_at(dir, name, marker.xattr)?;
+            let key = (layer, st.st_ino, st.st_ctime, st.st_ctime_nsec);
+            let known = lock(&self.overrides).get(&key).copied();
+            let recorded = match known {
+                Some(r) => r,
+                None => {
+                    let r = override_stat::read_at(dir, name, marker.xattr)?;
+                    lock(&self.overrides).put(key, r);
+                    r
+                }
+            };
             override_stat::present(&mut st, marker, recorded.as_ref());
         }
         Ok(st)
