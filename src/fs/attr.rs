@@ -65,27 +65,6 @@ pub fn kind(mode: u32) -> FileType {
     }
 }
 
-/// The attributes of a negative entry (node id 0): the kernel reads only the node id.
-pub fn negative_attr() -> FileAttr {
-    FileAttr {
-        ino: INodeNo(0),
-        size: 0,
-        blocks: 0,
-        atime: UNIX_EPOCH,
-        mtime: UNIX_EPOCH,
-        ctime: UNIX_EPOCH,
-        crtime: UNIX_EPOCH,
-        kind: FileType::RegularFile,
-        perm: 0,
-        nlink: 0,
-        uid: 0,
-        gid: 0,
-        rdev: 0,
-        blksize: 0,
-        flags: 0,
-    }
-}
-
 /// Builds the attributes reported for `st` under the st_ino `ino`. A directory merged from
 /// several layers reports st_nlink 1 ("unknown", as overlayfs does).
 pub fn to_attr(st: &FileStat, ino: u64, merged_dir: bool) -> FileAttr {
@@ -108,9 +87,9 @@ pub fn to_attr(st: &FileStat, ino: u64, merged_dir: bool) -> FileAttr {
     }
 }
 
-/// Attributes sent with "." and ".." in readdirplus: the kernel skips those two names, so only
-/// the inode number and type are filled in.
-pub fn dot_attr(ino: u64) -> FileAttr {
+/// Attributes of which the kernel reads only the inode number: those sent with "." and ".." in
+/// readdirplus (it skips the two names) and a negative entry's (node id 0).
+pub fn id_only_attr(ino: u64) -> FileAttr {
     FileAttr {
         ino: INodeNo(ino),
         size: 0,

@@ -18,7 +18,7 @@ use fuser::{
 };
 use nix::errno::Errno;
 
-use super::attr::{dot_attr, negative_attr};
+use super::attr::id_only_attr;
 use super::filesystem::{R, StrataFs, TTL_UPPER, lock};
 use super::handles::FileHandle;
 use super::io::{Opened, SetAttr};
@@ -159,7 +159,7 @@ impl Filesystem for StrataFs {
             // asking again for a missing name (what package managers do a lot) stays in the
             // kernel. A name can only appear through this mount (the layers below never change),
             // and the kernel drops the negative entry itself when it makes one there.
-            Ok(None) => reply.entry(&TTL_UPPER, &negative_attr(), Generation(0)),
+            Ok(None) => reply.entry(&TTL_UPPER, &id_only_attr(0), Generation(0)),
             Err(e) => reply.error(e),
         }
     }
@@ -396,7 +396,7 @@ impl Filesystem for StrataFs {
                     d.next,
                     d.name,
                     &Duration::ZERO,
-                    &dot_attr(d.ino),
+                    &id_only_attr(d.ino),
                     Generation(0),
                 ),
                 // A name gone since the listing was taken is skipped (not full).
