@@ -44,7 +44,10 @@ fn crun_runs_execs_and_stops() {
     assert_eq!(run_code(&s, &["exec", "c", "id", "-G"], 0), "1000 2000\n");
     assert_eq!(run_code(&s, &["exec", "-u", "app:app", "c", "id", "-G"], 0), "1000\n");
     // -t: a pty of strata's own, with no terminal here
-    assert!(run_code(&s, &["exec", "-t", "c", "tty"], 0).starts_with("/dev/pts/"));
+    // (This assertion failed once in about ten full runs, passing on the retry: the output is in
+    // the message for the next time.)
+    let tty = run_code(&s, &["exec", "-t", "c", "tty"], 0);
+    assert!(tty.starts_with("/dev/pts/"), "exec -t c tty printed {tty:?}");
     assert!(s.ok(&["top", "c"]).contains("sleep 60"));
     s.ok(&["stop", "-t", "1", "c"]);
     assert_eq!(s.ok(&["wait", "c"]), "137\n");
