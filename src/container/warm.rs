@@ -59,9 +59,11 @@ fn interpreter(stack: &Stack, cmd: &Path) -> Option<PathBuf> {
     let e = stack.resolve(rel, true).ok()??;
     let mut head = Vec::new();
     stack.open_file(&e).ok()?.take(4096).read_to_end(&mut head).ok()?;
-    let u16_at = |o: usize| Some(u16::from_le_bytes(head.get(o..o + 2)?.try_into().ok()?) as usize);
-    let u32_at = |o: usize| Some(u32::from_le_bytes(head.get(o..o + 4)?.try_into().ok()?));
-    let u64_at = |o: usize| Some(u64::from_le_bytes(head.get(o..o + 8)?.try_into().ok()?) as usize);
+    let u16_at =
+        |o: usize| Some(u16::from_le_bytes(head.get(o..o.checked_add(2)?)?.try_into().ok()?) as usize);
+    let u32_at = |o: usize| Some(u32::from_le_bytes(head.get(o..o.checked_add(4)?)?.try_into().ok()?));
+    let u64_at =
+        |o: usize| Some(u64::from_le_bytes(head.get(o..o.checked_add(8)?)?.try_into().ok()?) as usize);
     // ELF magic, 64-bit, little-endian.
     if head.get(..6)? != b"\x7fELF\x02\x01" {
         return None;
@@ -72,7 +74,7 @@ fn interpreter(stack: &Stack, cmd: &Path) -> Option<PathBuf> {
         if u32_at(ph)? != 3 {
             return None; // not PT_INTERP
         }
-        let (off, size) = (u64_at(ph + 8)?, u64_at(ph + 32)?);
+        let (off, size) = (u64_at(ph.checked_add(8)?)?, u64_at(ph.checked_add(32)?)?);
         let name = head.get(off..off.checked_add(size)?)?;
         let name = name.strip_suffix(b"\0").unwrap_or(name);
         let name = std::str::from_utf8(name).ok()?;
@@ -93,5 +95,66 @@ pub fn warm_up(rootfs: &Path, paths: &[PathBuf]) {
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
     for p in paths {
         let _ = openat2(&root, p.strip_prefix("/").unwrap_or(p), how);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A layer holding one file, `bin/x`, with `bytes`.
+    fn stack_with(bytes: &[u8]) -> (tempfile::TempDir, Stack) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("bin")).unwrap();
+        std::fs::write(dir.path().join("bin/x"), bytes).unwrap();
+        let stack = Stack::new(&[dir.path().to_path_buf()], None).unwrap();
+        (dir, stack)
+    }
+
+    /// An ELF64 header with one program header at `phoff` (`PT_INTERP` naming `interp`, stored at
+    /// `off`).
+    fn elf(phoff: u64, off: u64, interp: &[u8]) -> Vec<u8> {
+        let mut h = vec![0u8; 512];
+        h[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        h[0x20..0x28].copy_from_slice(&phoff.to_le_bytes());
+        h[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        h[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
+        if let Ok(p) = usize::try_from(phoff) {
+            if p.checked_add(40).is_some_and(|end| end <= h.len()) {
+                h[p..p + 4].copy_from_slice(&3u32.to_le_bytes());
+                h[p + 8..p + 16].copy_from_slice(&off.to_le_bytes());
+                h[p + 32..p + 40].copy_from_slice(&(interp.len() as u64).to_le_bytes());
+            }
+        }
+        let o = off as usize;
+        if o + interp.len() <= h.len() {
+            h[o..o + interp.len()].copy_from_slice(interp);
+        }
+        h
+    }
+
+    #[test]
+    fn the_interpreter_is_read_from_the_program_headers() {
+        let (_d, stack) = stack_with(&elf(64, 300, b"/lib64/ld-linux-x86-64.so.2\0"));
+        assert_eq!(
+            interpreter(&stack, Path::new("/bin/x")),
+            Some(PathBuf::from("/lib64/ld-linux-x86-64.so.2"))
+        );
+    }
+
+    /// A hostile header (offsets near the end of the address space, past the file, garbage) gives
+    /// no interpreter: never an overflow or a panic (`strata run` reads it from the image).
+    #[test]
+    fn a_hostile_header_gives_none_without_a_panic() {
+        for phoff in [u64::MAX, u64::MAX - 7, u64::MAX - 40, 1 << 40, 4000] {
+            let (_d, stack) = stack_with(&elf(phoff, 300, b"/x\0"));
+            assert_eq!(interpreter(&stack, Path::new("/bin/x")), None, "phoff {phoff}");
+        }
+        let mut h = elf(64, 0, b"");
+        h[64 + 8..64 + 16].copy_from_slice(&(u64::MAX - 3).to_le_bytes());
+        let (_d, stack) = stack_with(&h);
+        assert_eq!(interpreter(&stack, Path::new("/bin/x")), None);
+        let (_d, stack) = stack_with(b"#!/bin/sh\n");
+        assert_eq!(interpreter(&stack, Path::new("/bin/x")), None);
     }
 }
