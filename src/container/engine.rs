@@ -2,7 +2,7 @@
 //! runtime bundle, mount the union (a mount daemon inheriting the lock), run the runtime in the
 //! foreground, and take it all down again. The monitor, `strata run` and the build's `RUN` share it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -140,17 +140,28 @@ impl Ready {
     }
 
     /// `RUNTIME run` for the container, not yet spawned: the caller sets its stdio.
-    pub fn command(&self) -> Command {
+    pub fn command(&self, console: Option<&Path>) -> Command {
         let _ = std::fs::remove_file(self.runtime_log());
         let _ = std::fs::remove_file(self.pid_file());
         let mut c = self.runtime.command(Some(&self.runtime_log()));
-        c.arg("run").arg("--bundle").arg(&self.dir).arg("--pid-file").arg(self.pid_file()).arg(&self.id);
+        c.arg("run").arg("--bundle").arg(&self.dir).arg("--pid-file").arg(self.pid_file());
+        if let Some(socket) = console {
+            c.arg("--console-socket").arg(socket);
+        }
+        c.arg(&self.id);
         c
     }
 
-    /// Spawns the runtime with the given stdio.
-    pub fn spawn(&self, stdin: Stdio, stdout: Stdio, stderr: Stdio, own_group: bool) -> Result<Child> {
-        let mut c = self.command();
+    /// Spawns the runtime with the given stdio (and `console`, a console socket: see `console`).
+    pub fn spawn(
+        &self,
+        stdin: Stdio,
+        stdout: Stdio,
+        stderr: Stdio,
+        own_group: bool,
+        console: Option<&Path>,
+    ) -> Result<Child> {
+        let mut c = self.command(console);
         c.stdin(stdin).stdout(stdout).stderr(stderr);
         if own_group {
             use std::os::unix::process::CommandExt;

@@ -310,19 +310,21 @@ pub fn exec(store: Store, c: &ContainerRecord, o: &ExecOptions) -> Result<i32> {
     } else {
         cmd.arg("--pid-file").arg(scratch.path("pid"));
     }
-    cmd.arg(&c.id);
     // Pipes (or a pty) of our own, never this process's stdio (see `stdio`). The output is held
     // back until the process runs: what the runtime prints when it can't start it is our error.
     let gate = super::engine::Gate::default();
     let mut copiers = Vec::new();
     let mut pty = None;
     let mut _terminal = None;
+    let mut console = None;
     if o.tty {
         // SIGWINCH waits for the thread that passes window sizes on (threads inherit the mask).
         let mut winch = nix::sys::signal::SigSet::empty();
         winch.add(nix::sys::signal::Signal::SIGWINCH);
         let _ = winch.thread_block();
-        let (master, [i, out, err]) = super::stdio::open_pty()?;
+        let (master, slave, [i, out, err]) = super::stdio::open_pty()?;
+        console = super::console::ConsoleSocket::for_runtime(&rt, &slave);
+        drop(slave);
         cmd.stdin(i).stdout(out).stderr(err);
         if o.interactive {
             _terminal = super::stdio::RawTerminal::new();
@@ -346,6 +348,10 @@ pub fn exec(store: Store, c: &ContainerRecord, o: &ExecOptions) -> Result<i32> {
             copiers = vec![a, b];
         }
     }
+    if let Some(socket) = &console {
+        cmd.arg("--console-socket").arg(socket.path());
+    }
+    cmd.arg(&c.id);
     let spawned = cmd.spawn().with_context(|| format!("cannot run {}", rt.path.display()));
     // Our copies of the process's stdio go, so its output ends when it does.
     drop(cmd);
@@ -382,6 +388,8 @@ pub fn exec(store: Store, c: &ContainerRecord, o: &ExecOptions) -> Result<i32> {
     use std::os::unix::process::ExitStatusExt;
     let code = status.as_ref().map_or(125, |s| s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0)));
     gate.decide(status.is_ok() && (code == 0 || err.is_none()));
+    // The console relay drains what the container's pty still holds, then lets go of strata's.
+    drop(console);
     for c in copiers {
         let _ = c.join();
     }

@@ -15,6 +15,7 @@ use anyhow::{Context, Result, anyhow};
 use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::ForkResult;
 
+use super::console::ConsoleSocket;
 use super::engine::{Gate, Ready, StartError};
 use super::lock::ContainerLock;
 use super::logs::{self, LogWriter, StreamLog};
@@ -188,7 +189,7 @@ fn supervise(
     });
     let gate = Gate::default();
     let spawned = spawn_runtime(&ready, attached, &log, &gate);
-    let Spawned { mut child, copiers, pty, _terminal, _stdin } = match spawned {
+    let Spawned { mut child, copiers, pty, _terminal, _stdin, console } = match spawned {
         Ok(x) => x,
         Err(e) => return fail(&mut st, StartError { code: 125, message: format!("{e:#}") }, report),
     };
@@ -229,6 +230,8 @@ fn supervise(
         Err(e) => Err(StartError { code: 125, message: format!("waiting for {}: {e}", ready.runtime.name) }),
     };
     gate.decide(outcome.is_ok());
+    // The console relay drains what the container's pty still holds, then lets go of strata's.
+    drop(console);
     for c in copiers {
         let _ = c.join();
     }
@@ -319,6 +322,9 @@ struct Spawned {
     /// The writing end of an `-i` container's stdin when nobody's input is attached to it: held
     /// while the process runs, so its stdin stays open (Docker's OpenStdin).
     _stdin: Option<OwnedFd>,
+    /// crun's console socket and relay (`-t`): dropped once the runtime is gone, before the
+    /// copiers are joined (it holds the pty they read from open while it drains).
+    console: Option<ConsoleSocket>,
 }
 
 /// The stdin of a process nobody's input is attached to: open for good when the container was
@@ -340,15 +346,17 @@ fn spawn_runtime(ready: &Ready, attached: Option<bool>, log: &LogWriter, gate: &
         // A pty of ours stands between this terminal and the runtime's (so the output is logged
         // too); the runtime sets up the container's own from it.
         Some(stdin) if tty => {
-            let (master, [i, o, e]) = super::stdio::open_pty()?;
-            let child = ready.spawn(i, o, e, true)?;
+            let (master, slave, [i, o, e]) = super::stdio::open_pty()?;
+            let console = ConsoleSocket::for_runtime(&ready.runtime, &slave);
+            drop(slave);
+            let child = ready.spawn(i, o, e, true, console.as_ref().map(ConsoleSocket::path))?;
             let terminal = if stdin { RawTerminal::new() } else { None };
             if stdin {
                 super::stdio::forward_input_to(&master);
             }
             let out = master.try_clone()?;
             let copiers = vec![copier(out, log.stream("stdout"), Some(Box::new(std::io::stdout())), gate)];
-            Spawned { child, copiers, pty: Some(master), _terminal: terminal, _stdin: None }
+            Spawned { child, copiers, pty: Some(master), _terminal: terminal, _stdin: None, console }
         }
         Some(stdin) => {
             let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
@@ -359,30 +367,32 @@ fn spawn_runtime(ready: &Ready, attached: Option<bool>, log: &LogWriter, gate: &
                 unattached_input(ready.config.open_stdin)?
             };
             // Its own process group: a Ctrl-C reaches the container once, through us.
-            let child = ready.spawn(input, out_w.into(), err_w.into(), true)?;
+            let child = ready.spawn(input, out_w.into(), err_w.into(), true, None)?;
             let copiers = vec![
                 copier(out_r, log.stream("stdout"), Some(Box::new(std::io::stdout())), gate),
                 copier(err_r, log.stream("stderr"), Some(Box::new(std::io::stderr())), gate),
             ];
-            Spawned { child, copiers, pty: None, _terminal: None, _stdin: holder }
+            Spawned { child, copiers, pty: None, _terminal: None, _stdin: holder, console: None }
         }
         None if tty => {
             // No terminal here: the pty alone stands in for one (the runtime proxies it).
-            let (master, [i, o, e]) = super::stdio::open_pty()?;
-            let child = ready.spawn(i, o, e, true)?;
+            let (master, slave, [i, o, e]) = super::stdio::open_pty()?;
+            let console = ConsoleSocket::for_runtime(&ready.runtime, &slave);
+            drop(slave);
+            let child = ready.spawn(i, o, e, true, console.as_ref().map(ConsoleSocket::path))?;
             let copiers = vec![copier(master.try_clone()?, log.stream("stdout"), None, gate)];
-            Spawned { child, copiers, pty: None, _terminal: None, _stdin: None }
+            Spawned { child, copiers, pty: None, _terminal: None, _stdin: None, console }
         }
         None => {
             let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
             let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
             let (input, holder) = unattached_input(ready.config.open_stdin)?;
-            let child = ready.spawn(input, out_w.into(), err_w.into(), true)?;
+            let child = ready.spawn(input, out_w.into(), err_w.into(), true, None)?;
             let copiers = vec![
                 copier(out_r, log.stream("stdout"), None, gate),
                 copier(err_r, log.stream("stderr"), None, gate),
             ];
-            Spawned { child, copiers, pty: None, _terminal: None, _stdin: holder }
+            Spawned { child, copiers, pty: None, _terminal: None, _stdin: holder, console: None }
         }
     };
     Ok(spawned)

@@ -83,7 +83,7 @@ pub fn copy_out(
 /// A pty of strata's own standing in for a terminal (`-t`), of the size of this process's
 /// terminal if it has one: the runtime gets the slave as stdin, stdout and stderr (and sets up
 /// the container's own terminal from it); the master is strata's side.
-pub fn open_pty() -> io::Result<(Arc<OwnedFd>, [Stdio; 3])> {
+pub fn open_pty() -> io::Result<(Arc<OwnedFd>, OwnedFd, [Stdio; 3])> {
     let size = crate::sys::tty::window_size(io::stdout().as_fd())
         .or_else(|| crate::sys::tty::window_size(io::stdin().as_fd()));
     let pty = nix::pty::openpty(size.as_ref(), None)?;
@@ -92,8 +92,8 @@ pub fn open_pty() -> io::Result<(Arc<OwnedFd>, [Stdio; 3])> {
         nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))?;
     }
     let slave = pty.slave;
-    let stdio = [slave.try_clone()?.into(), slave.try_clone()?.into(), slave.into()];
-    Ok((Arc::new(pty.master), stdio))
+    let stdio = [slave.try_clone()?.into(), slave.try_clone()?.into(), slave.try_clone()?.into()];
+    Ok((Arc::new(pty.master), slave, stdio))
 }
 
 /// Copies this process's stdin to the pty's master. The thread is not joined: it ends with the
@@ -111,6 +111,7 @@ pub fn forward_input_to(master: &Arc<OwnedFd>) {
 pub fn pass_window_size(master: &OwnedFd, runtime: nix::unistd::Pid) {
     if let Some(ws) = crate::sys::tty::window_size(io::stdout().as_fd()) {
         let _ = crate::sys::tty::set_window_size(master.as_fd(), &ws);
+        super::console::pass_window_size(&ws);
         let _ = nix::sys::signal::kill(runtime, nix::sys::signal::Signal::SIGWINCH);
     }
 }

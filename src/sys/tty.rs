@@ -21,3 +21,28 @@ pub fn set_window_size(fd: BorrowedFd<'_>, ws: &Winsize) -> std::io::Result<()> 
     let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, ws as *const Winsize) };
     if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
 }
+
+/// Receives the one file descriptor a peer sends over the Unix socket `sock` (SCM_RIGHTS, how a
+/// runtime hands over a console's pty master); `None` when the peer sent none.
+pub fn receive_fd(sock: BorrowedFd<'_>) -> std::io::Result<Option<std::os::fd::OwnedFd>> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    use std::os::fd::FromRawFd;
+    let mut buf = [0u8; 1024];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 4]);
+    let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)?;
+    let mut got = None;
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            for fd in fds {
+                // SAFETY: the kernel installed `fd` in this process for this message; nothing
+                // else owns it.
+                let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+                if got.is_none() {
+                    got = Some(owned);
+                }
+            }
+        }
+    }
+    Ok(got)
+}
