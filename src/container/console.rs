@@ -134,10 +134,8 @@ fn relay(master: Arc<OwnedFd>, slave: OwnedFd, stop: OwnedFd, done: &mpsc::Sende
         }
         _ => Err(io::Error::other("no fds for the console's input")),
     };
-    if let Ok(to) = slave.try_clone() {
-        if let Ok(from) = master.try_clone() {
-            copy_until(from, to, stop.try_clone().unwrap_or(stop));
-        }
+    if let Ok(from) = master.try_clone() {
+        copy_until(from, slave, stop);
     }
     *RELAYED.lock().unwrap_or_else(|e| e.into_inner()) = None;
     let _ = done.send(());

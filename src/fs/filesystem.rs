@@ -14,7 +14,7 @@ use nix::errno::Errno;
 
 use super::attr::to_attr;
 use super::handles::Handles;
-use super::ino::{InoMap, OriginKey, ROOT_INO};
+use super::ino::{InoMap, ROOT_INO};
 use super::nodes::Nodes;
 use crate::union::layer::{SafeFd, proc_path};
 use crate::union::{Entry, Stack};
@@ -278,8 +278,7 @@ impl StrataFs {
     }
 
     fn origin(&self, e: &Entry) -> Option<u64> {
-        let key = OriginKey::of(&e.stat);
-        if let Some(known) = self.inos.cached_origin(key) {
+        if let Some(known) = self.inos.origins.get(0, &e.stat) {
             return known;
         }
         let (fd, name) = self.parent_fd(e, 0).ok()?;
@@ -287,7 +286,7 @@ impl StrataFs {
         let origin = xattr::get(proc_path(fd.as_fd(), name), self.inos.origin_xattr)
             .ok()?
             .and_then(|v| InoMap::decode(&v));
-        self.inos.note_origin(key, origin);
+        self.inos.origins.note(0, &e.stat, origin);
         origin
     }
 

@@ -11,10 +11,7 @@ pub const ROOT_INO: u64 = 1;
 const XINO_SHIFT: u32 = 56;
 const XINO_MASK: u64 = (1 << XINO_SHIFT) - 1;
 
-use std::num::NonZeroUsize;
-use std::sync::Mutex;
-
-use lru::LruCache;
+use crate::union::xattr_memo::XattrMemo;
 
 /// Maps (st_dev, st_ino) of layer files to stable st_ino values.
 #[derive(Debug)]
@@ -22,27 +19,9 @@ pub struct InoMap {
     devs: Vec<u64>,
     /// Name of the private xattr recording a copied-up file's st_ino.
     pub origin_xattr: &'static str,
-    /// Origins already read, so that a getattr does not read the xattr again.
-    origins: Mutex<LruCache<OriginKey, Option<u64>>>,
+    /// Origins of upper files already read (in layer 0), so that a getattr reads no xattr.
+    pub origins: XattrMemo<u64>,
 }
-
-/// Upper files whose origin xattr was read, by inode and ctime: setting an xattr, a rename
-/// into place and every other change of the inode move its ctime, and a reused inode number
-/// comes with a new one, so a key never names a file whose origin changed since.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct OriginKey {
-    ino: u64,
-    ctime: (i64, i64),
-}
-
-impl OriginKey {
-    pub fn of(st: &nix::sys::stat::FileStat) -> OriginKey {
-        OriginKey { ino: st.st_ino, ctime: (st.st_ctime, st.st_ctime_nsec) }
-    }
-}
-
-/// How many origins are remembered: a few MB at most.
-const ORIGINS_KEPT: usize = 1 << 16;
 
 impl InoMap {
     /// `devs`: the st_dev of every layer root, upper first.
@@ -56,18 +35,8 @@ impl InoMap {
         InoMap {
             devs: v,
             origin_xattr: if privileged { "trusted.strata.origin" } else { "user.strata.origin" },
-            origins: Mutex::new(LruCache::new(NonZeroUsize::new(ORIGINS_KEPT).unwrap_or(NonZeroUsize::MIN))),
+            origins: XattrMemo::default(),
         }
-    }
-
-    /// The origin remembered for an upper file: `None` when it was never read.
-    pub fn cached_origin(&self, key: OriginKey) -> Option<Option<u64>> {
-        self.origins.lock().unwrap_or_else(|e| e.into_inner()).get(&key).copied()
-    }
-
-    /// Remembers the origin of an upper file (`None`: it has none, e.g. it was just made).
-    pub fn note_origin(&self, key: OriginKey, origin: Option<u64>) {
-        self.origins.lock().unwrap_or_else(|e| e.into_inner()).put(key, origin);
     }
 
     /// The st_ino reported for a file with this lstat (dev, ino).

@@ -299,7 +299,7 @@ impl StrataFs {
             // Nothing to record (no override xattrs in this upper): the caller's stat is the
             // entry's, and a file just made has no origin.
             Some(stat) if self.stack.layers().first().and_then(|l| l.overrides()).is_none() => {
-                self.inos.note_origin(super::ino::OriginKey::of(&stat), None);
+                self.inos.origins.note(0, &stat, None);
                 Ok(Entry { path, layer: 0, stat, layers: vec![0] })
             }
             _ => {

@@ -10,6 +10,7 @@ pub mod listing;
 pub mod pathhash;
 pub mod resolve;
 pub mod stack;
+pub mod xattr_memo;
 
 pub use layer::Layer;
 pub use listing::{ListEntry, Listing};

@@ -21,6 +21,7 @@ use nix::sys::stat::{FileStat, Mode};
 use super::layer::{Layer, SafeFd, file_type, is_dir, is_implicit_dir, is_opaque_dir, stat_at};
 use super::listing::{self, ListEntry, Listing};
 use super::pathhash::PathHash;
+use super::xattr_memo::XattrMemo;
 use crate::layer::override_stat::{self, OverrideStat};
 use crate::layer::whiteout::{is_overlay_whiteout_stat, is_reserved, whiteout_name};
 
@@ -82,17 +83,9 @@ pub struct Stack {
     /// describes the tree while the generation is G.
     generation: AtomicU64,
     fd_store: OnceLock<Arc<dyn DirFdStore>>,
-    /// Override xattrs already read in marked layers, by layer, inode and ctime: a new value
-    /// (setxattr), any other change of the inode and a reused inode number all move the ctime,
-    /// so a key never names a file whose value changed since. Spares a getxattr per stat.
-    overrides: Mutex<LruCache<OverrideKey, Option<OverrideStat>>>,
+    /// Override values already read in marked layers (a getxattr per stat otherwise).
+    overrides: XattrMemo<OverrideStat>,
 }
-
-/// (layer, st_ino, st_ctime, st_ctime_nsec) of a file in a marked layer.
-type OverrideKey = (usize, u64, i64, i64);
-
-/// How many override values are remembered (a few MB at most).
-const OVERRIDES_KEPT: usize = 1 << 16;
 
 /// Directory fds kept beyond the stack's own LRU: the FUSE filesystem keeps each directory's fds
 /// on its node while the kernel holds that node, so a request deep in a tree finds its
@@ -143,9 +136,7 @@ impl Stack {
             listings: Mutex::new(Listings { lru: LruCache::unbounded_with_hasher(PathHash), entries: 0 }),
             generation: AtomicU64::new(0),
             fd_store: OnceLock::new(),
-            overrides: Mutex::new(LruCache::new(
-                NonZeroUsize::new(OVERRIDES_KEPT).unwrap_or(NonZeroUsize::MIN),
-            )),
+            overrides: XattrMemo::default(),
         })
     }
 
@@ -410,13 +401,11 @@ impl Stack {
         mut st: FileStat,
     ) -> io::Result<FileStat> {
         if let Some(marker) = self.layers.get(layer).and_then(Layer::overrides) {
-            let key = (layer, st.st_ino, st.st_ctime, st.st_ctime_nsec);
-            let known = lock(&self.overrides).get(&key).copied();
-            let recorded = match known {
+            let recorded = match self.overrides.get(layer, &st) {
                 Some(r) => r,
                 None => {
                     let r = override_stat::read_at(dir, name, marker.xattr)?;
-                    lock(&self.overrides).put(key, r);
+                    self.overrides.note(layer, &st, r);
                     r
                 }
             };
