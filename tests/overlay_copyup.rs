@@ -97,3 +97,61 @@ fn interrupted_copy_up_leftovers_are_cleaned() {
     fs::write(m.path("f"), "g").unwrap();
     assert!(names(&s.p("work")).is_empty(), "copy-up leaves nothing behind");
 }
+
+/// A file open for reading opens for writing too, with and without passthrough. The kernel
+/// serves all the opens of a node through one passthrough backing and refuses (EIO) any other:
+/// a reader's backing was the lower copy of a file the writer copies up, or a read-only fd of an
+/// upper file. The reader of an upper file sees what the writer wrote; the reader of a lower
+/// file may keep the copy it opened (as overlayfs before Linux 4.19).
+#[test]
+fn a_file_open_for_reading_opens_for_writing() {
+    use std::io::{Read, Seek};
+    let Some(s) = Scratch::for_fuse(1) else { return };
+    s.write("l1/lower", "lower\n");
+    for extra in ["passthrough", "nopassthrough"] {
+        fs::remove_dir_all(s.p("upper")).unwrap();
+        fs::create_dir(s.p("upper")).unwrap();
+        let opts = if extra == "passthrough" { s.rw_opts(1) } else { format!("{},{extra}", s.rw_opts(1)) };
+        let mut m = Mount::overlay(&opts, &s.p("mnt"));
+        fs::write(m.path("upper"), "upper\n").unwrap();
+        for name in ["lower", "upper"] {
+            let p = m.path(name);
+            let mut r = fs::File::open(&p).unwrap();
+            let mut got = String::new();
+            r.read_to_string(&mut got).unwrap();
+            assert_eq!(got, format!("{name}\n"));
+            for round in 0..2 {
+                let mut w = OpenOptions::new().append(true).open(&p).unwrap_or_else(|e| {
+                    panic!("{extra}: {name} open for reading: opening it to write ({round}): {e}")
+                });
+                w.write_all(b"more\n").unwrap();
+            }
+            let want = format!("{name}\nmore\nmore\n");
+            assert_eq!(fs::read_to_string(&p).unwrap(), want, "{extra}: {name} through a new open");
+            assert_eq!(
+                fs::read_to_string(s.p(&format!("upper/{name}"))).unwrap(),
+                want,
+                "{extra}: {name} in the layer"
+            );
+            r.rewind().unwrap();
+            got.clear();
+            r.read_to_string(&mut got).unwrap();
+            // A lower file's reader reads the lower copy through the daemon or its backing; what
+            // the kernel's page cache holds of the inode may show it the new data.
+            let old = format!("{name}\n");
+            assert!(
+                got == want || (name == "lower" && got == old),
+                "{extra}: {name}: the reader opened before the writes read {got:?}"
+            );
+            drop(r);
+            let mut w = OpenOptions::new().append(true).open(&p).unwrap();
+            w.write_all(b"last\n").unwrap();
+            assert_eq!(
+                fs::read_to_string(&p).unwrap(),
+                format!("{want}last\n"),
+                "{extra}: {name} after the reader closed"
+            );
+        }
+        m.unmount();
+    }
+}

@@ -80,20 +80,33 @@ impl StrataFs {
             | libc::O_DSYNC
             | libc::O_NONBLOCK;
         let oflags = OFlag::from_bits_truncate(flags & keep) | OFlag::O_NOFOLLOW;
+        let upper = self.in_upper(&e);
+        // The file's passthrough backing serves every open of it until the last one closes: a
+        // reader of an upper file opens it read-write, so a writer coming later can share it.
+        let rdwr = (!write && upper && self.passthrough() && !self.read_only)
+            .then(|| {
+                self.stack.open_in(
+                    e.layer,
+                    &e.path,
+                    (oflags - OFlag::O_ACCMODE) | OFlag::O_RDWR,
+                    Mode::empty(),
+                )
+            })
+            .and_then(Result::ok);
         // The name may have gone since it was resolved (no lock is held here): ESTALE makes the
         // kernel walk the path again rather than fail the open.
+        let opened_rdwr = rdwr.is_some();
         let fd =
-            self.stack.open_in(e.layer, &e.path, oflags, Mode::empty()).map_err(|err| match errno(err) {
-                Errno::ENOENT => Errno::ESTALE,
-                other => other,
-            })?;
-        Ok(Opened {
-            file: File::from(fd),
-            upper: self.in_upper(&e),
-            entry: e,
-            write,
-            rdwr: acc == libc::O_RDWR,
-        })
+            match rdwr {
+                Some(fd) => fd,
+                None => self.stack.open_in(e.layer, &e.path, oflags, Mode::empty()).map_err(
+                    |err| match errno(err) {
+                        Errno::ENOENT => Errno::ESTALE,
+                        other => other,
+                    },
+                )?,
+            };
+        Ok(Opened { file: File::from(fd), upper, entry: e, write, rdwr: opened_rdwr || acc == libc::O_RDWR })
     }
 
     /// A second fd on the opened file for the kernel's passthrough backing, when the opened

@@ -310,6 +310,16 @@ impl Nodes {
         }
     }
 
+    /// Every name of file node `ino` goes, the node stays for the kernel's open files of it: the
+    /// next lookup of one of the names makes a new node (an alias, see [`Self::id_for`]).
+    pub fn detach(&mut self, ino: u64) {
+        let paths: Vec<Key> =
+            self.map.get(&ino).map(|n| n.links.iter().map(|l| l.path.clone()).collect()).unwrap_or_default();
+        for p in paths {
+            self.unlink(ino, &p);
+        }
+    }
+
     /// `path` no longer names `ino` (unlink / rmdir).
     pub fn remove_path(&mut self, ino: u64, path: &Path) {
         // The name is gone, whichever node the tree has there.

@@ -77,19 +77,30 @@ impl StrataFs {
 
     /// Registers an open file, with a passthrough backing id when the kernel allows it.
     /// Returns (fh, open flags, backing).
+    ///
+    /// The kernel serves every open of a node through one backing file, and refuses (EIO) any
+    /// other open while it is in use. A node whose live backing can't serve this open (the
+    /// file's lower copy, which a reader holds, now that the file is copied up; a read-only fd
+    /// for a writer) gives its names up instead: ESTALE makes the kernel look the name up again
+    /// and open a new node, while the old one keeps serving the files open on it.
     fn register_open(
         &self,
         o: Opened,
         open_backing: impl FnOnce(&File) -> io::Result<fuser::BackingId>,
-    ) -> (u64, FopenFlags, Option<Arc<fuser::BackingId>>) {
+    ) -> Result<(u64, FopenFlags, Option<Arc<fuser::BackingId>>), fuser::Errno> {
         let ino = self.st_ino(&o.entry);
         let mut flags = FopenFlags::empty();
         let mut backing = None;
         if self.passthrough() {
-            let writable = o.upper && o.write;
+            // A writer needs a writable backing; the one made here is writable when read-write.
+            let needs_write = o.upper && o.write;
+            let writable = o.upper && (o.write || o.rdwr);
             match self.handles.backing(ino) {
-                Some((b, up, w)) if up == o.upper && (w || !writable) => backing = Some(b),
-                Some(_) => flags |= FopenFlags::FOPEN_DIRECT_IO,
+                Some((b, up, w)) if up == o.upper && (w || !needs_write) => backing = Some(b),
+                Some(_) => {
+                    lock(&self.nodes).detach(ino);
+                    return Err(fuser::Errno::ESTALE);
+                }
                 None => match if !o.write || o.rdwr {
                     open_backing(&o.file)
                 } else {
@@ -113,7 +124,7 @@ impl StrataFs {
             upper: o.upper,
             backing: backing.clone(),
         });
-        (fh, flags, backing)
+        Ok((fh, flags, backing))
     }
 }
 
@@ -291,13 +302,11 @@ impl Filesystem for StrataFs {
         let writes = flags.0 & libc::O_ACCMODE != libc::O_RDONLY || flags.0 & libc::O_TRUNC != 0;
         let _unfrozen = writes.then(|| self.freeze.enter());
         match run("open", || self.do_open(ino.0, flags.0)) {
-            Ok(o) => {
-                let (fh, fl, backing) = self.register_open(o, |f| reply.open_backing(f));
-                match backing {
-                    Some(b) => reply.opened_passthrough(Fh(fh), fl, &b),
-                    None => reply.opened(Fh(fh), fl),
-                }
-            }
+            Ok(o) => match self.register_open(o, |f| reply.open_backing(f)) {
+                Ok((fh, fl, Some(b))) => reply.opened_passthrough(Fh(fh), fl, &b),
+                Ok((fh, fl, None)) => reply.opened(Fh(fh), fl),
+                Err(e) => reply.error(e),
+            },
             Err(e) => reply.error(e),
         }
     }
@@ -514,7 +523,10 @@ impl Filesystem for StrataFs {
         }) {
             Ok(o) => {
                 let e = o.entry.clone();
-                let (fh, fl, backing) = self.register_open(o, |f| reply.open_backing(f));
+                let (fh, fl, backing) = match self.register_open(o, |f| reply.open_backing(f)) {
+                    Ok(r) => r,
+                    Err(err) => return reply.error(err),
+                };
                 let (attr, generation) = self.remember(&e);
                 let ttl = self.ttl(&e);
                 match backing {
