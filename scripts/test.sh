@@ -21,6 +21,10 @@ echo "+ cargo fmt --check"
 cargo fmt --all -- --check
 echo "+ cargo clippy --all-targets -- -D warnings"
 cargo clippy --quiet --all-targets -- -D warnings
+# The vendored fuser's own unit tests (its reply encoding, which patch 3 changed, and the
+# request parser): a package of its own, with its lock file, built beside strata's.
+echo "+ cargo test --manifest-path vendor/fuser/Cargo.toml --lib"
+cargo test --quiet --manifest-path vendor/fuser/Cargo.toml --lib --target-dir target/fuser-unit
 if cargo nextest --version >/dev/null 2>&1; then
   echo "+ cargo nextest run"
   # One retry: a FUSE test that fails once and then passes is reported as FLAKY, not hidden; its
