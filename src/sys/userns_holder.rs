@@ -311,20 +311,30 @@ fn create(dir: &Path, maps: &IdMaps) -> Result<HeldNamespace, UsernsError> {
     require_helpers()?;
     let (ready_r, ready_w) = nix::unistd::pipe().map_err(std::io::Error::from)?;
     let (go_r, go_w) = nix::unistd::pipe().map_err(std::io::Error::from)?;
-    let child = match daemon::fork().map_err(std::io::Error::from)? {
+    // Forked twice, so that init (or the subreaper) is its parent: no long-lived strata process
+    // (a mount daemon, the shell `strata unshare` becomes) has a child it never waits for.
+    match daemon::fork().map_err(std::io::Error::from)? {
         ForkResult::Child => {
             drop((ready_r, go_w));
-            holder_main(ready_w, go_r)
+            let _ = nix::unistd::setsid();
+            match daemon::fork() {
+                Ok(ForkResult::Child) => holder_main(ready_w, go_r),
+                Ok(ForkResult::Parent { .. }) => daemon::exit_now(0),
+                Err(_) => daemon::exit_now(1),
+            }
         }
-        ForkResult::Parent { child } => child,
-    };
+        ForkResult::Parent { child } => {
+            let _ = nix::sys::wait::waitpid(child, None);
+        }
+    }
     drop((ready_w, go_r));
-    let mut byte = [0u8; 1];
-    if File::from(ready_r).read(&mut byte)? != 1 {
+    // The holder says its pid once it has unshared.
+    let mut said = [0u8; 4];
+    if File::from(ready_r).read_exact(&mut said).is_err() {
         return Err(std::io::Error::other("the user namespace holder could not unshare").into());
     }
-    map_ids(child.as_raw(), maps)?;
-    let pid = child.as_raw();
+    let pid = i32::from_ne_bytes(said);
+    map_ids(pid, maps)?;
     let ns: OwnedFd = File::open(format!("/proc/{pid}/ns/user"))?.into();
     let ns_inode = File::from(ns.try_clone()?).metadata()?.ino();
     let (_, start) = stat_of(pid).ok_or_else(|| std::io::Error::other("the holder vanished"))?;
@@ -346,9 +356,9 @@ fn create(dir: &Path, maps: &IdMaps) -> Result<HeldNamespace, UsernsError> {
     Ok(HeldNamespace { pid, ns })
 }
 
-/// The holder: named, in a new user namespace, then nothing of the caller's (no terminal, no
-/// inherited fd: a pipe kept open would keep a `$(strata …)` waiting forever; no working
-/// directory), asleep until killed.
+/// The holder (in a session of its own already): named, in a new user namespace, then nothing
+/// of the caller's (no terminal, no inherited fd: a pipe kept open would keep a `$(strata …)`
+/// waiting forever; no working directory), asleep until killed.
 fn holder_main(ready: OwnedFd, go: OwnedFd) -> ! {
     // Every inherited fd above 2 but the two pipe ends goes first (the caller's locks among them).
     let mut keep = [ready.as_raw_fd() as libc::c_uint, go.as_raw_fd() as libc::c_uint];
@@ -362,13 +372,13 @@ fn holder_main(ready: OwnedFd, go: OwnedFd) -> ! {
         }
         first = first.max(fd.saturating_add(1));
     }
-    let _ = nix::unistd::setsid();
     let _ = nix::sys::prctl::set_name(c"strata-userns");
     if nix::sched::unshare(CloneFlags::CLONE_NEWUSER).is_err() {
         daemon::exit_now(1);
     }
+    let me = (std::process::id() as i32).to_ne_bytes();
     let mut byte = [0u8; 1];
-    if File::from(ready).write_all(b"1").is_err() || File::from(go).read(&mut byte).ok() != Some(1) {
+    if File::from(ready).write_all(&me).is_err() || File::from(go).read(&mut byte).ok() != Some(1) {
         daemon::exit_now(1);
     }
     let _ = std::env::set_current_dir("/");
