@@ -269,6 +269,8 @@ fn a_stale_or_forged_namespace_record_is_never_joined() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     assert_eq!(comm_of(fpid), "strata-userns");
+    // The holder the file names now is ended first (overwritten, it would outlive the test).
+    user.ok(&["system", "migrate"]);
     std::fs::write(&pid_file, forged_record(fpid)).unwrap();
     user.give(&pid_file);
     let ns = ns_now(&user);
@@ -289,6 +291,8 @@ fn a_stale_or_forged_namespace_record_is_never_joined() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     assert_eq!(comm_of(rpid), "strata-userns");
+    // The holder the file names now is ended first (overwritten, it would outlive the test).
+    user.ok(&["system", "migrate"]);
     std::fs::write(&pid_file, forged_record(rpid)).unwrap();
     user.give(&pid_file);
     let ns = ns_now(&user);
