@@ -215,10 +215,11 @@ pub fn mount_with(opts: &MountOptions, mountpoint: &Path, ready: impl FnOnce()) 
         let t = s.transport();
         let how = if t.io_uring_queues() > 0 { "io_uring" } else { "/dev/fuse" };
         tracing::info!(mountpoint = %mountpoint.display(), transport = how, io_uring = %t.io_uring_note(), "mounted");
+        // The caller goes on first; a signal meanwhile stays pending (blocked) until the thread waits.
+        ready();
         if let Some(set) = signals {
             unmount_on_signals(set, mountpoint.to_path_buf());
         }
-        ready();
         s.run()
     });
     if let Err(e) = fuse_mount::unmount_if_ours(&probe, mountpoint) {
