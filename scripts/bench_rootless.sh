@@ -107,6 +107,7 @@ rl_case() {
 # time and none to fuse-overlayfs').
 rl_mount_umount() {
   local tool="$1" t0 t1 t2 t3 c out
+  warm_bins # (see bench.sh: the binaries are read back after the previous case's settle)
   case "$tool" in
     strata)
       c=$(rl_as "$strata" create bench:latest)
