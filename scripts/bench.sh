@@ -340,9 +340,19 @@ m_mount() {
     *) echo "unknown tool $1" >&2; return 1 ;;
   esac
 }
+# fuse-overlayfs 2.0 can return before its mount exists (a `fusermount3 -u` right after it then
+# fails with EINVAL): its unmount first waits for the mount, up to 2 s, reading mountinfo in bash.
+m_wait_mounted() {
+  local l end=$((SECONDS + 2))
+  while [ "$SECONDS" -le "$end" ]; do
+    while IFS= read -r l; do [[ "$l" != *" $mp "* ]] || return 0; done </proc/self/mountinfo
+  done
+  return 1
+}
 m_umount() {
   case "$1" in
     strata|strata-uring*) "$strata" --root "$mstore" umount "$mp" ;;
+    fuse-overlayfs-2.0) m_wait_mounted; fusermount3 -u "$mp" ;;
     strata-overlay*|fuse-overlayfs-*) fusermount3 -u "$mp" ;;
     kernel) umount "$mp" ;;
   esac
