@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Benchmarks strata side by side with the peer tools, in one run, interleaved, and prints medians and
-# ratios. Usage: scripts/bench.sh import|mount|mount-rss|commit|registry|run|build|dpkg|dpkg-profile|scale|rootless [RUNS]
+# ratios. Usage: scripts/bench.sh import|mount|mount-rss|commit|registry|run|build|dpkg|dpkg-profile|scale|rootless|startup [RUNS]
 # The Debian bookworm minbase rootfs is built once with debootstrap and cached in $BENCH_CACHE, and so
 # is fuse-overlayfs 2.0 (cargo install). dpkg, dpkg-profile: scripts/bench_dpkg.sh; scale:
-# scripts/bench_scale.sh; rootless: scripts/bench_rootless.sh (all sourced from here, for the
+# scripts/bench_scale.sh; rootless: scripts/bench_rootless.sh; startup: scripts/bench_startup.sh (all sourced from here, for the
 # fixtures, timing and tools below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -796,5 +796,6 @@ case "$what" in
   dpkg-profile) source scripts/bench_dpkg.sh; bench_dpkg_profile ;;
   scale) source scripts/bench_scale.sh; bench_scale ;;
   rootless) source scripts/bench_rootless.sh; bench_rootless ;;
-  *) echo "unknown benchmark $what (have: import, mount, mount-rss, commit, registry, run, build, dpkg, dpkg-profile, scale, rootless)" >&2; exit 2 ;;
+  startup) source scripts/bench_startup.sh; bench_startup ;;
+  *) echo "unknown benchmark $what (have: import, mount, mount-rss, commit, registry, run, build, dpkg, dpkg-profile, scale, rootless, startup)" >&2; exit 2 ;;
 esac
