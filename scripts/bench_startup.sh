@@ -33,7 +33,7 @@ bench_startup() {
   layout=$(bench_layout)
   local store="$work/startup-store"
   mp="$work/startup-mp"
-  cleanups+=("umount '$mp' 2>/dev/null; fusermount3 -u -q '$mp' 2>/dev/null; rm -rf '$store' '$work/st-up' '$work/st-wk' '$work/st-kup' '$work/st-kwk'")
+  cleanups+=("umount '$mp' 2>/dev/null; fusermount3 -u -q '$mp' 2>/dev/null; rmdir '$mp'; rm -rf '$store' '$work/st-up' '$work/st-wk' '$work/st-kup' '$work/st-kwk'")
   rm -rf "$store"; mkdir -p "$mp" "$work/st-up" "$work/st-wk" "$work/st-kup" "$work/st-kwk"
   id=$("$strata" --root "$store" load --oci "$layout:bench" | loaded_id "$store")
   "$strata" --root "$store" tag "$id" bench:latest
