@@ -30,8 +30,9 @@ rl_setup() {
   rm -rf "$rl_home"; mkdir -p "$rl_home"
   chown "$rl_uid:$rl_gid" "$rl_home"; chmod 0755 "$work"; chmod 0700 "$rl_home"
   rl_as mkdir -p "$rl_home/run" "$rl_home/mp"
-  # Whatever is left mounted or stored comes off as the user (root can't stat a user's FUSE mount).
-  cleanups+=("rl_as '$strata' umount '$rl_home/mp' >/dev/null 2>&1; fusermount3 -u '$rl_home/mp' 2>/dev/null; rl_ns 'rm -rf $rl_home/store $rl_home/bundle $rl_home/upper $rl_home/wk' >/dev/null 2>&1; rm -rf '$rl_home'")
+  # Whatever is left mounted or stored comes off as the user (root can't stat a user's FUSE mount),
+  # and the process keeping the user's namespace (in $rl_home/run) is ended.
+  cleanups+=("rl_as '$strata' umount '$rl_home/mp' >/dev/null 2>&1; fusermount3 -u '$rl_home/mp' 2>/dev/null; rl_ns 'rm -rf $rl_home/store $rl_home/bundle $rl_home/upper $rl_home/wk' >/dev/null 2>&1; rl_as '$strata' system migrate >/dev/null 2>&1; rm -rf '$rl_home'")
 }
 
 # rl_as CMD...: CMD as the user, with a clean environment (its store is $rl_store).
@@ -106,6 +107,7 @@ rl_case() {
 # time and none to fuse-overlayfs').
 rl_mount_umount() {
   local tool="$1" t0 t1 t2 t3 c out
+  warm_bins # (see bench.sh: the binaries are read back after the previous case's settle)
   case "$tool" in
     strata)
       c=$(rl_as "$strata" create bench:latest)

@@ -109,25 +109,231 @@ fn unshare_maps_root_to_the_user_and_the_range_after_it() {
     let out = user.run(&["unshare", "no-such-command"]);
     assert_eq!(out.status.code(), Some(127));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot run no-such-command"));
-    // SIGTERM to strata (outside) reaches the command inside; its status comes back as 128+15.
+    // SIGTERM to strata (outside) reaches the command inside: strata joined the kept namespace
+    // and became the command (or, re-executed, passes the signal on and returns 128+15).
     let mut child = user.strata(&["unshare", "sleep", "30"]).spawn().unwrap();
     let t0 = std::time::Instant::now();
-    while !user_ns_child_started(child.id()) && t0.elapsed() < std::time::Duration::from_secs(10) {
+    while !user_ns_command_started(child.id()) && t0.elapsed() < std::time::Duration::from_secs(10) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
         .unwrap();
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(143), "{status:?}");
+    use std::os::unix::process::ExitStatusExt;
+    assert!(status.code() == Some(143) || status.signal() == Some(15), "{status:?}");
     assert!(t0.elapsed() < std::time::Duration::from_secs(20));
 }
 
-/// Whether the strata process `pid` has a child running `sleep` (the command in the namespace).
-fn user_ns_child_started(pid: u32) -> bool {
+/// Whether the strata process `pid` runs `sleep` (the command in the namespace), itself or in a child.
+fn user_ns_command_started(pid: u32) -> bool {
     let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-    children
-        .split_whitespace()
+    std::iter::once(pid.to_string())
+        .chain(children.split_whitespace().map(str::to_string))
         .any(|c| std::fs::read_to_string(format!("/proc/{c}/comm")).is_ok_and(|comm| comm.trim() == "sleep"))
+}
+
+/// The process strata keeps the user's namespace alive with, as its pid file in the test's
+/// runtime directory names it (`None`: no file).
+fn holder_pid(user: &TestUser) -> Option<i32> {
+    let text = std::fs::read_to_string(user.path("run/strata/userns.pid")).ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
+fn user_ns_of(pid: i32) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/user")).map(|p| p.display().to_string()).unwrap_or_default()
+}
+
+fn comm_of(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_string()
+}
+
+/// Whether process `pid` is gone (or a zombie) now or within `secs` seconds.
+fn gone_within(pid: i32, secs: u64) -> bool {
+    let t0 = std::time::Instant::now();
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat.is_empty() || stat.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')) {
+            return true;
+        }
+        if t0.elapsed() >= std::time::Duration::from_secs(secs) {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A process killed (and reaped) when the test ends, however it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// What strata's pid file would say of process `pid`: pid, start time, user namespace inode, boot id.
+fn forged_record(pid: i32) -> String {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let start = stat.rsplit_once(')').unwrap().1.split_whitespace().nth(19).unwrap().to_string();
+    let ns = std::fs::metadata(format!("/proc/{pid}/ns/user")).unwrap().ino();
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    format!("{pid} {start} {ns} {}\n", boot.trim())
+}
+
+#[test]
+fn the_user_namespace_is_kept_between_commands_and_joined() {
+    let Some(user) = TestUser::with_subids() else { return };
+    let first = user.ok(&["unshare", "readlink", "/proc/self/ns/user"]).trim().to_string();
+    let holder = holder_pid(&user).expect("a pid file in $XDG_RUNTIME_DIR/strata");
+    assert_eq!(comm_of(holder), "strata-userns");
+    assert_eq!(user_ns_of(holder), first);
+    // It keeps nothing of the command that made it (an inherited pipe would have kept `ok`
+    // above waiting): only /dev/null, no terminal, no working directory of the user's.
+    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{holder}/fd"))
+        .unwrap()
+        .map(|e| std::fs::read_link(e.unwrap().path()).unwrap().display().to_string())
+        .collect();
+    assert!(fds.iter().all(|f| f == "/dev/null") && fds.len() == 3, "{fds:?}");
+    assert_eq!(std::fs::read_link(format!("/proc/{holder}/cwd")).unwrap(), Path::new("/"));
+    let mode = std::fs::metadata(user.path("run/strata")).unwrap().mode();
+    assert_eq!(mode & 0o777, 0o700);
+    // The next commands join it instead of making a namespace of their own: `unshare`, a command
+    // that unpacks layers, and a mount daemon.
+    assert_eq!(user.ok(&["unshare", "readlink", "/proc/self/ns/user"]).trim(), first);
+    assert_eq!(holder_pid(&user), Some(holder));
+    let tar = owners_tar(&user, false);
+    user.ok(&["import", &tar, "owners:1"]);
+    assert_eq!(
+        user.ok(&[
+            "unshare",
+            "stat",
+            "-c",
+            "%u",
+            &format!("{}/usr/bin/wall", layer_fs(&user, "owners:1").display())
+        ])
+        .trim(),
+        "0"
+    );
+    if dev_fuse_for_users() {
+        let mp = user.path("mp");
+        std::fs::create_dir(&mp).unwrap();
+        user.give(&mp);
+        let cid = user.ok(&["create", "owners:1"]).trim().to_string();
+        user.ok(&["mount", &cid, mp.to_str().unwrap()]);
+        let mut mount = Mount::adopt(&mp);
+        let record: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(user.store().join("containers").join(&cid).join("mount.json")).unwrap(),
+        )
+        .unwrap();
+        let daemon = record["pid"].as_i64().unwrap() as i32;
+        assert_eq!(user_ns_of(daemon), first);
+        user.ok(&["umount", mp.to_str().unwrap()]);
+        mount.forget();
+    }
+    assert_eq!(holder_pid(&user), Some(holder));
+}
+
+#[test]
+fn a_stale_or_forged_namespace_record_is_never_joined() {
+    let Some(user) = TestUser::with_subids() else { return };
+    let pid_file = user.path("run/strata/userns.pid");
+    let ns_now = |user: &TestUser| user.ok(&["unshare", "readlink", "/proc/self/ns/user"]).trim().to_string();
+    let first = ns_now(&user);
+    let holder = holder_pid(&user).unwrap();
+    // Garbage, and a process that has exited: a new holder, the file rewritten.
+    for text in
+        ["not a record\n".to_string(), forged_record(holder).replacen(&holder.to_string(), "999999", 1)]
+    {
+        assert_eq!(user.ok(&["system", "migrate"]), "");
+        assert!(gone_within(holder, 5));
+        std::fs::write(&pid_file, &text).unwrap();
+        user.give(&pid_file);
+        let ns = ns_now(&user);
+        let new = holder_pid(&user).unwrap();
+        assert_ne!(new, 999999);
+        assert_eq!((comm_of(new).as_str(), user_ns_of(new)), ("strata-userns", ns));
+    }
+    // A live process of the user's, made to look like a holder as far as a user can (its name,
+    // its real start time and namespace) but in a namespace with another mapping: not joined, and
+    // left alone.
+    let bin = user.path("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::os::unix::fs::symlink("/bin/sleep", bin.join("strata-userns")).unwrap();
+    let fake = bin.join("strata-userns");
+    let forged =
+        KillOnDrop(user.command("unshare", &["-U", "-r", fake.to_str().unwrap(), "60"]).spawn().unwrap());
+    let fpid = forged.0.id() as i32;
+    let t0 = std::time::Instant::now();
+    while comm_of(fpid) != "strata-userns" && t0.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(comm_of(fpid), "strata-userns");
+    // The holder the file names now is ended first (overwritten, it would outlive the test).
+    user.ok(&["system", "migrate"]);
+    std::fs::write(&pid_file, forged_record(fpid)).unwrap();
+    user.give(&pid_file);
+    let ns = ns_now(&user);
+    assert_ne!(ns, user_ns_of(fpid));
+    assert_ne!(holder_pid(&user), Some(fpid));
+    assert_eq!(comm_of(holder_pid(&user).unwrap()), "strata-userns");
+    assert!(!gone_within(fpid, 1), "the forged process was killed");
+    // Root's process in a namespace of root's, named the same: not the user's, not joined.
+    let root_bin = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/bin/sleep", root_bin.path().join("strata-userns")).unwrap();
+    let root_fake = root_bin.path().join("strata-userns");
+    let roots = KillOnDrop(
+        Command::new("unshare").args(["-U", "-r", root_fake.to_str().unwrap(), "60"]).spawn().unwrap(),
+    );
+    let rpid = roots.0.id() as i32;
+    let t0 = std::time::Instant::now();
+    while comm_of(rpid) != "strata-userns" && t0.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(comm_of(rpid), "strata-userns");
+    // The holder the file names now is ended first (overwritten, it would outlive the test).
+    user.ok(&["system", "migrate"]);
+    std::fs::write(&pid_file, forged_record(rpid)).unwrap();
+    user.give(&pid_file);
+    let ns = ns_now(&user);
+    assert_ne!(ns, user_ns_of(rpid));
+    assert_eq!(comm_of(holder_pid(&user).unwrap()), "strata-userns");
+    assert!(!gone_within(rpid, 0));
+    drop((forged, roots));
+    let _ = first;
+    // A runtime directory others can write is not used: every command makes its own namespace.
+    if !Path::new(&format!("/run/user/{}", user.uid)).exists() {
+        let open = user.path("run-open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        user.give(&open);
+        let mut c = user.strata(&["unshare", "readlink", "/proc/self/ns/user"]);
+        c.env("XDG_RUNTIME_DIR", &open);
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(!open.join("strata").exists());
+    }
+}
+
+#[test]
+fn system_migrate_ends_the_kept_namespace() {
+    let Some(user) = TestUser::with_subids() else { return };
+    let first = user.ok(&["unshare", "readlink", "/proc/self/ns/user"]).trim().to_string();
+    let holder = holder_pid(&user).unwrap();
+    assert_eq!(user.ok(&["system", "migrate"]), "");
+    assert!(gone_within(holder, 5), "holder {holder} still running");
+    assert!(!user.path("run/strata/userns.pid").exists());
+    // Nothing to end: still fine.
+    user.ok(&["system", "migrate"]);
+    // The next command makes a new one.
+    let second = user.ok(&["unshare", "readlink", "/proc/self/ns/user"]).trim().to_string();
+    let new = holder_pid(&user).unwrap();
+    assert_ne!(new, holder);
+    assert_eq!(user_ns_of(new), second);
+    assert_ne!(second, first);
+    // From inside the namespace it refuses, naming why.
+    let err = user.fails(&["unshare", env!("CARGO_BIN_EXE_strata"), "system", "migrate"]);
+    assert!(err.contains("outside strata unshare"), "{err}");
 }
 
 #[test]

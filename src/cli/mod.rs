@@ -173,6 +173,8 @@ pub enum SystemCommand {
     Check(system::CheckArgs),
     /// Show the store and what the kernel offers (same as `strata info`).
     Info(info::InfoArgs),
+    /// Rootless: end the process that keeps your user namespace between commands (the next command makes a new one), as `podman system migrate`.
+    Migrate(unshare::MigrateArgs),
 }
 
 impl Cli {
@@ -215,16 +217,16 @@ pub(crate) fn open_store(g: &Global, mode: LockMode) -> Result<Store> {
     Store::open(&root, mode)
 }
 
-pub fn run(cli: Cli) -> Result<ExitCode> {
-    let g = &cli.global;
+pub fn run(mut cli: Cli) -> Result<ExitCode> {
     // The re-executed child of `unshare::in_user_namespace` enters the namespace here, before any
     // thread exists; every other process goes on at once.
     crate::sys::userns::enter_if_reexecuted()?;
     if runs_in_user_namespace(&cli.command) {
-        if let Some(code) = unshare::in_user_namespace(g)? {
+        if let Some(code) = unshare::in_user_namespace(&mut cli.global)? {
             return Ok(code);
         }
     }
+    let g = &cli.global;
     if matches!(cli.command, Command::Mount(_)) {
         unshare::check_rootless_mount()?;
     }
@@ -260,6 +262,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Save(a) | Command::Image(ImageCommand::Save(a)) => transfer::save(g, a),
         Command::System(SystemCommand::Df(a)) => images::df(g, a),
         Command::System(SystemCommand::Check(a)) => system::check(g, a),
+        Command::System(SystemCommand::Migrate(a)) => unshare::migrate(g, a),
         Command::Pull(a) => registry::pull(g, a),
         Command::Push(a) => registry::push(g, a),
         Command::Login(a) => registry::login(g, a),

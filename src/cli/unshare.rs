@@ -33,7 +33,15 @@ pub fn unshare(g: &Global, a: UnshareArgs) -> Result<ExitCode> {
         let root = store_root(g);
         check_store_owner(&root)?;
         let maps = IdMaps::require()?;
-        return Ok(userns::reexec(&maps, Scope::UserAndMounts, &[("STRATA_ROOT", root.into_os_string())])?);
+        // The user namespace kept for the user, joined here (with a mount namespace of this
+        // command's own); without a private runtime directory, a fresh one in a re-executed child.
+        if !userns::join_kept(&maps, Scope::UserAndMounts, &root)? {
+            return Ok(userns::reexec(
+                &maps,
+                Scope::UserAndMounts,
+                &[("STRATA_ROOT", root.into_os_string())],
+            )?);
+        }
     }
     let mut command = a.command;
     if command.is_empty() {
@@ -45,11 +53,14 @@ pub fn unshare(g: &Global, a: UnshareArgs) -> Result<ExitCode> {
     Ok(ExitCode::from(if err.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 }))
 }
 
-/// Runs the current command again inside the user namespace when we are an ordinary user with a
-/// subordinate range, so unpacking can chown and layer files show the owners the image has.
-/// `None`: carry on here (root, already inside, or no range: then owners that can't be set are
-/// recorded in the override xattr, see `layer::override_stat`).
-pub(crate) fn in_user_namespace(g: &Global) -> Result<Option<ExitCode>> {
+/// Moves the current command into the user namespace when we are an ordinary user with a
+/// subordinate range, so unpacking can chown and layer files show the owners the image has: it
+/// joins the namespace kept for the user (`g.root` then names the user's store explicitly, as
+/// the default would be root's inside), or, without a private runtime directory to find one by,
+/// runs again in a new one (`Some`: that run's exit code). `None`: carry on here (root, already
+/// inside, joined now, or no range: then owners that can't be set are recorded in the override
+/// xattr, see `layer::override_stat`).
+pub(crate) fn in_user_namespace(g: &mut Global) -> Result<Option<ExitCode>> {
     if userns::privileged() || inside() {
         return Ok(None);
     }
@@ -59,7 +70,31 @@ pub(crate) fn in_user_namespace(g: &Global) -> Result<Option<ExitCode>> {
         tracing::debug!("no subordinate ids: owners other than ours go to the override xattr");
         return Ok(None);
     };
+    if userns::join_kept(&maps, Scope::User, &root)? {
+        g.root = Some(root);
+        return Ok(None);
+    }
     Ok(Some(userns::reexec(&maps, Scope::User, &[("STRATA_ROOT", root.into_os_string())])?))
+}
+
+#[derive(Args)]
+pub struct MigrateArgs {}
+
+/// `strata system migrate`, Podman's verb: ends the process that keeps the user's namespace, so
+/// the next command makes a new one (reading /etc/subuid and /etc/subgid again). Mounts and
+/// containers running keep the namespace they joined until they end. Nothing to do as root.
+pub fn migrate(_g: &Global, _a: MigrateArgs) -> Result<ExitCode> {
+    if userns::privileged() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if inside() {
+        bail!("strata system migrate ends the namespace it runs in: run it outside strata unshare");
+    }
+    match crate::sys::userns_holder::end()? {
+        Some(pid) => tracing::info!("ended the user namespace holder {pid}"),
+        None => tracing::info!("no user namespace holder"),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn inside() -> bool {

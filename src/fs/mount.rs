@@ -94,7 +94,9 @@ fn io_uring_threads() -> usize {
     std::env::var("STRATA_IO_URING_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(2).clamp(1, 8)
 }
 
-fn build(opts: &MountOptions) -> Result<(StrataFs, FuseMount<'_>, Config)> {
+/// The layers to stack, top first, and the writable layer and its work dir (none read-only:
+/// an upper then serves as the top lower).
+fn layers(opts: &MountOptions) -> Result<(Vec<PathBuf>, Option<&Path>, Option<&Path>)> {
     let mut lowers = opts.lowers.clone();
     let (upper, work) = if opts.read_only {
         if let Some(u) = &opts.upper {
@@ -107,7 +109,17 @@ fn build(opts: &MountOptions) -> Result<(StrataFs, FuseMount<'_>, Config)> {
     if lowers.is_empty() && upper.is_none() {
         bail!("no layers to mount");
     }
-    let fs = StrataFs::new(&lowers, upper, work, opts.passthrough).context("opening the layers")?;
+    Ok((lowers, upper, work))
+}
+
+fn open_layers(opts: &MountOptions) -> Result<StrataFs> {
+    let (lowers, upper, work) = layers(opts)?;
+    StrataFs::new(&lowers, upper, work, opts.passthrough).context("opening the layers")
+}
+
+/// What to ask the kernel (or fusermount3) for, and how fuser serves it.
+fn build(opts: &MountOptions) -> Result<(FuseMount<'_>, Config)> {
+    let (_, upper, _) = layers(opts)?;
     let root = nix::unistd::geteuid().is_root();
     let has = |f: &str| opts.flags.iter().any(|x| x == f);
     // As root a container's devices and setuid files work unless asked otherwise; fusermount3
@@ -132,7 +144,7 @@ fn build(opts: &MountOptions) -> Result<(StrataFs, FuseMount<'_>, Config)> {
     config.io_uring_threads_per_queue = io_uring_threads();
     // STRATA_IO_URING_PIN=0: the queue threads float instead of running on their queue's CPU.
     config.io_uring_unpinned = std::env::var("STRATA_IO_URING_PIN").as_deref() == Ok("0");
-    Ok((fs, mount, config))
+    Ok((mount, config))
 }
 
 /// Mounts and serves until unmounted. `ready` runs once the kernel handshake is done.
@@ -140,26 +152,51 @@ pub fn mount_with(opts: &MountOptions, mountpoint: &Path, ready: impl FnOnce()) 
     daemon::raise_nofile_limit();
     daemon::large_allocations_from_mmap();
     let mountpoint = &absolute(mountpoint)?;
-    let (fs, mount, config) = build(opts)?;
-    let wrote = fs.wrote_flag();
-    let upper = fs.stack().upper().map(|u| u.path().to_path_buf());
+    let (mount, config) = build(opts)?;
     // fuser's owner check compares with our euid, 0 once in a user namespace; without
     // allow_other the kernel lets only the mount's owner in anyway.
     let acl =
         if opts.allow_other || opts.namespace_frame.is_some() { SessionACL::All } else { SessionACL::Owner };
     let signals = block_unmount_signals();
     let mounting = || format!("mounting on {}", mountpoint.display());
-    let pending = mount.start(mountpoint).with_context(mounting)?;
+    // fusermount3 (everyone but root) is a setuid process start: it runs while this process
+    // opens the layers and enters its user namespace. As root mount(2) comes after, as before:
+    // the mount shows only once it can be served at once.
+    let through_fusermount = !nix::unistd::geteuid().is_root();
+    let mut pending = None;
+    if through_fusermount {
+        pending = Some(mount.start(mountpoint).with_context(mounting)?);
+    }
+    let fs = open_layers(opts);
     // A rootless daemon serves from the user namespace its layers were written in (no thread
     // may exist yet): it reads files of subordinate owners there. fusermount3 can't work there,
-    // so it was started first, outside; it mounts while this process enters the namespace
-    // (newuidmap and newgidmap run at the same time as fusermount3).
-    let entered = opts.namespace_frame.as_ref().map(crate::sys::userns::enter_here);
+    // so it was started first, outside; it mounts while this process enters the namespace (the
+    // one kept for the user, or a new one while newuidmap and newgidmap run).
+    let entered = match (&fs, &opts.namespace_frame) {
+        (Ok(_), Some(m)) => Some(crate::sys::userns::enter_here(m)),
+        _ => None,
+    };
+    let pending = match pending {
+        Some(p) => p,
+        None => match &fs {
+            Ok(_) => mount.start(mountpoint).with_context(mounting)?,
+            Err(_) => return fs.map(|_| ()),
+        },
+    };
     let dev = pending.finish().with_context(mounting)?;
-    if let Some(Err(e)) = entered {
-        let _ = fuse_mount::unmount_if_ours(&dev, mountpoint);
-        return Err(e).context("entering the user namespace");
-    }
+    let fs = match (fs, entered) {
+        (Ok(fs), None | Some(Ok(()))) => fs,
+        (Err(e), _) => {
+            let _ = fuse_mount::unmount_if_ours(&dev, mountpoint);
+            return Err(e);
+        }
+        (Ok(_), Some(Err(e))) => {
+            let _ = fuse_mount::unmount_if_ours(&dev, mountpoint);
+            return Err(e).context("entering the user namespace");
+        }
+    };
+    let wrote = fs.wrote_flag();
+    let upper = fs.stack().upper().map(|u| u.path().to_path_buf());
     if let Some(m) = &opts.namespace_frame {
         super::attr::set_frame(m.clone());
     }
@@ -178,10 +215,11 @@ pub fn mount_with(opts: &MountOptions, mountpoint: &Path, ready: impl FnOnce()) 
         let t = s.transport();
         let how = if t.io_uring_queues() > 0 { "io_uring" } else { "/dev/fuse" };
         tracing::info!(mountpoint = %mountpoint.display(), transport = how, io_uring = %t.io_uring_note(), "mounted");
+        // The caller goes on first; a signal meanwhile stays pending (blocked) until the thread waits.
+        ready();
         if let Some(set) = signals {
             unmount_on_signals(set, mountpoint.to_path_buf());
         }
-        ready();
         s.run()
     });
     if let Err(e) = fuse_mount::unmount_if_ours(&probe, mountpoint) {

@@ -6,3 +6,4 @@ pub mod inotify;
 pub mod safefd;
 pub mod tty;
 pub mod userns;
+pub mod userns_holder;

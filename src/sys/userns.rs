@@ -49,6 +49,8 @@ pub enum UsernsError {
         "cannot enter a user namespace: {0} (is kernel.unprivileged_userns_clone or user.max_user_namespaces 0?)"
     )]
     Unshare(nix::Error),
+    #[error("cannot join the user namespace strata keeps for you: {0} (strata system migrate ends it)")]
+    Join(nix::Error),
     #[error("user namespace set-up: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -158,8 +160,9 @@ impl IdMaps {
         from_host(self.gid, &self.gids, gid)
     }
 
-    /// newuidmap/newgidmap arguments after the pid: `0 ID 1`, then `NEXT START COUNT` per range.
-    fn args(own: u32, ranges: &[SubRange]) -> Vec<String> {
+    /// newuidmap/newgidmap arguments after the pid: `0 ID 1`, then `NEXT START COUNT` per range
+    /// (also how /proc/PID/uid_map reads, as seen from outside).
+    pub(super) fn args(own: u32, ranges: &[SubRange]) -> Vec<String> {
         let mut out = vec!["0".to_string(), own.to_string(), "1".to_string()];
         let mut next = 1u64;
         for r in ranges {
@@ -208,16 +211,16 @@ pub fn frame_for_mounts() -> Option<IdMaps> {
     IdMaps::for_current_user().ok().flatten()
 }
 
-/// Moves this process, which must be single-threaded, into a new user namespace with `maps`
-/// (a mount daemon, once fusermount3 gave it the mount, so it reads files of subordinate owners
-/// as the namespace's root). A helper forked first stays outside and runs newuidmap/newgidmap on
-/// it, as [`reexec`]'s parent does; it is gone when this returns.
+/// Moves this process, which must be single-threaded, into the user namespace with `maps` (a
+/// mount daemon, while fusermount3 mounts, so it reads files of subordinate owners as the
+/// namespace's root): the one kept for the user (`userns_holder`), or where there is no private
+/// runtime directory for it, a new one: a helper forked first stays outside and runs
+/// newuidmap/newgidmap on it, as [`reexec`]'s parent does; it is gone when this returns.
 pub fn enter_here(maps: &IdMaps) -> Result<(), UsernsError> {
-    for helper in ["newuidmap", "newgidmap"] {
-        if find_in_path(helper).is_none() {
-            return Err(UsernsError::NoHelper(helper));
-        }
+    if let Some(held) = super::userns_holder::obtain(maps)? {
+        return held.join();
     }
+    require_helpers()?;
     let (ready_r, ready_w) = nix::unistd::pipe().map_err(std::io::Error::from)?;
     let (go_r, go_w) = nix::unistd::pipe().map_err(std::io::Error::from)?;
     let me = std::process::id() as i32;
@@ -254,11 +257,46 @@ pub fn enter_here(maps: &IdMaps) -> Result<(), UsernsError> {
             std::io::Error::other("newuidmap/newgidmap failed for the mount daemon (see its log)").into()
         );
     }
+    become_root()
+}
+
+/// Root of the namespace just entered: files we create belong to the user outside.
+pub(super) fn become_root() -> Result<(), UsernsError> {
     nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
         .map_err(std::io::Error::from)?;
     nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
         .map_err(std::io::Error::from)?;
     Ok(())
+}
+
+pub(super) fn require_helpers() -> Result<(), UsernsError> {
+    for helper in ["newuidmap", "newgidmap"] {
+        if find_in_path(helper).is_none() {
+            return Err(UsernsError::NoHelper(helper));
+        }
+    }
+    Ok(())
+}
+
+/// Joins the namespace kept for this user (made now if there is none), as its root, in this
+/// process, which must be single-threaded: what [`reexec`] does without a second process or the
+/// setuid helpers. `root` becomes `STRATA_ROOT` and the process is marked as inside, for itself
+/// and whatever it runs, as [`reexec`]'s child is. With `Scope::UserAndMounts` a new mount
+/// namespace is made in it too. `Ok(false)`: there is no private runtime directory for a kept
+/// namespace; nothing changed.
+pub fn join_kept(maps: &IdMaps, scope: Scope, root: &Path) -> Result<bool, UsernsError> {
+    let Some(held) = super::userns_holder::obtain(maps)? else { return Ok(false) };
+    held.join()?;
+    if scope == Scope::UserAndMounts {
+        nix::sched::unshare(CloneFlags::CLONE_NEWNS).map_err(UsernsError::Unshare)?;
+    }
+    // SAFETY: setns above succeeded, and the kernel allows it only in a single-threaded
+    // process: nothing reads the environment concurrently.
+    unsafe {
+        std::env::set_var(INSIDE_ENV, "1");
+        std::env::set_var("STRATA_ROOT", root);
+    }
+    Ok(true)
 }
 
 /// Which namespaces the child creates besides the user namespace.
@@ -273,11 +311,7 @@ pub enum Scope {
 /// Runs this same strata command again inside a user namespace with `maps`, with `env` added
 /// to its environment, and returns its exit code once it ends.
 pub fn reexec(maps: &IdMaps, scope: Scope, env: &[(&str, OsString)]) -> Result<ExitCode, UsernsError> {
-    for helper in ["newuidmap", "newgidmap"] {
-        if find_in_path(helper).is_none() {
-            return Err(UsernsError::NoHelper(helper));
-        }
-    }
+    require_helpers()?;
     // Child ends without close-on-exec (the child inherits them); ours with.
     let (ready_r, ready_w) = nix::unistd::pipe().map_err(std::io::Error::from)?;
     let (go_r, go_w) = nix::unistd::pipe().map_err(std::io::Error::from)?;
@@ -321,7 +355,7 @@ pub fn reexec(maps: &IdMaps, scope: Scope, env: &[(&str, OsString)]) -> Result<E
 
 /// Runs newuidmap and newgidmap on `pid`, both at once: they write different files, and each
 /// is a setuid start that reads the shadow configuration (about as long as strata's own start).
-fn map_ids(pid: i32, maps: &IdMaps) -> Result<(), UsernsError> {
+pub(super) fn map_ids(pid: i32, maps: &IdMaps) -> Result<(), UsernsError> {
     let mut running = Vec::with_capacity(2);
     for (helper, own, ranges) in [("newuidmap", maps.uid, &maps.uids), ("newgidmap", maps.gid, &maps.gids)] {
         let child = Command::new(find_in_path(helper).ok_or(UsernsError::NoHelper(helper))?)
@@ -425,12 +459,7 @@ pub fn enter_if_reexecuted() -> Result<(), UsernsError> {
     if File::from(go).read(&mut byte)? != 1 {
         return Err(std::io::Error::other("the parent could not map the ids (see its error)").into());
     }
-    // Root of the new namespace: files we create belong to the user outside.
-    nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
-        .map_err(std::io::Error::from)?;
-    nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
-        .map_err(std::io::Error::from)?;
-    Ok(())
+    become_root()
 }
 
 /// The first `name` on `$PATH` (plus the sbin directories, where Debian puts nothing of this

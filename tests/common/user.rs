@@ -126,6 +126,16 @@ impl TestUser {
     }
 }
 
+impl Drop for TestUser {
+    /// Ends the process that keeps this test's user namespace (strata keeps one per runtime
+    /// directory, and each test has a directory of its own), so none outlives the test.
+    fn drop(&mut self) {
+        if self.path("run/strata/userns.pid").exists() {
+            let _ = self.strata(&["system", "migrate"]).output();
+        }
+    }
+}
+
 /// Makes /dev/fuse usable by ordinary users where it is 0600 (some container hosts): 0666 is how
 /// Debian ships it. Done under `CI=true` only, and said on stderr; elsewhere a 0600 /dev/fuse
 /// skips the test (`false`) with the command to run.
