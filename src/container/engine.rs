@@ -98,9 +98,9 @@ impl Ready {
         std::fs::create_dir_all(&rootfs).with_context(|| format!("cannot create {}", rootfs.display()))?;
         let mut config = super::bundle::runtime_config(&cfg, &user, &rootfs, &dir, &c.id)?;
         let rootless = super::rootless::rootless();
-        if rootless {
-            let maps = crate::sys::userns::IdMaps::require()?;
-            super::rootless::adapt(&mut config, &maps, runtime.in_user_namespace())?;
+        let maps = if rootless { Some(super::rootless::id_maps()?) } else { None };
+        if let Some(maps) = &maps {
+            super::rootless::adapt(&mut config, maps, runtime.in_user_namespace())?;
         }
         std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&config)?)
             .with_context(|| format!("cannot write {}", dir.join("config.json").display()))?;
@@ -109,6 +109,11 @@ impl Ready {
         let allow_other = !rootless || super::rootless::allow_other_permitted();
         let mut opts = mounting::container_mount_options(&store, c, allow_other)?;
         opts.read_only = cfg.read_only;
+        // Root alone mapped: the daemon serves from a namespace with that mapping too, so what
+        // the container's root makes is root's in the layer (owned by the user on disk).
+        if let Some(maps) = maps.filter(super::rootless::root_only) {
+            opts.namespace_frame = Some(maps);
+        }
         drop(store);
         let mut ready = Ready {
             id: c.id.clone(),
