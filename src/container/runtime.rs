@@ -166,7 +166,7 @@ impl Runtime {
         // `--all` finds the processes through the container's cgroup, which a rootless one has
         // only under a delegated subtree (runc fails without: "lstat : no such file"). The
         // container has a pid namespace of its own: SIGKILL to its first process ends them all.
-        if all && !(super::rootless::rootless() && !super::rootless::cgroup_delegated()) {
+        if all && (!super::rootless::rootless() || super::rootless::cgroup_delegated()) {
             c.arg("--all");
         }
         let out = c.arg(runtime_id).arg(signal).stdin(std::process::Stdio::null()).output()?;
