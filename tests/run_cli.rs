@@ -6,6 +6,7 @@ mod common;
 
 use common::run::{Cleanup, busybox_image, run_code, runtime_ready};
 use common::strata::Strata;
+use std::process::Command;
 
 fn setup() -> Option<Strata> {
     runtime_ready("runc").then(Strata::new)
@@ -255,6 +256,16 @@ fn writes_land_in_the_upper_and_a_commit_runs() {
     // the container runs again with what it wrote
     assert_eq!(run_code(&s, &["start", "-a", "w"], 0), out);
     s.ok(&["rm", "w"]);
+    // A relative --root: the runtime is given absolute paths (it took the rootfs relative to
+    // the bundle: "invalid rootfs").
+    let o = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .current_dir(s.root().parent().unwrap())
+        .args(["--root", "store", "run", "--rm", "bb:2", "cat", "/new"])
+        .env_remove("STRATA_ROOT")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "data\n", "{}", String::from_utf8_lossy(&o.stderr));
 }
 
 #[test]

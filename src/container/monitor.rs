@@ -240,9 +240,9 @@ fn supervise(
         st.exit_code = code;
         st.finished_at = now_ms();
     }
-    // A --rm container that ran goes while its mount daemon exits.
+    // A --rm container that ran goes as soon as it is unmounted (its mount daemon exits alone).
     let remove_now = auto_remove && outcome.is_ok();
-    let finished = if remove_now { ready.finish_then(|| remove(&st)) } else { ready.finish() };
+    let finished = if remove_now { ready.finish_removing(|| remove(&st)) } else { ready.finish() };
     if let Err(e) = &finished {
         tracing::warn!("{e:#}");
     }

@@ -253,6 +253,38 @@ pub fn mount_foreground(opts: &MountOptions, mountpoint: &Path) -> Result<()> {
 /// Forks a daemon that mounts and serves; returns its pid once the mount answers.
 /// Call it while the process is single-threaded.
 pub fn mount_daemon(opts: &MountOptions, mountpoint: &Path) -> Result<Pid> {
+    spawn_daemon(opts, mountpoint)?.wait()
+}
+
+/// A mount daemon forked by [`spawn_daemon`], mounting while the caller goes on.
+pub struct PendingDaemon {
+    first_child: Pid,
+    from_daemon: std::os::fd::OwnedFd,
+}
+
+impl PendingDaemon {
+    /// The daemon's pid once its mount answers, or why it failed.
+    pub fn wait(self) -> Result<Pid> {
+        let _ = nix::sys::wait::waitpid(self.first_child, None);
+        let mut msg = String::new();
+        File::from(self.from_daemon).read_to_string(&mut msg).context("reading from the mount daemon")?;
+        let msg = msg.trim();
+        if let Some(pid) = msg.strip_prefix("ok ") {
+            // The daemon says so only once the kernel's handshake is done on its mount.
+            let pid: i32 = pid.parse().map_err(|_| anyhow!("bad message from the daemon: {msg}"))?;
+            Ok(Pid::from_raw(pid))
+        } else if let Some(err) = msg.strip_prefix("err ") {
+            Err(anyhow!("{err}"))
+        } else {
+            Err(anyhow!("the mount daemon exited without mounting"))
+        }
+    }
+}
+
+/// Forks a daemon that mounts and serves, and returns at once: [`PendingDaemon::wait`] says when
+/// the mount answers (a container's start writes its bundle meanwhile). Call it while the process
+/// is single-threaded.
+pub fn spawn_daemon(opts: &MountOptions, mountpoint: &Path) -> Result<PendingDaemon> {
     let mountpoint = absolute(mountpoint)?;
     // The daemon leaves the working directory: every path must be absolute.
     let mut opts = opts.clone();
@@ -269,19 +301,7 @@ pub fn mount_daemon(opts: &MountOptions, mountpoint: &Path) -> Result<Pid> {
     match daemon::fork()? {
         ForkResult::Parent { child } => {
             drop(wr);
-            let _ = nix::sys::wait::waitpid(child, None);
-            let mut msg = String::new();
-            File::from(rd).read_to_string(&mut msg).context("reading from the mount daemon")?;
-            let msg = msg.trim();
-            if let Some(pid) = msg.strip_prefix("ok ") {
-                // The daemon says so only once the kernel's handshake is done on its mount.
-                let pid: i32 = pid.parse().map_err(|_| anyhow!("bad message from the daemon: {msg}"))?;
-                Ok(Pid::from_raw(pid))
-            } else if let Some(err) = msg.strip_prefix("err ") {
-                Err(anyhow!("{err}"))
-            } else {
-                Err(anyhow!("the mount daemon exited without mounting"))
-            }
+            Ok(PendingDaemon { first_child: child, from_daemon: rd })
         }
         ForkResult::Child => {
             drop(rd);
