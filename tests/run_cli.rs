@@ -266,6 +266,13 @@ fn writes_land_in_the_upper_and_a_commit_runs() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stdout), "data\n", "{}", String::from_utf8_lossy(&o.stderr));
+    // Both --rm runs of bb:2 used one init layer, made once and kept (none in the containers').
+    let shared: Vec<_> =
+        std::fs::read_dir(s.root().join("runtime/init")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(shared.len(), 1, "{shared:?}");
+    for stub in ["etc/hosts", "etc/hostname", "etc/resolv.conf", "proc", "sys", "dev"] {
+        assert!(shared[0].join(stub).exists(), "{stub} not in the shared init layer");
+    }
 }
 
 #[test]

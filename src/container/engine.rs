@@ -80,7 +80,14 @@ impl Ready {
                 dirs.push(dest);
             }
         }
-        init_layer::prepare(&init_layer::path(&store, &c.id), &stack, &dirs, &files)?;
+        // A fresh --rm container without mounts of its own shares its image's init layer.
+        let fresh = std::fs::read_dir(&upper).is_ok_and(|mut d| d.next().is_none());
+        let shared_init = if cfg.auto_remove && cfg.mounts.is_empty() && fresh {
+            Some(init_layer::shared(&store, image.id.hex(), &stack, &dirs, &files)?)
+        } else {
+            init_layer::prepare(&init_layer::path(&store, &c.id), &stack, &dirs, &files)?;
+            None
+        };
         let runtime = Runtime::find(&cfg.runtime, store.root())?;
         let rootfs = dir.join("rootfs");
         match mounting::current_mount_state(&store, &c.id) {
@@ -98,6 +105,9 @@ impl Ready {
         let allow_other = !rootless || super::rootless::allow_other_permitted();
         let mut opts = mounting::container_mount_options(&store, c, allow_other)?;
         opts.read_only = cfg.read_only;
+        if let Some(init) = shared_init {
+            opts.lowers.insert(0, init);
+        }
         // Root alone mapped: the daemon serves from a namespace with that mapping too, so what
         // the container's root makes is root's in the layer (owned by the user on disk).
         if let Some(maps) = maps.as_ref().filter(|m| super::rootless::root_only(m)) {
