@@ -208,8 +208,12 @@ impl Ready {
     /// Waits until the process runs (the runtime wrote the pid file) or the runtime ended before
     /// that (its status).
     pub fn wait_started(&self, child: &mut Child) -> std::io::Result<Started> {
-        super::warm::warm_up(&self.rootfs, &self.config);
-        super::started::wait(child, &self.pid_file())
+        let warm = super::warm::WarmUp::start(&self.rootfs, &self.config);
+        let started = super::started::wait(child, &self.pid_file());
+        // The runtime is done with the rootfs's set-up: what the warm-up has not done by now
+        // it would do too late.
+        warm.finish();
+        started
     }
 
     /// Deletes what the runtime keeps, unmounts (waiting for the daemon to write everything) and
@@ -249,6 +253,10 @@ impl Ready {
             return Ok(());
         }
         let exited = unmounted.and_then(|()| crate::fs::mount::wait_daemon(pid, handle, UNMOUNT_TIMEOUT));
+        if exited.is_ok() {
+            // Our child (`spawn_daemon`): no zombie left for a long-lived caller (a build).
+            crate::fs::mount::reap_daemon(pid);
+        }
         let forgotten = write_container_runtime::<MountRecord>(&self.dir, "mount.json", None);
         if let Some(f) = removing {
             f();

@@ -11,6 +11,8 @@
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
 use nix::sys::stat::Mode;
@@ -70,16 +72,61 @@ fn interpreter(head: &[u8]) -> Option<PathBuf> {
     })
 }
 
+/// The warm-up running in a thread of its own at the lowest priority: the runtime's own start
+/// needs both CPUs of a small machine far more than these lookups, which are only wanted once it
+/// reaches the rootfs (milliseconds later). Stopped and joined by [`WarmUp::finish`] (or when
+/// dropped): it holds the rootfs open, which an unmount must not find.
+pub struct WarmUp {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl WarmUp {
+    pub fn start(rootfs: &Path, cfg: &RunConfig) -> WarmUp {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (rootfs, cfg, flag) = (rootfs.to_path_buf(), cfg.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("warm-up".into())
+            .spawn(move || {
+                crate::sys::daemon::lowest_priority_for_this_thread();
+                warm_up(&rootfs, &cfg, &flag);
+            })
+            .ok();
+        WarmUp { stop, thread }
+    }
+
+    /// Stops the warm-up where it is and waits for its thread.
+    pub fn finish(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for WarmUp {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
 /// Looks up, through the mount at `rootfs`, what the runtime will look up to run `cfg`, as the
 /// container sees it (symlinks resolved inside `rootfs`): `O_PATH` opens, only the command is
-/// opened for reading (its first 4 KiB, for the interpreter).
-pub fn warm_up(rootfs: &Path, cfg: &RunConfig) {
+/// opened for reading (its first 4 KiB, for the interpreter). Ends early once `stop` is set.
+fn warm_up(rootfs: &Path, cfg: &RunConfig, stop: &AtomicBool) {
     let Ok(root) =
         nix::fcntl::open(rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
     else {
         return;
     };
     let lookup = |p: &Path, flags: OFlag| -> Option<OwnedFd> {
+        if stop.load(Ordering::Relaxed) {
+            return None;
+        }
         let how = OpenHow::new()
             .flags(flags | OFlag::O_CLOEXEC)
             .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
