@@ -80,9 +80,16 @@ impl Ready {
                 dirs.push(dest);
             }
         }
-        // A fresh --rm container without mounts of its own shares its image's init layer.
+        // A fresh --rm container without mounts or a working directory of its own shares its
+        // image's init layer (one per image: a `-w` of every run's own would make one each).
         let fresh = std::fs::read_dir(&upper).is_ok_and(|mut d| d.next().is_none());
-        let shared_init = if cfg.auto_remove && cfg.mounts.is_empty() && fresh {
+        let images_workdir = || {
+            cfg.working_dir.is_empty()
+                || store
+                    .image_config(&image)
+                    .is_ok_and(|c| c["config"]["WorkingDir"] == cfg.working_dir.as_str())
+        };
+        let shared_init = if cfg.auto_remove && cfg.mounts.is_empty() && fresh && images_workdir() {
             Some(init_layer::shared(&store, image.id.hex(), &stack, &dirs, &files)?)
         } else {
             init_layer::prepare(&init_layer::path(&store, &c.id), &stack, &dirs, &files)?;
