@@ -258,20 +258,26 @@ pub fn mount_daemon(opts: &MountOptions, mountpoint: &Path) -> Result<Pid> {
 
 /// A mount daemon forked by [`spawn_daemon`], mounting while the caller goes on.
 pub struct PendingDaemon {
-    /// The intermediate child of a double fork, which exits at once (reaped in `wait`).
-    first_child: Option<Pid>,
+    /// The child forked: the intermediate one of a double fork, which exits at once, or the
+    /// daemon itself.
+    child: Pid,
+    double: bool,
     from_daemon: std::os::fd::OwnedFd,
 }
 
 impl PendingDaemon {
     /// The daemon's pid once its mount answers, or why it failed.
     pub fn wait(self) -> Result<Pid> {
-        if let Some(child) = self.first_child {
-            let _ = nix::sys::wait::waitpid(child, None);
+        if self.double {
+            let _ = nix::sys::wait::waitpid(self.child, None);
         }
         let mut msg = String::new();
         File::from(self.from_daemon).read_to_string(&mut msg).context("reading from the mount daemon")?;
         let msg = msg.trim();
+        if !self.double && !msg.starts_with("ok ") {
+            // Our own child, which failed and exits: no zombie left.
+            let _ = nix::sys::wait::waitpid(self.child, None);
+        }
         if let Some(pid) = msg.strip_prefix("ok ") {
             // The daemon says so only once the kernel's handshake is done on its mount.
             let pid: i32 = pid.parse().map_err(|_| anyhow!("bad message from the daemon: {msg}"))?;
@@ -315,7 +321,7 @@ fn fork_daemon(opts: &MountOptions, mountpoint: &Path, double: bool) -> Result<P
     match daemon::fork()? {
         ForkResult::Parent { child } => {
             drop(wr);
-            Ok(PendingDaemon { first_child: double.then_some(child), from_daemon: rd })
+            Ok(PendingDaemon { child, double, from_daemon: rd })
         }
         ForkResult::Child => {
             drop(rd);
