@@ -47,9 +47,10 @@ fn exit_codes_are_dockers() {
     assert_eq!(o.status.code(), Some(125));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("Debian package runc"), "{err}");
-    // --rm leaves nothing, whatever the outcome
+    // --rm leaves nothing, whatever the outcome (the directory is deleted in the background)
     assert_eq!(s.ok(&["ps", "-a", "-q"]), "");
     assert_eq!(std::fs::read_dir(s.root().join("containers")).unwrap().count(), 0);
+    common::run::eventually("tmp/ emptied", || std::fs::read_dir(s.root().join("tmp")).unwrap().count() == 0);
 }
 
 #[test]
