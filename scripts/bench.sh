@@ -46,7 +46,8 @@ strata="$bin/strata"
 strata_overlay="$bin/strata-overlay"
 # STRATA_BASE_BIN=DIR: the mount benchmark's strata-overlay-base column is the strata-overlay in
 # DIR (an older build), for a before/after in one interleaved run
-# (BENCH_MOUNT_TOOLS="strata-overlay strata-overlay-base ...").
+# (BENCH_MOUNT_TOOLS="strata-overlay strata-overlay-base ..."); the run benchmark times DIR's
+# strata too, interleaved (a strata-base table).
 strata_overlay_base="${STRATA_BASE_BIN:-}/strata-overlay"
 
 # The peers: Debian's fuse-overlayfs 1.10 (C), and fuse-overlayfs 2.0, its Rust rewrite (passthrough,
@@ -714,6 +715,7 @@ PY
     for img in bb:1 debian:1; do
       t="$work/run/${img%%:*}"; lowers=$(layer_dirs "$store" "$img")
       time_case "$img|strata" : "$strata" --root "$store" run --rm "$img" true
+      [ -z "${STRATA_BASE_BIN:-}" ] || time_case "$img|strata-base" : "$STRATA_BASE_BIN/strata" --root "$store" run --rm "$img" true
       time_case "$img|runc on overlayfs" : runc --root "$work/run/runc-root" run --bundle "$t/floor" "floor-$i"
       time_case "$img|fuse-overlayfs + runc" fresh_fuse sh -c "fuse-overlayfs -o 'lowerdir=$lowers,upperdir=$t/fuse-upper,workdir=$t/fuse-work' '$t/fuse-mnt' && runc --root '$work/run/runc-root' run --bundle '$t/fuse' 'fuse-$i' && fusermount3 -u '$t/fuse-mnt'"
     done
@@ -729,6 +731,16 @@ PY
     printf '| run --rm %s true | %.3f | %.3f | %.3f | %.2f× | %.2f× |\n' "$img" "$a" "$b" "$c" "$(echo "$a / $b" | bc -l)" "$(echo "$a / $c" | bc -l)"
   done
   printf '| run -d to first log line | %.3f | – | – | – | – |\n' "$(echo "${times["run -d to first log line|strata"]}" | median)"
+  # STRATA_BASE_BIN=DIR: the strata of DIR (an older build) ran interleaved on the same store.
+  if [ -n "${STRATA_BASE_BIN:-}" ]; then
+    printf '\n| workload | strata (s) | strata-base (s) | strata-base / floor | strata / strata-base |\n|---|---:|---:|---:|---:|\n'
+    for img in bb:1 debian:1; do
+      local a b f
+      a=$(echo "${times["$img|strata"]}" | median); b=$(echo "${times["$img|strata-base"]}" | median)
+      f=$(echo "${times["$img|runc on overlayfs"]}" | median)
+      printf '| run --rm %s true | %.3f | %.3f | %.2f× | %.2f× |\n' "$img" "$a" "$b" "$(echo "$b / $f" | bc -l)" "$(echo "$a / $b" | bc -l)"
+    done
+  fi
   for img in bb debian; do umount "$work/run/$img/floor-mnt"; done
 }
 

@@ -1055,6 +1055,11 @@ fn rootless_run_with_runc_and_crun() {
         );
     }
     assert_eq!(user.ok(&["run", "--rm", "bb:built", "cat", "/who", "/g"]), "0\nfile\n");
+    std::os::unix::fs::symlink("busybox", rootfs.join("bin/sleep")).unwrap();
+    tar_dir(&rootfs, &tar, "plain");
+    user.ok(&["import", tar.to_str().unwrap(), "bb:sleep"]);
+    user.ok(&["run", "-d", "--name", "up", "bb:sleep", "sleep", "30"]);
+    removes_a_running_container_at_once(&user);
 
     let out = user.run(&["run", "--rm", "--memory", "64m", "--pids-limit", "50", "bb:1", "echo", "limited"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -1070,6 +1075,118 @@ fn rootless_run_with_runc_and_crun() {
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(err.contains("rootless") && err.contains("ignored") && err.contains("memory"), "{err}");
     }
+}
+
+/// `strata run` as a user without a subordinate range, with runc and crun, as rootless Podman
+/// runs one: only 0 → the user is mapped, so `id` says root, a chown to another id fails, and
+/// what the container makes is root's in the committed layer (`ls`, `export`, `save`); `create`
+/// + `start`, `exec` and a build's `RUN` go the same way; another user is refused with a message.
+#[test]
+fn rootless_run_without_subordinate_ids() {
+    if !dev_fuse_for_users() {
+        return;
+    }
+    let Some(user) = TestUser::without_subids() else { return };
+    let rootfs = user.path("bb");
+    common::strata::busybox_rootfs(&rootfs);
+    for applet in ["id", "chown", "ln", "sleep"] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+    }
+    let tar = user.path("bb.tar");
+    tar_dir(&rootfs, &tar, "plain");
+    std::fs::set_permissions(&tar, std::fs::Permissions::from_mode(0o644)).unwrap();
+    user.ok(&["import", tar.to_str().unwrap(), "bb:1"]);
+    let u = user.uid.to_string();
+    for runtime in ["runc", "crun"] {
+        let id = user.ok(&["run", "--rm", "--runtime", runtime, "bb:1", "id"]);
+        assert!(id.starts_with("uid=0(root) gid=0"), "{runtime}: {id}");
+        assert_eq!(
+            lines(&user.ok(&["run", "--rm", "--runtime", runtime, "bb:1", "cat", "/proc/self/uid_map"])),
+            [["0", &u, "1"]],
+            "{runtime}"
+        );
+        let name = format!("made-{runtime}");
+        let script = "echo hi > /made; mkdir /d; ln -s made /l; touch /etc/new; \
+                      if chown 1000 /made 2>/dev/null; then echo chowned; fi; stat -c '%u %g' /made /etc/new";
+        let out = user.ok(&["run", "--name", &name, "--runtime", runtime, "bb:1", "sh", "-c", script]);
+        assert_eq!(out, "0 0\n0 0\n", "{runtime}");
+        user.ok(&["commit", &name, &format!("bb:{runtime}")]);
+        let ls = user.ok(&["ls", "-l", &format!("bb:{runtime}"), "/"]);
+        for entry in ["made", "d", "l -> made"] {
+            assert!(
+                ls.lines()
+                    .any(|l| l.split_whitespace().nth(2) == Some("0") && l.ends_with(&format!(" {entry}"))),
+                "{runtime}: {entry} not root's in\n{ls}"
+            );
+        }
+        let export = user.path(&format!("{runtime}.tar"));
+        user.ok(&["export", "-o", export.to_str().unwrap(), &format!("bb:{runtime}")]);
+        let list = listing(&export);
+        for entry in ["made", "d/", "l -> made", "etc/new"] {
+            assert!(
+                list.lines().any(|l| l.contains(" 0/0 ") && l.ends_with(&format!(" {entry}"))),
+                "{runtime}: {entry} not root's in\n{list}"
+            );
+        }
+        // The committed layer in a saved archive: root's owners, no override xattr.
+        let saved = user.path(&format!("{runtime}-saved"));
+        user.ok(&["save", "--format", "oci-dir", "-o", saved.to_str().unwrap(), &format!("bb:{runtime}")]);
+        let top = newest_layer_blob(&saved);
+        let list = listing(&top);
+        assert!(list.lines().any(|l| l.contains(" 0/0 ") && l.ends_with(" made")), "{runtime}:\n{list}");
+        let out = Command::new("tar")
+            .arg("--xattrs")
+            .arg("--xattrs-include=*")
+            .arg("-tvvf")
+            .arg(&top)
+            .output()
+            .unwrap();
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("override_stat"), "{runtime}");
+    }
+    // create + start, exec into a running container.
+    user.ok(&["create", "--name", "c", "bb:1", "sh", "-c", "id -u > /x; cat /x"]);
+    assert_eq!(user.ok(&["start", "-a", "c"]), "0\n");
+    user.ok(&["run", "-d", "--name", "up", "bb:1", "sleep", "30"]);
+    assert!(user.ok(&["exec", "up", "id"]).starts_with("uid=0(root)"));
+    let err = user.fails(&["exec", "-u", "33", "up", "id"]);
+    assert!(err.contains("uid 33") && err.contains("/etc/subuid"), "{err}");
+    removes_a_running_container_at_once(&user);
+    let err = user.fails(&["run", "--rm", "-u", "33", "bb:1", "id"]);
+    assert!(err.contains("uid 33") && err.contains("usermod --add-subuids"), "{err}");
+    // build: RUN as the container's root; its file is root's.
+    let ctx = user.path("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM bb:1\nRUN id -u > /who\n").unwrap();
+    sh(&format!("chmod -R a+rX {}", ctx.display()));
+    user.ok(&["build", "-q", "-t", "bb:built", ctx.to_str().unwrap()]);
+    let built = user.path("built.tar");
+    user.ok(&["export", "-o", built.to_str().unwrap(), "bb:built"]);
+    let list = listing(&built);
+    assert!(list.lines().any(|l| l.contains(" 0/0 ") && l.ends_with(" who")), "{list}");
+    assert_eq!(user.ok(&["run", "--rm", "bb:built", "cat", "/who"]), "0\n");
+}
+
+/// `rm -f` of the running container `up` kills it at once: without a delegated cgroup the
+/// runtime can't find its processes for `kill --all` (runc failed, and `rm -f` waited for the
+/// process to end by itself).
+fn removes_a_running_container_at_once(user: &TestUser) {
+    let start = std::time::Instant::now();
+    user.ok(&["rm", "-f", "up"]);
+    assert!(start.elapsed() < std::time::Duration::from_secs(10), "rm -f took {:?}", start.elapsed());
+    assert!(!user.ok(&["ps", "-a"]).contains(" up\n"));
+}
+
+/// The last layer blob of the one image in an OCI layout `dir`.
+fn newest_layer_blob(dir: &Path) -> std::path::PathBuf {
+    let blob = |d: &str| dir.join("blobs/sha256").join(d.trim_start_matches("sha256:"));
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap(),
+    )
+    .unwrap();
+    let layers = manifest["layers"].as_array().unwrap();
+    blob(layers.last().unwrap()["digest"].as_str().unwrap())
 }
 
 /// A user's mount serves file data from the daemon (no passthrough without CAP_SYS_ADMIN), whose

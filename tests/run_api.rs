@@ -58,6 +58,19 @@ fn runs_to_completion_and_leaves_the_upper() {
     assert_eq!(diff, "C /home\nC /home/app\nA /home/app/new\n");
     // nothing is mounted any more, and the container can be removed
     s.ok(&["rm", &container]);
+    // The mount daemon was this process's child (one fork): reaped, no zombie left behind for
+    // a long-lived caller such as a build with many RUN steps.
+    let me = std::process::id().to_string();
+    let zombies: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|st| {
+            let rest: Vec<&str> = st.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+            rest.first() == Some(&"Z") && rest.get(1) == Some(&me.as_str())
+        })
+        .collect();
+    assert!(zombies.is_empty(), "zombie children: {zombies:?}");
 }
 
 #[test]

@@ -6,6 +6,7 @@ mod common;
 
 use common::run::{Cleanup, busybox_image, run_code, runtime_ready};
 use common::strata::Strata;
+use std::process::Command;
 
 fn setup() -> Option<Strata> {
     runtime_ready("runc").then(Strata::new)
@@ -46,9 +47,10 @@ fn exit_codes_are_dockers() {
     assert_eq!(o.status.code(), Some(125));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("Debian package runc"), "{err}");
-    // --rm leaves nothing, whatever the outcome
+    // --rm leaves nothing, whatever the outcome (the directory is deleted in the background)
     assert_eq!(s.ok(&["ps", "-a", "-q"]), "");
     assert_eq!(std::fs::read_dir(s.root().join("containers")).unwrap().count(), 0);
+    common::run::eventually("tmp/ emptied", || std::fs::read_dir(s.root().join("tmp")).unwrap().count() == 0);
 }
 
 #[test]
@@ -255,6 +257,23 @@ fn writes_land_in_the_upper_and_a_commit_runs() {
     // the container runs again with what it wrote
     assert_eq!(run_code(&s, &["start", "-a", "w"], 0), out);
     s.ok(&["rm", "w"]);
+    // A relative --root: the runtime is given absolute paths (it took the rootfs relative to
+    // the bundle: "invalid rootfs").
+    let o = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .current_dir(s.root().parent().unwrap())
+        .args(["--root", "store", "run", "--rm", "bb:2", "cat", "/new"])
+        .env_remove("STRATA_ROOT")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "data\n", "{}", String::from_utf8_lossy(&o.stderr));
+    // Both --rm runs of bb:2 used one init layer, made once and kept (none in the containers').
+    let shared: Vec<_> =
+        std::fs::read_dir(s.root().join("runtime/init")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(shared.len(), 1, "{shared:?}");
+    for stub in ["etc/hosts", "etc/hostname", "etc/resolv.conf", "proc", "sys", "dev"] {
+        assert!(shared[0].join(stub).exists(), "{stub} not in the shared init layer");
+    }
 }
 
 #[test]

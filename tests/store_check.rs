@@ -191,7 +191,7 @@ fn containers_runtime_state_build_cache_and_mounts_are_not_damage() {
         assert!(root.join(p).is_dir(), "{p} is missing: the layout changed under this test");
     }
     let dir = root.join("containers").join(&id);
-    for f in ["rootfs", "config.json", "hosts", "hostname", "resolv.conf", "log", "state.json", "lock"] {
+    for f in ["rootfs", "config.json", "hosts", "hostname", "resolv.conf", "log", "state.json"] {
         assert!(dir.join(f).exists(), "containers/<id>/{f} is missing: the layout changed under this test");
     }
     let (ok, out) = check(&s, &[]);

@@ -38,14 +38,13 @@ pub struct Ready {
     pub runtime: Runtime,
     pub config: RunConfig,
     mount_pid: Option<Pid>,
-    /// What the runtime will look up in the fresh mount (see `warm`).
-    warm: Vec<PathBuf>,
     _lock: ContainerLock,
 }
 
 impl Ready {
-    /// Mounts `c` and writes its bundle; the store is dropped before the mount daemon forks (call
-    /// while single-threaded). `lock` is the container's, taken by the caller.
+    /// Mounts `c` and writes its bundle (while the mount daemon starts); the store is dropped
+    /// before the daemon forks (call while single-threaded). `lock` is the container's, taken by
+    /// the caller.
     pub fn prepare(store: Store, c: &ContainerRecord, lock: ContainerLock) -> Result<Ready> {
         let cfg = c.config.clone().with_context(|| {
             format!("container {} was created without a process (by an older strata): it can be mounted, not started", c.name)
@@ -53,12 +52,13 @@ impl Ready {
         if cfg.args.is_empty() {
             bail!("no command specified for container {}: its image has no Entrypoint or Cmd", c.name);
         }
-        let dir = store.container_dir(&c.id);
+        // Absolute: the runtime takes the rootfs from config.json relative to the bundle.
+        let dir = std::path::absolute(store.container_dir(&c.id))
+            .with_context(|| format!("the directory of container {}", c.name))?;
         let image = store.image(&c.image).with_context(|| format!("the image of container {}", c.name))?;
         let upper = store.container_upper(&c.id);
         let stack = Stack::new(&mounting::image_lowers(&store, &image), Some(&upper))
             .with_context(|| format!("opening the layers of {}", c.image_name))?;
-        let user = user::resolve(&stack, &cfg.user)?;
         let mut dirs = vec![PathBuf::from("proc"), PathBuf::from("sys"), PathBuf::from("dev")];
         let mut files: Vec<PathBuf> =
             ["etc/hosts", "etc/hostname", "etc/resolv.conf"].iter().map(PathBuf::from).collect();
@@ -80,13 +80,22 @@ impl Ready {
                 dirs.push(dest);
             }
         }
-        init_layer::prepare(&init_layer::path(&store, &c.id), &stack, &dirs, &files)?;
-        let warm = super::warm::paths(&stack, &cfg);
-        drop(stack);
-        super::bundle::write_host_files(&dir, &cfg)?;
+        // A fresh --rm container without mounts or a working directory of its own shares its
+        // image's init layer (one per image: a `-w` of every run's own would make one each).
+        let fresh = std::fs::read_dir(&upper).is_ok_and(|mut d| d.next().is_none());
+        let images_workdir = || {
+            cfg.working_dir.is_empty()
+                || store
+                    .image_config(&image)
+                    .is_ok_and(|c| c["config"]["WorkingDir"] == cfg.working_dir.as_str())
+        };
+        let shared_init = if cfg.auto_remove && cfg.mounts.is_empty() && fresh && images_workdir() {
+            Some(init_layer::shared(&store, image.id.hex(), &stack, &dirs, &files)?)
+        } else {
+            init_layer::prepare(&init_layer::path(&store, &c.id), &stack, &dirs, &files)?;
+            None
+        };
         let runtime = Runtime::find(&cfg.runtime, store.root())?;
-        // What a killed monitor may have left: the runtime's state, a dead mount.
-        runtime.delete(&c.id);
         let rootfs = dir.join("rootfs");
         match mounting::current_mount_state(&store, &c.id) {
             MountState::Unmounted => {}
@@ -96,35 +105,55 @@ impl Ready {
             }
         }
         std::fs::create_dir_all(&rootfs).with_context(|| format!("cannot create {}", rootfs.display()))?;
-        let mut config = super::bundle::runtime_config(&cfg, &user, &rootfs, &dir, &c.id)?;
         let rootless = super::rootless::rootless();
-        if rootless {
-            let maps = crate::sys::userns::IdMaps::require()?;
-            super::rootless::adapt(&mut config, &maps, runtime.in_user_namespace())?;
-        }
-        std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&config)?)
-            .with_context(|| format!("cannot write {}", dir.join("config.json").display()))?;
+        let maps = if rootless { Some(super::rootless::id_maps()?) } else { None };
         // allow_other: the container's users are not the daemon's (permission checks stay the kernel's).
         // Rootless, only where fusermount3 permits it (else the container's root alone can).
         let allow_other = !rootless || super::rootless::allow_other_permitted();
         let mut opts = mounting::container_mount_options(&store, c, allow_other)?;
         opts.read_only = cfg.read_only;
+        if let Some(init) = shared_init {
+            opts.lowers.insert(0, init);
+        }
+        // Root alone mapped: the daemon serves from a namespace with that mapping too, so what
+        // the container's root makes is root's in the layer (owned by the user on disk).
+        if let Some(maps) = maps.as_ref().filter(|m| super::rootless::root_only(m)) {
+            opts.namespace_frame = Some(maps.clone());
+        }
         drop(store);
-        let mut ready = Ready {
+        // The daemon mounts (a fork, the layers, the kernel's handshake) while the rest of the
+        // bundle is written here: the user from the image, the host files, config.json.
+        tracing::debug!(container = %c.short_id(), "layers ready; mounting");
+        let pending = crate::fs::mount::spawn_daemon(&opts, &rootfs)
+            .with_context(|| format!("mounting container {}", c.name))?;
+        let bundle = (|| -> Result<()> {
+            let user = user::resolve(&stack, &cfg.user)?;
+            // What a killed monitor may have left: the runtime's state.
+            runtime.delete(&c.id);
+            super::bundle::write_host_files(&dir, &cfg)?;
+            let mut config = super::bundle::runtime_config(&cfg, &user, &rootfs, &dir, &c.id)?;
+            if let Some(maps) = &maps {
+                super::rootless::adapt(&mut config, maps, runtime.in_user_namespace())?;
+            }
+            std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&config)?)
+                .with_context(|| format!("cannot write {}", dir.join("config.json").display()))
+        })();
+        drop(stack);
+        tracing::debug!(container = %c.short_id(), "bundle ready");
+        let mounted = pending.wait();
+        let ready = Ready {
             id: c.id.clone(),
             name: c.name.clone(),
             dir,
             rootfs,
             runtime,
             config: cfg,
-            mount_pid: None,
-            warm,
+            mount_pid: mounted.as_ref().ok().copied(),
             _lock: lock,
         };
-        tracing::debug!(container = %c.short_id(), "bundle ready; mounting");
-        let pid = crate::fs::mount::mount_daemon(&opts, &ready.rootfs)
-            .with_context(|| format!("mounting container {}", c.name))?;
-        ready.mount_pid = Some(pid);
+        // A bundle that could not be made: dropping `ready` takes the mount down again.
+        bundle?;
+        let pid = mounted.with_context(|| format!("mounting container {}", c.name))?;
         let record = MountRecord { mountpoint: ready.rootfs.clone(), pid: pid.as_raw() };
         write_container_runtime(&ready.dir, "mount.json", Some(&record))?;
         tracing::debug!(container = %c.short_id(), "mounted");
@@ -186,8 +215,12 @@ impl Ready {
     /// Waits until the process runs (the runtime wrote the pid file) or the runtime ended before
     /// that (its status).
     pub fn wait_started(&self, child: &mut Child) -> std::io::Result<Started> {
-        super::warm::warm_up(&self.rootfs, &self.warm);
-        super::started::wait(child, &self.pid_file())
+        let warm = super::warm::WarmUp::start(&self.rootfs, &self.config);
+        let started = super::started::wait(child, &self.pid_file());
+        // The runtime is done with the rootfs's set-up: what the warm-up has not done by now
+        // it would do too late.
+        warm.finish();
+        started
     }
 
     /// Deletes what the runtime keeps, unmounts (waiting for the daemon to write everything) and
@@ -196,37 +229,43 @@ impl Ready {
         self.take_down(None)
     }
 
-    /// As [`Ready::finish`], with `meanwhile` run as soon as the union is unmounted, while its
-    /// daemon is still exiting (the kernel sends it no more requests; it lets go of what it
-    /// holds): a `--rm` removal then overlaps the daemon's exit instead of following it (should a
-    /// straggler still leave a file in the renamed directory, it is the next writer's garbage in
-    /// `tmp/`). Unmounting failed: `meanwhile` runs at the end, as it would after `finish`.
-    pub fn finish_then(mut self, meanwhile: impl FnOnce()) -> Result<()> {
-        let mut meanwhile = Some(meanwhile);
+    /// For a container that goes (`--rm`): unmounts, then runs `remove` at once, and does not
+    /// wait for the mount daemon to exit (it lets go of the renamed directory on its own; should
+    /// a straggler still leave a file there, it is the next writer's garbage in `tmp/`), since
+    /// nothing it could still flush is kept. Unmounting failed: the daemon is waited for, then
+    /// `remove` runs, as after `finish`.
+    pub fn finish_removing(mut self, remove: impl FnOnce()) -> Result<()> {
+        let mut remove = Some(remove);
         let mut run = || {
-            if let Some(f) = meanwhile.take() {
+            if let Some(f) = remove.take() {
                 f()
             }
         };
         self.take_down(Some(&mut run))
     }
 
-    fn take_down(&mut self, mut meanwhile: Option<&mut dyn FnMut()>) -> Result<()> {
+    /// `removing`: what `finish_removing` runs once the union is unmounted.
+    fn take_down(&mut self, mut removing: Option<&mut dyn FnMut()>) -> Result<()> {
         let Some(pid) = self.mount_pid.take() else { return Ok(()) };
         self.runtime.delete(&self.id);
-        // Taken before unmounting, so it names the daemon even if its pid is reused once it exits.
-        let handle = ProcessHandle::open(pid.as_raw());
+        // Taken before unmounting, so it names the daemon even if its pid is reused once it exits
+        // (a removed container's daemon is not waited for: see `finish_removing`).
+        let handle = removing.is_none().then(|| ProcessHandle::open(pid.as_raw()));
         let unmounted = crate::fs::mount::unmount(&self.rootfs);
         tracing::debug!(container = %self.id.get(..12).unwrap_or(&self.id), "unmounted");
         if unmounted.is_ok()
-            && let Some(f) = meanwhile.as_mut()
+            && let Some(f) = removing.as_mut()
         {
             f();
+            return Ok(());
         }
-        let exited =
-            unmounted.and_then(|()| crate::fs::mount::wait_daemon(pid, Some(handle), UNMOUNT_TIMEOUT));
+        let exited = unmounted.and_then(|()| crate::fs::mount::wait_daemon(pid, handle, UNMOUNT_TIMEOUT));
+        if exited.is_ok() {
+            // Our child (`spawn_daemon`): no zombie left for a long-lived caller (a build).
+            crate::fs::mount::reap_daemon(pid);
+        }
         let forgotten = write_container_runtime::<MountRecord>(&self.dir, "mount.json", None);
-        if let Some(f) = meanwhile {
+        if let Some(f) = removing {
             f();
         }
         forgotten?;

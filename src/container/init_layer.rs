@@ -15,6 +15,48 @@ pub fn path(store: &Store, id: &str) -> PathBuf {
     store.container_dir(id).join("init")
 }
 
+/// The init layer `--rm` containers of one image share (`runtime/init/<key>`, the key naming the
+/// image and the wanted paths), made by the first of them: a fresh container's init layer
+/// depends on nothing else (its upper is empty, the image never changes), and one made once
+/// saves every later run its lookups and the files it would create and delete (on an ext4
+/// without a journal each new inode scans past those freed in the last minute). Never changed
+/// once in place: made aside and renamed in; a run that finds it uses it as it is.
+pub fn shared(
+    store: &Store,
+    image: &str,
+    stack: &Stack,
+    dirs: &[PathBuf],
+    files: &[PathBuf],
+) -> Result<PathBuf> {
+    let mut key = format!("{image}\n");
+    for (kind, list) in [("dir", dirs), ("file", files)] {
+        for p in list {
+            key.push_str(&format!("{kind} {}\n", p.display()));
+        }
+    }
+    let parent = store.root().join("runtime").join("init");
+    let dest = parent.join(crate::oci::Digest::of_bytes(key.as_bytes()).hex());
+    if dest.is_dir() {
+        return Ok(dest);
+    }
+    super::runtime::private_dir(&parent)?;
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let staged = parent.join(format!(".new-{}-{nanos}", std::process::id()));
+    let made = prepare(&staged, stack, dirs, files).and_then(|()| {
+        match std::fs::rename(&staged, &dest) {
+            Ok(()) => Ok(()),
+            // Another run made it meanwhile: theirs is the same.
+            Err(_) if dest.is_dir() => Ok(std::fs::remove_dir_all(&staged)?),
+            Err(e) => Err(e).with_context(|| format!("cannot move {} into place", staged.display())),
+        }
+    });
+    if made.is_err() {
+        let _ = std::fs::remove_dir_all(&staged);
+    }
+    made.map(|()| dest)
+}
+
 /// A path inside the container: absolute, normalised, no `..`.
 pub fn container_path(p: &str) -> Result<PathBuf> {
     let path = Path::new(p);

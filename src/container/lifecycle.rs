@@ -441,6 +441,9 @@ fn exec_process(
     p["env"] = serde_json::json!(env);
     p["cwd"] = serde_json::json!(cwd);
     p["user"] = serde_json::json!({"uid": user.uid, "gid": user.gid, "additionalGids": user.additional_gids});
+    if super::rootless::rootless() && super::rootless::root_only(&super::rootless::id_maps()?) {
+        super::rootless::root_only_process(&mut p)?;
+    }
     p["terminal"] = serde_json::json!(o.tty);
     match super::bundle::console_size().filter(|_| o.tty) {
         Some(size) => p["consoleSize"] = size,

@@ -1,8 +1,11 @@
-//! The per-container lock (`containers/<id>/lock`, flock): held by whoever mounts, runs or removes
-//! the container, for as long as that lasts. A mount daemon or monitor inherits it across fork and
-//! holds it until it exits, so a second mount can't start a second daemon on the same upper (whose
-//! work-dir clean-up would delete the first one's copy-ups) and `rm` never deletes an upper under a
-//! starting daemon.
+//! The per-container lock (flock on the container's directory `containers/<id>` itself): held by
+//! whoever mounts, runs or removes the container, for as long as that lasts. A mount daemon or
+//! monitor inherits it across fork and holds it until it exits, so a second mount can't start a
+//! second daemon on the same upper (whose work-dir clean-up would delete the first one's
+//! copy-ups) and `rm` never deletes an upper under a starting daemon. The directory, not a file
+//! in it: a lock file was one more inode made and freed per container (each new inode on an ext4
+//! without a journal scans past those freed in the last minute). Renaming the directory away (a
+//! removal) keeps the lock with it.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
@@ -22,16 +25,13 @@ pub struct ContainerLock {
 impl ContainerLock {
     /// Takes the lock of the container directory `dir`; `None` when someone holds it.
     pub fn try_acquire(dir: &Path) -> Result<Option<ContainerLock>> {
-        let path = dir.join("lock");
+        let path = dir;
         // O_CLOEXEC (std's default): forked daemons inherit it, executed programs never do.
         let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
             .read(true)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .with_context(|| format!("cannot open container lock {}", path.display()))?;
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .open(path)
+            .with_context(|| format!("cannot open container directory {} to lock it", path.display()))?;
         use std::os::fd::AsRawFd;
         // Not `nix::fcntl::Flock`: it unlocks on drop, which would release the lock for the
         // forked daemon too (a flock belongs to the open file description they share).

@@ -152,9 +152,12 @@ fn supervise(
         }
         tracing::debug!("removing (--rm)");
         record_exit(root, &c.id, st);
-        if let Err(e) = Store::remove_container_unlocked(root, &c.id) {
-            tracing::warn!("--rm: {e:#}");
-            save(st);
+        match Store::detach_container_unlocked(root, &c.id) {
+            Ok(doomed) => delete_in_background(&doomed),
+            Err(e) => {
+                tracing::warn!("--rm: {e:#}");
+                save(st);
+            }
         }
         tracing::debug!("removed (--rm)");
     };
@@ -240,9 +243,9 @@ fn supervise(
         st.exit_code = code;
         st.finished_at = now_ms();
     }
-    // A --rm container that ran goes while its mount daemon exits.
+    // A --rm container that ran goes as soon as it is unmounted (its mount daemon exits alone).
     let remove_now = auto_remove && outcome.is_ok();
-    let finished = if remove_now { ready.finish_then(|| remove(&st)) } else { ready.finish() };
+    let finished = if remove_now { ready.finish_removing(|| remove(&st)) } else { ready.finish() };
     if let Err(e) = &finished {
         tracing::warn!("{e:#}");
     }
@@ -262,6 +265,28 @@ fn supervise(
         remove(&st);
     }
     code
+}
+
+/// Deletes a removed container's directory (already renamed into `tmp/`, so the container is
+/// gone) in a process of its own that outlives this one: on a filesystem mounted with `discard`
+/// each freed block waits for the device, milliseconds `run --rm` need not spend. `rm` not to be
+/// had: deleted here. Should it be killed, what is left is garbage the next writer clears.
+/// `--one-file-system`: a mount left below it (it was unmounted first) is not deleted through.
+fn delete_in_background(doomed: &Path) {
+    let spawned = std::process::Command::new("/bin/rm")
+        .arg("-rf")
+        .arg("--one-file-system")
+        .arg("--")
+        .arg(doomed)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    if spawned.is_err() {
+        if let Err(e) = std::fs::remove_dir_all(doomed) {
+            tracing::warn!("cannot remove {}: {e} (the next writer clears it)", doomed.display());
+        }
+    }
 }
 
 /// Where the final state of removed (`--rm`) containers stays for a minute, so `strata wait`

@@ -2,10 +2,14 @@
 //! runtime (runc or crun, rootless) makes a user namespace mapping 0 to the user and 1…N to the
 //! user's subordinate ranges (what the layers were unpacked with), `/sys` is bound instead of
 //! mounted, and cgroup limits apply only where a delegated cgroup v2 subtree is writable.
+//!
+//! A user without a subordinate range gets what rootless Podman gives one: only 0 → the user is
+//! mapped (the layers record their other owners in the override xattr), so the process runs as
+//! root with no supplementary groups, other owners show as nobody and a chown to them fails.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
 use crate::sys::userns::IdMaps;
@@ -22,6 +26,36 @@ pub fn allow_other_permitted() -> bool {
         .is_ok_and(|t| t.lines().any(|l| l.split('#').next().unwrap_or("").trim() == "user_allow_other"))
 }
 
+/// The ids a user's containers map: 0 → the user, then the subordinate ranges; without a range
+/// (in /etc/subuid or /etc/subgid) only 0 → the user.
+pub fn id_maps() -> Result<IdMaps> {
+    let (uid, gid) = (nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw());
+    Ok(IdMaps::for_current_user()?.unwrap_or(IdMaps { uid, gid, uids: Vec::new(), gids: Vec::new() }))
+}
+
+/// Whether `maps` maps root alone (a user without a subordinate range).
+pub fn root_only(maps: &IdMaps) -> bool {
+    maps.uids.is_empty() || maps.gids.is_empty()
+}
+
+/// A process spec for a namespace that maps root alone: it must run as root, and it gets no
+/// supplementary groups (setgroups(2) is denied in a namespace mapped without newgidmap).
+pub fn root_only_process(process: &mut Value) -> Result<()> {
+    let user = &mut process["user"];
+    let (uid, gid) = (user["uid"].as_u64().unwrap_or(0), user["gid"].as_u64().unwrap_or(0));
+    if uid != 0 || gid != 0 {
+        let me = nix::unistd::getuid();
+        let name = nix::unistd::User::from_uid(me).ok().flatten().map_or_else(|| me.to_string(), |u| u.name);
+        bail!(
+            "cannot run as uid {uid} gid {gid}: you have no subordinate ids (/etc/subuid, /etc/subgid), so \
+             the container maps root alone (add a range as root, e.g. `usermod --add-subuids \
+             100000-165535 --add-subgids 100000-165535 {name}`)"
+        );
+    }
+    user["additionalGids"] = json!([]);
+    Ok(())
+}
+
 /// Turns root's `config.json` into a rootless one for the user with `maps`; `in_namespace`: the
 /// runtime runs in strata's user namespace already (`Runtime::in_user_namespace`), so the
 /// container makes none.
@@ -33,6 +67,15 @@ pub fn adapt(config: &mut Value, maps: &IdMaps, in_namespace: bool) -> Result<()
         for m in mounts.iter_mut().filter(|m| m["type"] == "sysfs") {
             *m = json!({"destination": "/sys", "type": "bind", "source": "/sys",
                         "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
+        }
+    }
+    if root_only(maps) {
+        root_only_process(&mut config["process"])?;
+        // devpts' `gid=5` (tty) is unmapped: the mount would fail.
+        for m in config["mounts"].as_array_mut().into_iter().flatten().filter(|m| m["type"] == "devpts") {
+            if let Some(o) = m["options"].as_array_mut() {
+                o.retain(|o| o != "gid=5");
+            }
         }
     }
     let linux = &mut config["linux"];
@@ -132,5 +175,23 @@ mod tests {
         let mounts = config["mounts"].as_array().unwrap();
         assert_eq!(mounts.len(), 2);
         assert_eq!(mounts[1]["type"], "bind");
+    }
+
+    #[test]
+    fn without_a_range_root_alone_is_mapped() {
+        let maps = IdMaps { uid: 1002, gid: 1003, uids: vec![], gids: vec![] };
+        let mut config = json!({
+            "process": {"user": {"uid": 0, "gid": 0, "additionalGids": [0, 10]}},
+            "mounts": [{"destination": "/dev/pts", "type": "devpts", "options": ["newinstance", "gid=5"]}],
+            "linux": {"namespaces": [{"type": "pid"}]},
+        });
+        adapt(&mut config, &maps, false).unwrap();
+        assert_eq!(config["linux"]["uidMappings"], json!([{"containerID": 0, "hostID": 1002, "size": 1}]));
+        assert_eq!(config["linux"]["gidMappings"], json!([{"containerID": 0, "hostID": 1003, "size": 1}]));
+        assert_eq!(config["process"]["user"]["additionalGids"], json!([]));
+        assert_eq!(config["mounts"][0]["options"], json!(["newinstance"]));
+        let mut other = json!({"user": {"uid": 33, "gid": 33}});
+        let err = root_only_process(&mut other).unwrap_err().to_string();
+        assert!(err.contains("uid 33") && err.contains("/etc/subuid"), "{err}");
     }
 }

@@ -98,7 +98,17 @@ impl Runtime {
         // Rootless: no mount namespace of its own to make (that needs privileges); crun leaves
         // cgroups alone unless a delegated subtree is there (see `rootless`).
         let rootless = super::rootless::rootless();
-        let mut c = if self.in_user_namespace() {
+        let root_only =
+            || super::rootless::id_maps().map(|m| super::rootless::root_only(&m)).unwrap_or(false);
+        let mut c = if self.in_user_namespace() && root_only() {
+            // Without a subordinate range strata has no namespace of its own: util-linux's
+            // unshare maps the user alone to root, which needs no setuid helper.
+            let mut c = Command::new("unshare");
+            c.args(["--user", "--map-root-user", "--mount", "--propagation", "private", "--", "sh", "-c"])
+                .arg("mount -t tmpfs tmpfs /sys/fs/cgroup/unified 2>/dev/null; exec \"$0\" \"$@\"")
+                .arg(&self.path);
+            c
+        } else if self.in_user_namespace() {
             // That mount namespace takes a user namespace for a user: strata's own, where the
             // container then needs none (`rootless::adapt`); cgroup2 is covered, not unmounted
             // (a mount inherited from a more privileged namespace is locked).
@@ -153,7 +163,10 @@ impl Runtime {
     pub fn kill(&self, runtime_id: &str, signal: &str, all: bool) -> Result<()> {
         let mut c = self.command(None);
         c.arg("kill");
-        if all {
+        // `--all` finds the processes through the container's cgroup, which a rootless one has
+        // only under a delegated subtree (runc fails without: "lstat : no such file"). The
+        // container has a pid namespace of its own: SIGKILL to its first process ends them all.
+        if all && (!super::rootless::rootless() || super::rootless::cgroup_delegated()) {
             c.arg("--all");
         }
         let out = c.arg(runtime_id).arg(signal).stdin(std::process::Stdio::null()).output()?;

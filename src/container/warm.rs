@@ -3,21 +3,25 @@
 //! touches the rootfs; then each of its lookups on the fresh mount (mountpoints, `/etc/passwd`,
 //! the command, the command's ELF interpreter and the symlinks on the way) would wait for a FUSE
 //! round trip. Done first from here, the kernel has those entries cached when the runtime asks.
+//!
+//! Everything is found through the mount itself, while the runtime starts: the command through
+//! `PATH`, its ELF interpreter from its header. None of it is on the way to starting the runtime
+//! (searching the image's layers for them before the mount took hundreds of syscalls there).
 
 use std::io::Read;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
 use nix::sys::stat::Mode;
 
 use crate::store::containers::RunConfig;
-use crate::union::Stack;
 
-/// The paths (in the container) the runtime and the start of `cfg`'s command look up, found with
-/// the image's own layers (`stack`) where it takes a search: the command through `PATH`, its ELF
-/// interpreter.
-pub fn paths(stack: &Stack, cfg: &RunConfig) -> Vec<PathBuf> {
-    // The runtime's mountpoints, then the files it reads for the user's groups and home.
+/// The paths (in the container) the runtime looks up for `cfg` before it runs the command: its
+/// mountpoints, then the files it reads for the user's groups and home.
+fn fixed_paths(cfg: &RunConfig) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> =
         ["proc", "dev", "sys", "etc/hosts", "etc/hostname", "etc/resolv.conf", "etc/passwd", "etc/group"]
             .iter()
@@ -27,38 +31,24 @@ pub fn paths(stack: &Stack, cfg: &RunConfig) -> Vec<PathBuf> {
         out.push(PathBuf::from(&cfg.working_dir));
     }
     out.extend(cfg.mounts.iter().map(|m| PathBuf::from(&m.destination)));
-    if let Some(cmd) = command(stack, cfg) {
-        if let Some(interp) = interpreter(stack, &cmd) {
-            out.push(interp);
-            out.push(PathBuf::from("etc/ld.so.cache"));
-        }
-        out.push(cmd);
-    }
     out
 }
 
-/// Where the runtime will find the command: itself when it has a `/`, else the first regular
-/// file of that name in the container's `PATH` (as the runtime's search).
-fn command(stack: &Stack, cfg: &RunConfig) -> Option<PathBuf> {
-    let cmd = cfg.args.first()?;
+/// Where the runtime may find the command, in its search order: itself when it has a `/`, else
+/// that name in each directory of the container's `PATH`.
+fn command_candidates(cfg: &RunConfig) -> Vec<PathBuf> {
+    let Some(cmd) = cfg.args.first() else { return Vec::new() };
     if cmd.contains('/') {
-        return Some(PathBuf::from(cmd));
+        return vec![PathBuf::from(cmd)];
     }
     let default = super::oneshot::DEFAULT_PATH.trim_start_matches("PATH=");
     let path = cfg.env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(default);
-    path.split(':').filter(|d| d.starts_with('/')).map(|d| Path::new(d).join(cmd)).find(|p| {
-        let rel = p.strip_prefix("/").unwrap_or(p);
-        stack.resolve(rel, true).ok().flatten().is_some_and(|e| crate::inspect::node::is_reg(&e))
-    })
+    path.split(':').filter(|d| d.starts_with('/')).map(|d| Path::new(d).join(cmd)).collect()
 }
 
 /// The `PT_INTERP` of an ELF64 little-endian executable (the dynamic loader the kernel starts it
-/// with), read from the image's layers; `None` for anything else.
-fn interpreter(stack: &Stack, cmd: &Path) -> Option<PathBuf> {
-    let rel = cmd.strip_prefix("/").unwrap_or(cmd);
-    let e = stack.resolve(rel, true).ok()??;
-    let mut head = Vec::new();
-    stack.open_file(&e).ok()?.take(4096).read_to_end(&mut head).ok()?;
+/// with) from the start of the file, `head`; `None` for anything else.
+fn interpreter(head: &[u8]) -> Option<PathBuf> {
     let u16_at =
         |o: usize| Some(u16::from_le_bytes(head.get(o..o.checked_add(2)?)?.try_into().ok()?) as usize);
     let u32_at = |o: usize| Some(u32::from_le_bytes(head.get(o..o.checked_add(4)?)?.try_into().ok()?));
@@ -82,34 +72,93 @@ fn interpreter(stack: &Stack, cmd: &Path) -> Option<PathBuf> {
     })
 }
 
-/// Looks up each path as the container would see it (symlinks resolved inside `rootfs`); an
-/// `O_PATH` open, so nothing is opened through the filesystem, only looked up.
-pub fn warm_up(rootfs: &Path, paths: &[PathBuf]) {
+/// The warm-up running in a thread of its own at the lowest priority: the runtime's own start
+/// needs both CPUs of a small machine far more than these lookups, which are only wanted once it
+/// reaches the rootfs (milliseconds later). Stopped and joined by [`WarmUp::finish`] (or when
+/// dropped): it holds the rootfs open, which an unmount must not find.
+pub struct WarmUp {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl WarmUp {
+    pub fn start(rootfs: &Path, cfg: &RunConfig) -> WarmUp {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (rootfs, cfg, flag) = (rootfs.to_path_buf(), cfg.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("warm-up".into())
+            .spawn(move || {
+                crate::sys::daemon::lowest_priority_for_this_thread();
+                warm_up(&rootfs, &cfg, &flag);
+            })
+            .ok();
+        WarmUp { stop, thread }
+    }
+
+    /// Stops the warm-up where it is and waits for its thread.
+    pub fn finish(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for WarmUp {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+/// Looks up, through the mount at `rootfs`, what the runtime will look up to run `cfg`, as the
+/// container sees it (symlinks resolved inside `rootfs`): `O_PATH` opens, only the command is
+/// opened for reading (its first 4 KiB, for the interpreter). Ends early once `stop` is set.
+fn warm_up(rootfs: &Path, cfg: &RunConfig, stop: &AtomicBool) {
     let Ok(root) =
         nix::fcntl::open(rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
     else {
         return;
     };
-    let how = OpenHow::new()
-        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
-        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    for p in paths {
-        let _ = openat2(&root, p.strip_prefix("/").unwrap_or(p), how);
+    let lookup = |p: &Path, flags: OFlag| -> Option<OwnedFd> {
+        if stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        let how = OpenHow::new()
+            .flags(flags | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+        openat2(&root, p.strip_prefix("/").unwrap_or(p), how).ok()
+    };
+    for p in fixed_paths(cfg) {
+        let _ = lookup(&p, OFlag::O_PATH);
+    }
+    // The runtime's search: the first regular file of the name (misses are cached too).
+    let regular = |fd: &OwnedFd| {
+        nix::sys::stat::fstat(fd.as_fd()).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG)
+    };
+    let Some(cmd) =
+        command_candidates(cfg).into_iter().find(|p| lookup(p, OFlag::O_PATH).is_some_and(|fd| regular(&fd)))
+    else {
+        return;
+    };
+    // Not a FIFO or a device (checked above); O_NONBLOCK all the same: this never waits.
+    let Some(file) = lookup(&cmd, OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOFOLLOW) else { return };
+    let mut head = Vec::new();
+    if std::fs::File::from(file).take(4096).read_to_end(&mut head).is_err() {
+        return;
+    }
+    if let Some(interp) = interpreter(&head) {
+        let _ = lookup(&interp, OFlag::O_PATH);
+        let _ = lookup(Path::new("etc/ld.so.cache"), OFlag::O_PATH);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A layer holding one file, `bin/x`, with `bytes`.
-    fn stack_with(bytes: &[u8]) -> (tempfile::TempDir, Stack) {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("bin")).unwrap();
-        std::fs::write(dir.path().join("bin/x"), bytes).unwrap();
-        let stack = Stack::new(&[dir.path().to_path_buf()], None).unwrap();
-        (dir, stack)
-    }
 
     /// An ELF64 header with one program header at `phoff` (`PT_INTERP` naming `interp`, stored at
     /// `off`).
@@ -135,26 +184,34 @@ mod tests {
 
     #[test]
     fn the_interpreter_is_read_from_the_program_headers() {
-        let (_d, stack) = stack_with(&elf(64, 300, b"/lib64/ld-linux-x86-64.so.2\0"));
         assert_eq!(
-            interpreter(&stack, Path::new("/bin/x")),
+            interpreter(&elf(64, 300, b"/lib64/ld-linux-x86-64.so.2\0")),
             Some(PathBuf::from("/lib64/ld-linux-x86-64.so.2"))
         );
     }
 
     /// A hostile header (offsets near the end of the address space, past the file, garbage) gives
-    /// no interpreter: never an overflow or a panic (`strata run` reads it from the image).
+    /// no interpreter: never an overflow or a panic (the file comes from the image).
     #[test]
     fn a_hostile_header_gives_none_without_a_panic() {
         for phoff in [u64::MAX, u64::MAX - 7, u64::MAX - 40, 1 << 40, 4000] {
-            let (_d, stack) = stack_with(&elf(phoff, 300, b"/x\0"));
-            assert_eq!(interpreter(&stack, Path::new("/bin/x")), None, "phoff {phoff}");
+            assert_eq!(interpreter(&elf(phoff, 300, b"/x\0")), None, "phoff {phoff}");
         }
         let mut h = elf(64, 0, b"");
         h[64 + 8..64 + 16].copy_from_slice(&(u64::MAX - 3).to_le_bytes());
-        let (_d, stack) = stack_with(&h);
-        assert_eq!(interpreter(&stack, Path::new("/bin/x")), None);
-        let (_d, stack) = stack_with(b"#!/bin/sh\n");
-        assert_eq!(interpreter(&stack, Path::new("/bin/x")), None);
+        assert_eq!(interpreter(&h), None);
+        assert_eq!(interpreter(b"#!/bin/sh\n"), None);
+    }
+
+    #[test]
+    fn the_command_is_searched_in_the_containers_path() {
+        let cfg = RunConfig {
+            args: vec!["true".into()],
+            env: vec!["PATH=/usr/bin:relative:/bin".into()],
+            ..RunConfig::default()
+        };
+        assert_eq!(command_candidates(&cfg), [PathBuf::from("/usr/bin/true"), PathBuf::from("/bin/true")]);
+        let cfg = RunConfig { args: vec!["./x".into()], ..RunConfig::default() };
+        assert_eq!(command_candidates(&cfg), [PathBuf::from("./x")]);
     }
 }

@@ -291,6 +291,58 @@ pub fn mount_foreground(opts: &MountOptions, mountpoint: &Path) -> Result<()> {
 /// Forks a daemon that mounts and serves; returns its pid once the mount answers.
 /// Call it while the process is single-threaded.
 pub fn mount_daemon(opts: &MountOptions, mountpoint: &Path) -> Result<Pid> {
+    fork_daemon(opts, mountpoint, true)?.wait()
+}
+
+/// A mount daemon forked by [`spawn_daemon`], mounting while the caller goes on.
+pub struct PendingDaemon {
+    /// The child forked: the intermediate one of a double fork, which exits at once, or the
+    /// daemon itself.
+    child: Pid,
+    double: bool,
+    from_daemon: std::os::fd::OwnedFd,
+}
+
+impl PendingDaemon {
+    /// The daemon's pid once its mount answers, or why it failed.
+    pub fn wait(self) -> Result<Pid> {
+        if self.double {
+            let _ = nix::sys::wait::waitpid(self.child, None);
+        }
+        let mut msg = String::new();
+        File::from(self.from_daemon).read_to_string(&mut msg).context("reading from the mount daemon")?;
+        let msg = msg.trim();
+        if !self.double && !msg.starts_with("ok ") {
+            // Our own child, which failed and exits: no zombie left.
+            let _ = nix::sys::wait::waitpid(self.child, None);
+        }
+        if let Some(pid) = msg.strip_prefix("ok ") {
+            // The daemon says so only once the kernel's handshake is done on its mount.
+            let pid: i32 = pid.parse().map_err(|_| anyhow!("bad message from the daemon: {msg}"))?;
+            Ok(Pid::from_raw(pid))
+        } else if let Some(err) = msg.strip_prefix("err ") {
+            Err(anyhow!("{err}"))
+        } else {
+            Err(anyhow!("the mount daemon exited without mounting"))
+        }
+    }
+}
+
+/// Forks a daemon that mounts and serves, and returns at once: [`PendingDaemon::wait`] says when
+/// the mount answers (a container's start writes its bundle meanwhile). One fork, not two: the
+/// daemon is the caller's child (in a session of its own), so the caller reaps it once it has
+/// exited ([`reap_daemon`]) or exits itself. Call it while the process is single-threaded.
+pub fn spawn_daemon(opts: &MountOptions, mountpoint: &Path) -> Result<PendingDaemon> {
+    fork_daemon(opts, mountpoint, false)
+}
+
+/// Collects the exit status of a daemon [`spawn_daemon`] forked, once it has exited (no wait).
+pub fn reap_daemon(pid: Pid) {
+    let _ = nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+}
+
+/// `double`: fork twice, so the daemon is no child of the caller (init reaps it).
+fn fork_daemon(opts: &MountOptions, mountpoint: &Path, double: bool) -> Result<PendingDaemon> {
     let mountpoint = absolute(mountpoint)?;
     // The daemon leaves the working directory: every path must be absolute.
     let mut opts = opts.clone();
@@ -307,23 +359,15 @@ pub fn mount_daemon(opts: &MountOptions, mountpoint: &Path) -> Result<Pid> {
     match daemon::fork()? {
         ForkResult::Parent { child } => {
             drop(wr);
-            let _ = nix::sys::wait::waitpid(child, None);
-            let mut msg = String::new();
-            File::from(rd).read_to_string(&mut msg).context("reading from the mount daemon")?;
-            let msg = msg.trim();
-            if let Some(pid) = msg.strip_prefix("ok ") {
-                // The daemon says so only once the kernel's handshake is done on its mount.
-                let pid: i32 = pid.parse().map_err(|_| anyhow!("bad message from the daemon: {msg}"))?;
-                Ok(Pid::from_raw(pid))
-            } else if let Some(err) = msg.strip_prefix("err ") {
-                Err(anyhow!("{err}"))
-            } else {
-                Err(anyhow!("the mount daemon exited without mounting"))
-            }
+            Ok(PendingDaemon { child, double, from_daemon: rd })
         }
         ForkResult::Child => {
             drop(rd);
-            daemon::detach_from_session();
+            if double {
+                daemon::detach_from_session();
+            } else {
+                let _ = nix::unistd::setsid();
+            }
             let wr = std::cell::RefCell::new(Some(File::from(wr)));
             let code = match serve_daemon(opts, &mountpoint, &wr) {
                 Ok(()) => 0,

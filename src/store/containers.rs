@@ -244,13 +244,21 @@ impl Store {
     /// process ends (holding the container's lock): renamed into tmp/ (garbage a crash may leave
     /// there for the next writer), then deleted.
     pub fn remove_container_unlocked(root: &Path, id: &str) -> Result<()> {
-        let doomed = staging::tmp_path(&root.join("tmp"), "removed-container");
-        std::fs::rename(root.join("containers").join(id), &doomed)
-            .with_context(|| format!("cannot remove container {id}"))?;
+        let doomed = Store::detach_container_unlocked(root, id)?;
         if let Err(e) = std::fs::remove_dir_all(&doomed) {
             tracing::warn!("cannot remove {}: {e} (the next writer clears it)", doomed.display());
         }
         Ok(())
+    }
+
+    /// The first half of [`Store::remove_container_unlocked`]: the container's directory renamed
+    /// into `tmp/` (returned), where it is garbage for whoever deletes it (the caller, else the
+    /// next writer).
+    pub fn detach_container_unlocked(root: &Path, id: &str) -> Result<PathBuf> {
+        let doomed = staging::tmp_path(&root.join("tmp"), "removed-container");
+        std::fs::rename(root.join("containers").join(id), &doomed)
+            .with_context(|| format!("cannot remove container {id}"))?;
+        Ok(doomed)
     }
 
     /// Deletes a container and its writable layer (renamed into tmp first: never half-deleted).

@@ -35,8 +35,11 @@ pub fn clear_except(tmp: &Path, keep: &[&str]) -> Result<()> {
         } else {
             std::fs::remove_file(&path)
         };
-        if let Err(e) = res {
-            tracing::warn!("cannot remove leftover {}: {e}", path.display());
+        match res {
+            // Gone meanwhile: a removed container's directory is deleted by a process of its own.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!("cannot remove leftover {}: {e}", path.display()),
+            Ok(()) => {}
         }
     }
     Ok(())

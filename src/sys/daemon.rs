@@ -45,6 +45,14 @@ pub fn large_allocations_from_mmap() {
     }
 }
 
+/// Lowers the calling thread's scheduling priority to the least (nice 19): for work that only
+/// helps when a CPU is idle. Linux keeps a nice value per thread; it can't be raised back by an
+/// ordinary user, so only a thread of its own should call this.
+pub fn lowest_priority_for_this_thread() {
+    // SAFETY: setpriority takes three integers; who 0 is the calling thread on Linux.
+    let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
+}
+
 /// Raises the soft limit of open files to the hard limit (the daemon caches directory fds).
 pub fn raise_nofile_limit() {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
