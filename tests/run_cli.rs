@@ -51,6 +51,11 @@ fn exit_codes_are_dockers() {
     assert_eq!(s.ok(&["ps", "-a", "-q"]), "");
     assert_eq!(std::fs::read_dir(s.root().join("containers")).unwrap().count(), 0);
     common::run::eventually("tmp/ emptied", || std::fs::read_dir(s.root().join("tmp")).unwrap().count() == 0);
+    // --rm runs of the image shared one init layer, which goes with the image
+    let shared = s.root().join("runtime/init");
+    assert_eq!(std::fs::read_dir(&shared).unwrap().count(), 1, "one shared init layer");
+    s.ok(&["rmi", "bb:1"]);
+    assert_eq!(std::fs::read_dir(&shared).unwrap().count(), 0, "the shared init layer outlived its image");
 }
 
 #[test]

@@ -34,8 +34,9 @@ pub fn shared(
             key.push_str(&format!("{kind} {}\n", p.display()));
         }
     }
-    let parent = store.root().join("runtime").join("init");
-    let dest = parent.join(crate::oci::Digest::of_bytes(key.as_bytes()).hex());
+    let parent = store.shared_init_dir();
+    // Named after the image first, so that collecting an image's garbage finds its layers.
+    let dest = parent.join(format!("{image}-{}", &crate::oci::Digest::of_bytes(key.as_bytes()).hex()[..32]));
     if dest.is_dir() {
         return Ok(dest);
     }

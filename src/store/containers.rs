@@ -119,6 +119,12 @@ impl ContainerRecord {
 }
 
 impl Store {
+    /// The init layers `run --rm` containers of one image share (`container::init_layer::shared`):
+    /// each named `<image id hex>-…`, so that collecting garbage removes those of images gone.
+    pub fn shared_init_dir(&self) -> PathBuf {
+        self.root.join("runtime").join("init")
+    }
+
     pub fn container_dir(&self, id: &str) -> PathBuf {
         self.root.join("containers").join(id)
     }

@@ -1,4 +1,5 @@
-//! Garbage collection: layers and blobs that no image (or container) uses are removed.
+//! Garbage collection: layers and blobs that no image (or container) uses are removed, and the
+//! shared init layers of `run --rm` of images gone.
 
 use std::collections::HashSet;
 
@@ -22,7 +23,9 @@ impl Store {
         self.ensure_writable()?;
         let mut live_layers = HashSet::new();
         let mut live_blobs = HashSet::new();
+        let mut live_images = HashSet::new();
         for img in self.images()? {
+            live_images.insert(img.id.hex().to_string());
             live_blobs.insert(img.id.clone());
             live_blobs.insert(img.manifest.clone());
             for l in &img.layers {
@@ -56,7 +59,27 @@ impl Store {
                 out.blobs.push(b);
             }
         }
+        self.collect_shared_init_layers(&live_images);
         self.clear_garbage_mark()?;
         Ok(out)
+    }
+
+    /// Removes the shared init layers of images no longer in the store, and what a run killed
+    /// while making one left (`.new-*`, after an hour: a run may be making it now).
+    fn collect_shared_init_layers(&self, live: &HashSet<String>) {
+        let Ok(rd) = std::fs::read_dir(self.shared_init_dir()) else { return };
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let dead = match name.strip_prefix(".new-") {
+                Some(_) => e.metadata().and_then(|m| m.modified()).is_ok_and(|t| t < hour_ago),
+                None => !name.split_once('-').is_some_and(|(image, _)| live.contains(image)),
+            };
+            if dead {
+                if let Err(err) = std::fs::remove_dir_all(e.path()) {
+                    tracing::warn!("cannot remove {}: {err}", e.path().display());
+                }
+            }
+        }
     }
 }
