@@ -65,32 +65,65 @@ pub fn read_layer_dir(layer: &Layer, index: usize, path: &Path) -> io::Result<La
 
 /// [`read_layer_dir`] of the directory open as `dir` (a [`SafeFd`] of layer `index`).
 pub fn read_dir_fd(dir: &SafeFd, index: usize) -> io::Result<LayerDir> {
-    let mut d = Dir::from_fd(dir.reopen()?.into_owned())?;
     let mut out = LayerDir { names: Vec::new(), whiteouts: Vec::new() };
+    scan_dir_fd(dir, index, |n| {
+        match n {
+            LayerName::Entry(le) => out.names.push(le),
+            LayerName::Whiteout(name) => out.whiteouts.push(name),
+        }
+        true
+    })?;
+    Ok(out)
+}
+
+/// One name read from a layer directory.
+pub enum LayerName {
+    /// A name the layer holds.
+    Entry(ListEntry),
+    /// A name the layer hides in the layers below (a `.wh.` file or an overlay 0/0 device).
+    Whiteout(OsString),
+}
+
+/// Reads the directory open as `dir` (of layer `index`) one name at a time, in on-disk order,
+/// sorting names from whiteouts, until `each` returns false. Returns whether it read every name.
+/// Only char devices are stat'ed: the one file type that may be a whiteout.
+pub fn scan_dir_fd(dir: &SafeFd, index: usize, mut each: impl FnMut(LayerName) -> bool) -> io::Result<bool> {
+    let mut d = Dir::from_fd(dir.reopen()?.into_owned())?;
     for ent in d.iter() {
         let ent = ent?;
         let name = OsStr::from_bytes(ent.file_name().to_bytes());
         if name == "." || name == ".." {
             continue;
         }
-        if is_reserved(name) {
-            out.whiteouts.extend(hidden_name(name).map(OsStr::to_os_string));
-            continue;
-        }
-        let kind = match kind_of(ent.file_type()) {
-            Some(k) => k,
-            None => match stat_at(dir.as_fd(), name)? {
-                Some(st) if is_overlay_whiteout_stat(&st) => {
-                    out.whiteouts.push(name.to_os_string());
-                    continue;
-                }
-                Some(st) => file_type(&st),
+        let found = if is_reserved(name) {
+            match hidden_name(name) {
+                Some(hidden) => LayerName::Whiteout(hidden.to_os_string()),
                 None => continue,
-            },
+            }
+        } else {
+            let kind = match kind_of(ent.file_type()) {
+                Some(k) => Some(k),
+                None => match stat_at(dir.as_fd(), name)? {
+                    Some(st) if is_overlay_whiteout_stat(&st) => None,
+                    Some(st) => Some(file_type(&st)),
+                    None => continue,
+                },
+            };
+            match kind {
+                Some(kind) => LayerName::Entry(ListEntry {
+                    name: name.to_os_string(),
+                    layer: index,
+                    kind,
+                    ino: ent.ino(),
+                }),
+                None => LayerName::Whiteout(name.to_os_string()),
+            }
         };
-        out.names.push(ListEntry { name: name.to_os_string(), layer: index, kind, ino: ent.ino() });
+        if !each(found) {
+            return Ok(false);
+        }
     }
-    Ok(out)
+    Ok(true)
 }
 
 /// Builds the merged listing of `dir`.
