@@ -15,9 +15,10 @@
 //! before, so what the mount creates, removes and renames shows at once.
 //!
 //! Bounds: only directories merged from [`MIN_LAYERS`] lower layers or more are indexed (fewer
-//! cost a few stats); a directory is indexed once its lookups have probed [`PROBES_BEFORE_INDEX`]
-//! layer directories (so one looked up once or twice is never read whole); one with more than
-//! [`MAX_NAMES_READ`] names over its layers, or one that can't be read, is left to probing; all
+//! cost a few stats); a directory is indexed once its lookups would have probed
+//! [`PROBES_BEFORE_INDEX`] layer directories (so one of a few layers looked up once or twice is
+//! never read whole); one with more than [`MAX_NAMES_READ`] names over its layers (or whose index
+//! would take over a quarter of the budget), or one a layer can't read, is left to probing; all
 //! indexes together hold at most [`BUDGET`] bytes, least recently used dropped first.
 
 use std::ffi::{OsStr, OsString};
@@ -35,9 +36,10 @@ use super::stack::{Stack, is_gone};
 
 /// Directories merged from fewer lower layers are probed: a lookup there costs a few stats.
 pub const MIN_LAYERS: usize = 4;
-/// Layer directories a directory's lookups probe before it is indexed: with 128 layers the
-/// second lookup builds the index, with 4 the seventeenth (reading a directory costs a few
-/// probes per layer plus its names, so the index is built once lookups have paid about that).
+/// The lookup that would bring the layer directories a directory's lookups probed to this many
+/// builds its index instead: with 64 layers or more the first lookup, with 8 the eighth, with 4
+/// the sixteenth (reading a directory costs a few probes per layer plus its names, so the index
+/// is built once lookups have paid about that).
 pub const PROBES_BEFORE_INDEX: usize = 64;
 /// Names (over all its layers) past which a directory is not indexed: one build's time and
 /// transient memory stay bounded.
@@ -218,16 +220,17 @@ impl NameIndexes {
                 Some(tr) if *tr.lower == *lower => match &mut tr.state {
                     State::Indexed(ix) => return Some(ix.clone()),
                     State::Unindexed | State::Building => return None,
-                    State::Probed(n) if *n < PROBES_BEFORE_INDEX => {
+                    State::Probed(n) if *n + lower.len() < PROBES_BEFORE_INDEX => {
                         *n += lower.len();
                         return None;
                     }
                     State::Probed(_) => tr.state = State::Building,
                 },
-                _ => {
+                _ if lower.len() < PROBES_BEFORE_INDEX => {
                     t.put(key, Tracked { lower: lower.into(), state: State::Probed(lower.len()) });
                     return None;
                 }
+                _ => t.put(key, Tracked { lower: lower.into(), state: State::Building }),
             }
         }
         let state = match NameIndex::build(stack, dir, lower) {

@@ -289,13 +289,14 @@ impl Stack {
         }
         // With the directory's lower layers indexed, only the layers holding the name are
         // visited (the upper, never indexed, still is).
+        // Their whiteouts are in the index too: a layer with one ends the name's layers.
         let narrowed: Vec<usize>;
-        let layers = match self.name_index(parent, layers) {
+        let (layers, indexed_from) = match self.name_index(parent, layers) {
             Some((upper, ix)) => {
                 narrowed = upper.iter().chain(ix.layers_of(name)).copied().collect();
-                &narrowed[..]
+                (&narrowed[..], upper.len())
             }
-            None => layers,
+            None => (layers, layers.len()),
         };
         let path = parent.path.join(name);
         let wh = whiteout_name(name);
@@ -343,7 +344,7 @@ impl Stack {
                     }
                 }
             }
-            if below && stat_at(dir.as_fd(), &wh)?.is_some() {
+            if below && i < indexed_from && stat_at(dir.as_fd(), &wh)?.is_some() {
                 break;
             }
         }
