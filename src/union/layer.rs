@@ -135,8 +135,10 @@ pub fn is_opaque_dir(dir: BorrowedFd<'_>) -> io::Result<bool> {
     if stat_at(dir, OsStr::new(OPAQUE_MARKER))?.is_some() {
         return Ok(true);
     }
-    for name in OVERLAY_OPAQUE_XATTRS {
-        match ByFd(dir).get_xattr(name) {
+    // One listxattr, and a getxattr only for a marker it names (most directories have none).
+    let Ok(names) = ByFd(dir).list_xattr() else { return Ok(false) };
+    for name in names.filter(|n| OVERLAY_OPAQUE_XATTRS.iter().any(|o| n == o)) {
+        match ByFd(dir).get_xattr(&name) {
             Ok(Some(v)) if is_opaque_value(&v) => return Ok(true),
             Ok(_) => {}
             // No xattr support, or no permission to read trusted.*: not opaque.
@@ -149,7 +151,8 @@ pub fn is_opaque_dir(dir: BorrowedFd<'_>) -> io::Result<bool> {
 /// A directory unpack created with no tar entry for it: its attributes come from below.
 pub fn is_implicit_dir(dir: BorrowedFd<'_>) -> io::Result<bool> {
     use xattr::FileExt;
-    Ok(IMPLICIT_DIR_XATTRS.iter().any(|name| matches!(ByFd(dir).get_xattr(name), Ok(Some(_)))))
+    let Ok(mut names) = ByFd(dir).list_xattr() else { return Ok(false) };
+    Ok(names.any(|n| IMPLICIT_DIR_XATTRS.iter().any(|i| n == *i)))
 }
 
 /// File type bits of a stat.

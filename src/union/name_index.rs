@@ -16,7 +16,7 @@
 //!
 //! Bounds: only directories merged from [`MIN_LAYERS`] lower layers or more are indexed (fewer
 //! cost a few stats); a directory is indexed once its lookups would have probed
-//! [`PROBES_BEFORE_INDEX`] layer directories (so one of a few layers looked up once or twice is
+//! [`PROBES_BEFORE_INDEX`] names in its layers (so one of a few layers looked up once or twice is
 //! never read whole); one with more than [`MAX_NAMES_READ`] names over its layers (or whose index
 //! would take over a quarter of the budget), or one a layer can't read, is left to probing; all
 //! indexes together hold at most [`BUDGET`] bytes, least recently used dropped first.
@@ -36,10 +36,10 @@ use super::stack::{Stack, is_gone};
 
 /// Directories merged from fewer lower layers are probed: a lookup there costs a few stats.
 pub const MIN_LAYERS: usize = 4;
-/// The lookup that would bring the layer directories a directory's lookups probed to this many
-/// builds its index instead: with 64 layers or more the first lookup, with 8 the eighth, with 4
-/// the sixteenth (reading a directory costs a few probes per layer plus its names, so the index
-/// is built once lookups have paid about that).
+/// The lookup that would bring the names a directory's lookups probed (a name and its `.wh.`
+/// name per layer) to this many builds its index instead: with 32 layers or more the first
+/// lookup, with 8 the fourth, with 4 the eighth (reading a directory costs a few probes per layer
+/// plus its names, so the index is built once lookups have paid about that).
 pub const PROBES_BEFORE_INDEX: usize = 64;
 /// Names (over all its layers) past which a directory is not indexed: one build's time and
 /// transient memory stay bounded.
@@ -214,20 +214,22 @@ impl NameIndexes {
             return None;
         }
         let key = dir.as_os_str().as_bytes();
+        // A lookup without the index stats the name and its `.wh.` name in each layer.
+        let probes = 2 * lower.len();
         {
             let mut t = self.lock();
             match t.lru.get_mut(key) {
                 Some(tr) if *tr.lower == *lower => match &mut tr.state {
                     State::Indexed(ix) => return Some(ix.clone()),
                     State::Unindexed | State::Building => return None,
-                    State::Probed(n) if *n + lower.len() < PROBES_BEFORE_INDEX => {
-                        *n += lower.len();
+                    State::Probed(n) if *n + probes < PROBES_BEFORE_INDEX => {
+                        *n += probes;
                         return None;
                     }
                     State::Probed(_) => tr.state = State::Building,
                 },
-                _ if lower.len() < PROBES_BEFORE_INDEX => {
-                    t.put(key, Tracked { lower: lower.into(), state: State::Probed(lower.len()) });
+                _ if probes < PROBES_BEFORE_INDEX => {
+                    t.put(key, Tracked { lower: lower.into(), state: State::Probed(probes) });
                     return None;
                 }
                 _ => t.put(key, Tracked { lower: lower.into(), state: State::Building }),
