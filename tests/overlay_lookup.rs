@@ -259,6 +259,18 @@ fn many_layers_lookups_follow_every_rule_with_the_name_index() {
     after(&m);
 }
 
+/// The same rules with no upper: every layer of the stack is a lower one, the top included.
+#[test]
+fn many_layers_read_only_lookups_follow_every_rule_with_the_name_index() {
+    const N: usize = 8;
+    let Some(s) = Scratch::for_fuse(N) else { return };
+    many_layer_stack(&s, N);
+    let lowers: Vec<String> = (1..=N).map(|i| s.p(&format!("l{i}")).display().to_string()).collect();
+    let m = Mount::overlay(&format!("lowerdir={}", lowers.join(":")), &s.p("mnt"));
+    warm_up_index(&m, N);
+    check_many_layer_view(&m, N);
+}
+
 /// strace's count of the calls of the `%stat` class made by the daemon serving `m` while
 /// `work` runs (every thread traced). `None` when strace is not installed (a failure under
 /// CI=true).
