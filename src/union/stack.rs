@@ -277,7 +277,9 @@ impl Stack {
     }
 
     /// Looks up `name` in `parent`, using only the given layers of the parent (top first):
-    /// e.g. `&parent.layers[1..]` asks "what would be there without the upper?".
+    /// e.g. `&parent.layers[1..]` asks "what would be there without the upper?". In a directory
+    /// merged from many lower layers their name index says which of them to visit
+    /// (`name_index.rs`).
     pub fn lookup_child_in(
         &self,
         parent: &Entry,
@@ -288,8 +290,8 @@ impl Stack {
             return Ok(None);
         }
         // With the directory's lower layers indexed, only the layers holding the name are
-        // visited (the upper, never indexed, still is).
-        // Their whiteouts are in the index too: a layer with one ends the name's layers.
+        // visited (the upper, never indexed, still is), and no `.wh.` name in them: the index
+        // ends a name's layers at its whiteout.
         let narrowed: Vec<usize>;
         let (layers, indexed_from) = match self.name_index(parent, layers) {
             Some((upper, ix)) => {
