@@ -5,7 +5,7 @@ set -euo pipefail
 
 case "${1:-test}" in
   try)   pkgs=(fuse3 busybox-static runc) ;;
-  test)  pkgs=(fuse3 busybox-static skopeo umoci docker-registry runc crun buildah tini util-linux attr apache2-utils fuse-overlayfs uidmap tar gzip zstd python3) ;;
+  test)  pkgs=(fuse3 busybox-static skopeo umoci docker-registry runc crun buildah tini util-linux attr apache2-utils fuse-overlayfs uidmap tar gzip zstd python3 strace) ;;
   bench) pkgs=(bc fuse3 busybox-static skopeo umoci docker-registry runc fuse-overlayfs debootstrap attr hyperfine time curl python3 procps) ;;
   *) echo "usage: $0 try|test|bench" >&2; exit 2 ;;
 esac

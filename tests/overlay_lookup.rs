@@ -117,3 +117,232 @@ fn a_reader_keeps_its_listing_while_another_lists_the_changed_directory() {
     assert_eq!(unique.len(), seen.len(), "a name was listed twice");
     assert_eq!(seen.len(), N, "a name was skipped");
 }
+
+// ---------------------------------------------------------------- many layers (name indexes)
+
+/// Layers for the name-index tests: `d` in each of `n` layers (a name of its own in each), and
+/// in it every case the lookup rules have, spread over the layers (l1 top).
+fn many_layer_stack(s: &Scratch, n: usize) {
+    assert!(n >= 8);
+    for i in 1..=n {
+        s.write(&format!("l{i}/d/own{i}"), &format!("{i}"));
+    }
+    s.write(&format!("l{n}/d/bottom"), "bottom");
+    // `.wh.` and 0/0 whiteouts in the middle hide the name below.
+    s.write(&format!("l{n}/d/wh_file"), "hidden");
+    s.write("l4/d/.wh.wh_file", "");
+    s.write(&format!("l{n}/d/wh_dev"), "hidden");
+    sh(&format!("mknod {} c 0 0", s.p("l3/d/wh_dev").display()));
+    // A whiteout never hides its own layer's name.
+    s.write("l5/d/wh_same", "5");
+    s.write("l5/d/.wh.wh_same", "");
+    s.write("l7/d/wh_same", "7");
+    // A file over a directory, a directory over a file.
+    s.write("l2/d/file_over_dir", "file");
+    s.write("l6/d/file_over_dir/x", "x");
+    s.write("l2/d/dir_over_file/a", "a");
+    s.write("l6/d/dir_over_file", "file");
+    // A directory merged from several layers, cut by an opaque one (both markers) or a whiteout.
+    for (dir, cut) in [("opq_marker", "l5/d/opq_marker/.wh..wh..opq"), ("opq_xattr", ""), ("cut_wh", "")] {
+        for i in [1, 3, 5, 6, 7] {
+            s.write(&format!("l{i}/d/{dir}/m{i}"), "");
+        }
+        if !cut.is_empty() {
+            s.write(cut, "");
+        }
+    }
+    sh(&format!("setfattr -n trusted.overlay.opaque -v y {}", s.p("l5/d/opq_xattr").display()));
+    s.write("l4/d/.wh.cut_wh", "");
+    // A directory unpack made up (its attributes come from the next real one below).
+    fs::create_dir(s.p("l2/d/implicit")).unwrap();
+    s.write("l6/d/implicit/y", "");
+    sh(&format!(
+        "chmod 700 {0} && setfattr -n trusted.strata.implicit -v 1 {0} && chmod 751 {1}",
+        s.p("l2/d/implicit").display(),
+        s.p("l6/d/implicit").display()
+    ));
+}
+
+/// Lookups of names in no layer, enough for `d` to get its name index (more than 64 layer
+/// directories probed), and all answered "no such file".
+fn warm_up_index(m: &Mount, n: usize) {
+    for i in 0..64 / n + 2 {
+        assert!(fs::symlink_metadata(m.path(format!("d/nothing{i}"))).is_err());
+    }
+}
+
+fn read(m: &Mount, rel: &str) -> String {
+    fs::read_to_string(m.path(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+fn gone(m: &Mount, rel: &str) -> bool {
+    matches!(fs::symlink_metadata(m.path(rel)), Err(e) if e.raw_os_error() == Some(libc::ENOENT))
+}
+
+/// What `many_layer_stack` shows (before anything is changed through the mount).
+fn check_many_layer_view(m: &Mount, n: usize) {
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(read(m, "d/bottom"), "bottom");
+    assert_eq!(read(m, &format!("d/own{n}")), n.to_string());
+    assert!(gone(m, "d/wh_file") && gone(m, "d/wh_dev"));
+    assert!(gone(m, "d/.wh.wh_file") && gone(m, "d/.wh.wh_same") && gone(m, "d/opq_marker/.wh..wh..opq"));
+    assert_eq!(read(m, "d/wh_same"), "5");
+    assert!(m.path("d/file_over_dir").is_file());
+    let e = fs::symlink_metadata(m.path("d/file_over_dir/x")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOTDIR));
+    assert_eq!(names(&m.path("d/dir_over_file")), ["a"]);
+    assert_eq!(names(&m.path("d/opq_marker")), ["m1", "m3", "m5"]);
+    assert_eq!(names(&m.path("d/opq_xattr")), ["m1", "m3", "m5"]);
+    assert_eq!(names(&m.path("d/cut_wh")), ["m1", "m3"]);
+    assert!(gone(m, "d/opq_marker/m6") && gone(m, "d/cut_wh/m5"));
+    let md = fs::metadata(m.path("d/implicit")).unwrap();
+    assert_eq!(md.permissions().mode() & 0o7777, 0o751, "an implicit directory shows the one below");
+    // Every listed name is found by lookup, and nothing else is listed.
+    let mut want: Vec<String> = (1..=n).map(|i| format!("own{i}")).collect();
+    want.extend(
+        [
+            "bottom",
+            "wh_same",
+            "file_over_dir",
+            "dir_over_file",
+            "opq_marker",
+            "opq_xattr",
+            "cut_wh",
+            "implicit",
+        ]
+        .map(String::from),
+    );
+    want.sort();
+    assert_eq!(names(&m.path("d")), want);
+}
+
+/// A directory merged from many lower layers is looked up through its name index: every rule
+/// (both whiteout formats, opaque directories by marker and by xattr, a whiteout in its own
+/// layer, files over directories and back, implicit directories) holds as when each layer is
+/// probed, and so do names created, removed and renamed through the mount after the index is
+/// built, in this mount and after a remount.
+#[test]
+fn many_layers_lookups_follow_every_rule_with_the_name_index() {
+    const N: usize = 8;
+    let Some(s) = Scratch::for_fuse(N) else { return };
+    many_layer_stack(&s, N);
+    let mut m = s.mount_rw(N);
+    warm_up_index(&m, N);
+    check_many_layer_view(&m, N);
+
+    // Changes through the mount in the indexed directory.
+    fs::write(m.path("d/new"), "new").unwrap();
+    fs::remove_file(m.path("d/bottom")).unwrap();
+    fs::rename(m.path("d/wh_same"), m.path("d/renamed")).unwrap();
+    fs::rename(m.path("d/own1"), m.path(format!("d/own{N}"))).unwrap();
+    fs::write(m.path("d/wh_file"), "again").unwrap();
+    fs::remove_dir_all(m.path("d/opq_marker")).unwrap();
+    fs::create_dir(m.path("d/opq_marker")).unwrap();
+    fs::remove_file(m.path("d/file_over_dir")).unwrap();
+    fs::create_dir(m.path("d/file_over_dir")).unwrap();
+    let after = |m: &Mount| {
+        assert_eq!(read(m, "d/new"), "new");
+        assert!(gone(m, "d/bottom") && gone(m, "d/wh_same") && gone(m, "d/own1"));
+        assert_eq!(read(m, "d/renamed"), "5");
+        assert_eq!(read(m, format!("d/own{N}").as_str()), "1");
+        assert_eq!(read(m, "d/wh_file"), "again");
+        assert!(names(&m.path("d/opq_marker")).is_empty() && gone(m, "d/opq_marker/m1"));
+        assert!(names(&m.path("d/file_over_dir")).is_empty() && gone(m, "d/file_over_dir/x"));
+        assert!(gone(m, "d/wh_dev") && gone(m, "d/nothing0"));
+        assert_eq!(read(m, "d/own2"), "2");
+        assert_eq!(names(&m.path("d/cut_wh")), ["m1", "m3"]);
+    };
+    after(&m);
+    m.unmount();
+    let m = s.mount_rw(N);
+    warm_up_index(&m, N);
+    after(&m);
+}
+
+/// The same rules with no upper: every layer of the stack is a lower one, the top included.
+#[test]
+fn many_layers_read_only_lookups_follow_every_rule_with_the_name_index() {
+    const N: usize = 8;
+    let Some(s) = Scratch::for_fuse(N) else { return };
+    many_layer_stack(&s, N);
+    let lowers: Vec<String> = (1..=N).map(|i| s.p(&format!("l{i}")).display().to_string()).collect();
+    let m = Mount::overlay(&format!("lowerdir={}", lowers.join(":")), &s.p("mnt"));
+    warm_up_index(&m, N);
+    check_many_layer_view(&m, N);
+}
+
+/// strace's count of the calls of the `%stat` class made by the daemon serving `m` while
+/// `work` runs (every thread traced). `None` when strace is not installed (a failure under
+/// CI=true).
+fn daemon_stat_calls(m: &Mount, work: impl FnOnce()) -> Option<u64> {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    if Command::new("strace").arg("-V").output().is_err() {
+        missing("strace is not installed");
+        return None;
+    }
+    let pid = *daemon_pids(&m.mountpoint).first().expect("the daemon's pid");
+    let out = tempfile::NamedTempFile::new().unwrap();
+    // -f with -p attaches every thread of the daemon.
+    let mut tracer = Command::new("strace")
+        .args(["-f", "-c", "-e", "trace=%%stat", "-p", &pid.to_string(), "-o"])
+        .arg(out.path())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("strace");
+    let mut lines = std::io::BufReader::new(tracer.stderr.take().unwrap()).lines();
+    loop {
+        let line = lines.next().expect("strace attaches").unwrap();
+        if line.contains("attached") {
+            break;
+        }
+        eprintln!("{line}");
+    }
+    work();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(tracer.id() as i32), nix::sys::signal::SIGINT).unwrap();
+    tracer.wait().unwrap();
+    let report = fs::read_to_string(out.path()).unwrap();
+    // "% time  seconds  usecs/call  calls  [errors]  syscall": calls is the fourth column.
+    let calls = report
+        .lines()
+        .filter(|l| l.split_whitespace().last().is_some_and(|c| c.contains("stat")))
+        .filter_map(|l| l.split_whitespace().nth(3)?.parse::<u64>().ok())
+        .sum();
+    Some(calls)
+}
+
+/// In a directory merged from 64 lower layers, lookups cost about what they cost in one layer:
+/// neither a name that exists nor a missing one is probed in every layer (before the name
+/// index, each of these lookups stat'ed the name and its `.wh.` name in each layer: ~40,000
+/// calls in all), and the directory itself is resolved once, not again by the first request
+/// below it. Counted in the daemon's system calls, not timed.
+#[test]
+fn many_layers_a_lookup_does_not_probe_every_layer() {
+    const N: usize = 64;
+    const MISSING: usize = 256;
+    let Some(s) = Scratch::for_fuse(N) else { return };
+    for i in 1..=N {
+        s.write(&format!("l{i}/d/f{i}"), &format!("{i}"));
+    }
+    let m = s.mount_rw(N);
+    assert!(m.path("d").is_dir());
+    // The first lookup in `d` reads its layers for the index (getdents64: no stat) and starts
+    // from the entry the lookup of `d` resolved: `d` is not resolved again (it was: a stat of
+    // `d` and of its opaque marker in each of its layers).
+    let Some(first) = daemon_stat_calls(&m, || assert!(gone(&m, "d/first"))) else { return };
+    eprintln!("the first lookup in a directory of {N} layers: {first} stat calls in the daemon");
+    assert!(first < N as u64, "{first} stat calls for the first lookup in a directory of {N} layers");
+    let Some(calls) = daemon_stat_calls(&m, || {
+        for i in 1..=N {
+            assert_eq!(read(&m, &format!("d/f{i}")), i.to_string());
+        }
+        for i in 0..MISSING {
+            assert!(gone(&m, &format!("d/missing{i}")));
+        }
+    }) else {
+        return;
+    };
+    let lookups = (N + MISSING) as u64;
+    eprintln!("{lookups} lookups over {N} layers: {calls} stat calls in the daemon");
+    assert!(calls < 4 * lookups + 4 * N as u64, "{calls} stat calls for {lookups} lookups over {N} layers");
+}

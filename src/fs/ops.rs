@@ -162,10 +162,18 @@ impl Filesystem for StrataFs {
             if !pe.is_dir() {
                 return Err(Errno::ENOTDIR);
             }
-            self.child(&pe, name)
+            let Some(e) = self.child(&pe, name)? else { return Ok(None) };
+            let (attr, generation) = self.remember(&e);
+            if e.is_dir() {
+                // Requests below a directory start from its entry: without it cached they would
+                // resolve it again, probing every layer of its merge once more. Cached under the
+                // namespace lock, so a change made meanwhile can't leave it stale.
+                lock(&self.nodes).cache(&e);
+            }
+            Ok(Some((attr, self.ttl(&e), generation)))
         });
         match r {
-            Ok(Some(e)) => self.reply_entry(reply, Ok(e)),
+            Ok(Some((attr, ttl, generation))) => reply.entry(&ttl, &attr, Generation(generation)),
             // A name in no layer: node id 0 with a timeout is the protocol's cached ENOENT, so
             // asking again for a missing name (what package managers do a lot) stays in the
             // kernel. A name can only appear through this mount (the layers below never change),

@@ -116,14 +116,29 @@ pub fn proc_path(dir: BorrowedFd<'_>, name: &OsStr) -> PathBuf {
     p
 }
 
+/// An open file whose xattrs are read through its descriptor (`fgetxattr`): no path to
+/// resolve, unlike the `/proc/self/fd/N` path the `l*xattr` calls need (three times the cost,
+/// paid per layer of every merged directory a lookup finds).
+struct ByFd<'a>(BorrowedFd<'a>);
+
+impl AsRawFd for ByFd<'_> {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+impl xattr::FileExt for ByFd<'_> {}
+
 /// Whether the open directory `dir` is opaque in its layer (OCI marker or overlay xattr).
 pub fn is_opaque_dir(dir: BorrowedFd<'_>) -> io::Result<bool> {
+    use xattr::FileExt;
     if stat_at(dir, OsStr::new(OPAQUE_MARKER))?.is_some() {
         return Ok(true);
     }
-    let p = proc_path(dir, OsStr::new(""));
-    for name in OVERLAY_OPAQUE_XATTRS {
-        match xattr::get_deref(&p, name) {
+    // One listxattr, and a getxattr only for a marker it names (most directories have none).
+    let Ok(names) = ByFd(dir).list_xattr() else { return Ok(false) };
+    for name in names.filter(|n| OVERLAY_OPAQUE_XATTRS.iter().any(|o| n == o)) {
+        match ByFd(dir).get_xattr(&name) {
             Ok(Some(v)) if is_opaque_value(&v) => return Ok(true),
             Ok(_) => {}
             // No xattr support, or no permission to read trusted.*: not opaque.
@@ -135,8 +150,9 @@ pub fn is_opaque_dir(dir: BorrowedFd<'_>) -> io::Result<bool> {
 
 /// A directory unpack created with no tar entry for it: its attributes come from below.
 pub fn is_implicit_dir(dir: BorrowedFd<'_>) -> io::Result<bool> {
-    let p = proc_path(dir, OsStr::new(""));
-    Ok(IMPLICIT_DIR_XATTRS.iter().any(|name| matches!(xattr::get_deref(&p, name), Ok(Some(_)))))
+    use xattr::FileExt;
+    let Ok(mut names) = ByFd(dir).list_xattr() else { return Ok(false) };
+    Ok(names.any(|n| IMPLICIT_DIR_XATTRS.iter().any(|i| n == *i)))
 }
 
 /// File type bits of a stat.

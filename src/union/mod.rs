@@ -7,6 +7,7 @@
 
 pub mod layer;
 pub mod listing;
+pub mod name_index;
 pub mod pathhash;
 pub mod resolve;
 pub mod stack;

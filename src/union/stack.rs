@@ -20,6 +20,7 @@ use nix::sys::stat::{FileStat, Mode};
 
 use super::layer::{Layer, SafeFd, file_type, is_dir, is_implicit_dir, is_opaque_dir, stat_at};
 use super::listing::{self, ListEntry, Listing};
+use super::name_index::{MIN_LAYERS, NameIndex, NameIndexes};
 use super::pathhash::PathHash;
 use super::xattr_memo::XattrMemo;
 use crate::layer::override_stat::{self, OverrideStat};
@@ -85,6 +86,8 @@ pub struct Stack {
     fd_store: OnceLock<Arc<dyn DirFdStore>>,
     /// Override values already read in marked layers (a getxattr per stat otherwise).
     overrides: XattrMemo<OverrideStat>,
+    /// Merged name indexes of directories with many lower layers (`name_index.rs`).
+    names: NameIndexes,
 }
 
 /// Directory fds kept beyond the stack's own LRU: the FUSE filesystem keeps each directory's fds
@@ -137,6 +140,7 @@ impl Stack {
             generation: AtomicU64::new(0),
             fd_store: OnceLock::new(),
             overrides: XattrMemo::default(),
+            names: NameIndexes::default(),
         })
     }
 
@@ -273,7 +277,9 @@ impl Stack {
     }
 
     /// Looks up `name` in `parent`, using only the given layers of the parent (top first):
-    /// e.g. `&parent.layers[1..]` asks "what would be there without the upper?".
+    /// e.g. `&parent.layers[1..]` asks "what would be there without the upper?". In a directory
+    /// merged from many lower layers their name index says which of them to visit
+    /// (`name_index.rs`).
     pub fn lookup_child_in(
         &self,
         parent: &Entry,
@@ -283,6 +289,17 @@ impl Stack {
         if is_reserved(name) || name.is_empty() || name == "." || name == ".." {
             return Ok(None);
         }
+        // With the directory's lower layers indexed, only the layers holding the name are
+        // visited (the upper, never indexed, still is), and no `.wh.` name in them: the index
+        // ends a name's layers at its whiteout.
+        let narrowed: Vec<usize>;
+        let (layers, indexed_from) = match self.name_index(parent, layers) {
+            Some((upper, ix)) => {
+                narrowed = upper.iter().chain(ix.layers_of(name)).copied().collect();
+                (&narrowed[..], upper.len())
+            }
+            None => (layers, layers.len()),
+        };
         let path = parent.path.join(name);
         let wh = whiteout_name(name);
         let mut found: Option<Entry> = None;
@@ -329,11 +346,23 @@ impl Stack {
                     }
                 }
             }
-            if below && stat_at(dir.as_fd(), &wh)?.is_some() {
+            if below && i < indexed_from && stat_at(dir.as_fd(), &wh)?.is_some() {
                 break;
             }
         }
         Ok(found)
+    }
+
+    /// The name index for a lookup in `parent` over `layers`, with the upper part of `layers`
+    /// (layer 0 of a writable stack, or nothing): only when the rest is the directory's whole
+    /// lower part (a suffix of it, as [`Stack::listed_child`] asks for, hides nothing above).
+    fn name_index<'a>(&self, parent: &Entry, layers: &'a [usize]) -> Option<(&'a [usize], Arc<NameIndex>)> {
+        let upper_part = |ls: &[usize]| usize::from(self.writable && ls.first() == Some(&0));
+        let (upper, lower) = layers.split_at(upper_part(layers));
+        if lower.len() < MIN_LAYERS || lower != &parent.layers[upper_part(&parent.layers)..] {
+            return None;
+        }
+        self.names.for_lookup(self, &parent.path, lower).map(|ix| (upper, ix))
     }
 
     /// The entry of a name listed in `dir`, looked up only from the layer the listing found it
