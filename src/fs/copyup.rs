@@ -284,7 +284,18 @@ impl StrataFs {
         self.changed_one(&e.path);
         self.record_new(&e.path, None)?;
         tracing::debug!(path = %e.path.display(), "copied up");
-        let up = self.lookup_path(&e.path)?;
+        let up = if e.is_dir() {
+            // The copy is the top of the directory's merge, over the same lower layers, and no
+            // marker of its own (made here, private xattrs not copied): no lookup through the
+            // layers (a stat, an opaque and an implicit check in each) to find that out.
+            let stat = self.stack.stat_in(0, &e.path).map_err(errno)?.ok_or(Errno::ENOENT)?;
+            let layers = std::iter::once(0).chain(e.layers.iter().copied().filter(|&l| l != 0)).collect();
+            let up = Entry { path: e.path.clone(), layer: 0, stat, layers };
+            lock(&self.nodes).cache(&up);
+            up
+        } else {
+            self.lookup_path(&e.path)?
+        };
         // What the copy is known to carry, for the file as it now is (the rename moved its
         // ctime): the opens and writes that follow read neither xattr back.
         if made.origin_set {
