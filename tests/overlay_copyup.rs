@@ -155,3 +155,33 @@ fn a_file_open_for_reading_opens_for_writing() {
         m.unmount();
     }
 }
+
+/// A directory merged from several layers keeps its merge once copied up: the names of every layer
+/// down to an opaque one, none that a whiteout or the opaque marker hides, the same st_ino (the
+/// upper entry is built from the lower one's layers, not looked up again).
+#[test]
+fn copied_up_directory_keeps_its_merge() {
+    let Some(s) = Scratch::for_fuse(3) else { return };
+    s.write("l1/d/top", "1");
+    s.write("l1/d/.wh.hidden", "");
+    s.write("l2/d/mid", "2");
+    s.write("l2/d/hidden", "x");
+    s.write("l2/d/.wh..wh..opq", "");
+    s.write("l3/d/below_opaque", "3");
+    s.write("l3/d/sub/deep", "4");
+    let m = s.mount_rw(3);
+    let d = m.path("d");
+    let ino = fs::metadata(&d).unwrap().ino();
+    assert_eq!(names(&d), ["mid", "top"]);
+    // Copies d up (a new name in it), then its listing, lookups and attributes.
+    fs::write(d.join("new"), "n").unwrap();
+    assert!(s.p("upper/d").is_dir(), "copied up");
+    assert_eq!(names(&d), ["mid", "new", "top"]);
+    assert_eq!(fs::read_to_string(d.join("mid")).unwrap(), "2");
+    assert!(!d.join("hidden").exists() && !d.join("below_opaque").exists() && !d.join("sub").exists());
+    assert_eq!(fs::metadata(&d).unwrap().ino(), ino, "st_ino kept");
+    // A file of a lower layer of the merge copies up below the copied directory.
+    OpenOptions::new().append(true).open(d.join("mid")).unwrap().write_all(b"+").unwrap();
+    assert_eq!(fs::read_to_string(s.p("upper/d/mid")).unwrap(), "2+");
+    assert_eq!(names(&d), ["mid", "new", "top"]);
+}

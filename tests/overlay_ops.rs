@@ -339,3 +339,39 @@ fn reads_racing_truncation_return_whole_data() {
     drop(f);
     assert!(fs::read(m.path("racy")).unwrap() == data);
 }
+
+/// A write drops a file's capability (the kernel asks for `security.capability` before every
+/// write(2) and removes it): the daemon remembers files that have none, and that memory must not
+/// outlive a capability set since — on a file made through the mount, and on a lower file whose
+/// copy-up carried one.
+#[test]
+fn a_write_drops_a_capability_set_since_the_file_was_made() {
+    let Some((s, m)) = setup() else { return };
+    // cap_net_raw+ep, VFS_CAP_REVISION_2
+    let cap: &[u8] = &[1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let made = m.path("made");
+    fs::write(&made, "x").unwrap();
+    xattr::set(&made, "security.capability", cap).unwrap();
+    assert_eq!(xattr::get(&made, "security.capability").unwrap().as_deref(), Some(cap));
+    OpenOptions::new().append(true).open(&made).unwrap().write_all(b"y").unwrap();
+    assert_eq!(xattr::get(&made, "security.capability").unwrap(), None, "the write dropped it");
+    assert_eq!(xattr::get(s.p("upper/made"), "security.capability").unwrap(), None);
+    assert_eq!(fs::read_to_string(&made).unwrap(), "xy");
+
+    s.write("l2/capped", "lower");
+    xattr::set(s.p("l2/capped"), "security.capability", cap).unwrap();
+    let capped = m.path("capped");
+    OpenOptions::new().append(true).open(&capped).unwrap().write_all(b"!").unwrap();
+    assert_eq!(xattr::get(&capped, "security.capability").unwrap(), None, "the write dropped it");
+    assert_eq!(xattr::get(s.p("upper/capped"), "security.capability").unwrap(), None);
+    assert_eq!(
+        xattr::get(s.p("l2/capped"), "security.capability").unwrap().as_deref(),
+        Some(cap),
+        "lower untouched"
+    );
+    // Made, written (remembered as capability-free), then given one: the next write drops it.
+    fs::write(&made, "again").unwrap();
+    xattr::set(&made, "security.capability", cap).unwrap();
+    OpenOptions::new().append(true).open(&made).unwrap().write_all(b"!").unwrap();
+    assert_eq!(xattr::get(&made, "security.capability").unwrap(), None);
+}

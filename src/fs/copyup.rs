@@ -52,10 +52,22 @@ impl StrataFs {
         self.work.as_ref().map(|w| w.as_fd()).ok_or(Errno::EROFS)
     }
 
+    /// The owner of a new file in the work dir (`StrataFs::work_owner`).
+    fn work_owner(&self) -> Option<(u32, u32)> {
+        *self.work_owner.get_or_init(|| {
+            let wst = nix::sys::stat::fstat(self.work_fd().ok()?).ok()?;
+            let gid =
+                if wst.st_mode & libc::S_ISGID != 0 { wst.st_gid } else { nix::unistd::getegid().as_raw() };
+            Some((nix::unistd::geteuid().as_raw(), gid))
+        })
+    }
+
     /// A fresh name in the work dir.
     pub(crate) fn temp_name(&self) -> OsString {
+        // The pid only tells daemons apart: taken once (each getpid is a syscall).
+        static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        OsString::from(format!("strata-{}-{n}", std::process::id()))
+        OsString::from(format!("strata-{}-{n}", PID.get_or_init(std::process::id)))
     }
 
     /// Makes sure `e` exists in the upper layer and returns its upper entry.
@@ -108,7 +120,8 @@ impl StrataFs {
             }
         };
         self.wrote.store(true, Ordering::Relaxed);
-        let tmp = self.copy_to_work(&e, origin, true)?;
+        let made = self.copy_to_work(&e, origin, true)?;
+        let tmp = made.name.clone();
         let _ns = self.ns.write().unwrap_or_else(|e| e.into_inner());
         match self.lookup_path(path) {
             Ok(now)
@@ -118,7 +131,7 @@ impl StrataFs {
                     && now.stat.st_dev == e.stat.st_dev =>
             {
                 // Installed by its rename; a failure may leave it in the work dir.
-                let r = self.copy_up_with(&now, true, Some(tmp.clone())).map(drop);
+                let r = self.copy_up_with(&now, true, Some(made)).map(drop);
                 if r.is_err() {
                     let _ = self.remove_work(&tmp, false);
                 }
@@ -219,7 +232,7 @@ impl StrataFs {
     }
 
     /// Copies up `e`; `ready` is a copy of it already built in the work dir.
-    fn copy_up_with(&self, e: &Entry, data: bool, ready: Option<OsString>) -> R<Entry> {
+    fn copy_up_with(&self, e: &Entry, data: bool, ready: Option<WorkCopy>) -> R<Entry> {
         if self.read_only {
             return Err(Errno::EROFS);
         }
@@ -250,10 +263,11 @@ impl StrataFs {
             self.copy_up_data(ae, true)?;
         }
         let origin = self.base_ino(e);
-        let tmp = match ready {
+        let made = match ready {
             Some(t) => t,
             None => self.copy_to_work(e, origin, data)?,
         };
+        let tmp = made.name;
         let work = self.work_fd()?;
         let updir = self.stack.dir_fd(0, parent).map_err(errno)?;
         // Copy-up changes nothing in the merged parent: keep its times.
@@ -270,7 +284,27 @@ impl StrataFs {
         self.changed_one(&e.path);
         self.record_new(&e.path, None)?;
         tracing::debug!(path = %e.path.display(), "copied up");
-        self.lookup_path(&e.path)
+        let up = if e.is_dir() {
+            // The copy is the top of the directory's merge, over the same lower layers, and no
+            // marker of its own (made here, private xattrs not copied): no lookup through the
+            // layers (a stat, an opaque and an implicit check in each) to find that out.
+            let stat = self.stack.stat_in(0, &e.path).map_err(errno)?.ok_or(Errno::ENOENT)?;
+            let layers = std::iter::once(0).chain(e.layers.iter().copied().filter(|&l| l != 0)).collect();
+            let up = Entry { path: e.path.clone(), layer: 0, stat, layers };
+            lock(&self.nodes).cache(&up);
+            up
+        } else {
+            self.lookup_path(&e.path)?
+        };
+        // What the copy is known to carry, for the file as it now is (the rename moved its
+        // ctime): the opens and writes that follow read neither xattr back.
+        if made.origin_set {
+            self.inos.origins.note(0, &up.stat, Some(origin));
+        }
+        if made.no_caps {
+            self.no_caps.note(0, &up.stat, None);
+        }
+        Ok(up)
     }
 
     fn remove_work(&self, tmp: &OsStr, dir: bool) -> R<()> {
@@ -279,8 +313,8 @@ impl StrataFs {
         nix::unistd::unlinkat(self.work_fd()?, tmp, flag)
     }
 
-    /// Builds a copy of `e` (without children) in the work dir; returns its name there.
-    fn copy_to_work(&self, e: &Entry, origin: u64, data: bool) -> R<OsString> {
+    /// Builds a copy of `e` (without children) in the work dir.
+    fn copy_to_work(&self, e: &Entry, origin: u64, data: bool) -> R<WorkCopy> {
         let work = self.work_fd()?;
         let tmp = self.temp_name();
         let (srcdir, name) = self.parent_fd(e, e.layer)?;
@@ -289,6 +323,7 @@ impl StrataFs {
         let disk = self.stack.disk_stat(e).map_err(errno)?;
         let st = &disk;
         let perm = Mode::from_bits_truncate(st.st_mode & 0o7777);
+        let mut made = WorkCopy { name: tmp.clone(), origin_set: false, no_caps: false };
         let res = (|| -> R<()> {
             match st.st_mode & libc::S_IFMT {
                 libc::S_IFREG => {
@@ -303,12 +338,14 @@ impl StrataFs {
                         Mode::from_bits_truncate(0o600),
                     )?;
                     if data {
-                        copy_data(src.as_fd(), dst.as_fd(), st.st_size.max(0) as u64)?;
+                        copy_data(src.as_fd(), dst.as_fd(), st)?;
                     }
                     let dst = File::from(dst);
                     self.set_meta_fd(&dst, st, perm)?;
-                    copy_xattrs(&proc_path(srcdir.as_fd(), name), &proc_path(work, &tmp));
-                    let _ = dst.set_xattr(self.inos.origin_xattr, &InoMap::encode(origin));
+                    // Through the open files: no /proc path to resolve per call.
+                    let copied = copy_file_xattrs(&File::from(src), &dst);
+                    made.no_caps = copied.is_some_and(|names| !names.iter().any(|n| n == CAPS));
+                    made.origin_set = dst.set_xattr(self.inos.origin_xattr, &InoMap::encode(origin)).is_ok();
                     set_times(work, &tmp, st)?;
                 }
                 libc::S_IFDIR => {
@@ -349,15 +386,19 @@ impl StrataFs {
             let _ = self.remove_work(&tmp, st.st_mode & libc::S_IFMT == libc::S_IFDIR);
             return Err(err);
         }
-        Ok(tmp)
+        Ok(made)
     }
 
+    /// Owner and mode of a copy just made in the work dir (owned by `work_owner`: no chown
+    /// when that is already the lower file's owner, root's common case).
     fn set_meta_fd(&self, f: &File, st: &FileStat, perm: Mode) -> R<()> {
-        tolerate_eperm(nix::unistd::fchown(
-            f,
-            Some(Uid::from_raw(st.st_uid)),
-            Some(Gid::from_raw(st.st_gid)),
-        ))?;
+        if self.work_owner() != Some((st.st_uid, st.st_gid)) {
+            tolerate_eperm(nix::unistd::fchown(
+                f,
+                Some(Uid::from_raw(st.st_uid)),
+                Some(Gid::from_raw(st.st_gid)),
+            ))?;
+        }
         fchmod(f, perm)?;
         Ok(())
     }
@@ -485,10 +526,31 @@ pub(crate) fn tolerate_eperm(r: R<()>) -> R<()> {
     }
 }
 
-/// Copies file data, keeping holes.
-fn copy_data(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, size: u64) -> R<()> {
+/// Copies file data, keeping holes. A file with as many blocks as its size needs has none
+/// to look for (most files): copied in one go, with no SEEK_DATA/SEEK_HOLE and no truncate.
+fn copy_data(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, st: &FileStat) -> R<()> {
+    let end = st.st_size.max(0);
+    if st.st_blocks.saturating_mul(512) >= end {
+        let (mut off_in, mut off_out) = (0i64, 0i64);
+        while off_in < end {
+            let want = (end - off_in) as usize;
+            match crate::sys::fsio::copy_file_range(src, &mut off_in, dst, &mut off_out, want) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(Errno::EXDEV | Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => {
+                    copy_plain(src, dst, &mut off_in, end)?;
+                    off_out = off_in;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if off_out < end {
+            // The source came up short (it can't change, but its size is what the stat said).
+            nix::unistd::ftruncate(dst, end)?;
+        }
+        return Ok(());
+    }
     let mut pos: i64 = 0;
-    let end = size as i64;
     while pos < end {
         let data = match lseek(src, pos, Whence::SeekData) {
             Ok(d) => d,
@@ -532,6 +594,35 @@ fn copy_plain(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, off: &mut i64, end: i64)
         *off += n as i64;
     }
     Ok(())
+}
+
+/// The xattr the kernel asks for before every write(2), to drop it (`StrataFs::no_caps`).
+pub(crate) const CAPS: &str = "security.capability";
+
+/// A copy built in the work dir: its name there, and what it is known to carry.
+pub(crate) struct WorkCopy {
+    name: OsString,
+    /// The origin xattr was written.
+    origin_set: bool,
+    /// Every xattr of the lower file was listed, and `security.capability` was not among them.
+    no_caps: bool,
+}
+
+/// Copies the xattrs of the open file `src` to `dst`, as [`copy_xattrs`]; the names the source
+/// has (`None` when they could not be listed).
+fn copy_file_xattrs(src: &File, dst: &File) -> Option<Vec<OsString>> {
+    let names: Vec<OsString> = src.list_xattr().ok()?.collect();
+    for n in &names {
+        if is_private_xattr(n) {
+            continue;
+        }
+        if let Ok(Some(v)) = src.get_xattr(n) {
+            if let Err(e) = dst.set_xattr(n, &v) {
+                tracing::warn!(name = ?n, "copy-up: xattr not copied: {e}");
+            }
+        }
+    }
+    Some(names)
 }
 
 /// Copies the xattrs of one file to another (paths under /proc/self/fd, never followed at the

@@ -23,7 +23,9 @@ impl StrataFs {
             return Err(Errno::EROFS);
         }
         let pe = self.entry(parent)?;
-        if self.child(&pe, name)?.is_some() {
+        // In a directory of the upper alone (new or opaque) the name is taken only in the upper,
+        // where the call that makes it fails with EEXIST itself (`make_new`): no stat first.
+        if !self.upper_only(&pe) && self.child(&pe, name)?.is_some() {
             return Err(Errno::EEXIST);
         }
         self.writable_dir(&pe)
@@ -61,15 +63,25 @@ impl StrataFs {
         let file =
             File::from(self.make_new(&fd, name, || nix::fcntl::openat(fd.as_fd(), name, oflags, perm))?);
         // Owner first, then the mode: chown clears setuid/setgid, and the daemon's own umask
-        // may have taken bits off the create mode. The file's stat tells whether a chmod is due.
-        let made = self.set_owner(&fd, &pe, name, who).and_then(|()| {
-            let st = nix::sys::stat::fstat(&file)?;
+        // may have taken bits off the create mode. The file's stat tells whether either is due
+        // (a daemon creating for its own ids, root's common case, makes the owner right).
+        let made = (|| {
+            let mut st = nix::sys::stat::fstat(&file)?;
+            let (uid, gid) = super::upper::new_owner(&pe, who);
+            if (st.st_uid, st.st_gid) != (uid, gid) {
+                super::copyup::tolerate_eperm(nix::unistd::fchown(
+                    &file,
+                    Some(nix::unistd::Uid::from_raw(uid)),
+                    Some(nix::unistd::Gid::from_raw(gid)),
+                ))?;
+                st = nix::sys::stat::fstat(&file)?;
+            }
             if st.st_mode & 0o7777 == perm.bits() {
                 return Ok(st);
             }
             fchmod(&file, perm)?;
             nix::sys::stat::fstat(&file)
-        });
+        })();
         let st = match made {
             Ok(st) => st,
             Err(e) => {
@@ -78,6 +90,8 @@ impl StrataFs {
             }
         };
         let e = self.after_create(&pe, name, false, Some(st))?;
+        // A file just made has no capability: its first write asks (see `no_caps`).
+        self.no_caps.note(0, &e.stat, None);
         Ok((e, file))
     }
 

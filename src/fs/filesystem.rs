@@ -17,6 +17,7 @@ use super::handles::Handles;
 use super::ino::{InoMap, ROOT_INO};
 use super::nodes::Nodes;
 use crate::union::layer::{SafeFd, proc_path};
+use crate::union::xattr_memo::XattrMemo;
 use crate::union::{Entry, Stack};
 
 /// st_ino → the paths of a lower layer's hard-linked files.
@@ -64,6 +65,13 @@ pub struct StrataFs {
     pub(crate) links: Mutex<HashMap<usize, Arc<LinkMap>>>,
     /// Per-inode locks of copy-ups made outside the namespace lock.
     pub(crate) copy_locks: super::copyup::CopyLocks,
+    /// Files known to have no `security.capability`, by layer, inode and ctime (as the
+    /// origins): the kernel asks before every write(2), mostly about files this daemon has
+    /// just made or copied up.
+    pub(crate) no_caps: XattrMemo<()>,
+    /// Who owns a file this daemon makes in the work dir (its ids, the work dir's group when
+    /// that is setgid); found at the first copy-up, once the daemon is in its namespace.
+    pub(crate) work_owner: std::sync::OnceLock<Option<(u32, u32)>>,
 }
 
 impl std::fmt::Debug for StrataFs {
@@ -122,6 +130,8 @@ impl StrataFs {
             freeze: Arc::default(),
             links: Mutex::new(HashMap::new()),
             copy_locks: Default::default(),
+            no_caps: XattrMemo::default(),
+            work_owner: std::sync::OnceLock::new(),
         })
     }
 

@@ -12,6 +12,7 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::{Mode, UtimensatFlags, utimensat};
 use nix::sys::time::TimeSpec;
 
+use super::attr::to_attr;
 use super::filesystem::{R, StrataFs, errno};
 use crate::union::Entry;
 
@@ -187,9 +188,13 @@ impl StrataFs {
     }
 
     /// getattr, by name or (for a node whose names are gone) through an open file of it.
+    /// The node id is the st_ino the kernel was given for this object (see `ino.rs`), so it is
+    /// answered as is: an upper entry's origin xattr is not read again whenever its ctime
+    /// moved (a directory's moves with every name made in it: a parent's GETATTR follows each
+    /// create).
     pub(crate) fn do_getattr(&self, ino: u64, fh: Option<u64>) -> R<(FileAttr, std::time::Duration)> {
         match self.entry_shared(ino) {
-            Ok(e) => Ok((self.attr(&e), self.ttl(&e))),
+            Ok(e) => Ok((to_attr(&e.stat, ino, e.is_dir() && e.is_merged()), self.ttl(&e))),
             Err(Errno::ESTALE) => self.unlinked_attr(ino, fh),
             Err(err) => Err(err),
         }

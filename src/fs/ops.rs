@@ -536,6 +536,13 @@ impl Filesystem for StrataFs {
                     Err(err) => return reply.error(err),
                 };
                 let (attr, generation) = self.remember(&e);
+                // A new file is used at once (its first write's GETXATTR, a getattr): its entry
+                // is kept, so those don't look it up again (under the namespace lock, as every
+                // entry cached; an upper entry is checked against the disk at each use anyway).
+                {
+                    let _ns = self.ns.read().unwrap_or_else(|e| e.into_inner());
+                    lock(&self.nodes).cache(&e);
+                }
                 let ttl = self.ttl(&e);
                 match backing {
                     Some(b) => reply.created_passthrough(&ttl, &attr, Generation(generation), Fh(fh), fl, &b),

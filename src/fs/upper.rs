@@ -86,6 +86,12 @@ impl StrataFs {
         Ok((up, fd))
     }
 
+    /// Whether the directory `dir` is in the upper alone (new, or opaque): no lower name shows
+    /// through it, so nothing in it needs a whiteout or a lower lookup.
+    pub(crate) fn upper_only(&self, dir: &Entry) -> bool {
+        self.stack.has_upper() && dir.layers.iter().all(|&l| l == 0)
+    }
+
     /// What the lower layers show at `name` in the upper directory `dir`.
     pub(crate) fn lower_entry(&self, dir: &Entry, name: &OsStr) -> R<Option<Entry>> {
         let lower: &[usize] = match dir.layers.split_first() {
@@ -282,7 +288,7 @@ impl StrataFs {
         let path = parent.path.join(name);
         // A directory of the upper alone (new, or opaque) hides no lower name and so never got
         // a whiteout: nothing to look for.
-        let over_lowers = parent.layers.iter().any(|&l| l != 0);
+        let over_lowers = !self.upper_only(parent);
         if is_dir && over_lowers {
             if let Some(lower) = self.lower_entry(parent, name)? {
                 if lower.is_dir() {

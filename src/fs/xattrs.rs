@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use nix::errno::Errno;
 
+use super::copyup::CAPS;
 use super::filesystem::{R, StrataFs, errno};
 use super::ino::is_private_xattr;
 use crate::layer::override_stat::is_override_xattr;
@@ -39,9 +40,20 @@ impl StrataFs {
             Err(Errno::ESTALE) => return self.unlinked_getxattr(ino, name),
             Err(err) => return Err(err),
         };
+        // The kernel asks for the capability before every write(2) (to drop it): a file known
+        // to have none (made or copied up here, or asked before) is answered from memory, its
+        // ctime unchanged since (`entry` gives an upper file's current stat).
+        let caps = name == CAPS;
+        if caps && self.no_caps.get(e.layer, &e.stat) == Some(None) {
+            return Err(Errno::ENODATA);
+        }
         let (p, deref, _fd) = self.xattr_path(&e, e.layer)?;
         let v = if deref { xattr::get_deref(&p, name) } else { xattr::get(&p, name) };
-        v.map_err(errno)?.ok_or(Errno::ENODATA)
+        let v = v.map_err(errno)?;
+        if caps && v.is_none() {
+            self.no_caps.note(e.layer, &e.stat, None);
+        }
+        v.ok_or(Errno::ENODATA)
     }
 
     /// listxattr(2): NUL-terminated names.
