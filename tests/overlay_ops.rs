@@ -375,3 +375,101 @@ fn a_write_drops_a_capability_set_since_the_file_was_made() {
     OpenOptions::new().append(true).open(&made).unwrap().write_all(b"!").unwrap();
     assert_eq!(xattr::get(&made, "security.capability").unwrap(), None);
 }
+
+/// Writes through the daemon (no passthrough; the daemon then clears suid/sgid itself, the
+/// kernel's `FUSE_HANDLE_KILLPRIV_V2`) and through passthrough give the same files: data at odd
+/// offsets and sizes, appends, O_DIRECT; suid, and sgid on a group-executable file, cleared by a
+/// write or a truncate from a caller without CAP_FSETID and by any chown, kept for a root
+/// writer; a capability dropped by the next write.
+#[test]
+fn writes_and_the_suid_bits_they_clear_with_and_without_passthrough() {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let Some(s) = Scratch::for_fuse(1) else { return };
+    let data = common::registry::noise((2 << 20) + 4321, 11);
+    for extra in ["nopassthrough", "passthrough"] {
+        fs::remove_dir_all(s.p("upper")).unwrap();
+        fs::create_dir(s.p("upper")).unwrap();
+        let opts = if extra == "passthrough" { s.rw_opts(1) } else { format!("{},{extra}", s.rw_opts(1)) };
+        let mut m = Mount::overlay(&opts, &s.p("mnt"));
+
+        // Data: pieces of odd sizes at odd offsets, out of order, then appends and O_DIRECT.
+        let f = OpenOptions::new().create(true).truncate(true).write(true).open(m.path("data")).unwrap();
+        let mut expect = vec![0u8; data.len()];
+        let cuts = [0usize, 1, 4095, 4097, 70_001, 1 << 20, (1 << 20) + 3, (2 << 20) + 1, data.len()];
+        for w in cuts.windows(2).rev() {
+            f.write_all_at(&data[w[0]..w[1]], w[0] as u64).unwrap();
+            expect[w[0]..w[1]].copy_from_slice(&data[w[0]..w[1]]);
+        }
+        drop(f);
+        let mut a = OpenOptions::new().append(true).open(m.path("data")).unwrap();
+        for piece in [&b"x"[..], &data[..12_345], &data[..1 << 20]] {
+            a.write_all(piece).unwrap();
+            expect.extend_from_slice(piece);
+        }
+        drop(a);
+        if extra == "nopassthrough" {
+            // O_DIRECT: as the writer asked (passthrough hands it to the upper's filesystem,
+            // which wants aligned offsets).
+            let d = OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(m.path("data")).unwrap();
+            d.write_all_at(&data[..777_777], 5).unwrap();
+            expect[5..777_782].copy_from_slice(&data[..777_777]);
+        }
+        assert!(fs::read(m.path("data")).unwrap() == expect, "{extra}: data through the mount");
+        assert!(fs::read(s.p("upper/data")).unwrap() == expect, "{extra}: data in the upper");
+
+        // suid/sgid. `nofsetid` runs a shell as root without CAP_FSETID.
+        let nofsetid = |script: &str| {
+            let st = std::process::Command::new("setpriv")
+                .args(["--bounding-set", "-fsetid", "--inh-caps", "-fsetid", "--", "sh", "-euc", script])
+                .status()
+                .unwrap();
+            assert!(st.success(), "{extra}: {script}");
+        };
+        let mode = |name: &str| fs::metadata(m.path(name)).unwrap().mode() & 0o7777;
+        let make = |name: &str, mode: u32| {
+            fs::write(m.path(name), "12345").unwrap();
+            fs::set_permissions(m.path(name), fs::Permissions::from_mode(mode)).unwrap();
+        };
+        for (name, before, after) in [("su", 0o6755, 0o0755), ("sgid-noexec", 0o6745, 0o2745)] {
+            make(name, before);
+            nofsetid(&format!("printf x >> {}", m.path(name).display()));
+            assert_eq!(mode(name), after, "{extra}: {name} after a write without CAP_FSETID");
+            assert_eq!(fs::metadata(s.p(&format!("upper/{name}"))).unwrap().mode() & 0o7777, after);
+            assert_eq!(fs::read_to_string(m.path(name)).unwrap(), "12345x");
+        }
+        make("root-writes", 0o6755);
+        OpenOptions::new().append(true).open(m.path("root-writes")).unwrap().write_all(b"y").unwrap();
+        assert_eq!(mode("root-writes"), 0o6755, "{extra}: root (CAP_FSETID) keeps the bits");
+        make("truncated", 0o6755);
+        nofsetid(&format!("truncate -s 2 {}", m.path("truncated").display()));
+        assert_eq!(mode("truncated"), 0o0755, "{extra}: truncate without CAP_FSETID");
+        assert_eq!(fs::read_to_string(m.path("truncated")).unwrap(), "12");
+        make("opened-trunc", 0o6755);
+        nofsetid(&format!("printf z > {}", m.path("opened-trunc").display()));
+        assert_eq!(mode("opened-trunc"), 0o0755, "{extra}: O_TRUNC open without CAP_FSETID");
+        assert_eq!(fs::read_to_string(m.path("opened-trunc")).unwrap(), "z");
+        make("chowned", 0o6755);
+        std::os::unix::fs::chown(m.path("chowned"), Some(1), Some(1)).unwrap();
+        assert_eq!(mode("chowned"), 0o0755, "{extra}: chown");
+        assert_eq!(fs::metadata(m.path("chowned")).unwrap().uid(), 1);
+
+        // cap_net_raw+ep, VFS_CAP_REVISION_2: dropped by the next write, also after earlier
+        // writes found none (the kernel's SB_NOSEC memory of the inode is cleared by the set).
+        let cap: &[u8] = &[1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        let capped = m.path("capped");
+        let mut c = OpenOptions::new().create(true).append(true).open(&capped).unwrap();
+        c.write_all(b"a").unwrap();
+        c.write_all(b"b").unwrap();
+        xattr::set(&capped, "security.capability", cap).unwrap();
+        c.write_all(b"c").unwrap();
+        assert_eq!(
+            xattr::get(&capped, "security.capability").unwrap(),
+            None,
+            "{extra}: the write dropped it"
+        );
+        assert_eq!(xattr::get(s.p("upper/capped"), "security.capability").unwrap(), None, "{extra}");
+        drop(c);
+        assert_eq!(fs::read_to_string(&capped).unwrap(), "abc");
+        m.unmount();
+    }
+}

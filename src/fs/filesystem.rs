@@ -51,9 +51,9 @@ pub struct StrataFs {
     /// Namespace lock: mutations exclusive, lookups shared.
     pub(crate) ns: RwLock<()>,
     pub(crate) read_only: bool,
-    /// Whether opens get a passthrough backing: asked for at INIT, and off for good once the
-    /// kernel refuses one (it wants CAP_SYS_ADMIN in the initial user namespace, which a
-    /// rootless daemon lacks), so that no open pays for a second refusal.
+    /// Whether opens get a passthrough backing: asked for at INIT unless the daemon is not root
+    /// in the initial user namespace (the kernel wants CAP_SYS_ADMIN there), and off for good
+    /// once the kernel refuses one, so that no open pays for a second refusal.
     pub(crate) passthrough: AtomicBool,
     pub(crate) counter: AtomicU64,
     /// Set once anything is written to the upper (shared with the session's owner, which

@@ -122,6 +122,20 @@ impl StrataFs {
     }
 
     /// write(2) at an offset.
+    /// Clears the suid bit of `ino`, and the sgid bit if it is group-executable, as the
+    /// kernel does on a write, a truncate by a caller without CAP_FSETID, and a chown: the
+    /// kernel leaves it to the daemon once `FUSE_HANDLE_KILLPRIV_V2` is on (see `init`).
+    /// Returns the mode to set, if any bit was set (`fh`: for a node whose names are gone).
+    pub(crate) fn killed_suidgid(&self, ino: u64, fh: Option<u64>) -> R<Option<u32>> {
+        let (attr, _) = self.do_getattr(ino, fh)?;
+        let mode = u32::from(attr.perm);
+        let mut killed = mode & !libc::S_ISUID;
+        if mode & (libc::S_ISGID | libc::S_IXGRP) == libc::S_ISGID | libc::S_IXGRP {
+            killed &= !libc::S_ISGID;
+        }
+        Ok((killed != mode).then_some(killed))
+    }
+
     pub(crate) fn do_write(&self, fh: u64, offset: u64, data: &[u8]) -> R<u32> {
         let h = self.handles.file(fh).ok_or(Errno::EBADF)?;
         if !h.upper {

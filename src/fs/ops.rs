@@ -142,12 +142,24 @@ impl Filesystem for StrataFs {
         }
         let _ = config.set_max_write(1 << 20);
         let _ = config.set_max_background(64);
+        // The kernel opens a passthrough backing only for CAP_SYS_ADMIN in the initial user
+        // namespace: a rootless daemon would be refused at its first open.
+        if self.passthrough() && !crate::sys::userns::privileged() {
+            *self.passthrough.get_mut() = false;
+        }
         if self.passthrough() {
             let ok = config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
                 && config.set_max_stack_depth(1).is_ok();
             *self.passthrough.get_mut() = ok;
         }
-        tracing::info!(passthrough = self.passthrough(), "FUSE session initialised");
+        // Without passthrough every write reaches the daemon, which can then clear suid/sgid
+        // itself (the WRITE and SETATTR kill flags): with FUSE_HANDLE_KILLPRIV_V2 the kernel sets
+        // SB_NOSEC, so a write(2) no longer asks for `security.capability` (a GETXATTR round
+        // trip before every write) once a file is known to have none. With passthrough the
+        // daemon never sees a write, so the kernel keeps that job.
+        let killpriv =
+            !self.passthrough() && config.add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV_V2).is_ok();
+        tracing::info!(passthrough = self.passthrough(), killpriv, "FUSE session initialised");
         Ok(())
     }
 
@@ -210,11 +222,17 @@ impl Filesystem for StrataFs {
         _chgtime: Option<SystemTime>,
         _bkuptime: Option<SystemTime>,
         _flags: Option<fuser::BsdFileFlags>,
+        kill_suidgid: bool,
         reply: ReplyAttr,
     ) {
         let _unfrozen = self.freeze.enter();
-        let a = SetAttr { mode, uid, gid, size, atime, mtime, fh: fh.map(|f| f.0) };
-        match run("setattr", || self.do_setattr(ino.0, &a)) {
+        let mut a = SetAttr { mode, uid, gid, size, atime, mtime, fh: fh.map(|f| f.0) };
+        match run("setattr", || {
+            if kill_suidgid && a.mode.is_none() {
+                a.mode = self.killed_suidgid(ino.0, a.fh)?;
+            }
+            self.do_setattr(ino.0, &a)
+        }) {
             Ok((attr, ttl)) => reply.attr(&ttl, &attr),
             Err(err) => reply.error(err),
         }
@@ -343,17 +361,28 @@ impl Filesystem for StrataFs {
     fn write(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: Fh,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
         let _unfrozen = self.freeze.enter();
-        match run("write", || self.do_write(fh.0, offset, data)) {
+        match run("write", || {
+            // Before the data goes in, as the kernel would (only with FUSE_HANDLE_KILLPRIV_V2).
+            if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
+                if let Some(mode) = self.killed_suidgid(ino.0, Some(fh.0))? {
+                    self.do_setattr(
+                        ino.0,
+                        &SetAttr { mode: Some(mode), fh: Some(fh.0), ..SetAttr::default() },
+                    )?;
+                }
+            }
+            self.do_write(fh.0, offset, data)
+        }) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(e),
         }

@@ -444,7 +444,9 @@ pub trait Filesystem: Send + Sync + 'static {
         reply.error(Errno::ENOSYS);
     }
 
-    /// Set file attributes.
+    /// Set file attributes. `kill_suidgid`: the kernel asks the filesystem to clear the
+    /// suid bit, and the sgid bit of a group-executable file (only with
+    /// `FUSE_HANDLE_KILLPRIV_V2`, for a chown and an unprivileged truncate).
     fn setattr(
         &self,
         _req: &Request,
@@ -461,6 +463,7 @@ pub trait Filesystem: Send + Sync + 'static {
         _chgtime: Option<SystemTime>,
         _bkuptime: Option<SystemTime>,
         flags: Option<BsdFileFlags>,
+        _kill_suidgid: bool,
         reply: ReplyAttr,
     ) {
         warn!(

@@ -352,6 +352,12 @@ mod op {
         fn valid(&self) -> FattrFlags {
             FattrFlags::from_bits_retain(self.arg.valid)
         }
+        /// The kernel asks the filesystem to clear suid and sgid (`FATTR_KILL_SUIDGID`, sent
+        /// only once `FUSE_HANDLE_KILLPRIV_V2` was accepted: for a chown, and a truncate by a
+        /// caller without CAP_FSETID).
+        pub(crate) fn kill_suidgid(&self) -> bool {
+            self.valid().contains(FattrFlags::FATTR_KILL_SUIDGID)
+        }
         pub(crate) fn mode(&self) -> Option<u32> {
             if self.valid().contains(FattrFlags::FATTR_MODE) {
                 Some(self.arg.mode)
