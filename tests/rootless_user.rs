@@ -1239,3 +1239,74 @@ fn rootless_reads_at_odd_offsets_and_sizes() {
         assert!(got == data[start..end], "read {n} at {off}: wrong bytes");
     }
 }
+
+/// Writes through a rootless `strata-overlay` (no passthrough for a user: every WRITE reaches
+/// the daemon, and the daemon clears suid/sgid, `FUSE_HANDLE_KILLPRIV_V2`): pieces of odd sizes
+/// at odd offsets written back to front, appends, O_DIRECT at an odd offset; a write and a
+/// truncate by the user (no CAP_FSETID) clear the setuid bit, and the setgid bit of a
+/// group-executable file, and the mount shows it at once (`stat -c %a` asks for the mode alone,
+/// which the kernel answers from its cache).
+#[test]
+fn rootless_writes_at_odd_offsets_and_the_suid_bits_they_clear() {
+    let Some(user) = TestUser::without_subids() else { return };
+    if !dev_fuse_for_users() {
+        return;
+    }
+    let data = common::registry::noise((2 << 20) + 4321, 5);
+    for d in ["l", "u", "w", "mnt"] {
+        std::fs::create_dir(user.path(d)).unwrap();
+        user.give(&user.path(d));
+    }
+    std::fs::write(user.path("src"), &data).unwrap();
+    user.give(&user.path("src"));
+    let mnt = user.path("mnt");
+    let mut mounted = Mount::adopt(&mnt);
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        user.path("l").display(),
+        user.path("u").display(),
+        user.path("w").display()
+    );
+    let out = user
+        .command(common::mount::BIN, &["-o", &opts, mnt.to_str().unwrap()])
+        .env("STRATA_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "strata-overlay as the user: {}", String::from_utf8_lossy(&out.stderr));
+    let (m, src) = (mnt.display(), user.path("src"));
+    let src = src.display();
+    let cuts = [0usize, 1, 4095, 4097, 70_001, 1 << 20, (1 << 20) + 3, (2 << 20) + 1, data.len()];
+    let mut script = String::new();
+    for w in cuts.windows(2).rev() {
+        script += &format!(
+            "dd if={src} of={m}/new bs={n} count=1 skip={o} seek={o} iflag=skip_bytes oflag=seek_bytes \
+             conv=notrunc status=none\n",
+            n = w[1] - w[0],
+            o = w[0]
+        );
+    }
+    script += &format!(
+        "cat {src} >> {m}/app; printf x >> {m}/app; cat {src} >> {m}/app\n\
+         dd if={src} of={m}/new bs=777777 count=1 seek=5 oflag=direct,seek_bytes conv=notrunc status=none\n\
+         for f in su sg sg-noexec tr; do printf 12345 > {m}/$f; done\n\
+         chmod 4755 {m}/su; chmod 2775 {m}/sg; chmod 2745 {m}/sg-noexec; chmod 6755 {m}/tr\n\
+         for f in su sg sg-noexec; do printf x >> {m}/$f; done\n\
+         truncate -s 2 {m}/tr\n\
+         for f in su sg sg-noexec tr; do echo $f $(stat -c %a {m}/$f) $(cat {m}/$f); done\n"
+    );
+    let run = user.command("sh", &["-euc", &script]).output().unwrap();
+    assert!(run.status.success(), "writes as the user: {}", String::from_utf8_lossy(&run.stderr));
+    mounted.unmount();
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        "su 755 12345x\nsg 775 12345x\nsg-noexec 2745 12345x\ntr 755 12\n",
+        "modes after the user's writes"
+    );
+    let mut expect = data.clone();
+    expect[5..777_782].copy_from_slice(&data[..777_777]);
+    assert!(std::fs::read(user.path("u/new")).unwrap() == expect, "the written file in the upper");
+    let mut app = data.clone();
+    app.push(b'x');
+    app.extend_from_slice(&data);
+    assert!(std::fs::read(user.path("u/app")).unwrap() == app, "the appended file in the upper");
+}

@@ -55,6 +55,9 @@ pub struct StrataFs {
     /// in the initial user namespace (the kernel wants CAP_SYS_ADMIN there), and off for good
     /// once the kernel refuses one, so that no open pays for a second refusal.
     pub(crate) passthrough: AtomicBool,
+    /// The session's notifier, set once the session exists (`mount.rs`): a WRITE that clears
+    /// suid/sgid tells the kernel to drop the file's cached attributes (see `ops.rs`' write).
+    pub(crate) notifier: Arc<std::sync::OnceLock<fuser::Notifier>>,
     pub(crate) counter: AtomicU64,
     /// Set once anything is written to the upper (shared with the session's owner, which
     /// syncs the upper's filesystem at the end only then).
@@ -125,6 +128,7 @@ impl StrataFs {
             handles: Handles::default(),
             ns: RwLock::new(()),
             passthrough: AtomicBool::new(passthrough),
+            notifier: Arc::default(),
             counter: AtomicU64::new(0),
             wrote: Arc::new(AtomicBool::new(false)),
             freeze: Arc::default(),
@@ -317,6 +321,11 @@ impl StrataFs {
             (Some(p), Some(n)) => Ok((self.stack.dir_fd(layer, p).map_err(errno)?, n)),
             _ => Ok((self.stack.dir_fd(layer, Path::new("")).map_err(errno)?, OsStr::new("."))),
         }
+    }
+
+    /// Where the mount puts the session's notifier once the session is made.
+    pub fn notifier_slot(&self) -> Arc<std::sync::OnceLock<fuser::Notifier>> {
+        self.notifier.clone()
     }
 
     /// Whether to ask for a passthrough backing.

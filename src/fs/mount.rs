@@ -209,7 +209,11 @@ pub fn mount_with(opts: &MountOptions, mountpoint: &Path, ready: impl FnOnce()) 
     };
     // Kept to ask the connection, once the session is over, whether the mount is still ours.
     let probe = dev.try_clone()?;
+    let notifier = fs.notifier_slot();
     let session = fuser::Session::from_fd(fs, dev, acl, config);
+    if let Ok(s) = &session {
+        let _ = notifier.set(s.notifier());
+    }
     let transport = session.as_ref().ok().map(|s| s.transport());
     let served = session.and_then(|s| {
         let t = s.transport();

@@ -379,6 +379,12 @@ impl Filesystem for StrataFs {
                         ino.0,
                         &SetAttr { mode: Some(mode), fh: Some(fh.0), ..SetAttr::default() },
                     )?;
+                    // A WRITE reply carries no attributes: without this the kernel would keep the
+                    // old mode (and exec the file setuid) until its attributes time out.
+                    // Attributes only (offset -1): the writer holds the file's pages.
+                    if let Some(n) = self.notifier.get() {
+                        let _ = n.inval_inode(ino, -1, 0);
+                    }
                 }
             }
             self.do_write(fh.0, offset, data)
