@@ -1243,7 +1243,7 @@ fn rootless_reads_at_odd_offsets_and_sizes() {
 /// Writes through a rootless `strata-overlay` (no passthrough for a user: every WRITE reaches
 /// the daemon, and the daemon clears suid/sgid, `FUSE_HANDLE_KILLPRIV_V2`): pieces of odd sizes
 /// at odd offsets written back to front, appends, O_DIRECT at an odd offset; a write and a
-/// truncate by the user (no CAP_FSETID) clear the setuid bit, and the setgid bit of a
+/// truncate or fallocate by the user (no CAP_FSETID) clear the setuid bit, and the setgid bit of a
 /// group-executable file, and the mount shows it at once (`stat -c %a` asks for the mode alone,
 /// which the kernel answers from its cache).
 #[test]
@@ -1288,18 +1288,19 @@ fn rootless_writes_at_odd_offsets_and_the_suid_bits_they_clear() {
     script += &format!(
         "cat {src} >> {m}/app; printf x >> {m}/app; cat {src} >> {m}/app\n\
          dd if={src} of={m}/new bs=777777 count=1 seek=5 oflag=direct,seek_bytes conv=notrunc status=none\n\
-         for f in su sg sg-noexec tr; do printf 12345 > {m}/$f; done\n\
-         chmod 4755 {m}/su; chmod 2775 {m}/sg; chmod 2745 {m}/sg-noexec; chmod 6755 {m}/tr\n\
+         for f in su sg sg-noexec tr fa; do printf 12345 > {m}/$f; done\n\
+         chmod 4755 {m}/su; chmod 2775 {m}/sg; chmod 2745 {m}/sg-noexec; chmod 6755 {m}/tr {m}/fa\n\
          for f in su sg sg-noexec; do printf x >> {m}/$f; done\n\
-         truncate -s 2 {m}/tr\n\
-         for f in su sg sg-noexec tr; do echo $f $(stat -c %a {m}/$f) $(cat {m}/$f); done\n"
+         truncate -s 2 {m}/tr; fallocate -l 8192 {m}/fa\n\
+         for f in su sg sg-noexec tr; do echo $f $(stat -c %a {m}/$f) $(cat {m}/$f); done\n\
+         echo fa $(stat -c %a {m}/fa) $(stat -c %s {m}/fa)\n"
     );
     let run = user.command("sh", &["-euc", &script]).output().unwrap();
     assert!(run.status.success(), "writes as the user: {}", String::from_utf8_lossy(&run.stderr));
     mounted.unmount();
     assert_eq!(
         String::from_utf8_lossy(&run.stdout),
-        "su 755 12345x\nsg 775 12345x\nsg-noexec 2745 12345x\ntr 755 12\n",
+        "su 755 12345x\nsg 775 12345x\nsg-noexec 2745 12345x\ntr 755 12\nfa 755 8192\n",
         "modes after the user's writes"
     );
     let mut expect = data.clone();

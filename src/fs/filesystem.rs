@@ -58,6 +58,8 @@ pub struct StrataFs {
     /// The session's notifier, set once the session exists (`mount.rs`): a WRITE that clears
     /// suid/sgid tells the kernel to drop the file's cached attributes (see `ops.rs`' write).
     pub(crate) notifier: Arc<std::sync::OnceLock<fuser::Notifier>>,
+    /// Whether INIT accepted FUSE_HANDLE_KILLPRIV_V2 (the daemon clears suid/sgid on writes).
+    pub(crate) killpriv: AtomicBool,
     pub(crate) counter: AtomicU64,
     /// Set once anything is written to the upper (shared with the session's owner, which
     /// syncs the upper's filesystem at the end only then).
@@ -129,6 +131,7 @@ impl StrataFs {
             ns: RwLock::new(()),
             passthrough: AtomicBool::new(passthrough),
             notifier: Arc::default(),
+            killpriv: AtomicBool::new(false),
             counter: AtomicU64::new(0),
             wrote: Arc::new(AtomicBool::new(false)),
             freeze: Arc::default(),

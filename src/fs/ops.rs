@@ -126,6 +126,20 @@ impl StrataFs {
         });
         Ok((fh, flags, backing))
     }
+
+    /// Clears suid/sgid of the file a WRITE or FALLOCATE changes (FUSE_HANDLE_KILLPRIV_V2) and
+    /// drops the kernel's cached attributes: that reply carries none, and the kernel would keep
+    /// the old mode (and exec the file setuid) until they time out. Attributes only (offset
+    /// -1): the writer holds the file's pages.
+    fn kill_suidgid(&self, ino: INodeNo, fh: u64) -> R<()> {
+        if let Some(mode) = self.killed_suidgid(ino.0, Some(fh))? {
+            self.do_setattr(ino.0, &SetAttr { mode: Some(mode), fh: Some(fh), ..SetAttr::default() })?;
+            if let Some(n) = self.notifier.get() {
+                let _ = n.inval_inode(ino, -1, 0);
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Filesystem for StrataFs {
@@ -159,6 +173,7 @@ impl Filesystem for StrataFs {
         // daemon never sees a write, so the kernel keeps that job.
         let killpriv =
             !self.passthrough() && config.add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV_V2).is_ok();
+        *self.killpriv.get_mut() = killpriv;
         tracing::info!(passthrough = self.passthrough(), killpriv, "FUSE session initialised");
         Ok(())
     }
@@ -374,18 +389,7 @@ impl Filesystem for StrataFs {
         match run("write", || {
             // Before the data goes in, as the kernel would (only with FUSE_HANDLE_KILLPRIV_V2).
             if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
-                if let Some(mode) = self.killed_suidgid(ino.0, Some(fh.0))? {
-                    self.do_setattr(
-                        ino.0,
-                        &SetAttr { mode: Some(mode), fh: Some(fh.0), ..SetAttr::default() },
-                    )?;
-                    // A WRITE reply carries no attributes: without this the kernel would keep the
-                    // old mode (and exec the file setuid) until its attributes time out.
-                    // Attributes only (offset -1): the writer holds the file's pages.
-                    if let Some(n) = self.notifier.get() {
-                        let _ = n.inval_inode(ino, -1, 0);
-                    }
-                }
+                self.kill_suidgid(ino, fh.0)?;
             }
             self.do_write(fh.0, offset, data)
         }) {
@@ -621,8 +625,8 @@ impl Filesystem for StrataFs {
 
     fn fallocate(
         &self,
-        _req: &Request,
-        _ino: INodeNo,
+        req: &Request,
+        ino: INodeNo,
         fh: Fh,
         offset: u64,
         length: u64,
@@ -630,7 +634,14 @@ impl Filesystem for StrataFs {
         reply: ReplyEmpty,
     ) {
         let _unfrozen = self.freeze.enter();
-        match run("fallocate", || self.do_fallocate(fh.0, offset, length, mode)) {
+        match run("fallocate", || {
+            // The kernel sends no kill flag with FALLOCATE: a caller other than root is taken
+            // to lack CAP_FSETID, as the kernel's own rule would find for almost every one.
+            if self.killpriv.load(std::sync::atomic::Ordering::Relaxed) && req.uid() != 0 {
+                self.kill_suidgid(ino, fh.0)?;
+            }
+            self.do_fallocate(fh.0, offset, length, mode)
+        }) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
