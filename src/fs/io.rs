@@ -121,7 +121,6 @@ impl StrataFs {
         Ok(File::from(fd))
     }
 
-    /// write(2) at an offset.
     /// Clears the suid bit of `ino`, and the sgid bit if it is group-executable, as the
     /// kernel does on a write, a truncate by a caller without CAP_FSETID, and a chown: the
     /// kernel leaves it to the daemon once `FUSE_HANDLE_KILLPRIV_V2` is on (see `init`).
@@ -136,6 +135,7 @@ impl StrataFs {
         Ok((killed != mode).then_some(killed))
     }
 
+    /// write(2) at an offset.
     pub(crate) fn do_write(&self, fh: u64, offset: u64, data: &[u8]) -> R<u32> {
         let h = self.handles.file(fh).ok_or(Errno::EBADF)?;
         if !h.upper {
