@@ -14,8 +14,8 @@
 //! is never indexed: [`crate::union::Stack::lookup_child_in`] probes it on every lookup as
 //! before, so what the mount creates, removes and renames shows at once.
 //!
-//! A directory merged from so many lower layers that its first lookup below would build its
-//! index gets it at its own lookup instead ([`NameIndexes::for_merge`]): each layer's copy is
+//! A directory merged from [`MERGED_AT_LOOKUP`] lower layers or more gets its index at its own
+//! lookup instead ([`NameIndexes::for_merge`]): each layer's copy is
 //! read once for both the lookup's opaque and implicit checks (the marks kept with the index)
 //! and the index, about half the system calls of checking and reading each copy apart.
 //!
@@ -48,6 +48,11 @@ pub const MIN_LAYERS: usize = 4;
 /// lookup, with 8 the fourth, with 4 the eighth (reading a directory costs a few probes per layer
 /// plus its names, so the index is built once lookups have paid about that).
 pub const PROBES_BEFORE_INDEX: usize = 64;
+/// A directory merged from this many lower layers or more is read (for its index and its
+/// layers' marks) at its own first lookup: its lookups below would build the index by the fourth
+/// one (two probes per layer each), and reading each layer's copy once costs what the lookup's
+/// opaque and implicit checks of each copy cost (about 4 system calls per layer).
+pub const MERGED_AT_LOOKUP: usize = 8;
 /// Names (over all its layers) past which a directory is not indexed: one build's time and
 /// transient memory stay bounded.
 pub const MAX_NAMES_READ: usize = 1 << 17;
@@ -306,10 +311,10 @@ impl NameIndexes {
     /// At the lookup of a directory merged from many lower layers (`candidates`, top first: the
     /// layers its parent's index shows it in), its index read with each layer's
     /// [`DirMarks`]: one read of each layer's copy serves both the lookup's opaque and implicit
-    /// checks and the lookups below it. Only where the first lookup below would build the index
-    /// anyway (2 × the layers ≥ [`PROBES_BEFORE_INDEX`]); `None`: probe the layers as before.
+    /// checks and the lookups below it. Only for [`MERGED_AT_LOOKUP`] layers or more; `None`:
+    /// probe the layers as before.
     pub fn for_merge(&self, stack: &Stack, dir: &Path, candidates: &[usize]) -> Option<Arc<NameIndex>> {
-        if candidates.len().max(MIN_LAYERS) * 2 < PROBES_BEFORE_INDEX {
+        if candidates.len() < MERGED_AT_LOOKUP {
             return None;
         }
         let key = dir.as_os_str().as_bytes();
