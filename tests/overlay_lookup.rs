@@ -430,3 +430,31 @@ fn many_layers_a_lookup_does_not_probe_every_layer() {
     eprintln!("{lookups} lookups over {N} layers: {calls} stat calls in the daemon");
     assert!(calls < 4 * lookups + 4 * N as u64, "{calls} stat calls for {lookups} lookups over {N} layers");
 }
+
+/// The fds a merged directory's first lookup opens (one per layer) stay with its node: more
+/// merged directories than the stack's own cache of fds holds (512) are looked up, and then the
+/// files in every layer of the first one are read without opening its layers' copies again.
+#[test]
+fn many_layers_a_merged_directory_is_opened_once_per_layer() {
+    const N: usize = 64;
+    const DIRS: usize = 10;
+    let Some(s) = Scratch::for_fuse(N) else { return };
+    for i in 1..=N {
+        for d in 0..DIRS {
+            s.write(&format!("l{i}/d{d}/f{i}"), &format!("{i}"));
+        }
+    }
+    let m = s.mount_rw(N);
+    for d in 0..DIRS {
+        assert!(m.path(format!("d{d}")).is_dir());
+    }
+    let Some(opens) = daemon_calls(&m, "openat,openat2", || {
+        for i in 1..=N {
+            assert_eq!(read(&m, &format!("d0/f{i}")), i.to_string());
+        }
+    }) else {
+        return;
+    };
+    eprintln!("{N} files read in {N} layers of a merged directory: {opens} opens in the daemon");
+    assert!(opens < N as u64 + N as u64 / 2, "{opens} opens to read {N} files, one in each layer");
+}

@@ -208,6 +208,24 @@ impl Stack {
         fd
     }
 
+    /// Offers the store the fds of the directory `rel` in `layers` that only the stack's LRU
+    /// holds: a lookup opens them before the store knows the directory (a merged directory's
+    /// first lookup opens one in each of its layers), and the LRU alone would drop them again
+    /// once more directories are opened, to be opened again by the first request below it.
+    pub fn offer_dir_fds(&self, rel: &Path, layers: &[usize]) {
+        let Some(store) = self.fd_store.get() else { return };
+        let k = key(rel);
+        let held: Vec<(usize, Arc<SafeFd>)> = {
+            let c = lock(&self.dir_fds);
+            layers.iter().filter_map(|&l| c.peek(&(l, k.clone())).map(|fd| (l, fd.clone()))).collect()
+        };
+        for (l, fd) in held {
+            if store.put(l, rel, &fd) {
+                lock(&self.dir_fds).pop(&(l, k.clone()));
+            }
+        }
+    }
+
     /// Keeps directory fds in `store` too (once; see [`DirFdStore`]).
     pub fn set_fd_store(&self, store: Arc<dyn DirFdStore>) {
         let _ = self.fd_store.set(store);
