@@ -271,10 +271,77 @@ fn many_layers_read_only_lookups_follow_every_rule_with_the_name_index() {
     check_many_layer_view(&m, N);
 }
 
+/// Directories merged from enough lower layers that their first lookup reads each layer's copy
+/// once (for the opaque and implicit checks and their own index together): every rule holds as
+/// when each layer is probed: an opaque marker or xattr ends the merge, a whiteout in the parent
+/// cuts it, an implicit directory shows the attributes of the next real one, and what the mount
+/// changes below them shows at once.
+#[test]
+fn many_layers_first_lookups_of_merged_directories_follow_every_rule() {
+    use std::os::unix::fs::PermissionsExt;
+    const N: usize = 32;
+    let Some(s) = Scratch::for_fuse(N) else { return };
+    for dir in ["plain", "opq_marker", "opq_xattr", "cut_wh", "implicit"] {
+        for i in 1..=N {
+            s.write(&format!("l{i}/{dir}/m{i}"), &format!("{i}"));
+        }
+    }
+    s.write("l5/opq_marker/.wh..wh..opq", "");
+    sh(&format!("setfattr -n trusted.overlay.opaque -v y {}", s.p("l5/opq_xattr").display()));
+    s.write("l10/.wh.cut_wh", "");
+    sh(&format!(
+        "chmod 700 {0} && setfattr -n trusted.strata.implicit -v 1 {0} && chmod 751 {1}",
+        s.p("l1/implicit").display(),
+        s.p("l2/implicit").display()
+    ));
+    let sorted = |n: usize| {
+        let mut v: Vec<String> = (1..=n).map(|i| format!("m{i}")).collect();
+        v.sort();
+        v
+    };
+    let check = |m: &Mount| {
+        // Lookups first (each directory's first use is a lookup of it), listings after.
+        assert_eq!(read(m, &format!("plain/m{N}")), N.to_string());
+        assert_eq!(read(m, "opq_marker/m5"), "5");
+        assert!(gone(m, "opq_marker/m6") && gone(m, "opq_marker/.wh..wh..opq"));
+        assert_eq!(read(m, "opq_xattr/m1"), "1");
+        assert!(gone(m, "opq_xattr/m6"));
+        assert!(gone(m, "cut_wh/m11"));
+        assert_eq!(read(m, "cut_wh/m10"), "10");
+        let md = fs::metadata(m.path("implicit")).unwrap();
+        assert_eq!(md.permissions().mode() & 0o7777, 0o751, "an implicit directory shows the one below");
+        assert_eq!(read(m, &format!("implicit/m{N}")), N.to_string());
+        assert_eq!(names(&m.path("plain")), sorted(N));
+        assert_eq!(names(&m.path("opq_marker")), sorted(5));
+        assert_eq!(names(&m.path("opq_xattr")), sorted(5));
+        assert_eq!(names(&m.path("cut_wh")), sorted(10));
+        assert_eq!(names(&m.path("implicit")), sorted(N));
+    };
+    let lowers: Vec<String> = (1..=N).map(|i| s.p(&format!("l{i}")).display().to_string()).collect();
+    let ro = Mount::overlay(&format!("lowerdir={}", lowers.join(":")), &s.p("mnt"));
+    check(&ro);
+    drop(ro);
+    let m = s.mount_rw(N);
+    check(&m);
+    fs::write(m.path("plain/new"), "new").unwrap();
+    fs::remove_file(m.path(format!("plain/m{N}"))).unwrap();
+    assert_eq!(read(&m, "plain/new"), "new");
+    assert!(gone(&m, &format!("plain/m{N}")));
+    fs::remove_dir_all(m.path("opq_marker")).unwrap();
+    fs::create_dir(m.path("opq_marker")).unwrap();
+    assert!(names(&m.path("opq_marker")).is_empty() && gone(&m, "opq_marker/m1"));
+}
+
 /// strace's count of the calls of the `%stat` class made by the daemon serving `m` while
 /// `work` runs (every thread traced). `None` when strace is not installed (a failure under
 /// CI=true).
 fn daemon_stat_calls(m: &Mount, work: impl FnOnce()) -> Option<u64> {
+    daemon_calls(m, "%%stat", work)
+}
+
+/// strace's count of the calls in `trace` (strace's `-e trace=` syntax) made by the daemon
+/// serving `m` while `work` runs (every thread traced). `None` as [`daemon_stat_calls`].
+fn daemon_calls(m: &Mount, trace: &str, work: impl FnOnce()) -> Option<u64> {
     use std::io::BufRead;
     use std::process::{Command, Stdio};
     if Command::new("strace").arg("-V").output().is_err() {
@@ -285,7 +352,7 @@ fn daemon_stat_calls(m: &Mount, work: impl FnOnce()) -> Option<u64> {
     let out = tempfile::NamedTempFile::new().unwrap();
     // -f with -p attaches every thread of the daemon.
     let mut tracer = Command::new("strace")
-        .args(["-f", "-c", "-e", "trace=%%stat", "-p", &pid.to_string(), "-o"])
+        .args(["-f", "-c", "-e", &format!("trace={trace}"), "-p", &pid.to_string(), "-o"])
         .arg(out.path())
         .stderr(Stdio::piped())
         .spawn()
@@ -305,7 +372,7 @@ fn daemon_stat_calls(m: &Mount, work: impl FnOnce()) -> Option<u64> {
     // "% time  seconds  usecs/call  calls  [errors]  syscall": calls is the fourth column.
     let calls = report
         .lines()
-        .filter(|l| l.split_whitespace().last().is_some_and(|c| c.contains("stat")))
+        .filter(|l| l.split_whitespace().last().is_some_and(|c| c != "total" && c != "syscall"))
         .filter_map(|l| l.split_whitespace().nth(3)?.parse::<u64>().ok())
         .sum();
     Some(calls)
@@ -315,7 +382,9 @@ fn daemon_stat_calls(m: &Mount, work: impl FnOnce()) -> Option<u64> {
 /// neither a name that exists nor a missing one is probed in every layer (before the name
 /// index, each of these lookups stat'ed the name and its `.wh.` name in each layer: ~40,000
 /// calls in all), and the directory itself is resolved once, not again by the first request
-/// below it. Counted in the daemon's system calls, not timed.
+/// below it; the first lookup of the directory reads each layer's copy of it once, for its
+/// opaque and implicit checks and its index together. Counted in the daemon's system calls, not
+/// timed.
 #[test]
 fn many_layers_a_lookup_does_not_probe_every_layer() {
     const N: usize = 64;
@@ -325,13 +394,28 @@ fn many_layers_a_lookup_does_not_probe_every_layer() {
         s.write(&format!("l{i}/d/f{i}"), &format!("{i}"));
     }
     let m = s.mount_rw(N);
-    assert!(m.path("d").is_dir());
-    // The first lookup in `d` reads its layers for the index (getdents64: no stat) and starts
-    // from the entry the lookup of `d` resolved: `d` is not resolved again (it was: a stat of
-    // `d` and of its opaque marker in each of its layers).
-    let Some(first) = daemon_stat_calls(&m, || assert!(gone(&m, "d/first"))) else { return };
-    eprintln!("the first lookup in a directory of {N} layers: {first} stat calls in the daemon");
-    assert!(first < N as u64, "{first} stat calls for the first lookup in a directory of {N} layers");
+    // The root's index is read by the first lookup in it.
+    assert!(gone(&m, "nothing"));
+    // The first lookup of `d`, merged from every layer, reads each layer's copy of it once (one
+    // open, getdents64 showing whether the opaque marker is there, one flistxattr for the opaque
+    // and implicit xattrs) for both its opaque and implicit checks and its own index, and stats
+    // `d` in its top layer only (it stat'ed `d` and its marker in each layer, then opened and
+    // read each copy again for the index: about 8 calls per layer).
+    let per_layer =
+        "%stat,openat,openat2,close,getdents64,flistxattr,listxattr,llistxattr,fgetxattr,lgetxattr";
+    let Some(calls) = daemon_calls(&m, per_layer, || {
+        assert!(m.path("d").is_dir());
+        assert!(gone(&m, "d/first"));
+    }) else {
+        return;
+    };
+    eprintln!(
+        "the first lookup of a directory of {N} layers and the first in it: {calls} calls in the daemon"
+    );
+    assert!(
+        calls < 5 * N as u64,
+        "{calls} calls for the first lookup of a directory of {N} layers and in it"
+    );
     let Some(calls) = daemon_stat_calls(&m, || {
         for i in 1..=N {
             assert_eq!(read(&m, &format!("d/f{i}")), i.to_string());
@@ -345,4 +429,32 @@ fn many_layers_a_lookup_does_not_probe_every_layer() {
     let lookups = (N + MISSING) as u64;
     eprintln!("{lookups} lookups over {N} layers: {calls} stat calls in the daemon");
     assert!(calls < 4 * lookups + 4 * N as u64, "{calls} stat calls for {lookups} lookups over {N} layers");
+}
+
+/// The fds a merged directory's first lookup opens (one per layer) stay with its node: more
+/// merged directories than the stack's own cache of fds holds (512) are looked up, and then the
+/// files in every layer of the first one are read without opening its layers' copies again.
+#[test]
+fn many_layers_a_merged_directory_is_opened_once_per_layer() {
+    const N: usize = 64;
+    const DIRS: usize = 10;
+    let Some(s) = Scratch::for_fuse(N) else { return };
+    for i in 1..=N {
+        for d in 0..DIRS {
+            s.write(&format!("l{i}/d{d}/f{i}"), &format!("{i}"));
+        }
+    }
+    let m = s.mount_rw(N);
+    for d in 0..DIRS {
+        assert!(m.path(format!("d{d}")).is_dir());
+    }
+    let Some(opens) = daemon_calls(&m, "openat,openat2", || {
+        for i in 1..=N {
+            assert_eq!(read(&m, &format!("d0/f{i}")), i.to_string());
+        }
+    }) else {
+        return;
+    };
+    eprintln!("{N} files read in {N} layers of a merged directory: {opens} opens in the daemon");
+    assert!(opens < N as u64 + N as u64 / 2, "{opens} opens to read {N} files, one in each layer");
 }

@@ -196,6 +196,7 @@ impl Filesystem for StrataFs {
                 // resolve it again, probing every layer of its merge once more. Cached under the
                 // namespace lock, so a change made meanwhile can't leave it stale.
                 lock(&self.nodes).cache(&e);
+                self.stack.offer_dir_fds(&e.path, &e.layers);
             }
             Ok(Some((attr, self.ttl(&e), generation)))
         });

@@ -148,6 +148,37 @@ pub fn is_opaque_dir(dir: BorrowedFd<'_>) -> io::Result<bool> {
     Ok(false)
 }
 
+/// What a layer's copy of a merged directory says about the merge.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DirMarks {
+    /// It hides the same directory's children below (OCI marker or overlay xattr).
+    pub opaque: bool,
+    /// Unpack made it up: its attributes come from below.
+    pub implicit: bool,
+}
+
+/// The [`DirMarks`] of the open directory `dir`, given whether its listing showed the OCI
+/// opaque marker: one `flistxattr` for both xattr marks (and a getxattr only for an overlay
+/// opaque xattr it names).
+pub fn dir_marks(dir: BorrowedFd<'_>, marker_listed: bool) -> DirMarks {
+    use xattr::FileExt;
+    let Ok(names) = ByFd(dir).list_xattr() else {
+        return DirMarks { opaque: marker_listed, implicit: false };
+    };
+    let mut marks = DirMarks { opaque: marker_listed, implicit: false };
+    for name in names {
+        if IMPLICIT_DIR_XATTRS.iter().any(|i| name == *i) {
+            marks.implicit = true;
+        } else if !marks.opaque
+            && OVERLAY_OPAQUE_XATTRS.iter().any(|o| name == *o)
+            && matches!(ByFd(dir).get_xattr(&name), Ok(Some(v)) if is_opaque_value(&v))
+        {
+            marks.opaque = true;
+        }
+    }
+    marks
+}
+
 /// A directory unpack created with no tar entry for it: its attributes come from below.
 pub fn is_implicit_dir(dir: BorrowedFd<'_>) -> io::Result<bool> {
     use xattr::FileExt;

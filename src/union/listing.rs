@@ -11,7 +11,7 @@ use rustix::fs::{FileType, RawDir};
 
 use super::layer::{Layer, SafeFd, file_type, stat_at};
 use super::stack::{Entry, Stack, is_gone};
-use crate::layer::whiteout::{hidden_name, is_overlay_whiteout_stat, is_reserved};
+use crate::layer::whiteout::{hidden_name, is_opaque_marker, is_overlay_whiteout_stat, is_reserved};
 
 /// One name in a merged directory.
 #[derive(Clone, Debug)]
@@ -74,6 +74,7 @@ pub fn read_dir_fd(dir: &SafeFd, index: usize) -> io::Result<LayerDir> {
         match n {
             LayerName::Entry(le) => out.names.push(le),
             LayerName::Whiteout(name) => out.whiteouts.push(name),
+            LayerName::OpaqueMarker => {}
         }
         true
     })?;
@@ -86,6 +87,8 @@ pub enum LayerName {
     Entry(ListEntry),
     /// A name the layer hides in the layers below (a `.wh.` file or an overlay 0/0 device).
     Whiteout(OsString),
+    /// The OCI opaque marker `.wh..wh..opq`: the layer hides every lower child of the directory.
+    OpaqueMarker,
 }
 
 /// Reads the directory open as `dir` (of layer `index`) one name at a time, in on-disk order,
@@ -93,17 +96,28 @@ pub enum LayerName {
 /// Only char devices are stat'ed: the one file type that may be a whiteout. Read with getdents64
 /// alone (fdopendir costs an fstat and two fcntl per directory, and a name index reads the
 /// directory in every layer of a merge).
-pub fn scan_dir_fd(dir: &SafeFd, index: usize, mut each: impl FnMut(LayerName) -> bool) -> io::Result<bool> {
-    let own = dir.reopen()?;
+pub fn scan_dir_fd(dir: &SafeFd, index: usize, each: impl FnMut(LayerName) -> bool) -> io::Result<bool> {
+    scan_fresh_dir_fd(&dir.reopen()?, index, each)
+}
+
+/// [`scan_dir_fd`] reading `dir` itself from its read position: only for a descriptor just
+/// opened and not yet shared (no reopen: an open and a close less per directory read).
+pub fn scan_fresh_dir_fd(
+    dir: &SafeFd,
+    index: usize,
+    mut each: impl FnMut(LayerName) -> bool,
+) -> io::Result<bool> {
     let mut buf = Vec::with_capacity(DIRENT_BUFFER);
-    let mut d = RawDir::new(&own, buf.spare_capacity_mut());
+    let mut d = RawDir::new(dir, buf.spare_capacity_mut());
     while let Some(ent) = d.next() {
         let ent = ent?;
         let name = OsStr::from_bytes(ent.file_name().to_bytes());
         if name == "." || name == ".." {
             continue;
         }
-        let found = if is_reserved(name) {
+        let found = if is_opaque_marker(name) {
+            LayerName::OpaqueMarker
+        } else if is_reserved(name) {
             match hidden_name(name) {
                 Some(hidden) => LayerName::Whiteout(hidden.to_os_string()),
                 None => continue,

@@ -14,6 +14,11 @@
 //! is never indexed: [`crate::union::Stack::lookup_child_in`] probes it on every lookup as
 //! before, so what the mount creates, removes and renames shows at once.
 //!
+//! A directory merged from [`MERGED_AT_LOOKUP`] lower layers or more gets its index at its own
+//! lookup instead ([`NameIndexes::for_merge`]): each layer's copy is
+//! read once for both the lookup's opaque and implicit checks (the marks kept with the index)
+//! and the index, about half the system calls of checking and reading each copy apart.
+//!
 //! Bounds: only directories merged from [`MIN_LAYERS`] lower layers or more are indexed (fewer
 //! cost a few stats); a directory is indexed once its lookups would have probed
 //! [`PROBES_BEFORE_INDEX`] names in its layers (so one of a few layers looked up once or twice is
@@ -24,13 +29,15 @@
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::num::NonZeroUsize;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use lru::LruCache;
 
-use super::listing::{LayerName, scan_dir_fd};
+use super::layer::{DirMarks, dir_marks};
+use super::listing::{LayerName, scan_dir_fd, scan_fresh_dir_fd};
 use super::pathhash::PathHash;
 use super::stack::{Stack, is_gone};
 
@@ -41,6 +48,11 @@ pub const MIN_LAYERS: usize = 4;
 /// lookup, with 8 the fourth, with 4 the eighth (reading a directory costs a few probes per layer
 /// plus its names, so the index is built once lookups have paid about that).
 pub const PROBES_BEFORE_INDEX: usize = 64;
+/// A directory merged from this many lower layers or more is read (for its index and its
+/// layers' marks) at its own first lookup: its lookups below would build the index by the fourth
+/// one (two probes per layer each), and reading each layer's copy once costs what the lookup's
+/// opaque and implicit checks of each copy cost (about 4 system calls per layer).
+pub const MERGED_AT_LOOKUP: usize = 8;
 /// Names (over all its layers) past which a directory is not indexed: one build's time and
 /// transient memory stay bounded.
 pub const MAX_NAMES_READ: usize = 1 << 17;
@@ -60,6 +72,9 @@ pub struct NameIndex {
     ends: Vec<(usize, usize)>,
     /// Per name, the layers a lookup visits, top first.
     layers: Vec<usize>,
+    /// When read at the directory's own first lookup: each lower layer read, top first, with
+    /// its copy's marks (the last one read is the first opaque one, if any).
+    marks: Vec<(usize, DirMarks)>,
 }
 
 /// What one layer directory says about a name; a layer's entry sorts before its whiteout.
@@ -103,37 +118,73 @@ impl NameIndex {
         self.names.capacity()
             + self.ends.capacity() * std::mem::size_of::<(usize, usize)>()
             + self.layers.capacity() * std::mem::size_of::<usize>()
+            + self.marks.capacity() * std::mem::size_of::<(usize, DirMarks)>()
+    }
+
+    /// The marks of `layer`'s copy of the directory, when the index was read with them.
+    pub fn marks_of(&self, layer: usize) -> Option<DirMarks> {
+        self.marks.iter().find(|(l, _)| *l == layer).map(|(_, m)| *m)
+    }
+
+    /// The lower layers it was built over, when read with marks (they end at an opaque one).
+    fn marked_layers(&self) -> Vec<usize> {
+        self.marks.iter().map(|(l, _)| *l).collect()
     }
 
     /// Reads the directory `dir` in each of `lower` (top first) and merges what they show with
     /// the lookup rules of [`Stack::lookup_child_in`]. `None` when it holds more than
-    /// [`MAX_NAMES_READ`] names.
-    pub fn build(stack: &Stack, dir: &Path, lower: &[usize]) -> io::Result<Option<NameIndex>> {
-        // (name, position in `lower`, what that layer has there)
+    /// [`MAX_NAMES_READ`] names. With `marked`, also the [`DirMarks`] of each layer's copy (the
+    /// opaque marker seen in its listing, one `flistxattr` on the same fd), and the read ends at
+    /// the first opaque one. A layer's directory not open yet is opened once and read through
+    /// that fd (then kept), not reopened.
+    pub fn build(stack: &Stack, dir: &Path, lower: &[usize], marked: bool) -> io::Result<Option<NameIndex>> {
+        // (name, layer, what that layer has there): layers are numbered top first.
         let mut read: Vec<(OsString, usize, Seen)> = Vec::new();
-        for (pos, &l) in lower.iter().enumerate() {
-            let fd = match stack.dir_fd(l, dir) {
-                Ok(fd) => fd,
-                Err(e) if is_gone(&e) => continue,
-                Err(e) => return Err(e),
-            };
-            let complete = scan_dir_fd(&fd, l, |n| {
+        let mut marks = Vec::new();
+        for &l in lower {
+            let mut marker = false;
+            let mut each = |n| {
                 read.push(match n {
-                    LayerName::Entry(le) if le.kind == libc::S_IFDIR => (le.name, pos, Seen::Dir),
-                    LayerName::Entry(le) => (le.name, pos, Seen::Other),
-                    LayerName::Whiteout(name) => (name, pos, Seen::Whiteout),
+                    LayerName::Entry(le) if le.kind == libc::S_IFDIR => (le.name, l, Seen::Dir),
+                    LayerName::Entry(le) => (le.name, l, Seen::Other),
+                    LayerName::Whiteout(name) => (name, l, Seen::Whiteout),
+                    LayerName::OpaqueMarker => {
+                        marker = true;
+                        return true;
+                    }
                 });
                 read.len() <= MAX_NAMES_READ
-            })?;
+            };
+            let (fd, complete) = match stack.cached_dir_fd(l, dir) {
+                Some(fd) => {
+                    let complete = scan_dir_fd(&fd, l, &mut each)?;
+                    (fd, complete)
+                }
+                None => match stack.open_dir_fd(l, dir) {
+                    Ok(fd) => {
+                        let complete = scan_fresh_dir_fd(&fd, l, &mut each)?;
+                        (stack.keep_dir_fd(l, dir, fd), complete)
+                    }
+                    Err(e) if is_gone(&e) => continue,
+                    Err(e) => return Err(e),
+                },
+            };
             if !complete {
                 return Ok(None);
             }
+            if marked {
+                let m = dir_marks(fd.as_fd(), marker);
+                marks.push((l, m));
+                if m.opaque {
+                    break;
+                }
+            }
         }
         read.sort_unstable();
-        let mut ix = NameIndex { names: Vec::new(), ends: Vec::new(), layers: Vec::new() };
+        let mut ix = NameIndex { names: Vec::new(), ends: Vec::new(), layers: Vec::new(), marks };
         for one in read.chunk_by(|a, b| a.0 == b.0) {
             let before = ix.layers.len();
-            for &(_, pos, seen) in one {
+            for &(_, l, seen) in one {
                 match seen {
                     // A whiteout hides the name in the layers below (its own layer's entry, sorted
                     // first, is already in).
@@ -141,11 +192,11 @@ impl NameIndex {
                     // A non-directory is found only on top, and hides everything below it.
                     Seen::Other => {
                         if ix.layers.len() == before {
-                            ix.layers.push(lower[pos]);
+                            ix.layers.push(l);
                         }
                         break;
                     }
-                    Seen::Dir => ix.layers.push(lower[pos]),
+                    Seen::Dir => ix.layers.push(l),
                 }
             }
             if ix.layers.len() > before {
@@ -156,6 +207,7 @@ impl NameIndex {
         ix.names.shrink_to_fit();
         ix.ends.shrink_to_fit();
         ix.layers.shrink_to_fit();
+        ix.marks.shrink_to_fit();
         Ok(Some(ix))
     }
 }
@@ -235,7 +287,7 @@ impl NameIndexes {
                 _ => t.put(key, Tracked { lower: lower.into(), state: State::Building }),
             }
         }
-        let state = match NameIndex::build(stack, dir, lower) {
+        let state = match NameIndex::build(stack, dir, lower, false) {
             Ok(Some(ix)) if ix.bytes() <= BUDGET / 4 => {
                 tracing::debug!(names = ix.len(), layers = lower.len(), "name index of /{}", dir.display());
                 State::Indexed(Arc::new(ix))
@@ -244,6 +296,52 @@ impl NameIndexes {
             Err(e) => {
                 tracing::debug!("no name index of /{}: {e}", dir.display());
                 State::Unindexed
+            }
+        };
+        let ix = match &state {
+            State::Indexed(ix) => Some(ix.clone()),
+            _ => None,
+        };
+        self.lock().put(key, Tracked { lower: lower.into(), state });
+        ix
+    }
+}
+
+impl NameIndexes {
+    /// At the lookup of a directory merged from many lower layers (`candidates`, top first: the
+    /// layers its parent's index shows it in), its index read with each layer's
+    /// [`DirMarks`]: one read of each layer's copy serves both the lookup's opaque and implicit
+    /// checks and the lookups below it. Only for [`MERGED_AT_LOOKUP`] layers or more; `None`:
+    /// probe the layers as before.
+    pub fn for_merge(&self, stack: &Stack, dir: &Path, candidates: &[usize]) -> Option<Arc<NameIndex>> {
+        if candidates.len() < MERGED_AT_LOOKUP {
+            return None;
+        }
+        let key = dir.as_os_str().as_bytes();
+        {
+            let mut t = self.lock();
+            match t.lru.get(key).map(|tr| (&tr.state, candidates.starts_with(&tr.lower))) {
+                Some((State::Indexed(ix), true)) if !ix.marks.is_empty() => return Some(ix.clone()),
+                Some((State::Building, _)) => return None,
+                Some((State::Unindexed, true)) => return None,
+                _ => {}
+            }
+            t.put(key, Tracked { lower: candidates.into(), state: State::Building });
+        }
+        let (lower, state) = match NameIndex::build(stack, dir, candidates, true) {
+            Ok(Some(ix)) if ix.bytes() <= BUDGET / 4 && !ix.marks.is_empty() => {
+                tracing::debug!(
+                    names = ix.len(),
+                    layers = ix.marks.len(),
+                    "name index of /{}",
+                    dir.display()
+                );
+                (ix.marked_layers(), State::Indexed(Arc::new(ix)))
+            }
+            Ok(_) => (candidates.to_vec(), State::Unindexed),
+            Err(e) => {
+                tracing::debug!("no name index of /{}: {e}", dir.display());
+                (candidates.to_vec(), State::Unindexed)
             }
         };
         let ix = match &state {

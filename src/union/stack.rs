@@ -163,37 +163,67 @@ impl Stack {
     /// one is cached (the common case: lookups walk down one level at a time), else beneath the
     /// layer root in pieces below PATH_MAX: no depth limit, and never outside the layer.
     pub fn dir_fd(&self, layer: usize, rel: &Path) -> io::Result<Arc<SafeFd>> {
-        let store = self.fd_store.get();
-        if let Some(fd) = store.and_then(|s| s.get(layer, rel)) {
+        if let Some(fd) = self.cached_dir_fd(layer, rel) {
             return Ok(fd);
         }
-        let key = (layer, key(rel));
-        let parent = {
-            let mut c = lock(&self.dir_fds);
-            if let Some(fd) = c.get(&key) {
-                return Ok(fd.clone());
-            }
-            match (rel.parent(), rel.file_name()) {
-                (Some(p), Some(n)) => c.get(&(layer, self::key(p))).cloned().map(|fd| (fd, n)),
-                _ => None,
-            }
-        };
-        let parent = parent.or_else(|| match (rel.parent(), rel.file_name(), store) {
-            (Some(p), Some(n), Some(s)) => s.get(layer, p).map(|fd| (fd, n)),
+        let fd = self.open_dir_fd(layer, rel)?;
+        Ok(self.keep_dir_fd(layer, rel, fd))
+    }
+
+    /// The fd of the directory `rel` in `layer`, if cached (here or in the store).
+    pub fn cached_dir_fd(&self, layer: usize, rel: &Path) -> Option<Arc<SafeFd>> {
+        let store = self.fd_store.get();
+        if let Some(fd) = store.and_then(|s| s.get(layer, rel)) {
+            return Some(fd);
+        }
+        lock(&self.dir_fds).get(&(layer, key(rel))).cloned()
+    }
+
+    /// Opens the directory `rel` in `layer` afresh (not cached: see [`Stack::keep_dir_fd`]),
+    /// beneath its parent's cached fd when there is one.
+    pub fn open_dir_fd(&self, layer: usize, rel: &Path) -> io::Result<SafeFd> {
+        let parent = match (rel.parent(), rel.file_name()) {
+            (Some(p), Some(n)) => self.cached_dir_fd(layer, p).map(|fd| (fd, n)),
             _ => None,
-        });
-        let l = self.layers.get(layer).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
-        let fd = Arc::new(match parent {
-            Some((pfd, name)) => pfd.dir_beneath(Path::new(name))?,
-            None => l.open_dir(rel)?,
-        });
-        match store {
+        };
+        match parent {
+            Some((pfd, name)) => pfd.dir_beneath(Path::new(name)),
+            None => self
+                .layers
+                .get(layer)
+                .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?
+                .open_dir(rel),
+        }
+    }
+
+    /// Caches `fd`, the directory `rel` of `layer`, and shares it.
+    pub fn keep_dir_fd(&self, layer: usize, rel: &Path, fd: SafeFd) -> Arc<SafeFd> {
+        let fd = Arc::new(fd);
+        match self.fd_store.get() {
             Some(s) if s.put(layer, rel, &fd) => {}
             _ => {
-                lock(&self.dir_fds).put(key, fd.clone());
+                lock(&self.dir_fds).put((layer, key(rel)), fd.clone());
             }
         }
-        Ok(fd)
+        fd
+    }
+
+    /// Offers the store the fds of the directory `rel` in `layers` that only the stack's LRU
+    /// holds: a lookup opens them before the store knows the directory (a merged directory's
+    /// first lookup opens one in each of its layers), and the LRU alone would drop them again
+    /// once more directories are opened, to be opened again by the first request below it.
+    pub fn offer_dir_fds(&self, rel: &Path, layers: &[usize]) {
+        let Some(store) = self.fd_store.get() else { return };
+        let k = key(rel);
+        let held: Vec<(usize, Arc<SafeFd>)> = {
+            let c = lock(&self.dir_fds);
+            layers.iter().filter_map(|&l| c.peek(&(l, k.clone())).map(|fd| (l, fd.clone()))).collect()
+        };
+        for (l, fd) in held {
+            if store.put(l, rel, &fd) {
+                lock(&self.dir_fds).pop(&(l, k.clone()));
+            }
+        }
     }
 
     /// Keeps directory fds in `store` too (once; see [`DirFdStore`]).
@@ -307,14 +337,41 @@ impl Stack {
         // below count); asked only when a lower layer has the directory too, so the common case
         // of a directory in one layer costs no xattr reads on this hot path.
         let mut implicit: Option<bool> = None;
+        // A directory merged from many indexed lower layers: its own index, read with each
+        // layer's marks (opaque, implicit) when the lookup reaches them (`NameIndexes::for_merge`).
+        let mut merged: Option<Arc<NameIndex>> = None;
+        let mark_of =
+            |merged: &Option<Arc<NameIndex>>, l: usize| merged.as_ref().and_then(|ix| ix.marks_of(l));
         for (i, &l) in layers.iter().enumerate() {
             // Whiteouts and opacity only matter when there are layers below this one.
             let below = i + 1 < layers.len();
+            if i == indexed_from && layers.len() - i > 1 {
+                // More than one indexed layer for a name: a directory in each of them.
+                merged = self.names.for_merge(self, &path, &layers[i..]);
+            }
+            let mark = mark_of(&merged, l);
             let dir = match self.dir_fd(l, &parent.path) {
                 Ok(fd) => fd,
                 Err(e) if is_gone(&e) => continue,
                 Err(e) => return Err(e),
             };
+            // A layer the indexes know holds the directory below the one found: merged in
+            // without a stat (its attributes are read only when they replace made-up ones).
+            if let (Some(m), Some(e)) = (mark, &mut found) {
+                if implicit.is_none() {
+                    implicit = Some(self.implicit_marked(&merged, e.layer, &path)?);
+                }
+                if implicit == Some(true) && !m.implicit {
+                    let Some(st) = stat_at(dir.as_fd(), name)?.filter(is_dir) else { continue };
+                    let st = self.present(l, dir.as_fd(), name, st)?;
+                    (e.layer, e.stat, implicit) = (l, st, Some(false));
+                }
+                e.layers.push(l);
+                if !below || m.opaque {
+                    break;
+                }
+                continue;
+            }
             if let Some(st) = stat_at(dir.as_fd(), name)? {
                 if is_overlay_whiteout_stat(&st) {
                     break;
@@ -324,7 +381,11 @@ impl Stack {
                         let d = is_dir(&st);
                         let stat = self.present(l, dir.as_fd(), name, st)?;
                         found = Some(Entry { path: path.clone(), layer: l, stat, layers: vec![l] });
-                        if !d || !below || self.opaque(l, &path)? {
+                        let opaque = match mark {
+                            Some(m) => m.opaque,
+                            None => d && below && self.opaque(l, &path)?,
+                        };
+                        if !d || !below || opaque {
                             break;
                         }
                     }
@@ -333,7 +394,7 @@ impl Stack {
                             break;
                         }
                         if implicit.is_none() {
-                            implicit = Some(self.implicit(e.layer, &path)?);
+                            implicit = Some(self.implicit_marked(&merged, e.layer, &path)?);
                         }
                         if implicit == Some(true) && !self.implicit(l, &path)? {
                             let st = self.present(l, dir.as_fd(), name, st)?;
@@ -351,6 +412,20 @@ impl Stack {
             }
         }
         Ok(found)
+    }
+
+    /// Whether `layer`'s copy of the directory `path` is made up by unpack: from the marks read
+    /// with its index when there are some.
+    fn implicit_marked(
+        &self,
+        merged: &Option<Arc<NameIndex>>,
+        layer: usize,
+        path: &Path,
+    ) -> io::Result<bool> {
+        match merged.as_ref().and_then(|ix| ix.marks_of(layer)) {
+            Some(m) => Ok(m.implicit),
+            None => self.implicit(layer, path),
+        }
     }
 
     /// The name index for a lookup in `parent` over `layers`, with the upper part of `layers`
