@@ -1189,25 +1189,19 @@ fn newest_layer_blob(dir: &Path) -> std::path::PathBuf {
     blob(layers.last().unwrap()["digest"].as_str().unwrap())
 }
 
-/// A user's mount serves file data from the daemon (no passthrough without CAP_SYS_ADMIN), whose
-/// splice pipes are held to `/proc/sys/fs/pipe-max-size`: reads as the user at odd offsets and
-/// sizes, the largest READ (1 MiB, too big for the user's pipe: answered through a buffer),
-/// across and past the end of the file, and a whole buffered read, all return the file's bytes.
-#[test]
-fn rootless_reads_at_odd_offsets_and_sizes() {
-    let Some(user) = TestUser::without_subids() else { return };
-    if !dev_fuse_for_users() {
-        return;
-    }
-    let data = common::registry::noise((3 << 20) + 12345, 3);
-    for d in ["l", "u", "w", "mnt", "out"] {
+/// `strata-overlay` mounted by `user` (through fusermount3) over a lower dir `l` holding `files`,
+/// with `u` and `w` as upper and work dirs: the mountpoint, unmounted when the guard drops.
+fn mount_as(user: &TestUser, files: &[(&str, &[u8])]) -> (std::path::PathBuf, Mount) {
+    for d in ["l", "u", "w", "mnt"] {
         std::fs::create_dir(user.path(d)).unwrap();
         user.give(&user.path(d));
     }
-    std::fs::write(user.path("l/big"), &data).unwrap();
-    user.give(&user.path("l/big"));
+    for (name, data) in files {
+        std::fs::write(user.path("l").join(name), data).unwrap();
+        user.give(&user.path("l").join(name));
+    }
     let mnt = user.path("mnt");
-    let mut mounted = Mount::adopt(&mnt);
+    let mounted = Mount::adopt(&mnt);
     let opts = format!(
         "lowerdir={},upperdir={},workdir={}",
         user.path("l").display(),
@@ -1220,6 +1214,23 @@ fn rootless_reads_at_odd_offsets_and_sizes() {
         .output()
         .unwrap();
     assert!(out.status.success(), "strata-overlay as the user: {}", String::from_utf8_lossy(&out.stderr));
+    (mnt, mounted)
+}
+
+/// A user's mount serves file data from the daemon (no passthrough without CAP_SYS_ADMIN), whose
+/// splice pipes are held to `/proc/sys/fs/pipe-max-size`: reads as the user at odd offsets and
+/// sizes, the largest READ (1 MiB, too big for the user's pipe: answered through a buffer),
+/// across and past the end of the file, and a whole buffered read, all return the file's bytes.
+#[test]
+fn rootless_reads_at_odd_offsets_and_sizes() {
+    let Some(user) = TestUser::without_subids() else { return };
+    if !dev_fuse_for_users() {
+        return;
+    }
+    let data = common::registry::noise((3 << 20) + 12345, 3);
+    std::fs::create_dir(user.path("out")).unwrap();
+    user.give(&user.path("out"));
+    let (mnt, mut mounted) = mount_as(&user, &[("big", &data)]);
     let cases = common::mount::read_cases(data.len() as u64);
     let mut script = format!("cat {m}/big > out/all\n", m = mnt.display());
     for (i, (off, n)) in cases.iter().enumerate() {
@@ -1253,26 +1264,9 @@ fn rootless_writes_at_odd_offsets_and_the_suid_bits_they_clear() {
         return;
     }
     let data = common::registry::noise((2 << 20) + 4321, 5);
-    for d in ["l", "u", "w", "mnt"] {
-        std::fs::create_dir(user.path(d)).unwrap();
-        user.give(&user.path(d));
-    }
     std::fs::write(user.path("src"), &data).unwrap();
     user.give(&user.path("src"));
-    let mnt = user.path("mnt");
-    let mut mounted = Mount::adopt(&mnt);
-    let opts = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        user.path("l").display(),
-        user.path("u").display(),
-        user.path("w").display()
-    );
-    let out = user
-        .command(common::mount::BIN, &["-o", &opts, mnt.to_str().unwrap()])
-        .env("STRATA_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "strata-overlay as the user: {}", String::from_utf8_lossy(&out.stderr));
+    let (mnt, mut mounted) = mount_as(&user, &[]);
     let (m, src) = (mnt.display(), user.path("src"));
     let src = src.display();
     let cuts = [0usize, 1, 4095, 4097, 70_001, 1 << 20, (1 << 20) + 3, (2 << 20) + 1, data.len()];
