@@ -172,6 +172,19 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// Once `pid` is named `strata-userns`, records it in `pid_file` as the user's holder (the
+/// holder the file names then is ended first: overwritten, it would outlive the test).
+fn record_as_holder(user: &TestUser, pid_file: &Path, pid: i32) {
+    let t0 = std::time::Instant::now();
+    while comm_of(pid) != "strata-userns" && t0.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(comm_of(pid), "strata-userns");
+    user.ok(&["system", "migrate"]);
+    std::fs::write(pid_file, forged_record(pid)).unwrap();
+    user.give(pid_file);
+}
+
 /// What strata's pid file would say of process `pid`: pid, start time, user namespace inode, boot id.
 fn forged_record(pid: i32) -> String {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -264,15 +277,7 @@ fn a_stale_or_forged_namespace_record_is_never_joined() {
     let forged =
         KillOnDrop(user.command("unshare", &["-U", "-r", fake.to_str().unwrap(), "60"]).spawn().unwrap());
     let fpid = forged.0.id() as i32;
-    let t0 = std::time::Instant::now();
-    while comm_of(fpid) != "strata-userns" && t0.elapsed() < std::time::Duration::from_secs(10) {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    assert_eq!(comm_of(fpid), "strata-userns");
-    // The holder the file names now is ended first (overwritten, it would outlive the test).
-    user.ok(&["system", "migrate"]);
-    std::fs::write(&pid_file, forged_record(fpid)).unwrap();
-    user.give(&pid_file);
+    record_as_holder(&user, &pid_file, fpid);
     let ns = ns_now(&user);
     assert_ne!(ns, user_ns_of(fpid));
     assert_ne!(holder_pid(&user), Some(fpid));
@@ -286,15 +291,7 @@ fn a_stale_or_forged_namespace_record_is_never_joined() {
         Command::new("unshare").args(["-U", "-r", root_fake.to_str().unwrap(), "60"]).spawn().unwrap(),
     );
     let rpid = roots.0.id() as i32;
-    let t0 = std::time::Instant::now();
-    while comm_of(rpid) != "strata-userns" && t0.elapsed() < std::time::Duration::from_secs(10) {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    assert_eq!(comm_of(rpid), "strata-userns");
-    // The holder the file names now is ended first (overwritten, it would outlive the test).
-    user.ok(&["system", "migrate"]);
-    std::fs::write(&pid_file, forged_record(rpid)).unwrap();
-    user.give(&pid_file);
+    record_as_holder(&user, &pid_file, rpid);
     let ns = ns_now(&user);
     assert_ne!(ns, user_ns_of(rpid));
     assert_eq!(comm_of(holder_pid(&user).unwrap()), "strata-userns");

@@ -531,20 +531,7 @@ pub(crate) fn tolerate_eperm(r: R<()>) -> R<()> {
 fn copy_data(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, st: &FileStat) -> R<()> {
     let end = st.st_size.max(0);
     if st.st_blocks.saturating_mul(512) >= end {
-        let (mut off_in, mut off_out) = (0i64, 0i64);
-        while off_in < end {
-            let want = (end - off_in) as usize;
-            match crate::sys::fsio::copy_file_range(src, &mut off_in, dst, &mut off_out, want) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(Errno::EXDEV | Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => {
-                    copy_plain(src, dst, &mut off_in, end)?;
-                    off_out = off_in;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        if off_out < end {
+        if copy_range(src, dst, 0, end)? < end {
             // The source came up short (it can't change, but its size is what the stat said).
             nix::unistd::ftruncate(dst, end)?;
         }
@@ -558,25 +545,30 @@ fn copy_data(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, st: &FileStat) -> R<()> {
             Err(_) => pos,
         };
         let hole = lseek(src, data, Whence::SeekHole).unwrap_or(end).min(end);
-        let mut off_in = data;
-        let mut off_out = data;
-        while off_in < hole {
-            let want = (hole - off_in) as usize;
-            match crate::sys::fsio::copy_file_range(src, &mut off_in, dst, &mut off_out, want) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(Errno::EXDEV | Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => {
-                    copy_plain(src, dst, &mut off_in, hole)?;
-                    off_out = off_in;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        let _ = off_out;
+        copy_range(src, dst, data, hole)?;
         pos = hole.max(data + 1);
     }
     nix::unistd::ftruncate(dst, end)?;
     Ok(())
+}
+
+/// Copies bytes `from..to` of `src` to the same offsets of `dst` (copy_file_range, or read and
+/// write where the filesystems can't); returns where the copy ended (short if `src` did).
+fn copy_range(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, from: i64, to: i64) -> R<i64> {
+    let (mut off_in, mut off_out) = (from, from);
+    while off_in < to {
+        let want = (to - off_in) as usize;
+        match crate::sys::fsio::copy_file_range(src, &mut off_in, dst, &mut off_out, want) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(Errno::EXDEV | Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => {
+                copy_plain(src, dst, &mut off_in, to)?;
+                off_out = off_in;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(off_out)
 }
 
 fn copy_plain(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, off: &mut i64, end: i64) -> R<()> {
