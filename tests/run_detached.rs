@@ -255,7 +255,7 @@ fn stop_sends_the_images_stop_signal() {
     let config = serde_json::to_vec(&serde_json::json!({
         "architecture": "amd64", "os": "linux",
         "config": {"Env": ["PATH=/bin"], "StopSignal": "SIGUSR1",
-                   "Cmd": ["sh", "-c", "trap 'echo usr1; exit 0' USR1; while true; do sleep 0.05; done"]},
+                   "Cmd": ["sh", "-c", "trap 'echo usr1; exit 0' USR1; echo ready; while true; do sleep 0.05; done"]},
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         "history": [{"created_by": "test"}],
     }))
@@ -264,12 +264,14 @@ fn stop_sends_the_images_stop_signal() {
     common::images::docker_archive(&archive, &[layer], Some(config), &["stopper:1"]);
     s.ok(&["load", "-i", archive.to_str().unwrap()]);
     s.ok(&["run", "-d", "--name", "st", "stopper:1"]);
-    eventually("running", || s.ok(&["ps", "-q"]).lines().count() == 1);
+    // Running is not enough: a signal with no handler yet is ignored by the container's
+    // PID 1 (the kernel's rule for init), so the stop would wait for its SIGKILL.
+    eventually("the trap set", || s.ok(&["logs", "st"]) == "ready\n");
     let start = Instant::now();
     s.ok(&["stop", "-t", "20", "st"]);
     assert!(start.elapsed() < Duration::from_secs(5), "SIGUSR1 ended it, not the SIGKILL after 20 s");
     assert_eq!(s.ok(&["wait", "st"]), "0\n");
-    assert_eq!(s.ok(&["logs", "st"]), "usr1\n");
+    assert_eq!(s.ok(&["logs", "st"]), "ready\nusr1\n");
 }
 
 #[test]
