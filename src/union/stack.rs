@@ -20,7 +20,7 @@ use nix::sys::stat::{FileStat, Mode};
 
 use super::layer::{Layer, SafeFd, file_type, is_dir, is_implicit_dir, is_opaque_dir, stat_at};
 use super::listing::{self, ListEntry, Listing};
-use super::name_index::{MIN_LAYERS, NameIndex, NameIndexes};
+use super::name_index::{MERGED_AT_LOOKUP, MIN_LAYERS, NameIndex, NameIndexes};
 use super::pathhash::PathHash;
 use super::xattr_memo::XattrMemo;
 use crate::layer::override_stat::{self, OverrideStat};
@@ -117,7 +117,7 @@ impl Stack {
     pub fn new(lowers: &[PathBuf], upper: Option<&Path>) -> io::Result<Stack> {
         let mut layers = Vec::with_capacity(lowers.len() + 1);
         if let Some(u) = upper {
-            layers.push(Layer::open(u)?);
+            layers.push(Layer::open_writable(u)?);
         }
         for l in lowers {
             layers.push(Layer::open(l)?);
@@ -249,8 +249,15 @@ impl Stack {
         // Whether the attributes taken so far are made up (unpack's implicit root); asked only
         // once a second layer is merged in, so a single-layer root costs no xattr reads.
         let mut implicit: Option<bool> = None;
+        // Over many layers, the marks of a root a layer's record has are not read from disk.
+        let many = self.layers.len() >= MERGED_AT_LOOKUP;
+        let recorded = |i: usize| {
+            let layer = self.layers.get(i).filter(|_| many)?;
+            Some(layer.names()?.dir(Path::new(""))?.marks)
+        };
         for i in 0..self.layers.len() {
             let fd = self.dir_fd(i, Path::new(""))?;
+            let marks = recorded(i);
             match &attrs {
                 None => {
                     attrs = Some((
@@ -260,9 +267,16 @@ impl Stack {
                 }
                 Some((top, _)) => {
                     if implicit.is_none() {
-                        implicit = Some(self.implicit(*top, Path::new(""))?);
+                        implicit = Some(match recorded(*top) {
+                            Some(m) => m.implicit,
+                            None => self.implicit(*top, Path::new(""))?,
+                        });
                     }
-                    if implicit == Some(true) && !is_implicit_dir(fd.as_fd())? {
+                    let real = match marks {
+                        Some(m) => !m.implicit,
+                        None => !is_implicit_dir(fd.as_fd())?,
+                    };
+                    if implicit == Some(true) && real {
                         let st = nix::sys::stat::fstat(fd.as_fd())?;
                         attrs = Some((i, self.present(i, fd.as_fd(), OsStr::new(""), st)?));
                         implicit = Some(false);
@@ -270,7 +284,11 @@ impl Stack {
                 }
             }
             layers.push(i);
-            if is_opaque_dir(fd.as_fd())? {
+            let opaque = match marks {
+                Some(m) => m.opaque,
+                None => is_opaque_dir(fd.as_fd())?,
+            };
+            if opaque {
                 break;
             }
         }
@@ -350,18 +368,20 @@ impl Stack {
                 merged = self.names.for_merge(self, &path, &layers[i..]);
             }
             let mark = mark_of(&merged, l);
-            let dir = match self.dir_fd(l, &parent.path) {
-                Ok(fd) => fd,
-                Err(e) if is_gone(&e) => continue,
-                Err(e) => return Err(e),
+            let parent_fd = || match self.dir_fd(l, &parent.path) {
+                Ok(fd) => Ok(Some(fd)),
+                Err(e) if is_gone(&e) => Ok(None),
+                Err(e) => Err(e),
             };
             // A layer the indexes know holds the directory below the one found: merged in
-            // without a stat (its attributes are read only when they replace made-up ones).
+            // without a stat (its attributes are read only when they replace made-up ones), and
+            // without opening its parent there (a layer's record told without an open).
             if let (Some(m), Some(e)) = (mark, &mut found) {
                 if implicit.is_none() {
                     implicit = Some(self.implicit_marked(&merged, e.layer, &path)?);
                 }
                 if implicit == Some(true) && !m.implicit {
+                    let Some(dir) = parent_fd()? else { continue };
                     let Some(st) = stat_at(dir.as_fd(), name)?.filter(is_dir) else { continue };
                     let st = self.present(l, dir.as_fd(), name, st)?;
                     (e.layer, e.stat, implicit) = (l, st, Some(false));
@@ -372,6 +392,7 @@ impl Stack {
                 }
                 continue;
             }
+            let Some(dir) = parent_fd()? else { continue };
             if let Some(st) = stat_at(dir.as_fd(), name)? {
                 if is_overlay_whiteout_stat(&st) {
                     break;

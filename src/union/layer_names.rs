@@ -1,0 +1,373 @@
+//! A layer's record of its own directories, written once when the layer is stored
+//! (`layers/<id>/names`, beside `fs/`), so that a directory merged from many layers is indexed
+//! without reading its copy in each of them.
+//!
+//! For every directory of the layer tree: its [`DirMarks`] (opaque, implicit) and its names,
+//! each a directory, something else, or a whiteout (of either format): exactly what
+//! [`scan_fresh_dir_fd`] and [`dir_marks`] read from the tree, since the record is made by
+//! walking the unpacked tree with them, never from the tar. A store layer never changes once
+//! unpacked, so the record stays true; it is tied to the tree it was made from by the tree
+//! root's inode number and ctime (a record beside another tree, or a tree copied elsewhere, is
+//! not used), and one that is missing (a layer stored by an older version), unreadable, too big
+//! or malformed is ignored: the layer is read from disk as before. A writable upper never has one.
+//!
+//! The format (integers little-endian): [`MAGIC`]; the root's inode number (u64), ctime seconds
+//! and nanoseconds (i64, i64); the directory count (u32); per directory, sorted by path bytes:
+//! its path relative to the root (u32 length + bytes, "" for the root), its marks (u8: 1 opaque,
+//! 2 implicit), its name count (u32) and per name a kind byte (`d`, `o`, `w`) and the name
+//! (u16 length + bytes).
+
+use std::ffi::OsStr;
+use std::io::{self, Read};
+use std::os::fd::AsFd;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+use nix::sys::stat::{FileStat, fstat};
+
+use super::layer::{DirMarks, SafeFd, dir_marks};
+use super::listing::{LayerName, scan_fresh_dir_fd};
+
+/// The record's name in a store layer's directory, beside the tree `fs/`.
+pub const FILE_NAME: &str = "names";
+/// The tree directory a record is looked for beside.
+const TREE_DIR: &str = "fs";
+/// First bytes of a record (the format's version is in it).
+pub const MAGIC: &[u8; 16] = b"strata-names-v1\n";
+/// Records larger than this are not read (the layer is read from disk instead).
+pub const MAX_BYTES: u64 = 64 << 20;
+
+const OPAQUE: u8 = 1;
+const IMPLICIT: u8 = 2;
+
+/// What a record says about one name of a directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Dir,
+    Other,
+    /// Hides the name in the layers below (a `.wh.` file or an overlay 0/0 device).
+    Whiteout,
+}
+
+impl Kind {
+    fn byte(self) -> u8 {
+        match self {
+            Kind::Dir => b'd',
+            Kind::Other => b'o',
+            Kind::Whiteout => b'w',
+        }
+    }
+
+    fn of(b: u8) -> Option<Kind> {
+        match b {
+            b'd' => Some(Kind::Dir),
+            b'o' => Some(Kind::Other),
+            b'w' => Some(Kind::Whiteout),
+            _ => None,
+        }
+    }
+}
+
+/// A layer's record, read and checked whole.
+#[derive(Debug)]
+pub struct LayerNames {
+    bytes: Vec<u8>,
+    /// Per directory, sorted by path: where its path and its names are in `bytes`.
+    dirs: Vec<DirSlot>,
+}
+
+#[derive(Debug)]
+struct DirSlot {
+    path: (u32, u32),
+    marks: DirMarks,
+    /// Where its names start in `bytes`, and how many.
+    names: (u32, u32),
+}
+
+/// The part of a tree root's stat a record is tied to.
+fn fingerprint(st: &FileStat) -> (u64, i64, i64) {
+    (st.st_ino, st.st_ctime, st.st_ctime_nsec)
+}
+
+/// The record belonging beside the layer tree `root` (a directory named `fs`), if it could have one.
+pub fn path_for(root: &Path) -> Option<PathBuf> {
+    (root.file_name() == Some(OsStr::new(TREE_DIR))).then(|| root.with_file_name(FILE_NAME))
+}
+
+impl LayerNames {
+    /// Reads the record of the tree `root` (open, with `root_stat` its fstat) if there is a
+    /// usable one: `None` when there is none, or it is for another tree, too big or malformed.
+    pub fn load(root: &Path, root_stat: &FileStat) -> Option<LayerNames> {
+        let path = path_for(root)?;
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::debug!("layer record {}: {e}", path.display());
+                return None;
+            }
+        };
+        let mut bytes = Vec::new();
+        if let Err(e) = file.take(MAX_BYTES + 1).read_to_end(&mut bytes) {
+            tracing::debug!("layer record {}: {e}", path.display());
+            return None;
+        }
+        match LayerNames::parse(bytes, fingerprint(root_stat)) {
+            Ok(names) => Some(names),
+            Err(why) => {
+                tracing::debug!("layer record {} not used: {why}", path.display());
+                None
+            }
+        }
+    }
+
+    /// Checks `bytes` whole (every length in bounds, directories sorted, names valid) for the
+    /// tree with `print`.
+    fn parse(bytes: Vec<u8>, print: (u64, i64, i64)) -> Result<LayerNames, &'static str> {
+        if bytes.len() as u64 > MAX_BYTES {
+            return Err("too big");
+        }
+        let mut r = Reader { bytes: &bytes, at: 0 };
+        if r.take(MAGIC.len())? != MAGIC {
+            return Err("not a record of this version");
+        }
+        let ino = r.u64()?;
+        let (sec, nsec) = (r.u64()? as i64, r.u64()? as i64);
+        if (ino, sec, nsec) != print {
+            return Err("made for another tree (inode or ctime differ)");
+        }
+        let count = r.u32()? as usize;
+        let mut dirs: Vec<DirSlot> = Vec::with_capacity(count.min(bytes.len() / 9));
+        for _ in 0..count {
+            let len = r.u32()? as usize;
+            let start = r.at;
+            let path = r.take(len)?;
+            if path.first() == Some(&b'/') || path.last() == Some(&b'/') || path.contains(&0) {
+                return Err("a directory path is not relative");
+            }
+            if let Some(prev) = dirs.last() {
+                if &bytes[prev.path.0 as usize..prev.path.1 as usize] >= path {
+                    return Err("directories out of order");
+                }
+            }
+            let m = r.u8()?;
+            if m & !(OPAQUE | IMPLICIT) != 0 {
+                return Err("unknown directory marks");
+            }
+            let marks = DirMarks { opaque: m & OPAQUE != 0, implicit: m & IMPLICIT != 0 };
+            let n = r.u32()?;
+            let names_at = r.at;
+            for _ in 0..n {
+                Kind::of(r.u8()?).ok_or("unknown name kind")?;
+                let len = r.u16()? as usize;
+                let name = r.take(len)?;
+                if name.is_empty()
+                    || name == b"."
+                    || name == b".."
+                    || name.iter().any(|&b| b == b'/' || b == 0)
+                {
+                    return Err("an invalid name");
+                }
+            }
+            dirs.push(DirSlot {
+                path: (start as u32, (start + len) as u32),
+                marks,
+                names: (names_at as u32, n),
+            });
+        }
+        if r.at != bytes.len() {
+            return Err("trailing bytes");
+        }
+        Ok(LayerNames { bytes, dirs })
+    }
+
+    /// The directory `dir` (relative to the layer root) as the record has it: its marks and
+    /// names, or `None` when the layer has no such directory.
+    pub fn dir(&self, dir: &Path) -> Option<RecordedDir<'_>> {
+        let want = dir.as_os_str().as_bytes();
+        let i = self
+            .dirs
+            .binary_search_by(|d| self.bytes[d.path.0 as usize..d.path.1 as usize].cmp(want))
+            .ok()?;
+        let d = &self.dirs[i];
+        Some(RecordedDir { bytes: &self.bytes, marks: d.marks, at: d.names.0 as usize, left: d.names.1 })
+    }
+
+    /// How many directories it records.
+    pub fn dirs(&self) -> usize {
+        self.dirs.len()
+    }
+}
+
+/// One directory of a record.
+pub struct RecordedDir<'a> {
+    bytes: &'a [u8],
+    /// The marks of this copy of the directory.
+    pub marks: DirMarks,
+    at: usize,
+    left: u32,
+}
+
+impl<'a> Iterator for RecordedDir<'a> {
+    type Item = (Kind, &'a OsStr);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        // Checked whole at load: every length is in bounds and every kind known.
+        let kind = Kind::of(self.bytes[self.at])?;
+        let len = u16::from_le_bytes([self.bytes[self.at + 1], self.bytes[self.at + 2]]) as usize;
+        let name = &self.bytes[self.at + 3..self.at + 3 + len];
+        self.at += 3 + len;
+        Some((kind, OsStr::from_bytes(name)))
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], &'static str> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len()).ok_or("truncated")?;
+        let s = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Result<u8, &'static str> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, &'static str> {
+        Ok(u16::from_le_bytes(self.take(2)?.try_into().map_err(|_| "truncated")?))
+    }
+    fn u32(&mut self) -> Result<u32, &'static str> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().map_err(|_| "truncated")?))
+    }
+    fn u64(&mut self) -> Result<u64, &'static str> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().map_err(|_| "truncated")?))
+    }
+}
+
+/// Walks the layer tree `root` (not changing under the walk: a staged layer) and writes its
+/// record to `dest`: each directory read with [`scan_fresh_dir_fd`] and [`dir_marks`], the
+/// very calls a lookup reads a layer's copy of a directory with. Returns how many directories
+/// it records. Names longer than a u16 can't exist (NAME_MAX is 255).
+pub fn write(root: &Path, dest: &Path) -> io::Result<usize> {
+    let root_fd = SafeFd::root(root)?;
+    let print = fingerprint(&fstat(root_fd.as_fd())?);
+    let mut dirs: Vec<(Vec<u8>, u8, Vec<u8>, u32)> = Vec::new();
+    let mut todo: Vec<(PathBuf, SafeFd)> = vec![(PathBuf::new(), root_fd.reopen()?)];
+    while let Some((rel, fd)) = todo.pop() {
+        let (mut names, mut count, mut marker) = (Vec::new(), 0u32, false);
+        let mut subdirs = Vec::new();
+        scan_fresh_dir_fd(&fd, 0, |n| {
+            let (kind, name) = match n {
+                LayerName::Entry(le) if le.kind == libc::S_IFDIR => {
+                    subdirs.push(le.name.clone());
+                    (Kind::Dir, le.name)
+                }
+                LayerName::Entry(le) => (Kind::Other, le.name),
+                LayerName::Whiteout(name) => (Kind::Whiteout, name),
+                LayerName::OpaqueMarker => {
+                    marker = true;
+                    return true;
+                }
+            };
+            names.push(kind.byte());
+            names.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            names.extend_from_slice(name.as_bytes());
+            count += 1;
+            true
+        })?;
+        let m = dir_marks(fd.as_fd(), marker);
+        let marks = u8::from(m.opaque) * OPAQUE | u8::from(m.implicit) * IMPLICIT;
+        for name in subdirs {
+            let sub = fd.dir_beneath(Path::new(&name))?;
+            todo.push((rel.join(&name), sub));
+        }
+        dirs.push((rel.into_os_string().into_vec(), marks, names, count));
+    }
+    dirs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut out =
+        Vec::with_capacity(MAGIC.len() + 28 + dirs.iter().map(|d| d.0.len() + d.2.len() + 9).sum::<usize>());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&print.0.to_le_bytes());
+    out.extend_from_slice(&print.1.to_le_bytes());
+    out.extend_from_slice(&print.2.to_le_bytes());
+    out.extend_from_slice(&(dirs.len() as u32).to_le_bytes());
+    for (path, marks, names, count) in &dirs {
+        out.extend_from_slice(&(path.len() as u32).to_le_bytes());
+        out.extend_from_slice(path);
+        out.push(*marks);
+        out.extend_from_slice(&count.to_le_bytes());
+        out.extend_from_slice(names);
+    }
+    std::fs::write(dest, &out)?;
+    Ok(dirs.len())
+}
+
+/// [`write`] for a store layer's tree `root` (named `fs`): the record goes to [`path_for`] it.
+pub fn write_beside(root: &Path) -> io::Result<usize> {
+    let dest = path_for(root).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a layer tree named fs", root.display()),
+        )
+    })?;
+    write(root, &dest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> (tempfile::TempDir, PathBuf) {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("fs");
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        std::fs::write(root.join("a/f"), "").unwrap();
+        std::fs::write(root.join("a/.wh.gone"), "").unwrap();
+        std::fs::write(root.join("a/b/.wh..wh..opq"), "").unwrap();
+        std::fs::write(root.join("top"), "").unwrap();
+        (t, root)
+    }
+
+    #[test]
+    fn a_record_reads_back_what_the_tree_holds() {
+        let (_t, root) = sample();
+        assert_eq!(write_beside(&root).unwrap(), 3);
+        let st = fstat(SafeFd::root(&root).unwrap().as_fd()).unwrap();
+        let rec = LayerNames::load(&root, &st).expect("a usable record");
+        let mut a: Vec<_> = rec.dir(Path::new("a")).unwrap().map(|(k, n)| (k, n.to_owned())).collect();
+        a.sort_by(|x, y| x.1.cmp(&y.1));
+        assert_eq!(a, [(Kind::Dir, "b".into()), (Kind::Other, "f".into()), (Kind::Whiteout, "gone".into())]);
+        assert!(rec.dir(Path::new("a/b")).unwrap().marks.opaque);
+        assert_eq!(rec.dir(Path::new("a/b")).unwrap().count(), 0);
+        assert!(!rec.dir(Path::new("")).unwrap().marks.opaque);
+        assert!(rec.dir(Path::new("top")).is_none() && rec.dir(Path::new("nothing")).is_none());
+    }
+
+    #[test]
+    fn a_record_of_another_tree_or_a_damaged_one_is_not_used() {
+        let (_t, root) = sample();
+        write_beside(&root).unwrap();
+        let rec = path_for(&root).unwrap();
+        let good = std::fs::read(&rec).unwrap();
+        let st = || fstat(SafeFd::root(&root).unwrap().as_fd()).unwrap();
+        // Every truncation, and a flipped byte anywhere in the header, is refused.
+        for cut in 0..good.len() {
+            assert!(LayerNames::parse(good[..cut].to_vec(), fingerprint(&st())).is_err(), "cut at {cut}");
+        }
+        for at in 0..MAGIC.len() + 28 {
+            let mut bad = good.clone();
+            bad[at] ^= 0x40;
+            assert!(LayerNames::parse(bad, fingerprint(&st())).is_err(), "byte {at} flipped");
+        }
+        // A change of the tree's root moves its ctime: the record is for another tree then.
+        std::fs::write(root.join("new"), "").unwrap();
+        assert!(LayerNames::load(&root, &st()).is_none());
+    }
+}
