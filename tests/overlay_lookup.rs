@@ -342,18 +342,18 @@ fn daemon_stat_calls(m: &Mount, work: impl FnOnce()) -> Option<u64> {
 /// strace's count of the calls in `trace` (strace's `-e trace=` syntax) made by the daemon
 /// serving `m` while `work` runs (every thread traced). `None` as [`daemon_stat_calls`].
 fn daemon_calls(m: &Mount, trace: &str, work: impl FnOnce()) -> Option<u64> {
-    daemon_calls_at(&m.mountpoint, trace, work)
+    let pid = *daemon_pids(&m.mountpoint).first().expect("the daemon's pid");
+    daemon_calls_of(pid, trace, work)
 }
 
-/// [`daemon_calls`] of the daemon serving the mount at `mountpoint`.
-fn daemon_calls_at(mountpoint: &std::path::Path, trace: &str, work: impl FnOnce()) -> Option<u64> {
+/// [`daemon_calls`] of the daemon `pid`.
+fn daemon_calls_of(pid: i32, trace: &str, work: impl FnOnce()) -> Option<u64> {
     use std::io::BufRead;
     use std::process::{Command, Stdio};
     if Command::new("strace").arg("-V").output().is_err() {
         missing("strace is not installed");
         return None;
     }
-    let pid = *daemon_pids(mountpoint).first().expect("the daemon's pid");
     let out = tempfile::NamedTempFile::new().unwrap();
     // -f with -p attaches every thread of the daemon.
     let mut tracer = Command::new("strace")
@@ -638,4 +638,62 @@ fn recorded_layers_a_missing_name_reads_no_layer() {
     };
     eprintln!("3 directories of {N} recorded layers, 192 missing names: {calls} calls");
     assert!(calls < 3 * 16 + 192, "{calls} calls for 192 missing names in 3 directories of {N} layers");
+}
+
+/// Layers stored by `strata load` carry their record, and `strata mount` of the image uses it:
+/// the view keeps every rule (a `.wh.` whiteout, an opaque directory, a whiteout in the
+/// layer's own directory), and the first lookup of a directory merged from all 16 layers and
+/// of a missing name in it reads none of their copies (about 4 calls per layer without it).
+#[test]
+fn stored_layers_carry_a_record_that_mounts_use() {
+    use common::images::{Member, oci_layout, tar_of};
+    const N: usize = 16;
+    let s = common::strata::Strata::new();
+    // Bottom layer first, as an image lists them.
+    let layers: Vec<Vec<u8>> = (0..N)
+        .map(|k| {
+            let (f, sub) = (format!("d/f{k}"), format!("d/sub/s{k}"));
+            let mut m = vec![Member::Dir("d/"), Member::Dir("d/sub/"), Member::File(&f, b"x")];
+            m.push(Member::File(&sub, b""));
+            match k {
+                5 => m.push(Member::File("d/.wh.f2", b"")),
+                9 => m.push(Member::File("d/sub/.wh..wh..opq", b"")),
+                12 => m.push(Member::File("d/.wh.f12", b"")),
+                _ => {}
+            }
+            tar_of(&m)
+        })
+        .collect();
+    let layout = s.path("recorded");
+    oci_layout(&layout, &layers, None, "v1", |_| {});
+    s.ok(&["load", "--oci", &format!("{}:v1", layout.display())]);
+    let records = fs::read_dir(s.root().join("layers"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().join("names").is_file())
+        .count();
+    assert_eq!(records, N, "every stored layer has its record");
+    let Some(mounted) = common::image_mount::mount_image(&s, "recorded:v1", "mnt") else { return };
+    let at = |rel: &str| mounted.dir.join(rel);
+    let gone_at =
+        |rel: &str| matches!(fs::symlink_metadata(at(rel)), Err(e) if e.raw_os_error() == Some(libc::ENOENT));
+    assert!(gone_at("nothing"));
+    let record = fs::read_dir(s.root().join("mounts")).unwrap().next().unwrap().unwrap().path();
+    let json: serde_json::Value = serde_json::from_slice(&fs::read(record).unwrap()).unwrap();
+    let pid = json["pid"].as_i64().expect("the daemon's pid") as i32;
+    let Some(calls) = daemon_calls_of(pid, LAYER_CALLS, || {
+        assert!(at("d").is_dir());
+        assert!(gone_at("d/missing"));
+    }) else {
+        return;
+    };
+    eprintln!("the first lookup of a directory of {N} stored layers and the first in it: {calls} calls");
+    assert!(calls < 8, "{calls} calls for the first lookup of a directory of {N} stored layers and in it");
+    assert!(gone_at("d/f2"));
+    assert_eq!(fs::read_to_string(at("d/f12")).unwrap(), "x", "a whiteout never hides its own layer's name");
+    assert_eq!(fs::read_to_string(at("d/f3")).unwrap(), "x");
+    let want: Vec<String> = (9..N).map(|k| format!("s{k}")).collect();
+    let mut want = want;
+    want.sort();
+    assert_eq!(names(&at("d/sub")), want);
+    assert!(gone_at("d/sub/s8") && gone_at("d/sub/missing"));
 }
