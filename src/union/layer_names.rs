@@ -252,10 +252,17 @@ impl<'a> Reader<'a> {
 }
 
 /// Walks the layer tree `root` (not changing under the walk: a staged layer) and writes its
-/// record to `dest`: each directory read with [`scan_fresh_dir_fd`] and [`dir_marks`], the
-/// very calls a lookup reads a layer's copy of a directory with. Returns how many directories
-/// it records. Names longer than a u16 can't exist (NAME_MAX is 255).
+/// record to `dest`. Returns how many directories it records.
 pub fn write(root: &Path, dest: &Path) -> io::Result<usize> {
+    let (bytes, dirs) = encode(root)?;
+    std::fs::write(dest, bytes)?;
+    Ok(dirs)
+}
+
+/// The record of the layer tree `root` and how many directories it holds: each directory read
+/// with [`scan_fresh_dir_fd`] and [`dir_marks`], the very calls a lookup reads a layer's copy
+/// of a directory with. Names longer than a u16 can't exist (NAME_MAX is 255).
+pub fn encode(root: &Path) -> io::Result<(Vec<u8>, usize)> {
     let root_fd = SafeFd::root(root)?;
     let print = fingerprint(&fstat(root_fd.as_fd())?);
     let mut dirs: Vec<(Vec<u8>, u8, Vec<u8>, u32)> = Vec::new();
@@ -305,8 +312,19 @@ pub fn write(root: &Path, dest: &Path) -> io::Result<usize> {
         out.extend_from_slice(&count.to_le_bytes());
         out.extend_from_slice(names);
     }
-    std::fs::write(dest, &out)?;
-    Ok(dirs.len())
+    Ok((out, dirs.len()))
+}
+
+/// Whether the record beside the store layer tree `root` is missing (`None`), or is (true) or
+/// is not (false) the one its tree gives now: for `strata system check`.
+pub fn verify_beside(root: &Path) -> io::Result<Option<bool>> {
+    let Some(path) = path_for(root) else { return Ok(None) };
+    let stored = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    Ok(Some(encode(root)?.0 == stored))
 }
 
 /// [`write`] for a store layer's tree `root` (named `fs`): the record goes to [`path_for`] it.
