@@ -697,3 +697,48 @@ fn stored_layers_carry_a_record_that_mounts_use() {
     assert_eq!(names(&at("d/sub")), want);
     assert!(gone_at("d/sub/s8") && gone_at("d/sub/missing"));
 }
+
+/// Moves each scratch layer `lI` to `lI/fs` (a store layer's shape) and writes its record.
+fn into_recorded_trees(s: &Scratch, n: usize) {
+    for i in 1..=n {
+        let (l, tmp) = (s.p(&format!("l{i}")), s.p(&format!("tree{i}")));
+        fs::rename(&l, &tmp).unwrap();
+        fs::create_dir(&l).unwrap();
+        fs::rename(&tmp, l.join("fs")).unwrap();
+        strata::union::layer_names::write_beside(&l.join("fs")).unwrap();
+    }
+}
+
+/// Stacks of a few recorded layers, probed (3) and indexed (8): every rule holds with the
+/// records standing in for the lookups' probes, opaque and implicit checks and the listings'
+/// reads, and listing a directory merged from 8 recorded layers reads none of them.
+#[test]
+fn recorded_layers_of_a_few_layers_follow_every_rule() {
+    let Some(s) = Scratch::for_fuse(3) else { return };
+    oci_stack(&s);
+    into_recorded_trees(&s, 3);
+    let m = recorded_mount(&s, 3);
+    assert_eq!(names(&m.mountpoint), ["a", "dir", "file_then_dir", "opq", "tree"]);
+    assert_eq!(read(&m, "a"), "a1");
+    assert!(gone(&m, "gone") && gone(&m, ".wh.gone") && gone(&m, "nothing"));
+    assert_eq!(names(&m.path("dir")), ["y", "z"]);
+    assert!(gone(&m, "dir/x"));
+    assert_eq!(names(&m.path("opq")), ["new"]);
+    assert!(gone(&m, "opq/old"));
+    assert_eq!(names(&m.path("file_then_dir")), ["inner"]);
+    assert!(m.path("tree").is_file() && !m.path("tree/deep/f").exists());
+    drop(m);
+
+    const N: usize = 8;
+    let Some(s) = Scratch::for_fuse(N) else { return };
+    many_layer_stack(&s, N);
+    into_recorded_trees(&s, N);
+    let m = recorded_mount(&s, N);
+    let Some(reads) = daemon_calls(&m, "getdents64", || assert_eq!(names(&m.path("d")).len(), N + 8)) else {
+        return;
+    };
+    assert_eq!(reads, 0, "listing a directory of {N} recorded layers read {reads} times");
+    check_many_layer_view(&m, N);
+    warm_up_index(&m, N);
+    check_many_layer_view(&m, N);
+}

@@ -14,8 +14,10 @@
 //! The format (integers little-endian): [`MAGIC`]; the root's inode number (u64), ctime seconds
 //! and nanoseconds (i64, i64); the directory count (u32); per directory, sorted by path bytes:
 //! its path relative to the root (u32 length + bytes, "" for the root), its marks (u8: 1 opaque,
-//! 2 implicit), its name count (u32) and per name a kind byte (`d`, `o`, `w`) and the name
-//! (u16 length + bytes).
+//! 2 implicit), its name count (u32) and per name, sorted by name bytes (a name held and whited
+//! out in one layer, `N` and `.wh.N`, twice: the whiteout after): its file type (u8,
+//! `S_IFMT >> 12`, 0 for a whiteout), its inode number in the layer (u64, 0 for a whiteout) and
+//! the name (u16 length + bytes).
 
 use std::ffi::OsStr;
 use std::io::{self, Read};
@@ -39,6 +41,8 @@ pub const MAX_BYTES: u64 = 64 << 20;
 
 const OPAQUE: u8 = 1;
 const IMPLICIT: u8 = 2;
+/// Bytes a name takes besides its own: file type, inode number, length.
+const NAME_HEAD: usize = 1 + 8 + 2;
 
 /// What a record says about one name of a directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,38 +53,65 @@ pub enum Kind {
     Whiteout,
 }
 
-impl Kind {
-    fn byte(self) -> u8 {
-        match self {
-            Kind::Dir => b'd',
-            Kind::Other => b'o',
-            Kind::Whiteout => b'w',
-        }
-    }
+/// One name of a recorded directory.
+#[derive(Clone, Copy, Debug)]
+pub struct RecordedName<'a> {
+    pub name: &'a OsStr,
+    /// File type bits (`libc::S_IFDIR`, …); 0 for a whiteout.
+    pub file_type: u32,
+    /// Its inode number in the layer (0 for a whiteout).
+    pub ino: u64,
+}
 
-    fn of(b: u8) -> Option<Kind> {
-        match b {
-            b'd' => Some(Kind::Dir),
-            b'o' => Some(Kind::Other),
-            b'w' => Some(Kind::Whiteout),
-            _ => None,
+impl RecordedName<'_> {
+    pub fn kind(&self) -> Kind {
+        match self.file_type {
+            0 => Kind::Whiteout,
+            libc::S_IFDIR => Kind::Dir,
+            _ => Kind::Other,
         }
     }
+}
+
+fn type_byte(file_type: u32) -> u8 {
+    (file_type >> 12) as u8
+}
+
+fn file_type_of(b: u8) -> Option<u32> {
+    let t = u32::from(b) << 12;
+    match t {
+        0
+        | libc::S_IFIFO
+        | libc::S_IFCHR
+        | libc::S_IFDIR
+        | libc::S_IFBLK
+        | libc::S_IFREG
+        | libc::S_IFLNK
+        | libc::S_IFSOCK => Some(t),
+        _ => None,
+    }
+}
+
+/// The order of names in a directory: by bytes, a name before its whiteout.
+fn order(name: &[u8], file_type: u32) -> (&[u8], bool) {
+    (name, file_type == 0)
 }
 
 /// A layer's record, read and checked whole.
 #[derive(Debug)]
 pub struct LayerNames {
     bytes: Vec<u8>,
-    /// Per directory, sorted by path: where its path and its names are in `bytes`.
+    /// Per directory, sorted by path: where its path is in `bytes`, and its names in `names`.
     dirs: Vec<DirSlot>,
+    /// Where each name starts in `bytes`, directory after directory (each in [`order`]).
+    names: Vec<u32>,
 }
 
 #[derive(Debug)]
 struct DirSlot {
     path: (u32, u32),
     marks: DirMarks,
-    /// Where its names start in `bytes`, and how many.
+    /// Its names' range in `names`.
     names: (u32, u32),
 }
 
@@ -121,8 +152,8 @@ impl LayerNames {
         }
     }
 
-    /// Checks `bytes` whole (every length in bounds, directories sorted, names valid) for the
-    /// tree with `print`.
+    /// Checks `bytes` whole (every length in bounds, directories and names in order, names and
+    /// types valid) for the tree with `print`.
     fn parse(bytes: Vec<u8>, print: (u64, i64, i64)) -> Result<LayerNames, &'static str> {
         if bytes.len() as u64 > MAX_BYTES {
             return Err("too big");
@@ -138,6 +169,7 @@ impl LayerNames {
         }
         let count = r.u32()? as usize;
         let mut dirs: Vec<DirSlot> = Vec::with_capacity(count.min(bytes.len() / 9));
+        let mut names: Vec<u32> = Vec::new();
         for _ in 0..count {
             let len = r.u32()? as usize;
             let start = r.at;
@@ -155,10 +187,13 @@ impl LayerNames {
                 return Err("unknown directory marks");
             }
             let marks = DirMarks { opaque: m & OPAQUE != 0, implicit: m & IMPLICIT != 0 };
-            let n = r.u32()?;
-            let names_at = r.at;
+            let n = r.u32()? as usize;
+            let first = names.len();
+            let mut prev: Option<(&[u8], bool)> = None;
             for _ in 0..n {
-                Kind::of(r.u8()?).ok_or("unknown name kind")?;
+                let at = r.at;
+                let t = file_type_of(r.u8()?).ok_or("unknown file type")?;
+                r.u64()?;
                 let len = r.u16()? as usize;
                 let name = r.take(len)?;
                 if name.is_empty()
@@ -168,17 +203,22 @@ impl LayerNames {
                 {
                     return Err("an invalid name");
                 }
+                if prev.is_some_and(|p| p >= order(name, t)) {
+                    return Err("names out of order");
+                }
+                prev = Some(order(name, t));
+                names.push(u32::try_from(at).map_err(|_| "too big")?);
             }
             dirs.push(DirSlot {
                 path: (start as u32, (start + len) as u32),
                 marks,
-                names: (names_at as u32, n),
+                names: (first as u32, names.len() as u32),
             });
         }
         if r.at != bytes.len() {
             return Err("trailing bytes");
         }
-        Ok(LayerNames { bytes, dirs })
+        Ok(LayerNames { bytes, dirs, names })
     }
 
     /// The directory `dir` (relative to the layer root) as the record has it: its marks and
@@ -190,7 +230,8 @@ impl LayerNames {
             .binary_search_by(|d| self.bytes[d.path.0 as usize..d.path.1 as usize].cmp(want))
             .ok()?;
         let d = &self.dirs[i];
-        Some(RecordedDir { bytes: &self.bytes, marks: d.marks, at: d.names.0 as usize, left: d.names.1 })
+        let names = &self.names[d.names.0 as usize..d.names.1 as usize];
+        Some(RecordedDir { bytes: &self.bytes, marks: d.marks, names })
     }
 
     /// How many directories it records.
@@ -200,28 +241,61 @@ impl LayerNames {
 }
 
 /// One directory of a record.
+#[derive(Clone, Copy)]
 pub struct RecordedDir<'a> {
     bytes: &'a [u8],
     /// The marks of this copy of the directory.
     pub marks: DirMarks,
-    at: usize,
-    left: u32,
+    /// Where its names start in `bytes`, in [`order`].
+    names: &'a [u32],
 }
 
-impl<'a> Iterator for RecordedDir<'a> {
-    type Item = (Kind, &'a OsStr);
+impl<'a> RecordedDir<'a> {
+    /// The name at `at` in the record (checked whole at load: every length in bounds, every
+    /// type known).
+    fn at(&self, at: u32) -> RecordedName<'a> {
+        let (at, b) = (at as usize, self.bytes);
+        let file_type = file_type_of(b[at]).unwrap_or(0);
+        let mut ino = [0u8; 8];
+        ino.copy_from_slice(&b[at + 1..at + 9]);
+        let len = u16::from_le_bytes([b[at + 9], b[at + 10]]) as usize;
+        let name = OsStr::from_bytes(&b[at + NAME_HEAD..at + NAME_HEAD + len]);
+        RecordedName { name, file_type, ino: u64::from_le_bytes(ino) }
+    }
 
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.left == 0 {
-            return None;
+    /// Its names (whiteouts included), in order.
+    pub fn names(self) -> impl Iterator<Item = RecordedName<'a>> {
+        self.names.iter().map(move |&at| self.at(at))
+    }
+
+    /// How many names it holds, whiteouts included.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// What this copy of the directory holds at `name`: the name itself (not a whiteout), and
+    /// whether it whites the name out for the layers below (a `.wh.` file or a 0/0 device).
+    pub fn probe(&self, name: &OsStr) -> (Option<RecordedName<'a>>, bool) {
+        let want = name.as_bytes();
+        let i = self.names.partition_point(|&at| self.at(at).name.as_bytes() < want);
+        let mut held = None;
+        let mut whiteout = false;
+        for &at in self.names[i..].iter().take(2) {
+            let n = self.at(at);
+            if n.name.as_bytes() != want {
+                break;
+            }
+            match n.kind() {
+                Kind::Whiteout => whiteout = true,
+                _ => held = Some(n),
+            }
         }
-        self.left -= 1;
-        // Checked whole at load: every length is in bounds and every kind known.
-        let kind = Kind::of(self.bytes[self.at])?;
-        let len = u16::from_le_bytes([self.bytes[self.at + 1], self.bytes[self.at + 2]]) as usize;
-        let name = &self.bytes[self.at + 3..self.at + 3 + len];
-        self.at += 3 + len;
-        Some((kind, OsStr::from_bytes(name)))
+        (held, whiteout)
     }
 }
 
@@ -268,34 +342,35 @@ pub fn encode(root: &Path) -> io::Result<(Vec<u8>, usize)> {
     let mut dirs: Vec<(Vec<u8>, u8, Vec<u8>, u32)> = Vec::new();
     let mut todo: Vec<(PathBuf, SafeFd)> = vec![(PathBuf::new(), root_fd.reopen()?)];
     while let Some((rel, fd)) = todo.pop() {
-        let (mut names, mut count, mut marker) = (Vec::new(), 0u32, false);
-        let mut subdirs = Vec::new();
+        let (mut listed, mut marker) = (Vec::new(), false);
         scan_fresh_dir_fd(&fd, 0, |n| {
-            let (kind, name) = match n {
-                LayerName::Entry(le) if le.kind == libc::S_IFDIR => {
-                    subdirs.push(le.name.clone());
-                    (Kind::Dir, le.name)
-                }
-                LayerName::Entry(le) => (Kind::Other, le.name),
-                LayerName::Whiteout(name) => (Kind::Whiteout, name),
+            listed.push(match n {
+                LayerName::Entry(le) => (le.name, le.kind, le.ino),
+                LayerName::Whiteout(name) => (name, 0, 0),
                 LayerName::OpaqueMarker => {
                     marker = true;
                     return true;
                 }
-            };
-            names.push(kind.byte());
-            names.extend_from_slice(&(name.len() as u16).to_le_bytes());
-            names.extend_from_slice(name.as_bytes());
-            count += 1;
+            });
             true
         })?;
+        listed.sort_by(|a, b| order(a.0.as_bytes(), a.1).cmp(&order(b.0.as_bytes(), b.1)));
+        listed.dedup_by(|a, b| order(a.0.as_bytes(), a.1) == order(b.0.as_bytes(), b.1));
+        let mut names = Vec::new();
+        for (name, t, ino) in &listed {
+            names.push(type_byte(*t));
+            names.extend_from_slice(&ino.to_le_bytes());
+            names.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            names.extend_from_slice(name.as_bytes());
+        }
         let m = dir_marks(fd.as_fd(), marker);
         let marks = u8::from(m.opaque) * OPAQUE | u8::from(m.implicit) * IMPLICIT;
-        for name in subdirs {
-            let sub = fd.dir_beneath(Path::new(&name))?;
-            todo.push((rel.join(&name), sub));
+        for (name, t, _) in &listed {
+            if *t == libc::S_IFDIR {
+                todo.push((rel.join(name), fd.dir_beneath(Path::new(name))?));
+            }
         }
-        dirs.push((rel.into_os_string().into_vec(), marks, names, count));
+        dirs.push((rel.into_os_string().into_vec(), marks, names, listed.len() as u32));
     }
     dirs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let mut out =
@@ -348,6 +423,7 @@ mod tests {
         std::fs::create_dir_all(root.join("a/b")).unwrap();
         std::fs::write(root.join("a/f"), "").unwrap();
         std::fs::write(root.join("a/.wh.gone"), "").unwrap();
+        std::fs::write(root.join("a/gone"), "").unwrap(); // held and whited out in one layer
         std::fs::write(root.join("a/b/.wh..wh..opq"), "").unwrap();
         std::fs::write(root.join("top"), "").unwrap();
         (t, root)
@@ -359,11 +435,24 @@ mod tests {
         assert_eq!(write_beside(&root).unwrap(), 3);
         let st = fstat(SafeFd::root(&root).unwrap().as_fd()).unwrap();
         let rec = LayerNames::load(&root, &st).expect("a usable record");
-        let mut a: Vec<_> = rec.dir(Path::new("a")).unwrap().map(|(k, n)| (k, n.to_owned())).collect();
-        a.sort_by(|x, y| x.1.cmp(&y.1));
-        assert_eq!(a, [(Kind::Dir, "b".into()), (Kind::Other, "f".into()), (Kind::Whiteout, "gone".into())]);
+        let a = rec.dir(Path::new("a")).unwrap();
+        let got: Vec<_> = a.names().map(|n| (n.kind(), n.name.to_owned())).collect();
+        assert_eq!(
+            got,
+            [
+                (Kind::Dir, "b".into()),
+                (Kind::Other, "f".into()),
+                (Kind::Other, "gone".into()),
+                (Kind::Whiteout, "gone".into())
+            ]
+        );
+        let ino = std::fs::symlink_metadata(root.join("a/f")).unwrap();
+        let (held, whiteout) = a.probe(OsStr::new("f"));
+        assert_eq!((held.map(|n| n.ino), whiteout), (Some(std::os::unix::fs::MetadataExt::ino(&ino)), false));
+        assert!(matches!(a.probe(OsStr::new("gone")), (Some(_), true)));
+        assert!(matches!(a.probe(OsStr::new("nothing")), (None, false)));
         assert!(rec.dir(Path::new("a/b")).unwrap().marks.opaque);
-        assert_eq!(rec.dir(Path::new("a/b")).unwrap().count(), 0);
+        assert!(rec.dir(Path::new("a/b")).unwrap().is_empty());
         assert!(!rec.dir(Path::new("")).unwrap().marks.opaque);
         assert!(rec.dir(Path::new("top")).is_none() && rec.dir(Path::new("nothing")).is_none());
     }

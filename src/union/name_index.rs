@@ -144,14 +144,14 @@ impl NameIndex {
         let mut marks = Vec::new();
         for &l in lower {
             // A layer stored with a record of its directories is not read at all.
-            if let Some(names) = stack.layers().get(l).and_then(|layer| layer.names()) {
-                let Some(recorded) = names.dir(dir) else { continue };
+            if let Some(recorded) = stack.recorded_dir(l, dir) {
+                let Some(recorded) = recorded else { continue };
                 let m = recorded.marks;
-                for (kind, name) in recorded {
+                for n in recorded.names() {
                     read.push((
-                        name.to_os_string(),
+                        n.name.to_os_string(),
                         l,
-                        match kind {
+                        match n.kind() {
                             Kind::Dir => Seen::Dir,
                             Kind::Other => Seen::Other,
                             Kind::Whiteout => Seen::Whiteout,

@@ -19,8 +19,9 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::{FileStat, Mode};
 
 use super::layer::{Layer, SafeFd, file_type, is_dir, is_implicit_dir, is_opaque_dir, stat_at};
+use super::layer_names::RecordedDir;
 use super::listing::{self, ListEntry, Listing};
-use super::name_index::{MERGED_AT_LOOKUP, MIN_LAYERS, NameIndex, NameIndexes};
+use super::name_index::{MIN_LAYERS, NameIndex, NameIndexes};
 use super::pathhash::PathHash;
 use super::xattr_memo::XattrMemo;
 use crate::layer::override_stat::{self, OverrideStat};
@@ -88,6 +89,10 @@ pub struct Stack {
     overrides: XattrMemo<OverrideStat>,
     /// Merged name indexes of directories with many lower layers (`name_index.rs`).
     names: NameIndexes,
+    /// Whether the lower layers' records of their directories (`layer_names.rs`) stand in for
+    /// reading them: over two lower layers or more (a single one is never probed for what it
+    /// lacks, and its record would be read whole for nothing).
+    use_records: bool,
 }
 
 /// Directory fds kept beyond the stack's own LRU: the FUSE filesystem keeps each directory's fds
@@ -141,6 +146,7 @@ impl Stack {
             fd_store: OnceLock::new(),
             overrides: XattrMemo::default(),
             names: NameIndexes::default(),
+            use_records: lowers.len() >= 2,
         })
     }
 
@@ -249,12 +255,8 @@ impl Stack {
         // Whether the attributes taken so far are made up (unpack's implicit root); asked only
         // once a second layer is merged in, so a single-layer root costs no xattr reads.
         let mut implicit: Option<bool> = None;
-        // Over many layers, the marks of a root a layer's record has are not read from disk.
-        let many = self.layers.len() >= MERGED_AT_LOOKUP;
-        let recorded = |i: usize| {
-            let layer = self.layers.get(i).filter(|_| many)?;
-            Some(layer.names()?.dir(Path::new(""))?.marks)
-        };
+        // The marks of a root a layer's record has are not read from disk.
+        let recorded = |i: usize| Some(self.recorded_dir(i, Path::new(""))??.marks);
         for i in 0..self.layers.len() {
             let fd = self.dir_fd(i, Path::new(""))?;
             let marks = recorded(i);
@@ -392,8 +394,26 @@ impl Stack {
                 }
                 continue;
             }
-            let Some(dir) = parent_fd()? else { continue };
-            if let Some(st) = stat_at(dir.as_fd(), name)? {
+            // A layer's record says whether it holds the name and whether it whites it out: no
+            // stat for a name it lacks, no `.wh.` probe.
+            let (held, whited_out) = match self.recorded_dir(l, &parent.path) {
+                Some(None) => continue,
+                Some(Some(rd)) => {
+                    let (held, whited_out) = rd.probe(name);
+                    (Some(held.is_some()), whited_out)
+                }
+                None => (None, false),
+            };
+            let mut dir_fd: Option<Arc<SafeFd>> = None;
+            let on_disk = if held == Some(false) {
+                None
+            } else {
+                let Some(dir) = parent_fd()? else { continue };
+                let st = stat_at(dir.as_fd(), name)?;
+                dir_fd = Some(dir);
+                st
+            };
+            if let (Some(st), Some(dir)) = (on_disk, &dir_fd) {
                 if is_overlay_whiteout_stat(&st) {
                     break;
                 }
@@ -428,8 +448,18 @@ impl Stack {
                     }
                 }
             }
-            if below && i < indexed_from && stat_at(dir.as_fd(), &wh)?.is_some() {
-                break;
+            if below && i < indexed_from {
+                let whiteout = match (held, &dir_fd) {
+                    (Some(_), _) => whited_out,
+                    (None, Some(dir)) => stat_at(dir.as_fd(), &wh)?.is_some(),
+                    (None, None) => match parent_fd()? {
+                        Some(dir) => stat_at(dir.as_fd(), &wh)?.is_some(),
+                        None => false,
+                    },
+                };
+                if whiteout {
+                    break;
+                }
             }
         }
         Ok(found)
@@ -539,7 +569,19 @@ impl Stack {
         Ok(st)
     }
 
+    /// What the record of `layer` says of its directory `dir`: `Some(None)` when the layer has
+    /// no such directory; `None` when no record is used for the layer (read it from disk).
+    pub fn recorded_dir(&self, layer: usize, dir: &Path) -> Option<Option<RecordedDir<'_>>> {
+        if !self.use_records || (self.writable && layer == 0) {
+            return None;
+        }
+        Some(self.layers.get(layer)?.names()?.dir(dir))
+    }
+
     fn implicit(&self, layer: usize, path: &Path) -> io::Result<bool> {
+        if let Some(rec) = self.recorded_dir(layer, path) {
+            return Ok(rec.is_some_and(|d| d.marks.implicit));
+        }
         match self.dir_fd(layer, path) {
             Ok(fd) => is_implicit_dir(fd.as_fd()),
             Err(e) if is_gone(&e) => Ok(false),
@@ -548,6 +590,9 @@ impl Stack {
     }
 
     fn opaque(&self, layer: usize, path: &Path) -> io::Result<bool> {
+        if let Some(rec) = self.recorded_dir(layer, path) {
+            return Ok(rec.is_some_and(|d| d.marks.opaque));
+        }
         match self.dir_fd(layer, path) {
             Ok(fd) => is_opaque_dir(fd.as_fd()),
             Err(e) if is_gone(&e) => Ok(false),
