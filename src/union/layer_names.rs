@@ -364,7 +364,7 @@ pub fn encode(root: &Path) -> io::Result<(Vec<u8>, usize)> {
             names.extend_from_slice(name.as_bytes());
         }
         let m = dir_marks(fd.as_fd(), marker);
-        let marks = u8::from(m.opaque) * OPAQUE | u8::from(m.implicit) * IMPLICIT;
+        let marks = (u8::from(m.opaque) * OPAQUE) | (u8::from(m.implicit) * IMPLICIT);
         for (name, t, _) in &listed {
             if *t == libc::S_IFDIR {
                 todo.push((rel.join(name), fd.dir_beneath(Path::new(name))?));
