@@ -28,7 +28,8 @@ pub struct ListEntry {
 }
 
 /// A merged directory: every visible name once, whiteouts removed, in layer order
-/// (top layer's names first, each layer in its on-disk order).
+/// (top layer's names first, each layer in its on-disk order, or in name order when its record
+/// stood in for reading it).
 #[derive(Debug)]
 pub struct Listing {
     /// The layers that were merged (the directory entry's `layers`).
