@@ -342,13 +342,18 @@ fn daemon_stat_calls(m: &Mount, work: impl FnOnce()) -> Option<u64> {
 /// strace's count of the calls in `trace` (strace's `-e trace=` syntax) made by the daemon
 /// serving `m` while `work` runs (every thread traced). `None` as [`daemon_stat_calls`].
 fn daemon_calls(m: &Mount, trace: &str, work: impl FnOnce()) -> Option<u64> {
+    let pid = *daemon_pids(&m.mountpoint).first().expect("the daemon's pid");
+    daemon_calls_of(pid, trace, work)
+}
+
+/// [`daemon_calls`] of the daemon `pid`.
+fn daemon_calls_of(pid: i32, trace: &str, work: impl FnOnce()) -> Option<u64> {
     use std::io::BufRead;
     use std::process::{Command, Stdio};
     if Command::new("strace").arg("-V").output().is_err() {
         missing("strace is not installed");
         return None;
     }
-    let pid = *daemon_pids(&m.mountpoint).first().expect("the daemon's pid");
     let out = tempfile::NamedTempFile::new().unwrap();
     // -f with -p attaches every thread of the daemon.
     let mut tracer = Command::new("strace")
@@ -457,4 +462,283 @@ fn many_layers_a_merged_directory_is_opened_once_per_layer() {
     };
     eprintln!("{N} files read in {N} layers of a merged directory: {opens} opens in the daemon");
     assert!(opens < N as u64 + N as u64 / 2, "{opens} opens to read {N} files, one in each layer");
+}
+
+// ------------------------------------------------------- layers with a record of their names
+
+/// The calls a lookup reads a layer's copy of a directory with (opens, stats, reads, xattrs).
+const LAYER_CALLS: &str =
+    "%stat,openat,openat2,close,read,getdents64,flistxattr,listxattr,llistxattr,fgetxattr,lgetxattr";
+
+/// 128 layer trees `lI/fs` (l1 on top) with every rule at several depths: `d` and `d/sub` in
+/// every layer, `.wh.` and 0/0 whiteouts, opaque directories by marker (at `o`, and at
+/// `d/sub/deep`) and by xattr (at `x`), a whiteout of a whole directory, a file over a directory,
+/// an implicit directory; then the record of each tree, but for l3 and l77 (stored by an older
+/// version: none) and l5 (a record made before its tree changed: not its tree any more).
+fn recorded_stack(s: &Scratch, n: usize) {
+    for i in 1..=n {
+        s.write(&format!("l{i}/fs/d/own{i}"), &format!("{i}"));
+        s.write(&format!("l{i}/fs/d/sub/m{i}"), &format!("{i}"));
+        s.write(&format!("l{i}/fs/o/o{i}"), "");
+        s.write(&format!("l{i}/fs/x/x{i}"), "");
+        if i % 4 == 0 {
+            s.write(&format!("l{i}/fs/d/sub/deep/p{i}"), "");
+        }
+        if i > 60 {
+            s.write(&format!("l{i}/fs/cut/c{i}"), "");
+        }
+    }
+    s.write("l10/fs/d/.wh.own20", "");
+    sh(&format!("mknod {} c 0 0", s.p("l30/fs/d/own100").display()));
+    s.write("l40/fs/d/sub/.wh.m90", "");
+    s.write("l3/fs/d/sub/.wh.m50", ""); // in a layer without a record
+    s.write("l64/fs/o/.wh..wh..opq", "");
+    s.write("l48/fs/d/sub/deep/.wh..wh..opq", "");
+    sh(&format!("setfattr -n trusted.overlay.opaque -v y {}", s.p("l70/fs/x").display()));
+    s.write("l50/fs/.wh.cut", "");
+    s.write("l20/fs/d/sub/file_over_dir", "file");
+    s.write("l90/fs/d/sub/file_over_dir/y", "");
+    fs::create_dir(s.p("l2/fs/d/implicit")).unwrap();
+    s.write("l9/fs/d/implicit/z", "");
+    sh(&format!(
+        "chmod 700 {0} && setfattr -n trusted.strata.implicit -v 1 {0} && chmod 751 {1}",
+        s.p("l2/fs/d/implicit").display(),
+        s.p("l9/fs/d/implicit").display()
+    ));
+    for i in (1..=n).filter(|i| ![3, 77].contains(i)) {
+        strata::union::layer_names::write_beside(&s.p(&format!("l{i}/fs"))).unwrap();
+    }
+    // A name in l5's root after its record: the record is not this tree's any more.
+    std::thread::sleep(std::time::Duration::from_millis(10));
+    s.write("l5/fs/late", "late");
+    s.write("l5/fs/d/sub/deep/late5", "late");
+}
+
+fn recorded_mount(s: &Scratch, n: usize) -> Mount {
+    let lowers: Vec<String> = (1..=n).map(|i| s.p(&format!("l{i}/fs")).display().to_string()).collect();
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lowers.join(":"),
+        s.p("upper").display(),
+        s.p("work").display()
+    );
+    Mount::overlay(&opts, &s.p("mnt"))
+}
+
+/// What the mount shows at the paths the rules are about: each lookup's answer, then listings.
+fn recorded_view(m: &Mount, n: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut look = |rel: String| {
+        let seen = match fs::symlink_metadata(m.path(&rel)) {
+            Ok(md) if md.is_dir() => format!("dir {:o}", md.mode() & 0o7777),
+            Ok(_) => format!("file {}", fs::read_to_string(m.path(&rel)).unwrap()),
+            Err(e) => format!("error {}", e.raw_os_error().unwrap_or(0)),
+        };
+        out.push(format!("{rel}: {seen}"));
+    };
+    // Missing names first, each directory's first use a lookup of a name it lacks.
+    for dir in ["d", "d/sub", "d/sub/deep", "o", "x", "cut", "d/implicit", "d/sub/file_over_dir"] {
+        look(format!("{dir}/missing"));
+    }
+    for i in 1..=n {
+        for rel in [format!("d/own{i}"), format!("d/sub/m{i}"), format!("d/sub/deep/p{i}")] {
+            look(rel);
+        }
+        for rel in [format!("o/o{i}"), format!("x/x{i}"), format!("cut/c{i}")] {
+            look(rel);
+        }
+    }
+    for rel in ["late", "d/sub/deep/late5", "d/implicit", "d/implicit/z", "d/.wh.own20", "o/.wh..wh..opq"] {
+        look(rel.to_string());
+    }
+    for dir in ["", "d", "d/sub", "d/sub/deep", "o", "x", "d/implicit"] {
+        out.push(format!("/{dir}: {}", names(&m.path(dir)).join(" ")));
+    }
+    out
+}
+
+/// A directory merged from many lower layers is indexed from the layers' records (written when a
+/// layer is stored) instead of read in each layer, and every rule holds as when each layer is
+/// read: whiteouts of both formats, opaque directories by marker and by xattr at different
+/// depths, a directory whited out, files over directories, implicit directories, layers with no
+/// record and one whose record is not for its tree (a name added after it shows). The same
+/// queries over the same trees with every record removed give the same answers.
+#[test]
+fn recorded_layers_answer_every_lookup_as_reading_them() {
+    const N: usize = 128;
+    let Some(s) = Scratch::for_fuse(N) else { return };
+    recorded_stack(&s, N);
+    let mut m = recorded_mount(&s, N);
+    let with = recorded_view(&m, N);
+    m.unmount();
+    for i in 1..=N {
+        let _ = fs::remove_file(s.p(&format!("l{i}/names")));
+    }
+    let m = recorded_mount(&s, N);
+    let without = recorded_view(&m, N);
+    assert_eq!(with, without, "records change what the mount shows");
+    // And what that is, spelled out for the rules.
+    let has = |line: &str| assert!(with.iter().any(|l| l == line), "no `{line}` in {with:#?}");
+    has("d/missing: error 2");
+    has("d/sub/deep/missing: error 2");
+    has("d/own20: error 2"); // .wh. in l10
+    has("d/own100: error 2"); // 0/0 device in l30
+    has("d/own21: file 21");
+    has("d/sub/m90: error 2"); // .wh. in l40
+    has("d/sub/m50: error 2"); // .wh. in l3, which has no record
+    has("d/sub/m128: file 128");
+    has("d/sub/deep/p48: file "); // the opaque layer's own name
+    has("d/sub/deep/p52: error 2"); // below the opaque marker in l48
+    has("d/sub/deep/late5: file late"); // l5's tree changed after its record
+    has("late: file late");
+    has("o/o64: file ");
+    has("o/o65: error 2");
+    has("x/x70: file ");
+    has("x/x71: error 2");
+    has("cut/c61: error 2"); // the whole directory whited out in l50
+    has("cut/missing: error 2");
+    has("d/sub/file_over_dir/missing: error 20");
+    has("d/implicit: dir 751");
+    has("d/implicit/z: file ");
+}
+
+/// With every layer recorded, the first lookup of a directory merged from 128 layers and of a
+/// missing name in it read nothing in the lower layers but the directory's stat in its top one
+/// (from disk: an open, getdents64 and flistxattr of each layer's copy, ~512 calls), and
+/// missing names in it cost no lower-layer call at all. Counted in the daemon, not timed.
+#[test]
+fn recorded_layers_a_missing_name_reads_no_layer() {
+    const N: usize = 128;
+    let Some(s) = Scratch::for_fuse(N) else { return };
+    for i in 1..=N {
+        for d in 0..4 {
+            s.write(&format!("l{i}/fs/d{d}/f{i}"), &format!("{i}"));
+        }
+        strata::union::layer_names::write_beside(&s.p(&format!("l{i}/fs"))).unwrap();
+    }
+    let m = recorded_mount(&s, N);
+    // The root's index, and every layer's record read once, by the first lookup in it.
+    assert!(gone(&m, "nothing"));
+    let Some(calls) = daemon_calls(&m, LAYER_CALLS, || {
+        assert!(m.path("d0").is_dir());
+        assert!(gone(&m, "d0/first"));
+    }) else {
+        return;
+    };
+    eprintln!("the first lookup of a directory of {N} recorded layers and the first in it: {calls} calls");
+    assert!(calls < 16, "{calls} calls for the first lookup of a directory of {N} recorded layers and in it");
+    let Some(calls) = daemon_calls(&m, LAYER_CALLS, || {
+        for d in 1..4 {
+            for i in 0..64 {
+                assert!(gone(&m, &format!("d{d}/missing{i}")));
+            }
+        }
+    }) else {
+        return;
+    };
+    eprintln!("3 directories of {N} recorded layers, 192 missing names: {calls} calls");
+    assert!(calls < 3 * 16 + 192, "{calls} calls for 192 missing names in 3 directories of {N} layers");
+}
+
+/// Layers stored by `strata load` carry their record, and `strata mount` of the image uses it:
+/// the view keeps every rule (a `.wh.` whiteout, an opaque directory, a whiteout in the
+/// layer's own directory), and the first lookup of a directory merged from all 16 layers and
+/// of a missing name in it reads none of their copies (about 4 calls per layer without it).
+#[test]
+fn stored_layers_carry_a_record_that_mounts_use() {
+    use common::images::{Member, oci_layout, tar_of};
+    const N: usize = 16;
+    let s = common::strata::Strata::new();
+    // Bottom layer first, as an image lists them.
+    let layers: Vec<Vec<u8>> = (0..N)
+        .map(|k| {
+            let (f, sub) = (format!("d/f{k}"), format!("d/sub/s{k}"));
+            let mut m = vec![Member::Dir("d/"), Member::Dir("d/sub/"), Member::File(&f, b"x")];
+            m.push(Member::File(&sub, b""));
+            match k {
+                5 => m.push(Member::File("d/.wh.f2", b"")),
+                9 => m.push(Member::File("d/sub/.wh..wh..opq", b"")),
+                12 => m.push(Member::File("d/.wh.f12", b"")),
+                _ => {}
+            }
+            tar_of(&m)
+        })
+        .collect();
+    let layout = s.path("recorded");
+    oci_layout(&layout, &layers, None, "v1", |_| {});
+    s.ok(&["load", "--oci", &format!("{}:v1", layout.display())]);
+    let records = fs::read_dir(s.root().join("layers"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().join("names").is_file())
+        .count();
+    assert_eq!(records, N, "every stored layer has its record");
+    let Some(mounted) = common::image_mount::mount_image(&s, "recorded:v1", "mnt") else { return };
+    let at = |rel: &str| mounted.dir.join(rel);
+    let gone_at =
+        |rel: &str| matches!(fs::symlink_metadata(at(rel)), Err(e) if e.raw_os_error() == Some(libc::ENOENT));
+    assert!(gone_at("nothing"));
+    let record = fs::read_dir(s.root().join("mounts")).unwrap().next().unwrap().unwrap().path();
+    let json: serde_json::Value = serde_json::from_slice(&fs::read(record).unwrap()).unwrap();
+    let pid = json["pid"].as_i64().expect("the daemon's pid") as i32;
+    let Some(calls) = daemon_calls_of(pid, LAYER_CALLS, || {
+        assert!(at("d").is_dir());
+        assert!(gone_at("d/missing"));
+    }) else {
+        return;
+    };
+    eprintln!("the first lookup of a directory of {N} stored layers and the first in it: {calls} calls");
+    assert!(calls < 8, "{calls} calls for the first lookup of a directory of {N} stored layers and in it");
+    assert!(gone_at("d/f2"));
+    assert_eq!(fs::read_to_string(at("d/f12")).unwrap(), "x", "a whiteout never hides its own layer's name");
+    assert_eq!(fs::read_to_string(at("d/f3")).unwrap(), "x");
+    let want: Vec<String> = (9..N).map(|k| format!("s{k}")).collect();
+    let mut want = want;
+    want.sort();
+    assert_eq!(names(&at("d/sub")), want);
+    assert!(gone_at("d/sub/s8") && gone_at("d/sub/missing"));
+}
+
+/// Moves each scratch layer `lI` to `lI/fs` (a store layer's shape) and writes its record.
+fn into_recorded_trees(s: &Scratch, n: usize) {
+    for i in 1..=n {
+        let (l, tmp) = (s.p(&format!("l{i}")), s.p(&format!("tree{i}")));
+        fs::rename(&l, &tmp).unwrap();
+        fs::create_dir(&l).unwrap();
+        fs::rename(&tmp, l.join("fs")).unwrap();
+        strata::union::layer_names::write_beside(&l.join("fs")).unwrap();
+    }
+}
+
+/// Stacks of a few recorded layers, probed (3) and indexed (8): every rule holds with the
+/// records standing in for the lookups' probes, opaque and implicit checks and the listings'
+/// reads, and listing a directory merged from 8 recorded layers reads none of them.
+#[test]
+fn recorded_layers_of_a_few_layers_follow_every_rule() {
+    let Some(s) = Scratch::for_fuse(3) else { return };
+    oci_stack(&s);
+    into_recorded_trees(&s, 3);
+    let m = recorded_mount(&s, 3);
+    assert_eq!(names(&m.mountpoint), ["a", "dir", "file_then_dir", "opq", "tree"]);
+    assert_eq!(read(&m, "a"), "a1");
+    assert!(gone(&m, "gone") && gone(&m, ".wh.gone") && gone(&m, "nothing"));
+    assert_eq!(names(&m.path("dir")), ["y", "z"]);
+    assert!(gone(&m, "dir/x"));
+    assert_eq!(names(&m.path("opq")), ["new"]);
+    assert!(gone(&m, "opq/old"));
+    assert_eq!(names(&m.path("file_then_dir")), ["inner"]);
+    assert!(m.path("tree").is_file() && !m.path("tree/deep/f").exists());
+    drop(m);
+
+    const N: usize = 8;
+    let Some(s) = Scratch::for_fuse(N) else { return };
+    many_layer_stack(&s, N);
+    into_recorded_trees(&s, N);
+    let m = recorded_mount(&s, N);
+    let Some(reads) = daemon_calls(&m, "getdents64", || assert_eq!(names(&m.path("d")).len(), N + 8)) else {
+        return;
+    };
+    assert_eq!(reads, 0, "listing a directory of {N} recorded layers read {reads} times");
+    check_many_layer_view(&m, N);
+    warm_up_index(&m, N);
+    check_many_layer_view(&m, N);
 }

@@ -259,3 +259,30 @@ fn a_0_0_device_in_a_layer_tree_is_only_a_long_name_whiteout() {
     let (ok, out) = check(&s, &[]);
     assert!(ok && !out.contains("Errors"), "{out}");
 }
+
+/// A layer's record of its directories (`layers/<id>/names`, which a mount trusts instead of
+/// reading the tree) that disagrees with its sound tree is damage: `check` names it and
+/// `--repair` writes it again from the tree.
+#[test]
+fn a_layer_record_that_disagrees_with_its_tree_is_damage() {
+    let s = Strata::new();
+    store_with_image(&s);
+    let layer = layer_dirs(&s).into_iter().find(|l| l.join("fs/etc/motd").exists()).unwrap();
+    let record = layer.join("names");
+    let good = std::fs::read(&record).expect("a stored layer has its record");
+    // `motd` recorded as a whiteout instead of a file: a mount would hide it, and /etc/motd below.
+    // Each name: its type (S_IFMT >> 12, 0 for a whiteout), inode number, length and bytes.
+    let at = good.windows(6).position(|w| w == b"\x04\x00motd").expect("motd in the record") - 9;
+    assert_eq!(good[at], (libc::S_IFREG >> 12) as u8);
+    let mut bad = good.clone();
+    bad[at] = 0;
+    std::fs::write(&record, &bad).unwrap();
+    let (ok, out) = check(&s, &[]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("its record of names (names) is not what its tree holds"), "{out}");
+    let (ok, out) = check(&s, &["--repair"]);
+    assert!(ok && out.contains("written again from the tree"), "{out}");
+    assert_eq!(std::fs::read(&record).unwrap(), good);
+    let (ok, out) = check(&s, &[]);
+    assert!(ok && out.contains("The store is sound."), "{out}");
+}

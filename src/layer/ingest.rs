@@ -46,6 +46,19 @@ impl Drop for StagedLayer {
     }
 }
 
+/// The record of the staged tree's directories (`union::layer_names`), which lets a mount index a
+/// directory merged from many layers without reading it in each: made once here, where the
+/// tree is complete and no one else sees it. Without one the layer is read from disk as before,
+/// so a failure only costs that (and leaves no partial record).
+fn write_record(fs: &Path) {
+    if let Err(e) = crate::union::layer_names::write_beside(fs) {
+        tracing::warn!("no record of the directories of layer tree {}: {e}", fs.display());
+        if let Some(p) = crate::union::layer_names::path_for(fs) {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
 impl Store {
     /// Streams one layer blob (plain tar, gzip or zstd) into the store: in one pass the raw bytes go to
     /// `blobs/`, the tar is unpacked into a staged tree, and both digests are computed; then both are
@@ -143,6 +156,7 @@ impl Store {
                 tree: Some(TreeSummary::of(&stage.fs())?),
             };
             std::fs::write(stage.0.join("meta"), serde_json::to_vec_pretty(&meta)?)?;
+            write_record(&stage.fs());
             staging::syncfs(&stage.0)?;
             let dest = self.layer_dir(&unpacked.diff_id);
             if dest.exists() {

@@ -4,13 +4,13 @@
 //! unreferenced and re-derives what can be (a layer tree from its verified blob).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
 use super::layers::{LayerExpectation, TreeSummary};
 use super::usage::dir_size;
-use super::{ImageRecord, Store, blobs::Expected, records};
+use super::{ImageRecord, Store, blobs::Expected, records, staging};
 use crate::layer::whiteout::{WhiteoutForm, is_overlay_whiteout, whiteout_form};
 use crate::oci::Digest;
 use crate::oci::image::config_diff_ids;
@@ -119,6 +119,7 @@ impl Store {
             };
             match err {
                 None => {
+                    self.check_layer_record(&mut r, &l, &fs, repair)?;
                     good_layers.insert(l);
                 }
                 Some(e) => incomplete.push((l, e)),
@@ -404,6 +405,35 @@ impl Store {
             }
         }
         Ok(r)
+    }
+
+    /// The record of a sound layer tree's directories (`union::layer_names`) must be the one the
+    /// tree gives (a mount trusts it instead of reading the tree); `--repair` writes it again.
+    /// A layer stored by an older version has none, which is no problem.
+    fn check_layer_record(&self, r: &mut Report, l: &Digest, fs: &Path, repair: bool) -> Result<()> {
+        use crate::union::layer_names;
+        let what = match layer_names::verify_beside(fs) {
+            Ok(None | Some(true)) => return Ok(()),
+            Ok(Some(false)) => "its record of names (names) is not what its tree holds".to_string(),
+            Err(e) => format!("its record of names (names) can't be checked: {e}"),
+        };
+        let i = r.problem(format!("layer {l}"), what);
+        if repair {
+            let staged = staging::tmp_path(&self.tmp_dir(), "names");
+            let dest = self.layer_dir(l).join(layer_names::FILE_NAME);
+            let redone = layer_names::write(fs, &staged)
+                .map_err(anyhow::Error::from)
+                .and_then(|_| staging::rename_in(&staged, &dest));
+            r.problems[i].repaired = match redone {
+                Ok(()) => Some("written again from the tree".into()),
+                Err(e) => {
+                    let _ = std::fs::remove_file(&staged);
+                    tracing::warn!("cannot write the record of layer {l} again: {e:#}");
+                    None
+                }
+            };
+        }
+        Ok(())
     }
 
     /// Image records; unreadable ones are problems (and, repaired, removed).

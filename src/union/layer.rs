@@ -18,6 +18,7 @@ use nix::sys::stat::{FileStat, Mode, fstat, fstatat};
 
 pub use crate::sys::safefd::SafeFd;
 
+use super::layer_names::LayerNames;
 use crate::layer::override_stat;
 use crate::layer::whiteout::{IMPLICIT_DIR_XATTRS, OPAQUE_MARKER, OVERLAY_OPAQUE_XATTRS, is_opaque_value};
 
@@ -29,6 +30,12 @@ pub struct Layer {
     dev: u64,
     /// Set when this layer's files may carry override xattrs (its root is marked).
     overrides: std::sync::OnceLock<override_stat::Marker>,
+    /// The root's stat at open (what a record of the layer must have been made from).
+    root_stat: FileStat,
+    /// Whether a record of the layer's directories may be looked for (never for an upper).
+    recorded: bool,
+    /// The layer's record (`union::layer_names`), read at its first use.
+    names: std::sync::OnceLock<Option<std::sync::Arc<LayerNames>>>,
 }
 
 impl Layer {
@@ -40,7 +47,35 @@ impl Layer {
         if let Some(marker) = override_stat::layer_marker(root.as_fd())? {
             let _ = overrides.set(marker);
         }
-        Ok(Layer { path: path.to_path_buf(), root, dev: st.st_dev, overrides })
+        Ok(Layer {
+            path: path.to_path_buf(),
+            root,
+            dev: st.st_dev,
+            overrides,
+            root_stat: st,
+            recorded: true,
+            names: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Opens the directory `path` as a writable layer: it changes, so no record of it is used.
+    pub fn open_writable(path: &Path) -> io::Result<Layer> {
+        Ok(Layer { recorded: false, ..Layer::open(path)? })
+    }
+
+    /// The record of this layer's directories (`union::layer_names`), read once at the first
+    /// call; `None` for a writable layer or one stored without a usable record.
+    pub fn names(&self) -> Option<&LayerNames> {
+        self.names
+            .get_or_init(|| {
+                if !self.recorded {
+                    return None;
+                }
+                let names = LayerNames::load(&self.path, &self.root_stat)?;
+                tracing::debug!(dirs = names.dirs(), "layer record of {}", self.path.display());
+                Some(std::sync::Arc::new(names))
+            })
+            .as_deref()
     }
 
     /// How this layer's files record what they can't be (`layer::override_stat`), if they do.

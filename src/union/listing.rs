@@ -10,6 +10,7 @@ use std::path::Path;
 use rustix::fs::{FileType, RawDir};
 
 use super::layer::{Layer, SafeFd, file_type, stat_at};
+use super::layer_names::RecordedDir;
 use super::stack::{Entry, Stack, is_gone};
 use crate::layer::whiteout::{hidden_name, is_opaque_marker, is_overlay_whiteout_stat, is_reserved};
 
@@ -27,7 +28,8 @@ pub struct ListEntry {
 }
 
 /// A merged directory: every visible name once, whiteouts removed, in layer order
-/// (top layer's names first, each layer in its on-disk order).
+/// (top layer's names first, each layer in its on-disk order, or in name order when its record
+/// stood in for reading it).
 #[derive(Debug)]
 pub struct Listing {
     /// The layers that were merged (the directory entry's `layers`).
@@ -148,6 +150,18 @@ pub fn scan_fresh_dir_fd(
     Ok(true)
 }
 
+/// [`read_dir_fd`]'s view of a layer's directory from the layer's record (the same scan made it).
+fn recorded_layer_dir(rd: RecordedDir<'_>, index: usize) -> LayerDir {
+    let mut out = LayerDir { names: Vec::with_capacity(rd.len()), whiteouts: Vec::new() };
+    for n in rd.names() {
+        match n.file_type {
+            0 => out.whiteouts.push(n.name.to_os_string()),
+            kind => out.names.push(ListEntry { name: n.name.to_os_string(), layer: index, kind, ino: n.ino }),
+        }
+    }
+    out
+}
+
 /// Builds the merged listing of `dir`.
 pub(crate) fn merge(stack: &Stack, dir: &Entry) -> io::Result<Listing> {
     let mut entries: Vec<ListEntry> = Vec::new();
@@ -155,7 +169,13 @@ pub(crate) fn merge(stack: &Stack, dir: &Entry) -> io::Result<Listing> {
     // Names hidden by whiteouts of the layers above the one being read.
     let mut hidden: HashSet<OsString> = HashSet::new();
     for &l in &dir.layers {
-        let own = match stack.dir_fd(l, &dir.path).and_then(|fd| read_dir_fd(&fd, l)) {
+        let own = match stack.recorded_dir(l, &dir.path) {
+            // A layer's record lists its copy without reading it.
+            Some(Some(rd)) => Ok(recorded_layer_dir(rd, l)),
+            Some(None) => continue,
+            None => stack.dir_fd(l, &dir.path).and_then(|fd| read_dir_fd(&fd, l)),
+        };
+        let own = match own {
             Ok(own) => own,
             Err(e) if is_gone(&e) => continue,
             Err(e) => return Err(e),

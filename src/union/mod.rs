@@ -6,6 +6,7 @@
 //! files and overlayfs 0/0 devices / opaque xattrs). Every access stays inside its layer root.
 
 pub mod layer;
+pub mod layer_names;
 pub mod listing;
 pub mod name_index;
 pub mod pathhash;

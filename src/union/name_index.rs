@@ -37,6 +37,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use lru::LruCache;
 
 use super::layer::{DirMarks, dir_marks};
+use super::layer_names::Kind;
 use super::listing::{LayerName, scan_dir_fd, scan_fresh_dir_fd};
 use super::pathhash::PathHash;
 use super::stack::{Stack, is_gone};
@@ -142,6 +143,32 @@ impl NameIndex {
         let mut read: Vec<(OsString, usize, Seen)> = Vec::new();
         let mut marks = Vec::new();
         for &l in lower {
+            // A layer stored with a record of its directories is not read at all.
+            if let Some(recorded) = stack.recorded_dir(l, dir) {
+                let Some(recorded) = recorded else { continue };
+                let m = recorded.marks;
+                for n in recorded.names() {
+                    read.push((
+                        n.name.to_os_string(),
+                        l,
+                        match n.kind() {
+                            Kind::Dir => Seen::Dir,
+                            Kind::Other => Seen::Other,
+                            Kind::Whiteout => Seen::Whiteout,
+                        },
+                    ));
+                    if read.len() > MAX_NAMES_READ {
+                        return Ok(None);
+                    }
+                }
+                if marked {
+                    marks.push((l, m));
+                    if m.opaque {
+                        break;
+                    }
+                }
+                continue;
+            }
             let mut marker = false;
             let mut each = |n| {
                 read.push(match n {

@@ -19,6 +19,7 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::{FileStat, Mode};
 
 use super::layer::{Layer, SafeFd, file_type, is_dir, is_implicit_dir, is_opaque_dir, stat_at};
+use super::layer_names::RecordedDir;
 use super::listing::{self, ListEntry, Listing};
 use super::name_index::{MIN_LAYERS, NameIndex, NameIndexes};
 use super::pathhash::PathHash;
@@ -88,6 +89,10 @@ pub struct Stack {
     overrides: XattrMemo<OverrideStat>,
     /// Merged name indexes of directories with many lower layers (`name_index.rs`).
     names: NameIndexes,
+    /// Whether the lower layers' records of their directories (`layer_names.rs`) stand in for
+    /// reading them: over two lower layers or more (a single one is never probed for what it
+    /// lacks, and its record would be read whole for nothing).
+    use_records: bool,
 }
 
 /// Directory fds kept beyond the stack's own LRU: the FUSE filesystem keeps each directory's fds
@@ -117,7 +122,7 @@ impl Stack {
     pub fn new(lowers: &[PathBuf], upper: Option<&Path>) -> io::Result<Stack> {
         let mut layers = Vec::with_capacity(lowers.len() + 1);
         if let Some(u) = upper {
-            layers.push(Layer::open(u)?);
+            layers.push(Layer::open_writable(u)?);
         }
         for l in lowers {
             layers.push(Layer::open(l)?);
@@ -141,6 +146,7 @@ impl Stack {
             fd_store: OnceLock::new(),
             overrides: XattrMemo::default(),
             names: NameIndexes::default(),
+            use_records: lowers.len() >= 2,
         })
     }
 
@@ -249,8 +255,11 @@ impl Stack {
         // Whether the attributes taken so far are made up (unpack's implicit root); asked only
         // once a second layer is merged in, so a single-layer root costs no xattr reads.
         let mut implicit: Option<bool> = None;
+        // The marks of a root a layer's record has are not read from disk.
+        let recorded = |i: usize| Some(self.recorded_dir(i, Path::new(""))??.marks);
         for i in 0..self.layers.len() {
             let fd = self.dir_fd(i, Path::new(""))?;
+            let marks = recorded(i);
             match &attrs {
                 None => {
                     attrs = Some((
@@ -260,9 +269,16 @@ impl Stack {
                 }
                 Some((top, _)) => {
                     if implicit.is_none() {
-                        implicit = Some(self.implicit(*top, Path::new(""))?);
+                        implicit = Some(match recorded(*top) {
+                            Some(m) => m.implicit,
+                            None => self.implicit(*top, Path::new(""))?,
+                        });
                     }
-                    if implicit == Some(true) && !is_implicit_dir(fd.as_fd())? {
+                    let real = match marks {
+                        Some(m) => !m.implicit,
+                        None => !is_implicit_dir(fd.as_fd())?,
+                    };
+                    if implicit == Some(true) && real {
                         let st = nix::sys::stat::fstat(fd.as_fd())?;
                         attrs = Some((i, self.present(i, fd.as_fd(), OsStr::new(""), st)?));
                         implicit = Some(false);
@@ -270,7 +286,11 @@ impl Stack {
                 }
             }
             layers.push(i);
-            if is_opaque_dir(fd.as_fd())? {
+            let opaque = match marks {
+                Some(m) => m.opaque,
+                None => is_opaque_dir(fd.as_fd())?,
+            };
+            if opaque {
                 break;
             }
         }
@@ -350,18 +370,20 @@ impl Stack {
                 merged = self.names.for_merge(self, &path, &layers[i..]);
             }
             let mark = mark_of(&merged, l);
-            let dir = match self.dir_fd(l, &parent.path) {
-                Ok(fd) => fd,
-                Err(e) if is_gone(&e) => continue,
-                Err(e) => return Err(e),
+            let parent_fd = || match self.dir_fd(l, &parent.path) {
+                Ok(fd) => Ok(Some(fd)),
+                Err(e) if is_gone(&e) => Ok(None),
+                Err(e) => Err(e),
             };
             // A layer the indexes know holds the directory below the one found: merged in
-            // without a stat (its attributes are read only when they replace made-up ones).
+            // without a stat (its attributes are read only when they replace made-up ones), and
+            // without opening its parent there (a layer's record told without an open).
             if let (Some(m), Some(e)) = (mark, &mut found) {
                 if implicit.is_none() {
                     implicit = Some(self.implicit_marked(&merged, e.layer, &path)?);
                 }
                 if implicit == Some(true) && !m.implicit {
+                    let Some(dir) = parent_fd()? else { continue };
                     let Some(st) = stat_at(dir.as_fd(), name)?.filter(is_dir) else { continue };
                     let st = self.present(l, dir.as_fd(), name, st)?;
                     (e.layer, e.stat, implicit) = (l, st, Some(false));
@@ -372,7 +394,26 @@ impl Stack {
                 }
                 continue;
             }
-            if let Some(st) = stat_at(dir.as_fd(), name)? {
+            // A layer's record says whether it holds the name and whether it whites it out: no
+            // stat for a name it lacks, no `.wh.` probe.
+            let (held, whited_out) = match self.recorded_dir(l, &parent.path) {
+                Some(None) => continue,
+                Some(Some(rd)) => {
+                    let (held, whited_out) = rd.probe(name);
+                    (Some(held.is_some()), whited_out)
+                }
+                None => (None, false),
+            };
+            let mut dir_fd: Option<Arc<SafeFd>> = None;
+            let on_disk = if held == Some(false) {
+                None
+            } else {
+                let Some(dir) = parent_fd()? else { continue };
+                let st = stat_at(dir.as_fd(), name)?;
+                dir_fd = Some(dir);
+                st
+            };
+            if let (Some(st), Some(dir)) = (on_disk, &dir_fd) {
                 if is_overlay_whiteout_stat(&st) {
                     break;
                 }
@@ -407,8 +448,18 @@ impl Stack {
                     }
                 }
             }
-            if below && i < indexed_from && stat_at(dir.as_fd(), &wh)?.is_some() {
-                break;
+            if below && i < indexed_from {
+                let whiteout = match (held, &dir_fd) {
+                    (Some(_), _) => whited_out,
+                    (None, Some(dir)) => stat_at(dir.as_fd(), &wh)?.is_some(),
+                    (None, None) => match parent_fd()? {
+                        Some(dir) => stat_at(dir.as_fd(), &wh)?.is_some(),
+                        None => false,
+                    },
+                };
+                if whiteout {
+                    break;
+                }
             }
         }
         Ok(found)
@@ -518,7 +569,19 @@ impl Stack {
         Ok(st)
     }
 
+    /// What the record of `layer` says of its directory `dir`: `Some(None)` when the layer has
+    /// no such directory; `None` when no record is used for the layer (read it from disk).
+    pub fn recorded_dir(&self, layer: usize, dir: &Path) -> Option<Option<RecordedDir<'_>>> {
+        if !self.use_records || (self.writable && layer == 0) {
+            return None;
+        }
+        Some(self.layers.get(layer)?.names()?.dir(dir))
+    }
+
     fn implicit(&self, layer: usize, path: &Path) -> io::Result<bool> {
+        if let Some(rec) = self.recorded_dir(layer, path) {
+            return Ok(rec.is_some_and(|d| d.marks.implicit));
+        }
         match self.dir_fd(layer, path) {
             Ok(fd) => is_implicit_dir(fd.as_fd()),
             Err(e) if is_gone(&e) => Ok(false),
@@ -527,6 +590,9 @@ impl Stack {
     }
 
     fn opaque(&self, layer: usize, path: &Path) -> io::Result<bool> {
+        if let Some(rec) = self.recorded_dir(layer, path) {
+            return Ok(rec.is_some_and(|d| d.marks.opaque));
+        }
         match self.dir_fd(layer, path) {
             Ok(fd) => is_opaque_dir(fd.as_fd()),
             Err(e) if is_gone(&e) => Ok(false),
