@@ -14,6 +14,7 @@
 //! - [`oneshot`]: the library API a `RUN` step uses: run one process to completion.
 
 pub mod bundle;
+pub mod config_pipe;
 pub mod console;
 pub mod engine;
 pub mod init_layer;
