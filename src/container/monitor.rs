@@ -295,6 +295,8 @@ fn supervise(
 /// `--one-file-system`: a mount left below it (it was unmounted first) is not deleted through.
 fn delete_in_background(doomed: &Path) {
     let spawned = std::process::Command::new("/bin/rm")
+        // The C locale: a UTF-8 one has rm read a dozen locale files first.
+        .env("LC_ALL", "C")
         .arg("-rf")
         .arg("--one-file-system")
         .arg("--")
