@@ -83,6 +83,24 @@ impl Ready {
         // Absolute: the runtime takes the rootfs from config.json relative to the bundle.
         let dir = std::path::absolute(store.container_dir(&c.id))
             .with_context(|| format!("the directory of container {}", c.name))?;
+        let runtime = Runtime::find(&cfg.runtime, store.root())?;
+        match mounting::current_mount_state(&store, &c.id) {
+            MountState::Unmounted => {}
+            MountState::Dead { mountpoint } => crate::fs::mount::unmount(&mountpoint)?,
+            MountState::Mounted { mountpoint, .. } => {
+                bail!("container {} is mounted at {}: strata umount it first", c.name, mountpoint.display())
+            }
+        }
+        // Started before anything else is read or made: all of it overlaps the runtime's own start.
+        let config_pipe = match early {
+            Some(start) if runtime.reads_config_once() => {
+                let pipe = ConfigPipe::new(&dir)?;
+                start(&Launch { id: &c.id, dir: &dir, runtime: &runtime, config: &cfg })?;
+                tracing::debug!(container = %c.short_id(), "runtime started");
+                Some(pipe)
+            }
+            _ => None,
+        };
         let image = store.image(&c.image).with_context(|| format!("the image of container {}", c.name))?;
         let upper = store.container_upper(&c.id);
         let stack = Stack::new(&mounting::image_lowers(&store, &image), Some(&upper))
@@ -108,23 +126,6 @@ impl Ready {
                 dirs.push(dest);
             }
         }
-        let runtime = Runtime::find(&cfg.runtime, store.root())?;
-        match mounting::current_mount_state(&store, &c.id) {
-            MountState::Unmounted => {}
-            MountState::Dead { mountpoint } => crate::fs::mount::unmount(&mountpoint)?,
-            MountState::Mounted { mountpoint, .. } => {
-                bail!("container {} is mounted at {}: strata umount it first", c.name, mountpoint.display())
-            }
-        }
-        let config_pipe = match early {
-            Some(start) if runtime.reads_config_once() => {
-                let pipe = ConfigPipe::new(&dir)?;
-                start(&Launch { id: &c.id, dir: &dir, runtime: &runtime, config: &cfg })?;
-                tracing::debug!(container = %c.short_id(), "runtime started");
-                Some(pipe)
-            }
-            _ => None,
-        };
         // A fresh --rm container without mounts or a working directory of its own shares its
         // image's init layer (one per image: a `-w` of every run's own would make one each).
         let fresh = std::fs::read_dir(&upper).is_ok_and(|mut d| d.next().is_none());
