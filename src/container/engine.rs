@@ -64,10 +64,11 @@ impl Ready {
         Self::prepare_with(store, c, lock, None)
     }
 
-    /// [`Ready::prepare`] that, for runc, calls `early` to start the runtime before the init
-    /// layer, the mount and the bundle are made; it reads its config only once the union is
-    /// mounted. An error after `early` ran leaves the runtime to the caller to kill (it has read
-    /// no config then, unless the error came after the mount: see `finish_early_start`).
+    /// [`Ready::prepare`] that, for runc, calls `early` to start the runtime before the image's
+    /// layers are opened and the init layer, the mount and the bundle are made; it gets its
+    /// config only once the union is mounted and recorded. An error after `early` ran leaves the
+    /// runtime to the caller to kill: it has read no config (that is the last step; only if the
+    /// final rename of `config.json` failed may it have, and a later start deletes what it left).
     pub fn prepare_with(
         store: Store,
         c: &ContainerRecord,
