@@ -556,3 +556,59 @@ fn waiting_for_the_runtime_to_start_takes_no_wakeups() {
     assert_eq!(out, "exec ran\n");
     assert!(woke < 20, "strata exec woke {woke} times in 0.5 s while the runtime started");
 }
+
+/// The processes whose command line names `id` (a runtime left running for the container).
+fn processes_naming(id: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(id))
+        .collect()
+}
+
+/// runc starts before the container is mounted and its bundle written (it reads `config.json`
+/// from a pipe once the mount answers). A start that fails after that (a user the image lacks
+/// is found out while the bundle is made) leaves no runtime waiting on the pipe, no runtime
+/// state, and no `config.json` symlink into the dead monitor; the next start fails the same way.
+#[test]
+fn a_start_that_fails_after_the_runtime_started_leaves_no_runtime_behind() {
+    let Some(s) = setup() else { return };
+    let _c = Cleanup(&s);
+    busybox_image(&s, "bb:1", &[]);
+    let id = s.ok(&["create", "-u", "nosuchuser", "bb:1", "true"]).trim().to_string();
+    for _ in 0..2 {
+        let o = s.run(&["-vv", "start", "-a", &id]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(125), "{err}");
+        assert!(err.contains("unable to find user nosuchuser"), "{err}");
+        let started = err.find("runtime started").expect("runc is started before the mount");
+        assert!(started < err.find("layers ready").unwrap(), "{err}");
+        assert_eq!(processes_naming(&id), Vec::<String>::new(), "a runtime was left behind");
+        assert!(!s.root().join("runtime/runc").join(&id).exists(), "runc state was left behind");
+        let config = s.root().join("containers").join(&id).join("config.json");
+        assert!(std::fs::symlink_metadata(&config).is_err(), "config.json left: {config:?}");
+    }
+    assert!(s.ok(&["ps", "-a", "--format", "{{.Status}}"]).starts_with("Exited (125)"));
+}
+
+/// A `config.json` that is a symlink (what a monitor killed while runc waited for its config
+/// leaves) is replaced by the next start, never written through; the container then runs and
+/// `exec` reads the regular file.
+#[test]
+fn a_config_json_symlink_is_replaced_not_written_through() {
+    let Some(s) = setup() else { return };
+    let _c = Cleanup(&s);
+    busybox_image(&s, "bb:1", &[]);
+    let id = s.ok(&["create", "bb:1", "sleep", "30"]).trim().to_string();
+    let outside = s.path("outside");
+    std::fs::write(&outside, "untouched").unwrap();
+    let config = s.root().join("containers").join(&id).join("config.json");
+    std::os::unix::fs::symlink(&outside, &config).unwrap();
+    s.ok(&["start", &id]);
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "untouched");
+    assert!(std::fs::symlink_metadata(&config).unwrap().file_type().is_file());
+    assert_eq!(s.ok(&["exec", &id, "echo", "in"]), "in\n");
+    s.ok(&["rm", "-f", &id]);
+}

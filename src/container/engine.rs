@@ -9,6 +9,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use anyhow::{Context, Result, bail};
 use nix::unistd::Pid;
 
+use super::config_pipe::ConfigPipe;
 use super::lock::ContainerLock;
 use super::mounting::{self, MountState, UNMOUNT_TIMEOUT};
 use super::runtime::{self, Runtime};
@@ -38,14 +39,42 @@ pub struct Ready {
     pub runtime: Runtime,
     pub config: RunConfig,
     mount_pid: Option<Pid>,
+    /// Where a runtime started early read its config (held until the container is down).
+    _config_pipe: Option<ConfigPipe>,
     _lock: ContainerLock,
 }
+
+/// What starting the runtime takes, known before the container is mounted.
+pub struct Launch<'a> {
+    pub id: &'a str,
+    pub dir: &'a Path,
+    pub runtime: &'a Runtime,
+    pub config: &'a RunConfig,
+}
+
+/// Starts the runtime early (see `config_pipe`): given a [`Launch`], spawns it and keeps the
+/// child. Called at most once, before the mount daemon forks: it must start no thread.
+pub type EarlyStart<'s> = &'s mut dyn FnMut(&Launch<'_>) -> Result<()>;
 
 impl Ready {
     /// Mounts `c` and writes its bundle (while the mount daemon starts); the store is dropped
     /// before the daemon forks (call while single-threaded). `lock` is the container's, taken by
     /// the caller.
     pub fn prepare(store: Store, c: &ContainerRecord, lock: ContainerLock) -> Result<Ready> {
+        Self::prepare_with(store, c, lock, None)
+    }
+
+    /// [`Ready::prepare`] that, for runc, calls `early` to start the runtime before the image's
+    /// layers are opened and the init layer, the mount and the bundle are made; it gets its
+    /// config only once the union is mounted and recorded. An error after `early` ran leaves the
+    /// runtime to the caller to kill: it has read no config (that is the last step; only if the
+    /// final rename of `config.json` failed may it have, and a later start deletes what it left).
+    pub fn prepare_with(
+        store: Store,
+        c: &ContainerRecord,
+        lock: ContainerLock,
+        early: Option<EarlyStart<'_>>,
+    ) -> Result<Ready> {
         let cfg = c.config.clone().with_context(|| {
             format!("container {} was created without a process (by an older strata): it can be mounted, not started", c.name)
         })?;
@@ -55,6 +84,24 @@ impl Ready {
         // Absolute: the runtime takes the rootfs from config.json relative to the bundle.
         let dir = std::path::absolute(store.container_dir(&c.id))
             .with_context(|| format!("the directory of container {}", c.name))?;
+        let runtime = Runtime::find(&cfg.runtime, store.root())?;
+        match mounting::current_mount_state(&store, &c.id) {
+            MountState::Unmounted => {}
+            MountState::Dead { mountpoint } => crate::fs::mount::unmount(&mountpoint)?,
+            MountState::Mounted { mountpoint, .. } => {
+                bail!("container {} is mounted at {}: strata umount it first", c.name, mountpoint.display())
+            }
+        }
+        // Started before anything else is read or made: all of it overlaps the runtime's own start.
+        let config_pipe = match early {
+            Some(start) if runtime.reads_config_once() => {
+                let pipe = ConfigPipe::new(&dir)?;
+                start(&Launch { id: &c.id, dir: &dir, runtime: &runtime, config: &cfg })?;
+                tracing::debug!(container = %c.short_id(), "runtime started");
+                Some(pipe)
+            }
+            _ => None,
+        };
         let image = store.image(&c.image).with_context(|| format!("the image of container {}", c.name))?;
         let upper = store.container_upper(&c.id);
         let stack = Stack::new(&mounting::image_lowers(&store, &image), Some(&upper))
@@ -95,15 +142,7 @@ impl Ready {
             init_layer::prepare(&init_layer::path(&store, &c.id), &stack, &dirs, &files)?;
             None
         };
-        let runtime = Runtime::find(&cfg.runtime, store.root())?;
         let rootfs = dir.join("rootfs");
-        match mounting::current_mount_state(&store, &c.id) {
-            MountState::Unmounted => {}
-            MountState::Dead { mountpoint } => crate::fs::mount::unmount(&mountpoint)?,
-            MountState::Mounted { mountpoint, .. } => {
-                bail!("container {} is mounted at {}: strata umount it first", c.name, mountpoint.display())
-            }
-        }
         std::fs::create_dir_all(&rootfs).with_context(|| format!("cannot create {}", rootfs.display()))?;
         let rootless = super::rootless::rootless();
         let maps = if rootless { Some(super::rootless::id_maps()?) } else { None };
@@ -126,7 +165,7 @@ impl Ready {
         tracing::debug!(container = %c.short_id(), "layers ready; mounting");
         let pending = crate::fs::mount::spawn_daemon(&opts, &rootfs)
             .with_context(|| format!("mounting container {}", c.name))?;
-        let bundle = (|| -> Result<()> {
+        let bundle = (|| -> Result<Vec<u8>> {
             let user = user::resolve(&stack, &cfg.user)?;
             // What a killed monitor may have left: the runtime's state.
             runtime.delete(&c.id);
@@ -135,13 +174,16 @@ impl Ready {
             if let Some(maps) = &maps {
                 super::rootless::adapt(&mut config, maps, runtime.in_user_namespace())?;
             }
-            std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&config)?)
-                .with_context(|| format!("cannot write {}", dir.join("config.json").display()))
+            let config = serde_json::to_vec_pretty(&config)?;
+            if config_pipe.is_none() {
+                super::config_pipe::write(&dir, &config)?;
+            }
+            Ok(config)
         })();
         drop(stack);
         tracing::debug!(container = %c.short_id(), "bundle ready");
         let mounted = pending.wait();
-        let ready = Ready {
+        let mut ready = Ready {
             id: c.id.clone(),
             name: c.name.clone(),
             dir,
@@ -149,36 +191,33 @@ impl Ready {
             runtime,
             config: cfg,
             mount_pid: mounted.as_ref().ok().copied(),
+            _config_pipe: None,
             _lock: lock,
         };
         // A bundle that could not be made: dropping `ready` takes the mount down again.
-        bundle?;
+        let config = bundle?;
         let pid = mounted.with_context(|| format!("mounting container {}", c.name))?;
         let record = MountRecord { mountpoint: ready.rootfs.clone(), pid: pid.as_raw() };
         write_container_runtime(&ready.dir, "mount.json", Some(&record))?;
         tracing::debug!(container = %c.short_id(), "mounted");
+        // Mounted: a runtime started early may go on now.
+        if let Some(mut pipe) = config_pipe {
+            pipe.deliver(&config)?;
+            ready._config_pipe = Some(pipe);
+        }
         Ok(ready)
     }
 
+    pub fn launch(&self) -> Launch<'_> {
+        Launch { id: &self.id, dir: &self.dir, runtime: &self.runtime, config: &self.config }
+    }
+
     pub fn runtime_log(&self) -> PathBuf {
-        self.dir.join("runtime.log")
+        self.launch().runtime_log()
     }
 
     pub fn pid_file(&self) -> PathBuf {
-        self.dir.join("pid")
-    }
-
-    /// `RUNTIME run` for the container, not yet spawned: the caller sets its stdio.
-    pub fn command(&self, console: Option<&Path>) -> Command {
-        let _ = std::fs::remove_file(self.runtime_log());
-        let _ = std::fs::remove_file(self.pid_file());
-        let mut c = self.runtime.command(Some(&self.runtime_log()));
-        c.arg("run").arg("--bundle").arg(&self.dir).arg("--pid-file").arg(self.pid_file());
-        if let Some(socket) = console {
-            c.arg("--console-socket").arg(socket);
-        }
-        c.arg(&self.id);
-        c
+        self.launch().pid_file()
     }
 
     /// Spawns the runtime with the given stdio (and `console`, a console socket: see `console`).
@@ -190,13 +229,7 @@ impl Ready {
         own_group: bool,
         console: Option<&Path>,
     ) -> Result<Child> {
-        let mut c = self.command(console);
-        c.stdin(stdin).stdout(stdout).stderr(stderr);
-        if own_group {
-            use std::os::unix::process::CommandExt;
-            c.process_group(0);
-        }
-        c.spawn().with_context(|| format!("cannot run {}", self.runtime.path.display()))
+        self.launch().spawn(stdin, stdout, stderr, own_group, console)
     }
 
     /// The container's exit code from the runtime's, or why the process never started.
@@ -270,6 +303,47 @@ impl Ready {
         }
         forgotten?;
         exited.with_context(|| format!("unmounting container {}", self.name))
+    }
+}
+
+impl Launch<'_> {
+    pub fn runtime_log(&self) -> PathBuf {
+        self.dir.join("runtime.log")
+    }
+
+    pub fn pid_file(&self) -> PathBuf {
+        self.dir.join("pid")
+    }
+
+    /// `RUNTIME run` for the container, not yet spawned: the caller sets its stdio.
+    pub fn command(&self, console: Option<&Path>) -> Command {
+        let _ = std::fs::remove_file(self.runtime_log());
+        let _ = std::fs::remove_file(self.pid_file());
+        let mut c = self.runtime.command(Some(&self.runtime_log()));
+        c.arg("run").arg("--bundle").arg(self.dir).arg("--pid-file").arg(self.pid_file());
+        if let Some(socket) = console {
+            c.arg("--console-socket").arg(socket);
+        }
+        c.arg(self.id);
+        c
+    }
+
+    /// Spawns the runtime with the given stdio (and `console`, a console socket: see `console`).
+    pub fn spawn(
+        &self,
+        stdin: Stdio,
+        stdout: Stdio,
+        stderr: Stdio,
+        own_group: bool,
+        console: Option<&Path>,
+    ) -> Result<Child> {
+        let mut c = self.command(console);
+        c.stdin(stdin).stdout(stdout).stderr(stderr);
+        if own_group {
+            use std::os::unix::process::CommandExt;
+            c.process_group(0);
+        }
+        c.spawn().with_context(|| format!("cannot run {}", self.runtime.path.display()))
     }
 }
 

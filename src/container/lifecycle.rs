@@ -412,7 +412,7 @@ fn exec_process(
     o: &ExecOptions,
 ) -> Result<serde_json::Value> {
     let bundle = dir.join("config.json");
-    let config: serde_json::Value = std::fs::read(&bundle)
+    let config: serde_json::Value = super::config_pipe::read(dir)
         .map_err(anyhow::Error::from)
         .and_then(|b| Ok(serde_json::from_slice(&b)?))
         .with_context(|| format!("reading the container's runtime bundle {}", bundle.display()))?;

@@ -6,6 +6,7 @@
 //! - [`engine`]: one start of a container's process with an OCI [`runtime`] (runc or crun) over
 //!   its union mount, with a [`bundle`] of Docker's defaults, an [`init_layer`] of mountpoints
 //!   and the user resolved in the image ([`user`]).
+//! - [`config_pipe`]: runc started before the mount, reading `config.json` from a pipe.
 //! - [`monitor`]: one process per running container, owning its mount and runtime child, writing
 //!   its [`logs`] and state; [`status`] tells Created, Running, Exited and Dead apart.
 //! - [`spec`]: a container's process from its image's config and the `run` flags.
@@ -14,6 +15,7 @@
 //! - [`oneshot`]: the library API a `RUN` step uses: run one process to completion.
 
 pub mod bundle;
+pub mod config_pipe;
 pub mod console;
 pub mod engine;
 pub mod init_layer;

@@ -16,7 +16,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::ForkResult;
 
 use super::console::ConsoleSocket;
-use super::engine::{Gate, Ready, StartError};
+use super::engine::{EarlyStart, Gate, Launch, Ready, StartError};
 use super::lock::ContainerLock;
 use super::logs::{self, LogWriter, StreamLog};
 use super::started::Started;
@@ -174,28 +174,49 @@ fn supervise(
             remove(st);
             code
         };
-    let ready = Store::open(root, LockMode::Shared).and_then(|store| Ready::prepare(store, c, lock));
-    let ready = match ready {
-        Ok(r) => r,
-        Err(e) => return fail(&mut st, StartError { code: 125, message: format!("{e:#}") }, report),
-    };
-    st.runtime = ready.runtime.name.clone();
-    save(&st);
     let log = match LogWriter::open(&logs::path(&dir)) {
         Ok(l) => l,
         Err(e) => return fail(&mut st, StartError { code: 125, message: format!("{e:#}") }, report),
     };
+    // runc starts while the union is mounted and the bundle made, when its stdio needs no
+    // thread of ours (see `config_pipe`).
+    let tty = c.config.as_ref().is_some_and(|x| x.tty);
+    let mut early: Option<Wired> = None;
+    let prepared = {
+        let mut start = |l: &Launch<'_>| -> Result<()> {
+            early = Some(wire_runtime(l, attached)?);
+            Ok(())
+        };
+        let start: Option<EarlyStart<'_>> = wires_without_threads(attached, tty).then_some(&mut start);
+        Store::open(root, LockMode::Shared).and_then(|store| Ready::prepare_with(store, c, lock, start))
+    };
+    let wired = match prepared {
+        Ok(ready) => match early.take() {
+            Some(w) => Ok((ready, w)),
+            None => wire_runtime(&ready.launch(), attached).map(|w| (ready, w)),
+        },
+        Err(e) => {
+            // A runtime started early has read no config (it is delivered last): it just goes.
+            if let Some(mut w) = early.take() {
+                let _ = w.child.kill();
+                let _ = w.child.wait();
+            }
+            Err(e)
+        }
+    };
+    let (ready, wired) = match wired {
+        Ok(x) => x,
+        Err(e) => return fail(&mut st, StartError { code: 125, message: format!("{e:#}") }, report),
+    };
+    st.runtime = ready.runtime.name.clone();
+    save(&st);
     let signals = attached.map(|_| {
         let set = forwarded_signals();
         let _ = set.thread_block();
         set
     });
     let gate = Gate::default();
-    let spawned = spawn_runtime(&ready, attached, &log, &gate);
-    let Spawned { mut child, copiers, pty, _terminal, _stdin, console } = match spawned {
-        Ok(x) => x,
-        Err(e) => return fail(&mut st, StartError { code: 125, message: format!("{e:#}") }, report),
-    };
+    let Spawned { mut child, copiers, pty, _terminal, _stdin, console } = copy_output(wired, &log, &gate);
     if let Some(set) = signals {
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
         let _ = std::thread::Builder::new().name("signals".into()).spawn(move || {
@@ -274,6 +295,8 @@ fn supervise(
 /// `--one-file-system`: a mount left below it (it was unmounted first) is not deleted through.
 fn delete_in_background(doomed: &Path) {
     let spawned = std::process::Command::new("/bin/rm")
+        // The C locale: a UTF-8 one has rm read a dozen locale files first.
+        .env("LC_ALL", "C")
         .arg("-rf")
         .arg("--one-file-system")
         .arg("--")
@@ -363,25 +386,46 @@ fn unattached_input(open_stdin: bool) -> Result<(std::process::Stdio, Option<Own
     })
 }
 
-/// Spawns the runtime with its stdio wired to the log (and this process's own stdio when
-/// attached), and the threads that copy.
-fn spawn_runtime(ready: &Ready, attached: Option<bool>, log: &LogWriter, gate: &Gate) -> Result<Spawned> {
-    let tty = ready.config.tty;
-    let spawned = match attached {
+/// Where else an output goes (attached: this process's own stdout or stderr).
+type Also = Option<Box<dyn Write + Send>>;
+
+/// The runtime child with its stdio wired, before any thread copies its output.
+struct Wired {
+    child: Child,
+    /// What to copy: the output, its log stream, and where else it goes (attached: our own).
+    outputs: Vec<(OwnedFd, &'static str, Also)>,
+    pty: Option<Arc<OwnedFd>>,
+    terminal: Option<RawTerminal>,
+    stdin: Option<OwnedFd>,
+    console: Option<ConsoleSocket>,
+}
+
+/// Whether [`wire_runtime`] starts no thread for `attached` and `tty`: then the runtime may start
+/// before the mount daemon forks (`Ready::prepare_with`).
+fn wires_without_threads(attached: Option<bool>, tty: bool) -> bool {
+    !tty && attached != Some(true)
+}
+
+/// Spawns the runtime with its stdio wired to pipes or a pty of ours (and, attached, this
+/// process's own stdin).
+fn wire_runtime(launch: &Launch<'_>, attached: Option<bool>) -> Result<Wired> {
+    let tty = launch.config.tty;
+    let out = || -> Also { Some(Box::new(std::io::stdout())) };
+    let err = || -> Also { Some(Box::new(std::io::stderr())) };
+    let wired = match attached {
         // A pty of ours stands between this terminal and the runtime's (so the output is logged
         // too); the runtime sets up the container's own from it.
         Some(stdin) if tty => {
             let (master, slave, [i, o, e]) = super::stdio::open_pty()?;
-            let console = ConsoleSocket::for_runtime(&ready.runtime, &slave);
+            let console = ConsoleSocket::for_runtime(launch.runtime, &slave);
             drop(slave);
-            let child = ready.spawn(i, o, e, true, console.as_ref().map(ConsoleSocket::path))?;
+            let child = launch.spawn(i, o, e, true, console.as_ref().map(ConsoleSocket::path))?;
             let terminal = if stdin { RawTerminal::new() } else { None };
             if stdin {
                 super::stdio::forward_input_to(&master);
             }
-            let out = master.try_clone()?;
-            let copiers = vec![copier(out, log.stream("stdout"), Some(Box::new(std::io::stdout())), gate)];
-            Spawned { child, copiers, pty: Some(master), _terminal: terminal, _stdin: None, console }
+            let outputs = vec![(master.try_clone()?, "stdout", out())];
+            Wired { child, outputs, pty: Some(master), terminal, stdin: None, console }
         }
         Some(stdin) => {
             let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
@@ -389,46 +433,52 @@ fn spawn_runtime(ready: &Ready, attached: Option<bool>, log: &LogWriter, gate: &
             let (input, holder) = if stdin {
                 (super::stdio::forwarded_input()?, None)
             } else {
-                unattached_input(ready.config.open_stdin)?
+                unattached_input(launch.config.open_stdin)?
             };
             // Its own process group: a Ctrl-C reaches the container once, through us.
-            let child = ready.spawn(input, out_w.into(), err_w.into(), true, None)?;
-            let copiers = vec![
-                copier(out_r, log.stream("stdout"), Some(Box::new(std::io::stdout())), gate),
-                copier(err_r, log.stream("stderr"), Some(Box::new(std::io::stderr())), gate),
-            ];
-            Spawned { child, copiers, pty: None, _terminal: None, _stdin: holder, console: None }
+            let child = launch.spawn(input, out_w.into(), err_w.into(), true, None)?;
+            let outputs = vec![(out_r, "stdout", out()), (err_r, "stderr", err())];
+            Wired { child, outputs, pty: None, terminal: None, stdin: holder, console: None }
         }
         None if tty => {
             // No terminal here: the pty alone stands in for one (the runtime proxies it).
             let (master, slave, [i, o, e]) = super::stdio::open_pty()?;
-            let console = ConsoleSocket::for_runtime(&ready.runtime, &slave);
+            let console = ConsoleSocket::for_runtime(launch.runtime, &slave);
             drop(slave);
-            let child = ready.spawn(i, o, e, true, console.as_ref().map(ConsoleSocket::path))?;
-            let copiers = vec![copier(master.try_clone()?, log.stream("stdout"), None, gate)];
-            Spawned { child, copiers, pty: None, _terminal: None, _stdin: None, console }
+            let child = launch.spawn(i, o, e, true, console.as_ref().map(ConsoleSocket::path))?;
+            let outputs = vec![(master.try_clone()?, "stdout", None)];
+            Wired { child, outputs, pty: None, terminal: None, stdin: None, console }
         }
         None => {
             let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
             let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-            let (input, holder) = unattached_input(ready.config.open_stdin)?;
-            let child = ready.spawn(input, out_w.into(), err_w.into(), true, None)?;
-            let copiers = vec![
-                copier(out_r, log.stream("stdout"), None, gate),
-                copier(err_r, log.stream("stderr"), None, gate),
-            ];
-            Spawned { child, copiers, pty: None, _terminal: None, _stdin: holder, console: None }
+            let (input, holder) = unattached_input(launch.config.open_stdin)?;
+            let child = launch.spawn(input, out_w.into(), err_w.into(), true, None)?;
+            let outputs = vec![(out_r, "stdout", None), (err_r, "stderr", None)];
+            Wired { child, outputs, pty: None, terminal: None, stdin: holder, console: None }
         }
     };
-    Ok(spawned)
+    Ok(wired)
 }
 
-fn copier(
-    from: OwnedFd,
-    mut log: StreamLog,
-    mut also: Option<Box<dyn Write + Send>>,
-    gate: &Gate,
-) -> std::thread::JoinHandle<()> {
+/// The threads that copy the runtime's output to the log (and our own stdio), held back by `gate`.
+fn copy_output(w: Wired, log: &LogWriter, gate: &Gate) -> Spawned {
+    let copiers = w
+        .outputs
+        .into_iter()
+        .map(|(from, stream, also)| copier(from, log.stream(stream), also, gate))
+        .collect();
+    Spawned {
+        child: w.child,
+        copiers,
+        pty: w.pty,
+        _terminal: w.terminal,
+        _stdin: w.stdin,
+        console: w.console,
+    }
+}
+
+fn copier(from: OwnedFd, mut log: StreamLog, mut also: Also, gate: &Gate) -> std::thread::JoinHandle<()> {
     let gate = gate.clone();
     std::thread::spawn(move || {
         let mut f = File::from(from);

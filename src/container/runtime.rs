@@ -87,6 +87,12 @@ impl Runtime {
         Ok(Runtime { state_root, name, path, private_cgroup_ns })
     }
 
+    /// runc reads `config.json` once, as it starts; crun opens it a second time later. Only the
+    /// first can be started before its bundle is written (see `config_pipe`).
+    pub fn reads_config_once(&self) -> bool {
+        self.name == "runc"
+    }
+
     /// Rootless crun on a hybrid cgroup host runs inside strata's user namespace (see
     /// [`Runtime::command`]): the container then gets no user namespace of its own.
     pub fn in_user_namespace(&self) -> bool {

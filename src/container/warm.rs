@@ -118,11 +118,13 @@ impl Drop for WarmUp {
 /// container sees it (symlinks resolved inside `rootfs`): `O_PATH` opens, only the command is
 /// opened for reading (its first 4 KiB, for the interpreter). Ends early once `stop` is set.
 fn warm_up(rootfs: &Path, cfg: &RunConfig, stop: &AtomicBool) {
-    let Ok(root) =
-        nix::fcntl::open(rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-    else {
-        return;
-    };
+    // Opened for reading and stat'ed as the runtime will (it opens the rootfs to pivot_root into
+    // it): the kernel asks the daemon once per mount for an OPENDIR, which strata answers ENOSYS
+    // so that no later one is sent, and for the root's attributes, then cached.
+    let open =
+        |how: OFlag| nix::fcntl::open(rootfs, how | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty());
+    let Ok(root) = open(OFlag::O_RDONLY).or_else(|_| open(OFlag::O_PATH)) else { return };
+    let _ = nix::sys::stat::fstat(root.as_fd());
     let lookup = |p: &Path, flags: OFlag| -> Option<OwnedFd> {
         if stop.load(Ordering::Relaxed) {
             return None;
@@ -146,6 +148,11 @@ fn warm_up(rootfs: &Path, cfg: &RunConfig, stop: &AtomicBool) {
     };
     // Not a FIFO or a device (checked above); O_NONBLOCK all the same: this never waits.
     let Some(file) = lookup(&cmd, OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOFOLLOW) else { return };
+    // Likewise the one POLL a mount is asked (the runtime's Go runtime polls the files it opens).
+    let _ = nix::poll::poll(
+        &mut [nix::poll::PollFd::new(file.as_fd(), nix::poll::PollFlags::POLLIN)],
+        nix::poll::PollTimeout::ZERO,
+    );
     let mut head = Vec::new();
     if std::fs::File::from(file).take(4096).read_to_end(&mut head).is_err() {
         return;
