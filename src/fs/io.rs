@@ -135,6 +135,15 @@ impl StrataFs {
         Ok((killed != mode).then_some(killed))
     }
 
+    /// Whether a file of `mode` is opened for writing without passthrough: the kernel leaves
+    /// clearing its suid, or its sgid when it is group-executable, to the daemon
+    /// (`FUSE_HANDLE_KILLPRIV_V2`), which sees a write only when it reaches it.
+    pub(crate) fn write_skips_passthrough(&self, mode: u32) -> bool {
+        let killable = mode & libc::S_ISUID != 0
+            || mode & (libc::S_ISGID | libc::S_IXGRP) == libc::S_ISGID | libc::S_IXGRP;
+        killable && self.passthrough() && self.killpriv.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// write(2) at an offset.
     pub(crate) fn do_write(&self, fh: u64, offset: u64, data: &[u8]) -> R<u32> {
         let h = self.handles.file(fh).ok_or(Errno::EBADF)?;
