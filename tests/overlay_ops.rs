@@ -484,6 +484,12 @@ fn writes_and_the_suid_bits_they_clear_with_and_without_passthrough() {
 /// /dev/fuse, every thread traced), counted by strace; `None` when strace is missing (a
 /// failure under CI=true).
 fn daemon_replies(m: &Mount, work: impl FnOnce()) -> Option<u64> {
+    daemon_calls(m, "writev,write", work)
+}
+
+/// The calls in `trace` (strace's `-e trace=` list) the daemon serving `m` makes while `work`
+/// runs, every thread traced; `None` as [`daemon_replies`].
+fn daemon_calls(m: &Mount, trace: &str, work: impl FnOnce()) -> Option<u64> {
     use std::io::BufRead;
     use std::process::{Command, Stdio};
     if Command::new("strace").arg("-V").output().is_err() {
@@ -493,7 +499,7 @@ fn daemon_replies(m: &Mount, work: impl FnOnce()) -> Option<u64> {
     let pid = *daemon_pids(&m.mountpoint).first().expect("the daemon's pid");
     let out = tempfile::NamedTempFile::new().unwrap();
     let mut tracer = Command::new("strace")
-        .args(["-f", "-c", "-e", "trace=writev,write", "-p", &pid.to_string(), "-o"])
+        .args(["-f", "-c", "-e", &format!("trace={trace}"), "-p", &pid.to_string(), "-o"])
         .arg(out.path())
         .stderr(Stdio::piped())
         .spawn()
@@ -573,4 +579,25 @@ fn a_setuid_file_written_while_a_reader_holds_it() {
     assert_eq!(fs::metadata(m.path("su")).unwrap().mode() & 0o7777, 0o4755);
     assert_eq!(fs::read_to_string(m.path("su")).unwrap(), "1234567890!");
     drop(reader);
+}
+
+/// fsync(2) of a directory through the mount makes the upper directory durable (dpkg and apt
+/// sync a directory after renaming into it): the daemon syncs its upper copy. It answered
+/// FSYNCDIR without syncing anything before.
+#[test]
+fn fsync_of_a_directory_syncs_its_upper_copy() {
+    let Some((s, m)) = setup() else { return };
+    let Some(syncs) = daemon_calls(&m, "fsync,fdatasync", || {
+        // A directory of the lower layers alone: nothing of this mount's to sync, no error.
+        File::open(m.path("dir")).unwrap().sync_all().unwrap();
+        fs::write(m.path("dir/new"), "n").unwrap();
+        fs::rename(m.path("dir/new"), m.path("dir/renamed")).unwrap();
+        File::open(m.path("dir")).unwrap().sync_all().unwrap();
+        File::open(m.path("dir")).unwrap().sync_data().unwrap();
+    }) else {
+        return;
+    };
+    assert_eq!(syncs, 2, "one sync of the upper directory per fsync(2) of it once it has one");
+    assert_eq!(fs::read_to_string(s.p("upper/dir/renamed")).unwrap(), "n");
+    File::open(m.path("")).unwrap().sync_all().unwrap();
 }

@@ -243,6 +243,22 @@ impl StrataFs {
         if datasync { h.file.sync_data() } else { h.file.sync_all() }.map_err(errno)
     }
 
+    /// fsync(2) / fdatasync(2) of a directory: of its upper copy, which holds every change made
+    /// in it through the mount (a directory of the lower layers alone, or one gone since, has
+    /// nothing of this mount's to make durable).
+    pub(crate) fn do_fsyncdir(&self, ino: u64, datasync: bool) -> R<()> {
+        let e = match self.entry_shared(ino) {
+            Ok(e) => e,
+            Err(Errno::ESTALE) => return Ok(()),
+            Err(err) => return Err(err),
+        };
+        if !self.in_upper(&e) {
+            return Ok(());
+        }
+        let fd = self.stack.dir_fd(0, &e.path).map_err(errno)?;
+        if datasync { nix::unistd::fdatasync(fd.as_fd()) } else { nix::unistd::fsync(fd.as_fd()) }
+    }
+
     /// fallocate(2).
     pub(crate) fn do_fallocate(&self, fh: u64, offset: u64, length: u64, mode: i32) -> R<()> {
         let h = self.handles.file(fh).ok_or(Errno::EBADF)?;
