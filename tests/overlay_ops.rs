@@ -601,3 +601,34 @@ fn fsync_of_a_directory_syncs_its_upper_copy() {
     assert_eq!(fs::read_to_string(s.p("upper/dir/renamed")).unwrap(), "n");
     File::open(m.path("")).unwrap().sync_all().unwrap();
 }
+
+/// A chmod or utimes of an upper file is answered without reading the file's origin xattr
+/// again (the change moved its ctime, which keys the daemon's memory of it): 60 of them read
+/// no xattr (they read one each before).
+#[test]
+fn setattr_of_an_upper_file_reads_no_xattr() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some((s, m)) = setup() else { return };
+    fs::write(m.path("made"), "m").unwrap();
+    let made = m.path("made");
+    let Some(reads) = daemon_calls(&m, "lgetxattr,getxattr,fgetxattr", || {
+        for i in 0..30u32 {
+            fs::set_permissions(&made, fs::Permissions::from_mode(0o600 + (i % 2) * 0o44)).unwrap();
+            let t = nix::sys::time::TimeSpec::new(i64::from(i), 0);
+            nix::sys::stat::utimensat(
+                nix::fcntl::AT_FDCWD,
+                &made,
+                &t,
+                &t,
+                nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+            )
+            .unwrap();
+        }
+    }) else {
+        return;
+    };
+    assert!(reads < 6, "{reads} xattr reads for 60 setattrs");
+    let md = fs::metadata(s.p("upper/made")).unwrap();
+    assert_eq!((md.mode() & 0o777, md.mtime()), (0o644, 29));
+    assert_eq!(fs::metadata(&made).unwrap().ino(), md.ino(), "st_ino of an upper file");
+}

@@ -207,7 +207,9 @@ impl StrataFs {
             )?;
         }
         let e = self.lookup_path(&up.path)?;
-        Ok((self.attr(&e), self.ttl(&e)))
+        // The node id is the file's st_ino (see `do_getattr`): no origin xattr is read again
+        // because the change moved the ctime (three SETATTRs per file dpkg installs).
+        Ok((to_attr(&e.stat, ino, e.is_dir() && e.is_merged()), self.ttl(&e)))
     }
 
     /// getattr, by name or (for a node whose names are gone) through an open file of it.
