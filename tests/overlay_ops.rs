@@ -498,3 +498,156 @@ fn writes_and_the_suid_bits_they_clear_with_and_without_passthrough() {
         m.unmount();
     }
 }
+
+/// Replies the daemon serving `m` writes while `work` runs (its `writev`/`write` calls on
+/// /dev/fuse, every thread traced), counted by strace; `None` when strace is missing (a
+/// failure under CI=true).
+fn daemon_replies(m: &Mount, work: impl FnOnce()) -> Option<u64> {
+    daemon_calls(m, "writev,write", work)
+}
+
+/// The calls in `trace` (strace's `-e trace=` list) the daemon serving `m` makes while `work`
+/// runs, every thread traced; `None` as [`daemon_replies`].
+fn daemon_calls(m: &Mount, trace: &str, work: impl FnOnce()) -> Option<u64> {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    if Command::new("strace").arg("-V").output().is_err() {
+        missing("strace is not installed");
+        return None;
+    }
+    let pid = *daemon_pids(&m.mountpoint).first().expect("the daemon's pid");
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let mut tracer = Command::new("strace")
+        .args(["-f", "-c", "-e", &format!("trace={trace}"), "-p", &pid.to_string(), "-o"])
+        .arg(out.path())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("strace");
+    let mut lines = std::io::BufReader::new(tracer.stderr.take().unwrap()).lines();
+    while !lines.next().expect("strace attaches").unwrap().contains("attached") {}
+    work();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(tracer.id() as i32), nix::sys::signal::SIGINT).unwrap();
+    tracer.wait().unwrap();
+    // "% time  seconds  usecs/call  calls  [errors]  syscall": calls is the fourth column.
+    let report = fs::read_to_string(out.path()).unwrap();
+    Some(
+        report
+            .lines()
+            .filter(|l| l.split_whitespace().last().is_some_and(|c| c != "total" && c != "syscall"))
+            .filter_map(|l| l.split_whitespace().nth(3)?.parse::<u64>().ok())
+            .sum(),
+    )
+}
+
+/// With passthrough, write(2) reaches the upper file without the daemon, and no longer costs a
+/// GETXATTR `security.capability` round trip each (the kernel asked before every write:
+/// `FUSE_HANDLE_KILLPRIV_V2` lets it remember a file has none, `SB_NOSEC`): 64 writes to a new
+/// file and 64 to a copied-up one are answered by a handful of replies, not 128.
+#[test]
+fn passthrough_writes_cost_the_daemon_nothing_each() {
+    use std::os::unix::fs::FileExt;
+    let Some((s, m)) = setup() else { return };
+    let block = vec![7u8; 4096];
+    let Some(replies) = daemon_replies(&m, || {
+        let f = OpenOptions::new().create(true).truncate(true).write(true).open(m.path("new.bin")).unwrap();
+        let g = OpenOptions::new().write(true).open(m.path("lower.txt")).unwrap();
+        for i in 0..64u64 {
+            f.write_all_at(&block, i * 4096).unwrap();
+            g.write_all_at(&block, i * 4096).unwrap();
+        }
+    }) else {
+        return;
+    };
+    assert!(replies < 24, "{replies} replies for 128 writes and 2 opens");
+    assert_eq!(fs::metadata(s.p("upper/new.bin")).unwrap().len(), 64 * 4096);
+    assert_eq!(fs::read(s.p("upper/lower.txt")).unwrap(), vec![7u8; 64 * 4096]);
+}
+
+/// A setuid file opened for writing while a reader holds it through passthrough: the writer's
+/// open (written through the daemon, so its writes can clear the bits) coexists with the
+/// reader's, a write without CAP_FSETID clears suid and sgid, and the reader sees the data.
+#[test]
+fn a_setuid_file_written_while_a_reader_holds_it() {
+    use std::os::unix::fs::FileExt;
+    let Some((s, m)) = setup() else { return };
+    fs::write(m.path("su"), "12345").unwrap();
+    fs::set_permissions(m.path("su"), fs::Permissions::from_mode(0o6755)).unwrap();
+    let reader = File::open(m.path("su")).unwrap();
+    let mut buf = [0u8; 5];
+    reader.read_exact_at(&mut buf, 0).unwrap();
+    let st = std::process::Command::new("setpriv")
+        .args(["--bounding-set", "-fsetid", "--inh-caps", "-fsetid", "--", "sh", "-euc"])
+        .arg(format!("printf 6789 >> {}", m.path("su").display()))
+        .status()
+        .unwrap();
+    assert!(st.success(), "append without CAP_FSETID");
+    let out = std::process::Command::new("stat").args(["-c", "%a"]).arg(m.path("su")).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "755", "the write cleared suid and sgid");
+    assert_eq!(fs::metadata(s.p("upper/su")).unwrap().mode() & 0o7777, 0o755);
+    let mut all = [0u8; 9];
+    reader.read_exact_at(&mut all, 0).unwrap();
+    assert_eq!(&all, b"123456789", "the reader sees the write");
+    // Root (CAP_FSETID) keeps the bits, written through the daemon as well; a reader opening
+    // while that writer holds the file is served.
+    fs::set_permissions(m.path("su"), fs::Permissions::from_mode(0o4755)).unwrap();
+    let mut w = OpenOptions::new().append(true).open(m.path("su")).unwrap();
+    w.write_all(b"0").unwrap();
+    assert_eq!(fs::read_to_string(m.path("su")).unwrap(), "1234567890");
+    w.write_all(b"!").unwrap();
+    drop(w);
+    assert_eq!(fs::metadata(m.path("su")).unwrap().mode() & 0o7777, 0o4755);
+    assert_eq!(fs::read_to_string(m.path("su")).unwrap(), "1234567890!");
+    drop(reader);
+}
+
+/// fsync(2) of a directory through the mount makes the upper directory durable (dpkg and apt
+/// sync a directory after renaming into it): the daemon syncs its upper copy. It answered
+/// FSYNCDIR without syncing anything before.
+#[test]
+fn fsync_of_a_directory_syncs_its_upper_copy() {
+    let Some((s, m)) = setup() else { return };
+    let Some(syncs) = daemon_calls(&m, "fsync,fdatasync", || {
+        // A directory of the lower layers alone: nothing of this mount's to sync, no error.
+        File::open(m.path("dir")).unwrap().sync_all().unwrap();
+        fs::write(m.path("dir/new"), "n").unwrap();
+        fs::rename(m.path("dir/new"), m.path("dir/renamed")).unwrap();
+        File::open(m.path("dir")).unwrap().sync_all().unwrap();
+        File::open(m.path("dir")).unwrap().sync_data().unwrap();
+    }) else {
+        return;
+    };
+    assert_eq!(syncs, 2, "one sync of the upper directory per fsync(2) of it once it has one");
+    assert_eq!(fs::read_to_string(s.p("upper/dir/renamed")).unwrap(), "n");
+    File::open(m.path("")).unwrap().sync_all().unwrap();
+}
+
+/// A chmod or utimes of an upper file is answered without reading the file's origin xattr
+/// again (the change moved its ctime, which keys the daemon's memory of it): 60 of them read
+/// no xattr (they read one each before).
+#[test]
+fn setattr_of_an_upper_file_reads_no_xattr() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some((s, m)) = setup() else { return };
+    fs::write(m.path("made"), "m").unwrap();
+    let made = m.path("made");
+    let Some(reads) = daemon_calls(&m, "lgetxattr,getxattr,fgetxattr", || {
+        for i in 0..30u32 {
+            fs::set_permissions(&made, fs::Permissions::from_mode(0o600 + (i % 2) * 0o44)).unwrap();
+            let t = nix::sys::time::TimeSpec::new(i64::from(i), 0);
+            nix::sys::stat::utimensat(
+                nix::fcntl::AT_FDCWD,
+                &made,
+                &t,
+                &t,
+                nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+            )
+            .unwrap();
+        }
+    }) else {
+        return;
+    };
+    assert!(reads < 6, "{reads} xattr reads for 60 setattrs");
+    let md = fs::metadata(s.p("upper/made")).unwrap();
+    assert_eq!((md.mode() & 0o777, md.mtime()), (0o644, 29));
+    assert_eq!(fs::metadata(&made).unwrap().ino(), md.ino(), "st_ino of an upper file");
+}

@@ -135,6 +135,15 @@ impl StrataFs {
         Ok((killed != mode).then_some(killed))
     }
 
+    /// Whether a file of `mode` is opened for writing without passthrough: the kernel leaves
+    /// clearing its suid, or its sgid when it is group-executable, to the daemon
+    /// (`FUSE_HANDLE_KILLPRIV_V2`), which sees a write only when it reaches it.
+    pub(crate) fn write_skips_passthrough(&self, mode: u32) -> bool {
+        let killable = mode & libc::S_ISUID != 0
+            || mode & (libc::S_ISGID | libc::S_IXGRP) == libc::S_ISGID | libc::S_IXGRP;
+        killable && self.passthrough() && self.killpriv.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// write(2) at an offset.
     pub(crate) fn do_write(&self, fh: u64, offset: u64, data: &[u8]) -> R<u32> {
         let h = self.handles.file(fh).ok_or(Errno::EBADF)?;
@@ -198,7 +207,9 @@ impl StrataFs {
             )?;
         }
         let e = self.lookup_path(&up.path)?;
-        Ok((self.attr(&e), self.ttl(&e)))
+        // The node id is the file's st_ino (see `do_getattr`): no origin xattr is read again
+        // because the change moved the ctime (three SETATTRs per file dpkg installs).
+        Ok((to_attr(&e.stat, ino, e.is_dir() && e.is_merged()), self.ttl(&e)))
     }
 
     /// getattr, by name or (for a node whose names are gone) through an open file of it.
@@ -232,6 +243,22 @@ impl StrataFs {
     pub(crate) fn do_fsync(&self, fh: u64, datasync: bool) -> R<()> {
         let h = self.handles.file(fh).ok_or(Errno::EBADF)?;
         if datasync { h.file.sync_data() } else { h.file.sync_all() }.map_err(errno)
+    }
+
+    /// fsync(2) / fdatasync(2) of a directory: of its upper copy, which holds every change made
+    /// in it through the mount (a directory of the lower layers alone, or one gone since, has
+    /// nothing of this mount's to make durable).
+    pub(crate) fn do_fsyncdir(&self, ino: u64, datasync: bool) -> R<()> {
+        let e = match self.entry_shared(ino) {
+            Ok(e) => e,
+            Err(Errno::ESTALE) => return Ok(()),
+            Err(err) => return Err(err),
+        };
+        if !self.in_upper(&e) {
+            return Ok(());
+        }
+        let fd = self.stack.dir_fd(0, &e.path).map_err(errno)?;
+        if datasync { nix::unistd::fdatasync(fd.as_fd()) } else { nix::unistd::fsync(fd.as_fd()) }
     }
 
     /// fallocate(2).

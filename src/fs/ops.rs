@@ -91,7 +91,17 @@ impl StrataFs {
         let ino = self.st_ino(&o.entry);
         let mut flags = FopenFlags::empty();
         let mut backing = None;
-        if self.passthrough() {
+        // A writer of a file whose suid/sgid a write clears gets no backing but direct I/O: its
+        // WRITEs reach the daemon, flagged when the caller lacks CAP_FSETID (see `init`). The
+        // kernel refuses any open but a passthrough one of a node with a live backing: such a
+        // node gives its names up, as below, and the writer opens a new one.
+        if o.write && self.write_skips_passthrough(o.entry.stat.st_mode) {
+            if self.handles.backing(ino).is_some() {
+                lock(&self.nodes).detach(ino);
+                return Err(fuser::Errno::ESTALE);
+            }
+            flags |= FopenFlags::FOPEN_DIRECT_IO;
+        } else if self.passthrough() {
             // A writer needs a writable backing; the one made here is writable when read-write.
             let needs_write = o.upper && o.write;
             let writable = o.upper && (o.write || o.rdwr);
@@ -166,13 +176,13 @@ impl Filesystem for StrataFs {
                 && config.set_max_stack_depth(1).is_ok();
             *self.passthrough.get_mut() = ok;
         }
-        // Without passthrough every write reaches the daemon, which can then clear suid/sgid
-        // itself (the WRITE and SETATTR kill flags): with FUSE_HANDLE_KILLPRIV_V2 the kernel sets
-        // SB_NOSEC, so a write(2) no longer asks for `security.capability` (a GETXATTR round
-        // trip before every write) once a file is known to have none. With passthrough the
-        // daemon never sees a write, so the kernel keeps that job.
-        let killpriv =
-            !self.passthrough() && config.add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV_V2).is_ok();
+        // The daemon clears suid/sgid itself (the WRITE and SETATTR kill flags): with
+        // FUSE_HANDLE_KILLPRIV_V2 the kernel sets SB_NOSEC, so a write(2) no longer asks for
+        // `security.capability` (a GETXATTR round trip before every write, passthrough or not)
+        // once a file is known to have none. The daemon never sees a passthrough write: a file
+        // such a write would clear bits of is opened for writing without passthrough
+        // (`register_open`).
+        let killpriv = config.add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV_V2).is_ok();
         *self.killpriv.get_mut() = killpriv;
         tracing::info!(passthrough = self.passthrough(), killpriv, "FUSE session initialised");
         Ok(())
@@ -476,8 +486,11 @@ impl Filesystem for StrataFs {
         }
     }
 
-    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: Fh, _datasync: bool, reply: ReplyEmpty) {
-        reply.ok();
+    fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: Fh, datasync: bool, reply: ReplyEmpty) {
+        match run("fsyncdir", || self.do_fsyncdir(ino.0, datasync)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {

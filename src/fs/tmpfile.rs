@@ -69,7 +69,11 @@ impl StrataFs {
         open_backing: impl FnOnce(&File) -> std::io::Result<BackingId>,
     ) -> (u64, FopenFlags, Option<Arc<BackingId>>) {
         let mut backing = None;
-        if self.passthrough() {
+        let mut flags = FopenFlags::empty();
+        // As `register_open`: a file a write clears suid/sgid of is written through the daemon.
+        if self.write_skips_passthrough(u32::from(t.attr.perm)) {
+            flags |= FopenFlags::FOPEN_DIRECT_IO;
+        } else if self.passthrough() {
             match open_backing(&t.file) {
                 Ok(b) => {
                     let b = Arc::new(b);
@@ -85,7 +89,7 @@ impl StrataFs {
             upper: true,
             backing: backing.clone(),
         });
-        (fh, FopenFlags::empty(), backing)
+        (fh, flags, backing)
     }
 
     /// link(2) of a node with no name (an `O_TMPFILE` file): its upper file is linked from an
