@@ -308,6 +308,12 @@ pub struct PendingDaemon {
 }
 
 impl PendingDaemon {
+    /// The daemon's pid while it mounts: known at once when it is the caller's own child
+    /// ([`spawn_daemon`]), not through the intermediate child of a double fork.
+    pub fn pid(&self) -> Option<Pid> {
+        (!self.double).then_some(self.child)
+    }
+
     /// The daemon's pid once its mount answers, or why it failed.
     pub fn wait(self) -> Result<Pid> {
         if self.double {
@@ -472,9 +478,19 @@ pub fn mount_type(mountpoint: &Path) -> Result<Option<String>> {
     Ok(found)
 }
 
-/// Whether something is mounted at `mountpoint`.
+/// Whether something is mounted at `mountpoint`: one statx(2) for the kernel's
+/// `STATX_ATTR_MOUNT_ROOT` (Linux 5.8+), else a scan of /proc/self/mountinfo. The statx asks for
+/// no attribute and with `AT_STATX_DONT_SYNC`, so a FUSE mount is sent no request (a dead,
+/// frozen or hung daemon can't hold it up) and answers whoever asks, owner or not.
 pub fn is_mounted(mountpoint: &Path) -> Result<bool> {
-    Ok(mount_type(mountpoint)?.is_some())
+    use rustix::fs::{AtFlags, CWD, StatxAttributes, StatxFlags, statx};
+    let mp = absolute(mountpoint)?;
+    match statx(CWD, &mp, AtFlags::STATX_DONT_SYNC, StatxFlags::empty()) {
+        Ok(st) if st.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT) => {
+            Ok(st.stx_attributes.contains(StatxAttributes::MOUNT_ROOT))
+        }
+        _ => Ok(mount_type(&mp)?.is_some()),
+    }
 }
 
 /// Unmounts `mountpoint` (lazily if busy; via fusermount3 when unprivileged). A dead daemon's
