@@ -183,7 +183,7 @@ pub fn mount_with(opts: &MountOptions, mountpoint: &Path, ready: impl FnOnce()) 
             Err(_) => return fs.map(|_| ()),
         },
     };
-    let dev = pending.finish().with_context(mounting)?;
+    let (dev, fusermount) = pending.finish_unreaped().with_context(mounting)?;
     let fs = match (fs, entered) {
         (Ok(fs), None | Some(Ok(()))) => fs,
         (Err(e), _) => {
@@ -221,6 +221,7 @@ pub fn mount_with(opts: &MountOptions, mountpoint: &Path, ready: impl FnOnce()) 
         tracing::info!(mountpoint = %mountpoint.display(), transport = how, io_uring = %t.io_uring_note(), "mounted");
         // The caller goes on first; a signal meanwhile stays pending (blocked) until the thread waits.
         ready();
+        fusermount.reap();
         if let Some(set) = signals {
             unmount_on_signals(set, mountpoint.to_path_buf());
         }
