@@ -200,13 +200,15 @@ pub fn mount_with(opts: &MountOptions, mountpoint: &Path, ready: impl FnOnce()) 
     if let Some(m) = &opts.namespace_frame {
         super::attr::set_frame(m.clone());
     }
-    let _control = match &opts.control_socket {
-        Some(p) => Some(
-            super::freeze::serve(p, fs.freeze_gate())
-                .with_context(|| format!("listening on {}", p.display()))?,
-        ),
+    // Bound before the mount answers, served (a thread) after.
+    let control = match &opts.control_socket {
+        Some(p) => Some((
+            super::freeze::listen(p).with_context(|| format!("listening on {}", p.display()))?,
+            fs.freeze_gate(),
+        )),
         None => None,
     };
+    let mut _control = None;
     // Kept to ask the connection, once the session is over, whether the mount is still ours.
     let probe = dev.try_clone()?;
     let notifier = fs.notifier_slot();
@@ -222,6 +224,13 @@ pub fn mount_with(opts: &MountOptions, mountpoint: &Path, ready: impl FnOnce()) 
         // The caller goes on first; a signal meanwhile stays pending (blocked) until the thread waits.
         ready();
         fusermount.reap();
+        if let Some((listening, gate)) = control {
+            match listening.serve(gate) {
+                Ok(guard) => _control = Some(guard),
+                // The socket is gone with it: a commit then says the mount can't be frozen.
+                Err(e) => tracing::warn!("no thread for the control socket: {e}"),
+            }
+        }
         if let Some(set) = signals {
             unmount_on_signals(set, mountpoint.to_path_buf());
         }
@@ -409,7 +418,7 @@ fn serve_daemon(opts: &MountOptions, mountpoint: &Path, wr: &std::cell::RefCell<
     };
     nix::unistd::dup2_stdout(out.as_fd())?;
     nix::unistd::dup2_stderr(out.as_fd())?;
-    if opts.log_file.is_some() {
+    if opts.log_file.is_some() && !tracing::dispatcher::has_been_set() {
         // Log to the file (stderr now) unless the caller already set up logging.
         let filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
