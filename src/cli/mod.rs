@@ -286,9 +286,12 @@ pub fn init_logging(g: &Global) {
         2 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_new(format!("strata={level}"))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("strata=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    // strata is the only crate of the build that emits `tracing` events, so a maximum level is
+    // the filter `strata=LEVEL` was, without an env filter's directive parsing at every start.
+    let max = level
+        .parse::<tracing_subscriber::filter::LevelFilter>()
+        .unwrap_or(tracing_subscriber::filter::LevelFilter::WARN);
+    tracing_subscriber::fmt().with_max_level(max).with_writer(std::io::stderr).with_target(false).init();
 }
 
 /// Opens the store chosen by `--root` / `STRATA_ROOT` / the default.
