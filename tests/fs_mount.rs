@@ -47,3 +47,39 @@ fn daemon_mount_then_unmount_and_wait() {
     // unmounting what isn't mounted is an error
     assert!(strata::fs::unmount(&mp).is_err());
 }
+
+/// Whether a path is mounted (one statx, `fs::mount::is_mounted`) is answered for mounts and
+/// for what is not one, and without a request to the daemon: a stopped (hung) daemon holds up
+/// no `strata umount`, `ps` or `mount` that asks, also once the root's cached attributes have
+/// expired (1 s with an upper).
+#[test]
+fn is_mounted_does_not_wait_on_a_stopped_daemon() {
+    use nix::sys::signal::{Signal, kill};
+    let Some(s) = Scratch::for_fuse(1) else { return };
+    s.write("l1/f", "x");
+    let opts = MountOptions {
+        lowers: vec![s.p("l1")],
+        upper: Some(s.p("upper")),
+        work: Some(s.p("work")),
+        ..MountOptions::default()
+    };
+    let mp = s.p("mnt");
+    let pid = mount_daemon(&opts, &mp).expect("mount_daemon");
+    let mut guard = Mount::adopt(&mp);
+    kill(pid, Signal::SIGSTOP).unwrap();
+    std::thread::sleep(Duration::from_millis(1300));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let asked = mp.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(lib_is_mounted(&asked).map_err(|e| e.to_string()));
+    });
+    let answer = rx.recv_timeout(Duration::from_secs(3));
+    kill(pid, Signal::SIGCONT).unwrap();
+    assert_eq!(answer, Ok(Ok(true)), "is_mounted waited on the stopped daemon");
+    assert!(!lib_is_mounted(&s.p("upper")).unwrap());
+    assert!(!lib_is_mounted(&s.p("l1/f")).unwrap());
+    assert!(!lib_is_mounted(&s.p("missing")).unwrap());
+    unmount_and_wait(&mp, Some(pid), Duration::from_secs(10)).unwrap();
+    guard.forget();
+    assert!(!lib_is_mounted(&mp).unwrap());
+}

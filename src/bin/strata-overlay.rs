@@ -214,7 +214,9 @@ fn main() -> ExitCode {
     let res = if args.foreground {
         strata::fs::mount_foreground(&opts, &mountpoint)
     } else {
-        strata::fs::mount_daemon(&opts, &mountpoint).map(|_| ())
+        // One fork: this process exits as soon as the mount answers, so the daemon needs no
+        // intermediate process to be adopted by init.
+        strata::fs::mount::spawn_daemon(&opts, &mountpoint).and_then(|p| p.wait()).map(|_| ())
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

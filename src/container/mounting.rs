@@ -11,9 +11,11 @@ use nix::unistd::Pid;
 
 use super::lock::ContainerLock;
 use super::umount;
-use crate::fs::mount::{MountOptions, is_alive, is_mounted, mount_daemon, mount_foreground};
+use crate::fs::mount::{MountOptions, is_alive, is_mounted, mount_foreground, spawn_daemon};
 use crate::store::LockMode;
-use crate::store::containers::{ContainerRecord, MountRecord, read_container_runtime};
+use crate::store::containers::{
+    ContainerRecord, MountRecord, read_container_runtime, write_container_runtime,
+};
 use crate::store::mounts::ImageMount;
 use crate::store::{ImageRecord, Store};
 use crate::sys::daemon::ProcessHandle;
@@ -148,12 +150,23 @@ pub fn mount_container(store: Store, c: &ContainerRecord, req: &MountRequest) ->
         drop(lock);
         return served;
     }
-    match mount_daemon(&opts, &mountpoint) {
-        Ok(pid) => record(pid.as_raw())?,
-        Err(e) => {
-            record(0)?;
-            return Err(e);
+    // One fork (`spawn_daemon`): the daemon is this short-lived process's child until it exits
+    // (init or a subreaper adopts it then), so its pid is known at once and the record names it
+    // while it mounts, instead of after: no intermediate process, no record written last.
+    let served = spawn_daemon(&opts, &mountpoint).and_then(|pending| {
+        let early = pending.pid();
+        if let Some(pid) = early {
+            record(pid.as_raw())?;
         }
+        let pid = pending.wait()?;
+        if early != Some(pid) {
+            record(pid.as_raw())?;
+        }
+        Ok(pid)
+    });
+    if let Err(e) = served {
+        record(0)?;
+        return Err(e);
     }
     drop(lock);
     Ok(())
@@ -190,8 +203,20 @@ pub fn mount_image(store: Store, image: &ImageRecord, req: &MountRequest) -> Res
         record(None)?;
         return served;
     }
-    let pid = mount_daemon(&opts, &mountpoint)?;
-    record(Some(pid.as_raw()))
+    // As for a container: one fork, recorded while the daemon mounts.
+    let pending = spawn_daemon(&opts, &mountpoint)?;
+    let early = pending.pid();
+    if let Some(pid) = early {
+        record(Some(pid.as_raw()))?;
+    }
+    match pending.wait() {
+        Ok(pid) if early == Some(pid) => Ok(()),
+        Ok(pid) => record(Some(pid.as_raw())),
+        Err(e) => {
+            record(None)?;
+            Err(e)
+        }
+    }
 }
 
 /// Unmounts a container and waits until its daemon has written everything and exited; a dead
@@ -213,11 +238,20 @@ pub fn unmount_container(store: &Store, c: &ContainerRecord) -> Result<()> {
 /// Clears a container's mount record once its daemon is gone; its `strata mount` parent may
 /// still be finishing: wait for it briefly.
 fn clear_mount_record(store: &Store, c: &ContainerRecord) -> Result<()> {
-    let dir = store.container_dir(&c.id);
-    if let Some(_lock) = ContainerLock::acquire_within(&dir, Duration::from_secs(5), || Ok(()))? {
-        store.set_container_mount(&c.id, None)?;
+    clear_mount_record_at(&store.container_dir(&c.id))
+}
+
+/// [`clear_mount_record`] by the container's directory, under the container's lock alone (the
+/// record is the container's, and whoever removes a container takes that lock too): `umount`
+/// needs no second store opening after its wait. A container removed meanwhile has nothing
+/// left to clear.
+fn clear_mount_record_at(dir: &std::path::Path) -> Result<()> {
+    match ContainerLock::acquire_within(dir, Duration::from_secs(5), || Ok(())) {
+        Ok(Some(_lock)) => write_container_runtime::<MountRecord>(dir, "mount.json", None),
+        Ok(None) => Ok(()),
+        Err(_) if !dir.exists() => Ok(()),
+        Err(e) => Err(e),
     }
-    Ok(())
 }
 
 /// `strata umount` of a container: unmounts at once (or refuses a busy mount, naming its users;
@@ -252,12 +286,12 @@ pub fn unmount_container_released(store: Store, c: &ContainerRecord, lazy: bool)
         );
         return Ok(());
     }
-    let root = store.root().to_path_buf();
+    let dir = store.container_dir(&c.id);
     drop(store);
     if let Some(pid) = pid {
         crate::fs::mount::wait_daemon(pid, handle, UNMOUNT_TIMEOUT)?;
     }
-    clear_mount_record(&Store::open(&root, LockMode::Exclusive)?, c)
+    clear_mount_record_at(&dir)
 }
 
 /// Who uses the files under a container's recorded mountpoint, for messages.

@@ -43,9 +43,34 @@ fn short_path(path: &Path) -> std::io::Result<(std::fs::File, std::path::PathBuf
 /// Listens on `path` (replacing a stale socket) and serves freezes in a thread; the socket is
 /// removed when the returned guard drops (the session is over).
 pub fn serve(path: &Path, gate: Arc<Gate>) -> std::io::Result<SocketGuard> {
+    listen(path)?.serve(gate)
+}
+
+/// The control socket bound and listening, its thread not started yet: a mount binds it before
+/// it answers (a freeze asked at once connects and waits in the backlog) and starts the thread
+/// after, so the thread's start is not on the way to the mount's answer.
+pub struct Listening {
+    listener: UnixListener,
+    guard: SocketGuard,
+}
+
+/// Binds the control socket at `path` (replacing a stale one).
+pub fn listen(path: &Path) -> std::io::Result<Listening> {
     let _ = std::fs::remove_file(path);
     let (_dir, short) = short_path(path)?;
     let listener = UnixListener::bind(&short)?;
+    Ok(Listening { listener, guard: SocketGuard(path.to_path_buf()) })
+}
+
+impl Listening {
+    /// Starts answering freezes through `gate`.
+    pub fn serve(self, gate: Arc<Gate>) -> std::io::Result<SocketGuard> {
+        spawn_server(self.listener, gate)?;
+        Ok(self.guard)
+    }
+}
+
+fn spawn_server(listener: UnixListener, gate: Arc<Gate>) -> std::io::Result<()> {
     std::thread::Builder::new().name("strata-freeze".into()).spawn(move || {
         for conn in listener.incoming() {
             let Ok(conn) = conn else { continue };
@@ -60,7 +85,7 @@ pub fn serve(path: &Path, gate: Arc<Gate>) -> std::io::Result<SocketGuard> {
             }
         }
     })?;
-    Ok(SocketGuard(path.to_path_buf()))
+    Ok(())
 }
 
 fn answer(conn: UnixStream, gate: &Gate) -> std::io::Result<()> {

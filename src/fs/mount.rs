@@ -183,7 +183,7 @@ pub fn mount_with(opts: &MountOptions, mountpoint: &Path, ready: impl FnOnce()) 
             Err(_) => return fs.map(|_| ()),
         },
     };
-    let dev = pending.finish().with_context(mounting)?;
+    let (dev, fusermount) = pending.finish_unreaped().with_context(mounting)?;
     let fs = match (fs, entered) {
         (Ok(fs), None | Some(Ok(()))) => fs,
         (Err(e), _) => {
@@ -200,13 +200,15 @@ pub fn mount_with(opts: &MountOptions, mountpoint: &Path, ready: impl FnOnce()) 
     if let Some(m) = &opts.namespace_frame {
         super::attr::set_frame(m.clone());
     }
-    let _control = match &opts.control_socket {
-        Some(p) => Some(
-            super::freeze::serve(p, fs.freeze_gate())
-                .with_context(|| format!("listening on {}", p.display()))?,
-        ),
+    // Bound before the mount answers, served (a thread) after.
+    let control = match &opts.control_socket {
+        Some(p) => Some((
+            super::freeze::listen(p).with_context(|| format!("listening on {}", p.display()))?,
+            fs.freeze_gate(),
+        )),
         None => None,
     };
+    let mut _control = None;
     // Kept to ask the connection, once the session is over, whether the mount is still ours.
     let probe = dev.try_clone()?;
     let notifier = fs.notifier_slot();
@@ -221,6 +223,14 @@ pub fn mount_with(opts: &MountOptions, mountpoint: &Path, ready: impl FnOnce()) 
         tracing::info!(mountpoint = %mountpoint.display(), transport = how, io_uring = %t.io_uring_note(), "mounted");
         // The caller goes on first; a signal meanwhile stays pending (blocked) until the thread waits.
         ready();
+        fusermount.reap();
+        if let Some((listening, gate)) = control {
+            match listening.serve(gate) {
+                Ok(guard) => _control = Some(guard),
+                // The socket is gone with it: a commit then says the mount can't be frozen.
+                Err(e) => tracing::warn!("no thread for the control socket: {e}"),
+            }
+        }
         if let Some(set) = signals {
             unmount_on_signals(set, mountpoint.to_path_buf());
         }
@@ -308,6 +318,12 @@ pub struct PendingDaemon {
 }
 
 impl PendingDaemon {
+    /// The daemon's pid while it mounts: known at once when it is the caller's own child
+    /// ([`spawn_daemon`]), not through the intermediate child of a double fork.
+    pub fn pid(&self) -> Option<Pid> {
+        (!self.double).then_some(self.child)
+    }
+
     /// The daemon's pid once its mount answers, or why it failed.
     pub fn wait(self) -> Result<Pid> {
         if self.double {
@@ -402,7 +418,7 @@ fn serve_daemon(opts: &MountOptions, mountpoint: &Path, wr: &std::cell::RefCell<
     };
     nix::unistd::dup2_stdout(out.as_fd())?;
     nix::unistd::dup2_stderr(out.as_fd())?;
-    if opts.log_file.is_some() {
+    if opts.log_file.is_some() && !tracing::dispatcher::has_been_set() {
         // Log to the file (stderr now) unless the caller already set up logging.
         let filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -472,9 +488,19 @@ pub fn mount_type(mountpoint: &Path) -> Result<Option<String>> {
     Ok(found)
 }
 
-/// Whether something is mounted at `mountpoint`.
+/// Whether something is mounted at `mountpoint`: one statx(2) for the kernel's
+/// `STATX_ATTR_MOUNT_ROOT` (Linux 5.8+), else a scan of /proc/self/mountinfo. The statx asks for
+/// no attribute and with `AT_STATX_DONT_SYNC`, so a FUSE mount is sent no request (a dead,
+/// frozen or hung daemon can't hold it up) and answers whoever asks, owner or not.
 pub fn is_mounted(mountpoint: &Path) -> Result<bool> {
-    Ok(mount_type(mountpoint)?.is_some())
+    use rustix::fs::{AtFlags, CWD, StatxAttributes, StatxFlags, statx};
+    let mp = absolute(mountpoint)?;
+    match statx(CWD, &mp, AtFlags::STATX_DONT_SYNC, StatxFlags::empty()) {
+        Ok(st) if st.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT) => {
+            Ok(st.stx_attributes.contains(StatxAttributes::MOUNT_ROOT))
+        }
+        _ => Ok(mount_type(&mp)?.is_some()),
+    }
 }
 
 /// Unmounts `mountpoint` (lazily if busy; via fusermount3 when unprivileged). A dead daemon's

@@ -145,12 +145,43 @@ impl PendingMount {
         let out = child.wait_with_output()?;
         match received {
             Ok(fd) => Ok(fd),
-            Err(e) => {
-                let why = String::from_utf8_lossy(&out.stderr).trim().to_string();
-                Err(io::Error::other(if why.is_empty() { format!("fusermount3: {e}") } else { why }))
-            }
+            Err(e) => Err(fusermount_failed(&out.stderr, e)),
         }
     }
+
+    /// [`PendingMount::finish`] without waiting for fusermount3 once it has sent the fd (it
+    /// exits right after): the caller reaps it ([`Helper::reap`]) once the mount answers, so
+    /// its exit is not on the way to the answer.
+    pub fn finish_unreaped(self) -> io::Result<(OwnedFd, Helper)> {
+        let (child, sock) = match self {
+            PendingMount::Done(fd) => return Ok((fd, Helper(None))),
+            PendingMount::Fusermount { child, sock } => (child, sock),
+        };
+        let received = receive_fd(&sock);
+        drop(sock);
+        match received {
+            Ok(fd) => Ok((fd, Helper(Some(child)))),
+            Err(e) => Err(fusermount_failed(&child.wait_with_output()?.stderr, e)),
+        }
+    }
+}
+
+/// fusermount3 after it sent the fd, still to be reaped.
+pub struct Helper(Option<std::process::Child>);
+
+impl Helper {
+    /// Waits for fusermount3's exit (its output is read to the end, so it never blocks on it).
+    pub fn reap(self) {
+        if let Some(child) = self.0 {
+            let _ = child.wait_with_output();
+        }
+    }
+}
+
+/// fusermount3's own message when it wrote one, else what went wrong receiving the fd.
+fn fusermount_failed(stderr: &[u8], e: io::Error) -> io::Error {
+    let why = String::from_utf8_lossy(stderr).trim().to_string();
+    io::Error::other(if why.is_empty() { format!("fusermount3: {e}") } else { why })
 }
 
 /// The fd fusermount3 sends over `sock` (SCM_RIGHTS).

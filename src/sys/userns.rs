@@ -205,7 +205,8 @@ fn from_host(own: u32, ranges: &[SubRange], id: u32) -> Option<u32> {
 /// The namespace a mount daemon's layers were written in, when it serves from outside it: an
 /// unprivileged user with a subordinate range, not in a user namespace (`None` otherwise).
 pub fn frame_for_mounts() -> Option<IdMaps> {
-    if privileged() || in_user_namespace() {
+    // `privileged() || in_user_namespace()`, reading /proc/self/uid_map once.
+    if nix::unistd::geteuid().is_root() || in_user_namespace() {
         return None;
     }
     IdMaps::for_current_user().ok().flatten()

@@ -276,8 +276,10 @@ pub struct NameIndexes(Mutex<Tracking>);
 
 impl Default for NameIndexes {
     fn default() -> Self {
-        let dirs = NonZeroUsize::new(TRACKED).unwrap_or(NonZeroUsize::MIN);
-        NameIndexes(Mutex::new(Tracking { lru: LruCache::with_hasher(dirs, PathHash), bytes: 0 }))
+        // Grown as directories come, not sized for `TRACKED` at every mount.
+        let mut lru = LruCache::unbounded_with_hasher(PathHash);
+        lru.resize(NonZeroUsize::new(TRACKED).unwrap_or(NonZeroUsize::MIN));
+        NameIndexes(Mutex::new(Tracking { lru, bytes: 0 }))
     }
 }
 
