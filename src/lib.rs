@@ -11,6 +11,7 @@ pub mod container;
 pub mod fs;
 pub mod inspect;
 pub mod layer;
+pub mod logging;
 pub mod oci;
 pub mod progress;
 pub mod registry;

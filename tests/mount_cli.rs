@@ -401,3 +401,39 @@ fn commit_pauses_a_running_container_and_resumes_it() {
     let ps = s.ok(&["ps", "--no-trunc"]);
     assert!(ps.contains(&id) && ps.contains("Up"), "{ps}");
 }
+
+/// The mount daemon's log has no colour codes, whatever the CLI's stderr was: the daemon forked
+/// from `strata mount` keeps the CLI's logging, which colours stderr only on a terminal and must
+/// stop once stderr is the log file. Mounted once from a pipe and once from a terminal
+/// (script(1)); a warning through a pipe is plain too.
+#[test]
+fn the_mount_log_has_no_colour_codes() {
+    let s = with_container();
+    let at = s.path("logged");
+    std::fs::create_dir_all(&at).unwrap();
+    let args = ["--log-level", "info", "mount", "web", at.to_str().unwrap()];
+    let out = s.run(&args);
+    let mounted = Mounted { s: &s, at: at.clone() };
+    assert!(out.status.success(), "{out:?}");
+    assert!(!out.stderr.contains(&0x1b), "colour codes into a pipe: {out:?}");
+    drop(mounted);
+    let line = format!("{} --root {} {}", env!("CARGO_BIN_EXE_strata"), s.root().display(), args.join(" "));
+    let out = Command::new("script").args(["-qfec", &line, "/dev/null"]).output().expect("run script(1)");
+    let mounted = Mounted { s: &s, at: at.clone() };
+    assert!(out.status.success(), "{line}: {out:?}");
+    drop(mounted);
+    let logs: Vec<PathBuf> = std::fs::read_dir(s.root().join("containers"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("mount.log"))
+        .filter(|p| p.exists())
+        .collect();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    let log = std::fs::read(&logs[0]).unwrap();
+    let text = String::from_utf8_lossy(&log);
+    assert_eq!(
+        text.matches("mounted").count() - text.matches("unmounted").count(),
+        2,
+        "both mounts logged: {text}"
+    );
+    assert!(!log.contains(&0x1b), "colour codes in the mount log: {text:?}");
+}

@@ -291,7 +291,7 @@ pub fn init_logging(g: &Global) {
     let max = level
         .parse::<tracing_subscriber::filter::LevelFilter>()
         .unwrap_or(tracing_subscriber::filter::LevelFilter::WARN);
-    tracing_subscriber::fmt().with_max_level(max).with_writer(std::io::stderr).with_target(false).init();
+    crate::logging::init(max);
 }
 
 /// Opens the store chosen by `--root` / `STRATA_ROOT` / the default.

@@ -418,8 +418,12 @@ fn serve_daemon(opts: &MountOptions, mountpoint: &Path, wr: &std::cell::RefCell<
     };
     nix::unistd::dup2_stdout(out.as_fd())?;
     nix::unistd::dup2_stderr(out.as_fd())?;
+    if opts.log_file.is_some() {
+        // The caller's logging goes on to the file (stderr now), without colour codes.
+        crate::logging::stderr_is_a_file();
+    }
     if opts.log_file.is_some() && !tracing::dispatcher::has_been_set() {
-        // Log to the file (stderr now) unless the caller already set up logging.
+        // Log to the file unless the caller already set up logging.
         let filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
         let _ = tracing_subscriber::fmt()
