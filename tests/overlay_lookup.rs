@@ -343,44 +343,7 @@ fn daemon_stat_calls(m: &Mount, work: impl FnOnce()) -> Option<u64> {
 /// serving `m` while `work` runs (every thread traced). `None` as [`daemon_stat_calls`].
 fn daemon_calls(m: &Mount, trace: &str, work: impl FnOnce()) -> Option<u64> {
     let pid = *daemon_pids(&m.mountpoint).first().expect("the daemon's pid");
-    daemon_calls_of(pid, trace, work)
-}
-
-/// [`daemon_calls`] of the daemon `pid`.
-fn daemon_calls_of(pid: i32, trace: &str, work: impl FnOnce()) -> Option<u64> {
-    use std::io::BufRead;
-    use std::process::{Command, Stdio};
-    if Command::new("strace").arg("-V").output().is_err() {
-        missing("strace is not installed");
-        return None;
-    }
-    let out = tempfile::NamedTempFile::new().unwrap();
-    // -f with -p attaches every thread of the daemon.
-    let mut tracer = Command::new("strace")
-        .args(["-f", "-c", "-e", &format!("trace={trace}"), "-p", &pid.to_string(), "-o"])
-        .arg(out.path())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("strace");
-    let mut lines = std::io::BufReader::new(tracer.stderr.take().unwrap()).lines();
-    loop {
-        let line = lines.next().expect("strace attaches").unwrap();
-        if line.contains("attached") {
-            break;
-        }
-        eprintln!("{line}");
-    }
-    work();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(tracer.id() as i32), nix::sys::signal::SIGINT).unwrap();
-    tracer.wait().unwrap();
-    let report = fs::read_to_string(out.path()).unwrap();
-    // "% time  seconds  usecs/call  calls  [errors]  syscall": calls is the fourth column.
-    let calls = report
-        .lines()
-        .filter(|l| l.split_whitespace().last().is_some_and(|c| c != "total" && c != "syscall"))
-        .filter_map(|l| l.split_whitespace().nth(3)?.parse::<u64>().ok())
-        .sum();
-    Some(calls)
+    common::mount::daemon_syscalls(pid, trace, work)
 }
 
 /// In a directory merged from 64 lower layers, lookups cost about what they cost in one layer:
@@ -680,7 +643,7 @@ fn stored_layers_carry_a_record_that_mounts_use() {
     let record = fs::read_dir(s.root().join("mounts")).unwrap().next().unwrap().unwrap().path();
     let json: serde_json::Value = serde_json::from_slice(&fs::read(record).unwrap()).unwrap();
     let pid = json["pid"].as_i64().expect("the daemon's pid") as i32;
-    let Some(calls) = daemon_calls_of(pid, LAYER_CALLS, || {
+    let Some(calls) = common::mount::daemon_syscalls(pid, LAYER_CALLS, || {
         assert!(at("d").is_dir());
         assert!(gone_at("d/missing"));
     }) else {

@@ -509,34 +509,8 @@ fn daemon_replies(m: &Mount, work: impl FnOnce()) -> Option<u64> {
 /// The calls in `trace` (strace's `-e trace=` list) the daemon serving `m` makes while `work`
 /// runs, every thread traced; `None` as [`daemon_replies`].
 fn daemon_calls(m: &Mount, trace: &str, work: impl FnOnce()) -> Option<u64> {
-    use std::io::BufRead;
-    use std::process::{Command, Stdio};
-    if Command::new("strace").arg("-V").output().is_err() {
-        missing("strace is not installed");
-        return None;
-    }
     let pid = *daemon_pids(&m.mountpoint).first().expect("the daemon's pid");
-    let out = tempfile::NamedTempFile::new().unwrap();
-    let mut tracer = Command::new("strace")
-        .args(["-f", "-c", "-e", &format!("trace={trace}"), "-p", &pid.to_string(), "-o"])
-        .arg(out.path())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("strace");
-    let mut lines = std::io::BufReader::new(tracer.stderr.take().unwrap()).lines();
-    while !lines.next().expect("strace attaches").unwrap().contains("attached") {}
-    work();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(tracer.id() as i32), nix::sys::signal::SIGINT).unwrap();
-    tracer.wait().unwrap();
-    // "% time  seconds  usecs/call  calls  [errors]  syscall": calls is the fourth column.
-    let report = fs::read_to_string(out.path()).unwrap();
-    Some(
-        report
-            .lines()
-            .filter(|l| l.split_whitespace().last().is_some_and(|c| c != "total" && c != "syscall"))
-            .filter_map(|l| l.split_whitespace().nth(3)?.parse::<u64>().ok())
-            .sum(),
-    )
+    common::mount::daemon_syscalls(pid, trace, work)
 }
 
 /// With passthrough, write(2) reaches the upper file without the daemon, and no longer costs a

@@ -139,6 +139,44 @@ impl Drop for Mount {
     }
 }
 
+/// strace's count of the calls in `trace` (its `-e trace=` syntax) the daemon `pid` makes while
+/// `work` runs, every thread traced; `None` when strace is missing (a failure under CI=true).
+pub fn daemon_syscalls(pid: i32, trace: &str, work: impl FnOnce()) -> Option<u64> {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    if Command::new("strace").arg("-V").output().is_err() {
+        missing("strace is not installed");
+        return None;
+    }
+    let out = tempfile::NamedTempFile::new().unwrap();
+    // -f with -p attaches every thread of the daemon.
+    let mut tracer = Command::new("strace")
+        .args(["-f", "-c", "-e", &format!("trace={trace}"), "-p", &pid.to_string(), "-o"])
+        .arg(out.path())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("strace");
+    let mut lines = std::io::BufReader::new(tracer.stderr.take().unwrap()).lines();
+    loop {
+        let line = lines.next().expect("strace attaches").unwrap();
+        if line.contains("attached") {
+            break;
+        }
+        eprintln!("{line}");
+    }
+    work();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(tracer.id() as i32), nix::sys::signal::SIGINT).unwrap();
+    tracer.wait().unwrap();
+    let report = std::fs::read_to_string(out.path()).unwrap();
+    // "% time  seconds  usecs/call  calls  [errors]  syscall": calls is the fourth column.
+    let calls = report
+        .lines()
+        .filter(|l| l.split_whitespace().last().is_some_and(|c| c != "total" && c != "syscall"))
+        .filter_map(|l| l.split_whitespace().nth(3)?.parse::<u64>().ok())
+        .sum();
+    Some(calls)
+}
+
 /// Pids of strata-overlay processes whose command line names `mountpoint`.
 pub fn daemon_pids(mountpoint: &Path) -> Vec<i32> {
     let mut out = Vec::new();
