@@ -96,7 +96,7 @@ fn io_uring_threads() -> usize {
 
 /// How long a /dev/fuse thread polls for the next request after serving one before it sleeps:
 /// `STRATA_FUSE_SPIN_US` (microseconds, at most 1000), default 0 (never). Measured on the 2-vCPU
-/// VM (BENCHMARKS.md, "Spin before sleeping"), a spin did not shorten the round trip.
+/// VM (BENCHMARKS.md, "Spin before sleeping") it won create 10k, not the other cases.
 fn idle_spin() -> std::time::Duration {
     let us = std::env::var("STRATA_FUSE_SPIN_US").ok().and_then(|v| v.parse().ok()).unwrap_or(0u64);
     std::time::Duration::from_micros(us.min(1000))
