@@ -58,6 +58,11 @@ struct Daemon {
 impl Daemon {
     /// Mounts with `param` set while the kernel's INIT is answered, then restores it.
     fn start(s: &Scratch, extra: &str, uring_on: bool) -> Option<Daemon> {
+        Self::start_env(s, extra, uring_on, &[])
+    }
+
+    /// `start` with more variables in the daemon's environment.
+    fn start_env(s: &Scratch, extra: &str, uring_on: bool, env: &[(&str, &str)]) -> Option<Daemon> {
         let param = UringParam::set(uring_on)?;
         let mp = fs::canonicalize(s.p("mnt")).unwrap();
         let log = s.p("daemon.log");
@@ -68,6 +73,8 @@ impl Daemon {
             .env("STRATA_LOG", "info")
             .env_remove("STRATA_IO_URING")
             .env_remove("STRATA_IO_URING_THREADS")
+            .env_remove("STRATA_FUSE_SPIN_US")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).unwrap())
             .spawn()
@@ -404,6 +411,41 @@ fn idle_ring_entries_take_no_memory() {
         entries * kib
     );
     d.finish();
+}
+
+/// The daemon's CPU time so far (user + system), in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name: state is field 3, utime 14 and stime 15.
+    let rest: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    rest[11].parse::<u64>().unwrap() + rest[12].parse::<u64>().unwrap()
+}
+
+/// A spin before sleeping (`STRATA_FUSE_SPIN_US`, at its longest window) happens only right
+/// after a request was served: once requests stop, the /dev/fuse threads sleep and an idle mount
+/// uses no CPU.
+#[test]
+fn an_idle_mount_uses_no_cpu_even_with_a_spin() {
+    let Some(s) = Scratch::for_fuse(1) else { return };
+    s.write("l1/f", "x");
+    let Some(d) = Daemon::start_env(&s, "noio_uring", false, &[("STRATA_FUSE_SPIN_US", "1000")]) else {
+        return;
+    };
+    // Lookups of distinct missing names: each one a request.
+    for i in 0..2000 {
+        assert!(fs::symlink_metadata(d.mp.join(format!("missing{i}"))).is_err());
+    }
+    assert_eq!(fs::read_to_string(d.mp.join("f")).unwrap(), "x");
+    std::thread::sleep(Duration::from_millis(50));
+    let pid = d.child.id();
+    let before = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(1));
+    let idle = cpu_ticks(pid) - before;
+    let log = d.finish();
+    let (_, dev, _) = served(&log);
+    assert!(dev >= 2000, "{dev} requests through /dev/fuse: {log}");
+    // A tick is 10 ms: a thread still spinning (even yielding) would use most of the second.
+    assert!(idle <= 2, "the idle daemon used {idle} ticks of CPU in 1 s: {log}");
 }
 
 /// READ replies written straight into the ring entry's payload: odd offsets and sizes, the

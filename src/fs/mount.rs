@@ -94,6 +94,14 @@ fn io_uring_threads() -> usize {
     std::env::var("STRATA_IO_URING_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(2).clamp(1, 8)
 }
 
+/// How long a /dev/fuse thread polls for the next request after serving one before it sleeps:
+/// `STRATA_FUSE_SPIN_US` (microseconds, at most 1000), default 0 (never). Measured on the 2-vCPU
+/// VM (BENCHMARKS.md, "Spin before sleeping") it won create 10k, not the other cases.
+fn idle_spin() -> std::time::Duration {
+    let us = std::env::var("STRATA_FUSE_SPIN_US").ok().and_then(|v| v.parse().ok()).unwrap_or(0u64);
+    std::time::Duration::from_micros(us.min(1000))
+}
+
 /// The layers to stack, top first, and the writable layer and its work dir (none read-only:
 /// an upper then serves as the top lower).
 fn layers(opts: &MountOptions) -> Result<(Vec<PathBuf>, Option<&Path>, Option<&Path>)> {
@@ -144,6 +152,7 @@ fn build(opts: &MountOptions) -> Result<(FuseMount<'_>, Config)> {
     config.io_uring_threads_per_queue = io_uring_threads();
     // STRATA_IO_URING_PIN=0: the queue threads float instead of running on their queue's CPU.
     config.io_uring_unpinned = std::env::var("STRATA_IO_URING_PIN").as_deref() == Ok("0");
+    config.idle_spin = idle_spin();
     Ok((mount, config))
 }
 

@@ -43,6 +43,25 @@ impl Channel {
         nix::unistd::read(&self.0, buffer)
     }
 
+    /// Polls until a request is waiting or `deadline` passes; true if one is. Between polls the
+    /// thread yields, so a runnable thread on this CPU (often the requester, woken by the last
+    /// reply) goes first: a busy spin held it back. Strata patch 6.
+    pub(crate) fn spin_until(&self, deadline: std::time::Instant) -> bool {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        loop {
+            let mut fds = [PollFd::new(self.0.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::ZERO) {
+                Ok(n) if n > 0 => return true,
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(_) => return false,
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::yield_now();
+        }
+    }
+
     /// Receives data up to the capacity of the given buffer (can block),
     /// retrying on errors that are safe to retry (ENOENT, EINTR, EAGAIN).
     ///

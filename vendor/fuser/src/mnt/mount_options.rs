@@ -25,6 +25,10 @@ pub struct Config {
     pub io_uring_threads_per_queue: usize,
     /// Leave io_uring threads unpinned (by default each runs on its queue's CPU).
     pub io_uring_unpinned: bool,
+    /// How long a /dev/fuse thread polls for the next request after serving one before it
+    /// sleeps in `read` (one thread at a time, yielding between polls; zero, the default: never;
+    /// at most 1 ms). Not used by io_uring threads. Strata patch 6.
+    pub idle_spin: std::time::Duration,
 }
 
 /// Mount options accepted by the FUSE filesystem type
