@@ -336,14 +336,7 @@ fn many_layers_first_lookups_of_merged_directories_follow_every_rule() {
 /// `work` runs (every thread traced). `None` when strace is not installed (a failure under
 /// CI=true).
 fn daemon_stat_calls(m: &Mount, work: impl FnOnce()) -> Option<u64> {
-    daemon_calls(m, "%%stat", work)
-}
-
-/// strace's count of the calls in `trace` (strace's `-e trace=` syntax) made by the daemon
-/// serving `m` while `work` runs (every thread traced). `None` as [`daemon_stat_calls`].
-fn daemon_calls(m: &Mount, trace: &str, work: impl FnOnce()) -> Option<u64> {
-    let pid = *daemon_pids(&m.mountpoint).first().expect("the daemon's pid");
-    common::mount::daemon_syscalls(pid, trace, work)
+    common::mount::daemon_calls(m, "%%stat", work)
 }
 
 /// In a directory merged from 64 lower layers, lookups cost about what they cost in one layer:
@@ -371,7 +364,7 @@ fn many_layers_a_lookup_does_not_probe_every_layer() {
     // read each copy again for the index: about 8 calls per layer).
     let per_layer =
         "%stat,openat,openat2,close,getdents64,flistxattr,listxattr,llistxattr,fgetxattr,lgetxattr";
-    let Some(calls) = daemon_calls(&m, per_layer, || {
+    let Some(calls) = common::mount::daemon_calls(&m, per_layer, || {
         assert!(m.path("d").is_dir());
         assert!(gone(&m, "d/first"));
     }) else {
@@ -416,7 +409,7 @@ fn many_layers_a_merged_directory_is_opened_once_per_layer() {
     for d in 0..DIRS {
         assert!(m.path(format!("d{d}")).is_dir());
     }
-    let Some(opens) = daemon_calls(&m, "openat,openat2", || {
+    let Some(opens) = common::mount::daemon_calls(&m, "openat,openat2", || {
         for i in 1..=N {
             assert_eq!(read(&m, &format!("d0/f{i}")), i.to_string());
         }
@@ -582,7 +575,7 @@ fn recorded_layers_a_missing_name_reads_no_layer() {
     let m = recorded_mount(&s, N);
     // The root's index, and every layer's record read once, by the first lookup in it.
     assert!(gone(&m, "nothing"));
-    let Some(calls) = daemon_calls(&m, LAYER_CALLS, || {
+    let Some(calls) = common::mount::daemon_calls(&m, LAYER_CALLS, || {
         assert!(m.path("d0").is_dir());
         assert!(gone(&m, "d0/first"));
     }) else {
@@ -590,7 +583,7 @@ fn recorded_layers_a_missing_name_reads_no_layer() {
     };
     eprintln!("the first lookup of a directory of {N} recorded layers and the first in it: {calls} calls");
     assert!(calls < 16, "{calls} calls for the first lookup of a directory of {N} recorded layers and in it");
-    let Some(calls) = daemon_calls(&m, LAYER_CALLS, || {
+    let Some(calls) = common::mount::daemon_calls(&m, LAYER_CALLS, || {
         for d in 1..4 {
             for i in 0..64 {
                 assert!(gone(&m, &format!("d{d}/missing{i}")));
@@ -697,7 +690,9 @@ fn recorded_layers_of_a_few_layers_follow_every_rule() {
     many_layer_stack(&s, N);
     into_recorded_trees(&s, N);
     let m = recorded_mount(&s, N);
-    let Some(reads) = daemon_calls(&m, "getdents64", || assert_eq!(names(&m.path("d")).len(), N + 8)) else {
+    let Some(reads) =
+        common::mount::daemon_calls(&m, "getdents64", || assert_eq!(names(&m.path("d")).len(), N + 8))
+    else {
         return;
     };
     assert_eq!(reads, 0, "listing a directory of {N} recorded layers read {reads} times");

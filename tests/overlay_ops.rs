@@ -503,14 +503,7 @@ fn writes_and_the_suid_bits_they_clear_with_and_without_passthrough() {
 /// /dev/fuse, every thread traced), counted by strace; `None` when strace is missing (a
 /// failure under CI=true).
 fn daemon_replies(m: &Mount, work: impl FnOnce()) -> Option<u64> {
-    daemon_calls(m, "writev,write", work)
-}
-
-/// The calls in `trace` (strace's `-e trace=` list) the daemon serving `m` makes while `work`
-/// runs, every thread traced; `None` as [`daemon_replies`].
-fn daemon_calls(m: &Mount, trace: &str, work: impl FnOnce()) -> Option<u64> {
-    let pid = *daemon_pids(&m.mountpoint).first().expect("the daemon's pid");
-    common::mount::daemon_syscalls(pid, trace, work)
+    common::mount::daemon_calls(m, "writev,write", work)
 }
 
 /// With passthrough, write(2) reaches the upper file without the daemon, and no longer costs a
@@ -580,7 +573,7 @@ fn a_setuid_file_written_while_a_reader_holds_it() {
 #[test]
 fn fsync_of_a_directory_syncs_its_upper_copy() {
     let Some((s, m)) = setup() else { return };
-    let Some(syncs) = daemon_calls(&m, "fsync,fdatasync", || {
+    let Some(syncs) = common::mount::daemon_calls(&m, "fsync,fdatasync", || {
         // A directory of the lower layers alone: nothing of this mount's to sync, no error.
         File::open(m.path("dir")).unwrap().sync_all().unwrap();
         fs::write(m.path("dir/new"), "n").unwrap();
@@ -604,7 +597,7 @@ fn setattr_of_an_upper_file_reads_no_xattr() {
     let Some((s, m)) = setup() else { return };
     fs::write(m.path("made"), "m").unwrap();
     let made = m.path("made");
-    let Some(reads) = daemon_calls(&m, "lgetxattr,getxattr,fgetxattr", || {
+    let Some(reads) = common::mount::daemon_calls(&m, "lgetxattr,getxattr,fgetxattr", || {
         for i in 0..30u32 {
             fs::set_permissions(&made, fs::Permissions::from_mode(0o600 + (i % 2) * 0o44)).unwrap();
             let t = nix::sys::time::TimeSpec::new(i64::from(i), 0);

@@ -177,6 +177,12 @@ pub fn daemon_syscalls(pid: i32, trace: &str, work: impl FnOnce()) -> Option<u64
     Some(calls)
 }
 
+/// [`daemon_syscalls`] of the daemon serving `m`.
+pub fn daemon_calls(m: &Mount, trace: &str, work: impl FnOnce()) -> Option<u64> {
+    let pid = *daemon_pids(&m.mountpoint).first().expect("the daemon's pid");
+    daemon_syscalls(pid, trace, work)
+}
+
 /// Pids of strata-overlay processes whose command line names `mountpoint`.
 pub fn daemon_pids(mountpoint: &Path) -> Vec<i32> {
     let mut out = Vec::new();
