@@ -421,3 +421,21 @@ fn a_running_containers_monitor_holds_no_inotify_instance() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(inotify_fds(), 0);
 }
+
+/// `--root` relative to the caller's directory: the monitor, which leaves that directory, still
+/// finds the container (it failed with "cannot open log store/containers/…/log").
+#[test]
+fn run_d_with_a_relative_root() {
+    let Some(s) = setup() else { return };
+    let _c = Cleanup(&s);
+    let relative = |args: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_strata"));
+        c.current_dir(s.dir.path()).args(["--root", "store"]).args(args);
+        c.env_remove("STRATA_ROOT").stdin(Stdio::null()).output().unwrap()
+    };
+    let o = relative(&["run", "-d", "bb:1", "sh", "-c", "echo from-relative; exit 5"]);
+    assert!(o.status.success(), "run -d: {}", String::from_utf8_lossy(&o.stderr));
+    let id = String::from_utf8(o.stdout).unwrap().trim().to_string();
+    assert_eq!(String::from_utf8(relative(&["wait", &id]).stdout).unwrap(), "5\n");
+    assert_eq!(s.ok(&["logs", &id]), "from-relative\n");
+}

@@ -160,9 +160,7 @@ pub fn build(g: &Global, a: BuildArgs) -> Result<ExitCode> {
         cancel: Default::default(),
     };
     let builder = Builder::new(&opts, &progress)?;
-    // An absolute root: RUN containers' bundles name paths in the store.
-    let root = std::path::absolute(g.root.clone().unwrap_or_else(Store::default_root))
-        .context("cannot resolve the store path")?;
+    let root = g.root.clone().unwrap_or_else(Store::default_root);
     let open = |mode| Store::open(&root, mode);
     builder.fetch_images(&open)?;
     let store = open(LockMode::Exclusive)?;

@@ -185,10 +185,18 @@ impl Cli {
     /// command, a mistake) is parsed again with the whole tree, so every message stays the same.
     pub fn parse_args() -> Result<Cli, clap::Error> {
         let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-        if let Some(cli) = Cli::parse_plain(&args, std::env::var_os("STRATA_ROOT")) {
-            return Ok(cli);
+        let mut cli = match Cli::parse_plain(&args, std::env::var_os("STRATA_ROOT")) {
+            Some(cli) => cli,
+            None => Cli::parse_quick(&args).or_else(|_| Cli::try_parse_from(&args))?,
+        };
+        // An absolute store path: a container's monitor and a mount daemon leave the caller's
+        // working directory (they chdir to /), and bundles name paths in the store.
+        if let Some(root) = cli.global.root.as_mut() {
+            if let Ok(abs) = std::path::absolute(&*root) {
+                *root = abs;
+            }
         }
-        Cli::parse_quick(&args).or_else(|_| Cli::try_parse_from(&args))
+        Ok(cli)
     }
 
     /// The plain forms of `mount` and `umount` that scripts loop over, read without clap (whose
