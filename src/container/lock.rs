@@ -43,6 +43,31 @@ impl ContainerLock {
         }
     }
 
+    /// The descriptor that holds the lock: a mount daemon forked meanwhile closes its copy once
+    /// it has finished writing (`MountOptions::done_fd`), so that a waiter wakes before its exit.
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self._file.as_raw_fd()
+    }
+
+    /// Waits for the lock, woken by the kernel the moment its holder lets go (no polling), for
+    /// as long as `keep_waiting`, asked every `tick`, says so; `None` when it gave up.
+    pub fn wait(
+        dir: &Path,
+        tick: Duration,
+        keep_waiting: impl FnMut() -> bool,
+    ) -> Result<Option<ContainerLock>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .open(dir)
+            .with_context(|| format!("cannot open container directory {} to lock it", dir.display()))?;
+        use std::os::fd::AsFd;
+        let got = crate::sys::daemon::flock_exclusive_ticking(file.as_fd(), tick, keep_waiting)
+            .with_context(|| format!("cannot lock {}", dir.display()))?;
+        Ok(got.then_some(ContainerLock { _file: file }))
+    }
+
     /// Waits up to `timeout` for the lock, calling `meanwhile` between tries (e.g. to unmount
     /// what holds it); `None` when it is still held then.
     pub fn acquire_within(

@@ -135,6 +135,7 @@ pub fn mount_container(store: Store, c: &ContainerRecord, req: &MountRequest) ->
     super::mountpoint::check_and_warn(&req.mountpoint)?;
     let mut opts = container_mount_options(&store, c, req.allow_other)?;
     opts.read_only = req.read_only;
+    opts.done_fd = (!req.foreground).then(|| lock.raw_fd());
     let mountpoint = crate::fs::mount::absolute(&req.mountpoint)?;
     let record = |pid: i32| -> Result<()> {
         let m = (pid != 0).then(|| MountRecord { mountpoint: mountpoint.clone(), pid });
@@ -288,11 +289,34 @@ pub fn unmount_container_released(store: Store, c: &ContainerRecord, lazy: bool)
     }
     let dir = store.container_dir(&c.id);
     drop(store);
-    if let Some(pid) = pid {
-        crate::fs::mount::wait_daemon(pid, handle, UNMOUNT_TIMEOUT)?;
+    let Some(pid) = pid else { return clear_mount_record_at(&dir) };
+    // The daemon holds the container's lock until it has written everything (a `strata mount`
+    // daemon closes it just before it exits, `MountOptions::done_fd`; an older one, or one a
+    // container's monitor forked, at its exit): waiting for the lock, woken by the kernel when
+    // it is let go, returns before the daemon's teardown, which holds nothing then. A daemon
+    // that exited without the lock coming free (a new mount took it meanwhile) ends the wait,
+    // and the record is then cleared as before; so does the timeout.
+    let handle = match handle {
+        Some(Ok(Some(h))) => h,
+        other => {
+            crate::fs::mount::wait_daemon(pid, other, UNMOUNT_TIMEOUT)?;
+            return clear_mount_record_at(&dir);
+        }
+    };
+    let start = std::time::Instant::now();
+    let daemon_running = || !handle.wait_exit(Duration::ZERO).unwrap_or(true);
+    match ContainerLock::wait(&dir, LOCK_TICK, || daemon_running() && start.elapsed() < UNMOUNT_TIMEOUT) {
+        Ok(Some(_lock)) => write_container_runtime::<MountRecord>(&dir, "mount.json", None),
+        Ok(None) if daemon_running() => bail!("mount daemon {pid} still running after {UNMOUNT_TIMEOUT:?}"),
+        Ok(None) => clear_mount_record_at(&dir),
+        Err(_) if !dir.exists() => Ok(()),
+        Err(e) => Err(e),
     }
-    clear_mount_record_at(&dir)
 }
+
+/// How often `umount` looks whether the daemon it waits for has exited without the lock coming
+/// free, or its time is up.
+const LOCK_TICK: Duration = Duration::from_millis(100);
 
 /// Who uses the files under a container's recorded mountpoint, for messages.
 fn holders_of(c: &ContainerRecord) -> String {

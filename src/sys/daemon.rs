@@ -108,3 +108,44 @@ impl ProcessHandle {
         }
     }
 }
+
+/// Takes an exclusive flock on `fd`, blocking: the kernel wakes this process the moment the
+/// holder lets go (no polling). Every `tick` a SIGALRM (a handler that does nothing, installed
+/// without `SA_RESTART`, so flock returns EINTR) asks `keep_waiting`; `Ok(false)` once it says
+/// no. The timer and the signal's previous disposition are restored before returning. For a
+/// single-threaded command (the alarm goes to the process).
+pub fn flock_exclusive_ticking(
+    fd: std::os::fd::BorrowedFd<'_>,
+    tick: std::time::Duration,
+    mut keep_waiting: impl FnMut() -> bool,
+) -> std::io::Result<bool> {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    extern "C" fn wake(_: libc::c_int) {}
+    let every = libc::timeval {
+        tv_sec: tick.as_secs() as libc::time_t,
+        tv_usec: libc::suseconds_t::from(tick.subsec_micros().max(1)),
+    };
+    let arm = |t: libc::timeval| {
+        let value = libc::itimerval { it_interval: t, it_value: t };
+        // SAFETY: setitimer reads a valid itimerval and may write the old one to a null pointer
+        // (none asked); it changes only this process's real-time timer.
+        unsafe { libc::setitimer(libc::ITIMER_REAL, &value, std::ptr::null_mut()) }
+    };
+    let action = SigAction::new(SigHandler::Handler(wake), SaFlags::empty(), SigSet::empty());
+    // SAFETY: the handler does nothing (async-signal-safe); the old action is put back below.
+    let old = unsafe { sigaction(Signal::SIGALRM, &action)? };
+    arm(every);
+    // Not nix's `Flock`, which unlocks when dropped: the lock is the caller's to keep.
+    let got = loop {
+        match rustix::fs::flock(fd, rustix::fs::FlockOperation::LockExclusive) {
+            Ok(()) => break Ok(true),
+            Err(rustix::io::Errno::INTR) if keep_waiting() => continue,
+            Err(rustix::io::Errno::INTR) => break Ok(false),
+            Err(e) => break Err(e.into()),
+        }
+    };
+    arm(libc::timeval { tv_sec: 0, tv_usec: 0 });
+    // SAFETY: restores the disposition sigaction returned above.
+    let _ = unsafe { sigaction(Signal::SIGALRM, &old) };
+    got
+}
