@@ -530,7 +530,7 @@ mod tests {
         std::fs::write(old.join("old.json"), "{}").unwrap();
         let st = RunState { status: "exited".into(), exit_code: 3, ..RunState::default() };
         let stale = record_exit(root.path(), "abc", &st);
-        assert_eq!(stale, [old.clone()]);
+        assert_eq!(stale, std::slice::from_ref(&old));
         assert!(old.join("old.json").exists(), "deleted on the way out");
         delete_in_background(&stale);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
