@@ -439,3 +439,41 @@ fn run_d_with_a_relative_root() {
     assert_eq!(String::from_utf8(relative(&["wait", &id]).stdout).unwrap(), "5\n");
     assert_eq!(s.ok(&["logs", &id]), "from-relative\n");
 }
+
+/// `rm -f` kills a running container through its first process (PID 1 of its own pid namespace,
+/// signalled through a pidfd), without starting the runtime to kill it (`runc kill` is a Go
+/// process: about half of `rm -f`'s time); a process `exec -d` started in it dies all the same.
+#[test]
+fn rm_f_kills_through_the_first_process_without_the_runtime() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(s) = setup() else { return };
+    let _c = Cleanup(&s);
+    let dir = tempfile::tempdir().unwrap();
+    let calls = dir.path().join("calls");
+    let runc = std::process::Command::new("sh").args(["-c", "command -v runc"]).output().unwrap();
+    let runc = String::from_utf8(runc.stdout).unwrap().trim().to_string();
+    // runc, each command line written down first (the file name says which runtime it is).
+    let wrapper = dir.path().join("runc-logged");
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\necho \"$*\" >> '{}'\nexec '{runc}' \"$@\"\n", calls.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let runtime = wrapper.display().to_string();
+    run_code(&s, &["run", "-d", "--name", "x", "--runtime", &runtime, "bb:1", "sleep", "60"], 0);
+    s.ok(&["exec", "-d", "x", "sleep", "61"]);
+    let sleep_61 = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .any(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == b"sleep\x0061\x00"))
+    };
+    eventually("the exec'd process runs", sleep_61);
+    s.ok(&["rm", "-f", "x"]);
+    assert_eq!(s.ok(&["ps", "-a", "-q"]), "");
+    eventually("the exec'd process is gone", || !sleep_61());
+    let calls = std::fs::read_to_string(&calls).unwrap();
+    assert!(calls.lines().any(|l| l.contains(" exec ")), "the wrapper was not used: {calls}");
+    assert!(!calls.lines().any(|l| l.contains(" kill ")), "rm -f ran the runtime to kill: {calls}");
+}

@@ -172,7 +172,7 @@ fn remove_one(g: &Global, name: &str, force: bool) -> Result<()> {
     if force && status::status(&c) == Status::Running {
         // Killed, then waited for (its monitor unmounts and lets the daemon write everything)
         // without the store lock; then removed, unless it was a --rm one its monitor removed.
-        let _ = lifecycle::kill(&store, &c, "SIGKILL", true);
+        lifecycle::force_kill(&store, &c);
         let dir = store.container_dir(&c.id);
         drop(store);
         if !lifecycle::wait_stopped(&dir, &c, std::time::Duration::from_secs(60)) {

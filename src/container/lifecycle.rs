@@ -146,6 +146,36 @@ pub fn kill(store: &Store, c: &ContainerRecord, signal: &str, all: bool) -> Resu
     runtime_of(store, c)?.kill(&c.id, &sig, all)
 }
 
+/// Kills every process of a running container (`rm -f`): see [`kill_first_process`], else
+/// through the runtime. Errors are ignored: the process may have ended meanwhile.
+pub fn force_kill(store: &Store, c: &ContainerRecord) {
+    if !kill_first_process(c) {
+        let _ = kill(store, c, "SIGKILL", true);
+    }
+}
+
+/// SIGKILL to a running container's first process through a pidfd, without starting the runtime
+/// (`runc kill` is a Go process: milliseconds of `rm -f`). That process is PID 1 of the
+/// container's own pid namespace, so every other process there dies with it, as `kill --all`
+/// would have them. Only if the recorded pid still is that process: PID 1 of a namespace of its
+/// own whose parent (the runtime) is the monitor's child, checked once the pidfd names it, so a
+/// reused pid is never signalled. `false`: not done, the runtime is to kill.
+fn kill_first_process(c: &ContainerRecord) -> bool {
+    let Some(st) = c.state.as_ref().filter(|s| s.pid > 0 && status::monitor_alive(s)) else { return false };
+    let Ok(Some(handle)) = crate::sys::daemon::ProcessHandle::open(st.pid) else { return false };
+    let field = |pid: i32, key: &str| -> Option<String> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        text.lines().find_map(|l| l.strip_prefix(key)).map(|v| v.trim().to_string())
+    };
+    let ppid = |pid: i32| field(pid, "PPid:").and_then(|v| v.parse::<i32>().ok());
+    let first_of_its_namespace = field(st.pid, "NSpid:").is_some_and(|v| {
+        let ids: Vec<&str> = v.split_whitespace().collect();
+        ids.len() > 1 && ids.last() == Some(&"1")
+    });
+    let runtime_of_monitor = ppid(st.pid).and_then(ppid) == Some(st.monitor_pid);
+    first_of_its_namespace && runtime_of_monitor && handle.kill().is_ok()
+}
+
 /// `TERM`, `SIGTERM`, `15` → what the runtimes take (`SIGTERM`, `15`).
 pub fn normalize_signal(s: &str) -> Result<String> {
     if s.parse::<u8>().is_ok_and(|n| (1..=64).contains(&n)) {
@@ -221,7 +251,7 @@ pub fn remove(store: &Store, c: &ContainerRecord, force: bool) -> Result<()> {
             c.name
         ),
         Status::Running => {
-            let _ = kill(store, c, "SIGKILL", true);
+            force_kill(store, c);
             if !wait_stopped(&store.container_dir(&c.id), c, LOCK_WAIT) {
                 bail!("container {} did not stop after SIGKILL", c.name);
             }

@@ -7,7 +7,7 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::sync::Arc;
 
@@ -151,14 +151,15 @@ fn supervise(
             return;
         }
         tracing::debug!("removing (--rm)");
-        record_exit(root, &c.id, st);
+        let mut doomed = record_exit(root, &c.id, st);
         match Store::detach_container_unlocked(root, &c.id) {
-            Ok(doomed) => delete_in_background(&doomed),
+            Ok(dir) => doomed.push(dir),
             Err(e) => {
                 tracing::warn!("--rm: {e:#}");
                 save(st);
             }
         }
+        delete_in_background(&doomed);
         tracing::debug!("removed (--rm)");
     };
     // The process did not run: the state says why; a --rm container goes all the same.
@@ -288,26 +289,33 @@ fn supervise(
     code
 }
 
-/// Deletes a removed container's directory (already renamed into `tmp/`, so the container is
-/// gone) in a process of its own that outlives this one: on a filesystem mounted with `discard`
-/// each freed block waits for the device, milliseconds `run --rm` need not spend. `rm` not to be
-/// had: deleted here. Should it be killed, what is left is garbage the next writer clears.
-/// `--one-file-system`: a mount left below it (it was unmounted first) is not deleted through.
-fn delete_in_background(doomed: &Path) {
+/// Deletes what a removed container leaves (its directory, already renamed into `tmp/`, so the
+/// container is gone; exit records of past minutes) in a process of its own that outlives this
+/// one: on a filesystem mounted with `discard` each freed block waits for the device, and a
+/// minute's exit records are one file per run — milliseconds `run --rm` need not spend. `rm` not
+/// to be had: deleted here. Should it be killed, what is left is garbage the next writer (or the
+/// next removal) clears. `--one-file-system`: a mount left below it (it was unmounted first) is
+/// not deleted through.
+fn delete_in_background(doomed: &[PathBuf]) {
+    if doomed.is_empty() {
+        return;
+    }
     let spawned = std::process::Command::new("/bin/rm")
         // The C locale: a UTF-8 one has rm read a dozen locale files first.
         .env("LC_ALL", "C")
         .arg("-rf")
         .arg("--one-file-system")
         .arg("--")
-        .arg(doomed)
+        .args(doomed)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn();
     if spawned.is_err() {
-        if let Err(e) = std::fs::remove_dir_all(doomed) {
-            tracing::warn!("cannot remove {}: {e} (the next writer clears it)", doomed.display());
+        for d in doomed {
+            if let Err(e) = std::fs::remove_dir_all(d) {
+                tracing::warn!("cannot remove {}: {e} (the next writer clears it)", d.display());
+            }
         }
     }
 }
@@ -335,26 +343,27 @@ pub fn recorded_exit(root: &Path, id: &str) -> Option<RunState> {
     })
 }
 
-fn record_exit(root: &Path, id: &str, st: &RunState) {
+/// Records `st` as `id`'s final state; returns the exit records of minutes before the last whole
+/// one (kept 60 to 120 s), which are no longer read, for the caller to delete in the background.
+fn record_exit(root: &Path, id: &str, st: &RunState) -> Vec<PathBuf> {
     let exits = exits_dir(root);
     let now = unix_minute();
     let dir = exits.join(now.to_string());
     if super::runtime::private_dir(&dir).is_err() {
-        return;
+        return Vec::new();
     }
     if let Err(e) = write_container_runtime(&dir, &format!("{id}.json"), Some(st)) {
         tracing::warn!("{e:#}");
     }
-    // Forget those of minutes before the last whole one (kept 60 to 120 s).
-    if let Ok(entries) = std::fs::read_dir(&exits) {
-        for e in entries.flatten() {
+    let Ok(entries) = std::fs::read_dir(&exits) else { return Vec::new() };
+    entries
+        .flatten()
+        .filter(|e| {
             let minute = e.file_name().to_str().and_then(|n| n.parse::<u64>().ok());
-            if minute.is_none_or(|m| m + 1 < now) {
-                let p = e.path();
-                let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
-            }
-        }
-    }
+            minute.is_none_or(|m| m + 1 < now)
+        })
+        .map(|e| e.path())
+        .collect()
 }
 
 type Copiers = Vec<std::thread::JoinHandle<()>>;
@@ -505,4 +514,30 @@ fn copier(from: OwnedFd, mut log: StreamLog, mut also: Also, gate: &Gate) -> std
         }
         log.flush();
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Exit records of past minutes are handed to the background deletion, not deleted on the way
+    /// out of `run --rm` (one file per run of that minute); this run's record stays readable.
+    #[test]
+    fn past_minutes_exit_records_are_deleted_in_the_background() {
+        let root = tempfile::tempdir().unwrap();
+        let old = exits_dir(root.path()).join((unix_minute() - 5).to_string());
+        std::fs::create_dir_all(&old).unwrap();
+        std::fs::write(old.join("old.json"), "{}").unwrap();
+        let st = RunState { status: "exited".into(), exit_code: 3, ..RunState::default() };
+        let stale = record_exit(root.path(), "abc", &st);
+        assert_eq!(stale, std::slice::from_ref(&old));
+        assert!(old.join("old.json").exists(), "deleted on the way out");
+        delete_in_background(&stale);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while old.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(!old.exists(), "the background deletion left {}", old.display());
+        assert_eq!(recorded_exit(root.path(), "abc").map(|s| s.exit_code), Some(3));
+    }
 }

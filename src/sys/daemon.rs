@@ -93,6 +93,23 @@ impl ProcessHandle {
         Ok(Some(ProcessHandle(unsafe { std::os::fd::OwnedFd::from_raw_fd(raw as i32) })))
     }
 
+    /// Sends SIGKILL to the process (a no-op once it has exited, even if its pid is reused).
+    pub fn kill(&self) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: pidfd_send_signal takes our pidfd, a signal number, a null siginfo (the kernel
+        // fills in a kill(2)-like one) and no flags.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.0.as_raw_fd(),
+                libc::SIGKILL,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+    }
+
     /// Waits up to `timeout` for the process to exit; whether it has.
     pub fn wait_exit(&self, timeout: std::time::Duration) -> std::io::Result<bool> {
         use std::os::fd::AsFd;
