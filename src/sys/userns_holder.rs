@@ -330,7 +330,8 @@ fn create(dir: &Path, maps: &IdMaps) -> Result<HeldNamespace, UsernsError> {
     drop((ready_w, go_r));
     // The holder says its pid once it has unshared.
     let mut said = [0u8; 4];
-    if File::from(ready_r).read_exact(&mut said).is_err() {
+    let mut ready = File::from(ready_r);
+    if ready.read_exact(&mut said).is_err() {
         return Err(std::io::Error::other("the user namespace holder could not unshare").into());
     }
     let pid = i32::from_ne_bytes(said);
@@ -340,6 +341,9 @@ fn create(dir: &Path, maps: &IdMaps) -> Result<HeldNamespace, UsernsError> {
     let (_, start) = stat_of(pid).ok_or_else(|| std::io::Error::other("the holder vanished"))?;
     let boot_id = boot_id().ok_or_else(|| std::io::Error::other("no /proc/sys/kernel/random/boot_id"))?;
     File::from(go_w).write_all(b"1")?;
+    // It closes its end of `ready` last, once it holds nothing of ours (the other pipe ends
+    // included): from here on a look at its fds finds only /dev/null.
+    let _ = ready.read(&mut [0u8; 1]);
     let rec = Record { pid, start, ns_inode, boot_id };
     let tmp = dir.join(format!(".{PID_FILE}.{}", std::process::id()));
     std::fs::OpenOptions::new()
@@ -376,16 +380,21 @@ fn holder_main(ready: OwnedFd, go: OwnedFd) -> ! {
     if nix::sched::unshare(CloneFlags::CLONE_NEWUSER).is_err() {
         daemon::exit_now(1);
     }
-    let me = (std::process::id() as i32).to_ne_bytes();
-    let mut byte = [0u8; 1];
-    if File::from(ready).write_all(&me).is_err() || File::from(go).read(&mut byte).ok() != Some(1) {
-        daemon::exit_now(1);
-    }
     let _ = std::env::set_current_dir("/");
     if let Ok(null) = File::options().read(true).write(true).open("/dev/null") {
         let _ = nix::unistd::dup2_stdin(null.as_fd());
         let _ = nix::unistd::dup2_stdout(null.as_fd());
         let _ = nix::unistd::dup2_stderr(null.as_fd());
+    }
+    let me = (std::process::id() as i32).to_ne_bytes();
+    let mut byte = [0u8; 1];
+    let (mut ready, mut go) = (File::from(ready), File::from(go));
+    let told = ready.write_all(&me).is_ok() && go.read(&mut byte).ok() == Some(1);
+    // `ready` goes last: its end of file tells the parent this process is set up.
+    drop(go);
+    drop(ready);
+    if !told {
+        daemon::exit_now(1);
     }
     // A mount daemon blocks SIGTERM and friends; the holder starts clean, and a terminal's
     // signals never reach it (its own session).
