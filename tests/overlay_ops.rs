@@ -301,6 +301,33 @@ fn reads_through(m: &Mount, s: &Scratch, data: &[u8], extra: &str) {
     }
 }
 
+/// A lower file's READ replies take its length from the size seen at open (a layer never
+/// changes, so no `fstat` per READ). A lower directory changed under the mount anyway (as
+/// `strata-overlay`'s lowerdir can be) must still get whole, true replies: a lower file cut
+/// short while a handle is open is answered with what it holds (the splice comes up short and
+/// the reply goes through a buffer), never a failed read or bytes from a previous reply.
+#[test]
+fn reads_of_a_lower_file_cut_short_under_the_mount() {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let Some(s) = Scratch::for_fuse(1) else { return };
+    let data = common::registry::noise((2 << 20) + 777, 11);
+    fs::write(s.p("l1/big"), &data).unwrap();
+    let m = Mount::overlay(&format!("{},nopassthrough", s.rw_opts(1)), &s.p("mnt"));
+    let f = OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(m.path("big")).unwrap();
+    let mut buf = vec![0u8; 256 << 10];
+    assert_eq!(f.read_at(&mut buf, 1 << 20).unwrap(), buf.len());
+    assert!(buf == data[1 << 20..(1 << 20) + (256 << 10)], "before the cut");
+    let cut = (1 << 20) + 100_000;
+    OpenOptions::new().write(true).open(s.p("l1/big")).unwrap().set_len(cut as u64).unwrap();
+    // Across the new end, past it, and wholly before it (spliced: 32 KiB and more).
+    for (off, want) in [(1 << 20, 100_000), (cut + 4096, 0), (512 << 10, 256 << 10)] {
+        let n = f.read_at(&mut buf, off as u64).unwrap_or_else(|e| panic!("read at {off}: {e}"));
+        assert_eq!(n, want, "read at {off}: length");
+        assert!(buf[..n] == data[off..off + n], "read at {off}: wrong bytes");
+    }
+    drop(f);
+}
+
 /// Reads racing a writer that truncates and rewrites the file: a READ whose file shrinks
 /// between the daemon's size check and its splice is answered through a buffer after the pipe
 /// is emptied, and nothing left in a pipe reaches a later reply (which the kernel would refuse,

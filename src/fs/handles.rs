@@ -25,6 +25,8 @@ pub struct FileHandle {
     pub ino: u64,
     /// Whether `file` is in the upper layer.
     pub upper: bool,
+    /// A lower file's size (a layer never changes): a READ's reply needs no `fstat` for it.
+    pub lower_size: Option<u64>,
     /// Keeps the kernel's backing file alive while this handle is open.
     pub backing: Option<Arc<BackingId>>,
 }

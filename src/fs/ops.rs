@@ -132,6 +132,7 @@ impl StrataFs {
             file: Arc::new(o.file),
             ino,
             upper: o.upper,
+            lower_size: (!o.upper).then(|| u64::try_from(o.entry.stat.st_size).unwrap_or(0)),
             backing: backing.clone(),
         });
         Ok((fh, flags, backing))
@@ -379,7 +380,11 @@ impl Filesystem for StrataFs {
         let Some(h) = self.handles.file(fh.0) else {
             return reply.error(fuser::Errno::EBADF);
         };
-        if let Err(e) = reply.data_from_file(h.file.as_fd(), offset, size as usize) {
+        let sent = match h.lower_size {
+            Some(file_size) => reply.data_from_sized_file(h.file.as_fd(), offset, size as usize, file_size),
+            None => reply.data_from_file(h.file.as_fd(), offset, size as usize),
+        };
+        if let Err(e) = sent {
             tracing::warn!("read: {}", Errno::from_raw(e.code()));
         }
     }

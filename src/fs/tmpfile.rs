@@ -87,6 +87,7 @@ impl StrataFs {
             file: Arc::new(t.file),
             ino: t.ino,
             upper: true,
+            lower_size: None,
             backing: backing.clone(),
         });
         (fh, flags, backing)

@@ -178,7 +178,7 @@ impl ChannelSender {
     }
 
     /// Sends the reply to READ `unique`: up to `size` bytes of `file` from `offset` (fewer at
-    /// its end). Through /dev/fuse a big reply is spliced (`splice.rs`); otherwise the data is
+    /// its end; `file_size` if the caller knows it). Through /dev/fuse a big reply is spliced (`splice.rs`); otherwise the data is
     /// read into the buffer the reply leaves from (`send_filled`). Returns the sending error,
     /// and the read error that was answered in place of data.
     pub(crate) fn send_file(
@@ -187,11 +187,12 @@ impl ChannelSender {
         file: BorrowedFd<'_>,
         offset: u64,
         size: usize,
+        file_size: Option<u64>,
     ) -> (io::Result<()>, Option<crate::Errno>) {
         #[cfg(target_os = "linux")]
         if self.ring.is_none() && size >= crate::splice::MIN_SPLICE {
             if let crate::splice::Spliced::Sent(res) =
-                crate::splice::send(self.dev.as_fd(), unique, file, offset, size)
+                crate::splice::send(self.dev.as_fd(), unique, file, offset, size, file_size)
             {
                 return (res, None);
             }

@@ -66,9 +66,10 @@ impl ReplySender {
         file: BorrowedFd<'_>,
         offset: u64,
         size: usize,
+        file_size: Option<u64>,
     ) -> (std::io::Result<()>, Option<Errno>) {
         match self {
-            ReplySender::Channel(sender) => sender.send_file(unique, file, offset, size),
+            ReplySender::Channel(sender) => sender.send_file(unique, file, offset, size, file_size),
             #[cfg(test)]
             _ => {
                 let mut buf = vec![0u8; size];
@@ -168,9 +169,10 @@ impl ReplyRaw {
         file: BorrowedFd<'_>,
         offset: u64,
         size: usize,
+        file_size: Option<u64>,
     ) -> Result<(), Errno> {
         let Some(sender) = self.sender.take() else { return Ok(()) };
-        let (sent, failed) = sender.send_file(self.unique, file, offset, size);
+        let (sent, failed) = sender.send_file(self.unique, file, offset, size, file_size);
         if let Err(err) = sent {
             error!("Failed to send FUSE reply: {err}");
         }
@@ -251,7 +253,20 @@ impl ReplyData {
     /// the thread reuses; into an io_uring entry it is read straight into the payload.
     /// Returns the read error that was answered in place of the data, for the caller to log.
     pub fn data_from_file(self, file: BorrowedFd<'_>, offset: u64, size: usize) -> Result<(), Errno> {
-        self.reply.send_file(file, offset, size)
+        self.reply.send_file(file, offset, size, None)
+    }
+
+    /// `data_from_file` of a file whose size the caller knows to be `file_size` (one that never
+    /// changes, as an image layer's): a spliced reply then costs no `fstat` for its length. A
+    /// file that holds less after all is answered as a file that shrank (through a buffer).
+    pub fn data_from_sized_file(
+        self,
+        file: BorrowedFd<'_>,
+        offset: u64,
+        size: usize,
+        file_size: u64,
+    ) -> Result<(), Errno> {
+        self.reply.send_file(file, offset, size, Some(file_size))
     }
 
     /// Reply to a request with the given error code

@@ -52,13 +52,27 @@ pub(crate) enum Spliced {
 }
 
 /// Sends the reply to READ `unique`: up to `size` bytes of `file` from `offset`, as many as the
-/// file holds there now.
-pub(crate) fn send(dev: BorrowedFd<'_>, unique: RequestId, file: BorrowedFd<'_>, offset: u64, size: usize) -> Spliced {
+/// file holds there now. `file_size`, when the caller knows it (a file that never changes), saves
+/// an `fstat` per reply; a file that holds less after all falls back as one that shrank.
+pub(crate) fn send(
+    dev: BorrowedFd<'_>,
+    unique: RequestId,
+    file: BorrowedFd<'_>,
+    offset: u64,
+    size: usize,
+    file_size: Option<u64>,
+) -> Spliced {
     let Ok(offset) = i64::try_from(offset) else { return Spliced::Fallback };
     // The header goes in first, so the length must be known: a read across the end of the file
     // (the last READ of nearly every file) is cut to the size now rather than found short.
-    let Ok(st) = nix::sys::stat::fstat(file) else { return Spliced::Fallback };
-    let size = size.min(usize::try_from(st.st_size.saturating_sub(offset)).unwrap_or(0));
+    let file_size = match file_size.and_then(|s| i64::try_from(s).ok()) {
+        Some(s) => s,
+        None => match nix::sys::stat::fstat(file) {
+            Ok(st) => st.st_size,
+            Err(_) => return Spliced::Fallback,
+        },
+    };
+    let size = size.min(usize::try_from(file_size.saturating_sub(offset)).unwrap_or(0));
     if size < MIN_SPLICE {
         return Spliced::Fallback;
     }
