@@ -645,3 +645,42 @@ fn setattr_of_an_upper_file_reads_no_xattr() {
     assert_eq!((md.mode() & 0o777, md.mtime()), (0o644, 29));
     assert_eq!(fs::metadata(&made).unwrap().ino(), md.ino(), "st_ino of an upper file");
 }
+
+/// Entries and attributes of the upper stay in the kernel's cache as long as the lower ones (the
+/// upper changes only through the mount): a package manager coming back to the names it made a
+/// second later asks the daemon nothing (with the upper's old one-second TTL every name cost a
+/// LOOKUP and a GETATTR again), and what changes through the mount is still seen at once.
+#[test]
+fn upper_names_stay_cached_past_a_second() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some((s, m)) = setup() else { return };
+    fs::create_dir(m.path("newdir")).unwrap();
+    fs::write(m.path("newdir/made"), "made").unwrap();
+    fs::set_permissions(m.path("lower.txt"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(m.path("dir/a"), "changed").unwrap();
+    let names = ["newdir", "newdir/made", "lower.txt", "dir", "dir/a", "newdir/missing"];
+    // Every parent's attributes read once more (each change invalidated them).
+    for n in names {
+        let _ = fs::symlink_metadata(m.path(n));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1300));
+    let Some(replies) = daemon_replies(&m, || {
+        for n in names {
+            let _ = fs::symlink_metadata(m.path(n));
+        }
+    }) else {
+        return;
+    };
+    assert_eq!(replies, 0, "a second later the names and attributes were asked for again");
+    // Changes through the mount are seen at once.
+    fs::set_permissions(m.path("lower.txt"), fs::Permissions::from_mode(0o640)).unwrap();
+    assert_eq!(fs::metadata(m.path("lower.txt")).unwrap().permissions().mode() & 0o777, 0o640);
+    fs::write(m.path("newdir/missing"), "now").unwrap();
+    assert_eq!(fs::read_to_string(m.path("newdir/missing")).unwrap(), "now");
+    fs::rename(m.path("newdir/made"), m.path("dir/moved")).unwrap();
+    assert!(fs::symlink_metadata(m.path("newdir/made")).is_err());
+    assert_eq!(fs::read_to_string(m.path("dir/moved")).unwrap(), "made");
+    fs::write(m.path("dir/a"), "longer content").unwrap();
+    assert_eq!(fs::metadata(m.path("dir/a")).unwrap().len(), 14);
+    assert_eq!(fs::read_to_string(s.p("upper/dir/moved")).unwrap(), "made");
+}

@@ -35,10 +35,14 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Kernel cache time for entries and attributes of immutable lower-layer files.
-pub(crate) const TTL_LOWER: Duration = Duration::from_secs(3600);
-/// Kernel cache time for upper-layer attributes.
-pub(crate) const TTL_UPPER: Duration = Duration::from_secs(1);
+/// Kernel cache time for entries (negative ones too) and attributes, of every layer. The lower
+/// layers never change and the upper changes only through this mount: the kernel updates or
+/// drops what its own requests change (the dentries of a create, unlink or rename, a setattr's
+/// reply, the attributes a write or a new name in a directory invalidates), and what the daemon
+/// changes on its own it tells the kernel (suid/sgid killed by a write: `inval_inode`). An
+/// upper entry's one second made dpkg ask again for each name it came back to a second later
+/// (a third of its LOOKUPs).
+pub(crate) const TTL: Duration = Duration::from_secs(3600);
 
 /// The strata union filesystem.
 pub struct StrataFs {
@@ -310,11 +314,6 @@ impl StrataFs {
     /// FUSE attributes of an entry.
     pub(crate) fn attr(&self, e: &Entry) -> FileAttr {
         to_attr(&e.stat, self.st_ino(e), e.is_dir() && e.is_merged())
-    }
-
-    /// How long the kernel may cache `e`.
-    pub(crate) fn ttl(&self, e: &Entry) -> Duration {
-        if self.in_upper(e) { TTL_UPPER } else { TTL_LOWER }
     }
 
     /// The directory fd (in `layer`) holding `e`, and `e`'s name in it. For the root, the

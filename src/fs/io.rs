@@ -13,7 +13,7 @@ use nix::sys::stat::{Mode, UtimensatFlags, utimensat};
 use nix::sys::time::TimeSpec;
 
 use super::attr::to_attr;
-use super::filesystem::{R, StrataFs, errno};
+use super::filesystem::{R, StrataFs, TTL, errno};
 use crate::union::Entry;
 
 /// What `open` found: the file, and where it lives.
@@ -209,7 +209,7 @@ impl StrataFs {
         let e = self.lookup_path(&up.path)?;
         // The node id is the file's st_ino (see `do_getattr`): no origin xattr is read again
         // because the change moved the ctime (three SETATTRs per file dpkg installs).
-        Ok((to_attr(&e.stat, ino, e.is_dir() && e.is_merged()), self.ttl(&e)))
+        Ok((to_attr(&e.stat, ino, e.is_dir() && e.is_merged()), TTL))
     }
 
     /// getattr, by name or (for a node whose names are gone) through an open file of it.
@@ -219,7 +219,7 @@ impl StrataFs {
     /// create).
     pub(crate) fn do_getattr(&self, ino: u64, fh: Option<u64>) -> R<(FileAttr, std::time::Duration)> {
         match self.entry_shared(ino) {
-            Ok(e) => Ok((to_attr(&e.stat, ino, e.is_dir() && e.is_merged()), self.ttl(&e))),
+            Ok(e) => Ok((to_attr(&e.stat, ino, e.is_dir() && e.is_merged()), TTL)),
             Err(Errno::ESTALE) => self.unlinked_attr(ino, fh),
             Err(err) => Err(err),
         }

@@ -28,8 +28,8 @@
 //! - Data of opened files goes through FUSE passthrough when the kernel allows it (root,
 //!   kernel ≥ 6.9), else through read/write requests. Permission checks are the kernel's
 //!   (`default_permissions`). POSIX and BSD locks are handled by the kernel (not forwarded).
-//! - Several request threads with cloned /dev/fuse fds; readdirplus; long kernel TTLs for
-//!   lower-layer entries and cached listings for lower-only directories.
+//! - Several request threads with cloned /dev/fuse fds; readdirplus; long kernel TTLs (the
+//!   layers change only through the mount) and cached listings for lower-only directories.
 //! - No operation panics out: errors become an errno and a log line.
 //!
 //! Mounting: [`mount_foreground`], [`mount_daemon`] (returns once the mount answers),

@@ -19,7 +19,7 @@ use fuser::{
 use nix::errno::Errno;
 
 use super::attr::id_only_attr;
-use super::filesystem::{R, StrataFs, TTL_UPPER, lock};
+use super::filesystem::{R, StrataFs, TTL, lock};
 use super::handles::FileHandle;
 use super::io::{Opened, SetAttr};
 use super::upper::Caller;
@@ -68,8 +68,7 @@ impl StrataFs {
         match r {
             Ok(e) => {
                 let (attr, generation) = self.remember(&e);
-                let ttl = self.ttl(&e);
-                reply.entry(&ttl, &attr, Generation(generation));
+                reply.entry(&TTL, &attr, Generation(generation));
             }
             Err(err) => reply.error(err),
         }
@@ -209,7 +208,7 @@ impl Filesystem for StrataFs {
                 lock(&self.nodes).cache(&e);
                 self.stack.offer_dir_fds(&e.path, &e.layers);
             }
-            Ok(Some((attr, self.ttl(&e), generation)))
+            Ok(Some((attr, TTL, generation)))
         });
         match r {
             Ok(Some((attr, ttl, generation))) => reply.entry(&ttl, &attr, Generation(generation)),
@@ -217,7 +216,7 @@ impl Filesystem for StrataFs {
             // asking again for a missing name (what package managers do a lot) stays in the
             // kernel. A name can only appear through this mount (the layers below never change),
             // and the kernel drops the negative entry itself when it makes one there.
-            Ok(None) => reply.entry(&TTL_UPPER, &id_only_attr(0), Generation(0)),
+            Ok(None) => reply.entry(&TTL, &id_only_attr(0), Generation(0)),
             Err(e) => reply.error(e),
         }
     }
@@ -476,8 +475,7 @@ impl Filesystem for StrataFs {
                 Some(le) => self.plus_entry(dir, current, le).is_some_and(|(e, attr)| {
                     let mut nodes = lock(&self.nodes);
                     let generation = nodes.generation(attr.ino.0);
-                    let full =
-                        reply.add(attr.ino, d.next, d.name, &self.ttl(&e), &attr, Generation(generation));
+                    let full = reply.add(attr.ino, d.next, d.name, &TTL, &attr, Generation(generation));
                     if !full {
                         nodes.remember(attr.ino.0, &e.path, 1);
                     }
@@ -601,10 +599,9 @@ impl Filesystem for StrataFs {
                     let _ns = self.ns.read().unwrap_or_else(|e| e.into_inner());
                     lock(&self.nodes).cache(&e);
                 }
-                let ttl = self.ttl(&e);
                 match backing {
-                    Some(b) => reply.created_passthrough(&ttl, &attr, Generation(generation), Fh(fh), fl, &b),
-                    None => reply.created(&ttl, &attr, Generation(generation), Fh(fh), fl),
+                    Some(b) => reply.created_passthrough(&TTL, &attr, Generation(generation), Fh(fh), fl, &b),
+                    None => reply.created(&TTL, &attr, Generation(generation), Fh(fh), fl),
                 }
             }
             Err(e) => reply.error(e),

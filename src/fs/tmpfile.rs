@@ -23,7 +23,7 @@ use nix::unistd::{Gid, Uid, fchown, linkat};
 
 use super::attr::to_attr;
 use super::copyup::tolerate_eperm;
-use super::filesystem::{R, StrataFs, lock};
+use super::filesystem::{R, StrataFs, TTL, lock};
 use super::handles::FileHandle;
 use super::upper::{Caller, new_owner};
 
@@ -107,7 +107,7 @@ impl StrataFs {
             drop(ns);
             let e = self.do_link(ino, parent, name)?;
             let (attr, generation) = self.remember(&e);
-            return Ok((attr, self.ttl(&e), generation));
+            return Ok((attr, TTL, generation));
         }
         // A lower file has no upper object to link (and the kernel only links a nameless
         // file that was made as an O_TMPFILE).
@@ -130,6 +130,6 @@ impl StrataFs {
             return Err(Errno::ENOENT);
         };
         let e = self.after_create(&pe, name, false, None)?;
-        Ok((to_attr(&e.stat, ino, false), self.ttl(&e), generation))
+        Ok((to_attr(&e.stat, ino, false), TTL, generation))
     }
 }
