@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::error::{Error, ErrorKind};
 
 fn main() -> ExitCode {
+    strata::sys::daemon::note_inherited();
     let cli = match strata::cli::Cli::parse_args() {
         Ok(cli) => cli,
         // --help and --version print to stdout and exit 0.

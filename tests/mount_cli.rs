@@ -477,3 +477,26 @@ fn umount_returns_with_the_upper_complete_and_the_record_keeps_its_inode() {
         .filter(|e| e.file_name().to_string_lossy().starts_with(".mount.json"));
     assert!(spares.count() <= 2);
 }
+
+/// The daemon keeps nothing the command inherited: a script that holds a lock (here on fd 7)
+/// while it mounts has it back when its shell exits, not when the mount ends.
+#[test]
+fn the_daemon_keeps_no_descriptor_the_command_inherited() {
+    let s = with_container();
+    let (lock, at) = (s.path("script.lock"), s.path("mnt"));
+    std::fs::create_dir_all(&at).unwrap();
+    let script = "exec 7>>\"$1\" && flock 7 && \"$2\" --root \"$3\" mount web \"$4\"";
+    let out = Command::new("sh")
+        .args(["-c", script, "sh"])
+        .arg(&lock)
+        .arg(env!("CARGO_BIN_EXE_strata"))
+        .arg(s.root())
+        .arg(&at)
+        .output()
+        .unwrap();
+    let _m = Mounted { s: &s, at: at.clone() };
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(common::mount::is_mounted(&at));
+    let free = Command::new("flock").args(["-n"]).arg(&lock).arg("true").status().unwrap();
+    assert!(free.success(), "the mount daemon still holds the script's lock");
+}

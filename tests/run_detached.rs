@@ -477,3 +477,26 @@ fn rm_f_kills_through_the_first_process_without_the_runtime() {
     assert!(calls.lines().any(|l| l.contains(" exec ")), "the wrapper was not used: {calls}");
     assert!(!calls.lines().any(|l| l.contains(" kill ")), "rm -f ran the runtime to kill: {calls}");
 }
+
+/// A container's monitor keeps nothing `run -d` inherited: a script's lock (fd 7) is free once
+/// its shell exits, while the container runs on.
+#[test]
+fn the_monitor_keeps_no_descriptor_the_command_inherited() {
+    let Some(s) = setup() else { return };
+    let _c = Cleanup(&s);
+    let lock = s.path("script.lock");
+    let script = "exec 7>>\"$1\" && flock 7 && \"$2\" --root \"$3\" run -d bb:1 sleep 30";
+    let out = std::process::Command::new("sh")
+        .args(["-c", script, "sh"])
+        .arg(&lock)
+        .arg(env!("CARGO_BIN_EXE_strata"))
+        .arg(s.root())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert_eq!(state(&s, &id)["status"], "running");
+    let free = std::process::Command::new("flock").arg("-n").arg(&lock).arg("true").status().unwrap();
+    assert!(free.success(), "the container's monitor (or its mount daemon) still holds the script's lock");
+}

@@ -192,6 +192,7 @@ fn running_as_root() -> bool {
 }
 
 fn main() -> ExitCode {
+    strata::sys::daemon::note_inherited();
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let args = match parse_args(&argv) {
         Ok(a) => a,

@@ -76,6 +76,7 @@ fn spawn_detached(root: &Path, c: &ContainerRecord, lock: ContainerLock) -> Resu
         ForkResult::Child => {
             drop(rd);
             daemon::detach_from_session();
+            daemon::close_inherited();
             let dir = root.join("containers").join(&c.id);
             let _ = redirect_stdio(&dir.join("monitor.log"));
             let _ = std::env::set_current_dir("/");

@@ -404,6 +404,7 @@ fn fork_daemon(opts: &MountOptions, mountpoint: &Path, double: bool) -> Result<P
             } else {
                 let _ = nix::unistd::setsid();
             }
+            daemon::close_inherited();
             let wr = std::cell::RefCell::new(Some(File::from(wr)));
             let code = match serve_daemon(opts, &mountpoint, &wr) {
                 Ok(()) => 0,

@@ -1,6 +1,45 @@
 //! fork(2) for daemonising a mount daemon or a container monitor.
 
+use std::os::fd::{BorrowedFd, RawFd};
+use std::sync::OnceLock;
+
 use nix::unistd::ForkResult;
+
+/// The descriptors above stdio this process was started with (a caller's lock, the write end
+/// of a `$(…)`'s pipe), with the file each names: noted before strata opens anything.
+static INHERITED: OnceLock<Vec<(RawFd, u64, u64)>> = OnceLock::new();
+
+/// Notes the descriptors this process inherited, for [`close_inherited`]. The first thing a
+/// binary that may fork a daemon does; without /proc it notes none.
+pub fn note_inherited() {
+    let listed: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
+        .map(|dir| {
+            dir.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).filter(|&fd| fd > 2).collect()
+        })
+        .unwrap_or_default();
+    // The listing's own descriptor is among them, closed now: fstat leaves it out.
+    let _ = INHERITED
+        .set(listed.into_iter().filter_map(|fd| identity(fd).map(|(dev, ino)| (fd, dev, ino))).collect());
+}
+
+/// In a daemon just forked (a mount daemon, a container's monitor): closes what the command
+/// inherited, which would otherwise stay open as long as the mount or the container (a script's
+/// `flock` held for the mount's life, a `$(strata …)` never reaching its end). A number strata
+/// closed and reused since names another file then, and stays.
+pub fn close_inherited() {
+    for &(fd, dev, ino) in INHERITED.get().into_iter().flatten() {
+        if identity(fd) == Some((dev, ino)) {
+            let _ = nix::unistd::close(fd);
+        }
+    }
+}
+
+/// The device and inode `fd` names, if it is open.
+fn identity(fd: RawFd) -> Option<(u64, u64)> {
+    // SAFETY: fstat only reads the descriptor's file status; a closed number fails with EBADF.
+    let st = nix::sys::stat::fstat(unsafe { BorrowedFd::borrow_raw(fd) }).ok()?;
+    Some((st.st_dev, st.st_ino))
+}
 
 /// Forks the process.
 ///
