@@ -16,7 +16,7 @@ use super::runtime::{self, Runtime};
 use super::started::Started;
 use super::{init_layer, user};
 use crate::store::Store;
-use crate::store::containers::{ContainerRecord, MountRecord, RunConfig, write_container_runtime};
+use crate::store::containers::{ContainerRecord, MountRecord, RunConfig, write_mount_record};
 use crate::sys::daemon::ProcessHandle;
 use crate::union::Stack;
 
@@ -198,7 +198,7 @@ impl Ready {
         let config = bundle?;
         let pid = mounted.with_context(|| format!("mounting container {}", c.name))?;
         let record = MountRecord { mountpoint: ready.rootfs.clone(), pid: pid.as_raw() };
-        write_container_runtime(&ready.dir, "mount.json", Some(&record))?;
+        write_mount_record(&ready.dir, Some(&record))?;
         tracing::debug!(container = %c.short_id(), "mounted");
         // Mounted: a runtime started early may go on now.
         if let Some(mut pipe) = config_pipe {
@@ -297,7 +297,7 @@ impl Ready {
             // Our child (`spawn_daemon`): no zombie left for a long-lived caller (a build).
             crate::fs::mount::reap_daemon(pid);
         }
-        let forgotten = write_container_runtime::<MountRecord>(&self.dir, "mount.json", None);
+        let forgotten = write_mount_record(&self.dir, None);
         if let Some(f) = removing {
             f();
         }

@@ -15,9 +15,7 @@ use super::runtime::{self, Runtime};
 use super::spec::{self, RunFlags};
 use super::started::Started;
 use super::status::{self, Status, now_ms};
-use crate::store::containers::{
-    ContainerRecord, MountRecord, RunState, new_container_id, read_container_runtime,
-};
+use crate::store::containers::{ContainerRecord, RunState, new_container_id, read_container_runtime};
 use crate::store::{ImageRecord, Store};
 
 /// How long `rm -f` and `start` wait for a container's lock (a monitor or mount finishing).
@@ -76,7 +74,7 @@ pub fn clean_dead(store: &Store, c: &ContainerRecord) -> Result<()> {
     }
     let _lock = ContainerLock::acquire_within(&dir, LOCK_WAIT, || Ok(()))?
         .with_context(|| format!("container {} is still held by another process", c.name))?;
-    crate::store::containers::write_container_runtime::<MountRecord>(&dir, "mount.json", None)?;
+    crate::store::containers::write_mount_record(&dir, None)?;
     let mut st = c.state.clone().unwrap_or_default();
     st.status = "exited".into();
     if st.exit_code == 0 {

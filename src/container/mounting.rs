@@ -13,9 +13,7 @@ use super::lock::ContainerLock;
 use super::umount;
 use crate::fs::mount::{MountOptions, is_alive, is_mounted, mount_foreground, spawn_daemon};
 use crate::store::LockMode;
-use crate::store::containers::{
-    ContainerRecord, MountRecord, read_container_runtime, write_container_runtime,
-};
+use crate::store::containers::{ContainerRecord, MountRecord, read_container_runtime, write_mount_record};
 use crate::store::mounts::ImageMount;
 use crate::store::{ImageRecord, Store};
 use crate::sys::daemon::ProcessHandle;
@@ -139,7 +137,7 @@ pub fn mount_container(store: Store, c: &ContainerRecord, req: &MountRequest) ->
     let mountpoint = crate::fs::mount::absolute(&req.mountpoint)?;
     let record = |pid: i32| -> Result<()> {
         let m = (pid != 0).then(|| MountRecord { mountpoint: mountpoint.clone(), pid });
-        crate::store::containers::write_container_runtime(&dir, "mount.json", m.as_ref())
+        crate::store::containers::write_mount_record(&dir, m.as_ref())
     };
     // Recorded (with this process's pid) before the store is given back, so a second mount,
     // which gets the store next, is told where this one is going while it is being set up.
@@ -248,7 +246,7 @@ fn clear_mount_record(store: &Store, c: &ContainerRecord) -> Result<()> {
 /// left to clear.
 fn clear_mount_record_at(dir: &std::path::Path) -> Result<()> {
     match ContainerLock::acquire_within(dir, Duration::from_secs(5), || Ok(())) {
-        Ok(Some(_lock)) => write_container_runtime::<MountRecord>(dir, "mount.json", None),
+        Ok(Some(_lock)) => write_mount_record(dir, None),
         Ok(None) => Ok(()),
         Err(_) if !dir.exists() => Ok(()),
         Err(e) => Err(e),
@@ -306,7 +304,7 @@ pub fn unmount_container_released(store: Store, c: &ContainerRecord, lazy: bool)
     let start = std::time::Instant::now();
     let daemon_running = || !handle.wait_exit(Duration::ZERO).unwrap_or(true);
     match ContainerLock::wait(&dir, LOCK_TICK, || daemon_running() && start.elapsed() < UNMOUNT_TIMEOUT) {
-        Ok(Some(_lock)) => write_container_runtime::<MountRecord>(&dir, "mount.json", None),
+        Ok(Some(_lock)) => write_mount_record(&dir, None),
         Ok(None) if daemon_running() => bail!("mount daemon {pid} still running after {UNMOUNT_TIMEOUT:?}"),
         Ok(None) => clear_mount_record_at(&dir),
         Err(_) if !dir.exists() => Ok(()),

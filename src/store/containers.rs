@@ -243,7 +243,7 @@ impl Store {
 
     /// Records (or, with `None`, forgets) the daemon serving container `id`.
     pub fn set_container_mount(&self, id: &str, mount: Option<&MountRecord>) -> Result<()> {
-        write_container_runtime(&self.container_dir(id), "mount.json", mount)
+        write_mount_record(&self.container_dir(id), mount)
     }
 
     /// Deletes a container without the store lock, as a `--rm` container's monitor does when its
@@ -285,14 +285,11 @@ impl Store {
     }
 }
 
-/// Writes (or, with `None`, removes) a runtime record of a container, `mount.json` or
-/// `state.json`: staged in the container's own directory and renamed, so it needs no store lock,
-/// only the container's lock (see `container::lock`).
+/// Writes (or, with `None`, removes) a runtime record of a container (`state.json`; the mount
+/// record has [`write_mount_record`]): staged in the container's own directory and renamed, so it
+/// needs no store lock, only the container's lock (see `container::lock`).
 pub fn write_container_runtime<T: Serialize>(dir: &Path, name: &str, value: Option<&T>) -> Result<()> {
     let path = dir.join(name);
-    if name == "mount.json" {
-        return write_reusing_inodes(dir, &path, value);
-    }
     match value {
         Some(v) => {
             let staged = dir.join(format!(".{name}.{}", std::process::id()));
@@ -317,7 +314,8 @@ pub fn write_container_runtime<T: Serialize>(dir: &Path, name: &str, value: Opti
 /// mount + umount pair made two and freed two (the unlink alone was 0.35 ms of `strata umount`).
 /// A reader sees the whole old record, the whole new one, or none, as with a staged rename.
 /// Every writer holds the container's lock, so the spares are never written by two at once.
-fn write_reusing_inodes<T: Serialize>(dir: &Path, path: &Path, value: Option<&T>) -> Result<()> {
+pub fn write_mount_record(dir: &Path, value: Option<&MountRecord>) -> Result<()> {
+    let path = &dir.join("mount.json");
     let spares = [dir.join(".mount.json.spare0"), dir.join(".mount.json.spare1")];
     let Some(v) = value else {
         let result = match spares.iter().find(|s| std::fs::symlink_metadata(s).is_err()) {
