@@ -123,7 +123,7 @@ pub fn wait_stopped(dir: &Path, c: &ContainerRecord, timeout: Duration) -> bool 
     }
     let running = || {
         let mut now = c.clone();
-        now.state = read_container_runtime(dir, "state.json");
+        now.state = status::settled_state(|| read_container_runtime(dir, "state.json"));
         dir.exists() && status::status(&now) == Status::Running
     };
     while running() {
@@ -224,7 +224,7 @@ pub fn wait(dir: &Path, c: &ContainerRecord) -> Result<i32> {
                 .with_context(|| format!("container {} was removed", c.name));
         }
         let mut now = c.clone();
-        now.state = read_container_runtime(dir, "state.json");
+        now.state = status::settled_state(|| read_container_runtime(dir, "state.json"));
         match status::status(&now) {
             Status::Exited { code, .. } => return Ok(code),
             Status::Dead => {

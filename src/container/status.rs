@@ -70,3 +70,48 @@ pub fn status(c: &ContainerRecord) -> Status {
         Some(_) => Status::Created,
     }
 }
+
+/// A container's state as `read` gives it, settled: the monitor writes the final state before it
+/// exits, so a state still running whose monitor is gone is read once more, now that it is gone,
+/// before it counts as Dead (the monitor may have written it and exited between the first read
+/// and the look at the monitor: `wait` then said 137 for a process that exited 0).
+pub fn settled_state(read: impl Fn() -> Option<RunState>) -> Option<RunState> {
+    let first = read();
+    match &first {
+        Some(s) if (s.status == "running" || s.status == "starting") && !monitor_alive(s) => read(),
+        _ => first,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The second read, made once the monitor is seen gone, is the one that counts.
+    #[test]
+    fn a_state_written_as_its_monitor_exits_is_read_again() {
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        let pid = gone.id() as i32;
+        gone.wait().unwrap();
+        let reads = std::cell::Cell::new(0);
+        let read = || {
+            reads.set(reads.get() + 1);
+            let status = if reads.get() == 1 { "running" } else { "exited" };
+            Some(RunState { status: status.into(), monitor_pid: pid, ..RunState::default() })
+        };
+        let st = settled_state(read).unwrap();
+        assert_eq!((st.status.as_str(), reads.get()), ("exited", 2));
+        // A live monitor's state is taken as read.
+        reads.set(0);
+        let alive = || {
+            reads.set(reads.get() + 1);
+            Some(RunState {
+                status: "running".into(),
+                monitor_pid: std::process::id() as i32,
+                ..RunState::default()
+            })
+        };
+        assert_eq!(settled_state(alive).unwrap().status, "running");
+        assert_eq!(reads.get(), 1);
+    }
+}
