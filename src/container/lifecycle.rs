@@ -59,6 +59,12 @@ pub(crate) fn runtime_of(store: &Store, c: &ContainerRecord) -> Result<Runtime> 
 /// A container whose monitor was killed: stop what the runtime still runs, take the mount down,
 /// and record it as exited (Docker's 137 for a process killed by SIGKILL).
 pub fn clean_dead(store: &Store, c: &ContainerRecord) -> Result<()> {
+    // The monitor writes its final state, then exits: one caught in between is not dead, and its
+    // state (the real exit code) stays.
+    let now = read_container_runtime::<RunState>(&store.container_dir(&c.id), "state.json");
+    if now.is_some_and(|s| s.status == "exited") {
+        return Ok(());
+    }
     if let Ok(rt) = runtime_of(store, c) {
         rt.delete(&c.id);
     }
@@ -535,4 +541,42 @@ pub fn top(store: &Store, c: &ContainerRecord, ps_args: &[String]) -> Result<Str
 /// Where a container's log is.
 pub fn log_path(store: &Store, c: &ContainerRecord) -> std::path::PathBuf {
     super::logs::path(&store.container_dir(&c.id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::LockMode;
+    use crate::store::containers::write_container_runtime;
+
+    /// `rm` or `start` that saw a container running under a monitor gone by the time it looked
+    /// (the monitor had written its final state and exited in between) keeps the real exit code.
+    #[test]
+    fn a_monitor_caught_between_its_final_state_and_its_exit_is_not_dead() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path(), LockMode::Exclusive).unwrap();
+        let id = "ab".repeat(32);
+        let dir = store.container_dir(&id);
+        std::fs::create_dir_all(&dir).unwrap();
+        let exited = RunState { status: "exited".into(), exit_code: 0, ..RunState::default() };
+        write_container_runtime(&dir, "state.json", Some(&exited)).unwrap();
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        let monitor_pid = gone.id() as i32;
+        gone.wait().unwrap();
+        let seen = RunState { status: "running".into(), monitor_pid, ..RunState::default() };
+        let c = ContainerRecord {
+            id: id.clone(),
+            name: "x".into(),
+            image: crate::oci::Digest::from_hex(&"cd".repeat(32)).unwrap(),
+            image_name: "x".into(),
+            created: 0,
+            config: None,
+            mount: None,
+            state: Some(seen),
+        };
+        assert_eq!(status::status(&c), Status::Dead);
+        clean_dead(&store, &c).unwrap();
+        let st: RunState = read_container_runtime(&dir, "state.json").unwrap();
+        assert_eq!((st.status.as_str(), st.exit_code), ("exited", 0));
+    }
 }
