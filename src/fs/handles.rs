@@ -23,12 +23,18 @@ pub struct FileHandle {
     pub file: Arc<File>,
     /// Node id.
     pub ino: u64,
-    /// Whether `file` is in the upper layer.
-    pub upper: bool,
-    /// A lower file's size (a layer never changes): a READ's reply needs no `fstat` for it.
+    /// `None`: `file` is in the upper layer. `Some`: a lower file, and its size (a layer never
+    /// changes), so a READ's reply needs no `fstat` for it.
     pub lower_size: Option<u64>,
     /// Keeps the kernel's backing file alive while this handle is open.
     pub backing: Option<Arc<BackingId>>,
+}
+
+impl FileHandle {
+    /// Whether `file` is in the upper layer.
+    pub fn is_upper(&self) -> bool {
+        self.lower_size.is_none()
+    }
 }
 
 /// A directory being read. strata answers opendir with ENOSYS, so the kernel opens

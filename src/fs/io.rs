@@ -147,7 +147,7 @@ impl StrataFs {
     /// write(2) at an offset.
     pub(crate) fn do_write(&self, fh: u64, offset: u64, data: &[u8]) -> R<u32> {
         let h = self.handles.file(fh).ok_or(Errno::EBADF)?;
-        if !h.upper {
+        if !h.is_upper() {
             return Err(Errno::EBADF);
         }
         h.file.write_all_at(data, offset).map_err(errno)?;
@@ -173,7 +173,7 @@ impl StrataFs {
         let is_link = up.stat.st_mode & libc::S_IFMT == libc::S_IFLNK;
         self.chown_chmod(dfd.as_fd(), name, is_link, a.uid, a.gid, a.mode)?;
         if let Some(size) = a.size {
-            let h = a.fh.and_then(|fh| self.handles.file(fh)).filter(|h| h.upper);
+            let h = a.fh.and_then(|fh| self.handles.file(fh)).filter(|h| h.is_upper());
             let res = match h {
                 Some(h) => h.file.set_len(size),
                 None => {
@@ -264,7 +264,7 @@ impl StrataFs {
     /// fallocate(2).
     pub(crate) fn do_fallocate(&self, fh: u64, offset: u64, length: u64, mode: i32) -> R<()> {
         let h = self.handles.file(fh).ok_or(Errno::EBADF)?;
-        if !h.upper {
+        if !h.is_upper() {
             return Err(Errno::EBADF);
         }
         let flags = nix::fcntl::FallocateFlags::from_bits_truncate(mode);

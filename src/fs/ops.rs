@@ -130,7 +130,6 @@ impl StrataFs {
         let fh = self.handles.add_file(FileHandle {
             file: Arc::new(o.file),
             ino,
-            upper: o.upper,
             lower_size: (!o.upper).then(|| u64::try_from(o.entry.stat.st_size).unwrap_or(0)),
             backing: backing.clone(),
         });

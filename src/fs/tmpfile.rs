@@ -86,7 +86,6 @@ impl StrataFs {
         let fh = self.handles.add_file(FileHandle {
             file: Arc::new(t.file),
             ino: t.ino,
-            upper: true,
             lower_size: None,
             backing: backing.clone(),
         });
@@ -112,7 +111,7 @@ impl StrataFs {
         // A lower file has no upper object to link (and the kernel only links a nameless
         // file that was made as an O_TMPFILE).
         let h = self.open_file_of(ino, None).map_err(|_| Errno::ENOENT)?;
-        if !h.upper {
+        if !h.is_upper() {
             return Err(Errno::ENOENT);
         }
         let (pe, dirfd) = self.new_name(parent, name)?;

@@ -42,7 +42,7 @@ impl StrataFs {
     /// can't change, and has no name left to copy up).
     pub(crate) fn unlinked_setattr(&self, ino: u64, a: &SetAttr) -> R<(FileAttr, Duration)> {
         let h = self.open_file_of(ino, a.fh)?;
-        if !h.upper {
+        if !h.is_upper() {
             return Err(Errno::EROFS);
         }
         let f = &h.file;
@@ -90,7 +90,7 @@ impl StrataFs {
         flags: i32,
     ) -> R<()> {
         let h = self.open_file_of(ino, None)?;
-        if !h.upper {
+        if !h.is_upper() {
             return Err(Errno::EROFS);
         }
         let cur = h.file.get_xattr(name).map_err(errno)?;
@@ -105,7 +105,7 @@ impl StrataFs {
 
     pub(crate) fn unlinked_removexattr(&self, ino: u64, name: &std::ffi::OsStr) -> R<()> {
         let h = self.open_file_of(ino, None)?;
-        if !h.upper {
+        if !h.is_upper() {
             return Err(Errno::EROFS);
         }
         h.file.remove_xattr(name).map_err(errno)
