@@ -220,18 +220,6 @@ impl Ready {
         self.launch().pid_file()
     }
 
-    /// Spawns the runtime with the given stdio (and `console`, a console socket: see `console`).
-    pub fn spawn(
-        &self,
-        stdin: Stdio,
-        stdout: Stdio,
-        stderr: Stdio,
-        own_group: bool,
-        console: Option<&Path>,
-    ) -> Result<Child> {
-        self.launch().spawn(stdin, stdout, stderr, own_group, console)
-    }
-
     /// The container's exit code from the runtime's, or why the process never started.
     pub fn outcome(&self, status: ExitStatus) -> std::result::Result<i32, StartError> {
         use std::os::unix::process::ExitStatusExt;

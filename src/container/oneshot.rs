@@ -210,7 +210,7 @@ fn run_in(
         Output::Inherit => {
             let (out, out_copier) = super::stdio::forwarded_output(std::io::stdout())?;
             let (err, err_copier) = super::stdio::forwarded_output(std::io::stderr())?;
-            let mut child = ready.spawn(super::stdio::empty_input()?, out, err, false, None)?;
+            let mut child = ready.launch().spawn(super::stdio::empty_input()?, out, err, false, None)?;
             let status = match ready.wait_started(&mut child) {
                 Ok(Started::Running(_)) => {
                     cancel.running(&ready.runtime, &ready.id);
@@ -227,8 +227,13 @@ fn run_in(
         Output::Capture { stdout, stderr } => {
             let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
             let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-            let mut child =
-                ready.spawn(super::stdio::empty_input()?, out_w.into(), err_w.into(), false, None)?;
+            let mut child = ready.launch().spawn(
+                super::stdio::empty_input()?,
+                out_w.into(),
+                err_w.into(),
+                false,
+                None,
+            )?;
             // The output waits in the pipes until the start is decided: what the runtime prints
             // when the process can't start is the StartError's message, not the output.
             let gate = Gate::default();
